@@ -1,0 +1,137 @@
+# KalshiBook - build, run and test.
+#
+#   make            build lib/libkb.a, app/kalshibook-fcgi, app/kbctl (gcc, -Werror)
+#   make deps       install every Debian package the project needs (apt-get)
+#   make run        local stack: Postgres under var/, workers, nginx (HTTPS); Ctrl-C stops it
+#   make check      -Werror builds (gcc and clang), unit + integration tests under ASan/UBSan
+#   make bench      throughput/latency table with same-run baselines
+#
+# VARIANT=release (default) builds in place; VARIANT=asan builds everything
+# with clang and AddressSanitizer/UBSan under build/asan/ (what make check runs).
+
+VARIANT ?= release
+
+PKGS_BUILD := build-essential pkg-config clang libclang-rt-14-dev \
+	libfcgi-dev libpq-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev check
+PKGS_RUN := postgresql nginx openssl curl ca-certificates procps iproute2
+PKGS_TEST := wrk
+PKGS := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)
+
+PC_LIBS := libpq libcurl libcjson libsodium openssl fcgi
+PC_CFLAGS = $(shell pkg-config --cflags $(PC_LIBS) 2>/dev/null)
+PC_LDLIBS = $(shell pkg-config --libs $(PC_LIBS) 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LDLIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+WARN := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+	-Wstrict-prototypes -Wmissing-prototypes -Wvla -Wwrite-strings
+DEFS := -DKB_DEFAULT_MIGRATIONS_DIR='"$(or $(MIGRATIONS_DIR),db/migrations)"'
+
+ifeq ($(VARIANT),asan)
+CC := clang
+B := build/asan
+OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	-DKB_ARENA_DEBUG
+LDSAN := -fsanitize=address,undefined
+LIBKB := $(B)/lib/libkb.a
+APPDIR := $(B)/app
+else
+CC ?= cc
+B := build/release
+OPT := -O2 -g
+LDSAN :=
+LIBKB := lib/libkb.a
+APPDIR := app
+endif
+
+CFLAGS_ALL = $(WARN) $(OPT) $(DEFS) -Ilib $(PC_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL = $(LDSAN) $(LDFLAGS)
+
+LIB_SRCS := $(sort $(wildcard lib/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
+
+# app objects shared by the server and the unit tests (no FastCGI, no main)
+APP_CORE_SRCS := app/router.c app/routes.c app/dispatch.c $(sort $(wildcard app/h_*.c))
+APP_CORE_OBJS := $(APP_CORE_SRCS:%.c=$(B)/%.o)
+FCGI_SRCS := app/master.c app/worker.c app/fcgi.c app/sdnotify.c
+FCGI_OBJS := $(FCGI_SRCS:%.c=$(B)/%.o)
+KBCTL_SRCS := app/kbctl.c $(sort $(wildcard app/kbctl_*.c))
+KBCTL_OBJS := $(KBCTL_SRCS:%.c=$(B)/%.o)
+
+UNIT_SRCS := $(sort $(wildcard t/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:%.c=$(B)/%)
+INTEG_SRCS := $(sort $(wildcard t/integration/test_*.c))
+INTEG_BINS := $(INTEG_SRCS:%.c=$(B)/%)
+INTEG_HARNESS := t/integration/kbt.c
+
+PROGS := $(APPDIR)/kalshibook-fcgi $(APPDIR)/kbctl
+
+.PHONY: all deps run check check-build tests bench clean format
+.DEFAULT_GOAL := all
+
+all: $(LIBKB) $(PROGS)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+
+$(LIBKB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(APPDIR)/kalshibook-fcgi: $(FCGI_OBJS) $(APP_CORE_OBJS) $(LIBKB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(FCGI_OBJS) $(APP_CORE_OBJS) $(LIBKB) $(PC_LDLIBS)
+
+$(APPDIR)/kbctl: $(KBCTL_OBJS) $(LIBKB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(KBCTL_OBJS) $(LIBKB) $(PC_LDLIBS)
+
+$(B)/t/unit/%: t/unit/%.c $(APP_CORE_OBJS) $(LIBKB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Iapp -It $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
+		$(APP_CORE_OBJS) $(LIBKB) $(PC_LDLIBS) $(CHECK_LDLIBS)
+
+$(B)/t/integration/%: t/integration/%.c $(INTEG_HARNESS) t/integration/kbt.h $(LIBKB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -It -It/integration $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
+		$(INTEG_HARNESS) $(LIBKB) $(PC_LDLIBS) $(CHECK_LDLIBS)
+
+tests: $(UNIT_BINS) $(INTEG_BINS)
+
+# Install what is missing; apt-get runs only when a package is absent.
+deps:
+	@missing=$$(for p in $(PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		SUDO=; [ "$$(id -u)" -eq 0 ] || SUDO="sudo -n"; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+run: deps
+	$(MAKE) VARIANT=release all
+	t/stack.sh run var
+
+# gcc -Werror build, then the clang ASan/UBSan build and its tests.
+check-build: deps
+	$(MAKE) VARIANT=release all
+	$(MAKE) VARIANT=asan all tests
+
+check: check-build
+	t/run-tests.sh build/asan
+
+bench: deps
+	$(MAKE) VARIANT=release all
+	t/bench/bench.sh "$(CURDIR)"
+
+format:
+	clang-format -i lib/*.[ch] app/*.[ch] t/unit/*.c t/integration/*.[ch]
+
+clean:
+	rm -rf build lib/libkb.a app/kalshibook-fcgi app/kbctl
+
+-include $(LIB_OBJS:.o=.d) $(APP_CORE_OBJS:.o=.d) $(FCGI_OBJS:.o=.d) $(KBCTL_OBJS:.o=.d)

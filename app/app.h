@@ -1,0 +1,43 @@
+/* app.h - what the programs in app/ share: the router, the dispatcher, handlers.
+ *
+ * Includes point app -> lib, never back. Only app/fcgi.c includes fcgiapp.h.
+ */
+#ifndef KB_APP_H
+#define KB_APP_H
+
+#include <stddef.h>
+
+#include "kb_http.h"
+
+typedef kb_err kb_handler_fn(const kb_req *req, kb_ctx *ctx);
+
+typedef struct kb_route {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/keys/{key_id}/reveal": {..} matches one segment */
+    kb_handler_fn *fn;
+} kb_route;
+
+/* The route table (app/routes.c), literal routes before parameterised ones. */
+extern const kb_route kb_routes[];
+extern const size_t kb_nroutes;
+
+typedef enum kb_match {
+    KB_MATCH_OK,          /* *route set, req->params filled */
+    KB_MATCH_NO_PATH,     /* 404 not_found */
+    KB_MATCH_BAD_METHOD,  /* 405; allow holds "GET, POST" */
+} kb_match;
+
+/*
+ * Match req->method and req->path against the table. Path segments are
+ * percent-decoded before comparison; decoded parameters go to req->params.
+ */
+kb_match kb_router_match(const kb_route *routes, size_t n, kb_req *req, const kb_route **route,
+                         char *allow, size_t allowsz);
+
+/* Route, run the handler and leave a complete response in ctx (never fails). */
+void kb_dispatch(kb_req *req, kb_ctx *ctx);
+
+/* Handlers, one file per API area. */
+kb_err h_health(const kb_req *req, kb_ctx *ctx);
+
+#endif

@@ -1,0 +1,36 @@
+/* dispatch.c - request -> route -> handler -> response, independent of FastCGI. */
+#include "app.h"
+
+#include <string.h>
+
+#include "kb_config.h"
+#include "kb_banned.h"
+
+void
+kb_dispatch(kb_req *req, kb_ctx *ctx)
+{
+    const kb_route *route = NULL;
+    char allow[128];
+    kb_err err;
+
+    if (req->body_too_large) {
+        err = kb_fail(ctx, KB_E_PAYLOAD_TOO_LARGE, "Request body exceeds %ld bytes.",
+                      kb_cfg.max_body);
+    } else {
+        switch (kb_router_match(kb_routes, kb_nroutes, req, &route, allow, sizeof(allow))) {
+        case KB_MATCH_OK:
+            ctx->route = route->pattern;
+            err = route->fn(req, ctx);
+            break;
+        case KB_MATCH_BAD_METHOD:
+            kb_resp_header(ctx, "Allow", "%s", allow);
+            err = kb_fail(ctx, KB_E_METHOD_NOT_ALLOWED, "Method not allowed. Allowed: %s.", allow);
+            break;
+        default:
+            err = kb_fail(ctx, KB_E_NOT_FOUND, "No route for this path.");
+            break;
+        }
+    }
+    if (err != KB_OK)
+        kb_resp_error(ctx, req, err);
+}

@@ -1,0 +1,28 @@
+/* fcgi.h - the FastCGI adapter: the only bridge between libfcgi and kb_req/kb_ctx. */
+#ifndef KB_FCGI_H
+#define KB_FCGI_H
+
+#include "kb_http.h"
+
+typedef struct kb_fcgi kb_fcgi;
+
+/* Library init and one request object on listen_fd. Caller frees with kb_fcgi_free. */
+kb_fcgi *kb_fcgi_new(int listen_fd);
+void kb_fcgi_free(kb_fcgi *f);
+
+/*
+ * Accept the next request. Returns 1 with a request, 0 when there was none
+ * after all (another worker took it, or a signal), -1 on a real error.
+ */
+int kb_fcgi_accept(kb_fcgi *f);
+
+/* Build req from the FastCGI params and body (at most max_body bytes). */
+void kb_fcgi_read(kb_fcgi *f, kb_req *req, kb_arena *arena, long max_body);
+
+/* Write ctx->resp with Status, Content-Type, X-Request-ID and extra headers. */
+void kb_fcgi_write(kb_fcgi *f, const kb_req *req, const kb_ctx *ctx);
+
+/* Finish the request (flushes and closes the connection). */
+void kb_fcgi_finish(kb_fcgi *f);
+
+#endif

@@ -1,0 +1,52 @@
+/* kbctl.c - admin CLI entry point: `kbctl <command> [options]`. */
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "kbctl.h"
+#include "kb_config.h"
+#include "kb_log.h"
+#include "kb_banned.h"
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"migrate", kbctl_migrate, "apply db/migrations/*.sql in order (idempotent)"},
+    {"check-config", kbctl_check_config, "validate the environment and name every problem"},
+};
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: kbctl <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nRun 'kbctl <command> --help' for a command's options.\n"
+               "Exit codes: 0 ok, 1 failure, 64 usage, 78 configuration.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    kb_log_init("kbctl", KB_LOG_INFO);
+    if (sodium_init() < 0) {
+        fprintf(stderr, "kbctl: unable to initialise libsodium\n");
+        return KBCTL_FAIL;
+    }
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? KBCTL_USAGE : KBCTL_OK;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "kbctl: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return KBCTL_USAGE;
+}

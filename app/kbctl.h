@@ -1,0 +1,14 @@
+/* kbctl.h - the admin CLI: one file per subcommand. */
+#ifndef KB_KBCTL_H
+#define KB_KBCTL_H
+
+/* Exit codes (documented in README). */
+#define KBCTL_OK 0
+#define KBCTL_FAIL 1      /* the operation failed */
+#define KBCTL_USAGE 64    /* bad command line (EX_USAGE) */
+#define KBCTL_CONFIG 78   /* invalid configuration (EX_CONFIG) */
+
+int kbctl_migrate(int argc, char **argv);
+int kbctl_check_config(int argc, char **argv);
+
+#endif

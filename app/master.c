@@ -1,0 +1,511 @@
+/* master.c - kalshibook-fcgi: the prefork master (socket, workers, signals).
+ *
+ * The master owns the FastCGI listen socket (bound here, or inherited from
+ * systemd via LISTEN_FDS), forks KB_WORKERS workers and then only supervises:
+ *   SIGCHLD  a dead worker is respawned; crash loops back off up to 10 s.
+ *   SIGHUP   workers are replaced one at a time: the old one is told to stop
+ *            only once its replacement reported ready, so the pool never
+ *            shrinks and the socket's backlog holds requests meanwhile.
+ *   SIGTERM  (or SIGINT) workers finish in-flight requests and exit; after
+ *            KB_DRAIN_TIMEOUT_S the rest are killed.
+ * The master itself never touches the database or a request.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "kb_config.h"
+#include "kb_log.h"
+#include "kb_str.h"
+#include "kb_time.h"
+#include "sdnotify.h"
+#include "worker.h"
+#include "kb_banned.h"
+
+#define MAX_WORKERS 256
+#define MAX_RETIRING 512
+#define CRASH_WINDOW_US 5000000
+#define BACKOFF_MAX_US 10000000
+
+typedef struct slot {
+    pid_t pid;          /* serving worker, 0 when empty */
+    pid_t next_pid;     /* replacement being started (reload), 0 when none */
+    unsigned gen;       /* reload generation the worker was started in */
+    bool ready;
+    int64_t started_us;
+    int64_t respawn_at; /* monotonic; 0 = no respawn scheduled */
+} slot;
+
+typedef struct retiring {
+    pid_t pid;
+    int64_t kill_at;
+} retiring;
+
+typedef struct master {
+    int listen_fd;
+    bool own_socket; /* we created the path and unlink it on exit */
+    int ready_r, ready_w;
+    int sig_fd;
+    size_t n;
+    slot slots[MAX_WORKERS];
+    retiring ret[MAX_RETIRING];
+    size_t nret;
+    unsigned gen;
+    unsigned crashes;
+    bool stopping;
+    bool announced_ready;
+    bool reloading;
+    int64_t stop_deadline;
+} master;
+
+static int
+inherited_socket(void)
+{
+    const char *pid = getenv("LISTEN_PID");
+    const char *fds = getenv("LISTEN_FDS");
+    int64_t p, n;
+    const char *err;
+    if (pid == NULL || fds == NULL)
+        return -1;
+    if (!kb_parse_i64(kb_str_c(pid), 1, INT32_MAX, &p, &err) || p != getpid())
+        return -1;
+    if (!kb_parse_i64(kb_str_c(fds), 0, 64, &n, &err) || n < 1)
+        return -1;
+    if (n > 1)
+        kb_log_warn("systemd passed %lld sockets; using the first", (long long)n);
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    return 3; /* SD_LISTEN_FDS_START */
+}
+
+static int
+bind_socket(const char *path, long mode)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        kb_log_error("socket path '%s' is too long", path);
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            kb_log_error("refusing to replace '%s': not a socket", path);
+            return -1;
+        }
+        unlink(path); /* stale socket of a previous run */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    mode_t old = umask(0177);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc != 0 || chmod(path, (mode_t)mode) != 0 || listen(fd, 4096) != 0) {
+        kb_log_error("unable to listen on '%s': %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static pid_t
+spawn(master *m)
+{
+    pid_t master_pid = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        kb_log_error("unable to fork worker: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        close(m->sig_fd);
+        close(m->ready_r);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        int rc = kb_worker_main(m->listen_fd, m->ready_w, master_pid);
+        exit(rc);
+    }
+    return pid;
+}
+
+static void
+start_slot(master *m, size_t i)
+{
+    slot *s = &m->slots[i];
+    pid_t pid = spawn(m);
+    s->respawn_at = 0;
+    if (pid < 0) {
+        s->respawn_at = kb_mono_us() + 1000000;
+        return;
+    }
+    s->pid = pid;
+    s->ready = false;
+    s->gen = m->gen;
+    s->started_us = kb_mono_us();
+    kb_log_info("started worker %ld in slot %zu", (long)pid, i);
+}
+
+static void
+retire(master *m, pid_t pid)
+{
+    kill(pid, SIGTERM);
+    if (m->nret < MAX_RETIRING) {
+        m->ret[m->nret].pid = pid;
+        m->ret[m->nret].kill_at = kb_mono_us() + kb_cfg.drain_timeout_s * 1000000;
+        m->nret++;
+    }
+}
+
+/* Reload: start the replacement of the next slot from an older generation. */
+static void
+reload_step(master *m)
+{
+    if (m->stopping)
+        return;
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->slots[i].next_pid != 0)
+            return; /* one at a time */
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        slot *s = &m->slots[i];
+        if (s->pid != 0 && s->gen != m->gen) {
+            pid_t pid = spawn(m);
+            if (pid > 0) {
+                s->next_pid = pid;
+                kb_log_info("reload: started worker %ld to replace %ld", (long)pid, (long)s->pid);
+            }
+            return;
+        }
+    }
+    if (m->reloading) {
+        m->reloading = false;
+        kb_log_info("reload complete");
+        kb_sd_notify("READY=1");
+    }
+}
+
+static void
+on_ready(master *m, pid_t pid)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        slot *s = &m->slots[i];
+        if (s->pid == pid) {
+            s->ready = true;
+        } else if (s->next_pid == pid) {
+            pid_t old = s->pid;
+            s->pid = pid;
+            s->next_pid = 0;
+            s->ready = true;
+            s->gen = m->gen;
+            s->started_us = kb_mono_us();
+            if (old > 0)
+                retire(m, old);
+            reload_step(m);
+        }
+    }
+    if (!m->announced_ready) {
+        bool all = true;
+        for (size_t i = 0; i < m->n; i++)
+            all = all && m->slots[i].ready;
+        if (all) {
+            m->announced_ready = true;
+            kb_log_info("all %zu workers ready", m->n);
+            kb_sd_notify("READY=1");
+        }
+    }
+}
+
+static void
+drain_ready_pipe(master *m)
+{
+    int32_t pids[64];
+    for (;;) {
+        ssize_t r = read(m->ready_r, pids, sizeof(pids));
+        if (r <= 0)
+            return;
+        for (ssize_t k = 0; k < r / (ssize_t)sizeof(int32_t); k++)
+            on_ready(m, (pid_t)pids[k]);
+    }
+}
+
+static void
+describe_exit(int status, char *out, size_t outsz)
+{
+    if (WIFSIGNALED(status))
+        snprintf(out, outsz, "killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(out, outsz, "exited with status %d", WEXITSTATUS(status));
+}
+
+static void
+reap(master *m)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        char how[64];
+        describe_exit(status, how, sizeof(how));
+        bool found = false;
+        for (size_t k = 0; k < m->nret; k++) {
+            if (m->ret[k].pid == pid) {
+                m->ret[k] = m->ret[--m->nret];
+                kb_log_info("retired worker %ld %s", (long)pid, how);
+                found = true;
+                break;
+            }
+        }
+        for (size_t i = 0; !found && i < m->n; i++) {
+            slot *s = &m->slots[i];
+            if (s->next_pid == pid) {
+                /* The replacement died before it was ready: try again. */
+                s->next_pid = 0;
+                kb_log_warn("replacement worker %ld %s", (long)pid, how);
+                found = true;
+                if (!m->stopping)
+                    reload_step(m);
+            } else if (s->pid == pid) {
+                found = true;
+                s->pid = 0;
+                s->ready = false;
+                if (m->stopping)
+                    break;
+                bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+                int64_t now = kb_mono_us();
+                if (clean) {
+                    kb_log_info("worker %ld recycled; respawning", (long)pid);
+                    m->crashes = 0;
+                    start_slot(m, i);
+                } else {
+                    if (now - s->started_us < CRASH_WINDOW_US)
+                        m->crashes++;
+                    else
+                        m->crashes = 0;
+                    int64_t delay = 0;
+                    if (m->crashes > 0) {
+                        delay = 100000LL << (m->crashes > 7 ? 7 : m->crashes - 1);
+                        if (delay > BACKOFF_MAX_US)
+                            delay = BACKOFF_MAX_US;
+                    }
+                    kb_log_error("worker %ld %s; respawning in %lld ms", (long)pid, how,
+                                 (long long)(delay / 1000));
+                    if (delay == 0)
+                        start_slot(m, i);
+                    else
+                        s->respawn_at = now + delay;
+                }
+            }
+        }
+        if (!found)
+            kb_log_info("child %ld %s", (long)pid, how);
+    }
+}
+
+static size_t
+live_children(const master *m)
+{
+    size_t n = m->nret;
+    for (size_t i = 0; i < m->n; i++)
+        n += (m->slots[i].pid != 0) + (m->slots[i].next_pid != 0);
+    return n;
+}
+
+static void
+begin_stop(master *m, int sig)
+{
+    if (m->stopping)
+        return;
+    m->stopping = true;
+    m->stop_deadline = kb_mono_us() + kb_cfg.drain_timeout_s * 1000000;
+    kb_log_info("received signal %d; draining %zu workers", sig, live_children(m));
+    kb_sd_notify("STOPPING=1");
+    for (size_t i = 0; i < m->n; i++) {
+        slot *s = &m->slots[i];
+        s->respawn_at = 0;
+        if (s->pid)
+            kill(s->pid, SIGTERM);
+        if (s->next_pid)
+            kill(s->next_pid, SIGTERM);
+    }
+    for (size_t k = 0; k < m->nret; k++)
+        kill(m->ret[k].pid, SIGTERM);
+}
+
+static void
+kill_all(master *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->slots[i].pid)
+            kill(m->slots[i].pid, SIGKILL);
+        if (m->slots[i].next_pid)
+            kill(m->slots[i].next_pid, SIGKILL);
+    }
+    for (size_t k = 0; k < m->nret; k++)
+        kill(m->ret[k].pid, SIGKILL);
+}
+
+/* Milliseconds until the next timed event, -1 for none. */
+static int
+next_timeout_ms(const master *m, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->slots[i].respawn_at && m->slots[i].respawn_at < next)
+            next = m->slots[i].respawn_at;
+    }
+    for (size_t k = 0; k < m->nret; k++) {
+        if (m->ret[k].kill_at < next)
+            next = m->ret[k].kill_at;
+    }
+    if (m->stopping && m->stop_deadline < next)
+        next = m->stop_deadline;
+    if (next == INT64_MAX)
+        return -1;
+    int64_t ms = (next - now) / 1000 + 1;
+    return ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
+}
+
+static void
+timers(master *m)
+{
+    int64_t now = kb_mono_us();
+    for (size_t i = 0; i < m->n && !m->stopping; i++) {
+        if (m->slots[i].respawn_at && m->slots[i].respawn_at <= now)
+            start_slot(m, i);
+    }
+    for (size_t k = 0; k < m->nret; k++) {
+        if (m->ret[k].kill_at <= now) {
+            kb_log_warn("worker %ld did not drain in time; killing it", (long)m->ret[k].pid);
+            kill(m->ret[k].pid, SIGKILL);
+            m->ret[k].kill_at = INT64_MAX;
+        }
+    }
+    if (m->stopping && m->stop_deadline <= now) {
+        kb_log_warn("drain timeout; killing %zu remaining workers", live_children(m));
+        kill_all(m);
+        m->stop_deadline = INT64_MAX;
+    }
+}
+
+static int
+run(master *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        start_slot(m, i);
+    for (;;) {
+        if (m->stopping && live_children(m) == 0)
+            break;
+        struct pollfd pfd[2] = {{m->sig_fd, POLLIN, 0}, {m->ready_r, POLLIN, 0}};
+        int n = poll(pfd, 2, next_timeout_ms(m, kb_mono_us()));
+        if (n < 0 && errno != EINTR) {
+            kb_log_error("master poll failed: %s", strerror(errno));
+            return 1;
+        }
+        if (n > 0 && (pfd[1].revents & POLLIN))
+            drain_ready_pipe(m);
+        if (n > 0 && (pfd[0].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            while (read(m->sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                switch (si.ssi_signo) {
+                case SIGCHLD:
+                    reap(m);
+                    break;
+                case SIGHUP:
+                    if (!m->stopping) {
+                        m->gen++;
+                        m->reloading = true;
+                        kb_log_info("received SIGHUP; replacing workers one by one");
+                        kb_sd_notify("RELOADING=1");
+                        reload_step(m);
+                    }
+                    break;
+                default:
+                    begin_stop(m, (int)si.ssi_signo);
+                    break;
+                }
+            }
+        }
+        timers(m);
+    }
+    return 0;
+}
+
+int
+main(void)
+{
+    kb_buf problems = KB_BUF_INIT;
+    if (kb_config_load(&kb_cfg, &problems) != 0) {
+        fprintf(stderr, "kalshibook-fcgi: invalid configuration:\n%s", kb_buf_cstr(&problems));
+        return 78; /* EX_CONFIG */
+    }
+    kb_buf_release(&problems);
+    kb_log_level level = KB_LOG_INFO;
+    kb_log_level_parse(kb_cfg.log_level, &level);
+    kb_log_init("master", level);
+    if (sodium_init() < 0) {
+        kb_log_error("unable to initialise libsodium");
+        return 1;
+    }
+
+    static master m;
+    m.listen_fd = inherited_socket();
+    if (m.listen_fd < 0) {
+        m.listen_fd = bind_socket(kb_cfg.socket_path, kb_cfg.socket_mode);
+        if (m.listen_fd < 0)
+            return 1;
+        m.own_socket = true;
+    }
+    /* Non-blocking, so an idle worker never sleeps in accept() (see fcgi.c). */
+    int fl = fcntl(m.listen_fd, F_GETFL);
+    fcntl(m.listen_fd, F_SETFL, fl | O_NONBLOCK);
+
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    m.n = kb_cfg.workers > 0 ? (size_t)kb_cfg.workers : (size_t)(cores > 0 ? cores : 1);
+    if (m.n > MAX_WORKERS)
+        m.n = MAX_WORKERS;
+
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return 1;
+    m.ready_r = p[0];
+    m.ready_w = p[1];
+    fcntl(m.ready_r, F_SETFL, fcntl(m.ready_r, F_GETFL) | O_NONBLOCK);
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGCHLD);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    m.sig_fd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (m.sig_fd < 0)
+        return 1;
+
+    kb_log_info("starting %zu workers on %s", m.n,
+                m.own_socket ? kb_cfg.socket_path : "an inherited socket");
+    int rc = run(&m);
+    if (m.own_socket)
+        unlink(kb_cfg.socket_path);
+    close(m.listen_fd);
+    kb_log_info("stopped");
+    return rc;
+}

@@ -1,0 +1,152 @@
+/* worker.c - one prefork worker: accept -> build kb_req -> dispatch -> respond.
+ *
+ * SIGTERM (and SIGINT) are blocked except inside ppoll(), so a signal can
+ * only arrive while the worker is idle: a request that has been accepted is
+ * always finished before the worker exits.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "app.h"
+#include "fcgi.h"
+#include "kb_config.h"
+#include "kb_log.h"
+#include "kb_banned.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void
+on_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void
+setup_signals(sigset_t *idle_mask)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop; /* no SA_RESTART: ppoll returns EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_SETMASK, &block, NULL);
+    sigemptyset(idle_mask); /* everything deliverable while waiting */
+}
+
+static unsigned long
+request_budget(void)
+{
+    if (kb_cfg.max_requests <= 0)
+        return 0;
+    /* Up to 10% jitter so workers started together do not recycle together. */
+    unsigned long base = (unsigned long)kb_cfg.max_requests;
+    unsigned long spread = base / 10;
+    return base + (spread ? randombytes_uniform((uint32_t)(spread > UINT32_MAX ? UINT32_MAX : spread)) : 0);
+}
+
+static void
+serve_one(kb_fcgi *f, kb_worker *w, kb_ctx *ctx, kb_arena *arena)
+{
+    kb_req req;
+    kb_ctx_reset(ctx);
+    kb_fcgi_read(f, &req, arena, kb_cfg.max_body);
+    kb_dispatch(&req, ctx);
+    kb_fcgi_write(f, &req, ctx);
+    kb_fcgi_finish(f);
+    kb_log_request(ctx, &req);
+    kb_arena_reset(arena);
+    w->served++;
+}
+
+int
+kb_worker_main(int listen_fd, int ready_fd, pid_t master)
+{
+    sigset_t idle_mask;
+    kb_log_set_role("worker");
+    setup_signals(&idle_mask);
+    /* Die with the master; and if it is already gone, do not linger. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master)
+        return 0;
+
+    kb_worker w;
+    memset(&w, 0, sizeof(w));
+    kb_db_init(&w.db, kb_cfg.database_url, "kalshibook-worker", kb_cfg.db_connect_timeout_s,
+               kb_cfg.db_statement_timeout_ms);
+    if (kb_cfg.database_read_url != NULL) {
+        kb_db_init(&w.db_read, kb_cfg.database_read_url, "kalshibook-worker-read",
+                   kb_cfg.db_connect_timeout_s, kb_cfg.db_statement_timeout_ms);
+        w.has_read_replica = true;
+    }
+    /* Connect eagerly; a failure here is not fatal, requests retry with backoff. */
+    (void)kb_db_connect(&w.db);
+
+    kb_fcgi *f = kb_fcgi_new(listen_fd);
+    if (f == NULL) {
+        kb_log_error("unable to initialise FastCGI on fd %d", listen_fd);
+        return 1;
+    }
+    kb_arena arena;
+    kb_arena_init(&arena, 0);
+    kb_ctx ctx;
+    kb_ctx_init(&ctx, &w, &arena);
+
+    int32_t me = (int32_t)getpid();
+    if (write(ready_fd, &me, sizeof(me)) != (ssize_t)sizeof(me))
+        kb_log_warn("unable to report readiness to the master");
+    close(ready_fd);
+
+    unsigned long budget = request_budget();
+    int rc = 0;
+    while (!stop_requested && (budget == 0 || w.served < budget)) {
+        struct pollfd pfd = {listen_fd, POLLIN, 0};
+        int n = ppoll(&pfd, 1, NULL, &idle_mask);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            kb_log_error("poll on listen socket failed: %s", strerror(errno));
+            rc = 1;
+            break;
+        }
+        if (stop_requested)
+            break;
+        int a = kb_fcgi_accept(f);
+        if (a < 0) {
+            rc = 1;
+            break;
+        }
+        if (a == 1)
+            serve_one(f, &w, &ctx, &arena);
+    }
+
+    kb_ctx_release(&ctx);
+    kb_arena_release(&arena);
+    kb_fcgi_free(f);
+    kb_db_release(&w.db);
+    if (w.has_read_replica)
+        kb_db_release(&w.db_read);
+    close(listen_fd);
+    return rc;
+}

@@ -1,0 +1,108 @@
+/* config.c - the environment table and its loader; see kb_config.h. */
+#include "kb_config.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kb_str.h"
+#include "kb_banned.h"
+
+#define OFF(field) offsetof(kb_config, field)
+
+const kb_config_var kb_config_vars[] = {
+    {"KB_DATABASE_URL", KB_CFG_SECRET, true, NULL, 0, 0, OFF(database_url),
+     "libpq connection string or URL of the primary (may hold a password)"},
+    {"KB_DATABASE_READ_URL", KB_CFG_SECRET, false, NULL, 0, 0, OFF(database_read_url),
+     "optional streaming replica for data routes"},
+    {"KB_SOCKET", KB_CFG_STRING, false, "/run/kalshibook/fcgi.sock", 0, 0, OFF(socket_path),
+     "FastCGI unix socket path (ignored under systemd socket activation)"},
+    {"KB_SOCKET_MODE", KB_CFG_OCTAL, false, "0660", 0, 0777, OFF(socket_mode),
+     "permissions of the socket the master creates"},
+    {"KB_WORKERS", KB_CFG_INT, false, "0", 0, 256, OFF(workers),
+     "worker processes; 0 = one per core"},
+    {"KB_MAX_BODY", KB_CFG_INT, false, "1048576", 1024, 64L * 1024 * 1024, OFF(max_body),
+     "largest request body in bytes (413 above)"},
+    {"KB_MAX_REQUESTS", KB_CFG_INT, false, "100000", 0, INT32_MAX, OFF(max_requests),
+     "requests a worker serves before it is recycled; 0 = never"},
+    {"KB_DRAIN_TIMEOUT_S", KB_CFG_INT, false, "20", 1, 3600, OFF(drain_timeout_s),
+     "seconds in-flight requests get on SIGTERM/SIGHUP before workers are killed"},
+    {"KB_DB_CONNECT_TIMEOUT_S", KB_CFG_INT, false, "3", 1, 60, OFF(db_connect_timeout_s),
+     "libpq connect timeout"},
+    {"KB_DB_STATEMENT_TIMEOUT_MS", KB_CFG_INT, false, "15000", 0, 3600000,
+     OFF(db_statement_timeout_ms), "server-side statement_timeout per connection; 0 = none"},
+    {"KB_LOG_LEVEL", KB_CFG_STRING, false, "info", 0, 0, OFF(log_level),
+     "debug, info, warn or error"},
+    {"KB_MIGRATIONS_DIR", KB_CFG_STRING, false, KB_DEFAULT_MIGRATIONS_DIR, 0, 0,
+     OFF(migrations_dir), "directory of NNNN_name.sql migrations for kbctl migrate"},
+};
+
+const size_t kb_config_nvars = sizeof(kb_config_vars) / sizeof(kb_config_vars[0]);
+
+kb_config kb_cfg;
+
+static void
+problem(kb_buf *problems, const char *name, const char *reason)
+{
+    kb_buf_printf(problems, "%s: %s\n", name, reason);
+}
+
+int
+kb_config_load(kb_config *cfg, kb_buf *problems)
+{
+    int bad = 0;
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < kb_config_nvars; i++) {
+        const kb_config_var *v = &kb_config_vars[i];
+        const char *val = getenv(v->name);
+        if (val != NULL && val[0] == '\0')
+            val = NULL;
+        if (val == NULL && v->required) {
+            problem(problems, v->name, "is required but not set");
+            bad++;
+            continue;
+        }
+        if (val == NULL)
+            val = v->def;
+        char *field = (char *)cfg + v->offset;
+        if (v->kind == KB_CFG_STRING || v->kind == KB_CFG_SECRET) {
+            memcpy(field, &val, sizeof(val));
+            continue;
+        }
+        if (val == NULL)
+            continue;
+        long num = 0;
+        if (v->kind == KB_CFG_OCTAL) {
+            char *end = NULL;
+            unsigned long u = strtoul(val, &end, 8);
+            if (end == val || *end != '\0' || u > (unsigned long)v->max) {
+                problem(problems, v->name, "must be an octal mode such as 0660");
+                bad++;
+                continue;
+            }
+            num = (long)u;
+        } else {
+            int64_t n;
+            const char *err;
+            if (!kb_parse_i64(kb_str_c(val), v->min, v->max, &n, &err)) {
+                kb_buf_printf(problems, "%s: must be an integer in [%ld, %ld] (%s)\n", v->name,
+                              v->min, v->max, err);
+                bad++;
+                continue;
+            }
+            num = (long)n;
+        }
+        memcpy(field, &num, sizeof(num));
+    }
+    if (cfg->log_level != NULL) {
+        static const char *const levels[] = {"debug", "info", "warn", "error"};
+        bool ok = false;
+        for (size_t i = 0; i < 4; i++)
+            ok = ok || strcmp(cfg->log_level, levels[i]) == 0;
+        if (!ok) {
+            problem(problems, "KB_LOG_LEVEL", "must be debug, info, warn or error");
+            bad++;
+        }
+    }
+    return bad;
+}

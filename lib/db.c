@@ -1,0 +1,230 @@
+/* db.c - the per-worker Postgres connection; see kb_db.h. */
+#include "kb_db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kb_log.h"
+#include "kb_time.h"
+#include "kb_banned.h"
+
+#define DB_BACKOFF_MIN_US 100000
+#define DB_BACKOFF_MAX_US 5000000
+
+void
+kb_db_init(kb_db *db, const char *conninfo, const char *app_name, long connect_timeout_s,
+           long statement_timeout_ms)
+{
+    memset(db, 0, sizeof(*db));
+    db->conninfo = conninfo;
+    db->app_name = app_name;
+    db->connect_timeout_s = connect_timeout_s > 0 ? connect_timeout_s : 3;
+    db->statement_timeout_ms = statement_timeout_ms;
+    db->backoff_us = DB_BACKOFF_MIN_US;
+}
+
+void
+kb_db_disconnect(kb_db *db)
+{
+    if (db->conn != NULL)
+        PQfinish(db->conn);
+    db->conn = NULL;
+    db->nprepared = 0;
+}
+
+void
+kb_db_release(kb_db *db)
+{
+    kb_db_disconnect(db);
+    free(db->prepared);
+    db->prepared = NULL;
+    db->capprepared = 0;
+}
+
+/* Log the first line of a libpq message (they end in a newline). */
+static void
+log_pq_error(const char *what, const char *msg)
+{
+    size_t n = strcspn(msg, "\n");
+    kb_log_error("%s: %.*s", what, (int)n, msg);
+}
+
+static void
+connect_failed(kb_db *db)
+{
+    db->next_attempt_us = kb_mono_us() + db->backoff_us;
+    db->backoff_us *= 2;
+    if (db->backoff_us > DB_BACKOFF_MAX_US)
+        db->backoff_us = DB_BACKOFF_MAX_US;
+}
+
+kb_err
+kb_db_connect(kb_db *db)
+{
+    if (db->conn != NULL)
+        return KB_OK;
+    if (kb_mono_us() < db->next_attempt_us)
+        return KB_E_UNAVAILABLE;
+
+    char timeout[24];
+    snprintf(timeout, sizeof(timeout), "%ld", db->connect_timeout_s);
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+    const char *vals[] = {db->conninfo, timeout, db->app_name ? db->app_name : "kalshibook",
+                          NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
+        log_pq_error("unable to connect to database", conn ? PQerrorMessage(conn) : "no memory");
+        PQfinish(conn);
+        connect_failed(db);
+        return KB_E_UNAVAILABLE;
+    }
+    if (db->statement_timeout_ms > 0) {
+        char sql[64];
+        snprintf(sql, sizeof(sql), "SET statement_timeout = %ld", db->statement_timeout_ms);
+        PGresult *r = PQexec(conn, sql);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            log_pq_error("unable to set statement_timeout", PQresultErrorMessage(r));
+        PQclear(r);
+        if (!ok) {
+            PQfinish(conn);
+            connect_failed(db);
+            return KB_E_UNAVAILABLE;
+        }
+    }
+    if (db->next_attempt_us != 0)
+        kb_log_info("database connection restored");
+    db->conn = conn;
+    db->nprepared = 0;
+    db->backoff_us = DB_BACKOFF_MIN_US;
+    db->next_attempt_us = 0;
+    return KB_OK;
+}
+
+static bool
+is_prepared(const kb_db *db, const kb_stmt *st)
+{
+    for (size_t i = 0; i < db->nprepared; i++) {
+        if (db->prepared[i] == st)
+            return true;
+    }
+    return false;
+}
+
+static void
+set_sqlstate(kb_db *db, const PGresult *r)
+{
+    const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(db->sqlstate, sizeof(db->sqlstate), "%s", s ? s : "");
+}
+
+/* After a failed call: was it the connection? Then drop it. */
+static bool
+connection_lost(kb_db *db)
+{
+    if (PQstatus(db->conn) == CONNECTION_OK)
+        return false;
+    kb_log_warn("database connection lost");
+    kb_db_disconnect(db);
+    /* Reconnect at once on the next call; back off only if that fails. */
+    db->next_attempt_us = 1;
+    return true;
+}
+
+static kb_err
+prepare(kb_db *db, const kb_stmt *st)
+{
+    if (is_prepared(db, st))
+        return KB_OK;
+    PGresult *r = PQprepare(db->conn, st->name, st->sql, st->nparams, NULL);
+    ExecStatusType s = PQresultStatus(r);
+    if (s != PGRES_COMMAND_OK) {
+        set_sqlstate(db, r);
+        if (!connection_lost(db))
+            log_pq_error(st->name, PQresultErrorMessage(r));
+        PQclear(r);
+        return db->conn == NULL ? KB_E_UNAVAILABLE : KB_E_INTERNAL;
+    }
+    PQclear(r);
+    if (db->nprepared == db->capprepared) {
+        db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
+        db->prepared = kb_xrealloc(db->prepared, kb_st_mult(db->capprepared, sizeof(*db->prepared)));
+    }
+    db->prepared[db->nprepared++] = st;
+    return KB_OK;
+}
+
+static void
+clear_result(void *r)
+{
+    PQclear(r);
+}
+
+kb_err
+kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
+           PGresult **out)
+{
+    db->sqlstate[0] = '\0';
+    for (int attempt = 0; attempt < 2; attempt++) {
+        kb_err err = kb_db_connect(db);
+        if (err)
+            return err;
+        err = prepare(db, st);
+        if (err == KB_E_UNAVAILABLE && attempt == 0)
+            continue; /* nothing was executed: safe to retry on a new connection */
+        if (err)
+            return err;
+        PGresult *r = PQexecPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0);
+        ExecStatusType s = PQresultStatus(r);
+        if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+            if (out != NULL) {
+                kb_arena_on_reset(arena, clear_result, r);
+                *out = r;
+            } else {
+                PQclear(r);
+            }
+            return KB_OK;
+        }
+        set_sqlstate(db, r);
+        if (connection_lost(db)) {
+            PQclear(r);
+            /* Only a read may be sent again: a write may have committed. */
+            if (st->retry_safe && attempt == 0)
+                continue;
+            return KB_E_UNAVAILABLE;
+        }
+        log_pq_error(st->name, PQresultErrorMessage(r));
+        PQclear(r);
+        return KB_E_INTERNAL;
+    }
+    return KB_E_UNAVAILABLE;
+}
+
+kb_err
+kb_db_command(kb_db *db, const char *sql)
+{
+    kb_err err = kb_db_connect(db);
+    if (err)
+        return err;
+    PGresult *r = PQexec(db->conn, sql);
+    ExecStatusType s = PQresultStatus(r);
+    if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+        PQclear(r);
+        return KB_OK;
+    }
+    set_sqlstate(db, r);
+    if (connection_lost(db)) {
+        PQclear(r);
+        return KB_E_UNAVAILABLE;
+    }
+    log_pq_error("command failed", PQresultErrorMessage(r));
+    PQclear(r);
+    return KB_E_INTERNAL;
+}
+
+bool
+kb_db_sqlstate_is(const kb_db *db, const char *state)
+{
+    return strcmp(db->sqlstate, state) == 0;
+}

@@ -1,0 +1,62 @@
+/* kb_config.h - configuration, read only from the environment.
+ *
+ * kb_config_vars[] is the one table of variables (name, kind, default,
+ * description); kb_config_load() fills a kb_config from it and reports every
+ * missing or malformed variable. The process-wide kb_cfg is set once before
+ * fork and read-only afterwards. Secrets are never printed: check-config and
+ * the logs name them only.
+ */
+#ifndef KB_CONFIG_H
+#define KB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kb_buf.h"
+
+typedef struct kb_config {
+    const char *database_url;      /* KB_DATABASE_URL (required) */
+    const char *database_read_url; /* KB_DATABASE_READ_URL, NULL when unset */
+    const char *socket_path;       /* KB_SOCKET */
+    long socket_mode;              /* KB_SOCKET_MODE (octal) */
+    long workers;                  /* KB_WORKERS, 0 = number of cores */
+    long max_body;                 /* KB_MAX_BODY bytes */
+    long max_requests;             /* KB_MAX_REQUESTS per worker, 0 = unlimited */
+    long drain_timeout_s;          /* KB_DRAIN_TIMEOUT_S */
+    long db_connect_timeout_s;     /* KB_DB_CONNECT_TIMEOUT_S */
+    long db_statement_timeout_ms;  /* KB_DB_STATEMENT_TIMEOUT_MS */
+    const char *log_level;         /* KB_LOG_LEVEL */
+    const char *migrations_dir;    /* KB_MIGRATIONS_DIR */
+} kb_config;
+
+typedef enum kb_config_kind {
+    KB_CFG_STRING,
+    KB_CFG_SECRET, /* a string that is never printed */
+    KB_CFG_INT,
+    KB_CFG_OCTAL,
+} kb_config_kind;
+
+typedef struct kb_config_var {
+    const char *name;
+    kb_config_kind kind;
+    bool required;
+    const char *def; /* default as text, NULL for none */
+    long min, max;   /* for KB_CFG_INT / KB_CFG_OCTAL */
+    size_t offset;   /* into kb_config */
+    const char *help;
+} kb_config_var;
+
+extern const kb_config_var kb_config_vars[];
+extern const size_t kb_config_nvars;
+
+/* The process-wide configuration (set by the programs before fork). */
+extern kb_config kb_cfg;
+
+/*
+ * Fill cfg from the environment. Each problem is appended to problems as one
+ * line "NAME: reason\n". Returns the number of problems (0 = usable).
+ * String values point into the environment and live as long as the process.
+ */
+int kb_config_load(kb_config *cfg, kb_buf *problems);
+
+#endif

@@ -1,0 +1,70 @@
+/* kb_db.h - one Postgres connection per worker, prepared statements only.
+ *
+ * Statements are declared once as `static const kb_stmt` at the top of the
+ * module that owns them and run through kb_db_exec(), which prepares them
+ * lazily on the current connection. Parameters are always passed separately
+ * (text format); input never becomes SQL text.
+ *
+ * When the server goes away the connection is dropped and rebuilt with
+ * exponential backoff (100 ms .. 5 s). While it is down every call fails fast
+ * with KB_E_UNAVAILABLE (503 + Retry-After) instead of hanging.
+ */
+#ifndef KB_DB_H
+#define KB_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kb_arena.h"
+#include "kb_err.h"
+
+typedef struct kb_stmt {
+    const char *name; /* unique prepared-statement name */
+    const char *sql;  /* text with $1..$n */
+    int nparams;
+    bool retry_safe;  /* read-only: may be re-sent once after a reconnect */
+} kb_stmt;
+
+typedef struct kb_db {
+    const char *conninfo;
+    const char *app_name;
+    long connect_timeout_s;
+    long statement_timeout_ms;
+    PGconn *conn;
+    const kb_stmt **prepared; /* statements prepared on conn */
+    size_t nprepared, capprepared;
+    int64_t next_attempt_us;  /* monotonic; no connect before this */
+    int64_t backoff_us;
+    char sqlstate[6];         /* SQLSTATE of the last failed statement, "" if none */
+} kb_db;
+
+/* Fill a caller's kb_db; nothing connects until first use. */
+void kb_db_init(kb_db *db, const char *conninfo, const char *app_name, long connect_timeout_s,
+                long statement_timeout_ms);
+
+/* Close the connection and free what the struct owns. */
+void kb_db_release(kb_db *db);
+
+/* Connect now if needed. KB_E_UNAVAILABLE while the server is unreachable. */
+kb_err kb_db_connect(kb_db *db);
+
+/* Drop the connection (next use reconnects at once). */
+void kb_db_disconnect(kb_db *db);
+
+/*
+ * Run st with params (NULL entries are SQL NULL). On success *out (when not
+ * NULL) is an arena-owned result, cleared at the arena's reset. Failures:
+ * KB_E_UNAVAILABLE when the connection is lost or cannot be made,
+ * KB_E_INTERNAL for an SQL error (db->sqlstate says which; logged).
+ */
+kb_err kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
+                  PGresult **out);
+
+/* Run a parameterless command outside prepared statements (BEGIN, COMMIT, migrations). */
+kb_err kb_db_command(kb_db *db, const char *sql);
+
+/* True when db->sqlstate equals state (e.g. "23505" unique violation). */
+bool kb_db_sqlstate_is(const kb_db *db, const char *state);
+
+#endif

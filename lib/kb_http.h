@@ -1,0 +1,118 @@
+/* kb_http.h - request, response and per-request context shared by handlers.
+ *
+ * A kb_req is built by the FastCGI adapter (app/fcgi.c) or by a unit test;
+ * everything in it is arena-owned or borrowed, valid until the arena reset.
+ * A handler is `kb_err h(const kb_req *, kb_ctx *)`: it fills ctx->resp and
+ * returns KB_OK, or records an error with kb_fail() and returns its code; the
+ * dispatcher then writes the API.md §3.1 envelope. No FastCGI in here.
+ */
+#ifndef KB_HTTP_H
+#define KB_HTTP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kb_arena.h"
+#include "kb_buf.h"
+#include "kb_db.h"
+#include "kb_err.h"
+#include "kb_json.h"
+#include "kb_str.h"
+
+#define KB_MAX_PATH_PARAMS 4
+#define KB_REQUEST_ID_MAX 40
+
+typedef struct kb_header {
+    kb_str name;  /* lower case, '-' separated: "stripe-signature" */
+    kb_str value;
+} kb_header;
+
+typedef struct kb_req {
+    kb_arena *arena;
+    kb_str method;
+    kb_str path;          /* raw (still percent-encoded) path of REQUEST_URI */
+    kb_str query;         /* raw query string, no '?' */
+    kb_str content_type;  /* NULL string when absent */
+    kb_str body;          /* the whole body (bounded by KB_MAX_BODY) */
+    bool body_too_large;  /* the adapter refused to read it all */
+    const kb_header *headers;
+    size_t nheaders;
+    kb_str params[KB_MAX_PATH_PARAMS]; /* percent-decoded path parameters */
+    size_t nparams;
+    char request_id[KB_REQUEST_ID_MAX];
+    kb_str remote_addr;
+} kb_req;
+
+/* Long-lived per-process state a handler may use (after redis's client). */
+typedef struct kb_worker {
+    kb_db db;      /* primary: metering, billing, auth, everything that writes */
+    kb_db db_read; /* replica for data routes when KB_DATABASE_READ_URL is set */
+    bool has_read_replica;
+    unsigned long served;
+} kb_worker;
+
+typedef struct kb_resp {
+    int status;
+    kb_buf body;    /* response body (JSON unless content_type says otherwise) */
+    kb_buf headers; /* extra header lines, each "Name: value\r\n" */
+} kb_resp;
+
+typedef struct kb_ctx {
+    kb_arena *arena;
+    kb_worker *w;
+    kb_resp resp;
+    kb_err err;         /* recorded by kb_fail */
+    kb_buf err_msg;     /* client-facing message for err */
+    int retry_after;    /* > 0: send Retry-After with an error */
+    const char *route;  /* pattern that matched, for logs and metrics */
+    const char *user_id;    /* for the log line when known (arena-owned) */
+    const char *key_prefix; /* for the log line when known (arena-owned) */
+    int64_t credits;        /* charged by this request, -1 when not metered */
+    int64_t start_us;       /* monotonic start of the request */
+} kb_ctx;
+
+/* Set up a context with its own buffers (kept across requests). */
+void kb_ctx_init(kb_ctx *ctx, kb_worker *w, kb_arena *arena);
+
+/* Prepare ctx for the next request (keeps buffer memory). */
+void kb_ctx_reset(kb_ctx *ctx);
+
+/* Free the buffers. */
+void kb_ctx_release(kb_ctx *ctx);
+
+/*
+ * Record err with a client-facing message and return err, so a handler can
+ * `return kb_fail(ctx, KB_E_VALIDATION, "body.limit: ...");`. For 5xx the
+ * message shown to the client is generic; the detail goes only to the log.
+ */
+kb_err kb_fail(kb_ctx *ctx, kb_err err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Case-insensitive header lookup by lower-case name; NULL string if absent. */
+kb_str kb_req_header(const kb_req *req, const char *lower_name);
+
+/* Add a response header line; name and value must be trusted text (no CR/LF). */
+void kb_resp_header(kb_ctx *ctx, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Begin a 200 JSON object body: returns a writer positioned inside the
+ * top-level object, so the handler writes its fields and calls
+ * kb_resp_json_end(), which appends request_id (and response_time when
+ * with_time) and closes the object.
+ */
+void kb_resp_json_begin(kb_ctx *ctx, kb_jw *w);
+void kb_resp_json_end(kb_ctx *ctx, const kb_req *req, kb_jw *w, bool with_time);
+
+/*
+ * Turn the recorded error (ctx->err, or err when nothing was recorded) into
+ * the API.md envelope, replacing any body. Adds Retry-After when set.
+ */
+void kb_resp_error(kb_ctx *ctx, const kb_req *req, kb_err err);
+
+/* Append the one-per-request JSON log line for this response to stderr. */
+void kb_log_request(const kb_ctx *ctx, const kb_req *req);
+
+/* Fill req->request_id from a trusted id (nginx) or generate req_ + 12 hex. */
+void kb_req_set_id(kb_req *req, kb_str given);
+
+#endif
