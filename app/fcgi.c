@@ -54,10 +54,16 @@ kb_fcgi_accept(kb_fcgi *f)
     return -1;
 }
 
+/* Params live in libfcgi's memory until FCGX_Finish_r; the request (and its
+ * log line, written after the response) outlives that, so copy to the arena. */
 static kb_str
-param(kb_fcgi *f, const char *name)
+param(kb_fcgi *f, kb_arena *a, const char *name)
 {
-    return kb_str_c(FCGX_GetParam(name, f->req.envp));
+    const char *v = FCGX_GetParam(name, f->req.envp);
+    if (v == NULL)
+        return KB_STR_NULL;
+    size_t len = strlen(v);
+    return (kb_str){kb_arena_strndup(a, v, len), len};
 }
 
 /* "HTTP_STRIPE_SIGNATURE=v" -> {"stripe-signature", "v"}; arena-owned. */
@@ -86,7 +92,8 @@ collect_headers(kb_fcgi *f, kb_arena *a, kb_header **out)
         }
         lower[len] = '\0';
         h[k].name = (kb_str){lower, len};
-        h[k].value = kb_str_c(eq + 1);
+        size_t vlen = strlen(eq + 1);
+        h[k].value = (kb_str){kb_arena_strndup(a, eq + 1, vlen), vlen};
         k++;
     }
     *out = h;
@@ -97,7 +104,7 @@ static void
 read_body(kb_fcgi *f, kb_req *req, kb_arena *a, long max_body)
 {
     int64_t declared = -1;
-    kb_str cl = param(f, "CONTENT_LENGTH");
+    kb_str cl = param(f, a, "CONTENT_LENGTH");
     const char *errstr;
     if (cl.len > 0 && !kb_parse_i64(cl, 0, INT64_MAX, &declared, &errstr))
         declared = -1;
@@ -140,23 +147,23 @@ kb_fcgi_read(kb_fcgi *f, kb_req *req, kb_arena *arena, long max_body)
 {
     memset(req, 0, sizeof(*req));
     req->arena = arena;
-    req->method = param(f, "REQUEST_METHOD");
-    kb_str uri = param(f, "REQUEST_URI");
+    req->method = param(f, arena, "REQUEST_METHOD");
+    kb_str uri = param(f, arena, "REQUEST_URI");
     if (uri.p == NULL)
-        uri = param(f, "DOCUMENT_URI");
+        uri = param(f, arena, "DOCUMENT_URI");
     size_t q = 0;
     while (q < uri.len && uri.p[q] != '?')
         q++;
     req->path = (kb_str){uri.p, q};
-    req->query = q < uri.len ? (kb_str){uri.p + q + 1, uri.len - q - 1} : param(f, "QUERY_STRING");
-    req->content_type = param(f, "CONTENT_TYPE");
+    req->query = q < uri.len ? (kb_str){uri.p + q + 1, uri.len - q - 1} : param(f, arena, "QUERY_STRING");
+    req->content_type = param(f, arena, "CONTENT_TYPE");
     if (req->content_type.len == 0)
         req->content_type = KB_STR_NULL;
-    req->remote_addr = param(f, "REMOTE_ADDR");
+    req->remote_addr = param(f, arena, "REMOTE_ADDR");
     kb_header *h = NULL;
     req->nheaders = collect_headers(f, arena, &h);
     req->headers = h;
-    kb_req_set_id(req, param(f, "KB_REQUEST_ID"));
+    kb_req_set_id(req, param(f, arena, "KB_REQUEST_ID"));
     read_body(f, req, arena, max_body);
 }
 

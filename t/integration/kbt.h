@@ -1,0 +1,88 @@
+/* kbt.h - integration test harness: HTTP(S) through nginx, SQL, and stack control.
+ *
+ * The stack (Postgres, kalshibook-fcgi, nginx) is started by t/run-tests.sh
+ * with t/stack.sh; its run.env variables reach the tests as environment:
+ * KB_BASE_URL, KB_HTTP_URL, KB_CA_CERT, KB_DATABASE_URL, KB_STACK_DIR,
+ * KB_FCGI_PID. Every test talks to the real stack over HTTPS with libcurl.
+ */
+#ifndef KBT_H
+#define KBT_H
+
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "kb_buf.h"
+
+typedef struct kbt_resp {
+    long status;
+    kb_buf body;
+    kb_buf headers; /* raw header block of the final response */
+    cJSON *json;    /* parsed body, NULL when not JSON */
+    int curl_code;  /* CURLcode; 0 when the exchange completed */
+} kbt_resp;
+
+/* Call once at program start (curl_global_init). */
+void kbt_init(void);
+
+/* Environment variable that must be set, or the test aborts. */
+const char *kbt_env(const char *name);
+
+/*
+ * Perform a request to KB_BASE_URL + path. headers is a NULL-terminated list
+ * of "Name: value" lines (may be NULL). body may be NULL (no body).
+ * The caller frees the response with kbt_resp_free().
+ */
+kbt_resp *kbt_request(const char *method, const char *path, const char *const *headers,
+                      const char *body, size_t body_len);
+
+/* Same, against an absolute URL (e.g. the plain-HTTP port). */
+kbt_resp *kbt_request_url(const char *method, const char *url, const char *const *headers,
+                          const char *body, size_t body_len);
+
+/* Shorthand GET. */
+kbt_resp *kbt_get(const char *path);
+
+void kbt_resp_free(kbt_resp *r);
+
+/* Value of response header name (case-insensitive), malloc'd, or NULL. Caller frees. */
+char *kbt_header(const kbt_resp *r, const char *name);
+
+/*
+ * Assert r is the API.md error envelope for status/code: JSON object with
+ * error.code, error.message (string), error.status == status, request_id
+ * equal to the X-Request-ID header.
+ */
+void kbt_assert_envelope(const kbt_resp *r, long status, const char *code);
+
+/* Assert X-Request-ID is present in req_ + 12 hex form. */
+void kbt_assert_request_id(const kbt_resp *r);
+
+/* A fresh libpq connection to KB_DATABASE_URL (aborts the test on failure). */
+PGconn *kbt_db(void);
+
+/* Run sql and return the first column of the first row (malloc'd), NULL if no row. */
+char *kbt_sql_value(PGconn *c, const char *sql);
+
+/* Run sql, asserting success. */
+void kbt_sql_ok(PGconn *c, const char *sql);
+
+/* Run `t/stack.sh <cmd> $KB_STACK_DIR [arg]`; returns its exit status. */
+int kbt_stack(const char *cmd, const char *arg);
+
+/* Pid of the running kalshibook-fcgi master (from DIR/fcgi.pid). */
+pid_t kbt_master_pid(void);
+
+/* Direct children of pid (the workers), up to max; returns the count. */
+size_t kbt_children(pid_t pid, pid_t *out, size_t max);
+
+/* Poll fn(arg) every 20 ms until it returns true or timeout_ms passes. */
+bool kbt_wait_until(bool (*fn)(void *), void *arg, long timeout_ms);
+
+/* Milliseconds of monotonic time. */
+long kbt_now_ms(void);
+
+#endif

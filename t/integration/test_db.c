@@ -1,0 +1,241 @@
+/* test_db.c - database outage and recovery, migrations, configuration checks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check_main.h"
+#include "kbt.h"
+
+static bool
+health_is(void *want)
+{
+    kbt_resp *r = kbt_get("/health");
+    bool ok = r->status == *(long *)want;
+    kbt_resp_free(r);
+    return ok;
+}
+
+static void
+outage_then_recovery(const char *mode)
+{
+    long ok = 200;
+    ck_assert(kbt_wait_until(health_is, &ok, 10000));
+    ck_assert_int_eq(kbt_stack("pg-stop", mode), 0);
+
+    /* Every worker answers 503 in the envelope, quickly, with Retry-After. */
+    for (int i = 0; i < 12; i++) {
+        long t0 = kbt_now_ms();
+        kbt_resp *r = kbt_get("/health");
+        ck_assert_msg(kbt_now_ms() - t0 < 5000, "503 took %ld ms", kbt_now_ms() - t0);
+        kbt_assert_envelope(r, 503, "service_unavailable");
+        char *ra = kbt_header(r, "Retry-After");
+        ck_assert_msg(ra != NULL && strtol(ra, NULL, 10) >= 1, "Retry-After");
+        free(ra);
+        kbt_resp_free(r);
+    }
+
+    ck_assert_int_eq(kbt_stack("pg-start", NULL), 0);
+    /* Workers reconnect by themselves (backoff is at most 5 s). */
+    ck_assert_msg(kbt_wait_until(health_is, &ok, 20000), "no recovery after Postgres restart");
+    /* And every worker recovered: a burst of requests all succeed. */
+    for (int i = 0; i < 30; i++) {
+        kbt_resp *r = kbt_get("/health");
+        ck_assert_int_eq(r->status, 200);
+        kbt_resp_free(r);
+    }
+}
+
+START_TEST(db_down_is_503_then_recovers_fast_shutdown)
+{
+    outage_then_recovery("fast");
+}
+END_TEST
+
+START_TEST(db_down_is_503_then_recovers_immediate_shutdown)
+{
+    outage_then_recovery("immediate");
+}
+END_TEST
+
+/* Run kbctl with extra environment; returns exit status, output in out. */
+static int
+kbctl(const char *const *env, const char *const *args, kb_buf *out)
+{
+    int p[2];
+    ck_assert(pipe(p) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        close(p[0]);
+        for (size_t i = 0; env != NULL && env[i] != NULL; i += 2) {
+            if (env[i + 1] == NULL)
+                unsetenv(env[i]);
+            else
+                setenv(env[i], env[i + 1], 1);
+        }
+        char bin[4096];
+        snprintf(bin, sizeof(bin), "%s/kbctl", kbt_env("KB_BIN_DIR"));
+        const char *argv[16] = {bin};
+        size_t n = 1;
+        for (size_t i = 0; args[i] != NULL && n < 15; i++)
+            argv[n++] = args[i];
+        argv[n] = NULL;
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(p[1]);
+    char chunk[4096];
+    ssize_t k;
+    while ((k = read(p[0], chunk, sizeof(chunk))) > 0)
+        kb_buf_append(out, chunk, (size_t)k);
+    close(p[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static char *
+make_migrations_dir(void)
+{
+    char *dir = strdup("/tmp/kbt-migr-XXXXXX");
+    ck_assert(mkdtemp(dir) != NULL);
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd), "cp %s/db/migrations/*.sql %s/", kbt_env("KB_REPO_ROOT"), dir);
+    ck_assert_int_eq(system(cmd), 0);
+    return dir;
+}
+
+static void
+write_file(const char *dir, const char *name, const char *text)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert(f != NULL);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void
+remove_dir(char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    free(dir);
+}
+
+START_TEST(migrate_is_idempotent_and_recorded)
+{
+    kb_buf out = KB_BUF_INIT;
+    const char *args[] = {"migrate", NULL};
+    ck_assert_int_eq(kbctl(NULL, args, &out), 0);
+    ck_assert_msg(strstr(kb_buf_cstr(&out), "(0 applied now") != NULL, "%s", kb_buf_cstr(&out));
+    PGconn *c = kbt_db();
+    char *v = kbt_sql_value(c, "SELECT count(*) FROM schema_migrations WHERE version = '0001'"
+                               " AND length(checksum) = 64");
+    ck_assert_str_eq(v, "1");
+    free(v);
+    PQfinish(c);
+    kb_buf_release(&out);
+}
+END_TEST
+
+START_TEST(migrate_refuses_changed_applied_file)
+{
+    char *dir = make_migrations_dir();
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/0001_clock.sql", dir);
+    FILE *f = fopen(path, "a");
+    ck_assert(f != NULL);
+    fputs("\n-- edited after the fact\n", f);
+    fclose(f);
+    write_file(dir, "9001_never.sql", "CREATE TABLE kbt_never (x int);\n");
+    kb_buf out = KB_BUF_INIT;
+    const char *args[] = {"migrate", "--dir", dir, NULL};
+    ck_assert_int_eq(kbctl(NULL, args, &out), 1);
+    ck_assert_msg(strstr(kb_buf_cstr(&out), "changed since it was applied") != NULL, "%s",
+                  kb_buf_cstr(&out));
+    PGconn *c = kbt_db();
+    char *v = kbt_sql_value(c, "SELECT to_regclass('kbt_never') IS NULL");
+    ck_assert_str_eq(v, "t");
+    free(v);
+    PQfinish(c);
+    kb_buf_release(&out);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(migrate_rolls_back_a_failing_file)
+{
+    char *dir = make_migrations_dir();
+    write_file(dir, "9002_half.sql",
+               "CREATE TABLE kbt_half (x int);\nSELECT no_such_function();\n");
+    kb_buf out = KB_BUF_INIT;
+    const char *args[] = {"migrate", "--dir", dir, NULL};
+    ck_assert_int_eq(kbctl(NULL, args, &out), 1);
+    ck_assert_msg(strstr(kb_buf_cstr(&out), "9002_half.sql' failed and was rolled back") != NULL,
+                  "%s", kb_buf_cstr(&out));
+    PGconn *c = kbt_db();
+    char *v = kbt_sql_value(c, "SELECT to_regclass('kbt_half') IS NULL AND NOT EXISTS "
+                               "(SELECT 1 FROM schema_migrations WHERE version = '9002')");
+    ck_assert_str_eq(v, "t");
+    free(v);
+    PQfinish(c);
+    kb_buf_release(&out);
+    remove_dir(dir);
+}
+END_TEST
+
+START_TEST(check_config_names_every_problem)
+{
+    kb_buf out = KB_BUF_INIT;
+    const char *env[] = {"KB_DATABASE_URL", NULL, "KB_WORKERS", "lots", "KB_SOCKET_MODE", "999",
+                         "KB_LOG_LEVEL", "loud", NULL};
+    const char *args[] = {"check-config", NULL};
+    ck_assert_int_eq(kbctl(env, args, &out), 78);
+    const char *s = kb_buf_cstr(&out);
+    ck_assert_msg(strstr(s, "KB_DATABASE_URL: is required") != NULL, "%s", s);
+    ck_assert_msg(strstr(s, "KB_WORKERS: must be an integer") != NULL, "%s", s);
+    ck_assert_msg(strstr(s, "KB_SOCKET_MODE: must be an octal mode") != NULL, "%s", s);
+    ck_assert_msg(strstr(s, "KB_LOG_LEVEL: must be") != NULL, "%s", s);
+    ck_assert_msg(strstr(s, "4 problems") != NULL, "%s", s);
+    kb_buf_release(&out);
+}
+END_TEST
+
+START_TEST(check_config_never_prints_secrets)
+{
+    kb_buf out = KB_BUF_INIT;
+    const char *env[] = {"KB_DATABASE_URL", "host=/nonexistent password=hunter2-secret", NULL};
+    const char *args[] = {"check-config", NULL};
+    ck_assert_int_eq(kbctl(env, args, &out), 0);
+    ck_assert_msg(strstr(kb_buf_cstr(&out), "hunter2") == NULL, "%s", kb_buf_cstr(&out));
+    ck_assert(strstr(kb_buf_cstr(&out), "configuration ok") != NULL);
+    kb_buf_release(&out);
+}
+END_TEST
+
+int
+main(void)
+{
+    kbt_init();
+    Suite *s = suite_create("db");
+    TCase *tc = tcase_create("outage");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, db_down_is_503_then_recovers_fast_shutdown);
+    tcase_add_test(tc, db_down_is_503_then_recovers_immediate_shutdown);
+    suite_add_tcase(s, tc);
+    TCase *tm = tcase_create("migrate");
+    tcase_set_timeout(tm, 60);
+    tcase_add_test(tm, migrate_is_idempotent_and_recorded);
+    tcase_add_test(tm, migrate_refuses_changed_applied_file);
+    tcase_add_test(tm, migrate_rolls_back_a_failing_file);
+    tcase_add_test(tm, check_config_names_every_problem);
+    tcase_add_test(tm, check_config_never_prints_secrets);
+    suite_add_tcase(s, tm);
+    return kb_check_run(s);
+}
