@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# t/bench/bench.sh: requests/s and latency of the real stack next to its baselines (make bench).
+#
+# Usage: t/bench/bench.sh [REPO_ROOT]
+#
+# Starts a private stack in a temp dir with t/stack.sh (Postgres with fsync
+# on, as in production), using the release binaries in REPO/app, plus
+# t/bench/hello-fcgi (a trivial FastCGI pool, one worker per core) behind the
+# same nginx at /__hello. Each row is one wrk run over HTTPS; the table and
+# REPO/var/bench/latest.json list name, rps, p50_ms, p99_ms, baseline, ratio
+# (rps / the baseline row's rps). Rows:
+#   static      nginx serving /llms.txt: the ceiling of this box
+#   hello-fcgi  nginx + FastCGI doing nothing: the ceiling for any app
+#   health      GET /health: the pool, one DB round trip; target >= 0.8 x hello-fcgi
+# Everything started here is stopped on exit, failure or Ctrl-C.
+#
+# Environment: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS
+# (default 2), BENCH_THREADS (wrk -t, default 2), BENCH_CONNECTIONS (wrk -c,
+# default 32), BENCH_BIN_DIR (default REPO/app), BENCH_ENFORCE=1 (exit 1 when
+# health misses its target), BENCH_KEEP=1 (keep the temp dir and its logs).
+# KB_WORKERS and other KB_* settings reach the app through t/stack.sh.
+
+set -euo pipefail
+
+REPO=$(cd "${1:-$(dirname "${BASH_SOURCE[0]}")/../..}" && pwd -P)
+DURATION=${BENCH_SECONDS:-10}
+WARMUP=${BENCH_WARMUP_SECONDS:-2}
+THREADS=${BENCH_THREADS:-2}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+HEALTH_TARGET=0.8
+export KB_BIN_DIR=${BENCH_BIN_DIR:-$REPO/app}
+STACK=$REPO/t/stack.sh
+OUT_DIR=$REPO/var/bench
+
+# Rows, in order, and their figures by name.
+ROWS=()
+declare -A RPS P50 P99 BASE RATIO
+
+TMP=
+HELLO_PID=
+
+die() {
+    printf 'bench.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $HELLO_PID ]] && kill -0 "$HELLO_PID" 2>/dev/null; then
+        kill -TERM "$HELLO_PID" 2>/dev/null || true
+        wait "$HELLO_PID" 2>/dev/null || true
+    fi
+    if [[ -n $TMP ]]; then
+        "$STACK" stop "$TMP" || true
+        if [[ ${BENCH_KEEP:-0} == 1 || $rc != 0 ]]; then
+            printf 'bench: logs kept in %s\n' "$TMP" >&2
+        else
+            rm -rf -- "$TMP"
+        fi
+    fi
+    exit "$rc"
+}
+
+# to_ms VALUE: wrk's latency ("812.00us", "1.52ms", "2.01s", "1.10m") in ms.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        f = (u == "us") ? 0.001 : (u == "ms") ? 1 : (u == "s") ? 1000 : (u == "m") ? 60000 : -1
+        if (f < 0) exit 1
+        printf "%.3f", n * f
+    }'
+}
+
+# bench_row NAME URL_PATH BASELINE_NAME [WRK_ARGS...]
+#   Run wrk against URL_PATH and record a row. BASELINE_NAME is an earlier
+#   row ("-" for none); WRK_ARGS go to wrk before the URL, e.g.
+#   -s t/bench/orderbook.lua -H 'Authorization: Bearer ...'.
+bench_row() {
+    local name=$1 path=$2 baseline=$3
+    shift 3
+    local url=$KB_BASE_URL$path out rps p50 p99 bad code
+    if [[ $baseline != - && -z ${RPS[$baseline]:-} ]]; then
+        die "row '$name': baseline '$baseline' has not run yet"
+    fi
+    code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$KB_CA_CERT" "$@" "$url") || true
+    [[ $code == 200 ]] || printf 'bench: warning: %s answers %s before the run\n' "$url" "$code" >&2
+    if ((WARMUP > 0)); then
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$@" "$url" >/dev/null
+    fi
+    printf 'bench: %-12s %s (%ss)\n' "$name" "$path" "$DURATION" >&2
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
+    rps=$(awk '$1 == "Requests/sec:" { print $2 }' <<<"$out")
+    p50=$(awk '$1 == "50%" { print $2; exit }' <<<"$out")
+    p99=$(awk '$1 == "99%" { print $2; exit }' <<<"$out")
+    [[ -n $rps && -n $p50 && -n $p99 ]] || die "row '$name': cannot read wrk output:"$'\n'"$out"
+    p50=$(to_ms "$p50") || die "row '$name': unknown latency unit in '$p50'"
+    p99=$(to_ms "$p99") || die "row '$name': unknown latency unit in '$p99'"
+    bad=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
+    if [[ -n $bad ]]; then
+        printf 'bench: warning: row %s had %s non-2xx/3xx responses\n' "$name" "$bad" >&2
+    fi
+    if grep -q 'Socket errors' <<<"$out"; then
+        printf 'bench: warning: row %s: %s\n' "$name" "$(grep 'Socket errors' <<<"$out" | sed 's/^ *//')" >&2
+    fi
+    ROWS+=("$name")
+    RPS[$name]=$(printf '%.1f' "$rps")
+    P50[$name]=$p50
+    P99[$name]=$p99
+    BASE[$name]=$baseline
+    if [[ $baseline == - ]]; then
+        RATIO[$name]=-
+    else
+        RATIO[$name]=$(awk -v a="$rps" -v b="${RPS[$baseline]}" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
+    fi
+}
+
+print_table() {
+    local name
+    printf '\n%-14s %10s %9s %9s  %-12s %6s\n' name rps p50_ms p99_ms baseline ratio
+    for name in "${ROWS[@]}"; do
+        printf '%-14s %10s %9s %9s  %-12s %6s\n' "$name" "${RPS[$name]}" "${P50[$name]}" \
+            "${P99[$name]}" "${BASE[$name]}" "${RATIO[$name]}"
+    done
+}
+
+write_json() {
+    local name sep='' base ratio file=$OUT_DIR/latest.json
+    mkdir -p "$OUT_DIR"
+    {
+        printf '['
+        for name in "${ROWS[@]}"; do
+            base=null
+            ratio=null
+            if [[ ${BASE[$name]} != - ]]; then
+                base="\"${BASE[$name]}\""
+                ratio=${RATIO[$name]}
+            fi
+            printf '%s\n  {"name":"%s","rps":%s,"p50_ms":%s,"p99_ms":%s,"baseline":%s,"ratio":%s}' \
+                "$sep" "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "$base" "$ratio"
+            sep=,
+        done
+        printf '\n]\n'
+    } >"$file.tmp"
+    mv -f "$file.tmp" "$file"
+    printf '\nwritten %s\n' "$file"
+}
+
+# ---- setup ----------------------------------------------------------------------
+
+command -v wrk >/dev/null || die "wrk is not installed"
+for b in kalshibook-fcgi kbctl; do
+    [[ -x $KB_BIN_DIR/$b ]] || die "$KB_BIN_DIR/$b not found: build the release binaries first (make)"
+done
+
+TMP=$(mktemp -d /tmp/kb-bench.XXXXXX)
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# shellcheck disable=SC2046  # pkg-config's flags are meant to split
+cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o "$TMP/hello-fcgi" \
+    "$REPO/t/bench/hello-fcgi.c" $(pkg-config --cflags --libs fcgi) ||
+    die "cannot build hello-fcgi"
+
+cat >"$TMP/extra.conf" <<EOF
+# Benchmark only: the hello-fcgi baseline behind the same nginx.
+location = /__hello {
+    fastcgi_pass unix:$TMP/hello.sock;
+    include snippets/kalshibook-fastcgi.conf;
+}
+EOF
+
+# Same shape as the app's pool: one worker per core. Own session, so a
+# Ctrl-C reaches only this script, whose trap stops it.
+setsid "$TMP/hello-fcgi" "$TMP/hello.sock" "$(nproc)" </dev/null 2>>"$TMP/hello.log" &
+HELLO_PID=$!
+
+KB_NGINX_EXTRA_CONF=$TMP/extra.conf "$STACK" start "$TMP"
+# shellcheck disable=SC1091  # written by t/stack.sh start
+. "$TMP/run.env"
+
+deadline=$((SECONDS + 10))
+until [[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$KB_CA_CERT" "$KB_BASE_URL/__hello") == 200 ]]; do
+    kill -0 "$HELLO_PID" 2>/dev/null || die "hello-fcgi exited: $(tail -n 5 "$TMP/hello.log")"
+    ((SECONDS < deadline)) || die "GET /__hello never answered 200"
+    sleep 0.1
+done
+
+printf 'bench: %s cores, wrk -t%s -c%s, %ss per row, binaries from %s, KB_WORKERS=%s\n' \
+    "$(nproc)" "$THREADS" "$CONNECTIONS" "$DURATION" "$KB_BIN_DIR" "${KB_WORKERS:-default}" >&2
+
+# ---- rows (add new ones here) ------------------------------------------------------
+
+bench_row static /llms.txt -
+bench_row hello-fcgi /__hello static
+bench_row health /health hello-fcgi
+
+# ---- report -------------------------------------------------------------------------
+
+print_table
+health_ratio=${RATIO[health]}
+verdict=$(awk -v r="$health_ratio" -v t="$HEALTH_TARGET" 'BEGIN { print (r >= t) ? "met" : "MISSED" }')
+printf '\nhealth / hello-fcgi = %s (target >= %s): %s\n' "$health_ratio" "$HEALTH_TARGET" "$verdict"
+write_json
+if [[ $verdict != met && ${BENCH_ENFORCE:-0} == 1 ]]; then
+    exit 1
+fi
