@@ -5,6 +5,7 @@
 
 const kb_route kb_routes[] = {
     {"GET", "/health", h_health},
+    {"POST", "/billing/webhook", h_webhook},
 };
 
 const size_t kb_nroutes = sizeof(kb_routes) / sizeof(kb_routes[0]);
