@@ -59,6 +59,9 @@ const kb_config_var kb_config_vars[] = {
      "public URL of the dashboard, for Checkout and portal return URLs"},
     {"KB_USAGE_FLUSH_S", KB_CFG_INT, false, "60", 1, 86400, OFF(usage_flush_s),
      "seconds between usage reporter runs (PAYG overage -> Stripe meter events)"},
+    {"KB_USAGE_REPORTER", KB_CFG_INT, false, "1", 0, 1, OFF(usage_reporter),
+     "1: with STRIPE_SECRET_KEY set, the master runs the usage reporter child; 0: only "
+     "kbctl report-usage (e.g. cron, or one reporter host among several)"},
     {"KB_USAGE_MARGIN_S", KB_CFG_INT, false, "60", 0, 86400, OFF(usage_margin_s),
      "outbox rows younger than this are not reported yet (must exceed the statement "
      "timeout, so a row a failing request still refunds is never sent)"},

@@ -40,6 +40,7 @@ typedef struct kb_config {
     long stripe_webhook_tolerance_s;    /* STRIPE_WEBHOOK_TOLERANCE_S */
     const char *app_url;                /* KB_APP_URL */
     long usage_flush_s;                 /* KB_USAGE_FLUSH_S */
+    long usage_reporter;                /* KB_USAGE_REPORTER: 1 = master runs it */
     long usage_margin_s;                /* KB_USAGE_MARGIN_S */
     long payg_overage_cap;              /* KB_PAYG_OVERAGE_CAP, 0 = none */
 } kb_config;
