@@ -53,8 +53,7 @@ static const kb_stmt payg_request_stmt = {
     3, false};
 static const kb_stmt payg_item_stmt = {
     "billing_payg_item",
-    "UPDATE stripe_subscriptions SET payg_item_id = $2, state_at = greatest(state_at, now())"
-    " WHERE id = $1",
+    "UPDATE stripe_subscriptions SET payg_item_id = $2 WHERE id = $1",
     2, false};
 static const kb_stmt recompute_stmt = {
     "billing_recompute",

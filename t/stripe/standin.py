@@ -565,7 +565,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(*error(401, "invalid_request_error",
                                     "Invalid API Key provided: sk_test_****"))
         if inject == "before":
-            return self.injected(rec, fail)
+            return self.injected(rec, None if S["outage"] else fail)
         status, obj, hdr = self.process(method, url, text, rec)
         if delay and url.path.startswith(delay.get("prefix", "/v1/")):
             time.sleep(float(delay.get("ms", 0)) / 1000)
