@@ -221,6 +221,7 @@ reporter_start(master *m)
         close(m->ready_w);
         close(m->listen_fd);
         kb_log_set_role("reporter");
+        prctl(PR_SET_NAME, "kb-reporter");
         struct sigaction sa;
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = reporter_on_term;

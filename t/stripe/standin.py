@@ -18,6 +18,7 @@ Controls (JSON in, JSON out) under /_control/ for tests:
                  error is answered (the client cannot tell); timeout: hang 30 s.
   POST outage    {"on":true|false}  every /v1 call answers 500 before processing
   POST delay     {"prefix":"/v1/billing/meter_events", "ms":5000}  after processing
+  POST forget_idempotency          drop saved Idempotency-Key results (24 h passed)
   POST checkout/<cs_id>/complete   same as paying on the hosted page
   POST subscriptions/<id>/renew | cancel | fail_payment | pay
   POST hold      {"on":true}  queue webhooks instead of delivering them
@@ -417,6 +418,9 @@ def control(method, path, body):
         return 404, {"error": "no such control"}
     if parts == ["reset"]:
         reset_state(keep_objects=not body.get("all"))
+        return 200, {"ok": True}
+    if parts == ["forget_idempotency"]:  # as if Stripe's 24 h key window had passed
+        S["idem"].clear()
         return 200, {"ok": True}
     if parts == ["fail"]:
         S["fail"] = body
