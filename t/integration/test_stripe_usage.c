@@ -94,6 +94,27 @@ reset_standin(void)
     kbt_resp_free(kbt_stripe_control("POST", "reset", NULL));
 }
 
+/* More 5-credit requests for p (all overage now), aged by age_s. */
+static void
+payg_more(PGconn *c, payg *p, int calls, int age_s)
+{
+    const char *m[] = {p->a.key_hash};
+    for (int i = 0; i < calls; i++) {
+        PGresult *res = PQexecParams(c, "SELECT outcome FROM kb_meter($1, 5, '/orderbook')", 1,
+                                     NULL, m, NULL, NULL, 0);
+        ck_assert_str_eq(PQgetvalue(res, 0, 0), "ok");
+        PQclear(res);
+    }
+    char age[16];
+    snprintf(age, sizeof(age), "%d", age_s);
+    const char *u[] = {p->a.user_id, age};
+    PQclear(PQexecParams(c, "UPDATE usage_outbox SET created_at = created_at"
+                            " - make_interval(secs => $2::int) WHERE user_id = $1::uuid"
+                            " AND batch_identifier IS NULL AND created_at > now() - interval '1 min'",
+                         2, NULL, u, NULL, NULL, 0));
+    p->overage += (long)calls * 5;
+}
+
 START_TEST(usage_exact_with_half_of_stripe_calls_failing)
 {
     PGconn *c = kbt_db();
@@ -102,12 +123,39 @@ START_TEST(usage_exact_with_half_of_stripe_calls_failing)
         payg_new(c, &p[i], 20 + 7 * i, 300);
     kbt_resp_free(kbt_stripe_control("POST", "fail", "{\"status\":500,\"rate\":0.5,"
                                      "\"when\":\"random\",\"prefix\":\"/v1/billing/meter_events\"}"));
+    /* No client retries: every failure is left to a later run, so runs overlap new batches. */
+    setenv("STRIPE_MAX_RETRIES", "0", 1);
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < 3; i++)
+            payg_more(c, &p[i], 1 + round % 3, 300);
+        (void)report_usage();
+    }
     int runs = 0;
-    while ((unreported(c, &p[0]) || unreported(c, &p[1]) || unreported(c, &p[2])) && runs < 40) {
+    while ((unreported(c, &p[0]) || unreported(c, &p[1]) || unreported(c, &p[2])) && runs < 60) {
         (void)report_usage();
         runs++;
     }
+    unsetenv("STRIPE_MAX_RETRIES");
+    kbt_resp *r = kbt_stripe_control("GET", "requests", NULL);
+    int failed = 0, sent = 0;
+    cJSON *it;
+    cJSON_ArrayForEach(it, r->json)
+    {
+        if (strcmp(cJSON_GetObjectItem(it, "path")->valuestring, "/v1/billing/meter_events"))
+            continue;
+        cJSON *pl = cJSON_GetObjectItem(cJSON_GetObjectItem(it, "params"), "payload");
+        cJSON *cus = cJSON_GetObjectItem(pl, "stripe_customer_id");
+        if (!cJSON_IsString(cus) || (strcmp(cus->valuestring, p[0].cus) &&
+                                     strcmp(cus->valuestring, p[1].cus) &&
+                                     strcmp(cus->valuestring, p[2].cus)))
+            continue;
+        sent++;
+        cJSON *st = cJSON_GetObjectItem(it, "status");
+        failed += cJSON_IsNumber(st) && st->valuedouble == 500;
+    }
+    kbt_resp_free(r);
     reset_standin();
+    ck_assert_msg(failed >= 3 && sent >= 18, "only %d of %d meter calls failed", failed, sent);
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq(unreported(c, &p[i]), 0);
         ck_assert_int_eq(meter_total(p[i].cus), p[i].overage);
