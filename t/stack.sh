@@ -803,6 +803,7 @@ KalshiBook is running from $DIR
   logs       $DIR/app.log $DIR/nginx-access.log $DIR/nginx-error.log $DIR/pg.log
   database   psql "$(database_url)"
   env        $DIR/run.env
+  stripe     http://127.0.0.1:$STRIPE_PORT (stand-in: Checkout URLs open its "Pay (test)" page)
 
 Try:
   curl --cacert $ca $base/health

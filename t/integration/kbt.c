@@ -396,6 +396,14 @@ kbt_stripe_kbctl(bool background, const char *const *args)
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
+        /* Output goes to the stack dir, whose logs the runner scans for sanitizer reports. */
+        char log[1024];
+        snprintf(log, sizeof(log), "%s/kbctl-tests.log", kbt_env("KB_STACK_DIR"));
+        FILE *f = fopen(log, "a");
+        if (f != NULL) {
+            dup2(fileno(f), 1);
+            dup2(fileno(f), 2);
+        }
         execv(bin, argv);
         _exit(127);
     }
