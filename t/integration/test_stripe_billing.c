@@ -335,6 +335,25 @@ START_TEST(stripe_failures_retry_then_502_and_no_key_is_503)
 }
 END_TEST
 
+START_TEST(stripe_timeout_is_retried_with_the_same_idempotency_key)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "free", 0, 0, false);
+    kb_cfg.stripe_timeout_s = 1;
+    kb_cfg.stripe_max_retries = 1;
+    kbt_resp_free(kbt_stripe_control("POST", "fail", "{\"timeout\":true,\"count\":1,"
+                                     "\"prefix\":\"/v1/customers\"}"));
+    const char *cus = NULL;
+    ck_assert_int_eq(kb_billing_customer(&db, &arena, a.user_id, &cus), KB_OK);
+    cJSON *req = last_request("/v1/customers");
+    ck_assert_str_eq(cJSON_GetObjectItem(req, "idempotency_key")->valuestring,
+                     kb_arena_printf(&arena, "kb-customer-%s", a.user_id));
+    cJSON_Delete(req);
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(portal_needs_a_customer)
 {
     PGconn *c = kbt_db();
@@ -378,6 +397,7 @@ main(void)
     tcase_add_test(tc, missed_webhooks_are_repaired_by_kbctl_stripe_sync);
     tcase_add_test(tc, stripe_failures_retry_then_502_and_no_key_is_503);
     tcase_add_test(tc, portal_needs_a_customer);
+    tcase_add_test(tc, stripe_timeout_is_retried_with_the_same_idempotency_key);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }

@@ -275,6 +275,36 @@ START_TEST(webhook_unknown_customer_is_stored_unapplied_and_200)
 }
 END_TEST
 
+START_TEST(webhook_processing_error_is_5xx_and_not_recorded)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    char cus[40], sub[40], evt[40];
+    linked_account(c, &a, cus, sizeof(cus));
+    rand_id("sub", sub, sizeof(sub));
+    rand_id("evt", evt, sizeof(evt));
+    long now = (long)time(NULL);
+    char *e = sub_event(evt, "customer.subscription.created", now, cus, sub, "active", now);
+    /* A period Postgres cannot read: applying fails inside the transaction. */
+    char *p = strstr(e, "\"current_period_start\":");
+    ck_assert_ptr_nonnull(p);
+    memcpy(p + strlen("\"current_period_start\":"), "\"x\"", 3);
+    memset(p + strlen("\"current_period_start\":") + 3, ' ',
+           strlen(p + strlen("\"current_period_start\":") + 3) -
+               strlen(strstr(p, ",\"current_period_end\"")));
+    char *sig = kbt_stripe_sign(kbt_env("STRIPE_WEBHOOK_SECRET"), now, e);
+    kbt_resp *r = kbt_stripe_webhook(sig, e);
+    kbt_assert_envelope(r, 500, "internal_error");
+    kbt_resp_free(r);
+    /* Not recorded, so Stripe's retry will be applied. */
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM stripe_events WHERE id = $1", evt), 0);
+    assert_field(c, a.user_id, "tier", "free");
+    free(sig);
+    free(e);
+    PQfinish(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -291,6 +321,7 @@ main(void)
     tcase_add_test(tc, webhook_out_of_order_newest_state_wins);
     tcase_add_test(tc, webhook_updated_canceled_downgrades_like_deleted);
     tcase_add_test(tc, webhook_unknown_customer_is_stored_unapplied_and_200);
+    tcase_add_test(tc, webhook_processing_error_is_5xx_and_not_recorded);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "check_main.h"
@@ -105,6 +106,22 @@ START_TEST(stripe_call_without_key_is_billing_not_configured)
 }
 END_TEST
 
+START_TEST(config_refuses_a_stripe_key_without_webhook_secrets)
+{
+    setenv("KB_DATABASE_URL", "dbname=x", 1);
+    setenv("STRIPE_SECRET_KEY", "sk_test_x", 1);
+    unsetenv("STRIPE_WEBHOOK_SECRETS");
+    kb_config cfg;
+    kb_buf problems = KB_BUF_INIT;
+    ck_assert_int_eq(kb_config_load(&cfg, &problems), 1);
+    ck_assert_ptr_nonnull(strstr(kb_buf_cstr(&problems), "STRIPE_WEBHOOK_SECRETS"));
+    kb_buf_reset(&problems);
+    setenv("STRIPE_WEBHOOK_SECRETS", "whsec_a,whsec_b", 1);
+    ck_assert_int_eq(kb_config_load(&cfg, &problems), 0);
+    kb_buf_release(&problems);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -115,6 +132,7 @@ main(void)
                         (int)(sizeof(sig_cases) / sizeof(sig_cases[0])));
     tcase_add_test(tc, webhook_without_header_or_secret_is_refused);
     tcase_add_test(tc, stripe_call_without_key_is_billing_not_configured);
+    tcase_add_test(tc, config_refuses_a_stripe_key_without_webhook_secrets);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }
