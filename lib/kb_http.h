@@ -129,6 +129,18 @@ void kb_resp_error(kb_ctx *ctx, const kb_req *req, kb_err err);
 /* Append the one-per-request JSON log line for this response to stderr. */
 void kb_log_request(const kb_ctx *ctx, const kb_req *req);
 
+/* Reads up to len body bytes into buf: count, 0 at the end, < 0 on error. */
+typedef int kb_body_reader(void *ud, char *buf, int len);
+
+/*
+ * Build req from CGI-style params (NULL-terminated "NAME=value" strings:
+ * REQUEST_METHOD, REQUEST_URI, QUERY_STRING, CONTENT_TYPE, CONTENT_LENGTH,
+ * REMOTE_ADDR, KB_REQUEST_ID, HTTP_*) and a body reader. Everything is
+ * copied into arena. A body over max_body sets req->body_too_large.
+ */
+void kb_req_build(kb_req *req, kb_arena *arena, char *const *envp, kb_body_reader *rd, void *ud,
+                  long max_body);
+
 /* Fill req->request_id from a trusted id (nginx) or generate req_ + 12 hex. */
 void kb_req_set_id(kb_req *req, kb_str given);
 

@@ -71,6 +71,9 @@ for t in "$B"/t/unit/test_*; do
     [ -x "$t" ] && run_prog "$t"
 done
 
+echo "### fuzz targets, ${KB_FUZZ_CHECK_SECONDS:-3}s each on their corpus"
+"$ROOT/t/fuzz/run.sh" "${KB_FUZZ_CHECK_SECONDS:-3}" || true
+
 echo "### integration tests (nginx -> kalshibook-fcgi -> Postgres)"
 STACK=$(mktemp -d /tmp/kbstack.XXXXXX)
 export KB_BIN_DIR="$ROOT/$B/app"
