@@ -39,5 +39,6 @@ void kb_dispatch(kb_req *req, kb_ctx *ctx);
 
 /* Handlers, one file per API area. */
 kb_err h_health(const kb_req *req, kb_ctx *ctx);
+kb_err h_metrics(const kb_req *req, kb_ctx *ctx);
 
 #endif

@@ -95,9 +95,11 @@ kb_fcgi_write(kb_fcgi *f, const kb_req *req, const kb_ctx *ctx)
     /* libfcgi's own printf lacks %zu; format here. */
     char head[256];
     int n = snprintf(head, sizeof(head),
-                     "Status: %d %s\r\nContent-Type: application/json\r\n"
+                     "Status: %d %s\r\nContent-Type: %s\r\n"
                      "Content-Length: %zu\r\nX-Request-ID: %s\r\n",
-                     r->status, reason(r->status), r->body.len, req->request_id);
+                     r->status, reason(r->status),
+                     r->content_type ? r->content_type : "application/json", r->body.len,
+                     req->request_id);
     if (n > 0 && (size_t)n < sizeof(head))
         FCGX_PutStr(head, n, f->req.out);
     if (r->headers.len)

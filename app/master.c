@@ -29,6 +29,7 @@
 
 #include "kb_config.h"
 #include "kb_log.h"
+#include "kb_metrics.h"
 #include "kb_str.h"
 #include "kb_time.h"
 #include "sdnotify.h"
@@ -290,6 +291,7 @@ reap(master *m)
                 bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
                 int64_t now = kb_mono_us();
                 if (clean) {
+                    kb_metrics_add(KB_M_WORKER_RECYCLES, 1);
                     kb_log_info("worker %ld recycled; respawning", (long)pid);
                     m->crashes = 0;
                     start_slot(m, i);
@@ -304,6 +306,7 @@ reap(master *m)
                         if (delay > BACKOFF_MAX_US)
                             delay = BACKOFF_MAX_US;
                     }
+                    kb_metrics_add(KB_M_WORKER_RESTARTS, 1);
                     kb_log_error("worker %ld %s; respawning in %lld ms", (long)pid, how,
                                  (long long)(delay / 1000));
                     if (delay == 0)
@@ -463,6 +466,10 @@ main(void)
         kb_log_error("unable to initialise libsodium");
         return 1;
     }
+
+    /* Shared counters for /metrics, inherited by every child. */
+    if (kb_metrics_init() != 0)
+        kb_log_warn("unable to map shared metrics; /metrics will be empty");
 
     static master m;
     m.listen_fd = inherited_socket();

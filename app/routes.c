@@ -5,6 +5,7 @@
 
 const kb_route kb_routes[] = {
     {"GET", "/health", h_health},
+    {"GET", "/metrics", h_metrics},
 };
 
 const size_t kb_nroutes = sizeof(kb_routes) / sizeof(kb_routes[0]);

@@ -55,6 +55,7 @@ typedef struct kb_resp {
     int status;
     kb_buf body;    /* response body (JSON unless content_type says otherwise) */
     kb_buf headers; /* extra header lines, each "Name: value\r\n" */
+    const char *content_type; /* static string; NULL = application/json */
 } kb_resp;
 
 /* What the meter charged for this request (lib/meter.c), for headers and refunds. */
@@ -81,6 +82,7 @@ typedef struct kb_ctx {
     kb_buf err_msg;     /* client-facing message for err */
     int retry_after;    /* > 0: send Retry-After with an error */
     const char *route;  /* pattern that matched, for logs and metrics */
+    int route_index;    /* its index in the route table, -1 when none matched */
     const char *user_id;    /* for the log line when known (arena-owned) */
     const char *key_prefix; /* for the log line when known (arena-owned) */
     int64_t credits;        /* charged by this request, -1 when not metered */

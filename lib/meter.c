@@ -13,6 +13,7 @@
 
 #include "kb_crypto.h"
 #include "kb_log.h"
+#include "kb_metrics.h"
 #include "kb_time.h"
 #include "kb_banned.h"
 
@@ -102,6 +103,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
     c->have_limits = true;
 
     if (strcmp(outcome, "rate_limited") == 0) {
+        kb_metrics_add(KB_M_RATE_LIMITED, 1);
         int64_t wait = c->rl_reset - kb_now_us() / 1000000;
         ctx->retry_after = wait < 1 ? 1 : (int)wait;
         return kb_fail(ctx, KB_E_RATE_LIMITED,
@@ -110,6 +112,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
                        c->rl_limit, ctx->retry_after);
     }
     if (strcmp(outcome, "exhausted") == 0) {
+        kb_metrics_add(KB_M_CREDITS_EXHAUSTED, 1);
         return kb_fail(ctx, KB_E_CREDITS_EXHAUSTED,
                        "Credits exhausted for this billing cycle (%" PRId64 " of %" PRId64
                        " used, this request costs %d). Enable pay-as-you-go with POST "
@@ -143,6 +146,8 @@ refund(kb_ctx *ctx)
         c->refund_failed = true;
         return;
     }
+    kb_metrics_add(KB_M_REFUNDS, 1);
+    kb_metrics_add(KB_M_CREDITS_REFUNDED, (uint64_t)c->cost);
     c->charged = false;
     c->refunded = true;
     c->credits_total = col_i64(r, 0);
@@ -157,6 +162,8 @@ kb_meter_finish(kb_ctx *ctx, kb_err err)
     kb_charge *c = &ctx->charge;
     if (c->charged && err != KB_OK)
         refund(ctx);
+    if (c->charged)
+        kb_metrics_add(KB_M_CREDITS_CHARGED, (uint64_t)c->cost);
     if (c->have_limits) {
         kb_resp_header(ctx, "X-RateLimit-Limit", "%" PRId64, c->rl_limit);
         kb_resp_header(ctx, "X-RateLimit-Remaining", "%" PRId64, c->rl_remaining);

@@ -182,12 +182,15 @@ port_in_use() {
     listening_ports | grep -qx -- "$1"
 }
 
-# pick_port EXCLUDED...: a free port in 20000..59999 not in EXCLUDED.
+# pick_port EXCLUDED...: a free port in 20000..32199 not in EXCLUDED. The
+# range stays below Linux's ephemeral ports (32768..60999), which outgoing
+# connections take without listening, so a port that looks free there can
+# still be taken by the time Postgres or nginx binds it.
 pick_port() {
     local used p i
     used=$(listening_ports | sort -u)
     for ((i = 0; i < 200; i++)); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        p=$((20000 + (RANDOM * 32768 + RANDOM) % 12200))
         grep -qx -- "$p" <<<"$used" && continue
         [[ " $* " == *" $p "* ]] && continue
         printf '%s\n' "$p"

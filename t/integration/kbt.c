@@ -11,6 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
+static const char *source_addr;
+
+void
+kbt_set_source(const char *addr)
+{
+    source_addr = addr;
+}
+
 void
 kbt_init(void)
 {
@@ -68,6 +76,8 @@ kbt_request_url(const char *method, const char *url, const char *const *headers,
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    if (source_addr != NULL)
+        curl_easy_setopt(c, CURLOPT_INTERFACE, source_addr);
     if (body != NULL) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);

@@ -43,6 +43,10 @@ kbt_resp *kbt_request(const char *method, const char *path, const char *const *h
 kbt_resp *kbt_request_url(const char *method, const char *url, const char *const *headers,
                           const char *body, size_t body_len);
 
+/* Source address for the following requests (NULL = default), e.g. "127.0.0.2"
+ * to look like a client that is not this host. */
+void kbt_set_source(const char *addr);
+
 /* Shorthand GET. */
 kbt_resp *kbt_get(const char *path);
 
