@@ -91,6 +91,12 @@ long kbt_now_ms(void);
 
 #endif
 
+/*
+ * Remember a secret the test created (raw API key, token, password, Stripe
+ * key): t/run-tests.sh fails the run if any log of the stack contains it.
+ */
+void kbt_secret_note(const char *secret);
+
 /* ---- metering helpers (test_meter.c and others) ---- */
 
 typedef struct kbt_account {
