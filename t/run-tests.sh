@@ -39,6 +39,7 @@ scan_logs() {
     hits=$(grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$dir"/*.log 2>/dev/null || true)
     if [ -n "$hits" ]; then
         echo "!! sanitizer reports in: $hits"
+        # shellcheck disable=SC2086  # one word per file name
         grep -hE -A30 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' $hits | head -120
         echo "0 1" >>"$COUNTS"
     fi
