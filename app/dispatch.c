@@ -37,5 +37,5 @@ kb_dispatch(kb_req *req, kb_ctx *ctx)
      * error envelope is built first so the refund cannot alter its body. */
     if (err != KB_OK)
         kb_resp_error(ctx, req, err);
-    kb_meter_finish(ctx, err);
+    kb_meter_finish(req, ctx, err);
 }

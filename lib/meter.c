@@ -24,11 +24,12 @@ static const kb_stmt meter_stmt = {
     " FROM kb_meter($1, $2::integer, $3)",
     3, false};
 
+/* Idempotent per request id, so it may be re-sent after a lost connection. */
 static const kb_stmt refund_stmt = {
     "meter_refund",
-    "SELECT credits_total, credits_used FROM kb_meter_refund($1::uuid, $2::uuid, $3::integer,"
-    " $4, $5::timestamptz, $6::bigint)",
-    6, false};
+    "SELECT credits_total, credits_used FROM kb_meter_refund($1, $2::uuid, $3::uuid,"
+    " $4::integer, $5, $6::timestamptz, $7::bigint)",
+    7, true};
 
 bool
 kb_meter_parse_key(kb_str h, kb_str *key, const char **reason)
@@ -131,13 +132,14 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
 }
 
 static void
-refund(kb_ctx *ctx)
+refund(const kb_req *req, kb_ctx *ctx)
 {
     kb_charge *c = &ctx->charge;
     char costs[24];
     snprintf(costs, sizeof(costs), "%" PRId64, c->cost);
-    const char *params[] = {c->user_id, c->key_id, costs, ctx->route ? ctx->route : "unknown",
-                            c->cycle_start, c->outbox_id[0] ? c->outbox_id : NULL};
+    const char *params[] = {req->request_id, c->user_id,     c->key_id,
+                            costs,           ctx->route ? ctx->route : "unknown",
+                            c->cycle_start,  c->outbox_id[0] ? c->outbox_id : NULL};
     PGresult *r = NULL;
     kb_err err = kb_db_exec(&ctx->w->db, ctx->arena, &refund_stmt, params, &r);
     if (err || PQntuples(r) != 1) {
@@ -157,11 +159,11 @@ refund(kb_ctx *ctx)
 }
 
 void
-kb_meter_finish(kb_ctx *ctx, kb_err err)
+kb_meter_finish(const kb_req *req, kb_ctx *ctx, kb_err err)
 {
     kb_charge *c = &ctx->charge;
     if (c->charged && err != KB_OK)
-        refund(ctx);
+        refund(req, ctx);
     if (c->charged)
         kb_metrics_add(KB_M_CREDITS_CHARGED, (uint64_t)c->cost);
     if (c->have_limits) {
