@@ -29,6 +29,7 @@
 
 #include "kb_config.h"
 #include "kb_log.h"
+#include "kb_shared.h"
 #include "kb_str.h"
 #include "kb_time.h"
 #include "sdnotify.h"
@@ -463,6 +464,7 @@ main(void)
         kb_log_error("unable to initialise libsodium");
         return 1;
     }
+    kb_shared_init(); /* before any fork: every worker shares the hash slots */
 
     static master m;
     m.listen_fd = inherited_socket();
