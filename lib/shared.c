@@ -47,6 +47,7 @@ kb_shared_init(void)
     shm->nslots = (size_t)n;
     for (size_t i = 0; i < KB_SHARED_MAX_SLOTS; i++)
         atomic_init(&shm->owner[i], 0);
+    kb_log_info("password hashing capped at %ld at once", n);
     return true;
 }
 
