@@ -70,13 +70,13 @@ get_verifier(void)
 }
 
 int
-kb_auth_check_config(kb_buf *problems)
+kb_auth_check_config(const kb_config *cfg, kb_buf *problems)
 {
-    if (kb_cfg.jwt_jwks_file == NULL)
+    if (cfg->jwt_jwks_file == NULL)
         return 0;
     kb_jwt_verifier v;
     memset(&v, 0, sizeof(v));
-    const char *why = load_jwks(&v, kb_cfg.jwt_jwks_file);
+    const char *why = load_jwks(&v, cfg->jwt_jwks_file);
     kb_jwt_verifier_release(&v);
     if (why == NULL)
         return 0;

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 
+#include "kb_config.h"
 #include "kb_http.h"
 #include "kb_str.h"
 
@@ -74,11 +75,11 @@ void kb_auth_key_new(char key[KB_API_KEY_LEN + 1], char hash[65],
 bool kb_auth_is_uuid(kb_str s);
 
 /*
- * Load the token verifier from kb_cfg now (the JWKS file, when set) and
- * report problems as "NAME: reason\n" lines. Workers load lazily on the
- * first token; kbctl check-config calls this to catch a bad file early.
- * Returns the number of problems.
+ * Try loading cfg's JWKS file (when set) the way workers do on their first
+ * token, and report a problem as a "NAME: reason\n" line; kbctl
+ * check-config calls this to catch a bad file before a deploy. Returns the
+ * number of problems.
  */
-int kb_auth_check_config(kb_buf *problems);
+int kb_auth_check_config(const kb_config *cfg, kb_buf *problems);
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "check_main.h"
@@ -540,6 +541,55 @@ START_TEST(jwks_es256_tokens_accepted_when_configured)
 }
 END_TEST
 
+/* ---- configuration: no usable token key, no start ---- */
+
+/* Run "sh -c cmd" with the stack's environment; output into out, returns the exit code. */
+static int
+sh(const char *cmd, char *out, size_t outsz)
+{
+    FILE *p = popen(cmd, "r");
+    ck_assert(p != NULL);
+    size_t n = fread(out, 1, outsz - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+START_TEST(no_jwt_secret_or_jwks_means_no_start)
+{
+    const char *bin = kbt_env("KB_BIN_DIR");
+    char cmd[2048], out[8192];
+    struct {
+        const char *env;
+        int rc;
+        const char *want;
+    } cases[] = {
+        {"env -u KB_JWT_SECRET -u KB_JWT_JWKS_FILE", 78,
+         "KB_JWT_SECRET: is required (at least 32 bytes) unless KB_JWT_JWKS_FILE is set"},
+        {"env -u KB_JWT_JWKS_FILE KB_JWT_SECRET=0123456789abcdef0123456789abcde", 78,
+         "KB_JWT_SECRET: must be at least 32 bytes long"},
+        {"env -u KB_JWT_SECRET KB_JWT_JWKS_FILE=/nonexistent/jwks.json", 78,
+         "KB_JWT_JWKS_FILE: unusable: No such file or directory"},
+        {"env -u KB_JWT_JWKS_FILE KB_JWT_SECRET=0123456789abcdef0123456789abcdef", 0,
+         "configuration ok"},
+    };
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(cmd, sizeof(cmd), "%s %s/kbctl check-config 2>&1", cases[i].env, bin);
+        ck_assert_int_eq(sh(cmd, out, sizeof(out)), cases[i].rc);
+        ck_assert_msg(strstr(out, cases[i].want) != NULL, "%s", out);
+        ck_assert_msg(strstr(out, "0123456789abcdef") == NULL, "secret printed: %s", out);
+    }
+    /* The server itself refuses to start (EX_CONFIG) before touching any socket. */
+    snprintf(cmd, sizeof(cmd),
+             "env -u KB_JWT_SECRET -u KB_JWT_JWKS_FILE KB_SOCKET=/nonexistent/x.sock "
+             "ASAN_OPTIONS=detect_leaks=0 " /* the master exits without freeing */
+             "%s/kalshibook-fcgi 2>&1",
+             bin);
+    ck_assert_int_eq(sh(cmd, out, sizeof(out)), 78);
+    ck_assert_msg(strstr(out, "KB_JWT_SECRET") != NULL, "%s", out);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -562,5 +612,8 @@ main(void)
     tcase_add_unchecked_fixture(tj, jwks_setup, jwks_off);
     tcase_add_test(tj, jwks_es256_tokens_accepted_when_configured);
     suite_add_tcase(s, tj);
+    TCase *tg = tcase_create("config");
+    tcase_add_test(tg, no_jwt_secret_or_jwks_means_no_start);
+    suite_add_tcase(s, tg);
     return kb_check_run(s);
 }
