@@ -141,6 +141,9 @@ h_keys_create(const kb_req *req, kb_ctx *ctx)
     const char *p[] = {u.id, u.email, hash, prefix, name, type};
     PGresult *r = NULL;
     err = kb_db_exec(&ctx->w->db, ctx->arena, &key_insert, p, &r);
+    /* An outside user whose email is already taken by another account: no row to own keys. */
+    if (err == KB_E_INTERNAL && kb_db_sqlstate_is(&ctx->w->db, "23503"))
+        return kb_fail(ctx, KB_E_INVALID_API_KEY, "Unknown user for this access token.");
     if (err)
         return kb_fail(ctx, err, "unable to create an API key");
     if (PQntuples(r) != 1)
