@@ -30,6 +30,7 @@
 #include "kb_config.h"
 #include "kb_log.h"
 #include "kb_metrics.h"
+#include "kb_shared.h"
 #include "kb_str.h"
 #include "kb_time.h"
 #include "sdnotify.h"
@@ -466,6 +467,7 @@ main(void)
         kb_log_error("unable to initialise libsodium");
         return 1;
     }
+    kb_shared_init(); /* before any fork: every worker shares the hash slots */
 
     /* Shared counters for /metrics, inherited by every child. */
     if (kb_metrics_init() != 0)

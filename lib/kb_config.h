@@ -27,7 +27,14 @@ typedef struct kb_config {
     long db_statement_timeout_ms;  /* KB_DB_STATEMENT_TIMEOUT_MS */
     const char *log_level;         /* KB_LOG_LEVEL */
     const char *migrations_dir;    /* KB_MIGRATIONS_DIR */
+    const char *jwt_secret;        /* KB_JWT_SECRET (HS256), NULL when unset */
+    long jwt_ttl_s;                /* KB_JWT_TTL: access token lifetime */
+    const char *jwt_jwks_file;     /* KB_JWT_JWKS_FILE (ES256/RS256 keys), NULL when unset */
+    long auth_max_concurrent;      /* KB_AUTH_MAX_CONCURRENT argon2 jobs per host, 0 = auto */
 } kb_config;
+
+/* Shortest KB_JWT_SECRET accepted (bytes). */
+#define KB_JWT_SECRET_MIN 32
 
 typedef enum kb_config_kind {
     KB_CFG_STRING,

@@ -394,6 +394,23 @@ app_exec() {
     exec "$@"
 }
 
+# A per-stack HS256 access-token secret: written once to DIR/app.env (which
+# the app sources) unless the caller's environment or app.env already has one.
+ensure_jwt_secret() {
+    local f=$DIR/app.env
+    [[ -n ${KB_JWT_SECRET:-} ]] && return
+    [[ -f $f ]] && grep -q '^KB_JWT_SECRET=' "$f" && return
+    (umask 077 && printf 'KB_JWT_SECRET=%s\n' "$(openssl rand -hex 32)" >>"$f") ||
+        die "cannot write $f"
+}
+
+# The secret the app uses (app.env wins over the environment), for run.env.
+jwt_secret() {
+    local s
+    s=$(kv_get "$DIR/app.env" KB_JWT_SECRET)
+    printf '%s\n' "${s:-${KB_JWT_SECRET:-}}"
+}
+
 need_bin() {
     [[ -x $KB_BIN_DIR/$1 ]] || die "$KB_BIN_DIR/$1 not found (build first, or set KB_BIN_DIR)"
 }
@@ -600,6 +617,7 @@ write_run_env() {
         env_line KB_PGDATA "$PGDATA_DIR"
         env_line KB_PG_BIN "$PG_BIN"
         env_line KB_CA_CERT "$DIR/tls/cert.pem"
+        env_line KB_JWT_SECRET "$(jwt_secret)"
     } >"$DIR/run.env.tmp"
     mv -f "$DIR/run.env.tmp" "$DIR/run.env"
 }
@@ -631,6 +649,7 @@ start_all() {
     pg_init
     pg_start
     pg_create_db
+    ensure_jwt_secret
     app_migrate
     app_start
     nginx_start

@@ -14,6 +14,9 @@
 #   health      GET /health: the pool, one DB round trip; target >= 0.8 x hello-fcgi
 #   meter-sql   pgbench: kb_meter() alone over BENCH_ACCOUNTS accounts (default 100)
 #   meter-sql-hot  the same on one account (row lock and commit latency bound it)
+#   keys        GET /keys with a user token: JWT check (HMAC) + one indexed query
+#   login       POST /auth/login over ONE connection: argon2id-bound (slow by design;
+#               more connections would mostly measure the 503s of the hash cap)
 # Everything started here is stopped on exit, failure or Ctrl-C.
 #
 # Environment: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS
@@ -34,8 +37,9 @@ export KB_BIN_DIR=${BENCH_BIN_DIR:-$REPO/app}
 STACK=$REPO/t/stack.sh
 OUT_DIR=$REPO/var/bench
 
-# Rows, in order, and their figures by name.
+# Rows, in order, and their figures by name; extra curl arguments for a row's check.
 ROWS=()
+BENCH_CURL_EXTRA=()
 declare -A RPS P50 P99 BASE RATIO
 
 TMP=
@@ -74,18 +78,28 @@ to_ms() {
     }'
 }
 
-# bench_row NAME URL_PATH BASELINE_NAME [WRK_ARGS...]
+# bench_row NAME URL_PATH BASELINE_NAME [ARGS...] [-- WRK_ONLY_ARGS...]
 #   Run wrk against URL_PATH and record a row. BASELINE_NAME is an earlier
-#   row ("-" for none); WRK_ARGS go to wrk before the URL, e.g.
-#   -s t/bench/orderbook.lua -H 'Authorization: Bearer ...'.
+#   row ("-" for none); ARGS go to wrk before the URL and to the curl that
+#   checks the route first (e.g. -H 'Authorization: Bearer ...'); arguments
+#   after "--" go to wrk only (e.g. -s t/bench/login.lua -t1 -c1).
 bench_row() {
     local name=$1 path=$2 baseline=$3
     shift 3
     local url=$KB_BASE_URL$path out rps p50 p99 bad code
+    local -a both=() wrk_only=()
+    while (($# > 0)) && [[ $1 != -- ]]; do
+        both+=("$1")
+        shift
+    done
+    (($# > 0)) && shift
+    wrk_only=("$@")
+    set -- "${both[@]}" "${wrk_only[@]}"
     if [[ $baseline != - && -z ${RPS[$baseline]:-} ]]; then
         die "row '$name': baseline '$baseline' has not run yet"
     fi
-    code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$KB_CA_CERT" "$@" "$url") || true
+    code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$KB_CA_CERT" \
+        "${BENCH_CURL_EXTRA[@]}" "${both[@]}" "$url") || true
     [[ $code == 200 ]] || printf 'bench: warning: %s answers %s before the run\n' "$url" "$code" >&2
     if ((WARMUP > 0)); then
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$@" "$url" >/dev/null
@@ -265,6 +279,18 @@ bench_row health /health hello-fcgi
 setup_bench_accounts
 pgbench_row meter-sql - "$BENCH_ACCOUNTS"
 pgbench_row meter-sql-hot meter-sql 1
+# A user and a token for the auth rows (signup is one argon2 run).
+# shellcheck disable=SC2089,SC2090  # JSON text for login.lua, never split into words
+export BENCH_LOGIN_BODY='{"email":"bench@example.test","password":"bench password 1"}'
+curl -s -o /dev/null --cacert "$KB_CA_CERT" -H 'Content-Type: application/json' \
+    -d "$BENCH_LOGIN_BODY" "$KB_BASE_URL/auth/signup" || true
+TOKEN=$(curl -s --cacert "$KB_CA_CERT" -H 'Content-Type: application/json' \
+    -d "$BENCH_LOGIN_BODY" "$KB_BASE_URL/auth/login" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+[[ -n $TOKEN ]] || die "cannot log the bench user in"
+bench_row keys /keys health -H "Authorization: Bearer $TOKEN"
+BENCH_CURL_EXTRA=(-H 'Content-Type: application/json' -d "$BENCH_LOGIN_BODY")
+bench_row login /auth/login health -- -s "$REPO/t/bench/login.lua" -t1 -c1
+BENCH_CURL_EXTRA=()
 
 # ---- report -------------------------------------------------------------------------
 

@@ -349,3 +349,61 @@ kbt_sql_long1(PGconn *c, const char *sql, const char *param)
     PQclear(r);
     return v;
 }
+
+/* ---- auth and keys (issue 4) ---- */
+
+kbt_resp *
+kbt_auth_json(const char *method, const char *path, const char *token, const char *body)
+{
+    char auth[9000];
+    const char *h[3] = {"Content-Type: application/json", NULL, NULL};
+    if (token != NULL) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        h[1] = auth;
+    }
+    return kbt_request(method, path, h, body, body ? strlen(body) : 0);
+}
+
+char *
+kbt_auth_email(const char *tag)
+{
+    static unsigned counter;
+    char *out = malloc(128);
+    snprintf(out, 128, "%s-%ld-%ld-%u@Example.test", tag, (long)getpid(), kbt_now_ms(),
+             __atomic_add_fetch(&counter, 1, __ATOMIC_SEQ_CST));
+    return out;
+}
+
+const char *
+kbt_auth_str(const kbt_resp *r, const char *name)
+{
+    const cJSON *o = r->json;
+    const cJSON *data = cJSON_GetObjectItemCaseSensitive(o, "data");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (m == NULL && cJSON_IsObject(data))
+        m = cJSON_GetObjectItemCaseSensitive(data, name);
+    return cJSON_IsString(m) ? m->valuestring : NULL;
+}
+
+void
+kbt_auth_signup(const char *email, const char *password, char **token, char **user_id)
+{
+    char body[512];
+    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+    kbt_secret_note(password);
+    kbt_resp *r = NULL;
+    /* The hash slots may be busy (503) while another test signs in: retry briefly. */
+    for (int i = 0; i < 200; i++) {
+        kbt_resp_free(r);
+        r = kbt_auth_json("POST", "/auth/signup", NULL, body);
+        if (r->status != 503)
+            break;
+    }
+    ck_assert_msg(r->status == 200, "signup %s: %ld %s", email, r->status, kb_buf_cstr(&r->body));
+    kbt_secret_note(kbt_auth_str(r, "access_token"));
+    if (token != NULL)
+        *token = strdup(kbt_auth_str(r, "access_token"));
+    if (user_id != NULL)
+        *user_id = strdup(kbt_auth_str(r, "user_id"));
+    kbt_resp_free(r);
+}

@@ -89,6 +89,24 @@ bool kbt_wait_until(bool (*fn)(void *), void *arg, long timeout_ms);
 /* Milliseconds of monotonic time. */
 long kbt_now_ms(void);
 
+/* ---- auth and keys (issue 4) ---- */
+
+/*
+ * method path with "Content-Type: application/json", body (NULL = none) and,
+ * when token is not NULL, "Authorization: Bearer <token>".
+ */
+kbt_resp *kbt_auth_json(const char *method, const char *path, const char *token,
+                        const char *body);
+
+/* An email address no other test (or run) uses, containing tag (malloc'd). */
+char *kbt_auth_email(const char *tag);
+
+/* POST /auth/signup (asserting 200); access token and user id are malloc'd (may be NULL). */
+void kbt_auth_signup(const char *email, const char *password, char **token, char **user_id);
+
+/* String member name of r's top-level JSON object (or of its "data" object), NULL if absent. */
+const char *kbt_auth_str(const kbt_resp *r, const char *name);
+
 #endif
 
 /*
