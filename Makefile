@@ -27,7 +27,15 @@ WARN := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	-Wstrict-prototypes -Wmissing-prototypes -Wvla -Wwrite-strings
 DEFS := -DKB_DEFAULT_MIGRATIONS_DIR='"$(or $(MIGRATIONS_DIR),db/migrations)"'
 
-ifeq ($(VARIANT),asan)
+ifeq ($(VARIANT),fuzz)
+CC := clang
+B := build/fuzz
+OPT := -O1 -g -fsanitize=address,undefined,fuzzer-no-link -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer -DKB_ARENA_DEBUG
+LDSAN := -fsanitize=address,undefined
+LIBKB := $(B)/lib/libkb.a
+APPDIR := $(B)/app
+else ifeq ($(VARIANT),asan)
 CC := clang
 B := build/asan
 OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
@@ -64,9 +72,13 @@ INTEG_SRCS := $(sort $(wildcard t/integration/test_*.c))
 INTEG_BINS := $(INTEG_SRCS:%.c=$(B)/%)
 INTEG_HARNESS := t/integration/kbt.c
 
+FUZZ_SRCS := $(sort $(wildcard t/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRCS:t/fuzz/%.c=build/fuzz/t/fuzz/%)
+FUZZ_SECONDS ?= 60
+
 PROGS := $(APPDIR)/kalshibook-fcgi $(APPDIR)/kbctl
 
-.PHONY: all deps run check check-build tests bench clean format
+.PHONY: all deps run check check-build tests bench clean format fuzz fuzz-build fuzz-targets
 .DEFAULT_GOAL := all
 
 all: $(LIBKB) $(PROGS)
@@ -100,6 +112,22 @@ $(B)/t/integration/%: t/integration/%.c $(INTEG_HARNESS) t/integration/kbt.h $(L
 
 tests: $(UNIT_BINS) $(INTEG_BINS)
 
+# libFuzzer targets (clang, ASan + UBSan): build/fuzz/t/fuzz/fuzz_<name>.
+build/fuzz/t/fuzz/%: t/fuzz/%.c $(APP_CORE_OBJS) $(LIBKB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Iapp -fsanitize=fuzzer $(LDFLAGS_ALL) -o $@ $< \
+		$(APP_CORE_OBJS) $(LIBKB) $(PC_LDLIBS)
+
+fuzz-build: deps
+	$(MAKE) VARIANT=fuzz fuzz-targets
+
+fuzz-targets: $(FUZZ_BINS)
+
+# Run every target for FUZZ_SECONDS on its seed corpus (t/fuzz/corpus/NAME);
+# new inputs collect in build/fuzz/corpus/NAME, crashes in build/fuzz/crashes.
+fuzz: fuzz-build
+	t/fuzz/run.sh $(FUZZ_SECONDS)
+
 # Install what is missing; apt-get runs only when a package is absent.
 deps:
 	@missing=$$(for p in $(PKGS); do \
@@ -120,6 +148,7 @@ run: deps
 check-build: deps
 	$(MAKE) VARIANT=release all
 	$(MAKE) VARIANT=asan all tests
+	$(MAKE) VARIANT=fuzz fuzz-targets
 
 check: check-build
 	t/run-tests.sh build/asan
@@ -129,7 +158,7 @@ bench: deps
 	t/bench/bench.sh "$(CURDIR)"
 
 format:
-	clang-format -i lib/*.[ch] app/*.[ch] t/unit/*.c t/integration/*.[ch]
+	clang-format -i lib/*.[ch] app/*.[ch] t/unit/*.c t/integration/*.[ch] t/fuzz/*.c
 
 clean:
 	rm -rf build lib/libkb.a app/kalshibook-fcgi app/kbctl

@@ -40,5 +40,14 @@ void kb_dispatch(kb_req *req, kb_ctx *ctx);
 /* Handlers, one file per API area. */
 kb_err h_health(const kb_req *req, kb_ctx *ctx);
 kb_err h_webhook(const kb_req *req, kb_ctx *ctx); /* app/h_webhook.c */
+kb_err h_metrics(const kb_req *req, kb_ctx *ctx);
+kb_err h_auth_signup(const kb_req *req, kb_ctx *ctx);
+kb_err h_auth_login(const kb_req *req, kb_ctx *ctx);
+kb_err h_keys_create(const kb_req *req, kb_ctx *ctx);
+kb_err h_keys_list(const kb_req *req, kb_ctx *ctx);
+kb_err h_keys_usage(const kb_req *req, kb_ctx *ctx);
+kb_err h_keys_update(const kb_req *req, kb_ctx *ctx);
+kb_err h_keys_delete(const kb_req *req, kb_ctx *ctx);
+kb_err h_keys_reveal(const kb_req *req, kb_ctx *ctx);
 
 #endif

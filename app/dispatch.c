@@ -21,6 +21,7 @@ kb_dispatch(kb_req *req, kb_ctx *ctx)
         switch (kb_router_match(kb_routes, kb_nroutes, req, &route, allow, sizeof(allow))) {
         case KB_MATCH_OK:
             ctx->route = route->pattern;
+            ctx->route_index = (int)(route - kb_routes);
             err = route->fn(req, ctx);
             break;
         case KB_MATCH_BAD_METHOD:
@@ -36,5 +37,5 @@ kb_dispatch(kb_req *req, kb_ctx *ctx)
      * error envelope is built first so the refund cannot alter its body. */
     if (err != KB_OK)
         kb_resp_error(ctx, req, err);
-    kb_meter_finish(ctx, err);
+    kb_meter_finish(req, ctx, err);
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kbctl.h"
+#include "kb_auth.h"
 #include "kb_config.h"
 #include "kb_banned.h"
 
@@ -36,6 +37,7 @@ kbctl_check_config(int argc, char **argv)
     kb_config cfg;
     kb_buf problems = KB_BUF_INIT;
     int bad = kb_config_load(&cfg, &problems);
+    bad += kb_auth_check_config(&cfg, &problems);
     if (bad) {
         fprintf(stderr, "configuration has %d problem%s:\n%s", bad, bad == 1 ? "" : "s",
                 kb_buf_cstr(&problems));

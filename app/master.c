@@ -33,6 +33,8 @@
 
 #include "kb_config.h"
 #include "kb_log.h"
+#include "kb_metrics.h"
+#include "kb_shared.h"
 #include "kb_str.h"
 #include "kb_time.h"
 #include "kb_usage.h"
@@ -373,6 +375,7 @@ reap(master *m)
                 bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
                 int64_t now = kb_mono_us();
                 if (clean) {
+                    kb_metrics_add(KB_M_WORKER_RECYCLES, 1);
                     kb_log_info("worker %ld recycled; respawning", (long)pid);
                     m->crashes = 0;
                     start_slot(m, i);
@@ -387,6 +390,7 @@ reap(master *m)
                         if (delay > BACKOFF_MAX_US)
                             delay = BACKOFF_MAX_US;
                     }
+                    kb_metrics_add(KB_M_WORKER_RESTARTS, 1);
                     kb_log_error("worker %ld %s; respawning in %lld ms", (long)pid, how,
                                  (long long)(delay / 1000));
                     if (delay == 0)
@@ -556,6 +560,11 @@ main(void)
         kb_log_error("unable to initialise libsodium");
         return 1;
     }
+    kb_shared_init(); /* before any fork: every worker shares the hash slots */
+
+    /* Shared counters for /metrics, inherited by every child. */
+    if (kb_metrics_init() != 0)
+        kb_log_warn("unable to map shared metrics; /metrics will be empty");
 
     static master m;
     m.listen_fd = inherited_socket();

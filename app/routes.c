@@ -6,6 +6,15 @@
 const kb_route kb_routes[] = {
     {"GET", "/health", h_health},
     {"POST", "/billing/webhook", h_webhook},
+    {"GET", "/metrics", h_metrics},
+    {"POST", "/auth/signup", h_auth_signup},
+    {"POST", "/auth/login", h_auth_login},
+    {"POST", "/keys", h_keys_create},
+    {"GET", "/keys", h_keys_list},
+    {"GET", "/keys/usage", h_keys_usage},
+    {"PATCH", "/keys/{key_id}", h_keys_update},
+    {"DELETE", "/keys/{key_id}", h_keys_delete},
+    {"GET", "/keys/{key_id}/reveal", h_keys_reveal},
 };
 
 const size_t kb_nroutes = sizeof(kb_routes) / sizeof(kb_routes[0]);

@@ -21,6 +21,8 @@
 #include "fcgi.h"
 #include "kb_config.h"
 #include "kb_log.h"
+#include "kb_metrics.h"
+#include "kb_time.h"
 #include "kb_banned.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -75,6 +77,7 @@ serve_one(kb_fcgi *f, kb_worker *w, kb_ctx *ctx, kb_arena *arena)
     kb_dispatch(&req, ctx);
     kb_fcgi_write(f, &req, ctx);
     kb_fcgi_finish(f);
+    kb_metrics_request(ctx->route_index, ctx->resp.status, kb_mono_us() - ctx->start_us);
     kb_log_request(ctx, &req);
     kb_arena_reset(arena);
     w->served++;

@@ -67,6 +67,14 @@ const kb_config_var kb_config_vars[] = {
      "timeout, so a row a failing request still refunds is never sent)"},
     {"KB_PAYG_OVERAGE_CAP", KB_CFG_INT, false, "0", 0, INT32_MAX, OFF(payg_overage_cap),
      "default per-cycle PAYG overage cap in credits for POST /billing/payg; 0 = none"},
+    {"KB_JWT_SECRET", KB_CFG_SECRET, false, NULL, 0, 0, OFF(jwt_secret),
+     "HS256 secret for access tokens, at least 32 bytes (a Supabase project's JWT secret works)"},
+    {"KB_JWT_TTL", KB_CFG_INT, false, "3600", 60, 30L * 86400, OFF(jwt_ttl_s),
+     "lifetime of issued access tokens in seconds"},
+    {"KB_JWT_JWKS_FILE", KB_CFG_STRING, false, NULL, 0, 0, OFF(jwt_jwks_file),
+     "optional JWKS file: ES256/RS256 tokens signed by its keys are accepted too"},
+    {"KB_AUTH_MAX_CONCURRENT", KB_CFG_INT, false, "0", 0, 256, OFF(auth_max_concurrent),
+     "password hashes (argon2id) running at once on this host, 503 above; 0 = half the workers"},
 };
 
 const size_t kb_config_nvars = sizeof(kb_config_vars) / sizeof(kb_config_vars[0]);
@@ -135,6 +143,18 @@ kb_config_load(kb_config *cfg, kb_buf *problems)
             problem(problems, "KB_LOG_LEVEL", "must be debug, info, warn or error");
             bad++;
         }
+    }
+    /* Tokens must be verifiable: a strong HS256 secret, or a JWKS file. */
+    if (cfg->jwt_jwks_file == NULL &&
+        (cfg->jwt_secret == NULL || strlen(cfg->jwt_secret) < KB_JWT_SECRET_MIN)) {
+        problem(problems, "KB_JWT_SECRET",
+                cfg->jwt_secret == NULL
+                    ? "is required (at least 32 bytes) unless KB_JWT_JWKS_FILE is set"
+                    : "must be at least 32 bytes long");
+        bad++;
+    } else if (cfg->jwt_secret != NULL && strlen(cfg->jwt_secret) < KB_JWT_SECRET_MIN) {
+        problem(problems, "KB_JWT_SECRET", "must be at least 32 bytes long");
+        bad++;
     }
     /* Money rule 8: never run billing with a webhook nobody can verify. */
     if (cfg->stripe_secret_key != NULL && cfg->stripe_webhook_secrets == NULL) {

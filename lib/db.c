@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kb_log.h"
+#include "kb_metrics.h"
 #include "kb_time.h"
 #include "kb_banned.h"
 
@@ -126,6 +127,7 @@ connection_lost(kb_db *db)
     if (PQstatus(db->conn) == CONNECTION_OK)
         return false;
     kb_log_warn("database connection lost");
+    kb_metrics_add(KB_M_DB_RECONNECTS, 1);
     kb_db_disconnect(db);
     /* Reconnect at once on the next call; back off only if that fails. */
     db->next_attempt_us = 1;

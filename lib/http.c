@@ -29,6 +29,8 @@ kb_ctx_reset(kb_ctx *ctx)
     ctx->err = KB_OK;
     ctx->retry_after = 0;
     ctx->route = NULL;
+    ctx->route_index = -1;
+    ctx->resp.content_type = NULL;
     ctx->user_id = NULL;
     ctx->key_prefix = NULL;
     ctx->credits = -1;

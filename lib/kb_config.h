@@ -43,7 +43,14 @@ typedef struct kb_config {
     long usage_reporter;                /* KB_USAGE_REPORTER: 1 = master runs it */
     long usage_margin_s;                /* KB_USAGE_MARGIN_S */
     long payg_overage_cap;              /* KB_PAYG_OVERAGE_CAP, 0 = none */
+    const char *jwt_secret;        /* KB_JWT_SECRET (HS256), NULL when unset */
+    long jwt_ttl_s;                /* KB_JWT_TTL: access token lifetime */
+    const char *jwt_jwks_file;     /* KB_JWT_JWKS_FILE (ES256/RS256 keys), NULL when unset */
+    long auth_max_concurrent;      /* KB_AUTH_MAX_CONCURRENT argon2 jobs per host, 0 = auto */
 } kb_config;
+
+/* Shortest KB_JWT_SECRET accepted (bytes). */
+#define KB_JWT_SECRET_MIN 32
 
 typedef enum kb_config_kind {
     KB_CFG_STRING,

@@ -55,6 +55,7 @@ typedef struct kb_resp {
     int status;
     kb_buf body;    /* response body (JSON unless content_type says otherwise) */
     kb_buf headers; /* extra header lines, each "Name: value\r\n" */
+    const char *content_type; /* static string; NULL = application/json */
 } kb_resp;
 
 /* What the meter charged for this request (lib/meter.c), for headers and refunds. */
@@ -81,6 +82,7 @@ typedef struct kb_ctx {
     kb_buf err_msg;     /* client-facing message for err */
     int retry_after;    /* > 0: send Retry-After with an error */
     const char *route;  /* pattern that matched, for logs and metrics */
+    int route_index;    /* its index in the route table, -1 when none matched */
     const char *user_id;    /* for the log line when known (arena-owned) */
     const char *key_prefix; /* for the log line when known (arena-owned) */
     int64_t credits;        /* charged by this request, -1 when not metered */
@@ -128,6 +130,18 @@ void kb_resp_error(kb_ctx *ctx, const kb_req *req, kb_err err);
 
 /* Append the one-per-request JSON log line for this response to stderr. */
 void kb_log_request(const kb_ctx *ctx, const kb_req *req);
+
+/* Reads up to len body bytes into buf: count, 0 at the end, < 0 on error. */
+typedef int kb_body_reader(void *ud, char *buf, int len);
+
+/*
+ * Build req from CGI-style params (NULL-terminated "NAME=value" strings:
+ * REQUEST_METHOD, REQUEST_URI, QUERY_STRING, CONTENT_TYPE, CONTENT_LENGTH,
+ * REMOTE_ADDR, KB_REQUEST_ID, HTTP_*) and a body reader. Everything is
+ * copied into arena. A body over max_body sets req->body_too_large.
+ */
+void kb_req_build(kb_req *req, kb_arena *arena, char *const *envp, kb_body_reader *rd, void *ud,
+                  long max_body);
 
 /* Fill req->request_id from a trusted id (nginx) or generate req_ + 12 hex. */
 void kb_req_set_id(kb_req *req, kb_str given);

@@ -23,10 +23,12 @@ kb_err kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost);
 
 /*
  * After the handler ran with result err: refund a charge when err != KB_OK
- * (money rule 3), then add the credit and rate-limit headers that apply.
+ * (money rule 3; idempotent per req->request_id, re-sent once on a fresh
+ * connection if the first one was lost), then add the credit and rate-limit
+ * headers that apply.
  * Does nothing for requests that were not metered.
  */
-void kb_meter_finish(kb_ctx *ctx, kb_err err);
+void kb_meter_finish(const kb_req *req, kb_ctx *ctx, kb_err err);
 
 /*
  * Extract the API key from an Authorization header value: scheme "Bearer"

@@ -13,6 +13,7 @@
 
 #include "kb_crypto.h"
 #include "kb_log.h"
+#include "kb_metrics.h"
 #include "kb_time.h"
 #include "kb_banned.h"
 
@@ -23,11 +24,12 @@ static const kb_stmt meter_stmt = {
     " FROM kb_meter($1, $2::integer, $3)",
     3, false};
 
+/* Idempotent per request id, so it may be re-sent after a lost connection. */
 static const kb_stmt refund_stmt = {
     "meter_refund",
-    "SELECT credits_total, credits_used FROM kb_meter_refund($1::uuid, $2::uuid, $3::integer,"
-    " $4, $5::timestamptz, $6::bigint)",
-    6, false};
+    "SELECT credits_total, credits_used FROM kb_meter_refund($1, $2::uuid, $3::uuid,"
+    " $4::integer, $5, $6::timestamptz, $7::bigint)",
+    7, true};
 
 bool
 kb_meter_parse_key(kb_str h, kb_str *key, const char **reason)
@@ -102,6 +104,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
     c->have_limits = true;
 
     if (strcmp(outcome, "rate_limited") == 0) {
+        kb_metrics_add(KB_M_RATE_LIMITED, 1);
         int64_t wait = c->rl_reset - kb_now_us() / 1000000;
         ctx->retry_after = wait < 1 ? 1 : (int)wait;
         return kb_fail(ctx, KB_E_RATE_LIMITED,
@@ -110,6 +113,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
                        c->rl_limit, ctx->retry_after);
     }
     if (strcmp(outcome, "exhausted") == 0) {
+        kb_metrics_add(KB_M_CREDITS_EXHAUSTED, 1);
         return kb_fail(ctx, KB_E_CREDITS_EXHAUSTED,
                        "Credits exhausted for this billing cycle (%" PRId64 " of %" PRId64
                        " used, this request costs %d). Enable pay-as-you-go with POST "
@@ -128,13 +132,14 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
 }
 
 static void
-refund(kb_ctx *ctx)
+refund(const kb_req *req, kb_ctx *ctx)
 {
     kb_charge *c = &ctx->charge;
     char costs[24];
     snprintf(costs, sizeof(costs), "%" PRId64, c->cost);
-    const char *params[] = {c->user_id, c->key_id, costs, ctx->route ? ctx->route : "unknown",
-                            c->cycle_start, c->outbox_id[0] ? c->outbox_id : NULL};
+    const char *params[] = {req->request_id, c->user_id,     c->key_id,
+                            costs,           ctx->route ? ctx->route : "unknown",
+                            c->cycle_start,  c->outbox_id[0] ? c->outbox_id : NULL};
     PGresult *r = NULL;
     kb_err err = kb_db_exec(&ctx->w->db, ctx->arena, &refund_stmt, params, &r);
     if (err || PQntuples(r) != 1) {
@@ -143,6 +148,8 @@ refund(kb_ctx *ctx)
         c->refund_failed = true;
         return;
     }
+    kb_metrics_add(KB_M_REFUNDS, 1);
+    kb_metrics_add(KB_M_CREDITS_REFUNDED, (uint64_t)c->cost);
     c->charged = false;
     c->refunded = true;
     c->credits_total = col_i64(r, 0);
@@ -152,11 +159,13 @@ refund(kb_ctx *ctx)
 }
 
 void
-kb_meter_finish(kb_ctx *ctx, kb_err err)
+kb_meter_finish(const kb_req *req, kb_ctx *ctx, kb_err err)
 {
     kb_charge *c = &ctx->charge;
     if (c->charged && err != KB_OK)
-        refund(ctx);
+        refund(req, ctx);
+    if (c->charged)
+        kb_metrics_add(KB_M_CREDITS_CHARGED, (uint64_t)c->cost);
     if (c->have_limits) {
         kb_resp_header(ctx, "X-RateLimit-Limit", "%" PRId64, c->rl_limit);
         kb_resp_header(ctx, "X-RateLimit-Remaining", "%" PRId64, c->rl_remaining);

@@ -11,6 +11,9 @@ cd "$ROOT"
 
 COUNTS=$(mktemp /tmp/kbcounts.XXXXXX)
 export KB_TEST_COUNTS=$COUNTS
+# Secrets the tests create (raw keys, tokens, passwords); no log may hold one.
+SECRETS=$(mktemp /tmp/kbsecrets.XXXXXX)
+export KB_TEST_SECRETS=$SECRETS
 # Sanitizers: leaks and UB fail the process; reports go to stderr (the logs).
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -36,8 +39,26 @@ scan_logs() {
     hits=$(grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$dir"/*.log 2>/dev/null || true)
     if [ -n "$hits" ]; then
         echo "!! sanitizer reports in: $hits"
+        # shellcheck disable=SC2086  # one word per file name
         grep -hE -A30 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' $hits | head -120
         echo "0 1" >>"$COUNTS"
+    fi
+}
+
+scan_secrets() {
+    local dir=$1 hits
+    # Also the stack's own secrets (app.env: JWT secret, Stripe keys).
+    if [ -f "$dir/app.env" ]; then
+        sed -n "s/^[A-Z_]*\(SECRET\|KEY\)[A-Z_]*=['\"]\{0,1\}\([^'\"]\{8,\}\)['\"]\{0,1\}$/\2/p" "$dir/app.env" | tr ',' '\n' >>"$SECRETS"
+    fi
+    [ -s "$SECRETS" ] || { echo "secret scan: no secrets were registered"; return; }
+    hits=$(grep -F -l -f "$SECRETS" "$dir"/*.log 2>/dev/null || true)
+    if [ -n "$hits" ]; then
+        echo "!! a secret appears in: $hits"
+        echo "0 1" >>"$COUNTS"
+    else
+        echo "secret scan: $(sort -u "$SECRETS" | wc -l) secrets, none in any log"
+        echo "1 0" >>"$COUNTS"
     fi
 }
 
@@ -46,6 +67,7 @@ finish() {
     if [ -n "$STACK" ] && [ -d "$STACK" ]; then
         "$ROOT/t/stack.sh" stop "$STACK" >/dev/null 2>&1 || true
         scan_logs "$STACK"
+        scan_secrets "$STACK"
         rm -rf "$LOGDIR" && mkdir -p "$LOGDIR"
         cp "$STACK"/*.log "$LOGDIR"/ 2>/dev/null || true
         rm -rf "$STACK"
@@ -55,7 +77,7 @@ finish() {
         passed=$((passed + p))
         failed=$((failed + f))
     done <"$COUNTS"
-    rm -f "$COUNTS"
+    rm -f "$COUNTS" "$SECRETS"
     if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
         echo "!! test run aborted (exit $rc)"
         failed=1
@@ -70,6 +92,12 @@ echo "### unit tests ($B)"
 for t in "$B"/t/unit/test_*; do
     [ -x "$t" ] && run_prog "$t"
 done
+
+echo "### nginx -t on the production site (nginx/kalshibook.conf)"
+if "$ROOT/t/stack.sh" nginx-test-prod; then echo "1 0" >>"$COUNTS"; else echo "0 1" >>"$COUNTS"; fi
+
+echo "### fuzz targets, ${KB_FUZZ_CHECK_SECONDS:-3}s each on their corpus"
+"$ROOT/t/fuzz/run.sh" "${KB_FUZZ_CHECK_SECONDS:-3}" || true
 
 echo "### integration tests (nginx -> kalshibook-fcgi -> Postgres)"
 STACK=$(mktemp -d /tmp/kbstack.XXXXXX)

@@ -182,12 +182,15 @@ port_in_use() {
     listening_ports | grep -qx -- "$1"
 }
 
-# pick_port EXCLUDED...: a free port in 20000..59999 not in EXCLUDED.
+# pick_port EXCLUDED...: a free port in 20000..32199 not in EXCLUDED. The
+# range stays below Linux's ephemeral ports (32768..60999), which outgoing
+# connections take without listening, so a port that looks free there can
+# still be taken by the time Postgres or nginx binds it.
 pick_port() {
     local used p i
     used=$(listening_ports | sort -u)
     for ((i = 0; i < 200; i++)); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        p=$((20000 + (RANDOM * 32768 + RANDOM) % 12200))
         grep -qx -- "$p" <<<"$used" && continue
         [[ " $* " == *" $p "* ]] && continue
         printf '%s\n' "$p"
@@ -389,6 +392,23 @@ app_exec() {
     KB_SOCKET=$DIR/fcgi.sock
     KB_MIGRATIONS_DIR=${KB_MIGRATIONS_DIR:-$REPO/db/migrations}
     exec "$@"
+}
+
+# A per-stack HS256 access-token secret: written once to DIR/app.env (which
+# the app sources) unless the caller's environment or app.env already has one.
+ensure_jwt_secret() {
+    local f=$DIR/app.env
+    [[ -n ${KB_JWT_SECRET:-} ]] && return
+    [[ -f $f ]] && grep -q '^KB_JWT_SECRET=' "$f" && return
+    (umask 077 && printf 'KB_JWT_SECRET=%s\n' "$(openssl rand -hex 32)" >>"$f") ||
+        die "cannot write $f"
+}
+
+# The secret the app uses (app.env wins over the environment), for run.env.
+jwt_secret() {
+    local s
+    s=$(kv_get "$DIR/app.env" KB_JWT_SECRET)
+    printf '%s\n' "${s:-${KB_JWT_SECRET:-}}"
 }
 
 need_bin() {
@@ -597,6 +617,7 @@ write_run_env() {
         env_line KB_PGDATA "$PGDATA_DIR"
         env_line KB_PG_BIN "$PG_BIN"
         env_line KB_CA_CERT "$DIR/tls/cert.pem"
+        env_line KB_JWT_SECRET "$(jwt_secret)"
     } >"$DIR/run.env.tmp"
     mv -f "$DIR/run.env.tmp" "$DIR/run.env"
 }
@@ -641,7 +662,7 @@ stripe_config() {
 # stripe_app_env REPORTER: (re)write the stand-in block of DIR/app.env.
 stripe_app_env() {
     local f=$DIR/app.env
-    touch "$f"
+    (umask 077 && touch "$f")
     sed -i "/^$STRIPE_MARK_BEGIN\$/,/^$STRIPE_MARK_END\$/d" "$f"
     {
         printf '%s\n' "$STRIPE_MARK_BEGIN"
@@ -735,6 +756,7 @@ start_all() {
     pg_init
     pg_start
     pg_create_db
+    ensure_jwt_secret
     app_migrate
     app_start
     nginx_start

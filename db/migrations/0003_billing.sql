@@ -231,12 +231,23 @@ BEGIN
 END
 $$;
 
+-- Refunds already given, by request id, so a refund can be re-sent safely
+-- after a lost connection (a row only for failed requests, which are rare).
+CREATE TABLE meter_refunds (
+    request_id text PRIMARY KEY,
+    user_id    uuid NOT NULL,
+    credits    integer NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
 -- Give back a charge whose request failed after metering (money rule 3).
--- Only within the same cycle (a cycle that rolled in between already reset
--- the counters). Removes the outbox row unless the reporter already sent it.
--- Returns the account figures after the refund for the X-Credits-* headers.
-CREATE FUNCTION kb_meter_refund(p_user_id uuid, p_key_id uuid, p_cost integer,
-                                p_endpoint text, p_cycle_start timestamptz, p_outbox_id bigint)
+-- Idempotent per request id. Only within the same cycle (a cycle that rolled
+-- in between already reset the counters). Removes the outbox row unless the
+-- reporter already sent it. Returns the account figures after the refund for
+-- the X-Credits-* headers.
+CREATE FUNCTION kb_meter_refund(p_request_id text, p_user_id uuid, p_key_id uuid,
+                                p_cost integer, p_endpoint text, p_cycle_start timestamptz,
+                                p_outbox_id bigint)
 RETURNS TABLE (credits_total integer, credits_used integer, outbox_removed boolean)
 LANGUAGE plpgsql
 AS $$
@@ -246,6 +257,14 @@ DECLARE
     removed boolean := false;
 BEGIN
     SELECT * INTO a FROM billing_accounts ba WHERE ba.user_id = p_user_id FOR UPDATE;
+    INSERT INTO meter_refunds (request_id, user_id, credits)
+    VALUES (p_request_id, p_user_id, p_cost)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        -- Already refunded (a retry after a lost reply): report, change nothing.
+        RETURN QUERY SELECT a.credits_total, a.credits_used, false;
+        RETURN;
+    END IF;
     IF a.billing_cycle_start = p_cycle_start THEN
         UPDATE billing_accounts ba
            SET credits_used = greatest(0, ba.credits_used - p_cost)

@@ -12,6 +12,11 @@
 #   static      nginx serving /llms.txt: the ceiling of this box
 #   hello-fcgi  nginx + FastCGI doing nothing: the ceiling for any app
 #   health      GET /health: the pool, one DB round trip; target >= 0.8 x hello-fcgi
+#   meter-sql   pgbench: kb_meter() alone over BENCH_ACCOUNTS accounts (default 100)
+#   meter-sql-hot  the same on one account (row lock and commit latency bound it)
+#   keys        GET /keys with a user token: JWT check (HMAC) + one indexed query
+#   login       POST /auth/login over ONE connection: argon2id-bound (slow by design;
+#               more connections would mostly measure the 503s of the hash cap)
 # Everything started here is stopped on exit, failure or Ctrl-C.
 #
 # Environment: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS
@@ -32,8 +37,9 @@ export KB_BIN_DIR=${BENCH_BIN_DIR:-$REPO/app}
 STACK=$REPO/t/stack.sh
 OUT_DIR=$REPO/var/bench
 
-# Rows, in order, and their figures by name.
+# Rows, in order, and their figures by name; extra curl arguments for a row's check.
 ROWS=()
+BENCH_CURL_EXTRA=()
 declare -A RPS P50 P99 BASE RATIO
 
 TMP=
@@ -72,18 +78,28 @@ to_ms() {
     }'
 }
 
-# bench_row NAME URL_PATH BASELINE_NAME [WRK_ARGS...]
+# bench_row NAME URL_PATH BASELINE_NAME [ARGS...] [-- WRK_ONLY_ARGS...]
 #   Run wrk against URL_PATH and record a row. BASELINE_NAME is an earlier
-#   row ("-" for none); WRK_ARGS go to wrk before the URL, e.g.
-#   -s t/bench/orderbook.lua -H 'Authorization: Bearer ...'.
+#   row ("-" for none); ARGS go to wrk before the URL and to the curl that
+#   checks the route first (e.g. -H 'Authorization: Bearer ...'); arguments
+#   after "--" go to wrk only (e.g. -s t/bench/login.lua -t1 -c1).
 bench_row() {
     local name=$1 path=$2 baseline=$3
     shift 3
     local url=$KB_BASE_URL$path out rps p50 p99 bad code
+    local -a both=() wrk_only=()
+    while (($# > 0)) && [[ $1 != -- ]]; do
+        both+=("$1")
+        shift
+    done
+    (($# > 0)) && shift
+    wrk_only=("$@")
+    set -- "${both[@]}" "${wrk_only[@]}"
     if [[ $baseline != - && -z ${RPS[$baseline]:-} ]]; then
         die "row '$name': baseline '$baseline' has not run yet"
     fi
-    code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$KB_CA_CERT" "$@" "$url") || true
+    code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$KB_CA_CERT" \
+        "${BENCH_CURL_EXTRA[@]}" "${both[@]}" "$url") || true
     [[ $code == 200 ]] || printf 'bench: warning: %s answers %s before the run\n' "$url" "$code" >&2
     if ((WARMUP > 0)); then
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$@" "$url" >/dev/null
@@ -115,11 +131,76 @@ bench_row() {
     fi
 }
 
+# record_row NAME RPS P50_MS P99_MS BASELINE_NAME: a row measured by other means.
+record_row() {
+    local name=$1 rps=$2 baseline=$5
+    ROWS+=("$name")
+    RPS[$name]=$(printf '%.1f' "$rps")
+    P50[$name]=$3
+    P99[$name]=$4
+    BASE[$name]=$baseline
+    if [[ $baseline == - ]]; then
+        RATIO[$name]=-
+    else
+        RATIO[$name]=$(awk -v a="$rps" -v b="${RPS[$baseline]}" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')
+    fi
+}
+
+# ---- metering: the meter statement alone (pgbench) over the same accounts as
+# ---- the HTTP rows. BENCH_ACCOUNTS accounts (default 100), each with one key
+# ---- "kb-bench-<n, 40 digits>", project tier, limits lifted by overrides.
+
+BENCH_ACCOUNTS=${BENCH_ACCOUNTS:-100}
+
+bench_key() {
+    printf 'kb-bench-%040d' "$1"
+}
+
+setup_bench_accounts() {
+    psql "$KB_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -v n="$BENCH_ACCOUNTS" <<'SQL' >/dev/null
+WITH u AS (
+    INSERT INTO users (email, password_hash)
+    SELECT 'bench-' || g || '@example.test', 'x' FROM generate_series(1, :n) g
+    ON CONFLICT (email) DO UPDATE SET email = excluded.email
+    RETURNING id, email)
+, k AS (
+    INSERT INTO api_keys (user_id, key_hash, key_prefix, name)
+    SELECT u.id, encode(sha256(convert_to('kb-bench-' || lpad(split_part(split_part(u.email, '@', 1), '-', 2), 40, '0'), 'UTF8')), 'hex'),
+           'kb-benc', 'bench'
+    FROM u
+    ON CONFLICT (key_hash) DO NOTHING)
+INSERT INTO billing_accounts (user_id, tier, credits_total, credits_override, rpm_override)
+SELECT id, 'project', 2000000000, 2000000000, 2000000000 FROM u
+ON CONFLICT (user_id) DO UPDATE SET credits_used = 0, credits_total = 2000000000,
+    credits_override = 2000000000, rpm_override = 2000000000;
+SQL
+}
+
+# pgbench_row NAME BASELINE_NAME N: pgbench runs kb_meter for keys 1..N, one
+# script per key picked at random (-f file@1 each), prepared statements.
+pgbench_row() {
+    local name=$1 baseline=$2 n=$3 i hash dir=$TMP/pgbench-$1 args=() out tps p50 p99
+    mkdir -p "$dir"
+    for ((i = 1; i <= n; i++)); do
+        hash=$(printf '%s' "$(bench_key "$i")" | sha256sum | cut -d' ' -f1)
+        printf "SELECT outcome FROM kb_meter('%s', 1, '/markets/{ticker}');\n" "$hash" >"$dir/k$i.sql"
+        args+=(-f "$dir/k$i.sql@1")
+    done
+    printf 'bench: %-12s pgbench kb_meter over %s keys (%ss)\n' "$name" "$n" "$DURATION" >&2
+    out=$(cd "$dir" && "$KB_PG_BIN/pgbench" -n -M prepared -c "$CONNECTIONS" -j "$THREADS" \
+        -T "$DURATION" -l --log-prefix=tx "${args[@]}" "$KB_DATABASE_URL" 2>&1) ||
+        die "row '$name': pgbench failed:"$'\n'"$out"
+    tps=$(awk '/^tps = / { print $3; exit }' <<<"$out")
+    read -r p50 p99 < <(cat "$dir"/tx.* | awk '{ print $3 }' | sort -n |
+        awk '{ v[NR] = $1 } END { printf "%.3f %.3f\n", v[int(NR * 0.5) + 1] / 1000, v[int(NR * 0.99) + 1] / 1000 }')
+    record_row "$name" "$tps" "$p50" "$p99" "$baseline"
+}
+
 print_table() {
     local name
-    printf '\n%-14s %10s %9s %9s  %-12s %6s\n' name rps p50_ms p99_ms baseline ratio
+    printf '\n%-16s %10s %9s %9s  %-12s %6s\n' name rps p50_ms p99_ms baseline ratio
     for name in "${ROWS[@]}"; do
-        printf '%-14s %10s %9s %9s  %-12s %6s\n' "$name" "${RPS[$name]}" "${P50[$name]}" \
+        printf '%-16s %10s %9s %9s  %-12s %6s\n' "$name" "${RPS[$name]}" "${P50[$name]}" \
             "${P99[$name]}" "${BASE[$name]}" "${RATIO[$name]}"
     done
 }
@@ -194,6 +275,22 @@ printf 'bench: %s cores, wrk -t%s -c%s, %ss per row, binaries from %s, KB_WORKER
 bench_row static /llms.txt -
 bench_row hello-fcgi /__hello static
 bench_row health /health hello-fcgi
+
+setup_bench_accounts
+pgbench_row meter-sql - "$BENCH_ACCOUNTS"
+pgbench_row meter-sql-hot meter-sql 1
+# A user and a token for the auth rows (signup is one argon2 run).
+# shellcheck disable=SC2089,SC2090  # JSON text for login.lua, never split into words
+export BENCH_LOGIN_BODY='{"email":"bench@example.test","password":"bench password 1"}'
+curl -s -o /dev/null --cacert "$KB_CA_CERT" -H 'Content-Type: application/json' \
+    -d "$BENCH_LOGIN_BODY" "$KB_BASE_URL/auth/signup" || true
+TOKEN=$(curl -s --cacert "$KB_CA_CERT" -H 'Content-Type: application/json' \
+    -d "$BENCH_LOGIN_BODY" "$KB_BASE_URL/auth/login" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+[[ -n $TOKEN ]] || die "cannot log the bench user in"
+bench_row keys /keys health -H "Authorization: Bearer $TOKEN"
+BENCH_CURL_EXTRA=(-H 'Content-Type: application/json' -d "$BENCH_LOGIN_BODY")
+bench_row login /auth/login health -- -s "$REPO/t/bench/login.lua" -t1 -c1
+BENCH_CURL_EXTRA=()
 
 # ---- report -------------------------------------------------------------------------
 

@@ -43,6 +43,10 @@ kbt_resp *kbt_request(const char *method, const char *path, const char *const *h
 kbt_resp *kbt_request_url(const char *method, const char *url, const char *const *headers,
                           const char *body, size_t body_len);
 
+/* Source address for the following requests (NULL = default), e.g. "127.0.0.2"
+ * to look like a client that is not this host. */
+void kbt_set_source(const char *addr);
+
 /* Shorthand GET. */
 kbt_resp *kbt_get(const char *path);
 
@@ -85,7 +89,31 @@ bool kbt_wait_until(bool (*fn)(void *), void *arg, long timeout_ms);
 /* Milliseconds of monotonic time. */
 long kbt_now_ms(void);
 
+/* ---- auth and keys (issue 4) ---- */
+
+/*
+ * method path with "Content-Type: application/json", body (NULL = none) and,
+ * when token is not NULL, "Authorization: Bearer <token>".
+ */
+kbt_resp *kbt_auth_json(const char *method, const char *path, const char *token,
+                        const char *body);
+
+/* An email address no other test (or run) uses, containing tag (malloc'd). */
+char *kbt_auth_email(const char *tag);
+
+/* POST /auth/signup (asserting 200); access token and user id are malloc'd (may be NULL). */
+void kbt_auth_signup(const char *email, const char *password, char **token, char **user_id);
+
+/* String member name of r's top-level JSON object (or of its "data" object), NULL if absent. */
+const char *kbt_auth_str(const kbt_resp *r, const char *name);
+
 #endif
+
+/*
+ * Remember a secret the test created (raw API key, token, password, Stripe
+ * key): t/run-tests.sh fails the run if any log of the stack contains it.
+ */
+void kbt_secret_note(const char *secret);
 
 /* ---- metering helpers (test_meter.c and others) ---- */
 

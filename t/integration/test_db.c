@@ -219,6 +219,48 @@ START_TEST(check_config_never_prints_secrets)
 }
 END_TEST
 
+START_TEST(kbctl_user_sets_overrides_with_audit)
+{
+    PGconn *c = kbt_db();
+    char email[64];
+    snprintf(email, sizeof(email), "ops-%ld@example.test", (long)getpid());
+    const char *p[] = {email};
+    PQclear(PQexecParams(c, "INSERT INTO users (email, password_hash) VALUES ($1, 'x')", 1, NULL,
+                         p, NULL, NULL, 0));
+    kb_buf out = KB_BUF_INIT;
+    const char *set[] = {"user", "set", email, "--tier", "project", "--credits", "50", "--rpm",
+                         "9", "--reason", "custom deal", NULL};
+    ck_assert_int_eq(kbctl(NULL, set, &out), 0);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT (tier = 'project' AND credits_total = 50 AND"
+                                   " credits_override = 50 AND rpm_override = 9)::int FROM"
+                                   " billing_accounts b JOIN users u ON u.id = b.user_id"
+                                   " WHERE u.email = $1",
+                                   email),
+                     1);
+    const char *back[] = {"user", "set", email, "--credits", "default", "--rpm", "default", NULL};
+    ck_assert_int_eq(kbctl(NULL, back, &out), 0);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT (credits_total = 4000 AND credits_override IS NULL"
+                                   " AND rpm_override IS NULL)::int FROM billing_accounts b"
+                                   " JOIN users u ON u.id = b.user_id WHERE u.email = $1",
+                                   email),
+                     1);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM admin_audit a JOIN users u ON"
+                                   " u.id = a.user_id WHERE u.email = $1 AND a.details->>'reason'"
+                                   " IS NOT NULL",
+                                   email),
+                     2);
+    const char *bad[] = {"user", "set", email, "--rpm", "0", NULL};
+    ck_assert_int_eq(kbctl(NULL, bad, &out), 64);
+    const char *nobody[] = {"user", "set", "nobody@example.test", "--tier", "free", NULL};
+    ck_assert_int_eq(kbctl(NULL, nobody, &out), 1);
+    kb_buf_release(&out);
+    PQfinish(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -236,6 +278,7 @@ main(void)
     tcase_add_test(tm, migrate_rolls_back_a_failing_file);
     tcase_add_test(tm, check_config_names_every_problem);
     tcase_add_test(tm, check_config_never_prints_secrets);
+    tcase_add_test(tm, kbctl_user_sets_overrides_with_audit);
     suite_add_tcase(s, tm);
     return kb_check_run(s);
 }

@@ -109,6 +109,7 @@ END_TEST
 START_TEST(config_refuses_a_stripe_key_without_webhook_secrets)
 {
     setenv("KB_DATABASE_URL", "dbname=x", 1);
+    setenv("KB_JWT_SECRET", "0123456789abcdef0123456789abcdef", 1);
     setenv("STRIPE_SECRET_KEY", "sk_test_x", 1);
     unsetenv("STRIPE_WEBHOOK_SECRETS");
     kb_config cfg;
