@@ -217,6 +217,8 @@ DECLARE
     res     text := 'ignored';
     sub_id  text;
     uid     uuid;
+    pstart  timestamptz;
+    pend    timestamptz;
 BEGIN
     IF (p_event ->> 'id') IS NULL OR typ IS NULL OR (p_event ->> 'created') IS NULL THEN
         RAISE EXCEPTION 'event without id, type or created' USING ERRCODE = '22023';
@@ -241,7 +243,20 @@ BEGIN
             res := CASE WHEN uid IS NULL THEN 'unknown_customer' ELSE 'ignored' END;
         ELSE
             IF typ = 'invoice.paid' THEN
-                UPDATE stripe_subscriptions s SET last_paid_at = greatest(s.last_paid_at, created)
+                -- A paid renewal invoice may arrive before customer.subscription.updated:
+                -- its Project line's period starts the new period just the same.
+                SELECT max(to_timestamp((l -> 'period' ->> 'start')::double precision)),
+                       max(to_timestamp((l -> 'period' ->> 'end')::double precision))
+                  INTO pstart, pend
+                  FROM jsonb_array_elements(coalesce(obj -> 'lines' -> 'data', '[]')) l
+                 WHERE coalesce(l -> 'pricing' -> 'price_details' ->> 'price',
+                                l -> 'price' ->> 'id') = p_project_price;
+                UPDATE stripe_subscriptions s
+                   SET last_paid_at = greatest(s.last_paid_at, created),
+                       period_start = CASE WHEN s.has_project AND pstart > s.period_start
+                                           THEN pstart ELSE s.period_start END,
+                       period_end = CASE WHEN s.has_project AND pstart > s.period_start
+                                         THEN pend ELSE s.period_end END
                  WHERE s.id = sub_id;
             ELSE
                 UPDATE stripe_subscriptions s

@@ -354,6 +354,112 @@ START_TEST(stripe_timeout_is_retried_with_the_same_idempotency_key)
 }
 END_TEST
 
+/* Id of the newest stand-in event of type for subscription sub (malloc'd). */
+static char *
+event_id(const char *type, const char *sub)
+{
+    kbt_resp *r = kbt_stripe_control("GET", "events", NULL);
+    char *id = NULL;
+    cJSON *ev;
+    cJSON_ArrayForEach(ev, r->json)
+    {
+        cJSON *obj = cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "data"), "object");
+        const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(obj, "id"));
+        cJSON *parent = cJSON_GetObjectItem(cJSON_GetObjectItem(obj, "parent"),
+                                            "subscription_details");
+        const char *ps = cJSON_GetStringValue(cJSON_GetObjectItem(parent, "subscription"));
+        if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(ev, "type")), type) == 0 &&
+            ((s && strcmp(s, sub) == 0) || (ps && strcmp(ps, sub) == 0))) {
+            free(id);
+            id = strdup(cJSON_GetStringValue(cJSON_GetObjectItem(ev, "id")));
+        }
+    }
+    kbt_resp_free(r);
+    ck_assert_ptr_nonnull(id);
+    return id;
+}
+
+static void
+redeliver(const char *evt)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "events/%s/redeliver", evt);
+    kbt_resp *r = kbt_stripe_control("POST", path, NULL);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_int_eq((int)cJSON_GetObjectItem(r->json, "status")->valuedouble, 200);
+    kbt_resp_free(r);
+}
+
+START_TEST(renewal_invoice_alone_resets_credits_and_reordered_cancel_wins)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    char *sub = subscribed(c, &a);
+    const char *p[] = {a.user_id};
+    PQclear(PQexecParams(c, "UPDATE billing_accounts SET credits_used = 700 WHERE user_id = $1",
+                         1, NULL, p, NULL, NULL, 0));
+    kbt_resp_free(kbt_stripe_control("POST", "hold", "{\"on\":true}"));
+    control_sub(sub, "renew");
+    /* Only invoice.paid of the renewal arrives (subscription.updated is late). */
+    char *inv = event_id("invoice.paid", sub);
+    redeliver(inv);
+    assert_field(c, a.user_id, "credits_used", "0");
+    redeliver(inv); /* Stripe redelivers: no second effect */
+    PQclear(PQexecParams(c, "UPDATE billing_accounts SET credits_used = 10 WHERE user_id = $1",
+                         1, NULL, p, NULL, NULL, 0));
+    redeliver(inv);
+    assert_field(c, a.user_id, "credits_used", "10");
+    kbt_resp_free(kbt_stripe_control("POST", "release", "{}"));
+    assert_field(c, a.user_id, "credits_used", "10");
+    /* Cancel, then the events arrive in reverse order: canceled stays canceled. */
+    kbt_resp_free(kbt_stripe_control("POST", "hold", "{\"on\":true}"));
+    control_sub(sub, "pay");
+    control_sub(sub, "cancel");
+    kbt_resp *r = kbt_stripe_control("POST", "release", "{\"order\":\"reverse\"}");
+    ck_assert_int_eq(r->status, 200);
+    kbt_resp_free(r);
+    assert_field(c, a.user_id, "tier", "free");
+    assert_field(c, a.user_id, "credits_total", "1000");
+    free(inv);
+    free(sub);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(stripe_setup_is_idempotent)
+{
+    const char *args[] = {"stripe-setup", "--project-cents", "2900", NULL};
+    ck_assert_int_eq(kbt_stripe_kbctl(false, args), 0);
+    ck_assert_int_eq(kbt_stripe_kbctl(false, args), 0);
+    kbt_resp *r = kbt_stripe_control("GET", "state", NULL);
+    int project = 0, payg = 0, meters = 0;
+    cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(r->json, "prices"))
+    {
+        const char *lk = cJSON_GetStringValue(cJSON_GetObjectItem(it, "lookup_key"));
+        project += lk && strcmp(lk, "kalshibook_project") == 0;
+        if (lk && strcmp(lk, "kalshibook_payg") == 0) {
+            payg++;
+            cJSON *rec = cJSON_GetObjectItem(it, "recurring");
+            ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(rec, "usage_type")),
+                             "metered");
+            ck_assert_ptr_nonnull(cJSON_GetStringValue(cJSON_GetObjectItem(rec, "meter")));
+        }
+    }
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(r->json, "meters"))
+    {
+        meters += strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(it, "event_name")),
+                         "kalshibook_api_credits") == 0;
+    }
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "products"),
+                                              "kalshibook_api"));
+    kbt_resp_free(r);
+    ck_assert_int_eq(project, 1);
+    ck_assert_int_eq(payg, 1);
+    ck_assert_int_eq(meters, 1);
+}
+END_TEST
+
 START_TEST(portal_needs_a_customer)
 {
     PGconn *c = kbt_db();
@@ -397,6 +503,8 @@ main(void)
     tcase_add_test(tc, missed_webhooks_are_repaired_by_kbctl_stripe_sync);
     tcase_add_test(tc, stripe_failures_retry_then_502_and_no_key_is_503);
     tcase_add_test(tc, portal_needs_a_customer);
+    tcase_add_test(tc, renewal_invoice_alone_resets_credits_and_reordered_cancel_wins);
+    tcase_add_test(tc, stripe_setup_is_idempotent);
     tcase_add_test(tc, stripe_timeout_is_retried_with_the_same_idempotency_key);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
