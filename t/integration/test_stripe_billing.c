@@ -31,6 +31,7 @@ setup(void)
 static void
 teardown(void)
 {
+    kbt_resp_free(kbt_stripe_control("POST", "reset", NULL));
     kb_arena_release(&arena);
     kb_db_release(&db);
     kb_stripe_cleanup();

@@ -552,6 +552,7 @@ class Handler(BaseHTTPRequestHandler):
             S["requests"].append(rec)
             fail = S["fail"]
             inject = None
+            hang = False
             if S["outage"]:
                 inject = "before"
             elif fail and url.path.startswith(fail.get("prefix", "/v1/")) and \
@@ -561,9 +562,11 @@ class Handler(BaseHTTPRequestHandler):
                     inject = random.choice(["before", "after"])
                 if "count" in fail:
                     fail["count"] -= 1
+                hang = bool(fail.get("timeout"))
             delay = S["delay"]
-        if inject and fail and fail.get("timeout"):
-            time.sleep(30)
+        if hang:
+            time.sleep(30)  # longer than any client timeout; then carry on as Stripe would
+            inject = None
         if auth != "Bearer " + ARGS.api_key:
             rec["status"] = 401
             return self.send(*error(401, "invalid_request_error",
