@@ -24,13 +24,13 @@ static const kb_stmt account_stmt = {
     " SELECT u.email, ba.stripe_customer_id FROM users u"
     " LEFT JOIN billing_accounts ba ON ba.user_id = u.id WHERE u.id = $1::uuid",
     1, false};
+/* Conditional: the first writer wins; a concurrent one updates nothing. The
+ * stored id is then read by a separate statement, whose fresh snapshot sees
+ * the winner's commit (a SELECT inside the UPDATE statement would not). */
 static const kb_stmt set_customer_stmt = {
     "billing_set_customer",
-    "WITH upd AS (UPDATE billing_accounts SET stripe_customer_id = $2, updated_at = now()"
-    " WHERE user_id = $1::uuid AND stripe_customer_id IS NULL RETURNING stripe_customer_id)"
-    " SELECT stripe_customer_id FROM upd UNION ALL"
-    " SELECT stripe_customer_id FROM billing_accounts WHERE user_id = $1::uuid"
-    " AND NOT EXISTS (SELECT 1 FROM upd)",
+    "UPDATE billing_accounts SET stripe_customer_id = $2, updated_at = now()"
+    " WHERE user_id = $1::uuid AND stripe_customer_id IS NULL",
     2, false};
 static const kb_stmt has_project_stmt = {
     "billing_has_project",
@@ -115,11 +115,15 @@ kb_billing_customer(kb_db *db, kb_arena *a, const char *user_id, const char **cu
     if (id == NULL)
         return KB_E_STRIPE;
     p[1] = id;
-    err = kb_db_exec(db, a, &set_customer_stmt, p, &r);
+    err = kb_db_exec(db, a, &set_customer_stmt, p, NULL);
+    if (!err)
+        err = kb_db_exec(db, a, &customer_of_stmt, p, &r);
     if (err)
         return db_err(err);
-    if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0))
+    if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
+        kb_log_error("billing: customer of user %s vanished after it was stored", user_id);
         return KB_E_INTERNAL;
+    }
     *customer = kb_arena_strdup(a, PQgetvalue(r, 0, 0));
     if (strcmp(*customer, id) != 0)
         kb_log_warn("billing: user %s already had customer %s; Stripe customer %s is unused",

@@ -181,8 +181,14 @@ BEGIN
         END IF;
     END LOOP;
 
-    SELECT * INTO cur FROM stripe_subscriptions s WHERE s.id = p_sub ->> 'id' FOR UPDATE;
-    IF FOUND THEN
+    -- First sight inserts; concurrent deliveries for one subscription then
+    -- serialise on its row lock.
+    INSERT INTO stripe_subscriptions (id, user_id, customer, status, has_project,
+                                      payg_item_id, period_start, period_end, state_at)
+    VALUES (p_sub ->> 'id', uid, cus, st, proj, payg, pstart, pend, p_at)
+    ON CONFLICT (id) DO NOTHING;
+    IF NOT FOUND THEN
+        SELECT * INTO cur FROM stripe_subscriptions s WHERE s.id = p_sub ->> 'id' FOR UPDATE;
         -- Older than the state we hold, or a same-second event trying to
         -- revive a canceled subscription (canceled is final in Stripe).
         IF p_at < cur.state_at OR (p_at = cur.state_at AND cur.status = 'canceled'
@@ -193,10 +199,6 @@ BEGIN
            SET status = st, has_project = proj, payg_item_id = payg,
                period_start = pstart, period_end = pend, state_at = p_at, updated_at = now()
          WHERE s.id = cur.id;
-    ELSE
-        INSERT INTO stripe_subscriptions (id, user_id, customer, status, has_project,
-                                          payg_item_id, period_start, period_end, state_at)
-        VALUES (p_sub ->> 'id', uid, cus, st, proj, payg, pstart, pend, p_at);
     END IF;
     PERFORM kb_stripe_recompute(uid);
     RETURN 'applied';

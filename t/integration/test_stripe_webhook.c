@@ -2,6 +2,7 @@
  * signatures (bad, missing, old, rotated secret, several v1), payload checks,
  * duplicates, ordering, unknown types and unknown customers. Events are built
  * here in Stripe's shape (API 2025-09-30.clover: periods on the items). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,46 @@ START_TEST(webhook_duplicate_event_has_no_second_effect)
 }
 END_TEST
 
+typedef struct delivery {
+    const char *body;
+    long status;
+} delivery;
+
+static void *
+deliver(void *arg)
+{
+    delivery *d = arg;
+    d->status = kbt_stripe_webhook_ok(d->body);
+    return NULL;
+}
+
+START_TEST(webhook_concurrent_redeliveries_apply_once)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    char cus[40], sub[40], evt[40];
+    linked_account(c, &a, cus, sizeof(cus));
+    rand_id("sub", sub, sizeof(sub));
+    rand_id("evt", evt, sizeof(evt));
+    long now = (long)time(NULL);
+    char *e = sub_event(evt, "customer.subscription.created", now, cus, sub, "active", now);
+    pthread_t th[8];
+    delivery d[8];
+    for (int i = 0; i < 8; i++) {
+        d[i].body = e;
+        pthread_create(&th[i], NULL, deliver, &d[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(d[i].status, 200);
+    }
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM stripe_events WHERE id = $1", evt), 1);
+    assert_field(c, a.user_id, "tier", "project");
+    free(e);
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(webhook_out_of_order_newest_state_wins)
 {
     PGconn *c = kbt_db();
@@ -318,6 +359,7 @@ main(void)
     tcase_add_test(tc, webhook_unknown_type_is_200_received_true);
     tcase_add_test(tc, webhook_subscription_active_sets_project_4000_and_period);
     tcase_add_test(tc, webhook_duplicate_event_has_no_second_effect);
+    tcase_add_test(tc, webhook_concurrent_redeliveries_apply_once);
     tcase_add_test(tc, webhook_out_of_order_newest_state_wins);
     tcase_add_test(tc, webhook_updated_canceled_downgrades_like_deleted);
     tcase_add_test(tc, webhook_unknown_customer_is_stored_unapplied_and_200);
