@@ -1,4 +1,4 @@
-/* kb_billing.h - Stripe-backed billing operations (API.md §5.13, §7.4-7.6; money rules 6, 7, 10, 11).
+/* kb_billing.h - Stripe-backed billing (API.md §5.13, §7.4-7.6; money rules 6, 7, 10, 11).
  *
  * The logic of POST /billing/checkout, /billing/portal and /billing/payg and
  * of kbctl stripe-sync, independent of HTTP: a handler authenticates the

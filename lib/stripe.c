@@ -198,7 +198,8 @@ attempt_once(CURL *c, const char *method, const char *url, const kb_buf *body,
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, kb_cfg.stripe_timeout_s > 0 ? kb_cfg.stripe_timeout_s : 20L);
+    long total = kb_cfg.stripe_timeout_s > 0 ? kb_cfg.stripe_timeout_s : 20L;
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, total);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
     if (kb_cfg.stripe_ca_file != NULL)

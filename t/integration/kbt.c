@@ -361,8 +361,10 @@ kbt_stripe_control(const char *method, const char *path, const char *json)
     char url[512];
     snprintf(url, sizeof(url), "%s/_control/%s", kbt_env("KB_STRIPE_URL"), path);
     const char *h[] = {"Content-Type: application/json", NULL};
-    return kbt_request_url(method, url, h, json ? json : (strcmp(method, "POST") == 0 ? "{}" : NULL),
-                           json ? strlen(json) : (strcmp(method, "POST") == 0 ? 2 : 0));
+    bool post = strcmp(method, "POST") == 0;
+    if (json == NULL && post)
+        json = "{}";
+    return kbt_request_url(method, url, h, json, json ? strlen(json) : 0);
 }
 
 char *

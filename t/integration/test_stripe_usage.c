@@ -110,7 +110,8 @@ payg_more(PGconn *c, payg *p, int calls, int age_s)
     const char *u[] = {p->a.user_id, age};
     PQclear(PQexecParams(c, "UPDATE usage_outbox SET created_at = created_at"
                             " - make_interval(secs => $2::int) WHERE user_id = $1::uuid"
-                            " AND batch_identifier IS NULL AND created_at > now() - interval '1 min'",
+                            " AND batch_identifier IS NULL"
+                            " AND created_at > now() - interval '1 min'",
                          2, NULL, u, NULL, NULL, 0));
     p->overage += (long)calls * 5;
 }
@@ -121,8 +122,9 @@ START_TEST(usage_exact_with_half_of_stripe_calls_failing)
     payg p[3];
     for (int i = 0; i < 3; i++)
         payg_new(c, &p[i], 20 + 7 * i, 300);
-    kbt_resp_free(kbt_stripe_control("POST", "fail", "{\"status\":500,\"rate\":0.5,"
-                                     "\"when\":\"random\",\"prefix\":\"/v1/billing/meter_events\"}"));
+    kbt_resp_free(kbt_stripe_control("POST", "fail",
+                                     "{\"status\":500,\"rate\":0.5,\"when\":\"random\","
+                                     "\"prefix\":\"/v1/billing/meter_events\"}"));
     /* No client retries: every failure is left to a later run, so runs overlap new batches. */
     setenv("STRIPE_MAX_RETRIES", "0", 1);
     for (int round = 0; round < 6; round++) {
@@ -221,8 +223,9 @@ START_TEST(usage_two_reporters_at_once_report_exactly_once)
     payg p[2];
     payg_new(c, &p[0], 40, 300);
     payg_new(c, &p[1], 25, 300);
-    kbt_resp_free(kbt_stripe_control("POST", "fail", "{\"status\":500,\"rate\":0.3,"
-                                     "\"when\":\"random\",\"prefix\":\"/v1/billing/meter_events\"}"));
+    kbt_resp_free(kbt_stripe_control("POST", "fail",
+                                     "{\"status\":500,\"rate\":0.3,\"when\":\"random\","
+                                     "\"prefix\":\"/v1/billing/meter_events\"}"));
     const char *args[] = {"report-usage", NULL};
     for (int round = 0; round < 20 && (unreported(c, &p[0]) || unreported(c, &p[1])); round++) {
         pid_t a = (pid_t)kbt_stripe_kbctl(true, args);
