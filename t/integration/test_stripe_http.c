@@ -2,6 +2,7 @@
  * with real user tokens and the Stripe stand-in (API.md §5.13, §7.4-7.6): auth errors, the
  * response shapes, checkout -> hosted page completed -> webhook -> project, 409 on a second
  * checkout, portal 400/200, PAYG validation and both PAYG paths, 502 on a Stripe outage. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,59 @@ START_TEST(checkout_then_webhook_gives_project_and_second_checkout_is_409)
     ck_assert_int_eq(r->status, 200);
     ck_assert_ptr_nonnull(kbt_auth_str(r, "portal_url"));
     kbt_resp_free(r);
+    /* PAYG with the Project subscription: metered item added, on at once. */
+    r = kbt_auth_json("POST", "/billing/payg", u.token, "{\"enable\":true}");
+    ck_assert_int_eq(r->status, 200);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r->json, "payg_enabled")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(r->json, "checkout_url")));
+    kbt_resp_free(r);
+    t = tier_of(u.id);
+    ck_assert_str_eq(t, "project/4000/true");
+    free(t);
+    user_free(&u);
+}
+END_TEST
+
+typedef struct call {
+    const char *token;
+    long status;
+} call;
+
+static void *
+checkout_call(void *arg)
+{
+    call *k = arg;
+    kbt_resp *r = kbt_auth_json("POST", "/billing/checkout", k->token, NULL);
+    k->status = r->status;
+    kbt_resp_free(r);
+    return NULL;
+}
+
+START_TEST(twenty_concurrent_checkouts_through_nginx_make_one_customer)
+{
+    user u;
+    user_new(&u, "stripe-20");
+    pthread_t th[20];
+    call k[20];
+    for (int i = 0; i < 20; i++) {
+        k[i].token = u.token;
+        pthread_create(&th[i], NULL, checkout_call, &k[i]);
+    }
+    for (int i = 0; i < 20; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(k[i].status, 200);
+    }
+    kbt_resp *r = kbt_stripe_control("GET", "state", NULL);
+    int n = 0;
+    cJSON *cus;
+    cJSON_ArrayForEach(cus, cJSON_GetObjectItem(r->json, "customers"))
+    {
+        const char *uid = cJSON_GetStringValue(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(cus, "metadata"), "kalshibook_user_id"));
+        n += uid != NULL && strcmp(uid, u.id) == 0;
+    }
+    kbt_resp_free(r);
+    ck_assert_int_eq(n, 1);
     user_free(&u);
 }
 END_TEST
@@ -182,6 +236,7 @@ main(void)
     tcase_add_test(tc, payg_validates_its_body);
     tcase_add_test(tc, payg_without_subscription_returns_checkout_then_webhook_enables);
     tcase_add_test(tc, stripe_outage_is_502_stripe_error);
+    tcase_add_test(tc, twenty_concurrent_checkouts_through_nginx_make_one_customer);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }
