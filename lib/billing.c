@@ -32,10 +32,12 @@ static const kb_stmt set_customer_stmt = {
     "UPDATE billing_accounts SET stripe_customer_id = $2, updated_at = now()"
     " WHERE user_id = $1::uuid AND stripe_customer_id IS NULL",
     2, false};
+/* Live Project subscription?, and how many subscriptions the user has had
+ * (part of the Checkout Idempotency-Key: a finished checkout is not replayed). */
 static const kb_stmt has_project_stmt = {
     "billing_has_project",
-    "SELECT EXISTS (SELECT 1 FROM stripe_subscriptions WHERE user_id = $1::uuid"
-    " AND has_project AND kb_stripe_live(status))",
+    "SELECT coalesce(bool_or(has_project AND kb_stripe_live(status)), false), count(*)"
+    " FROM stripe_subscriptions WHERE user_id = $1::uuid",
     1, true};
 static const kb_stmt customer_of_stmt = {
     "billing_customer_of",
@@ -134,7 +136,7 @@ kb_billing_customer(kb_db *db, kb_arena *a, const char *user_id, const char **cu
 /* Checkout Session for one subscription price (metered: no quantity). */
 static kb_err
 checkout_session(kb_arena *a, const char *user_id, const char *customer, const char *price,
-                 bool metered, const char **url)
+                 bool metered, const char *nsubs, const char **url)
 {
     if (price == NULL)
         return KB_E_BILLING_NOT_CONFIGURED;
@@ -151,8 +153,9 @@ checkout_session(kb_arena *a, const char *user_id, const char *customer, const c
     kb_stripe_form_add(&f, "success_url", s);
     s = kb_arena_printf(a, "%s/billing?canceled=true", kb_cfg.app_url);
     kb_stripe_form_add(&f, "cancel_url", s);
-    /* Same user, price and 10-minute window: the same session (double clicks). */
-    char *key = kb_arena_printf(a, "kb-checkout-%s-%s-%lld", user_id, price,
+    /* Same user, price, subscription count and 10-minute window: the same
+     * session (double clicks, concurrent calls). */
+    char *key = kb_arena_printf(a, "kb-checkout-%s-%s-%s-%lld", user_id, price, nsubs,
                                 (long long)(kb_now_us() / 1000000 / 600));
     kb_stripe_res res;
     kb_err err = kb_stripe_call(a, "POST", "/v1/checkout/sessions", &f, key, &res);
@@ -175,10 +178,12 @@ kb_billing_checkout(kb_db *db, kb_arena *a, const char *user_id, const char **ur
         return db_err(err);
     if (strcmp(PQgetvalue(r, 0, 0), "t") == 0)
         return KB_E_ALREADY_SUBSCRIBED;
+    const char *nsubs = kb_arena_strdup(a, PQgetvalue(r, 0, 1));
     const char *customer;
     if ((err = kb_billing_customer(db, a, user_id, &customer)) != KB_OK)
         return err;
-    return checkout_session(a, user_id, customer, kb_cfg.stripe_project_price, false, url);
+    return checkout_session(a, user_id, customer, kb_cfg.stripe_project_price, false, nsubs,
+                            url);
 }
 
 kb_err
@@ -238,8 +243,11 @@ kb_billing_payg(kb_db *db, kb_arena *a, const char *user_id, bool enable, long o
     if (PQntuples(r) == 0) {
         if (kb_cfg.stripe_payg_price == NULL)
             return KB_E_BILLING_NOT_CONFIGURED;
+        PGresult *h;
+        if ((err = kb_db_exec(db, a, &has_project_stmt, p, &h)) != KB_OK)
+            return db_err(err);
         err = checkout_session(a, user_id, customer, kb_cfg.stripe_payg_price, true,
-                               &out->checkout_url);
+                               kb_arena_strdup(a, PQgetvalue(h, 0, 1)), &out->checkout_url);
         if (err)
             return err;
         out->message = "Complete checkout to enable pay-as-you-go at $0.008 per credit beyond "

@@ -60,7 +60,8 @@ is_too_old(const kb_stripe_res *r)
     return r->status == 400 && r->err_param != NULL && strcmp(r->err_param, "timestamp") == 0;
 }
 
-static void
+/* Returns false when Stripe is rate limiting us (stop this run). */
+static bool
 send_batch(kb_db *db, kb_arena *a, const char *ident, const char *cus, const char *credits,
            const char *ts, kb_usage_stats *st)
 {
@@ -78,7 +79,7 @@ send_batch(kb_db *db, kb_arena *a, const char *ident, const char *cus, const cha
     if (err == KB_OK || is_duplicate(&r)) {
         if (kb_db_exec(db, a, &mark_stmt, params, NULL) != KB_OK) {
             st->failed++; /* resent next run with the same identifier: deduplicated */
-            return;
+            return true;
         }
         if (err == KB_OK)
             st->sent++;
@@ -94,7 +95,12 @@ send_batch(kb_db *db, kb_arena *a, const char *ident, const char *cus, const cha
                      "bill it by hand (see README)", ident, credits, cus);
     } else {
         st->failed++;
+        if (r.status == 429) {
+            kb_log_warn("usage: Stripe rate limit persists; leaving the rest for the next run");
+            return false;
+        }
     }
+    return true;
 }
 
 kb_err
@@ -115,9 +121,13 @@ kb_usage_report(kb_db *db, kb_usage_stats *st)
     const char *pp[] = {PENDING_LIMIT};
     if (err == KB_OK)
         err = kb_db_exec(db, &a, &pending_stmt, pp, &r);
-    for (int i = 0; err == KB_OK && i < PQntuples(r); i++)
-        send_batch(db, &a, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
-                   PQgetvalue(r, i, 3), st);
+    for (int i = 0; err == KB_OK && i < PQntuples(r); i++) {
+        if (!send_batch(db, &a, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+                        PQgetvalue(r, i, 3), st)) {
+            st->failed += PQntuples(r) - i - 1;
+            break;
+        }
+    }
     if (err == KB_OK && kb_db_exec(db, &a, &problems_stmt, NULL, &r) == KB_OK &&
         PQntuples(r) == 1) {
         st->flagged_total = strtol(PQgetvalue(r, 0, 0), NULL, 10);

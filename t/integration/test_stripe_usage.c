@@ -175,6 +175,10 @@ START_TEST(usage_rows_inside_the_refund_margin_wait)
     ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM usage_outbox WHERE user_id = $1::uuid"
                                       " AND batch_identifier IS NULL", p.a.user_id), 2);
     ck_assert_int_eq(meter_total(p.cus), 0);
+    /* Do not leave them for later tests' runs. */
+    const char *q[] = {p.a.user_id};
+    PQclear(PQexecParams(c, "DELETE FROM usage_outbox WHERE user_id = $1::uuid", 1, NULL, q, NULL,
+                         NULL, 0));
     PQfinish(c);
 }
 END_TEST
@@ -235,6 +239,46 @@ START_TEST(usage_two_reporters_at_once_report_exactly_once)
         waitpid(b, &st, 0);
     }
     reset_standin();
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(unreported(c, &p[i]), 0);
+        ck_assert_int_eq(meter_total(p[i].cus), p[i].overage);
+    }
+    PQfinish(c);
+}
+END_TEST
+
+/* Meter-event requests the stand-in saw for cus. */
+static int
+meter_calls(const char *cus)
+{
+    kbt_resp *r = kbt_stripe_control("GET", "requests", NULL);
+    int n = 0;
+    cJSON *it;
+    cJSON_ArrayForEach(it, r->json)
+    {
+        cJSON *pl = cJSON_GetObjectItem(cJSON_GetObjectItem(it, "params"), "payload");
+        const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(pl, "stripe_customer_id"));
+        n += c != NULL && strcmp(c, cus) == 0;
+    }
+    kbt_resp_free(r);
+    return n;
+}
+
+START_TEST(usage_run_stops_while_stripe_rate_limits)
+{
+    PGconn *c = kbt_db();
+    payg p[2];
+    payg_new(c, &p[0], 12, 300);
+    payg_new(c, &p[1], 13, 300);
+    kbt_resp_free(kbt_stripe_control("POST", "fail",
+                                     "{\"status\":429,\"prefix\":\"/v1/billing/meter_events\"}"));
+    setenv("STRIPE_MAX_RETRIES", "1", 1);
+    ck_assert_int_eq(report_usage(), 1);
+    unsetenv("STRIPE_MAX_RETRIES");
+    /* Two attempts for the first batch (429 is retried), none for the second. */
+    ck_assert_int_eq(meter_calls(p[0].cus) + meter_calls(p[1].cus), 2);
+    reset_standin();
+    ck_assert_int_eq(report_usage(), 0);
     for (int i = 0; i < 2; i++) {
         ck_assert_int_eq(unreported(c, &p[i]), 0);
         ck_assert_int_eq(meter_total(p[i].cus), p[i].overage);
@@ -333,6 +377,7 @@ main(void)
     tcase_add_test(tc, usage_reporter_killed_between_send_and_mark_reports_once);
     tcase_add_test(tc, usage_two_reporters_at_once_report_exactly_once);
     tcase_add_test(tc, usage_rows_too_old_for_stripe_are_flagged_not_dropped);
+    tcase_add_test(tc, usage_run_stops_while_stripe_rate_limits);
     tcase_add_test(tc, usage_master_runs_and_respawns_the_reporter_child);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
