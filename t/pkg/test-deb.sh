@@ -11,7 +11,9 @@
 # binaries against the test stack's database: `kbctl migrate` with the
 # packaged migrations (must find everything applied, checksums equal), and
 # kalshibook-fcgi started as kalshibook.socket starts it (systemd-socket-activate,
-# a clean environment from an env file), answering GET /health over FastCGI.
+# a clean environment from an env file), answering GET /health over FastCGI;
+# and the packaged production nginx site in a second nginx in front of it
+# (TLS, redirects, ACME path, caching headers, JSON errors, the rate pre-filter).
 #
 # Needs KB_DATABASE_URL (the stack's, from t/run-tests.sh). Appends
 # "passed failed" to $KB_TEST_COUNTS; exits non-zero when a check failed.
@@ -24,8 +26,10 @@ PASS=0
 FAIL=0
 TMP=$(mktemp -d /tmp/kbdeb.XXXXXX)
 MASTER=
+NGINX_PID=
 
 finish() {
+    declare -F stop_nginx >/dev/null && stop_nginx
     if [[ -n $MASTER ]] && kill -0 "$MASTER" 2>/dev/null; then
         kill -KILL -- "-$MASTER" 2>/dev/null || kill -KILL "$MASTER" 2>/dev/null
     fi
@@ -297,6 +301,172 @@ inherited_and_json() {
     }
 }
 check "it serves the inherited socket and answers unknown paths with the JSON 404" inherited_and_json
+
+# ---- the packaged production nginx site, live --------------------------------
+#
+# A second nginx runs the packaged site file and snippets unchanged except for
+# what must differ on a test host: listen addresses (loopback, free ports),
+# certificate, log, webroot and static paths, and the socket (the installed
+# pool above). Requests use the site's real host name via --resolve.
+
+HOST=api.kalshibook.io
+NG=$TMP/nginx
+
+free_port() {
+    local p
+    for _ in $(seq 1 100); do
+        p=$((20000 + RANDOM % 40000))
+        [[ -z $(ss -Htln "sport = :$p" 2>/dev/null) ]] && { echo "$p"; return; }
+    done
+    return 1
+}
+
+stop_nginx() {
+    [[ -n $NGINX_PID ]] && kill -QUIT "$NGINX_PID" 2>/dev/null
+    local deadline=$((SECONDS + 10))
+    while [[ -n $NGINX_PID ]] && kill -0 "$NGINX_PID" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.05
+    done
+    [[ -n $NGINX_PID ]] && kill -KILL "$NGINX_PID" 2>/dev/null
+    NGINX_PID=
+}
+
+start_prod_nginx() {
+    local hp sp site=$NG/kalshibook.conf
+    hp=$(free_port) && sp=$(free_port) || { echo "no free port"; return 1; }
+    HTTP_PORT=$hp
+    HTTPS_PORT=$sp
+    mkdir -p "$NG/log" "$NG/tmp" "$NG/tls" "$TMP/acme/.well-known/acme-challenge"
+    cp -R "$T/etc/nginx/snippets" "$NG/snippets"
+    (umask 077 && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -days 2 -subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST" \
+        -keyout "$NG/tls/privkey.pem" -out "$NG/tls/fullchain.pem" >/dev/null 2>&1) || return 1
+    cp "$NG/tls/fullchain.pem" "$NG/tls/chain.pem"
+    sed -e "s|listen 80;|listen 127.0.0.1:$hp;|; /listen \[::\]:80;/d" \
+        -e "s|listen 443 ssl http2;|listen 127.0.0.1:$sp ssl http2;|; /listen \[::\]:443 ssl http2;/d" \
+        -e "s|/etc/letsencrypt/live/$HOST/|$NG/tls/|g" \
+        -e "s|/var/log/nginx/|$NG/log/|g" \
+        -e "s|/var/www/letsencrypt|$TMP/acme|g" \
+        -e "s|unix:/run/kalshibook/fcgi.sock|unix:$SOCK|" \
+        -e "s|root /usr/share/kalshibook/static;|root $T/usr/share/kalshibook/static;|" \
+        "$T/etc/nginx/sites-available/kalshibook" >"$site"
+    if grep -nE '^[^#]*(/etc/letsencrypt|/var/log|/var/www|/run/kalshibook|[ :]80;|[ :]443 )' "$site" |
+        grep -v "$TMP"; then
+        echo "site paths not substituted (above)"
+        return 1
+    fi
+    cat >"$NG/nginx.conf" <<EOF
+$( [[ $(id -u) == 0 ]] && echo 'user root;')
+pid $NG/nginx.pid;
+error_log $NG/log/error.log warn;
+events { worker_connections 256; }
+http {
+    client_body_temp_path $NG/tmp/body;
+    fastcgi_temp_path $NG/tmp/fastcgi;
+    proxy_temp_path $NG/tmp/proxy;
+    uwsgi_temp_path $NG/tmp/uwsgi;
+    scgi_temp_path $NG/tmp/scgi;
+    include $site;
+}
+EOF
+    nginx -q -p "$NG/" -c "$NG/nginx.conf" -e "$NG/log/error.log" </dev/null || {
+        cat "$NG/log/error.log"
+        return 1
+    }
+    local deadline=$((SECONDS + 10))
+    until [[ -s $NG/nginx.pid ]]; do
+        ((SECONDS < deadline)) || { echo "nginx wrote no pid"; return 1; }
+        sleep 0.05
+    done
+    NGINX_PID=$(cat "$NG/nginx.pid")
+}
+
+if start_prod_nginx >"$TMP/nginx-start.out" 2>&1; then
+    ok "packaged production site runs in nginx (loopback ports, test certificate)"
+else
+    not_ok "packaged production site runs in nginx (loopback ports, test certificate)" \
+        "$(cat "$TMP/nginx-start.out")"
+fi
+
+# https_get PATH [curl args...]: headers and body, CR stripped.
+https_get() {
+    local path=$1
+    shift
+    curl -s -D - --max-time 10 --cacert "$NG/tls/fullchain.pem" \
+        --resolve "$HOST:$HTTPS_PORT:127.0.0.1" "$@" "https://$HOST:$HTTPS_PORT$path" | tr -d '\r'
+}
+
+prod_health() {
+    local out
+    out=$(https_get /health)
+    grep -q '^HTTP/2 200' <<<"$out" && grep -qF '{"status":"ok"}' <<<"$out" &&
+        grep -qi '^strict-transport-security: max-age=63072000' <<<"$out" &&
+        grep -qiE '^x-request-id: req_[0-9a-f]{12}$' <<<"$out" &&
+        ! grep -qi '^server: nginx/' <<<"$out" || { echo "$out"; return 1; }
+}
+check "production site: /health through nginx -> socket -> installed pool, HSTS, no version" prod_health
+
+prod_redirect_and_acme() {
+    local out
+    out=$(curl -s -D - -o /dev/null --max-time 10 --resolve "$HOST:$HTTP_PORT:127.0.0.1" \
+        "http://$HOST:$HTTP_PORT/markets?x=1" | tr -d '\r')
+    grep -q '^HTTP/1.1 301' <<<"$out" &&
+        grep -qx "Location: https://$HOST/markets?x=1" <<<"$out" || { echo "$out"; return 1; }
+    echo token-body >"$TMP/acme/.well-known/acme-challenge/tok123"
+    out=$(curl -s --max-time 10 --resolve "$HOST:$HTTP_PORT:127.0.0.1" \
+        "http://$HOST:$HTTP_PORT/.well-known/acme-challenge/tok123")
+    [[ $out == token-body ]] || { echo "acme: $out"; return 1; }
+}
+check "production site: HTTP redirects to HTTPS except certbot's /.well-known/acme-challenge/" \
+    prod_redirect_and_acme
+
+prod_tls() {
+    # (Debian's OpenSSL client refuses TLS 1.1 by itself too; the 1.2 and 1.3
+    # halves are the informative ones.)
+    https_get /health --tls-max 1.1 >/dev/null && { echo "TLS 1.1 accepted"; return 1; }
+    https_get /health --tlsv1.2 --tls-max 1.2 | grep -q '^HTTP/2 200' &&
+        https_get /health --tlsv1.3 | grep -q '^HTTP/2 200'
+}
+check "production site: TLS 1.2 and 1.3 only" prod_tls
+
+prod_static_and_errors() {
+    local out
+    out=$(https_get /llms.txt)
+    grep -q '^HTTP/2 200' <<<"$out" && grep -qi '^cache-control: max-age=3600' <<<"$out" ||
+        { echo "$out"; return 1; }
+    out=$(https_get /docs/missing.html)
+    grep -q '^HTTP/2 404' <<<"$out" && grep -qi '^content-type: application/json' <<<"$out" &&
+        grep -qF '"code":"not_found"' <<<"$out" && ! grep -qi '^cache-control' <<<"$out" ||
+        { echo "$out"; return 1; }
+    out=$(https_get /no-such-route -H 'Accept-Encoding: gzip' --compressed)
+    grep -q '^HTTP/2 404' <<<"$out" && grep -qF '"code":"not_found"' <<<"$out" ||
+        { echo "$out"; return 1; }
+}
+check "production site: static caching headers, JSON errors from nginx and the app" \
+    prod_static_and_errors
+
+prod_rate_prefilter() {
+    # 400 requests at once on one HTTP/2 connection: more than the burst of
+    # 200 plus 20/s, so the coarse per-address filter must answer some 429s.
+    local urls=() i codes n429
+    for ((i = 0; i < 400; i++)); do
+        urls+=(-o /dev/null "https://$HOST:$HTTPS_PORT/llms.txt")
+    done
+    codes=$(curl -s --max-time 30 --cacert "$NG/tls/fullchain.pem" \
+        --resolve "$HOST:$HTTPS_PORT:127.0.0.1" -w '%{http_code}\n' "${urls[@]}")
+    n429=$(grep -c '^429$' <<<"$codes")
+    ((n429 > 0)) || { echo "no 429 in $(sort <<<"$codes" | uniq -c)"; return 1; }
+    # While the bucket is still full: a few more, whose answers must include
+    # the 429 envelope (one may slip through as a slot frees every 50 ms).
+    local out
+    out=$(https_get /health "https://$HOST:$HTTPS_PORT/health" "https://$HOST:$HTTPS_PORT/health")
+    grep -q 'HTTP/2 429' <<<"$out" && grep -qi '^retry-after: 1$' <<<"$out" &&
+        grep -qF '"code":"rate_limit_exceeded"' <<<"$out" || { echo "$out"; return 1; }
+}
+check "production site: limit_req pre-filter answers 429 rate_limit_exceeded with Retry-After" \
+    prod_rate_prefilter
+
+stop_nginx
 
 stops_cleanly() {
     kill -TERM "$MASTER" || return 1
