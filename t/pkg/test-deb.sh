@@ -102,7 +102,8 @@ tree_files() {
         etc/nginx/snippets/kalshibook-fastcgi.conf:644 etc/nginx/snippets/kalshibook-tls.conf:644 \
         usr/share/kalshibook/kalshibook.env.example:644 \
         usr/share/kalshibook/static/llms.txt:644 usr/share/kalshibook/static/openapi.json:644 \
-        usr/share/doc/kalshibook/copyright:644 usr/share/doc/kalshibook/ops.md:644; do
+        usr/share/doc/kalshibook/copyright:644 usr/share/doc/kalshibook/ops.md:644 \
+        usr/share/man/man1/kbctl.1.gz:644 usr/share/man/man8/kalshibook-fcgi.8.gz:644; do
         [[ -f $T/${f%:*} ]] || { echo "missing ${f%:*}"; return 1; }
         mode_is "$T/${f%:*}" "${f#*:}" || return 1
     done
