@@ -145,8 +145,8 @@ PKGS += $(PKGS_DEB)
 DEB_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' packaging/debian/changelog)
 DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
 DEB_FILE := build/deb/kalshibook_$(DEB_VERSION)_$(DEB_ARCH).deb
-DEB_INPUTS := $(shell git ls-files -co --exclude-standard -- Makefile README.md lib app db \
-	nginx static packaging docs 2>/dev/null)
+DEB_INPUTS := $(wildcard $(shell git ls-files -co --exclude-standard -- Makefile README.md lib app \
+	db nginx static packaging docs 2>/dev/null))
 
 .PHONY: deb
 deb: deps $(DEB_FILE)

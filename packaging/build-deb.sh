@@ -21,8 +21,11 @@ SRC=$OUTDIR/src/kalshibook-$VERSION
 rm -rf "$OUTDIR/src"
 mkdir -p "$SRC"
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    # (A tracked file deleted in the work tree is listed but skipped.)
     git ls-files -z -co --exclude-standard -- Makefile README.md lib app db nginx static \
-        packaging docs | xargs -0 cp --parents -t "$SRC"
+        packaging docs | while IFS= read -r -d '' f; do
+        if [ -e "$f" ]; then cp --parents -- "$f" "$SRC/"; fi
+    done
 else
     cp -R --parents -t "$SRC" Makefile README.md lib app db nginx static packaging docs
     rm -f "$SRC/lib/libkb.a" "$SRC/app/kalshibook-fcgi" "$SRC/app/kbctl"
