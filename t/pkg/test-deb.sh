@@ -17,6 +17,9 @@
 #
 # Needs KB_DATABASE_URL (the stack's, from t/run-tests.sh). Appends
 # "passed failed" to $KB_TEST_COUNTS; exits non-zero when a check failed.
+# shellcheck disable=SC2015,SC2016
+# (SC2015: `a && b || { report; return 1; }` means "report when the chain
+# fails", as intended. SC2016: single-quoted $VARS are literal text to find.)
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd -P)
