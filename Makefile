@@ -164,3 +164,21 @@ clean:
 	rm -rf build lib/libkb.a app/kalshibook-fcgi app/kbctl
 
 -include $(LIB_OBJS:.o=.d) $(APP_CORE_OBJS:.o=.d) $(FCGI_OBJS:.o=.d) $(KBCTL_OBJS:.o=.d)
+
+# ---- Debian package ------------------------------------------------------------
+# make deb  ->  build/deb/kalshibook_<version>_<arch>.deb (dpkg-buildpackage from
+# packaging/debian/, then lintian; see packaging/build-deb.sh). Rebuilt only when
+# a packaged source file changed, so tests can call it cheaply.
+PKGS_DEB := dpkg-dev debhelper lintian fakeroot systemd libfcgi-bin
+PKGS += $(PKGS_DEB)
+DEB_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' packaging/debian/changelog)
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB_FILE := build/deb/kalshibook_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_INPUTS := $(wildcard $(shell git ls-files -co --exclude-standard -- Makefile README.md lib app \
+	db nginx static packaging docs 2>/dev/null))
+
+.PHONY: deb
+deb: deps $(DEB_FILE)
+
+$(DEB_FILE): $(DEB_INPUTS)
+	packaging/build-deb.sh $@

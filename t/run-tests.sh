@@ -112,3 +112,8 @@ set +a
 for t in "$B"/t/integration/test_*; do
     [ -x "$t" ] && run_prog "$t"
 done
+
+echo "### package tests (the .deb: tree, units, installed layout against the stack's database)"
+for t in t/pkg/test-*.sh; do
+    [ -x "$t" ] && run_prog "$t"
+done
