@@ -5,6 +5,7 @@
 #   make run        local stack: Postgres under var/, workers, nginx (HTTPS); Ctrl-C stops it
 #   make check      -Werror builds (gcc and clang), unit + integration tests under ASan/UBSan
 #   make bench      throughput/latency table with same-run baselines
+#   make static     npm ci from package-lock.json (once), copy the Redoc bundle into static/docs/
 #
 # VARIANT=release (default) builds in place; VARIANT=asan builds everything
 # with clang and AddressSanitizer/UBSan under build/asan/ (what make check runs).
@@ -14,7 +15,7 @@ VARIANT ?= release
 PKGS_BUILD := build-essential pkg-config clang libclang-rt-14-dev \
 	libfcgi-dev libpq-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev check
 PKGS_RUN := postgresql nginx openssl curl ca-certificates procps iproute2
-PKGS_TEST := wrk
+PKGS_TEST := wrk nodejs npm chromium
 PKGS := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)
 
 PC_LIBS := libpq libcurl libcjson libsodium openssl fcgi
@@ -66,10 +67,25 @@ INTEG_HARNESS := t/integration/kbt.c
 
 PROGS := $(APPDIR)/kalshibook-fcgi $(APPDIR)/kbctl
 
-.PHONY: all deps run check check-build tests bench clean format
+# npm tooling pinned in package-lock.json: Redoc for /docs, swagger-parser and ajv for the
+# spec tests, playwright-core for the browser tests. npm ci runs only when the lockfile is
+# newer than the installed tree, so builds after the first one need no network.
+NPM_STAMP := node_modules/.package-lock.json
+STATIC_BUILT := static/docs/redoc.standalone.js
+
+.PHONY: all deps run check check-build tests bench clean format static
 .DEFAULT_GOAL := all
 
-all: $(LIBKB) $(PROGS)
+all: $(LIBKB) $(PROGS) static
+
+static: $(STATIC_BUILT)
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --prefer-offline --ignore-scripts
+	@touch $@
+
+static/docs/redoc.standalone.js: $(NPM_STAMP)
+	cp node_modules/redoc/bundles/redoc.standalone.js $@
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -100,10 +116,13 @@ $(B)/t/integration/%: t/integration/%.c $(INTEG_HARNESS) t/integration/kbt.h $(L
 
 tests: $(UNIT_BINS) $(INTEG_BINS)
 
-# Install what is missing; apt-get runs only when a package is absent.
+# Install what is missing; apt-get runs only when a package is absent. A package counts as
+# present when an installed package Provides it (e.g. npm inside a nodejs build that bundles it).
 deps:
 	@missing=$$(for p in $(PKGS); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
+		dpkg-query -W -f='$${Status}|$${Provides}\n' 2>/dev/null | grep '^install ok installed|' | \
+			cut -d'|' -f2 | tr ',' '\n' | sed 's/ (.*//; s/ //g' | grep -qx "$$p" || echo $$p; \
 	done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
@@ -132,6 +151,6 @@ format:
 	clang-format -i lib/*.[ch] app/*.[ch] t/unit/*.c t/integration/*.[ch]
 
 clean:
-	rm -rf build lib/libkb.a app/kalshibook-fcgi app/kbctl
+	rm -rf build lib/libkb.a app/kalshibook-fcgi app/kbctl $(STATIC_BUILT)
 
 -include $(LIB_OBJS:.o=.d) $(APP_CORE_OBJS:.o=.d) $(FCGI_OBJS:.o=.d) $(KBCTL_OBJS:.o=.d)
