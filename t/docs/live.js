@@ -96,6 +96,24 @@ async function run(T) {
         });
     }
 
+    await test('t/docs/validate-response.js (the CLI other suites call) accepts a live /health and rejects a drifted body', async () => {
+        const r = await call('GET', '/health');
+        const tmp = fs.mkdtempSync(path.join(require('os').tmpdir(), 'kb-vr-'));
+        try {
+            const hfile = path.join(tmp, 'headers.txt');
+            fs.writeFileSync(hfile, [...r.headers].map(([k, v]) => `${k}: ${v}`).join('\r\n') + '\r\n');
+            const cli = path.join(__dirname, 'validate-response.js');
+            execFileSync(process.execPath, [cli, 'GET', '/health', String(r.status), hfile], { input: r.text });
+            let refused = false;
+            try {
+                execFileSync(process.execPath, [cli, 'GET', '/health', '200'], { input: '{"status":"ok","x":1}', stdio: ['pipe', 'pipe', 'pipe'] });
+            } catch (e) { refused = e.status === 1; }
+            assert(refused, 'a body with an extra field was accepted');
+        } finally {
+            fs.rmSync(tmp, { recursive: true, force: true });
+        }
+    });
+
     // Replay the llms-full.txt examples whose route is routed.
     const ctx = { email: `docs-${crypto.randomBytes(6).toString('hex')}@example.com`, password: 'correct horse battery' };
     const routed = (m, p) => router.includes(`${m} ${L.normalisePath(L.matchPath(spec, p.split('?')[0]) || p)}`);
