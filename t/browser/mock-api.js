@@ -132,6 +132,8 @@ function start() {
                 return send(res, req, 200, { data: u.keys.filter((k) => !k.revoked).map(info) });
             if (req.method === 'GET' && p === '/keys/usage')
                 return send(res, req, 200, { data: u.keys.filter((k) => !k.revoked).map((k) => Object.assign(info(k), { credits_used: 0 })) });
+            if (req.method === 'GET' && /^\/keys\/[^/]+\/reveal$/.test(p))
+                return fail(res, req, 404, 'key_not_found', 'API key not found.');
             m = /^\/keys\/([^/]+)$/.exec(p);
             if (m && (req.method === 'PATCH' || req.method === 'DELETE')) {
                 if (req.method === 'PATCH') {
