@@ -77,6 +77,24 @@ async function specTests() {
     await test('router table parses (app/routes.c)', () => {
         assert(router.length >= 1 && router.includes('GET /health'), `parsed: ${router.join(', ')}`);
     });
+    await test('router parser: every table entry parsed, {param} names normalised, a route missing from the spec is caught', () => {
+        const src = fs.readFileSync(path.join(L.ROOT, 'app', 'routes.c'), 'utf8');
+        const table = src.slice(src.indexOf('kb_routes[]'), src.indexOf('};', src.indexOf('kb_routes[]')));
+        const entries = (table.match(/\{\s*"/g) || []).length;
+        assert(entries === router.length, `${entries} table entries, ${router.length} parsed: ${router.join(', ')}`);
+        const tmp = fs.mkdtempSync(path.join(require('os').tmpdir(), 'kb-routes-'));
+        try {
+            const f = path.join(tmp, 'routes.c');
+            fs.writeFileSync(f, 'const kb_route kb_routes[] = {\n    {"GET", "/health", h_health},\n' +
+                '    {"GET", "/markets/{t}", h_market},\n    {"POST",   "/not-in-spec",h_x},\n};\n');
+            const r = L.routerRoutes(f);
+            assert(JSON.stringify(r) === JSON.stringify(['GET /health', 'GET /markets/{}', 'POST /not-in-spec']), `parsed ${r}`);
+            const missing = r.filter((x) => !specR.includes(x));
+            assert(JSON.stringify(missing) === JSON.stringify(['POST /not-in-spec']), `missing ${missing}`);
+        } finally {
+            fs.rmSync(tmp, { recursive: true, force: true });
+        }
+    });
     await test('every route in the router is in the spec', () => {
         const missing = router.filter((r) => !specR.includes(r));
         assert(!missing.length, `routed but not in openapi.json: ${missing.join(', ')}`);
