@@ -31,6 +31,9 @@ else
     rm -f "$SRC/lib/libkb.a" "$SRC/app/kalshibook-fcgi" "$SRC/app/kbctl"
 fi
 cp -R packaging/debian "$SRC/debian"
+# The Redoc bundle for /docs is built from npm by `make static` (a
+# prerequisite of the .deb, not tracked): ship the built copy.
+install -D -m 0644 static/docs/redoc.standalone.js "$SRC/static/docs/redoc.standalone.js"
 
 echo "build-deb: dpkg-buildpackage in $SRC"
 (cd "$SRC" && dpkg-buildpackage -b -us -uc -J"$(nproc)") >"$OUTDIR/build.log" 2>&1 || {
