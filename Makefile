@@ -5,6 +5,7 @@
 #   make run        local stack: Postgres under var/, workers, nginx (HTTPS); Ctrl-C stops it
 #   make check      -Werror builds (gcc and clang), unit + integration tests under ASan/UBSan
 #   make bench      throughput/latency table with same-run baselines
+#   make static     npm ci from package-lock.json (once), copy the Redoc bundle into static/docs/
 #
 # VARIANT=release (default) builds in place; VARIANT=asan builds everything
 # with clang and AddressSanitizer/UBSan under build/asan/ (what make check runs).
@@ -14,7 +15,7 @@ VARIANT ?= release
 PKGS_BUILD := build-essential pkg-config clang libclang-rt-14-dev \
 	libfcgi-dev libpq-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev check
 PKGS_RUN := postgresql nginx openssl curl ca-certificates procps iproute2
-PKGS_TEST := wrk python3
+PKGS_TEST := wrk python3 nodejs npm chromium
 PKGS := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)
 
 PC_LIBS := libpq libcurl libcjson libsodium openssl fcgi
@@ -78,10 +79,34 @@ FUZZ_SECONDS ?= 60
 
 PROGS := $(APPDIR)/kalshibook-fcgi $(APPDIR)/kbctl
 
-.PHONY: all deps run check check-build tests bench clean format fuzz fuzz-build fuzz-targets
+# npm tooling pinned in package-lock.json: Redoc for /docs, swagger-parser and ajv for the
+# spec tests, playwright-core for the browser tests. npm ci runs only when the lockfile is
+# newer than the installed tree, so builds after the first one need no network.
+NPM_STAMP := node_modules/.package-lock.json
+STATIC_BUILT := static/docs/redoc.standalone.js
+
+.PHONY: all programs deps run check check-build tests bench clean format static fuzz fuzz-build fuzz-targets
 .DEFAULT_GOAL := all
 
-all: $(LIBKB) $(PROGS)
+all: programs static
+
+# The C library and programs only (what the Debian package builds).
+programs: $(LIBKB) $(PROGS)
+
+static: $(STATIC_BUILT)
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --prefer-offline --ignore-scripts
+	@touch $@
+
+# The bundle's sidebar footer loads Redocly's logo from their CDN; point it at data:, (the
+# image then fails locally and Redoc drops it), so /docs makes no request off this origin.
+REDOC_CDN_LOGO := https://cdn.redoc.ly/redoc/logo-mini.svg
+static/docs/redoc.standalone.js: $(NPM_STAMP)
+	grep -q '$(REDOC_CDN_LOGO)' node_modules/redoc/bundles/redoc.standalone.js
+	sed 's|$(REDOC_CDN_LOGO)|data:,|g' node_modules/redoc/bundles/redoc.standalone.js >$@.tmp
+	! grep -q 'cdn\.redoc\.ly' $@.tmp
+	mv $@.tmp $@
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -128,10 +153,13 @@ fuzz-targets: $(FUZZ_BINS)
 fuzz: fuzz-build
 	t/fuzz/run.sh $(FUZZ_SECONDS)
 
-# Install what is missing; apt-get runs only when a package is absent.
+# Install what is missing; apt-get runs only when a package is absent. A package counts as
+# present when an installed package Provides it (e.g. npm inside a nodejs build that bundles it).
 deps:
 	@missing=$$(for p in $(PKGS); do \
-		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || \
+		dpkg-query -W -f='$${Status}|$${Provides}\n' 2>/dev/null | grep '^install ok installed|' | \
+			cut -d'|' -f2 | tr ',' '\n' | sed 's/ (.*//; s/ //g' | grep -qx "$$p" || echo $$p; \
 	done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
@@ -161,6 +189,24 @@ format:
 	clang-format -i lib/*.[ch] app/*.[ch] t/unit/*.c t/integration/*.[ch] t/fuzz/*.c
 
 clean:
-	rm -rf build lib/libkb.a app/kalshibook-fcgi app/kbctl
+	rm -rf build lib/libkb.a app/kalshibook-fcgi app/kbctl $(STATIC_BUILT)
 
 -include $(LIB_OBJS:.o=.d) $(APP_CORE_OBJS:.o=.d) $(FCGI_OBJS:.o=.d) $(KBCTL_OBJS:.o=.d)
+
+# ---- Debian package ------------------------------------------------------------
+# make deb  ->  build/deb/kalshibook_<version>_<arch>.deb (dpkg-buildpackage from
+# packaging/debian/, then lintian; see packaging/build-deb.sh). Rebuilt only when
+# a packaged source file changed, so tests can call it cheaply.
+PKGS_DEB := dpkg-dev debhelper lintian fakeroot systemd libfcgi-bin
+PKGS += $(PKGS_DEB)
+DEB_VERSION := $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' packaging/debian/changelog)
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB_FILE := build/deb/kalshibook_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_INPUTS := $(wildcard $(shell git ls-files -co --exclude-standard -- Makefile README.md lib app \
+	db nginx static packaging docs 2>/dev/null))
+
+.PHONY: deb
+deb: deps $(DEB_FILE)
+
+$(DEB_FILE): $(DEB_INPUTS) $(STATIC_BUILT)
+	packaging/build-deb.sh $@

@@ -52,5 +52,6 @@ kb_err h_keys_usage(const kb_req *req, kb_ctx *ctx);
 kb_err h_keys_update(const kb_req *req, kb_ctx *ctx);
 kb_err h_keys_delete(const kb_req *req, kb_ctx *ctx);
 kb_err h_keys_reveal(const kb_req *req, kb_ctx *ctx);
+kb_err h_billing_status(const kb_req *req, kb_ctx *ctx);
 
 #endif

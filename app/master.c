@@ -550,6 +550,7 @@ main(void)
     kb_buf problems = KB_BUF_INIT;
     if (kb_config_load(&kb_cfg, &problems) != 0) {
         fprintf(stderr, "kalshibook-fcgi: invalid configuration:\n%s", kb_buf_cstr(&problems));
+        kb_buf_release(&problems);
         return 78; /* EX_CONFIG */
     }
     kb_buf_release(&problems);

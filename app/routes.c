@@ -18,6 +18,7 @@ const kb_route kb_routes[] = {
     {"PATCH", "/keys/{key_id}", h_keys_update},
     {"DELETE", "/keys/{key_id}", h_keys_delete},
     {"GET", "/keys/{key_id}/reveal", h_keys_reveal},
+    {"GET", "/billing/status", h_billing_status},
 };
 
 const size_t kb_nroutes = sizeof(kb_routes) / sizeof(kb_routes[0]);

@@ -112,3 +112,18 @@ set +a
 for t in "$B"/t/integration/test_*; do
     [ -x "$t" ] && run_prog "$t"
 done
+
+echo "### package tests (the .deb: tree, units, installed layout against the stack's database)"
+for t in t/pkg/test-*.sh; do
+    [ -x "$t" ] && run_prog "$t"
+done
+# The static surface: openapi.json (validated, against API.md and the router table),
+# llms*.txt (every example checked against the spec; replayed when its route is routed),
+# nginx's static answers, and the pages in Debian's Chromium. Screenshots stay in
+# build/test-output/browser.
+echo "### static surface (t/docs, t/browser: node + Chromium)"
+export NODE_EXTRA_CA_CERTS="$KB_CA_CERT"
+export KB_TEST_OUTPUT_DIR="$ROOT/build/test-output/browser"
+rm -rf "$KB_TEST_OUTPUT_DIR"
+run_prog "$ROOT/t/docs/test-docs.js"
+run_prog "$ROOT/t/browser/test-browser.js"

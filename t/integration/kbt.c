@@ -498,3 +498,66 @@ kbt_auth_signup(const char *email, const char *password, char **token, char **us
         *user_id = strdup(kbt_auth_str(r, "user_id"));
     kbt_resp_free(r);
 }
+
+/* ---- spec conformance helpers ---- */
+
+static void
+kbt_docs_write(const char *file, const char *data, size_t len)
+{
+    FILE *f = fopen(file, "wb");
+    ck_assert_msg(f != NULL, "kbt_docs: cannot write %s", file);
+    ck_assert_msg(fwrite(data, 1, len, f) == len, "kbt_docs: short write to %s", file);
+    fclose(f);
+}
+
+bool
+kbt_docs_conforms(const kbt_resp *r, const char *method, const char *path, char *msg,
+                  size_t msg_size)
+{
+    char dir[] = "/tmp/kbt-docs.XXXXXX";
+    ck_assert_msg(mkdtemp(dir) != NULL, "kbt_docs: mkdtemp failed");
+    char hfile[64], bfile[64], efile[64], script[4096], status[16], p[2048];
+    snprintf(hfile, sizeof(hfile), "%s/headers", dir);
+    snprintf(bfile, sizeof(bfile), "%s/body", dir);
+    snprintf(efile, sizeof(efile), "%s/out", dir);
+    snprintf(script, sizeof(script), "%s/t/docs/validate-response.js", kbt_env("KB_REPO_ROOT"));
+    snprintf(status, sizeof(status), "%ld", r->status);
+    snprintf(p, sizeof(p), "%.*s", (int)strcspn(path, "?"), path);
+    kbt_docs_write(hfile, r->headers.buf ? r->headers.buf : "", r->headers.len);
+    kbt_docs_write(bfile, r->body.buf ? r->body.buf : "", r->body.len);
+
+    pid_t pid = fork();
+    ck_assert_msg(pid >= 0, "kbt_docs: fork failed");
+    if (pid == 0) {
+        FILE *in = freopen(bfile, "rb", stdin);
+        FILE *out = freopen(efile, "wb", stdout);
+        if (!in || !out || dup2(fileno(stdout), 2) < 0)
+            _exit(126);
+        execlp("node", "node", script, method, p, status, hfile, (char *)NULL);
+        _exit(127);
+    }
+    int ws = 0;
+    while (waitpid(pid, &ws, 0) < 0) {
+    }
+    msg[0] = '\0';
+    FILE *f = fopen(efile, "rb");
+    if (f) {
+        size_t n = fread(msg, 1, msg_size - 1, f);
+        msg[n] = '\0';
+        fclose(f);
+    }
+    unlink(hfile);
+    unlink(bfile);
+    unlink(efile);
+    rmdir(dir);
+    return WIFEXITED(ws) && WEXITSTATUS(ws) == 0;
+}
+
+void
+kbt_docs_assert_conforms(const kbt_resp *r, const char *method, const char *path)
+{
+    char msg[4096];
+    bool ok = kbt_docs_conforms(r, method, path, msg, sizeof(msg));
+    ck_assert_msg(ok, "%s %s %ld does not conform to static/openapi.json:\n%s", method, path,
+                  r->status, msg);
+}

@@ -154,3 +154,20 @@ long kbt_stripe_webhook_ok(const char *body);
  * environment; returns its pid (not waited) when background, else its exit status.
  */
 int kbt_stripe_kbctl(bool background, const char *const *args);
+/* ---- spec conformance helpers (static/openapi.json; see t/docs/) ---- */
+
+/*
+ * Assert that r is what static/openapi.json documents for (method, path, r->status):
+ * the body validated against the operation's response schema (unknown paths and
+ * methods against the error envelope), error.status and the code's status consistent,
+ * and the headers checked (X-Request-ID = request_id; X-Credits-*, X-RateLimit-* and
+ * Retry-After integers; credit headers on metered 200s; Allow on 405). path is the
+ * concrete request path (a query string is ignored). Runs
+ * node t/docs/validate-response.js under KB_REPO_ROOT; fails the test with its messages.
+ */
+void kbt_docs_assert_conforms(const kbt_resp *r, const char *method, const char *path);
+
+/* The same check without asserting: true when r conforms; otherwise msg (of msg_size
+ * bytes, NUL-terminated) holds the validator's messages. */
+bool kbt_docs_conforms(const kbt_resp *r, const char *method, const char *path, char *msg,
+                       size_t msg_size);

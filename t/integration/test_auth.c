@@ -585,7 +585,6 @@ START_TEST(no_jwt_secret_or_jwks_means_no_start)
     /* The server itself refuses to start (EX_CONFIG) before touching any socket. */
     snprintf(cmd, sizeof(cmd),
              "env -u KB_JWT_SECRET -u KB_JWT_JWKS_FILE KB_SOCKET=/nonexistent/x.sock "
-             "ASAN_OPTIONS=detect_leaks=0 " /* the master exits without freeing */
              "%s/kalshibook-fcgi 2>&1",
              bin);
     ck_assert_int_eq(sh(cmd, out, sizeof(out)), 78);
