@@ -725,6 +725,8 @@ stripe_run_env() {
         env_line STRIPE_WEBHOOK_SECRETS "$STRIPE_WHSEC,$STRIPE_WHSEC_OLD"
         env_line STRIPE_PROJECT_PRICE_ID price_standin_project
         env_line STRIPE_PAYG_PRICE_ID price_standin_payg
+        # Programs tests start themselves (kbctl, a master) inherit this.
+        env_line KB_USAGE_REPORTER "${STRIPE_REPORTER:-0}"
     } >>"$DIR/run.env"
 }
 
