@@ -39,6 +39,10 @@ void kb_dispatch(kb_req *req, kb_ctx *ctx);
 
 /* Handlers, one file per API area. */
 kb_err h_health(const kb_req *req, kb_ctx *ctx);
+kb_err h_webhook(const kb_req *req, kb_ctx *ctx); /* app/h_webhook.c */
+kb_err h_billing_checkout(const kb_req *req, kb_ctx *ctx); /* app/h_billing.c */
+kb_err h_billing_portal(const kb_req *req, kb_ctx *ctx);
+kb_err h_billing_payg(const kb_req *req, kb_ctx *ctx);
 kb_err h_metrics(const kb_req *req, kb_ctx *ctx);
 kb_err h_auth_signup(const kb_req *req, kb_ctx *ctx);
 kb_err h_auth_login(const kb_req *req, kb_ctx *ctx);

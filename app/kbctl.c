@@ -18,6 +18,9 @@ typedef struct command {
 static const command commands[] = {
     {"migrate", kbctl_migrate, "apply db/migrations/*.sql in order (idempotent)"},
     {"check-config", kbctl_check_config, "validate the environment and name every problem"},
+    {"report-usage", kbctl_report_usage, "send due PAYG overage to Stripe (one reporter run)"},
+    {"stripe-sync", kbctl_stripe_sync, "repair billing state from Stripe's subscriptions"},
+    {"stripe-setup", kbctl_stripe_setup, "create product, prices and meter in Stripe"},
     {"user", kbctl_user, "show an account, set its tier or custom limits, grant credits"},
 };
 

@@ -5,6 +5,10 @@
 
 const kb_route kb_routes[] = {
     {"GET", "/health", h_health},
+    {"POST", "/billing/webhook", h_webhook},
+    {"POST", "/billing/checkout", h_billing_checkout},
+    {"POST", "/billing/portal", h_billing_portal},
+    {"POST", "/billing/payg", h_billing_payg},
     {"GET", "/metrics", h_metrics},
     {"POST", "/auth/signup", h_auth_signup},
     {"POST", "/auth/login", h_auth_login},

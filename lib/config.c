@@ -35,6 +35,38 @@ const kb_config_var kb_config_vars[] = {
      "debug, info, warn or error"},
     {"KB_MIGRATIONS_DIR", KB_CFG_STRING, false, KB_DEFAULT_MIGRATIONS_DIR, 0, 0,
      OFF(migrations_dir), "directory of NNNN_name.sql migrations for kbctl migrate"},
+    {"STRIPE_SECRET_KEY", KB_CFG_SECRET, false, NULL, 0, 0, OFF(stripe_secret_key),
+     "Stripe secret key (sk_live_/sk_test_/rk_); unset = billing routes answer 503"},
+    {"STRIPE_WEBHOOK_SECRETS", KB_CFG_SECRET, false, NULL, 0, 0, OFF(stripe_webhook_secrets),
+     "comma-separated webhook signing secrets (whsec_...), several during rotation"},
+    {"STRIPE_PROJECT_PRICE_ID", KB_CFG_STRING, false, NULL, 0, 0, OFF(stripe_project_price),
+     "price of the Project plan (kbctl stripe-setup prints it)"},
+    {"STRIPE_PAYG_PRICE_ID", KB_CFG_STRING, false, NULL, 0, 0, OFF(stripe_payg_price),
+     "metered price of PAYG overage credits"},
+    {"STRIPE_METER_EVENT_NAME", KB_CFG_STRING, false, "kalshibook_api_credits", 0, 0,
+     OFF(stripe_meter_event), "event_name of the billing meter that counts overage credits"},
+    {"STRIPE_API_BASE", KB_CFG_STRING, false, "https://api.stripe.com", 0, 0,
+     OFF(stripe_api_base), "Stripe API base URL (tests and make run: the stand-in)"},
+    {"STRIPE_CA_FILE", KB_CFG_STRING, false, NULL, 0, 0, OFF(stripe_ca_file),
+     "CA bundle for STRIPE_API_BASE; unset = the system store"},
+    {"STRIPE_TIMEOUT_S", KB_CFG_INT, false, "20", 1, 300, OFF(stripe_timeout_s),
+     "total timeout of one Stripe HTTP attempt"},
+    {"STRIPE_MAX_RETRIES", KB_CFG_INT, false, "2", 0, 10, OFF(stripe_max_retries),
+     "retries of a Stripe call on network errors, 409, 429 and 5xx"},
+    {"STRIPE_WEBHOOK_TOLERANCE_S", KB_CFG_INT, false, "300", 1, 86400,
+     OFF(stripe_webhook_tolerance_s), "largest accepted age of a webhook signature"},
+    {"KB_APP_URL", KB_CFG_STRING, false, "http://localhost:8000", 0, 0, OFF(app_url),
+     "public URL of the dashboard, for Checkout and portal return URLs"},
+    {"KB_USAGE_FLUSH_S", KB_CFG_INT, false, "60", 1, 86400, OFF(usage_flush_s),
+     "seconds between usage reporter runs (PAYG overage -> Stripe meter events)"},
+    {"KB_USAGE_REPORTER", KB_CFG_INT, false, "1", 0, 1, OFF(usage_reporter),
+     "1: with STRIPE_SECRET_KEY set, the master runs the usage reporter child; 0: only "
+     "kbctl report-usage (e.g. cron, or one reporter host among several)"},
+    {"KB_USAGE_MARGIN_S", KB_CFG_INT, false, "60", 0, 86400, OFF(usage_margin_s),
+     "outbox rows younger than this are not reported yet (must exceed the statement "
+     "timeout, so a row a failing request still refunds is never sent)"},
+    {"KB_PAYG_OVERAGE_CAP", KB_CFG_INT, false, "0", 0, INT32_MAX, OFF(payg_overage_cap),
+     "default per-cycle PAYG overage cap in credits for POST /billing/payg; 0 = none"},
     {"KB_JWT_SECRET", KB_CFG_SECRET, false, NULL, 0, 0, OFF(jwt_secret),
      "HS256 secret for access tokens, at least 32 bytes (a Supabase project's JWT secret works)"},
     {"KB_JWT_TTL", KB_CFG_INT, false, "3600", 60, 30L * 86400, OFF(jwt_ttl_s),
@@ -122,6 +154,12 @@ kb_config_load(kb_config *cfg, kb_buf *problems)
         bad++;
     } else if (cfg->jwt_secret != NULL && strlen(cfg->jwt_secret) < KB_JWT_SECRET_MIN) {
         problem(problems, "KB_JWT_SECRET", "must be at least 32 bytes long");
+        bad++;
+    }
+    /* Money rule 8: never run billing with a webhook nobody can verify. */
+    if (cfg->stripe_secret_key != NULL && cfg->stripe_webhook_secrets == NULL) {
+        problem(problems, "STRIPE_WEBHOOK_SECRETS",
+                "is required when STRIPE_SECRET_KEY is set (the webhook cannot be verified)");
         bad++;
     }
     return bad;

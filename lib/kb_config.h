@@ -27,6 +27,22 @@ typedef struct kb_config {
     long db_statement_timeout_ms;  /* KB_DB_STATEMENT_TIMEOUT_MS */
     const char *log_level;         /* KB_LOG_LEVEL */
     const char *migrations_dir;    /* KB_MIGRATIONS_DIR */
+    /* Stripe (lib/stripe.c, lib/usage.c, app/h_webhook.c); see README "Stripe setup". */
+    const char *stripe_secret_key;      /* STRIPE_SECRET_KEY, NULL = billing off */
+    const char *stripe_webhook_secrets; /* STRIPE_WEBHOOK_SECRETS, comma-separated */
+    const char *stripe_project_price;   /* STRIPE_PROJECT_PRICE_ID */
+    const char *stripe_payg_price;      /* STRIPE_PAYG_PRICE_ID */
+    const char *stripe_meter_event;     /* STRIPE_METER_EVENT_NAME */
+    const char *stripe_api_base;        /* STRIPE_API_BASE */
+    const char *stripe_ca_file;         /* STRIPE_CA_FILE, NULL = system store */
+    long stripe_timeout_s;              /* STRIPE_TIMEOUT_S */
+    long stripe_max_retries;            /* STRIPE_MAX_RETRIES */
+    long stripe_webhook_tolerance_s;    /* STRIPE_WEBHOOK_TOLERANCE_S */
+    const char *app_url;                /* KB_APP_URL */
+    long usage_flush_s;                 /* KB_USAGE_FLUSH_S */
+    long usage_reporter;                /* KB_USAGE_REPORTER: 1 = master runs it */
+    long usage_margin_s;                /* KB_USAGE_MARGIN_S */
+    long payg_overage_cap;              /* KB_PAYG_OVERAGE_CAP, 0 = none */
     const char *jwt_secret;        /* KB_JWT_SECRET (HS256), NULL when unset */
     long jwt_ttl_s;                /* KB_JWT_TTL: access token lifetime */
     const char *jwt_jwks_file;     /* KB_JWT_JWKS_FILE (ES256/RS256 keys), NULL when unset */

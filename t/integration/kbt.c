@@ -350,6 +350,97 @@ kbt_sql_long1(PGconn *c, const char *sql, const char *param)
     return v;
 }
 
+/* ---- Stripe helpers ---- */
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+kbt_resp *
+kbt_stripe_control(const char *method, const char *path, const char *json)
+{
+    char url[512];
+    snprintf(url, sizeof(url), "%s/_control/%s", kbt_env("KB_STRIPE_URL"), path);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    bool post = strcmp(method, "POST") == 0;
+    if (json == NULL && post)
+        json = "{}";
+    return kbt_request_url(method, url, h, json, json ? strlen(json) : 0);
+}
+
+char *
+kbt_stripe_sign(const char *secret, long t, const char *body)
+{
+    kb_buf in = KB_BUF_INIT;
+    kb_buf_printf(&in, "%ld.%s", t, body);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)in.buf, in.len, mac,
+         &n);
+    kb_buf_release(&in);
+    kb_buf out = KB_BUF_INIT;
+    kb_buf_printf(&out, "t=%ld,v1=", t);
+    for (unsigned int i = 0; i < n; i++)
+        kb_buf_printf(&out, "%02x", mac[i]);
+    return kb_buf_detach(&out, NULL);
+}
+
+kbt_resp *
+kbt_stripe_webhook(const char *signature, const char *body)
+{
+    char sig[512];
+    const char *h[] = {"Content-Type: application/json", sig, NULL};
+    if (signature != NULL)
+        snprintf(sig, sizeof(sig), "Stripe-Signature: %s", signature);
+    else
+        h[1] = NULL;
+    return kbt_request("POST", "/billing/webhook", h, body, strlen(body));
+}
+
+long
+kbt_stripe_webhook_ok(const char *body)
+{
+    char *sig = kbt_stripe_sign(kbt_env("STRIPE_WEBHOOK_SECRET"), (long)time(NULL), body);
+    kbt_resp *r = kbt_stripe_webhook(sig, body);
+    long st = r->status;
+    free(sig);
+    kbt_resp_free(r);
+    return st;
+}
+
+int
+kbt_stripe_kbctl(bool background, const char *const *args)
+{
+    char bin[1024];
+    snprintf(bin, sizeof(bin), "%s/kbctl", kbt_env("KB_BIN_DIR"));
+    char *argv[16];
+    size_t n = 0;
+    argv[n++] = bin;
+    for (size_t i = 0; args[i] != NULL && n < 15; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        /* Output goes to the stack dir, whose logs the runner scans for sanitizer reports. */
+        char log[1024];
+        snprintf(log, sizeof(log), "%s/kbctl-tests.log", kbt_env("KB_STACK_DIR"));
+        FILE *f = fopen(log, "a");
+        if (f != NULL) {
+            dup2(fileno(f), 1);
+            dup2(fileno(f), 2);
+        }
+        execv(bin, argv);
+        _exit(127);
+    }
+    if (background)
+        return (int)pid;
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 /* ---- auth and keys (issue 4) ---- */
 
 kbt_resp *

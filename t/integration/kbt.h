@@ -135,6 +135,25 @@ void kbt_account_new(PGconn *c, kbt_account *a, const char *tier, int credits_to
 /* Integer value of a one-value query with one text parameter. */
 long kbt_sql_long1(PGconn *c, const char *sql, const char *param);
 
+/* ---- Stripe helpers (test_stripe*.c): the stand-in at $KB_STRIPE_URL ---- */
+
+/* METHOD $KB_STRIPE_URL/_control/<path> with a JSON body (may be NULL). Caller frees. */
+kbt_resp *kbt_stripe_control(const char *method, const char *path, const char *json);
+
+/* Stripe-Signature value for body signed with secret at Unix time t. Caller frees. */
+char *kbt_stripe_sign(const char *secret, long t, const char *body);
+
+/* POST body to /billing/webhook through nginx with the given Stripe-Signature (NULL: none). */
+kbt_resp *kbt_stripe_webhook(const char *signature, const char *body);
+
+/* POST body to /billing/webhook signed now with $STRIPE_WEBHOOK_SECRET; returns the status. */
+long kbt_stripe_webhook_ok(const char *body);
+
+/*
+ * Run `$KB_BIN_DIR/kbctl <args...>` (NULL-terminated) with the test's
+ * environment; returns its pid (not waited) when background, else its exit status.
+ */
+int kbt_stripe_kbctl(bool background, const char *const *args);
 /* ---- spec conformance helpers (static/openapi.json; see t/docs/) ---- */
 
 /*
