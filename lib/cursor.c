@@ -56,8 +56,8 @@ kb_cursor_decode(kb_str s, kb_cursor *out)
     if (cJSON_IsObject(j) && cJSON_IsString(ts) && cJSON_IsNumber(id) &&
         kb_time_parse(ts->valuestring, strlen(ts->valuestring), false, &out->ts_us, &reason)) {
         double v = id->valuedouble;
-        if (isfinite(v) && v == floor(v) && v >= -9007199254740992.0 &&
-            v <= 9007199254740992.0) {
+        if (isfinite(v) && v >= -9007199254740992.0 && v <= 9007199254740992.0 &&
+            (double)(int64_t)v == v) {
             out->id = (int64_t)v;
             ok = true;
         }

@@ -181,7 +181,7 @@ kb_time_from_unix(double v, int64_t *us, const char **reason)
         *reason = "timestamp out of range";
         return false;
     }
-    *us = (int64_t)llround(x);
+    *us = x >= 0 ? (int64_t)(x + 0.5) : -(int64_t)(-x + 0.5); /* no libm */
     return true;
 }
 
