@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kb_config.h"
+#include "kb_meter.h"
 #include "kb_banned.h"
 
 void
@@ -31,6 +32,9 @@ kb_dispatch(kb_req *req, kb_ctx *ctx)
             break;
         }
     }
+    /* Refund a charge whose request failed, and add the credit headers. The
+     * error envelope is built first so the refund cannot alter its body. */
     if (err != KB_OK)
         kb_resp_error(ctx, req, err);
+    kb_meter_finish(ctx, err);
 }

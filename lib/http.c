@@ -32,6 +32,7 @@ kb_ctx_reset(kb_ctx *ctx)
     ctx->user_id = NULL;
     ctx->key_prefix = NULL;
     ctx->credits = -1;
+    memset(&ctx->charge, 0, sizeof(ctx->charge));
     ctx->start_us = kb_mono_us();
 }
 

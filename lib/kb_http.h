@@ -57,6 +57,22 @@ typedef struct kb_resp {
     kb_buf headers; /* extra header lines, each "Name: value\r\n" */
 } kb_resp;
 
+/* What the meter charged for this request (lib/meter.c), for headers and refunds. */
+typedef struct kb_charge {
+    bool charged;        /* the meter deducted cost (cleared by a refund) */
+    bool refunded;       /* a refund ran: headers show cost 0 */
+    bool refund_failed;  /* refund could not run: leave credit headers out */
+    bool have_limits;    /* rl_* are valid (the key was authenticated) */
+    int64_t cost;
+    int64_t credits_total;
+    int64_t credits_used;
+    int64_t rl_limit, rl_remaining, rl_reset; /* rl_reset: Unix time */
+    char user_id[40];
+    char key_id[40];
+    char cycle_start[64];
+    char outbox_id[24];  /* "" when this charge enqueued no overage */
+} kb_charge;
+
 typedef struct kb_ctx {
     kb_arena *arena;
     kb_worker *w;
@@ -68,6 +84,7 @@ typedef struct kb_ctx {
     const char *user_id;    /* for the log line when known (arena-owned) */
     const char *key_prefix; /* for the log line when known (arena-owned) */
     int64_t credits;        /* charged by this request, -1 when not metered */
+    kb_charge charge;       /* set by kb_meter_charge */
     int64_t start_us;       /* monotonic start of the request */
 } kb_ctx;
 

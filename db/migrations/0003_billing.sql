@@ -126,6 +126,7 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql
 AS $$
+#variable_conflict use_column
 DECLARE
     t         timestamptz := kb_now();
     k         record;
@@ -239,6 +240,7 @@ CREATE FUNCTION kb_meter_refund(p_user_id uuid, p_key_id uuid, p_cost integer,
 RETURNS TABLE (credits_total integer, credits_used integer, outbox_removed boolean)
 LANGUAGE plpgsql
 AS $$
+#variable_conflict use_column
 DECLARE
     a       billing_accounts;
     removed boolean := false;

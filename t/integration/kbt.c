@@ -267,3 +267,61 @@ kbt_wait_until(bool (*fn)(void *), void *arg, long timeout_ms)
         nanosleep(&d, NULL);
     }
 }
+
+/* ---- metering helpers ---- */
+
+#include <sodium.h>
+
+#include "kb_crypto.h"
+
+void
+kbt_account_new(PGconn *c, kbt_account *a, const char *tier, int credits_total,
+                int rpm_override, bool payg)
+{
+    unsigned char raw[32], tag[8];
+    char email[80], tagx[17];
+    randombytes_buf(raw, sizeof(raw));
+    randombytes_buf(tag, sizeof(tag));
+    sodium_bin2hex(tagx, sizeof(tagx), tag, sizeof(tag));
+    memcpy(a->key, "kb-", 3);
+    sodium_bin2base64(a->key + 3, sizeof(a->key) - 3, raw, sizeof(raw),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    kb_sha256_hex(a->key, strlen(a->key), a->key_hash);
+    snprintf(email, sizeof(email), "kbt-%s@example.test", tagx);
+
+    char prefix[8];
+    memcpy(prefix, a->key, 7);
+    prefix[7] = '\0';
+    char credits[16], rpm[16];
+    snprintf(credits, sizeof(credits), "%d", credits_total);
+    snprintf(rpm, sizeof(rpm), "%d", rpm_override);
+    const char *p[] = {email, a->key_hash, prefix, tier, credits, rpm, payg ? "t" : "f"};
+    PGresult *r = PQexecParams(
+        c,
+        "WITH u AS (INSERT INTO users (email, password_hash) VALUES ($1, 'x') RETURNING id),"
+        " k AS (INSERT INTO api_keys (user_id, key_hash, key_prefix)"
+        "       SELECT id, $2, $3 FROM u RETURNING id, user_id),"
+        " b AS (INSERT INTO billing_accounts (user_id, tier, credits_total, credits_override,"
+        "       rpm_override, payg_enabled, billing_cycle_start)"
+        "       SELECT id, $4, coalesce(nullif($5::int, 0), 1000), nullif($5::int, 0),"
+        "              nullif($6::int, 0), $7::bool,"
+        "              kb_cycle_month(kb_now()) FROM u)"
+        " SELECT k.user_id, k.id FROM k",
+        7, NULL, p, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "account: %s", PQresultErrorMessage(r));
+    snprintf(a->user_id, sizeof(a->user_id), "%s", PQgetvalue(r, 0, 0));
+    snprintf(a->key_id, sizeof(a->key_id), "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+}
+
+long
+kbt_sql_long1(PGconn *c, const char *sql, const char *param)
+{
+    const char *p[] = {param};
+    PGresult *r = PQexecParams(c, sql, param ? 1 : 0, NULL, param ? p : NULL, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql, PQresultErrorMessage(r));
+    ck_assert_msg(PQntuples(r) == 1, "%s: %d rows", sql, PQntuples(r));
+    long v = PQgetisnull(r, 0, 0) ? -1 : strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}

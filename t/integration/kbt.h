@@ -86,3 +86,23 @@ bool kbt_wait_until(bool (*fn)(void *), void *arg, long timeout_ms);
 long kbt_now_ms(void);
 
 #endif
+
+/* ---- metering helpers (test_meter.c and others) ---- */
+
+typedef struct kbt_account {
+    char user_id[40];
+    char key[64];      /* raw API key "kb-..." */
+    char key_hash[65];
+    char key_id[40];
+} kbt_account;
+
+/*
+ * Create a user with one API key and a billing account. tier is "free",
+ * "payg" or "project"; credits_total and rpm_override are per-account
+ * overrides (0 = the tier's figure); payg_enabled as given. Uses its own connection c.
+ */
+void kbt_account_new(PGconn *c, kbt_account *a, const char *tier, int credits_total,
+                     int rpm_override, bool payg);
+
+/* Integer value of a one-value query with one text parameter. */
+long kbt_sql_long1(PGconn *c, const char *sql, const char *param);

@@ -1,0 +1,312 @@
+/* test_meter.c - the meter statement itself, against the real database:
+ * money rules 1-4 and 9, concurrently where the rule is about concurrency.
+ * (HTTP-level metering is covered by test_metered_http.c.) */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "kbt.h"
+
+typedef struct call {
+    const char *hash;
+    int cost;
+    char outcome[32];
+} call;
+
+static void
+meter_once(PGconn *c, call *k)
+{
+    char cost[16];
+    snprintf(cost, sizeof(cost), "%d", k->cost);
+    const char *p[] = {k->hash, cost};
+    PGresult *r = PQexecParams(c, "SELECT outcome FROM kb_meter($1, $2::int, '/markets')", 2,
+                               NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        snprintf(k->outcome, sizeof(k->outcome), "%s", PQgetvalue(r, 0, 0));
+    else
+        snprintf(k->outcome, sizeof(k->outcome), "error");
+    PQclear(r);
+}
+
+typedef struct worker_arg {
+    const char *hash;
+    int cost;
+    int calls;
+    int ok, exhausted, limited, other;
+} worker_arg;
+
+static void *
+worker(void *arg)
+{
+    worker_arg *w = arg;
+    PGconn *c = PQconnectdb(getenv("KB_DATABASE_URL"));
+    for (int i = 0; i < w->calls; i++) {
+        call k = {w->hash, w->cost, ""};
+        meter_once(c, &k);
+        if (strcmp(k.outcome, "ok") == 0)
+            w->ok++;
+        else if (strcmp(k.outcome, "exhausted") == 0)
+            w->exhausted++;
+        else if (strcmp(k.outcome, "rate_limited") == 0)
+            w->limited++;
+        else
+            w->other++;
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+/* threads x calls concurrent meter calls; totals in *sum. */
+static void
+hammer(const char *hash, int cost, int threads, int calls, worker_arg *sum)
+{
+    pthread_t th[32];
+    worker_arg w[32];
+    memset(sum, 0, sizeof(*sum));
+    for (int i = 0; i < threads; i++) {
+        w[i] = (worker_arg){hash, cost, calls, 0, 0, 0, 0};
+        pthread_create(&th[i], NULL, worker, &w[i]);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        sum->ok += w[i].ok;
+        sum->exhausted += w[i].exhausted;
+        sum->limited += w[i].limited;
+        sum->other += w[i].other;
+    }
+}
+
+static long
+used(PGconn *c, const kbt_account *a)
+{
+    return kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts WHERE user_id = $1",
+                         a->user_id);
+}
+
+static long
+outbox_sum(PGconn *c, const kbt_account *a)
+{
+    return kbt_sql_long1(c, "SELECT coalesce(sum(credits), 0) FROM usage_outbox WHERE user_id = $1",
+                         a->user_id);
+}
+
+START_TEST(meter_refuses_overdraft_concurrently)
+{
+    /* Room for exactly K = 37 requests of cost 5; 200 concurrent attempts. */
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 185, 100000, false);
+    worker_arg sum;
+    hammer(a.key_hash, 5, 20, 10, &sum);
+    ck_assert_int_eq(sum.other, 0);
+    ck_assert_int_eq(sum.ok, 37);
+    ck_assert_int_eq(sum.exhausted, 200 - 37);
+    ck_assert_int_eq(used(c, &a), 185);
+    ck_assert_int_eq(outbox_sum(c, &a), 0);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT sum(credits_used) FROM api_key_usage u JOIN "
+                                      "api_keys k ON k.id = u.api_key_id WHERE k.user_id = $1",
+                                   a.user_id),
+                     185);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT sum(requests) FROM api_key_usage u JOIN "
+                                      "api_keys k ON k.id = u.api_key_id WHERE k.user_id = $1",
+                                   a.user_id),
+                     37);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(meter_outbox_holds_exact_overage_concurrently)
+{
+    /* PAYG on: all 200 succeed; only the part beyond 100 credits is overage. */
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "payg", 100, 100000, true);
+    worker_arg sum;
+    hammer(a.key_hash, 3, 20, 10, &sum);
+    ck_assert_int_eq(sum.ok, 200);
+    ck_assert_int_eq(used(c, &a), 600);
+    ck_assert_int_eq(outbox_sum(c, &a), 500);
+    /* Every outbox row is at most one request's cost; the crossing one is partial. */
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM usage_outbox WHERE user_id = $1 "
+                                      "AND (credits < 1 OR credits > 3)",
+                                   a.user_id),
+                     0);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM usage_outbox WHERE user_id = $1 "
+                                      "AND credits < 3",
+                                   a.user_id),
+                     1);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(meter_overage_cap_stops_payg)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "payg", 10, 100000, true);
+    const char *p[] = {a.user_id};
+    PQclear(PQexecParams(c, "UPDATE billing_accounts SET overage_cap = 7 WHERE user_id = $1", 1,
+                         NULL, p, NULL, NULL, 0));
+    worker_arg sum;
+    hammer(a.key_hash, 2, 8, 5, &sum);
+    /* 10 included + 7 overage = 17 max; cost 2 -> 8 requests (16 credits). */
+    ck_assert_int_eq(sum.ok, 8);
+    ck_assert_int_eq(used(c, &a), 16);
+    ck_assert_int_eq(outbox_sum(c, &a), 6);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(meter_rate_limit_exact_and_uncharged)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "free", 1000, 7, false);
+    worker_arg sum;
+    hammer(a.key_hash, 1, 4, 3, &sum);
+    ck_assert_int_eq(sum.ok, 7);
+    ck_assert_int_eq(sum.limited, 5);
+    ck_assert_int_eq(used(c, &a), 7);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(meter_refusal_order_invalid_then_rate_then_credits)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    /* 2 credits and 1 request per minute: the 2nd call is rate limited even
+     * though credits would also refuse it. */
+    kbt_account_new(c, &a, "free", 2, 1, false);
+    call k = {a.key_hash, 2, ""};
+    meter_once(c, &k);
+    ck_assert_str_eq(k.outcome, "ok");
+    meter_once(c, &k);
+    ck_assert_str_eq(k.outcome, "rate_limited");
+    call bad = {"0000000000000000000000000000000000000000000000000000000000000000", 1, ""};
+    meter_once(c, &bad);
+    ck_assert_str_eq(bad.outcome, "invalid_key");
+    /* A revoked key is refused on its very next call. */
+    const char *p[] = {a.key_id};
+    PQclear(PQexecParams(c, "UPDATE api_keys SET revoked_at = now() WHERE id = $1", 1, NULL, p,
+                         NULL, NULL, 0));
+    meter_once(c, &k);
+    ck_assert_str_eq(k.outcome, "invalid_key");
+    ck_assert_int_eq(used(c, &a), 2);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(meter_free_cycle_rolls_on_calendar_month)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "free", 0, 0, false);
+    const char *p[] = {a.user_id};
+    /* Last month's cycle, fully used: the first request of this month resets it. */
+    PQclear(PQexecParams(c,
+                         "UPDATE billing_accounts SET credits_used = 1000,"
+                         " billing_cycle_start = kb_cycle_month(kb_now()) - interval '1 month'"
+                         " WHERE user_id = $1",
+                         1, NULL, p, NULL, NULL, 0));
+    call k = {a.key_hash, 5, ""};
+    meter_once(c, &k);
+    ck_assert_str_eq(k.outcome, "ok");
+    ck_assert_int_eq(used(c, &a), 5);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT (billing_cycle_start = kb_cycle_month(kb_now()))::int"
+                                      " FROM billing_accounts WHERE user_id = $1",
+                                   a.user_id),
+                     1);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(meter_project_cycle_rolls_at_period_end)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 0, 0, false);
+    const char *p[] = {a.user_id};
+    /* A project period that started mid-month and ended a minute ago. */
+    PQclear(PQexecParams(c,
+                         "UPDATE billing_accounts SET credits_used = 4000, credits_total = 4000,"
+                         " billing_cycle_start = kb_now() - interval '1 month' - interval '1 minute',"
+                         " billing_cycle_end = kb_now() - interval '1 minute' WHERE user_id = $1",
+                         1, NULL, p, NULL, NULL, 0));
+    call k = {a.key_hash, 5, ""};
+    meter_once(c, &k);
+    ck_assert_str_eq(k.outcome, "ok");
+    ck_assert_int_eq(used(c, &a), 5);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT (billing_cycle_end > kb_now() AND billing_cycle_start"
+                                   " <= kb_now() AND credits_total = 4000)::int"
+                                   " FROM billing_accounts WHERE user_id = $1",
+                                   a.user_id),
+                     1);
+    /* Before the period end a project account does not roll on the calendar. */
+    PQclear(PQexecParams(c,
+                         "UPDATE billing_accounts SET credits_used = 4000, credits_total = 4000,"
+                         " billing_cycle_start = kb_cycle_month(kb_now()) - interval '10 days',"
+                         " billing_cycle_end = kb_now() + interval '5 days' WHERE user_id = $1",
+                         1, NULL, p, NULL, NULL, 0));
+    meter_once(c, &k);
+    ck_assert_str_eq(k.outcome, "exhausted");
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(meter_refund_restores_credits_usage_and_outbox)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "payg", 4, 0, true);
+    const char *p[] = {a.key_hash};
+    PGresult *r = PQexecParams(c,
+                               "SELECT user_id, key_id, cycle_start, outbox_id FROM "
+                               "kb_meter($1, 5, '/orderbook')",
+                               1, NULL, p, NULL, NULL, 0);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert(!PQgetisnull(r, 0, 3));
+    ck_assert_int_eq(used(c, &a), 5);
+    ck_assert_int_eq(outbox_sum(c, &a), 1);
+    const char *rp[] = {PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2),
+                        PQgetvalue(r, 0, 3)};
+    PGresult *f = PQexecParams(c,
+                               "SELECT credits_used, outbox_removed FROM kb_meter_refund($1, $2,"
+                               " 5, '/orderbook', $3, $4)",
+                               4, NULL, rp, NULL, NULL, 0);
+    ck_assert_int_eq(PQresultStatus(f), PGRES_TUPLES_OK);
+    ck_assert_str_eq(PQgetvalue(f, 0, 0), "0");
+    ck_assert_str_eq(PQgetvalue(f, 0, 1), "t");
+    PQclear(f);
+    PQclear(r);
+    ck_assert_int_eq(used(c, &a), 0);
+    ck_assert_int_eq(outbox_sum(c, &a), 0);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT sum(credits_used) + sum(requests) FROM "
+                                      "api_key_usage WHERE api_key_id = $1",
+                                   a.key_id),
+                     0);
+    PQfinish(c);
+}
+END_TEST
+
+int
+main(void)
+{
+    kbt_init();
+    Suite *s = suite_create("meter");
+    TCase *tc = tcase_create("sql");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, meter_refuses_overdraft_concurrently);
+    tcase_add_test(tc, meter_outbox_holds_exact_overage_concurrently);
+    tcase_add_test(tc, meter_overage_cap_stops_payg);
+    tcase_add_test(tc, meter_rate_limit_exact_and_uncharged);
+    tcase_add_test(tc, meter_refusal_order_invalid_then_rate_then_credits);
+    tcase_add_test(tc, meter_free_cycle_rolls_on_calendar_month);
+    tcase_add_test(tc, meter_project_cycle_rolls_at_period_end);
+    tcase_add_test(tc, meter_refund_restores_credits_usage_and_outbox);
+    suite_add_tcase(s, tc);
+    return kb_check_run(s);
+}
