@@ -40,4 +40,20 @@ void kb_dispatch(kb_req *req, kb_ctx *ctx);
 /* Handlers, one file per API area. */
 kb_err h_health(const kb_req *req, kb_ctx *ctx);
 
+/* Market data (app/h_data.c, app/h_markets.c): metered, API.md §5.6-5.12. */
+kb_err h_orderbook(const kb_req *req, kb_ctx *ctx);
+kb_err h_deltas(const kb_req *req, kb_ctx *ctx);
+kb_err h_trades(const kb_req *req, kb_ctx *ctx);
+kb_err h_candles(const kb_req *req, kb_ctx *ctx);
+kb_err h_markets_list(const kb_req *req, kb_ctx *ctx);
+kb_err h_market_get(const kb_req *req, kb_ctx *ctx);
+kb_err h_events_list(const kb_req *req, kb_ctx *ctx);
+kb_err h_event_get(const kb_req *req, kb_ctx *ctx);
+kb_err h_settlements_list(const kb_req *req, kb_ctx *ctx);
+kb_err h_settlement_get(const kb_req *req, kb_ctx *ctx);
+/* The connection data queries use: the read replica when configured, else the primary. */
+kb_db *h_data_db(kb_ctx *ctx);
+/* Record a data-query failure (503/500, or a not-found code with msg). */
+kb_err h_data_fail(kb_ctx *ctx, kb_err err, const char *msg);
+
 #endif
