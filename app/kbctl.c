@@ -18,6 +18,7 @@ typedef struct command {
 static const command commands[] = {
     {"migrate", kbctl_migrate, "apply db/migrations/*.sql in order (idempotent)"},
     {"check-config", kbctl_check_config, "validate the environment and name every problem"},
+    {"import", kbctl_import, "load Kalshi capture files (JSON lines) idempotently"},
 };
 
 static void

@@ -1,0 +1,36 @@
+/* kbctl_import.h - state shared by kbctl import's driver and its message parsers.
+ *
+ * The driver (kbctl_import.c) reads lines, owns the connection and flushes
+ * batches with COPY; the parsers (kbctl_import_rows.c) turn one JSON line into
+ * COPY rows in the batch buffers or into an immediate metadata upsert.
+ */
+#ifndef KB_KBCTL_IMPORT_H
+#define KB_KBCTL_IMPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kb_buf.h"
+#include "kb_db.h"
+
+typedef struct kb_import {
+    kb_db db;
+    kb_arena arena;        /* reset after every line */
+    kb_buf snaps, deltas, trades; /* COPY text rows of the pending batch */
+    long nsnaps, ndeltas, ntrades; /* rows in the pending batch */
+    int64_t min_us, max_us; /* span of the pending batch (partitions) */
+    int64_t order;          /* running line order, keeps file order in ids */
+    /* totals */
+    long lines, bad, skipped, meta;
+    long snaps_read, deltas_read, trades_read;
+    long snaps_new, deltas_new, trades_new;
+} kb_import;
+
+/*
+ * Parse one line (NUL-terminated, without the newline) into the batch or an
+ * upsert. Returns true when the line was used or deliberately skipped; false
+ * with *reason (static or arena-owned) for a bad line.
+ */
+bool kb_import_line(kb_import *im, const char *line, size_t len, const char **reason);
+
+#endif
