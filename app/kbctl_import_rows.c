@@ -20,9 +20,9 @@
 static const kb_stmt market_upsert = {
     "imp_market",
     "INSERT INTO markets AS m (ticker, event_ticker, title, status, category, rules,"
-    "  strike_price, metadata, series_ticker, discovered_at, last_updated)"
+    "  strike_price, metadata, series_ticker, discovered_at, last_updated, status_at)"
     " VALUES ($1, $2, $3, coalesce($4, 'active'), $5, $6, $7::numeric, $8::jsonb, $9,"
-    "  coalesce($10::timestamptz, now()), now())"
+    "  coalesce($10::timestamptz, now()), now(), $11::timestamptz)"
     " ON CONFLICT (ticker) DO UPDATE SET"
     "  event_ticker = coalesce(excluded.event_ticker, m.event_ticker),"
     "  title = coalesce(excluded.title, m.title),"
@@ -33,8 +33,10 @@ static const kb_stmt market_upsert = {
     "  metadata = CASE WHEN excluded.metadata IS NULL THEN m.metadata"
     "             ELSE coalesce(m.metadata, '{}'::jsonb) || excluded.metadata END,"
     "  series_ticker = coalesce(excluded.series_ticker, m.series_ticker),"
-    "  last_updated = now()"
-    " WHERE (m.event_ticker, m.title, m.status, m.category, m.rules, m.strike_price,"
+    "  last_updated = now(), status_at = greatest(m.status_at, excluded.status_at)"
+    " WHERE (excluded.status_at IS NULL OR m.status_at IS NULL"
+    "        OR excluded.status_at > m.status_at)"
+    "   AND (m.event_ticker, m.title, m.status, m.category, m.rules, m.strike_price,"
     "        m.metadata, m.series_ticker) IS DISTINCT FROM"
     "       (coalesce(excluded.event_ticker, m.event_ticker), coalesce(excluded.title, m.title),"
     "        coalesce($4, m.status), coalesce(excluded.category, m.category),"
@@ -42,7 +44,7 @@ static const kb_stmt market_upsert = {
     "        CASE WHEN excluded.metadata IS NULL THEN m.metadata"
     "             ELSE coalesce(m.metadata, '{}'::jsonb) || excluded.metadata END,"
     "        coalesce(excluded.series_ticker, m.series_ticker))",
-    10, false};
+    11, false};
 
 static const kb_stmt settlement_upsert = {
     "imp_settlement",
@@ -461,7 +463,7 @@ rest_market(kb_import *im, const cJSON *m, const char **reason)
         disc = ts_param(a, m, "open_time");
     const char *params[] = {ticker, str(m, "event_ticker"), str(m, "title"), str(m, "status"),
                             str(m, "category"), str(m, "rules_primary"), strike,
-                            print_json(a, m), str(m, "series_ticker"), disc};
+                            print_json(a, m), str(m, "series_ticker"), disc, NULL};
     if (!exec_meta(im, &market_upsert, params, reason))
         return false;
     return settlement(im, m, ticker, ts_param(a, m, "determined_at"),
@@ -522,7 +524,7 @@ lifecycle(kb_import *im, const cJSON *msg, const char *ticker, int64_t ts, const
     const char *params[] = {ticker, str(msg, "event_ticker"), str(msg, "title"), status,
                             str(msg, "category"), str(msg, "rules_primary"),
                             number_text(a, get(msg, "strike_price")), print_json(a, msg),
-                            str(msg, "series_ticker"), at};
+                            str(msg, "series_ticker"), at, at};
     if (!exec_meta(im, &market_upsert, params, reason))
         return false;
     const char *det = ts_param(a, msg, "determination_ts");

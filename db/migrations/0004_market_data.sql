@@ -66,7 +66,10 @@ CREATE TABLE markets (
     discovered_at timestamptz NOT NULL DEFAULT now(),
     last_updated  timestamptz,
     metadata      jsonb,
-    series_ticker text
+    series_ticker text,
+    -- ts of the newest lifecycle message applied: older or replayed ones are
+    -- ignored, so re-importing a capture never rewrites a row.
+    status_at     timestamptz
 );
 CREATE INDEX markets_status ON markets (status);
 CREATE INDEX markets_event ON markets (event_ticker, ticker);

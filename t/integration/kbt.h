@@ -106,3 +106,24 @@ void kbt_account_new(PGconn *c, kbt_account *a, const char *tier, int credits_to
 
 /* Integer value of a one-value query with one text parameter. */
 long kbt_sql_long1(PGconn *c, const char *sql, const char *param);
+
+/* ---- market data helpers (test_data.c and others) ---- */
+
+/*
+ * Run `$KB_BIN_DIR/kbctl <args>` (args is a shell-quoted string, e.g.
+ * "import --strict t/data/x.jsonl", paths relative to KB_REPO_ROOT) with
+ * stdout and stderr captured into out (may be NULL). Returns the exit status.
+ */
+int kbt_data_kbctl(const char *args, kb_buf *out);
+
+/* A user + key + project account with effectively unlimited credits and rate. */
+void kbt_data_account(PGconn *c, kbt_account *a);
+
+/* POST path with a JSON body and the account's key. */
+kbt_resp *kbt_data_post(const kbt_account *a, const char *path, const char *json);
+
+/* GET path with the account's key. */
+kbt_resp *kbt_data_get(const kbt_account *a, const char *path);
+
+/* Assert the object's member names are exactly names (NULL-terminated), in order. */
+void kbt_data_assert_keys(const cJSON *obj, const char *const *names);
