@@ -19,6 +19,7 @@ static const command commands[] = {
     {"migrate", kbctl_migrate, "apply db/migrations/*.sql in order (idempotent)"},
     {"check-config", kbctl_check_config, "validate the environment and name every problem"},
     {"import", kbctl_import, "load Kalshi capture files (JSON lines) idempotently"},
+    {"demo-data", kbctl_demo_data, "generate and load a deterministic demo data set"},
 };
 
 static void

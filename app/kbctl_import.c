@@ -26,7 +26,8 @@
 #define DEFAULT_BATCH 50000L
 
 static const char stage_sql[] =
-    "SET client_min_messages = warning;"
+    "SET client_min_messages = warning; SET work_mem = '64MB';"
+    "SET synchronous_commit = off;" /* a lost tail is re-imported idempotently */
     "CREATE TEMP TABLE IF NOT EXISTS stage_snapshots (market_ticker text, captured_at"
     " timestamptz, sid bigint, seq bigint, yes_levels jsonb, no_levels jsonb,"
     " received_at timestamptz, n bigint) ON COMMIT DELETE ROWS;"
