@@ -20,6 +20,7 @@ static const command commands[] = {
     {"check-config", kbctl_check_config, "validate the environment and name every problem"},
     {"import", kbctl_import, "load Kalshi capture files (JSON lines) idempotently"},
     {"demo-data", kbctl_demo_data, "generate and load a deterministic demo data set"},
+    {"partitions", kbctl_partitions, "create market-data partitions ahead of time"},
 };
 
 static void

@@ -12,5 +12,6 @@ int kbctl_migrate(int argc, char **argv);
 int kbctl_check_config(int argc, char **argv);
 int kbctl_import(int argc, char **argv);
 int kbctl_demo_data(int argc, char **argv);
+int kbctl_partitions(int argc, char **argv);
 
 #endif

@@ -597,6 +597,9 @@ write_run_env() {
         env_line KB_PGDATA "$PGDATA_DIR"
         env_line KB_PG_BIN "$PG_BIN"
         env_line KB_CA_CERT "$DIR/tls/cert.pem"
+        if [[ -n $DEMO_KEY ]]; then
+            env_line KB_DEMO_API_KEY "$DEMO_KEY"
+        fi
     } >"$DIR/run.env.tmp"
     mv -f "$DIR/run.env.tmp" "$DIR/run.env"
 }
@@ -700,9 +703,76 @@ Try:
   curl --cacert $ca $base/no-such-path          # JSON 404 envelope
   curl --cacert $ca $base/llms.txt
 EOF
-    # Examples with the demo API key go here once demo data and keys exist
-    # (read the key from $DIR/run.env and print data-route curls with it).
+    [[ -z $DEMO_KEY ]] || print_demo_examples
     printf '\nCtrl-C stops everything.\n'
+}
+
+# ---- demo data and key (make run) ----------------------------------------------------
+
+DEMO_KEY=
+DEMO_EMAIL=demo@kalshibook.local
+
+demo_psql() {
+    "$PG_BIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 -h "$PGSOCK_DIR" -p "$PG_PORT" -U "$DB_USER" \
+        -d "$DB_NAME" "$@"
+}
+
+# demo_setup: load `kbctl demo-data` once (skipped when its markets exist) and keep
+# one demo API key on a project account. The raw key lives only in DIR/demo.env
+# (mode 600) so a second run prints the same key; the database holds its SHA-256.
+demo_setup() {
+    local loaded key hash
+    loaded=$(demo_psql -c "SELECT count(*) FROM markets WHERE ticker LIKE 'KXBTCD-26JAN15-%'" \
+        2>>"$DIR/demo.log") || fail_with_log "$DIR/demo.log" "cannot query the demo data"
+    if [[ $loaded == 0 ]]; then
+        log "loading the demo data set (kbctl demo-data, first run only)"
+        (app_exec "$KB_BIN_DIR/kbctl" demo-data) >>"$DIR/demo.log" 2>&1 ||
+            fail_with_log "$DIR/demo.log" "kbctl demo-data failed"
+    fi
+    key=$(kv_get "$DIR/demo.env" KB_DEMO_API_KEY)
+    if ! [[ $key =~ ^kb-[A-Za-z0-9_-]{43}$ ]]; then
+        key="kb-$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')"
+        (umask 077 && printf 'KB_DEMO_API_KEY=%s\n' "$key" >"$DIR/demo.env")
+    fi
+    hash=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
+    demo_psql -v hash="$hash" -v prefix="${key:0:7}" -v email="$DEMO_EMAIL" \
+        >>"$DIR/demo.log" 2>&1 <<'SQL' || fail_with_log "$DIR/demo.log" "cannot create the demo key"
+INSERT INTO users (email, password_hash) VALUES (:'email', '!demo-no-login')
+    ON CONFLICT (email) DO NOTHING;
+INSERT INTO api_keys (user_id, key_hash, key_prefix, name)
+    SELECT id, :'hash', :'prefix', 'demo' FROM users WHERE email = :'email'
+    ON CONFLICT (key_hash) DO NOTHING;
+INSERT INTO billing_accounts (user_id, tier, credits_total)
+    SELECT id, 'project', 4000 FROM users WHERE email = :'email'
+    ON CONFLICT (user_id) DO NOTHING;
+SQL
+    DEMO_KEY=$key
+}
+
+print_demo_examples() {
+    local base="https://127.0.0.1:$HTTPS_PORT" ca="$DIR/tls/cert.pem"
+    local auth="Authorization: Bearer $DEMO_KEY" json='Content-Type: application/json'
+    cat <<EOF
+
+Demo API key (project account, 4000 credits; also KB_DEMO_API_KEY in $DIR/run.env):
+  $DEMO_KEY
+
+Market data (demo set: 20 markets, 2026-01-08 .. 2026-01-15):
+  curl --cacert $ca -H '$auth' $base/markets
+  curl --cacert $ca -H '$auth' -H '$json' \\
+       -d '{"market_ticker":"KXBTCD-26JAN15-T94000","timestamp":"2026-01-12T15:30:00Z","depth":5}' \\
+       $base/orderbook
+  curl --cacert $ca -H '$auth' -H '$json' \\
+       -d '{"market_ticker":"KXBTCD-26JAN15-T94000","start_time":"2026-01-12T15:00:00Z","end_time":"2026-01-12T15:05:00Z","limit":5}' \\
+       $base/deltas
+  curl --cacert $ca -H '$auth' -H '$json' \\
+       -d '{"market_ticker":"KXFED-26JAN-T300","start_time":"2026-01-12T00:00:00Z","end_time":"2026-01-13T00:00:00Z","limit":5}' \\
+       $base/trades
+  curl --cacert $ca -H '$auth' \\
+       '$base/candles/KXBTCD-26JAN15-T94000?start_time=2026-01-12T00:00:00Z&end_time=2026-01-13T00:00:00Z&interval=1h'
+  curl --cacert $ca -H '$auth' $base/events/KXFED-26JAN
+  curl --cacert $ca -H '$auth' '$base/settlements?event_ticker=KXFED-26JAN'
+EOF
 }
 
 RUN_SLEEPER=
@@ -721,6 +791,8 @@ cmd_run() {
     set_dir "$1" yes
     start_all
     load_ports
+    demo_setup
+    write_run_env
     print_examples
     trap 'run_stop_and_exit 0' INT TERM HUP
     trap 'run_stop_and_exit 1' EXIT
