@@ -232,6 +232,12 @@ simulate(FILE *f, market *m, long n, const demo_opts *o, rng *r)
                 if (below(r, 20) == 0) { /* slow random walk of the mid */
                     mk->mid += below(r, 2) ? 1 : -1;
                     mk->mid = mk->mid < 3 ? 3 : (mk->mid > 97 ? 97 : mk->mid);
+                    /* Orders that would cross the new mid are cancelled: the book
+                     * never crosses (best yes + best no < 100). */
+                    for (int p = mk->mid; p <= 99; p++)
+                        emit_delta(f, mk, ts, true, p, -mk->yes[p]);
+                    for (int p = 100 - mk->mid; p <= 99; p++)
+                        emit_delta(f, mk, ts, false, p, -mk->no[p]);
                 }
                 bool yes = below(r, 2) == 0;
                 int p = near_top(r, yes ? mk->mid - 1 : 99 - mk->mid);
@@ -255,8 +261,10 @@ simulate(FILE *f, market *m, long n, const demo_opts *o, rng *r)
                 end_ms / 1000);
         fprintf(f, "{\"type\":\"market_lifecycle_v2\",\"sid\":%ld,\"seq\":3,\"msg\":{"
                    "\"market_ticker\":\"%s\",\"event_ticker\":\"%s\",\"event_type\":"
-                   "\"settled\",\"ts\":%" PRId64 "}}\n",
-                m[i].sid + 2000, m[i].ticker, m[i].ev->event, end_ms / 1000 + 600);
+                   "\"settled\",\"result\":\"%s\",\"settlement_value\":%d,\"ts\":%" PRId64
+                   "}}\n",
+                m[i].sid + 2000, m[i].ticker, m[i].ev->event, yes ? "yes" : "no", yes ? 100 : 0,
+                end_ms / 1000 + 600);
     }
 }
 

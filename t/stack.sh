@@ -760,7 +760,7 @@ Demo API key (project account, 4000 credits; also KB_DEMO_API_KEY in $DIR/run.en
 Market data (demo set: 20 markets, 2026-01-08 .. 2026-01-15):
   curl --cacert $ca -H '$auth' $base/markets
   curl --cacert $ca -H '$auth' -H '$json' \\
-       -d '{"market_ticker":"KXBTCD-26JAN15-T94000","timestamp":"2026-01-12T15:30:00Z","depth":5}' \\
+       -d '{"market_ticker":"KXBTCD-26JAN15-T94000","timestamp":"2026-01-12T15:32:30Z","depth":5}' \\
        $base/orderbook
   curl --cacert $ca -H '$auth' -H '$json' \\
        -d '{"market_ticker":"KXBTCD-26JAN15-T94000","start_time":"2026-01-12T15:00:00Z","end_time":"2026-01-12T15:05:00Z","limit":5}' \\
