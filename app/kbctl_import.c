@@ -24,6 +24,7 @@
 #include "kb_banned.h"
 
 #define DEFAULT_BATCH 50000L
+#define DEFAULT_CHECKPOINT_EVERY 10000L
 
 static const char stage_sql[] =
     "SET client_min_messages = warning; SET work_mem = '64MB';"
@@ -36,7 +37,24 @@ static const char stage_sql[] =
     " received_at timestamptz, n bigint) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS stage_trades (trade_id text, market_ticker text,"
     " yes_price int, no_price int, count int, taker_side text, ts timestamptz,"
-    " received_at timestamptz, n bigint) ON COMMIT DELETE ROWS;";
+    " received_at timestamptz, n bigint) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS kb_touched (ticker text PRIMARY KEY, from_ts timestamptz);";
+
+/* Tickers with new rows and the earliest new instant: their checkpoints from
+ * there on are stale (deleted in the same transaction) and rebuilt at the end. */
+#define TOUCH(ticker_col, ts_col)                                                             \
+    " t AS ("                                                                                 \
+    "  INSERT INTO kb_touched AS k (ticker, from_ts)"                                        \
+    "  SELECT " ticker_col ", min(" ts_col ") FROM ins GROUP BY 1"                            \
+    "  ON CONFLICT (ticker) DO UPDATE SET from_ts = least(k.from_ts, excluded.from_ts)),"    \
+    " x AS ("                                                                                 \
+    "  DELETE FROM book_checkpoints b USING (SELECT " ticker_col " AS tk, min(" ts_col        \
+    ") AS lo FROM ins GROUP BY 1) i WHERE b.market_ticker = i.tk AND b.at >= i.lo),"
+
+static const kb_stmt rebuild_stmt = {
+    "imp_rebuild",
+    "SELECT coalesce(sum(kb_rebuild_checkpoints(ticker, from_ts, $1::int)), 0) FROM kb_touched",
+    1, false};
 
 static const kb_stmt partitions_stmt = {
     "imp_partitions", "SELECT kb_ensure_partitions($1::timestamptz, $2::timestamptz)", 2, false};
@@ -48,6 +66,7 @@ static const kb_stmt move_snapshots = {
     "  SELECT market_ticker, captured_at, sid, seq, yes_levels, no_levels"
     "    FROM stage_snapshots ORDER BY n"
     "  ON CONFLICT DO NOTHING RETURNING market_ticker, captured_at),"
+    TOUCH("market_ticker", "captured_at")
     " st AS ("
     "  INSERT INTO market_stats AS m (ticker, first_data_at, snapshot_count)"
     "  SELECT market_ticker, min(captured_at), count(*) FROM ins GROUP BY market_ticker"
@@ -66,6 +85,7 @@ static const kb_stmt move_deltas = {
     "         coalesce(received_at, ts)"
     "    FROM stage_deltas ORDER BY n"
     "  ON CONFLICT DO NOTHING RETURNING market_ticker, ts),"
+    TOUCH("market_ticker", "ts")
     " st AS ("
     "  INSERT INTO market_stats AS m (ticker, last_data_at, delta_count)"
     "  SELECT market_ticker, max(ts), count(*) FROM ins GROUP BY market_ticker"
@@ -230,12 +250,15 @@ import_file(kb_import *im, const char *path, long batch, bool strict, bool tty)
 static int
 usage(void)
 {
-    printf("usage: kbctl import [--strict] [--batch N] [--quiet] FILE...|-\n\n"
+    printf("usage: kbctl import [--strict] [--batch N] [--checkpoint-every N] [--quiet] FILE...|-\n\n"
            "Loads Kalshi WebSocket v2 messages (orderbook_snapshot, orderbook_delta, trade,\n"
            "market_lifecycle_v2) and Kalshi REST market/event/series objects, one JSON\n"
            "object per line (t/data/README.md). Idempotent: importing a file twice changes\n"
            "nothing. Bad lines are reported as FILE:LINE: reason and skipped; --strict stops\n"
-           "at the first one. Exit 0 when every line was good, 1 otherwise.\n");
+           "at the first one. Exit 0 when every line was good, 1 otherwise.\n"
+           "Afterwards, orderbook reconstruction checkpoints are rebuilt for the markets\n"
+           "that got new rows, one every N deltas of a snapshot window (default 10000;\n"
+           "0 = skip: stale ones are still removed, so answers stay exact, only slower).\n");
     return KBCTL_OK;
 }
 
@@ -243,7 +266,7 @@ int
 kbctl_import(int argc, char **argv)
 {
     bool strict = false, quiet = false;
-    long batch = DEFAULT_BATCH;
+    long batch = DEFAULT_BATCH, every = DEFAULT_CHECKPOINT_EVERY, checkpoints = 0;
     int first = argc;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
@@ -252,6 +275,14 @@ kbctl_import(int argc, char **argv)
             strict = true;
         } else if (strcmp(argv[i], "--quiet") == 0) {
             quiet = true;
+        } else if (strcmp(argv[i], "--checkpoint-every") == 0 && i + 1 < argc) {
+            int64_t v;
+            const char *e;
+            if (!kb_parse_i64(kb_str_c(argv[++i]), 0, 100000000, &v, &e)) {
+                fprintf(stderr, "kbctl import: --checkpoint-every must be 0..100000000\n");
+                return KBCTL_USAGE;
+            }
+            every = (long)v;
         } else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) {
             int64_t v;
             const char *e;
@@ -295,12 +326,27 @@ kbctl_import(int argc, char **argv)
     bool ok = true;
     for (int i = first; i < argc && ok; i++)
         ok = import_file(im, argv[i], batch, strict, tty);
+    if (ok && every > 0) {
+        PGresult *r;
+        char ev[24];
+        snprintf(ev, sizeof(ev), "%ld", every);
+        const char *p[] = {ev};
+        if (kb_db_command(&im->db, "BEGIN") || kb_db_exec(&im->db, &im->arena, &rebuild_stmt, p, &r) ||
+            kb_db_command(&im->db, "TRUNCATE kb_touched") || kb_db_command(&im->db, "COMMIT")) {
+            (void)kb_db_command(&im->db, "ROLLBACK");
+            fprintf(stderr, "kbctl import: building reconstruction checkpoints failed\n");
+            ok = false;
+        } else {
+            checkpoints = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+        }
+        kb_arena_reset(&im->arena);
+    }
     double secs = (double)(kb_mono_us() - t0) / 1e6;
     if (!quiet)
         printf("imported %ld lines in %.2fs: snapshots %ld (%ld new), deltas %ld (%ld new), "
-               "trades %ld (%ld new), metadata %ld, skipped %ld, bad %ld\n",
+               "trades %ld (%ld new), metadata %ld, skipped %ld, bad %ld, checkpoints %ld\n",
                im->lines, secs, im->snaps_read, im->snaps_new, im->deltas_read, im->deltas_new,
-               im->trades_read, im->trades_new, im->meta, im->skipped, im->bad);
+               im->trades_read, im->trades_new, im->meta, im->skipped, im->bad, checkpoints);
     rc = ok && im->bad == 0 ? KBCTL_OK : KBCTL_FAIL;
 out:
     kb_buf_release(&im->snaps);

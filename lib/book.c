@@ -3,7 +3,9 @@
  * Invariants: all SQL is prepared with parameters; timestamps cross into SQL
  * as §1.1 text with an explicit +00:00 and come back as kb_us() microseconds;
  * reconstruction is aggregated in Postgres so the rows shipped to the worker
- * do not grow with the number of deltas (at most 2 x 99 levels).
+ * do not grow with the number of deltas (at most 2 x 99 levels), and it
+ * starts from the latest book_checkpoints row of the snapshot window, so the
+ * deltas summed per request are bounded by the checkpoint interval.
  */
 #include "kb_book.h"
 
@@ -30,12 +32,25 @@ static const kb_stmt orderbook_stmt = {
     "    SELECT 'no'::text, (e->>0)::int, (e->>1)::bigint, o"
     "      FROM s, jsonb_array_elements(s.no_levels) WITH ORDINALITY AS x(e, o)) l"
     "   ORDER BY side, price, o DESC),"
-    " d AS ("
+    " c AS ("
+    "  SELECT at, deltas, levels FROM book_checkpoints"
+    "   WHERE market_ticker = $1 AND basis = (SELECT captured_at FROM s)"
+    "     AND at <= $2::timestamptz"
+    "   ORDER BY at DESC LIMIT 1),"
+    " dr AS ("
     "  SELECT side, price_cents AS price, sum(delta_amount)::bigint AS qty, count(*) AS n"
     "    FROM deltas"
-    "   WHERE market_ticker = $1 AND ts > (SELECT captured_at FROM s)"
+    "   WHERE market_ticker = $1"
+    "     AND ts > coalesce((SELECT at FROM c), (SELECT captured_at FROM s))"
     "     AND ts <= $2::timestamptz"
     "   GROUP BY side, price_cents),"
+    " d AS ("
+    "  SELECT side, price, sum(qty)::bigint AS qty FROM ("
+    "    SELECT side, price, qty FROM dr"
+    "    UNION ALL"
+    "    SELECT e->>0, (e->>1)::int, (e->>2)::bigint"
+    "      FROM c, jsonb_array_elements(c.levels) AS e) u"
+    "   GROUP BY side, price),"
     " b AS ("
     "  SELECT side, price, q,"
     "         row_number() OVER (PARTITION BY side ORDER BY price DESC) AS rn FROM ("
@@ -44,7 +59,7 @@ static const kb_stmt orderbook_stmt = {
     "      FROM lv FULL JOIN d ON lv.side = d.side AND lv.price = d.price) j"
     "   WHERE q > 0)"
     " SELECT kb_us(s.captured_at),"
-    "  (SELECT coalesce(sum(n), 0) FROM d),"
+    "  (SELECT coalesce(sum(n), 0) FROM dr) + coalesce((SELECT deltas FROM c), 0),"
     "  (SELECT coalesce(string_agg(format('{\"price\":%s,\"quantity\":%s}', price, q), ','"
     "          ORDER BY price DESC), '') FROM b"
     "    WHERE side = 'yes' AND ($3::int IS NULL OR rn <= $3::int)),"

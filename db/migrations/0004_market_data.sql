@@ -204,3 +204,73 @@ $$;
 
 -- A month back and a week ahead exist from the start.
 SELECT kb_ensure_partitions(now() - interval '31 days', now() + interval '7 days');
+
+-- Reconstruction checkpoints: the per side and price SUM of the deltas of one
+-- snapshot window (basis = the snapshot's captured_at) up to and including
+-- instant at, with deltas = the number of rows summed. Because the book is
+-- snapshot + SUM(delta) (see lib/kb_book.h), a checkpoint composes exactly:
+-- book(t) = snapshot + checkpoint(at <= t) + SUM(deltas in (at, t]), so a
+-- request never aggregates more than one checkpoint interval of deltas.
+-- levels holds every (side, price, sum) including sums <= 0 (they are dropped
+-- only at the end). Maintained by kbctl import (kb_rebuild_checkpoints).
+CREATE TABLE book_checkpoints (
+    market_ticker text NOT NULL,
+    basis         timestamptz NOT NULL,
+    at            timestamptz NOT NULL,
+    deltas        bigint NOT NULL,
+    levels        jsonb NOT NULL,        -- [["yes"|"no", price, sum], ...]
+    PRIMARY KEY (market_ticker, basis, at)
+);
+
+-- Rebuild the checkpoints of p_ticker from the snapshot window containing
+-- p_from onwards, one every p_every deltas of a window (ties on ts included).
+CREATE FUNCTION kb_rebuild_checkpoints(p_ticker text, p_from timestamptz, p_every integer)
+RETURNS integer
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    s0   timestamptz;
+    made integer;
+BEGIN
+    SELECT max(captured_at) INTO s0 FROM snapshots
+     WHERE market_ticker = p_ticker AND captured_at <= p_from;
+    IF s0 IS NULL THEN
+        SELECT min(captured_at) INTO s0 FROM snapshots WHERE market_ticker = p_ticker;
+    END IF;
+    IF s0 IS NULL THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM book_checkpoints WHERE market_ticker = p_ticker AND basis >= s0;
+    WITH s AS (
+        SELECT captured_at AS basis, lead(captured_at) OVER (ORDER BY captured_at) AS next_at
+          FROM (SELECT DISTINCT captured_at FROM snapshots
+                 WHERE market_ticker = p_ticker AND captured_at >= s0) x),
+    d AS (
+        SELECT s.basis, x.ts, x.side, x.price_cents, x.delta_amount,
+               row_number() OVER (PARTITION BY s.basis ORDER BY x.ts, x.id) AS rn
+          FROM s JOIN deltas x
+            ON x.market_ticker = p_ticker AND x.ts > s.basis
+           AND (s.next_at IS NULL OR x.ts < s.next_at)),
+    d2 AS (
+        SELECT d.*, min(rn) OVER (PARTITION BY basis, ts) AS m,
+               max(rn) OVER (PARTITION BY basis, ts) AS mx
+          FROM d),
+    cp AS (  -- one per distinct instant: ties may span several multiples of p_every
+        SELECT basis, max(rn / p_every) AS j, ts AS at, max(mx) AS cnt
+          FROM d2 WHERE rn % p_every = 0 GROUP BY basis, ts),
+    seg AS (
+        SELECT basis, (m + p_every - 1) / p_every AS j, side, price_cents,
+               sum(delta_amount) AS q
+          FROM d2 GROUP BY 1, 2, 3, 4),
+    lv AS (
+        SELECT cp.basis, cp.at, cp.cnt, sg.side, sg.price_cents, sum(sg.q) AS q
+          FROM cp JOIN seg sg ON sg.basis = cp.basis AND sg.j <= cp.j
+         GROUP BY 1, 2, 3, 4, 5)
+    INSERT INTO book_checkpoints (market_ticker, basis, at, deltas, levels)
+    SELECT p_ticker, basis, at, cnt, jsonb_agg(jsonb_build_array(side, price_cents, q))
+      FROM lv GROUP BY basis, at, cnt
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS made = ROW_COUNT;
+    RETURN made;
+END
+$$;

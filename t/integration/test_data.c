@@ -20,7 +20,7 @@ static void
 setup(void)
 {
     kb_buf out = KB_BUF_INIT;
-    int rc = kbt_data_kbctl("import --quiet t/data/fixture.jsonl", &out);
+    int rc = kbt_data_kbctl("import --quiet --checkpoint-every 2 t/data/fixture.jsonl", &out);
     if (rc != 0) {
         fprintf(stderr, "fixture import failed (%d): %s\n", rc, kb_buf_cstr(&out));
         abort();
@@ -578,6 +578,46 @@ START_TEST(settlements_list_filters_and_detail)
 }
 END_TEST
 
+/* A delta imported later, inside intervals already checkpointed, is counted:
+ * import removes the stale checkpoints in the same transaction. */
+static void
+assert_d_book(const char *ts, int applied, const char *yes)
+{
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"market_ticker\":\"KXFIX-26JAN15-D\",\"timestamp\":\"%s\"}", ts);
+    kbt_resp *r = kbt_data_post(&acct, "/orderbook", body);
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
+    ck_assert_int_eq(cJSON_GetObjectItem(r->json, "deltas_applied")->valueint, applied);
+    char *s = print(cJSON_GetObjectItem(r->json, "yes"));
+    ck_assert_str_eq(s, yes);
+    free(s);
+    kbt_resp_free(r);
+}
+
+START_TEST(late_deltas_invalidate_checkpoints)
+{
+    PGconn *c = kbt_db();
+    ck_assert_int_eq(kbt_data_kbctl("import --quiet --checkpoint-every 2 t/data/checkpoints.jsonl",
+                                    NULL), 0);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints"
+                                      " WHERE market_ticker = $1", "KXFIX-26JAN15-D"), 3);
+    assert_d_book("2026-01-15T12:00:45Z", 4, "[{\"price\":10,\"quantity\":9}]");
+    /* --checkpoint-every 0: no rebuild, only the invalidation */
+    ck_assert_int_eq(kbt_data_kbctl("import --quiet --checkpoint-every 0 "
+                                    "t/data/checkpoints-late.jsonl", NULL), 0);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints"
+                                      " WHERE market_ticker = $1", "KXFIX-26JAN15-D"), 0);
+    assert_d_book("2026-01-15T12:00:45Z", 5, "[{\"price\":10,\"quantity\":109}]");
+    /* rebuilt by the next import that touches the market (here: a re-import, nothing
+     * new, so nothing is rebuilt) and by any import with new rows */
+    ck_assert_int_eq(kbt_data_kbctl("import --quiet --checkpoint-every 2 "
+                                    "t/data/checkpoints.jsonl", NULL), 0);
+    assert_d_book("2026-01-15T12:01:00Z", 7, "[{\"price\":10,\"quantity\":111}]");
+    PQfinish(c);
+}
+END_TEST
+
 /* ---- kbctl import ---- */
 
 static char *
@@ -663,6 +703,7 @@ main(void)
     tcase_add_test(tc, settlements_list_filters_and_detail);
     tcase_add_test(tc, import_twice_changes_nothing);
     tcase_add_test(tc, import_reports_bad_lines_and_keeps_going);
+    tcase_add_test(tc, late_deltas_invalidate_checkpoints);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }
