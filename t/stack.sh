@@ -9,6 +9,8 @@
 #   t/stack.sh pg-start DIR            stop/start only Postgres ("DB down" tests)
 #   t/stack.sh app-stop DIR
 #   t/stack.sh app-start DIR           stop/start only kalshibook-fcgi (drain tests)
+#   t/stack.sh replica-start DIR       add a streaming replica (pg_basebackup) and restart the
+#                                      app with KB_DATABASE_READ_URL pointing at it
 #   t/stack.sh nginx-test-prod         nginx -t on the production site nginx/kalshibook.conf
 #
 # DIR holds all state (created if missing): pg/ (cluster), pgsock/, tls/
@@ -42,6 +44,8 @@ DB_USER=kb
 DIR=
 PGDATA_DIR=
 PGSOCK_DIR=
+REPLICA_DIR=
+REPLICA_SOCK=
 
 log() {
     printf 'stack: %s\n' "$*" >&2
@@ -252,6 +256,8 @@ set_dir() {
     ((${#DIR} <= 80)) || die "stack dir '$DIR' is too long for unix socket paths (max 80 chars)"
     PGDATA_DIR=$DIR/pg
     PGSOCK_DIR=$DIR/pgsock
+    REPLICA_DIR=$DIR/pgr
+    REPLICA_SOCK=$DIR/pgrsock
 }
 
 database_url() {
@@ -597,6 +603,9 @@ write_run_env() {
         env_line KB_PGDATA "$PGDATA_DIR"
         env_line KB_PG_BIN "$PG_BIN"
         env_line KB_CA_CERT "$DIR/tls/cert.pem"
+        if [[ -f $REPLICA_DIR/PG_VERSION ]]; then
+            env_line KB_DATABASE_READ_URL "$(replica_url)"
+        fi
         if [[ -n $DEMO_KEY ]]; then
             env_line KB_DEMO_API_KEY "$DEMO_KEY"
         fi
@@ -644,6 +653,7 @@ stop_all() {
     PG_BIN=${PG_BIN:-$(find_pg_bin)}
     app_stop || true
     nginx_stop || true
+    replica_stop || true
     pg_stop fast || true
     rm -f "$DIR/run.env"
 }
@@ -685,6 +695,78 @@ cmd_app_start() {
 cmd_app_stop() {
     set_dir "$1" no || die "no stack dir '$1'"
     app_stop
+}
+
+# ---- read replica (integration tests) --------------------------------------------------
+
+replica_url() {
+    printf 'host=%s port=%s user=%s dbname=%s\n' "$REPLICA_SOCK" "$(kv_get "$DIR/ports.env" KB_PG_REPLICA_PORT)" \
+        "$DB_USER" "$DB_NAME"
+}
+
+replica_running() {
+    [[ -f $REPLICA_DIR/PG_VERSION ]] || return 1
+    as_pg "$PG_BIN/pg_ctl" status -D "$REPLICA_DIR" >/dev/null 2>&1
+}
+
+replica_stop() {
+    replica_running || return 0
+    as_pg "$PG_BIN/pg_ctl" stop -D "$REPLICA_DIR" -m fast -w -t 60 -s ||
+        as_pg "$PG_BIN/pg_ctl" stop -D "$REPLICA_DIR" -m immediate -w -t 30 -s || true
+}
+
+# A hot standby of the running primary (pg_basebackup -R, streaming), then the
+# app restarted with KB_DATABASE_READ_URL pointing at it (via DIR/app.env).
+cmd_replica_start() {
+    set_dir "$1" no || die "no stack dir '$1'"
+    PG_BIN=$(find_pg_bin)
+    load_ports
+    pg_running || die "the primary is not running in '$DIR'"
+    local port
+    port=$(kv_get "$DIR/ports.env" KB_PG_REPLICA_PORT)
+    if [[ -z $port ]]; then
+        port=$(pick_port "$HTTPS_PORT" "$HTTP_PORT" "$PG_PORT")
+        printf 'KB_PG_REPLICA_PORT=%s\n' "$port" >>"$DIR/ports.env"
+    fi
+    if ! replica_running; then
+        rm -rf -- "$REPLICA_DIR"
+        mkdir -m 700 "$REPLICA_DIR"
+        mkdir -p "$REPLICA_SOCK"
+        chmod 755 "$REPLICA_SOCK"
+        touch "$DIR/pg-replica.log"
+        if is_root; then
+            chown postgres: "$REPLICA_DIR" "$REPLICA_SOCK" "$DIR/pg-replica.log"
+        fi
+        as_pg "$PG_BIN/pg_basebackup" -h "$PGSOCK_DIR" -p "$PG_PORT" -U "$DB_USER" \
+            -D "$REPLICA_DIR" -R -X stream -c fast >>"$DIR/pg-replica.log" 2>&1 ||
+            fail_with_log "$DIR/pg-replica.log" "pg_basebackup failed"
+        cat >"$REPLICA_DIR/kalshibook-stack.conf" <<EOF
+# Written by t/stack.sh replica-start: a hot standby of $PGDATA_DIR.
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$REPLICA_SOCK'
+hot_standby = on
+logging_collector = off
+log_line_prefix = '%m [%p] replica %q%u@%d '
+EOF
+        chmod 644 "$REPLICA_DIR/kalshibook-stack.conf"
+        as_pg "$PG_BIN/pg_ctl" start -D "$REPLICA_DIR" -l "$DIR/pg-replica.log" -w \
+            -t "$START_TIMEOUT_S" -s || fail_with_log "$DIR/pg-replica.log" "the replica did not start"
+        log "replica on 127.0.0.1:$port and $REPLICA_SOCK"
+    fi
+    local deadline=$((SECONDS + START_TIMEOUT_S))
+    until [[ $("$PG_BIN/psql" -X -q -t -A -h "$REPLICA_SOCK" -p "$port" -U "$DB_USER" -d "$DB_NAME" \
+        -c 'SELECT pg_is_in_recovery()' 2>/dev/null) == t ]]; do
+        ((SECONDS < deadline)) || fail_with_log "$DIR/pg-replica.log" "the replica is not answering"
+        sleep 0.1
+    done
+    if [[ -f $DIR/app.env ]]; then
+        sed -i '/^KB_DATABASE_READ_URL=/d' "$DIR/app.env"
+    fi
+    printf "KB_DATABASE_READ_URL='%s'\n" "$(replica_url)" >>"$DIR/app.env"
+    app_stop
+    app_start
+    write_run_env
 }
 
 print_examples() {
@@ -862,6 +944,7 @@ main() {
     pg-start) [[ $# == 1 ]] || usage; cmd_pg_start "$1" ;;
     app-start) [[ $# == 1 ]] || usage; cmd_app_start "$1" ;;
     app-stop) [[ $# == 1 ]] || usage; cmd_app_stop "$1" ;;
+    replica-start) [[ $# == 1 ]] || usage; cmd_replica_start "$1" ;;
     nginx-test-prod) [[ $# == 0 ]] || usage; cmd_nginx_test_prod ;;
     *) usage ;;
     esac

@@ -343,7 +343,36 @@ kbt_data_kbctl(const char *args, kb_buf *out)
             kb_buf_append(out, chunk, n);
     }
     int st = pclose(p);
+    kbt_data_wait_replica();
     return WIFEXITED(st) ? WEXITSTATUS(st) : 255;
+}
+
+void
+kbt_data_wait_replica(void)
+{
+    const char *url = getenv("KB_DATABASE_READ_URL");
+    if (url == NULL || url[0] == '\0')
+        return;
+    PGconn *c = kbt_db();
+    char *lsn = kbt_sql_value(c, "SELECT pg_current_wal_lsn()::text");
+    PQfinish(c);
+    PGconn *r = PQconnectdb(url);
+    ck_assert_msg(PQstatus(r) == CONNECTION_OK, "replica: %s", PQerrorMessage(r));
+    const char *params[] = {lsn};
+    long deadline = kbt_now_ms() + 15000;
+    for (;;) {
+        PGresult *res = PQexecParams(r, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", 1, NULL,
+                                     params, NULL, NULL, 0);
+        bool done = PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == 't';
+        PQclear(res);
+        if (done)
+            break;
+        ck_assert_msg(kbt_now_ms() < deadline, "replica did not replay %s in 15 s", lsn);
+        struct timespec d = {0, 10 * 1000000};
+        nanosleep(&d, NULL);
+    }
+    PQfinish(r);
+    free(lsn);
 }
 
 void

@@ -112,9 +112,17 @@ long kbt_sql_long1(PGconn *c, const char *sql, const char *param);
 /*
  * Run `$KB_BIN_DIR/kbctl <args>` (args is a shell-quoted string, e.g.
  * "import --strict t/data/x.jsonl", paths relative to KB_REPO_ROOT) with
- * stdout and stderr captured into out (may be NULL). Returns the exit status.
+ * stdout and stderr captured into out (may be NULL). Returns the exit status,
+ * after the replica (if any) has caught up.
  */
 int kbt_data_kbctl(const char *args, kb_buf *out);
+
+/*
+ * When KB_DATABASE_READ_URL is set (the suite runs with a streaming replica),
+ * wait until the replica has replayed everything the primary has written so
+ * far (kbt_data_kbctl calls it after every run).
+ */
+void kbt_data_wait_replica(void);
 
 /* A user + key + project account with effectively unlimited credits and rate. */
 void kbt_data_account(PGconn *c, kbt_account *a);
