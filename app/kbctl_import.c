@@ -67,6 +67,11 @@ static const kb_stmt move_snapshots = {
     "    FROM stage_snapshots ORDER BY n"
     "  ON CONFLICT DO NOTHING RETURNING market_ticker, captured_at),"
     TOUCH("market_ticker", "captured_at")
+    /* A ticker with a book is a market (the original's snapshots -> markets
+     * foreign key): a bare row until its metadata arrives. */
+    " mk AS ("
+    "  INSERT INTO markets (ticker, discovered_at)"
+    "  SELECT market_ticker, min(captured_at) FROM ins GROUP BY 1 ON CONFLICT DO NOTHING),"
     " st AS ("
     "  INSERT INTO market_stats AS m (ticker, first_data_at, snapshot_count)"
     "  SELECT market_ticker, min(captured_at), count(*) FROM ins GROUP BY market_ticker"
