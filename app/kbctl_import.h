@@ -33,4 +33,30 @@ typedef struct kb_import {
  */
 bool kb_import_line(kb_import *im, const char *line, size_t len, const char **reason);
 
+/* ---- shared by the parsers (kbctl_import_rows.c, kbctl_import_meta.c) ---- */
+
+struct cJSON;
+
+/* Member k of o, or NULL. */
+const struct cJSON *kb_imp_get(const struct cJSON *o, const char *k);
+
+/* Non-empty string member k, or NULL. */
+const char *kb_imp_str(const struct cJSON *o, const char *k);
+
+/* Integer member k, else exact conversion of k_dollars (cents) or k_fp. */
+bool kb_imp_int_field(const struct cJSON *o, const char *k, int64_t *v);
+
+/* Arena-owned §1.1 text of an instant. */
+char *kb_imp_ts_text(kb_arena *a, int64_t us);
+
+/* Timestamp member k (Kalshi seconds/ms or ISO) as SQL text, NULL when absent. */
+const char *kb_imp_ts_param(kb_arena *a, const struct cJSON *o, const char *k);
+
+/* market_lifecycle_v2 message -> markets (and settlements) upsert. */
+bool kb_import_lifecycle(kb_import *im, const struct cJSON *msg, const char *ticker, int64_t ts,
+                         const char **reason);
+
+/* REST market/event/series object or list response -> upserts. */
+bool kb_import_rest(kb_import *im, const struct cJSON *j, const char **reason);
+
 #endif
