@@ -38,22 +38,26 @@ static const char stage_sql[] =
     "CREATE TEMP TABLE IF NOT EXISTS stage_trades (trade_id text, market_ticker text,"
     " yes_price int, no_price int, count int, taker_side text, ts timestamptz,"
     " received_at timestamptz, n bigint) ON COMMIT DELETE ROWS;"
-    "CREATE TEMP TABLE IF NOT EXISTS kb_touched (ticker text PRIMARY KEY, from_ts timestamptz);";
+    "CREATE TEMP TABLE IF NOT EXISTS kb_touched (ticker text PRIMARY KEY, from_ts timestamptz,"
+    " to_ts timestamptz);";
 
 /* Tickers with new rows and the earliest new instant: their checkpoints from
  * there on are stale (deleted in the same transaction) and rebuilt at the end. */
 #define TOUCH(ticker_col, ts_col)                                                             \
     " t AS ("                                                                                 \
-    "  INSERT INTO kb_touched AS k (ticker, from_ts)"                                        \
-    "  SELECT " ticker_col ", min(" ts_col ") FROM ins GROUP BY 1"                            \
-    "  ON CONFLICT (ticker) DO UPDATE SET from_ts = least(k.from_ts, excluded.from_ts)),"    \
+    "  INSERT INTO kb_touched AS k (ticker, from_ts, to_ts)"                                 \
+    "  SELECT " ticker_col ", min(" ts_col "), max(" ts_col ") FROM ins GROUP BY 1"           \
+    "  ON CONFLICT (ticker) DO UPDATE SET from_ts = least(k.from_ts, excluded.from_ts),"     \
+    "   to_ts = greatest(k.to_ts, excluded.to_ts)),"                                          \
     " x AS ("                                                                                 \
     "  DELETE FROM book_checkpoints b USING (SELECT " ticker_col " AS tk, min(" ts_col        \
-    ") AS lo FROM ins GROUP BY 1) i WHERE b.market_ticker = i.tk AND b.at >= i.lo),"
+    ") AS lo, max(" ts_col ") AS hi FROM ins GROUP BY 1) i"                                   \
+    "  WHERE b.market_ticker = i.tk AND b.at >= i.lo AND b.basis <= i.hi),"
 
 static const kb_stmt rebuild_stmt = {
     "imp_rebuild",
-    "SELECT coalesce(sum(kb_rebuild_checkpoints(ticker, from_ts, $1::int)), 0) FROM kb_touched",
+    "SELECT coalesce(sum(kb_rebuild_checkpoints(ticker, from_ts, to_ts, $1::int)), 0)"
+    " FROM kb_touched",
     1, false};
 
 static const kb_stmt partitions_stmt = {

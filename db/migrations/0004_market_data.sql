@@ -222,9 +222,11 @@ CREATE TABLE book_checkpoints (
     PRIMARY KEY (market_ticker, basis, at)
 );
 
--- Rebuild the checkpoints of p_ticker from the snapshot window containing
--- p_from onwards, one every p_every deltas of a window (ties on ts included).
-CREATE FUNCTION kb_rebuild_checkpoints(p_ticker text, p_from timestamptz, p_every integer)
+-- Rebuild the checkpoints of p_ticker's snapshot windows that overlap
+-- [p_from, p_to] (the span of newly imported rows), one every p_every deltas
+-- of a window (ties on ts included). Other windows are not touched.
+CREATE FUNCTION kb_rebuild_checkpoints(p_ticker text, p_from timestamptz, p_to timestamptz,
+                                       p_every integer)
 RETURNS integer
 LANGUAGE plpgsql
 AS $$
@@ -240,11 +242,15 @@ BEGIN
     IF s0 IS NULL THEN
         RETURN 0;
     END IF;
-    DELETE FROM book_checkpoints WHERE market_ticker = p_ticker AND basis >= s0;
+    DELETE FROM book_checkpoints
+     WHERE market_ticker = p_ticker AND basis >= s0 AND basis <= p_to;
     WITH s AS (
-        SELECT captured_at AS basis, lead(captured_at) OVER (ORDER BY captured_at) AS next_at
-          FROM (SELECT DISTINCT captured_at FROM snapshots
-                 WHERE market_ticker = p_ticker AND captured_at >= s0) x),
+        SELECT * FROM (
+            SELECT captured_at AS basis,
+                   lead(captured_at) OVER (ORDER BY captured_at) AS next_at
+              FROM (SELECT DISTINCT captured_at FROM snapshots
+                     WHERE market_ticker = p_ticker AND captured_at >= s0) x) y
+         WHERE basis <= p_to),
     d AS (
         SELECT s.basis, x.ts, x.side, x.price_cents, x.delta_amount,
                row_number() OVER (PARTITION BY s.basis ORDER BY x.ts, x.id) AS rn
