@@ -76,6 +76,24 @@ free_json(void *j)
     cJSON_Delete(j);
 }
 
+/* Parse exactly s[0..len) as one JSON value: trailing bytes other than
+ * whitespace make it malformed (cJSON alone would stop after the value). */
+static cJSON *
+parse_whole(const char *s, size_t len)
+{
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(s, len, &end, false);
+    if (j == NULL)
+        return NULL;
+    while (end < s + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+        end++;
+    if (end != s + len) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
 /* API.md §1 "Request bodies": JSON content type (or none), non-empty, an object. */
 static kb_err
 body_object(const kb_req *req, kb_ctx *ctx, const cJSON **out)
@@ -99,7 +117,7 @@ body_object(const kb_req *req, kb_ctx *ctx, const cJSON **out)
     }
     if (req->body.len == 0 || kb_str_trim(req->body).len == 0)
         return kb_fail(ctx, KB_E_VALIDATION, "body: Field required");
-    cJSON *j = cJSON_ParseWithLength(req->body.p, req->body.len);
+    cJSON *j = parse_whole(req->body.p, req->body.len);
     if (j == NULL)
         return kb_fail(ctx, KB_E_VALIDATION, "body: JSON decode error");
     kb_arena_on_reset(ctx->arena, free_json, j);

@@ -22,6 +22,24 @@ free_json(void *j)
     cJSON_Delete(j);
 }
 
+/* Parse exactly s[0..len) as one JSON value: trailing bytes other than
+ * whitespace make it malformed (cJSON alone would stop after the value). */
+static cJSON *
+parse_whole(const char *s, size_t len)
+{
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(s, len, &end, false);
+    if (j == NULL)
+        return NULL;
+    while (end < s + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+        end++;
+    if (end != s + len) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
 const cJSON *
 kb_imp_get(const cJSON *o, const char *k)
 {
@@ -355,7 +373,7 @@ kb_import_line(kb_import *im, const char *line, size_t len, const char **reason)
         im->skipped++;
         return true;
     }
-    cJSON *j = cJSON_ParseWithLength(t.p, t.len);
+    cJSON *j = parse_whole(t.p, t.len);
     if (j == NULL) {
         *reason = "malformed JSON";
         return false;

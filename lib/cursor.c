@@ -17,6 +17,24 @@
 
 #define CURSOR_MAX_RAW 512
 
+/* Parse exactly s[0..len) as one JSON value: trailing bytes other than
+ * whitespace make it malformed (cJSON alone would stop after the value). */
+static cJSON *
+parse_whole(const char *s, size_t len)
+{
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(s, len, &end, false);
+    if (j == NULL)
+        return NULL;
+    while (end < s + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+        end++;
+    if (end != s + len) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
 char *
 kb_cursor_encode(kb_arena *a, int64_t ts_us, int64_t id)
 {
@@ -46,7 +64,7 @@ kb_cursor_decode(kb_str s, kb_cursor *out)
         end != s.p + s.len)
         return false;
     raw[rawlen] = '\0';
-    cJSON *j = cJSON_ParseWithLength((const char *)raw, rawlen);
+    cJSON *j = parse_whole((const char *)raw, rawlen);
     if (j == NULL)
         return false;
     bool ok = false;

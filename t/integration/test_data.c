@@ -182,6 +182,8 @@ static const bad_case bads[] = {
     {"POST", "/orderbook", "application/json", "{\"market_ticker\":", 422, "validation_error",
      "body"},
     {"POST", "/orderbook", "application/json", "[]", 422, "validation_error", "body"},
+    {"POST", "/orderbook", "application/json",
+     "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\"} trailing", 422, "validation_error", "body"},
     {"POST", "/orderbook", "application/json", "{}", 422, "validation_error",
      "body.market_ticker: Field required; body.timestamp: Field required"},
     {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"yesterday\"}", 400,

@@ -117,6 +117,7 @@ static const char *const bad_cursors[] = {
     "eyJ0cyI6InNvb24iLCJpZCI6MX0=",         /* {"ts":"soon","id":1} */
     "eyJ0cyI6IjIwMjYtMDEtMTUiLCJpZCI6MS41fQ==", /* id 1.5 */
     "bm90IGpzb24=",                         /* not json */
+    "eyJ0cyI6IjIwMjYtMDEtMTUiLCJpZCI6MX0geA==", /* {"ts":"2026-01-15","id":1} x */
 };
 
 START_TEST(cursor_rejects_anything_else)
