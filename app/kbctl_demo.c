@@ -284,7 +284,7 @@ opt_long(const char *v, long min, long max, long *out, const char *name)
 int
 kbctl_demo_data(int argc, char **argv)
 {
-    demo_opts o = {20, 7, 5, 120, 12, 1, 0};
+    demo_opts o = {20, 7, 10, 120, 12, 1, 0};
     const char *out = NULL, *end = "2026-01-15T00:00:00Z";
     long seed = 1;
     for (int i = 1; i < argc; i += 2) {
@@ -295,7 +295,7 @@ kbctl_demo_data(int argc, char **argv)
                    "         [--deltas-per-hour N] [--trades-per-hour N] [--seed N]\n"
                    "         [--end ISO-TIME] [--out FILE|-]\n\n"
                    "Generates a deterministic data set (defaults: 20 markets in 4 events, 7\n"
-                   "days ending 2026-01-15T00:00:00Z, a snapshot every 5 minutes, 120 deltas\n"
+                   "days ending 2026-01-15T00:00:00Z, a snapshot every 10 minutes, 120 deltas\n"
                    "and 12 trades per market-hour, settlements for 2 events) and loads it\n"
                    "with kbctl import, or writes the JSON lines to --out.\n");
             return KBCTL_OK;
