@@ -146,22 +146,55 @@ copy_in(kb_import *im, const char *table, const kb_buf *buf)
     return ok;
 }
 
-static bool
-move(kb_import *im, const kb_stmt *st, long *added)
+/*
+ * Pipelining: a batch's INSERT .. SELECT statements and its COMMIT are sent
+ * as one asynchronous query, and the next batch is parsed while the server
+ * runs them. kb_import_drain() collects the outcome; it runs before anything
+ * else uses the connection (the next flush, a metadata upsert, the end).
+ */
+bool
+kb_import_drain(kb_import *im)
 {
+    if (im->npending == 0)
+        return true;
     PGresult *r;
-    if (kb_db_exec(&im->db, &im->arena, st, NULL, &r))
+    int i = 0;
+    bool ok = true;
+    while ((r = PQgetResult(im->db.conn)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_TUPLES_OK && i < im->npending) {
+            *im->pending[i++] += strtol(PQgetvalue(r, 0, 0), NULL, 10);
+        } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+            fprintf(stderr, "kbctl import: batch failed: %s", PQresultErrorMessage(r));
+            ok = false;
+        }
+        PQclear(r);
+    }
+    im->npending = 0;
+    if (!ok || PQstatus(im->db.conn) != CONNECTION_OK) {
+        (void)kb_db_command(&im->db, "ROLLBACK");
         return false;
-    *added += strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    }
     return true;
 }
 
-/* Write the pending batch in one transaction. */
+/* Queue st (no parameters) into the pipelined query; its count goes to *added. */
+static void
+queue_move(kb_import *im, kb_buf *q, const kb_stmt *st, long *added)
+{
+    kb_buf_puts(q, st->sql);
+    kb_buf_puts(q, ";\n");
+    im->pending[im->npending++] = added;
+}
+
+/* Write the pending batch in one transaction (its commit completes asynchronously). */
 static bool
 flush(kb_import *im)
 {
     if (im->nsnaps + im->ndeltas + im->ntrades == 0)
         return true;
+    if (!kb_import_drain(im))
+        return false;
     char lo[KB_TIME_FMT_MAX], hi[KB_TIME_FMT_MAX];
     kb_time_format(im->min_us, lo, sizeof(lo));
     kb_time_format(im->max_us, hi, sizeof(hi));
@@ -170,11 +203,23 @@ flush(kb_import *im)
               kb_db_exec(&im->db, &im->arena, &partitions_stmt, p, NULL) == KB_OK &&
               (im->nsnaps == 0 || copy_in(im, "stage_snapshots", &im->snaps)) &&
               (im->ndeltas == 0 || copy_in(im, "stage_deltas", &im->deltas)) &&
-              (im->ntrades == 0 || copy_in(im, "stage_trades", &im->trades)) &&
-              (im->nsnaps == 0 || move(im, &move_snapshots, &im->snaps_new)) &&
-              (im->ndeltas == 0 || move(im, &move_deltas, &im->deltas_new)) &&
-              (im->ntrades == 0 || move(im, &move_trades, &im->trades_new)) &&
-              kb_db_command(&im->db, "COMMIT") == KB_OK;
+              (im->ntrades == 0 || copy_in(im, "stage_trades", &im->trades));
+    if (ok) {
+        kb_buf q = KB_BUF_INIT;
+        if (im->nsnaps)
+            queue_move(im, &q, &move_snapshots, &im->snaps_new);
+        if (im->ndeltas)
+            queue_move(im, &q, &move_deltas, &im->deltas_new);
+        if (im->ntrades)
+            queue_move(im, &q, &move_trades, &im->trades_new);
+        kb_buf_puts(&q, "COMMIT");
+        ok = PQsendQuery(im->db.conn, q.buf) == 1;
+        if (!ok) {
+            fprintf(stderr, "kbctl import: %s", PQerrorMessage(im->db.conn));
+            im->npending = 0;
+        }
+        kb_buf_release(&q);
+    }
     if (!ok)
         (void)kb_db_command(&im->db, "ROLLBACK");
     kb_arena_reset(&im->arena);
@@ -249,7 +294,7 @@ import_file(kb_import *im, const char *path, long batch, bool strict, bool tty)
     free(line);
     if (f != stdin)
         fclose(f);
-    if (!flush(im))
+    if (!flush(im) || !kb_import_drain(im))
         ok = false;
     if (tty)
         progress(im, path, bytes, size, t0, true);

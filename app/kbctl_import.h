@@ -20,6 +20,8 @@ typedef struct kb_import {
     long nsnaps, ndeltas, ntrades; /* rows in the pending batch */
     int64_t min_us, max_us; /* span of the pending batch (partitions) */
     int64_t order;          /* running line order, keeps file order in ids */
+    long *pending[3];       /* counters of the batch still running on the server */
+    int npending;
     /* totals */
     long lines, bad, skipped, meta;
     long snaps_read, deltas_read, trades_read;
@@ -32,6 +34,9 @@ typedef struct kb_import {
  * with *reason (static or arena-owned) for a bad line.
  */
 bool kb_import_line(kb_import *im, const char *line, size_t len, const char **reason);
+
+/* Wait for the batch still running on the server (if any); false if it failed. */
+bool kb_import_drain(kb_import *im);
 
 /* ---- shared by the parsers (kbctl_import_rows.c, kbctl_import_meta.c) ---- */
 

@@ -111,6 +111,10 @@ print_json(kb_arena *a, const cJSON *o)
 static bool
 exec_meta(kb_import *im, const kb_stmt *st, const char *const *params, const char **reason)
 {
+    if (!kb_import_drain(im)) {
+        *reason = "the previous batch failed";
+        return false;
+    }
     if (kb_db_exec(&im->db, &im->arena, st, params, NULL)) {
         *reason = kb_arena_printf(&im->arena, "database refused the row (SQLSTATE %s)",
                                   im->db.sqlstate);
