@@ -54,6 +54,12 @@ static const char stage_sql[] =
     ") AS lo, max(" ts_col ") AS hi FROM ins GROUP BY 1) i"                                   \
     "  WHERE b.market_ticker = i.tk AND b.at >= i.lo AND b.basis <= i.hi),"
 
+static const kb_stmt analyze_stmt = {
+    "imp_analyze",
+    "SELECT kb_analyze_partitions(min(from_ts), max(to_ts)) FROM kb_touched"
+    " HAVING count(*) > 0",
+    0, false};
+
 static const kb_stmt rebuild_stmt = {
     "imp_rebuild",
     "SELECT coalesce(sum(kb_rebuild_checkpoints(ticker, from_ts, to_ts, $1::int)), 0)"
@@ -380,6 +386,11 @@ kbctl_import(int argc, char **argv)
     bool ok = true;
     for (int i = first; i < argc && ok; i++)
         ok = import_file(im, argv[i], batch, strict, tty);
+    /* Statistics first: the checkpoint rebuild and the first requests plan on them. */
+    if (ok && kb_db_exec(&im->db, &im->arena, &analyze_stmt, NULL, NULL) != KB_OK) {
+        fprintf(stderr, "kbctl import: refreshing planner statistics failed\n");
+        ok = false;
+    }
     if (ok && every > 0) {
         PGresult *r;
         char ev[24];

@@ -280,3 +280,38 @@ BEGIN
     RETURN made;
 END
 $$;
+
+-- Refresh planner statistics of the partitions covering [p_from, p_to] after
+-- an import: a freshly loaded partition has none until autovacuum gets to it,
+-- and without them the planner misjudges every range query on it.
+CREATE FUNCTION kb_analyze_partitions(p_from timestamptz, p_to timestamptz) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    d    date;
+    n    integer := 0;
+    tbl  text;
+BEGIN
+    d := date_trunc('month', p_from AT TIME ZONE 'UTC')::date;
+    WHILE d <= (p_to AT TIME ZONE 'UTC')::date LOOP
+        tbl := 'snapshots_' || to_char(d, 'YYYY_MM');
+        IF to_regclass(tbl) IS NOT NULL THEN
+            EXECUTE format('ANALYZE %I', tbl);
+            n := n + 1;
+        END IF;
+        d := (d + interval '1 month')::date;
+    END LOOP;
+    d := (p_from AT TIME ZONE 'UTC')::date;
+    WHILE d <= (p_to AT TIME ZONE 'UTC')::date LOOP
+        FOREACH tbl IN ARRAY ARRAY['deltas_', 'trades_'] LOOP
+            tbl := tbl || to_char(d, 'YYYY_MM_DD');
+            IF to_regclass(tbl) IS NOT NULL THEN
+                EXECUTE format('ANALYZE %I', tbl);
+                n := n + 1;
+            END IF;
+        END LOOP;
+        d := d + 1;
+    END LOOP;
+    RETURN n;
+END
+$$;
