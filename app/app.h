@@ -11,10 +11,14 @@
 
 typedef kb_err kb_handler_fn(const kb_req *req, kb_ctx *ctx);
 
+/* Route flags. */
+#define KB_ROUTE_API_KEY 1u /* metered data route: Authorization must carry a kb- key */
+
 typedef struct kb_route {
     const char *method;  /* "GET", "POST", ... */
     const char *pattern; /* "/keys/{key_id}/reveal": {..} matches one segment */
     kb_handler_fn *fn;
+    unsigned flags;      /* KB_ROUTE_* */
 } kb_route;
 
 /* The route table (app/routes.c), literal routes before parameterised ones. */
@@ -53,5 +57,21 @@ kb_err h_keys_update(const kb_req *req, kb_ctx *ctx);
 kb_err h_keys_delete(const kb_req *req, kb_ctx *ctx);
 kb_err h_keys_reveal(const kb_req *req, kb_ctx *ctx);
 kb_err h_billing_status(const kb_req *req, kb_ctx *ctx);
+
+/* Market data (app/h_data.c, app/h_markets.c): metered, API.md §5.6-5.12. */
+kb_err h_orderbook(const kb_req *req, kb_ctx *ctx);
+kb_err h_deltas(const kb_req *req, kb_ctx *ctx);
+kb_err h_trades(const kb_req *req, kb_ctx *ctx);
+kb_err h_candles(const kb_req *req, kb_ctx *ctx);
+kb_err h_markets_list(const kb_req *req, kb_ctx *ctx);
+kb_err h_market_get(const kb_req *req, kb_ctx *ctx);
+kb_err h_events_list(const kb_req *req, kb_ctx *ctx);
+kb_err h_event_get(const kb_req *req, kb_ctx *ctx);
+kb_err h_settlements_list(const kb_req *req, kb_ctx *ctx);
+kb_err h_settlement_get(const kb_req *req, kb_ctx *ctx);
+/* The connection data queries use: the read replica when configured, else the primary. */
+kb_db *h_data_db(kb_ctx *ctx);
+/* Record a data-query failure (503/500, or a not-found code with msg). */
+kb_err h_data_fail(kb_ctx *ctx, kb_err err, const char *msg);
 
 #endif

@@ -19,11 +19,20 @@ kb_dispatch(kb_req *req, kb_ctx *ctx)
                       kb_cfg.max_body);
     } else {
         switch (kb_router_match(kb_routes, kb_nroutes, req, &route, allow, sizeof(allow))) {
-        case KB_MATCH_OK:
+        case KB_MATCH_OK: {
             ctx->route = route->pattern;
             ctx->route_index = (int)(route - kb_routes);
-            err = route->fn(req, ctx);
+            /* API.md §2 order: a missing or malformed key is 401 before any
+             * validation; only the meter can tell an unknown key. */
+            kb_str key;
+            const char *why;
+            if ((route->flags & KB_ROUTE_API_KEY) &&
+                !kb_meter_parse_key(kb_req_header(req, "authorization"), &key, &why))
+                err = kb_fail(ctx, KB_E_INVALID_API_KEY, "%s", why);
+            else
+                err = route->fn(req, ctx);
             break;
+        }
         case KB_MATCH_BAD_METHOD:
             kb_resp_header(ctx, "Allow", "%s", allow);
             err = kb_fail(ctx, KB_E_METHOD_NOT_ALLOWED, "Method not allowed. Allowed: %s.", allow);

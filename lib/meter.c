@@ -20,7 +20,8 @@
 static const kb_stmt meter_stmt = {
     "meter",
     "SELECT outcome, user_id, key_id, key_prefix, credits_total, credits_used, cost,"
-    " rl_limit, rl_remaining, extract(epoch FROM rl_reset)::bigint, cycle_start, outbox_id"
+    " rl_limit, rl_remaining, extract(epoch FROM rl_reset)::bigint, retry_after, cycle_start,"
+    " outbox_id"
     " FROM kb_meter($1, $2::integer, $3)",
     3, false};
 
@@ -105,8 +106,9 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
 
     if (strcmp(outcome, "rate_limited") == 0) {
         kb_metrics_add(KB_M_RATE_LIMITED, 1);
-        int64_t wait = c->rl_reset - kb_now_us() / 1000000;
-        ctx->retry_after = wait < 1 ? 1 : (int)wait;
+        /* Seconds to the next window by the database's clock (kb_now()). */
+        int64_t wait = col_i64(r, 10);
+        ctx->retry_after = wait < 1 ? 1 : wait > 60 ? 60 : (int)wait;
         return kb_fail(ctx, KB_E_RATE_LIMITED,
                        "Rate limit of %" PRId64 " requests per minute exceeded. Retry after %d "
                        "seconds.",
@@ -125,8 +127,8 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
 
     c->charged = true;
     c->cost = col_i64(r, 6);
-    col_copy(r, 10, c->cycle_start, sizeof(c->cycle_start));
-    col_copy(r, 11, c->outbox_id, sizeof(c->outbox_id));
+    col_copy(r, 11, c->cycle_start, sizeof(c->cycle_start));
+    col_copy(r, 12, c->outbox_id, sizeof(c->outbox_id));
     ctx->credits = c->cost;
     return KB_OK;
 }

@@ -1,7 +1,13 @@
-/* time.c - clocks and timestamp formatting; see kb_time.h. */
+/* time.c - clocks, timestamp formatting and parsing; see kb_time.h.
+ *
+ * Parsing is pure arithmetic on the proleptic Gregorian calendar (no libc
+ * time zone state), so it is thread-safe and independent of TZ.
+ */
 #include "kb_time.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "kb_banned.h"
@@ -50,4 +56,221 @@ kb_time_format(int64_t us, char *out, size_t outsz)
         return 0;
     }
     return (size_t)n;
+}
+
+size_t
+kb_time_format_naive(int64_t us, char *out, size_t outsz)
+{
+    char full[KB_TIME_FMT_MAX];
+    size_t n = kb_time_format(us, full, sizeof(full));
+    if (n < 6 || n - 6 >= outsz) {
+        if (outsz)
+            out[0] = '\0';
+        return 0;
+    }
+    memcpy(out, full, n - 6); /* drop "+00:00" */
+    out[n - 6] = '\0';
+    return n - 6;
+}
+
+/* Instants the API accepts: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999Z. */
+#define TIME_MIN_US (-62135596800LL * 1000000)
+#define TIME_MAX_US (253402300800LL * 1000000 - 1)
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t
+days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static bool
+is_leap(int64_t y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Exactly n digits at s[*i] into *v. */
+static bool
+digits(const char *s, size_t len, size_t *i, int n, int64_t *v)
+{
+    int64_t x = 0;
+    for (int k = 0; k < n; k++) {
+        if (*i >= len || s[*i] < '0' || s[*i] > '9')
+            return false;
+        x = x * 10 + (s[*i] - '0');
+        (*i)++;
+    }
+    *v = x;
+    return true;
+}
+
+static bool
+is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Unix seconds (or ms above 2e10) as a decimal string. */
+static bool
+parse_unix_string(const char *s, size_t len, int64_t *us, const char **reason)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (i < len && (s[i] == '-' || s[i] == '+')) {
+        neg = s[i] == '-';
+        i++;
+    }
+    int64_t ip = 0, frac = 0;
+    int nint = 0, nfrac = 0;
+    while (i < len && is_digit(s[i])) {
+        if (nint >= 16) {
+            *reason = "timestamp out of range";
+            return false;
+        }
+        ip = ip * 10 + (s[i] - '0');
+        nint++;
+        i++;
+    }
+    if (i < len && s[i] == '.') {
+        i++;
+        while (i < len && is_digit(s[i])) {
+            if (nfrac < 9) {
+                frac = frac * 10 + (s[i] - '0');
+                nfrac++;
+            }
+            i++;
+        }
+    }
+    if (i != len || nint == 0) {
+        *reason = "invalid datetime format";
+        return false;
+    }
+    for (int k = nfrac; k < 9; k++)
+        frac *= 10; /* nanoseconds */
+    int64_t v;
+    if (ip > 20000000000LL) /* milliseconds */
+        v = ip * 1000 + frac / 1000000;
+    else
+        v = ip * 1000000 + frac / 1000;
+    v = neg ? -v : v;
+    if (v < TIME_MIN_US || v > TIME_MAX_US) {
+        *reason = "timestamp out of range";
+        return false;
+    }
+    *us = v;
+    return true;
+}
+
+bool
+kb_time_from_unix(double v, int64_t *us, const char **reason)
+{
+    if (!isfinite(v) || v > 1e17 || v < -1e17) {
+        *reason = "timestamp out of range";
+        return false;
+    }
+    if (v > 2e10)
+        v /= 1000.0;
+    double x = v * 1e6;
+    if (x < (double)TIME_MIN_US || x > (double)TIME_MAX_US) {
+        *reason = "timestamp out of range";
+        return false;
+    }
+    *us = x >= 0 ? (int64_t)(x + 0.5) : -(int64_t)(-x + 0.5); /* no libm */
+    return true;
+}
+
+bool
+kb_time_parse(const char *s, size_t len, bool query_rules, int64_t *us, const char **reason)
+{
+    *reason = "invalid datetime format";
+    if (s == NULL || len == 0) {
+        *reason = "input is empty";
+        return false;
+    }
+    if (len < 5 || s[4] != '-')
+        return parse_unix_string(s, len, us, reason);
+
+    size_t i = 0;
+    int64_t y, mo, d, h = 0, mi = 0, sec = 0, frac = 0;
+    if (!digits(s, len, &i, 4, &y) || s[i++] != '-' || !digits(s, len, &i, 2, &mo) ||
+        i >= len || s[i++] != '-' || !digits(s, len, &i, 2, &d))
+        return false;
+    if (i < len) {
+        if (s[i] != 'T' && s[i] != 't' && s[i] != ' ')
+            return false;
+        i++;
+        if (!digits(s, len, &i, 2, &h) || i >= len || s[i++] != ':' ||
+            !digits(s, len, &i, 2, &mi))
+            return false;
+        if (i < len && s[i] == ':') {
+            i++;
+            if (!digits(s, len, &i, 2, &sec))
+                return false;
+            if (i < len && (s[i] == '.' || s[i] == ',')) {
+                i++;
+                int n = 0;
+                while (i < len && is_digit(s[i])) {
+                    if (n < 6) {
+                        frac = frac * 10 + (s[i] - '0');
+                    }
+                    n++;
+                    i++;
+                }
+                if (n == 0)
+                    return false;
+                for (int k = n; k < 6; k++)
+                    frac *= 10;
+            }
+        }
+    }
+    int64_t off_s = 0;
+    if (i < len) {
+        char c = s[i];
+        if ((c == 'Z' || c == 'z') && i + 1 == len) {
+            i++;
+        } else if (c == '+' || c == '-' || (c == ' ' && query_rules)) {
+            int sign = c == '-' ? -1 : 1;
+            int64_t oh, om = 0;
+            i++;
+            if (!digits(s, len, &i, 2, &oh))
+                return false;
+            if (i < len && s[i] == ':')
+                i++;
+            if (!digits(s, len, &i, 2, &om))
+                return false;
+            if (oh > 23 || om > 59) {
+                *reason = "timezone offset out of range";
+                return false;
+            }
+            off_s = sign * (oh * 3600 + om * 60);
+        } else {
+            return false;
+        }
+    }
+    if (i != len)
+        return false;
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 ||
+        d > mdays[mo - 1] + (mo == 2 && is_leap(y) ? 1 : 0)) {
+        *reason = "date out of range";
+        return false;
+    }
+    if (h > 23 || mi > 59 || sec > 59) {
+        *reason = "time out of range";
+        return false;
+    }
+    int64_t v = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) - off_s) *
+                    1000000 + frac;
+    if (v < TIME_MIN_US || v > TIME_MAX_US) {
+        *reason = "timestamp out of range";
+        return false;
+    }
+    *us = v;
+    return true;
 }

@@ -105,6 +105,10 @@ export KB_BIN_DIR="$ROOT/$B/app"
 export KB_REPO_ROOT="$ROOT"
 export KB_WORKERS=3 KB_MAX_BODY=262144 KB_MAX_REQUESTS=400 KB_DRAIN_TIMEOUT_S=3
 "$ROOT/t/stack.sh" start "$STACK"
+# Data routes read from a real streaming replica (KB_TEST_REPLICA=0 skips it).
+if [ "${KB_TEST_REPLICA:-1}" = 1 ]; then
+    "$ROOT/t/stack.sh" replica-start "$STACK"
+fi
 set -a
 # shellcheck disable=SC1091
 . "$STACK/run.env"

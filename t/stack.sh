@@ -9,6 +9,8 @@
 #   t/stack.sh pg-start DIR            stop/start only Postgres ("DB down" tests)
 #   t/stack.sh app-stop DIR
 #   t/stack.sh app-start DIR           stop/start only kalshibook-fcgi (drain tests)
+#   t/stack.sh replica-start DIR       add a streaming replica (pg_basebackup) and restart the
+#                                      app with KB_DATABASE_READ_URL pointing at it
 #   t/stack.sh nginx-test-prod         nginx -t on the production site nginx/kalshibook.conf
 #
 # DIR holds all state (created if missing): pg/ (cluster), pgsock/, tls/
@@ -42,6 +44,8 @@ DB_USER=kb
 DIR=
 PGDATA_DIR=
 PGSOCK_DIR=
+REPLICA_DIR=
+REPLICA_SOCK=
 
 log() {
     printf 'stack: %s\n' "$*" >&2
@@ -255,6 +259,8 @@ set_dir() {
     ((${#DIR} <= 80)) || die "stack dir '$DIR' is too long for unix socket paths (max 80 chars)"
     PGDATA_DIR=$DIR/pg
     PGSOCK_DIR=$DIR/pgsock
+    REPLICA_DIR=$DIR/pgr
+    REPLICA_SOCK=$DIR/pgrsock
 }
 
 database_url() {
@@ -618,8 +624,19 @@ write_run_env() {
         env_line KB_PG_BIN "$PG_BIN"
         env_line KB_CA_CERT "$DIR/tls/cert.pem"
         env_line KB_JWT_SECRET "$(jwt_secret)"
+        if [[ -f $REPLICA_DIR/PG_VERSION ]]; then
+            env_line KB_DATABASE_READ_URL "$(replica_url)"
+        fi
+        if [[ -n $DEMO_KEY ]]; then
+            env_line KB_DEMO_API_KEY "$DEMO_KEY"
+        fi
     } >"$DIR/run.env.tmp"
     mv -f "$DIR/run.env.tmp" "$DIR/run.env"
+    # Every rewrite (start, replica-start, run) keeps the stand-in's lines.
+    if [[ -f $DIR/stripe.env ]]; then
+        stripe_config
+        stripe_run_env
+    fi
 }
 
 # ---- Stripe stand-in (t/stripe/standin.py) ---------------------------------------
@@ -764,7 +781,6 @@ start_all() {
     nginx_start
     wait_health
     write_run_env
-    stripe_run_env
     trap - EXIT
     log "ready: https://127.0.0.1:$HTTPS_PORT (env in $DIR/run.env)"
 }
@@ -773,6 +789,7 @@ stop_all() {
     PG_BIN=${PG_BIN:-$(find_pg_bin)}
     app_stop || true
     nginx_stop || true
+    replica_stop || true
     pg_stop fast || true
     stripe_stop || true
     rm -f "$DIR/run.env"
@@ -817,6 +834,78 @@ cmd_app_stop() {
     app_stop
 }
 
+# ---- read replica (integration tests) --------------------------------------------------
+
+replica_url() {
+    printf 'host=%s port=%s user=%s dbname=%s\n' "$REPLICA_SOCK" "$(kv_get "$DIR/ports.env" KB_PG_REPLICA_PORT)" \
+        "$DB_USER" "$DB_NAME"
+}
+
+replica_running() {
+    [[ -f $REPLICA_DIR/PG_VERSION ]] || return 1
+    as_pg "$PG_BIN/pg_ctl" status -D "$REPLICA_DIR" >/dev/null 2>&1
+}
+
+replica_stop() {
+    replica_running || return 0
+    as_pg "$PG_BIN/pg_ctl" stop -D "$REPLICA_DIR" -m fast -w -t 60 -s ||
+        as_pg "$PG_BIN/pg_ctl" stop -D "$REPLICA_DIR" -m immediate -w -t 30 -s || true
+}
+
+# A hot standby of the running primary (pg_basebackup -R, streaming), then the
+# app restarted with KB_DATABASE_READ_URL pointing at it (via DIR/app.env).
+cmd_replica_start() {
+    set_dir "$1" no || die "no stack dir '$1'"
+    PG_BIN=$(find_pg_bin)
+    load_ports
+    pg_running || die "the primary is not running in '$DIR'"
+    local port
+    port=$(kv_get "$DIR/ports.env" KB_PG_REPLICA_PORT)
+    if [[ -z $port ]]; then
+        port=$(pick_port "$HTTPS_PORT" "$HTTP_PORT" "$PG_PORT")
+        printf 'KB_PG_REPLICA_PORT=%s\n' "$port" >>"$DIR/ports.env"
+    fi
+    if ! replica_running; then
+        rm -rf -- "$REPLICA_DIR"
+        mkdir -m 700 "$REPLICA_DIR"
+        mkdir -p "$REPLICA_SOCK"
+        chmod 755 "$REPLICA_SOCK"
+        touch "$DIR/pg-replica.log"
+        if is_root; then
+            chown postgres: "$REPLICA_DIR" "$REPLICA_SOCK" "$DIR/pg-replica.log"
+        fi
+        as_pg "$PG_BIN/pg_basebackup" -h "$PGSOCK_DIR" -p "$PG_PORT" -U "$DB_USER" \
+            -D "$REPLICA_DIR" -R -X stream -c fast >>"$DIR/pg-replica.log" 2>&1 ||
+            fail_with_log "$DIR/pg-replica.log" "pg_basebackup failed"
+        cat >"$REPLICA_DIR/kalshibook-stack.conf" <<EOF
+# Written by t/stack.sh replica-start: a hot standby of $PGDATA_DIR.
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$REPLICA_SOCK'
+hot_standby = on
+logging_collector = off
+log_line_prefix = '%m [%p] replica %q%u@%d '
+EOF
+        chmod 644 "$REPLICA_DIR/kalshibook-stack.conf"
+        as_pg "$PG_BIN/pg_ctl" start -D "$REPLICA_DIR" -l "$DIR/pg-replica.log" -w \
+            -t "$START_TIMEOUT_S" -s || fail_with_log "$DIR/pg-replica.log" "the replica did not start"
+        log "replica on 127.0.0.1:$port and $REPLICA_SOCK"
+    fi
+    local deadline=$((SECONDS + START_TIMEOUT_S))
+    until [[ $("$PG_BIN/psql" -X -q -t -A -h "$REPLICA_SOCK" -p "$port" -U "$DB_USER" -d "$DB_NAME" \
+        -c 'SELECT pg_is_in_recovery()' 2>/dev/null) == t ]]; do
+        ((SECONDS < deadline)) || fail_with_log "$DIR/pg-replica.log" "the replica is not answering"
+        sleep 0.1
+    done
+    if [[ -f $DIR/app.env ]]; then
+        sed -i '/^KB_DATABASE_READ_URL=/d' "$DIR/app.env"
+    fi
+    printf "KB_DATABASE_READ_URL='%s'\n" "$(replica_url)" >>"$DIR/app.env"
+    app_stop
+    app_start
+    write_run_env
+}
+
 print_examples() {
     local base="https://127.0.0.1:$HTTPS_PORT" ca="$DIR/tls/cert.pem"
     cat <<EOF
@@ -834,9 +923,76 @@ Try:
   curl --cacert $ca $base/no-such-path          # JSON 404 envelope
   curl --cacert $ca $base/llms.txt
 EOF
-    # Examples with the demo API key go here once demo data and keys exist
-    # (read the key from $DIR/run.env and print data-route curls with it).
+    [[ -z $DEMO_KEY ]] || print_demo_examples
     printf '\nCtrl-C stops everything.\n'
+}
+
+# ---- demo data and key (make run) ----------------------------------------------------
+
+DEMO_KEY=
+DEMO_EMAIL=demo@kalshibook.local
+
+demo_psql() {
+    "$PG_BIN/psql" -X -q -t -A -v ON_ERROR_STOP=1 -h "$PGSOCK_DIR" -p "$PG_PORT" -U "$DB_USER" \
+        -d "$DB_NAME" "$@"
+}
+
+# demo_setup: load `kbctl demo-data` once (skipped when its markets exist) and keep
+# one demo API key on a project account. The raw key lives only in DIR/demo.env
+# (mode 600) so a second run prints the same key; the database holds its SHA-256.
+demo_setup() {
+    local loaded key hash
+    loaded=$(demo_psql -c "SELECT count(*) FROM markets WHERE ticker LIKE 'KXBTCD-26JAN15-%'" \
+        2>>"$DIR/demo.log") || fail_with_log "$DIR/demo.log" "cannot query the demo data"
+    if [[ $loaded == 0 ]]; then
+        log "loading the demo data set (kbctl demo-data, first run only)"
+        (app_exec "$KB_BIN_DIR/kbctl" demo-data) >>"$DIR/demo.log" 2>&1 ||
+            fail_with_log "$DIR/demo.log" "kbctl demo-data failed"
+    fi
+    key=$(kv_get "$DIR/demo.env" KB_DEMO_API_KEY)
+    if ! [[ $key =~ ^kb-[A-Za-z0-9_-]{43}$ ]]; then
+        key="kb-$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')"
+        (umask 077 && printf 'KB_DEMO_API_KEY=%s\n' "$key" >"$DIR/demo.env")
+    fi
+    hash=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
+    demo_psql -v hash="$hash" -v prefix="${key:0:7}" -v email="$DEMO_EMAIL" \
+        >>"$DIR/demo.log" 2>&1 <<'SQL' || fail_with_log "$DIR/demo.log" "cannot create the demo key"
+INSERT INTO users (email, password_hash) VALUES (:'email', '!demo-no-login')
+    ON CONFLICT (email) DO NOTHING;
+INSERT INTO api_keys (user_id, key_hash, key_prefix, name)
+    SELECT id, :'hash', :'prefix', 'demo' FROM users WHERE email = :'email'
+    ON CONFLICT (key_hash) DO NOTHING;
+INSERT INTO billing_accounts (user_id, tier, credits_total)
+    SELECT id, 'project', 4000 FROM users WHERE email = :'email'
+    ON CONFLICT (user_id) DO NOTHING;
+SQL
+    DEMO_KEY=$key
+}
+
+print_demo_examples() {
+    local base="https://127.0.0.1:$HTTPS_PORT" ca="$DIR/tls/cert.pem"
+    local auth="Authorization: Bearer $DEMO_KEY" json='Content-Type: application/json'
+    cat <<EOF
+
+Demo API key (project account, 4000 credits; also KB_DEMO_API_KEY in $DIR/run.env):
+  $DEMO_KEY
+
+Market data (demo set: 20 markets, 2026-01-08 .. 2026-01-15):
+  curl --cacert $ca -H '$auth' $base/markets
+  curl --cacert $ca -H '$auth' -H '$json' \\
+       -d '{"market_ticker":"KXBTCD-26JAN15-T94000","timestamp":"2026-01-12T15:32:30Z","depth":5}' \\
+       $base/orderbook
+  curl --cacert $ca -H '$auth' -H '$json' \\
+       -d '{"market_ticker":"KXBTCD-26JAN15-T94000","start_time":"2026-01-12T15:00:00Z","end_time":"2026-01-12T15:05:00Z","limit":5}' \\
+       $base/deltas
+  curl --cacert $ca -H '$auth' -H '$json' \\
+       -d '{"market_ticker":"KXFED-26JAN-T300","start_time":"2026-01-12T00:00:00Z","end_time":"2026-01-13T00:00:00Z","limit":5}' \\
+       $base/trades
+  curl --cacert $ca -H '$auth' \\
+       '$base/candles/KXBTCD-26JAN15-T94000?start_time=2026-01-12T00:00:00Z&end_time=2026-01-13T00:00:00Z&interval=1h'
+  curl --cacert $ca -H '$auth' $base/events/KXFED-26JAN
+  curl --cacert $ca -H '$auth' '$base/settlements?event_ticker=KXFED-26JAN'
+EOF
 }
 
 RUN_SLEEPER=
@@ -856,6 +1012,8 @@ cmd_run() {
     STRIPE_REPORTER=1
     start_all
     load_ports
+    demo_setup
+    write_run_env
     print_examples
     trap 'run_stop_and_exit 0' INT TERM HUP
     trap 'run_stop_and_exit 1' EXIT
@@ -925,6 +1083,7 @@ main() {
     pg-start) [[ $# == 1 ]] || usage; cmd_pg_start "$1" ;;
     app-start) [[ $# == 1 ]] || usage; cmd_app_start "$1" ;;
     app-stop) [[ $# == 1 ]] || usage; cmd_app_stop "$1" ;;
+    replica-start) [[ $# == 1 ]] || usage; cmd_replica_start "$1" ;;
     nginx-test-prod) [[ $# == 0 ]] || usage; cmd_nginx_test_prod ;;
     *) usage ;;
     esac

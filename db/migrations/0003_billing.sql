@@ -121,6 +121,7 @@ RETURNS TABLE (
     rl_limit       integer,
     rl_remaining   integer,
     rl_reset       timestamptz,
+    retry_after    integer,
     cycle_start    timestamptz,
     outbox_id      bigint
 )
@@ -147,8 +148,8 @@ BEGIN
     RETURNING ak.id, ak.user_id, ak.key_prefix INTO k;
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'invalid_key'::text, NULL::uuid, NULL::uuid, NULL::text, NULL::integer,
-            NULL::integer, 0, NULL::integer, NULL::integer, NULL::timestamptz, NULL::timestamptz,
-            NULL::bigint;
+            NULL::integer, 0, NULL::integer, NULL::integer, NULL::timestamptz, NULL::integer,
+            NULL::timestamptz, NULL::bigint;
         RETURN;
     END IF;
 
@@ -193,7 +194,9 @@ BEGIN
         RETURN QUERY SELECT outcome, k.user_id, k.id, k.key_prefix, a.credits_total,
             a.credits_used, 0, rpm,
             CASE WHEN a.rl_window_start = win THEN greatest(0, rpm - a.rl_count) ELSE rpm END,
-            win + interval '1 minute', a.billing_cycle_start, NULL::bigint;
+            win + interval '1 minute',
+            greatest(1, ceil(extract(epoch FROM win + interval '1 minute' - t)))::integer,
+            a.billing_cycle_start, NULL::bigint;
         RETURN;
     END IF;
 
@@ -226,7 +229,7 @@ BEGIN
     END IF;
 
     RETURN QUERY SELECT 'ok'::text, k.user_id, k.id, k.key_prefix, a.credits_total, new_used,
-        p_cost, rpm, greatest(0, rpm - a.rl_count), win + interval '1 minute',
+        p_cost, rpm, greatest(0, rpm - a.rl_count), win + interval '1 minute', NULL::integer,
         a.billing_cycle_start, ob_id;
 END
 $$;

@@ -17,6 +17,9 @@
 #   keys        GET /keys with a user token: JWT check (HMAC) + one indexed query
 #   login       POST /auth/login over ONE connection: argon2id-bound (slow by design;
 #               more connections would mostly measure the 503s of the hash cap)
+#   orderbook-100k  POST /orderbook over ~100k deltas since the snapshot; target p50 <= 25 ms
+#   deltas-1000     POST /deltas, a page of 1000 rows (ratio to health)
+#   import          kbctl import of a generated ~1M-delta file; rps = deltas/s, target >= 200k
 # Everything started here is stopped on exit, failure or Ctrl-C.
 #
 # Environment: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS
@@ -98,8 +101,23 @@ bench_row() {
     if [[ $baseline != - && -z ${RPS[$baseline]:-} ]]; then
         die "row '$name': baseline '$baseline' has not run yet"
     fi
+    # curl gets the headers but not wrk's -s script; a POST row's body is
+    # $BENCH_BODY (or in BENCH_CURL_EXTRA).
+    local curl_args=() a skip=0
+    for a in "${both[@]}"; do
+        if ((skip)); then
+            skip=0
+        elif [[ $a == -s ]]; then
+            skip=1
+        else
+            curl_args+=("$a")
+        fi
+    done
+    if [[ -n ${BENCH_BODY:-} ]]; then
+        curl_args+=(-H 'Content-Type: application/json' --data "$BENCH_BODY")
+    fi
     code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$KB_CA_CERT" \
-        "${BENCH_CURL_EXTRA[@]}" "${both[@]}" "$url") || true
+        "${BENCH_CURL_EXTRA[@]}" "${curl_args[@]}" "$url") || true
     [[ $code == 200 ]] || printf 'bench: warning: %s answers %s before the run\n' "$url" "$code" >&2
     if ((WARMUP > 0)); then
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$@" "$url" >/dev/null
@@ -291,6 +309,46 @@ bench_row keys /keys health -H "Authorization: Bearer $TOKEN"
 BENCH_CURL_EXTRA=(-H 'Content-Type: application/json' -d "$BENCH_LOGIN_BODY")
 bench_row login /auth/login health -- -s "$REPO/t/bench/login.lua" -t1 -c1
 BENCH_CURL_EXTRA=()
+# Market data. One market with ~100k deltas since its only earlier snapshot
+# (the next snapshot is after the instant asked for), and a metered account
+# whose limits are lifted (credits_override / rpm_override).
+BENCH_KEY="kb-$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')"
+"$KB_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$KB_DATABASE_URL" \
+    -v hash="$(printf '%s' "$BENCH_KEY" | sha256sum | cut -d' ' -f1)" -v prefix="${BENCH_KEY:0:7}" <<'SQL' ||
+WITH u AS (INSERT INTO users (email, password_hash) VALUES ('bench@kalshibook.local', 'x')
+           RETURNING id),
+     k AS (INSERT INTO api_keys (user_id, key_hash, key_prefix) SELECT id, :'hash', :'prefix' FROM u)
+INSERT INTO billing_accounts (user_id, tier, credits_total, credits_override, rpm_override)
+SELECT id, 'project', 2000000000, 2000000000, 1000000000 FROM u;
+SQL
+    die "cannot create the bench account"
+AUTH="Authorization: Bearer $BENCH_KEY"
+export KB_DATABASE_URL # kbctl reads it
+"$KB_BIN_DIR/kbctl" demo-data --markets 1 --days 1 --snapshot-minutes 1440 --deltas-per-hour 4200 \
+    --trades-per-hour 0 --end 2026-03-02T00:00:00Z --out "$TMP/orderbook.jsonl" ||
+    die "demo-data for the orderbook rows failed"
+"$KB_BIN_DIR/kbctl" import --quiet "$TMP/orderbook.jsonl" || die "orderbook data import failed"
+# Latency row: two clients (one per core), so p50 is the service time, not queueing.
+BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","timestamp":"2026-03-01T23:59:00Z"}' \
+    CONNECTIONS=2 bench_row orderbook-100k /orderbook health -s "$REPO/t/bench/post.lua" -H "$AUTH"
+BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","start_time":"2026-03-01T06:00:00Z","end_time":"2026-03-01T23:00:00Z","limit":1000}' \
+    bench_row deltas-1000 /deltas health -s "$REPO/t/bench/post.lua" -H "$AUTH"
+
+# kbctl import throughput from a generated file (deltas/s in the rps column).
+"$KB_BIN_DIR/kbctl" demo-data --markets 4 --days 1 --snapshot-minutes 1440 --deltas-per-hour 10500 \
+    --trades-per-hour 0 --end 2026-03-10T00:00:00Z --out "$TMP/import.jsonl" ||
+    die "demo-data for the import row failed"
+ndeltas=$(grep -c '"orderbook_delta"' "$TMP/import.jsonl")
+printf 'bench: import       %s deltas from a generated file\n' "$ndeltas" >&2
+t0=$(date +%s.%N)
+"$KB_BIN_DIR/kbctl" import --quiet "$TMP/import.jsonl" || die "import row failed"
+t1=$(date +%s.%N)
+ROWS+=(import)
+RPS[import]=$(awk -v n="$ndeltas" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
+P50[import]=null
+P99[import]=null
+BASE[import]=-
+RATIO[import]=-
 
 # ---- report -------------------------------------------------------------------------
 
@@ -298,6 +356,8 @@ print_table
 health_ratio=${RATIO[health]}
 verdict=$(awk -v r="$health_ratio" -v t="$HEALTH_TARGET" 'BEGIN { print (r >= t) ? "met" : "MISSED" }')
 printf '\nhealth / hello-fcgi = %s (target >= %s): %s\n' "$health_ratio" "$HEALTH_TARGET" "$verdict"
+printf 'orderbook-100k p50 = %s ms (target <= 25); deltas-1000 / health = %s; import = %s deltas/s (target >= 200000)\n' \
+    "${P50[orderbook-100k]}" "${RATIO[deltas-1000]}" "${RPS[import]}"
 write_json
 if [[ $verdict != met && ${BENCH_ENFORCE:-0} == 1 ]]; then
     exit 1

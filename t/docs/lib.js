@@ -30,7 +30,7 @@ function routerRoutes(file = path.join(ROOT, 'app', 'routes.c')) {
     const end = src.indexOf('};', start);
     const table = src.slice(start, end);
     const out = [];
-    const re = /\{\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*\}/g;
+    const re = /\{\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*(?:,\s*[A-Z_0-9|\s]+)?\}/g;
     let m;
     while ((m = re.exec(table)) !== null) out.push(`${m[1]} ${normalisePath(m[2])}`);
     return out;

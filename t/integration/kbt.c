@@ -561,3 +561,93 @@ kbt_docs_assert_conforms(const kbt_resp *r, const char *method, const char *path
     ck_assert_msg(ok, "%s %s %ld does not conform to static/openapi.json:\n%s", method, path,
                   r->status, msg);
 }
+
+/* ---- market data helpers ---- */
+
+int
+kbt_data_kbctl(const char *args, kb_buf *out)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "cd '%s' && '%s/kbctl' %s 2>&1", kbt_env("KB_REPO_ROOT"),
+             kbt_env("KB_BIN_DIR"), args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_msg(p != NULL, "popen %s", cmd);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), p)) > 0) {
+        if (out != NULL)
+            kb_buf_append(out, chunk, n);
+    }
+    int st = pclose(p);
+    kbt_data_wait_replica();
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 255;
+}
+
+void
+kbt_data_wait_replica(void)
+{
+    const char *url = getenv("KB_DATABASE_READ_URL");
+    if (url == NULL || url[0] == '\0')
+        return;
+    PGconn *c = kbt_db();
+    char *lsn = kbt_sql_value(c, "SELECT pg_current_wal_lsn()::text");
+    PQfinish(c);
+    PGconn *r = PQconnectdb(url);
+    ck_assert_msg(PQstatus(r) == CONNECTION_OK, "replica: %s", PQerrorMessage(r));
+    const char *params[] = {lsn};
+    long deadline = kbt_now_ms() + 15000;
+    for (;;) {
+        PGresult *res = PQexecParams(r, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", 1, NULL,
+                                     params, NULL, NULL, 0);
+        bool done = PQresultStatus(res) == PGRES_TUPLES_OK && PQgetvalue(res, 0, 0)[0] == 't';
+        PQclear(res);
+        if (done)
+            break;
+        ck_assert_msg(kbt_now_ms() < deadline, "replica did not replay %s in 15 s", lsn);
+        struct timespec d = {0, 10 * 1000000};
+        nanosleep(&d, NULL);
+    }
+    PQfinish(r);
+    free(lsn);
+}
+
+void
+kbt_data_account(PGconn *c, kbt_account *a)
+{
+    kbt_account_new(c, a, "project", 1000000000, 1000000, false);
+}
+
+static kbt_resp *
+data_request(const kbt_account *a, const char *method, const char *path, const char *json)
+{
+    char auth[128];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", a->key);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    return kbt_request(method, path, h, json, json ? strlen(json) : 0);
+}
+
+kbt_resp *
+kbt_data_post(const kbt_account *a, const char *path, const char *json)
+{
+    return data_request(a, "POST", path, json);
+}
+
+kbt_resp *
+kbt_data_get(const kbt_account *a, const char *path)
+{
+    return data_request(a, "GET", path, NULL);
+}
+
+void
+kbt_data_assert_keys(const cJSON *obj, const char *const *names)
+{
+    ck_assert_msg(cJSON_IsObject(obj), "not an object");
+    const cJSON *it = obj->child;
+    size_t i = 0;
+    for (; names[i] != NULL; i++, it = it->next) {
+        ck_assert_msg(it != NULL, "missing member '%s'", names[i]);
+        ck_assert_msg(strcmp(it->string, names[i]) == 0, "member %zu is '%s', want '%s'", i,
+                      it->string, names[i]);
+    }
+    ck_assert_msg(it == NULL, "unexpected member '%s'", it ? it->string : "");
+}

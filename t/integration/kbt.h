@@ -171,3 +171,31 @@ void kbt_docs_assert_conforms(const kbt_resp *r, const char *method, const char 
  * bytes, NUL-terminated) holds the validator's messages. */
 bool kbt_docs_conforms(const kbt_resp *r, const char *method, const char *path, char *msg,
                        size_t msg_size);
+/* ---- market data helpers (test_data.c and others) ---- */
+
+/*
+ * Run `$KB_BIN_DIR/kbctl <args>` (args is a shell-quoted string, e.g.
+ * "import --strict t/data/x.jsonl", paths relative to KB_REPO_ROOT) with
+ * stdout and stderr captured into out (may be NULL). Returns the exit status,
+ * after the replica (if any) has caught up.
+ */
+int kbt_data_kbctl(const char *args, kb_buf *out);
+
+/*
+ * When KB_DATABASE_READ_URL is set (the suite runs with a streaming replica),
+ * wait until the replica has replayed everything the primary has written so
+ * far (kbt_data_kbctl calls it after every run).
+ */
+void kbt_data_wait_replica(void);
+
+/* A user + key + project account with effectively unlimited credits and rate. */
+void kbt_data_account(PGconn *c, kbt_account *a);
+
+/* POST path with a JSON body and the account's key. */
+kbt_resp *kbt_data_post(const kbt_account *a, const char *path, const char *json);
+
+/* GET path with the account's key. */
+kbt_resp *kbt_data_get(const kbt_account *a, const char *path);
+
+/* Assert the object's member names are exactly names (NULL-terminated), in order. */
+void kbt_data_assert_keys(const cJSON *obj, const char *const *names);

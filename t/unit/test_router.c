@@ -15,14 +15,14 @@ h_dummy(const kb_req *req, kb_ctx *ctx)
 }
 
 static const kb_route table[] = {
-    {"GET", "/health", h_dummy},
-    {"POST", "/keys", h_dummy},
-    {"GET", "/keys", h_dummy},
-    {"GET", "/keys/usage", h_dummy},
-    {"PATCH", "/keys/{key_id}", h_dummy},
-    {"DELETE", "/keys/{key_id}", h_dummy},
-    {"GET", "/keys/{key_id}/reveal", h_dummy},
-    {"GET", "/markets/{ticker}", h_dummy},
+    {"GET", "/health", h_dummy, 0},
+    {"POST", "/keys", h_dummy, 0},
+    {"GET", "/keys", h_dummy, 0},
+    {"GET", "/keys/usage", h_dummy, 0},
+    {"PATCH", "/keys/{key_id}", h_dummy, 0},
+    {"DELETE", "/keys/{key_id}", h_dummy, 0},
+    {"GET", "/keys/{key_id}/reveal", h_dummy, 0},
+    {"GET", "/markets/{ticker}", h_dummy, 0},
 };
 
 typedef struct rcase {

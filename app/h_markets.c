@@ -1,0 +1,124 @@
+/* h_markets.c - GET /markets, /markets/{ticker}, /events, /events/{event_ticker},
+ * /settlements, /settlements/{ticker}: 1 credit each.
+ *
+ * No body; query filters are exact-match strings (absent = no filter). Each
+ * handler validates, charges once, then queries the data connection.
+ */
+#include "app.h"
+
+#include "kb_markets.h"
+#include "kb_meter.h"
+#include "kb_banned.h"
+
+#define COST_META 1
+
+/* Optional query filter: NULL when absent; false (422 recorded) when undecodable. */
+static bool
+filter(const kb_req *req, kb_ctx *ctx, const char *name, const char **out, kb_err *err)
+{
+    kb_str v;
+    *out = NULL;
+    if (!kb_query_get(ctx->arena, req->query, name, &v))
+        return true;
+    if (v.p == NULL) {
+        *err = kb_fail(ctx, KB_E_VALIDATION, "query.%s: invalid percent-encoding", name);
+        return false;
+    }
+    *out = kb_str_dup(ctx->arena, v);
+    return true;
+}
+
+static kb_err
+finish(const kb_req *req, kb_ctx *ctx, kb_jw *w, kb_err err, const char *msg)
+{
+    if (err)
+        return h_data_fail(ctx, err, msg);
+    kb_resp_json_end(ctx, req, w, true);
+    return KB_OK;
+}
+
+kb_err
+h_markets_list(const kb_req *req, kb_ctx *ctx)
+{
+    kb_err err = kb_meter_charge(req, ctx, COST_META);
+    if (err)
+        return err;
+    kb_jw w;
+    kb_resp_json_begin(ctx, &w);
+    return finish(req, ctx, &w, kb_markets_list(h_data_db(ctx), ctx->arena, &w), NULL);
+}
+
+kb_err
+h_market_get(const kb_req *req, kb_ctx *ctx)
+{
+    kb_err err = kb_meter_charge(req, ctx, COST_META);
+    if (err)
+        return err;
+    const char *ticker = kb_str_dup(ctx->arena, req->params[0]);
+    const char *msg = NULL;
+    kb_jw w;
+    kb_resp_json_begin(ctx, &w);
+    err = kb_markets_get(h_data_db(ctx), ctx->arena, ticker, &w, &msg);
+    return finish(req, ctx, &w, err, msg);
+}
+
+kb_err
+h_events_list(const kb_req *req, kb_ctx *ctx)
+{
+    const char *category, *series, *status;
+    kb_err err = KB_OK;
+    if (!filter(req, ctx, "category", &category, &err) ||
+        !filter(req, ctx, "series_ticker", &series, &err) ||
+        !filter(req, ctx, "status", &status, &err))
+        return err;
+    if ((err = kb_meter_charge(req, ctx, COST_META)))
+        return err;
+    kb_jw w;
+    kb_resp_json_begin(ctx, &w);
+    err = kb_events_list(h_data_db(ctx), ctx->arena, category, series, status, &w);
+    return finish(req, ctx, &w, err, NULL);
+}
+
+kb_err
+h_event_get(const kb_req *req, kb_ctx *ctx)
+{
+    kb_err err = kb_meter_charge(req, ctx, COST_META);
+    if (err)
+        return err;
+    const char *ev = kb_str_dup(ctx->arena, req->params[0]);
+    const char *msg = NULL;
+    kb_jw w;
+    kb_resp_json_begin(ctx, &w);
+    err = kb_events_get(h_data_db(ctx), ctx->arena, ev, &w, &msg);
+    return finish(req, ctx, &w, err, msg);
+}
+
+kb_err
+h_settlements_list(const kb_req *req, kb_ctx *ctx)
+{
+    const char *event, *result;
+    kb_err err = KB_OK;
+    if (!filter(req, ctx, "event_ticker", &event, &err) ||
+        !filter(req, ctx, "result", &result, &err))
+        return err;
+    if ((err = kb_meter_charge(req, ctx, COST_META)))
+        return err;
+    kb_jw w;
+    kb_resp_json_begin(ctx, &w);
+    err = kb_settlements_list(h_data_db(ctx), ctx->arena, event, result, &w);
+    return finish(req, ctx, &w, err, NULL);
+}
+
+kb_err
+h_settlement_get(const kb_req *req, kb_ctx *ctx)
+{
+    kb_err err = kb_meter_charge(req, ctx, COST_META);
+    if (err)
+        return err;
+    const char *ticker = kb_str_dup(ctx->arena, req->params[0]);
+    const char *msg = NULL;
+    kb_jw w;
+    kb_resp_json_begin(ctx, &w);
+    err = kb_settlements_get(h_data_db(ctx), ctx->arena, ticker, &w, &msg);
+    return finish(req, ctx, &w, err, msg);
+}

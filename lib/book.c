@@ -1,0 +1,335 @@
+/* book.c - orderbook reconstruction, deltas/trades pages and candles; see kb_book.h.
+ *
+ * Invariants: all SQL is prepared with parameters; timestamps cross into SQL
+ * as §1.1 text with an explicit +00:00 and come back as kb_us() microseconds;
+ * reconstruction is aggregated in Postgres so the rows shipped to the worker
+ * do not grow with the number of deltas (at most 2 x 99 levels), and it
+ * starts from the latest book_checkpoints row of the snapshot window, so the
+ * deltas summed per request are bounded by the checkpoint interval.
+ */
+#include "kb_book.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kb_str.h"
+#include "kb_time.h"
+#include "kb_banned.h"
+
+/* $1 ticker, $2 timestamp, $3 depth (NULL = all). One row iff a snapshot exists. */
+static const kb_stmt orderbook_stmt = {
+    "book_orderbook",
+    "WITH s AS ("
+    "  SELECT captured_at, yes_levels, no_levels FROM snapshots"
+    "   WHERE market_ticker = $1 AND captured_at <= $2::timestamptz"
+    "   ORDER BY captured_at DESC, id DESC LIMIT 1),"
+    " lv AS ("
+    "  SELECT DISTINCT ON (side, price) side, price, qty FROM ("
+    "    SELECT 'yes'::text AS side, (e->>0)::int AS price, (e->>1)::bigint AS qty, o"
+    "      FROM s, jsonb_array_elements(s.yes_levels) WITH ORDINALITY AS x(e, o)"
+    "    UNION ALL"
+    "    SELECT 'no'::text, (e->>0)::int, (e->>1)::bigint, o"
+    "      FROM s, jsonb_array_elements(s.no_levels) WITH ORDINALITY AS x(e, o)) l"
+    "   ORDER BY side, price, o DESC),"
+    " c AS ("
+    "  SELECT at, deltas, levels FROM book_checkpoints"
+    "   WHERE market_ticker = $1 AND basis = (SELECT captured_at FROM s)"
+    "     AND at <= $2::timestamptz"
+    "   ORDER BY at DESC LIMIT 1),"
+    " dr AS ("
+    "  SELECT side, price_cents AS price, sum(delta_amount)::bigint AS qty, count(*) AS n"
+    "    FROM deltas"
+    "   WHERE market_ticker = $1"
+    "     AND ts > coalesce((SELECT at FROM c), (SELECT captured_at FROM s))"
+    "     AND ts <= $2::timestamptz"
+    "   GROUP BY side, price_cents),"
+    " d AS ("
+    "  SELECT side, price, sum(qty)::bigint AS qty FROM ("
+    "    SELECT side, price, qty FROM dr"
+    "    UNION ALL"
+    "    SELECT e->>0, (e->>1)::int, (e->>2)::bigint"
+    "      FROM c, jsonb_array_elements(c.levels) AS e) u"
+    "   GROUP BY side, price),"
+    " b AS ("
+    "  SELECT side, price, q,"
+    "         row_number() OVER (PARTITION BY side ORDER BY price DESC) AS rn FROM ("
+    "    SELECT coalesce(lv.side, d.side) AS side, coalesce(lv.price, d.price) AS price,"
+    "           coalesce(lv.qty, 0) + coalesce(d.qty, 0) AS q"
+    "      FROM lv FULL JOIN d ON lv.side = d.side AND lv.price = d.price) j"
+    "   WHERE q > 0)"
+    " SELECT kb_us(s.captured_at),"
+    "  (SELECT coalesce(sum(n), 0) FROM dr) + coalesce((SELECT deltas FROM c), 0),"
+    "  (SELECT coalesce(string_agg(format('{\"price\":%s,\"quantity\":%s}', price, q), ','"
+    "          ORDER BY price DESC), '') FROM b"
+    "    WHERE side = 'yes' AND ($3::int IS NULL OR rn <= $3::int)),"
+    "  (SELECT coalesce(string_agg(format('{\"price\":%s,\"quantity\":%s}', price, q), ','"
+    "          ORDER BY price DESC), '') FROM b"
+    "    WHERE side = 'no' AND ($3::int IS NULL OR rn <= $3::int))"
+    " FROM s",
+    3, true};
+
+static const kb_stmt first_snapshot_stmt = {
+    "book_first_snapshot",
+    "SELECT kb_us(captured_at) FROM snapshots WHERE market_ticker = $1"
+    " ORDER BY captured_at, id LIMIT 1",
+    1, true};
+
+/* $1 ticker, $2 start, $3 end (inclusive), $4/$5 keyset (ts, id), $6 limit + 1. */
+static const kb_stmt deltas_stmt = {
+    "book_deltas",
+    "SELECT id, kb_us(ts), seq, price_cents, delta_amount, side FROM deltas"
+    " WHERE market_ticker = $1 AND ts >= $2::timestamptz AND ts <= $3::timestamptz"
+    "   AND ts >= $4::timestamptz AND (ts, id) > ($4::timestamptz, $5::bigint)"
+    " ORDER BY ts, id LIMIT $6::int",
+    6, true};
+
+/* As deltas_stmt with end exclusive. */
+static const kb_stmt trades_stmt = {
+    "book_trades",
+    "SELECT id, kb_us(ts), trade_id, yes_price, no_price, count, taker_side FROM trades"
+    " WHERE market_ticker = $1 AND ts >= $2::timestamptz AND ts < $3::timestamptz"
+    "   AND ts >= $4::timestamptz AND (ts, id) > ($4::timestamptz, $5::bigint)"
+    " ORDER BY ts, id LIMIT $6::int",
+    6, true};
+
+/* $1 ticker, $2 start, $3 end (exclusive), $4 date_trunc field. */
+static const kb_stmt candles_stmt = {
+    "book_candles",
+    "SELECT kb_us(date_trunc($4, ts, 'UTC')) AS b,"
+    "       (array_agg(yes_price ORDER BY ts, id))[1],"
+    "       max(yes_price), min(yes_price),"
+    "       (array_agg(yes_price ORDER BY ts DESC, id DESC))[1],"
+    "       sum(count), count(*)"
+    "  FROM trades"
+    " WHERE market_ticker = $1 AND ts >= $2::timestamptz AND ts < $3::timestamptz"
+    " GROUP BY 1 ORDER BY 1",
+    4, true};
+
+const char *const kb_candle_intervals[] = {"1m", "1h", "1d", NULL};
+static const char *const candle_fields[] = {"minute", "hour", "day"};
+
+int
+kb_candle_interval(const char *interval)
+{
+    for (int i = 0; kb_candle_intervals[i] != NULL; i++) {
+        if (strcmp(interval, kb_candle_intervals[i]) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static int64_t
+us_of(const char *text)
+{
+    int64_t v = 0;
+    const char *err;
+    if (!kb_parse_i64(kb_str_c(text), INT64_MIN, INT64_MAX, &v, &err))
+        return 0;
+    return v;
+}
+
+void
+kb_book_jw_ts(kb_jw *w, const char *us_text, bool is_null)
+{
+    if (is_null) {
+        kb_jw_null(w);
+        return;
+    }
+    char ts[KB_TIME_FMT_MAX];
+    kb_time_format(us_of(us_text), ts, sizeof(ts));
+    kb_jw_str(w, ts);
+}
+
+/* Column text as a JSON integer (the column is an SQL integer type). */
+static void
+jw_int_col(kb_jw *w, const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col))
+        kb_jw_null(w);
+    else
+        kb_jw_raw(w, PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
+}
+
+static char *
+ts_param(kb_arena *a, int64_t us)
+{
+    char *s = kb_arena_alloc(a, KB_TIME_FMT_MAX);
+    kb_time_format(us, s, KB_TIME_FMT_MAX);
+    return s;
+}
+
+kb_err
+kb_book_orderbook(kb_db *db, kb_arena *a, const char *ticker, int64_t ts_us, int depth,
+                  kb_jw *w, const char **msg)
+{
+    const char *params[3] = {ticker, ts_param(a, ts_us),
+                             depth >= 0 ? kb_arena_printf(a, "%d", depth) : NULL};
+    PGresult *r;
+    kb_err err = kb_db_exec(db, a, &orderbook_stmt, params, &r);
+    if (err)
+        return err;
+    if (PQntuples(r) == 0) {
+        PGresult *f;
+        err = kb_db_exec(db, a, &first_snapshot_stmt, params, &f);
+        if (err)
+            return err;
+        if (PQntuples(f) == 0) {
+            *msg = kb_arena_printf(a, "Market '%s' not found.", ticker);
+            return KB_E_MARKET_NOT_FOUND;
+        }
+        char first[KB_TIME_FMT_MAX];
+        kb_time_format(us_of(PQgetvalue(f, 0, 0)), first, sizeof(first));
+        *msg = kb_arena_printf(a,
+                               "No data available for '%s' at or before %s. "
+                               "Earliest snapshot: %s.",
+                               ticker, params[1], first);
+        return KB_E_NO_DATA;
+    }
+    kb_jw_key(w, "market_ticker");
+    kb_jw_str(w, ticker);
+    kb_jw_key(w, "timestamp");
+    kb_jw_str(w, params[1]);
+    kb_jw_key(w, "snapshot_basis");
+    kb_book_jw_ts(w, PQgetvalue(r, 0, 0), false);
+    kb_jw_key(w, "deltas_applied");
+    jw_int_col(w, r, 0, 1);
+    static const char *const sides[] = {"yes", "no"};
+    for (int s = 0; s < 2; s++) {
+        kb_jw_key(w, sides[s]);
+        kb_jw_arr(w);
+        int len = PQgetlength(r, 0, 2 + s);
+        if (len > 0)
+            kb_jw_raw(w, PQgetvalue(r, 0, 2 + s), (size_t)len);
+        kb_jw_arr_end(w);
+    }
+    return KB_OK;
+}
+
+typedef void row_writer(kb_jw *w, const PGresult *r, int row, const char *ticker);
+
+static void
+delta_row(kb_jw *w, const PGresult *r, int row, const char *ticker)
+{
+    kb_jw_obj(w);
+    kb_jw_key(w, "market_ticker");
+    kb_jw_str(w, ticker);
+    kb_jw_key(w, "ts");
+    kb_book_jw_ts(w, PQgetvalue(r, row, 1), false);
+    kb_jw_key(w, "seq");
+    jw_int_col(w, r, row, 2);
+    kb_jw_key(w, "price_cents");
+    jw_int_col(w, r, row, 3);
+    kb_jw_key(w, "delta_amount");
+    jw_int_col(w, r, row, 4);
+    kb_jw_key(w, "side");
+    kb_jw_str(w, PQgetvalue(r, row, 5));
+    kb_jw_obj_end(w);
+}
+
+static void
+trade_row(kb_jw *w, const PGresult *r, int row, const char *ticker)
+{
+    kb_jw_obj(w);
+    kb_jw_key(w, "trade_id");
+    kb_jw_str(w, PQgetvalue(r, row, 2));
+    kb_jw_key(w, "market_ticker");
+    kb_jw_str(w, ticker);
+    kb_jw_key(w, "yes_price");
+    jw_int_col(w, r, row, 3);
+    kb_jw_key(w, "no_price");
+    jw_int_col(w, r, row, 4);
+    kb_jw_key(w, "count");
+    jw_int_col(w, r, row, 5);
+    kb_jw_key(w, "taker_side");
+    kb_jw_str(w, PQgetvalue(r, row, 6));
+    kb_jw_key(w, "ts");
+    kb_book_jw_ts(w, PQgetvalue(r, row, 1), false);
+    kb_jw_obj_end(w);
+}
+
+/* Shared keyset pagination (API.md §5.7): fetch limit + 1, cursor from the last row. */
+static kb_err
+page(kb_db *db, kb_arena *a, const kb_stmt *st, row_writer *fn, const char *ticker,
+     int64_t start_us, int64_t end_us, const kb_cursor *cursor, int limit, kb_jw *w)
+{
+    const char *params[6] = {
+        ticker,
+        ts_param(a, start_us),
+        ts_param(a, end_us),
+        ts_param(a, cursor ? cursor->ts_us : start_us),
+        cursor ? kb_arena_printf(a, "%" PRId64, cursor->id) : "-9223372036854775808",
+        kb_arena_printf(a, "%d", limit + 1),
+    };
+    PGresult *r;
+    kb_err err = kb_db_exec(db, a, st, params, &r);
+    if (err)
+        return err;
+    int n = PQntuples(r);
+    bool more = n > limit;
+    if (more)
+        n = limit;
+    kb_jw_key(w, "data");
+    kb_jw_arr(w);
+    for (int i = 0; i < n; i++)
+        fn(w, r, i, ticker);
+    kb_jw_arr_end(w);
+    kb_jw_key(w, "next_cursor");
+    if (more) {
+        int64_t id = us_of(PQgetvalue(r, n - 1, 0));
+        kb_jw_str(w, kb_cursor_encode(a, us_of(PQgetvalue(r, n - 1, 1)), id));
+    } else {
+        kb_jw_null(w);
+    }
+    kb_jw_key(w, "has_more");
+    kb_jw_bool(w, more);
+    return KB_OK;
+}
+
+kb_err
+kb_book_deltas(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us, int64_t end_us,
+               const kb_cursor *cursor, int limit, kb_jw *w)
+{
+    return page(db, a, &deltas_stmt, delta_row, ticker, start_us, end_us, cursor, limit, w);
+}
+
+kb_err
+kb_book_trades(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us, int64_t end_us,
+               const kb_cursor *cursor, int limit, kb_jw *w)
+{
+    return page(db, a, &trades_stmt, trade_row, ticker, start_us, end_us, cursor, limit, w);
+}
+
+kb_err
+kb_book_candles(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us, int64_t end_us,
+                int interval, kb_jw *w)
+{
+    if (interval < 0 || interval > 2)
+        return KB_E_INTERNAL;
+    const char *params[4] = {ticker, ts_param(a, start_us), ts_param(a, end_us),
+                             candle_fields[interval]};
+    PGresult *r;
+    kb_err err = kb_db_exec(db, a, &candles_stmt, params, &r);
+    if (err)
+        return err;
+    kb_jw_key(w, "data");
+    kb_jw_arr(w);
+    for (int i = 0, n = PQntuples(r); i < n; i++) {
+        char b[KB_TIME_FMT_MAX];
+        kb_time_format_naive(us_of(PQgetvalue(r, i, 0)), b, sizeof(b));
+        kb_jw_obj(w);
+        kb_jw_key(w, "bucket");
+        kb_jw_str(w, b);
+        kb_jw_key(w, "market_ticker");
+        kb_jw_str(w, ticker);
+        static const char *const cols[] = {"open", "high", "low", "close", "volume",
+                                           "trade_count"};
+        for (int c = 0; c < 6; c++) {
+            kb_jw_key(w, cols[c]);
+            jw_int_col(w, r, i, 1 + c);
+        }
+        kb_jw_obj_end(w);
+    }
+    kb_jw_arr_end(w);
+    return KB_OK;
+}

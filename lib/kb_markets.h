@@ -1,0 +1,37 @@
+/* kb_markets.h - market, event and settlement metadata queries (API.md §5.10-5.12).
+ *
+ * Like kb_book.h: each function runs on the connection it is given, writes
+ * the response field "data" into an open JSON object writer, and writes
+ * nothing when it fails. Coverage and counts come from market_stats, which
+ * kbctl import maintains, so no request counts data rows.
+ * Not-found codes set *msg (arena-owned).
+ */
+#ifndef KB_MARKETS_H
+#define KB_MARKETS_H
+
+#include "kb_db.h"
+#include "kb_json.h"
+
+/* GET /markets: every market, discovered_at descending. */
+kb_err kb_markets_list(kb_db *db, kb_arena *a, kb_jw *w);
+
+/* GET /markets/{ticker}: MarketDetail, or KB_E_MARKET_NOT_FOUND. */
+kb_err kb_markets_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char **msg);
+
+/* GET /events: filters may be NULL (no filter); event_ticker ascending. */
+kb_err kb_events_list(kb_db *db, kb_arena *a, const char *category, const char *series_ticker,
+                      const char *status, kb_jw *w);
+
+/* GET /events/{event_ticker}: EventDetail, or KB_E_EVENT_NOT_FOUND. */
+kb_err kb_events_get(kb_db *db, kb_arena *a, const char *event_ticker, kb_jw *w,
+                     const char **msg);
+
+/* GET /settlements: filters may be NULL; determined_at descending, nulls last. */
+kb_err kb_settlements_list(kb_db *db, kb_arena *a, const char *event_ticker, const char *result,
+                           kb_jw *w);
+
+/* GET /settlements/{ticker}: the record, or KB_E_SETTLEMENT_NOT_FOUND. */
+kb_err kb_settlements_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w,
+                          const char **msg);
+
+#endif

@@ -1,0 +1,292 @@
+/* markets.c - markets, events and settlements; see kb_markets.h.
+ *
+ * Output columns are fixed per statement; the writers below take the column
+ * numbers from the SELECT lists next to them. Timestamps are kb_us() text.
+ */
+#include "kb_markets.h"
+
+#include <string.h>
+
+#include "kb_book.h"
+#include "kb_banned.h"
+
+#define SUMMARY_COLS                                                                  \
+    "m.ticker, m.title, m.event_ticker, m.status, m.category"
+
+static const kb_stmt markets_list_stmt = {
+    "markets_list",
+    "SELECT " SUMMARY_COLS ", kb_us(st.first_data_at), kb_us(st.last_data_at)"
+    "  FROM markets m LEFT JOIN market_stats st ON st.ticker = m.ticker"
+    " ORDER BY m.discovered_at DESC, m.ticker",
+    0, true};
+
+static const kb_stmt markets_get_stmt = {
+    "markets_get",
+    "SELECT " SUMMARY_COLS ", kb_us(st.first_data_at), kb_us(st.last_data_at),"
+    "       m.rules, m.strike_price::float8, kb_us(m.discovered_at), m.metadata::text,"
+    "       coalesce(st.snapshot_count, 0), coalesce(st.delta_count, 0)"
+    "  FROM markets m LEFT JOIN market_stats st ON st.ticker = m.ticker"
+    " WHERE m.ticker = $1",
+    1, true};
+
+#define EVENT_COLS                                                                    \
+    "e.event_ticker, e.series_ticker, e.title, e.sub_title, e.category, "             \
+    "e.mutually_exclusive, e.status, "                                                \
+    "(SELECT count(*) FROM markets m WHERE m.event_ticker = e.event_ticker)"
+
+static const kb_stmt events_list_stmt = {
+    "events_list",
+    "SELECT " EVENT_COLS " FROM events e"
+    " WHERE ($1::text IS NULL OR e.category = $1)"
+    "   AND ($2::text IS NULL OR e.series_ticker = $2)"
+    "   AND ($3::text IS NULL OR e.status = $3)"
+    " ORDER BY e.event_ticker",
+    3, true};
+
+static const kb_stmt events_get_stmt = {
+    "events_get", "SELECT " EVENT_COLS " FROM events e WHERE e.event_ticker = $1", 1, true};
+
+static const kb_stmt event_markets_stmt = {
+    "events_markets",
+    "SELECT " SUMMARY_COLS " FROM markets m WHERE m.event_ticker = $1 ORDER BY m.ticker", 1,
+    true};
+
+#define SETTLEMENT_COLS                                                               \
+    "market_ticker, event_ticker, result, settlement_value, kb_us(determined_at), "   \
+    "kb_us(settled_at)"
+
+static const kb_stmt settlements_list_stmt = {
+    "settlements_list",
+    "SELECT " SETTLEMENT_COLS " FROM settlements"
+    " WHERE ($1::text IS NULL OR event_ticker = $1) AND ($2::text IS NULL OR result = $2)"
+    " ORDER BY determined_at DESC NULLS LAST, market_ticker",
+    2, true};
+
+static const kb_stmt settlements_get_stmt = {
+    "settlements_get", "SELECT " SETTLEMENT_COLS " FROM settlements WHERE market_ticker = $1",
+    1, true};
+
+static const char *
+col(const PGresult *r, int row, int c)
+{
+    return PQgetisnull(r, row, c) ? NULL : PQgetvalue(r, row, c);
+}
+
+static void
+str_field(kb_jw *w, const char *key, const PGresult *r, int row, int c)
+{
+    kb_jw_key(w, key);
+    kb_jw_str(w, col(r, row, c));
+}
+
+static void
+raw_field(kb_jw *w, const char *key, const PGresult *r, int row, int c)
+{
+    kb_jw_key(w, key);
+    if (PQgetisnull(r, row, c))
+        kb_jw_null(w);
+    else
+        kb_jw_raw(w, PQgetvalue(r, row, c), (size_t)PQgetlength(r, row, c));
+}
+
+static void
+ts_field(kb_jw *w, const char *key, const PGresult *r, int row, int c)
+{
+    kb_jw_key(w, key);
+    kb_book_jw_ts(w, PQgetvalue(r, row, c), c < 0 || PQgetisnull(r, row, c));
+}
+
+/* MarketSummary fields (cols 0-4, then first/last at cols 5/6 or null when -1). */
+static void
+summary_fields(kb_jw *w, const PGresult *r, int row, bool with_data_times)
+{
+    str_field(w, "ticker", r, row, 0);
+    str_field(w, "title", r, row, 1);
+    str_field(w, "event_ticker", r, row, 2);
+    str_field(w, "status", r, row, 3);
+    str_field(w, "category", r, row, 4);
+    if (with_data_times) {
+        ts_field(w, "first_data_at", r, row, 5);
+        ts_field(w, "last_data_at", r, row, 6);
+    } else {
+        kb_jw_key(w, "first_data_at");
+        kb_jw_null(w);
+        kb_jw_key(w, "last_data_at");
+        kb_jw_null(w);
+    }
+}
+
+kb_err
+kb_markets_list(kb_db *db, kb_arena *a, kb_jw *w)
+{
+    PGresult *r;
+    kb_err err = kb_db_exec(db, a, &markets_list_stmt, NULL, &r);
+    if (err)
+        return err;
+    kb_jw_key(w, "data");
+    kb_jw_arr(w);
+    for (int i = 0, n = PQntuples(r); i < n; i++) {
+        kb_jw_obj(w);
+        summary_fields(w, r, i, true);
+        kb_jw_obj_end(w);
+    }
+    kb_jw_arr_end(w);
+    return KB_OK;
+}
+
+/* A float8 as a JSON float: "50000" -> 50000.0, like Python's float repr. */
+static void
+float_field(kb_jw *w, const char *key, const PGresult *r, int row, int c, kb_arena *a)
+{
+    kb_jw_key(w, key);
+    const char *v = col(r, row, c);
+    if (v == NULL || strpbrk(v, "nN") != NULL) { /* NaN, Infinity are not JSON */
+        kb_jw_null(w);
+        return;
+    }
+    if (strpbrk(v, ".eE") == NULL)
+        v = kb_arena_printf(a, "%s.0", v);
+    kb_jw_raw(w, v, strlen(v));
+}
+
+kb_err
+kb_markets_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char **msg)
+{
+    PGresult *r;
+    const char *params[] = {ticker};
+    kb_err err = kb_db_exec(db, a, &markets_get_stmt, params, &r);
+    if (err)
+        return err;
+    if (PQntuples(r) == 0) {
+        *msg = kb_arena_printf(a, "Market '%s' not found.", ticker);
+        return KB_E_MARKET_NOT_FOUND;
+    }
+    kb_jw_key(w, "data");
+    kb_jw_obj(w);
+    summary_fields(w, r, 0, true);
+    str_field(w, "rules", r, 0, 7);
+    float_field(w, "strike_price", r, 0, 8, a);
+    ts_field(w, "discovered_at", r, 0, 9);
+    raw_field(w, "metadata", r, 0, 10);
+    raw_field(w, "snapshot_count", r, 0, 11);
+    raw_field(w, "delta_count", r, 0, 12);
+    kb_jw_obj_end(w);
+    return KB_OK;
+}
+
+static void
+event_fields(kb_jw *w, const PGresult *r, int row)
+{
+    str_field(w, "event_ticker", r, row, 0);
+    str_field(w, "series_ticker", r, row, 1);
+    str_field(w, "title", r, row, 2);
+    str_field(w, "sub_title", r, row, 3);
+    str_field(w, "category", r, row, 4);
+    kb_jw_key(w, "mutually_exclusive");
+    const char *me = col(r, row, 5);
+    if (me == NULL)
+        kb_jw_null(w);
+    else
+        kb_jw_bool(w, me[0] == 't');
+    str_field(w, "status", r, row, 6);
+}
+
+kb_err
+kb_events_list(kb_db *db, kb_arena *a, const char *category, const char *series_ticker,
+               const char *status, kb_jw *w)
+{
+    PGresult *r;
+    const char *params[] = {category, series_ticker, status};
+    kb_err err = kb_db_exec(db, a, &events_list_stmt, params, &r);
+    if (err)
+        return err;
+    kb_jw_key(w, "data");
+    kb_jw_arr(w);
+    for (int i = 0, n = PQntuples(r); i < n; i++) {
+        kb_jw_obj(w);
+        event_fields(w, r, i);
+        raw_field(w, "market_count", r, i, 7);
+        kb_jw_obj_end(w);
+    }
+    kb_jw_arr_end(w);
+    return KB_OK;
+}
+
+kb_err
+kb_events_get(kb_db *db, kb_arena *a, const char *event_ticker, kb_jw *w, const char **msg)
+{
+    PGresult *r, *m;
+    const char *params[] = {event_ticker};
+    kb_err err = kb_db_exec(db, a, &events_get_stmt, params, &r);
+    if (err)
+        return err;
+    if (PQntuples(r) == 0) {
+        *msg = kb_arena_printf(a, "Event '%s' not found.", event_ticker);
+        return KB_E_EVENT_NOT_FOUND;
+    }
+    err = kb_db_exec(db, a, &event_markets_stmt, params, &m);
+    if (err)
+        return err;
+    kb_jw_key(w, "data");
+    kb_jw_obj(w);
+    event_fields(w, r, 0);
+    kb_jw_key(w, "market_count");
+    kb_jw_int(w, PQntuples(m));
+    kb_jw_key(w, "markets");
+    kb_jw_arr(w);
+    for (int i = 0, n = PQntuples(m); i < n; i++) {
+        kb_jw_obj(w);
+        summary_fields(w, m, i, false);
+        kb_jw_obj_end(w);
+    }
+    kb_jw_arr_end(w);
+    kb_jw_obj_end(w);
+    return KB_OK;
+}
+
+static void
+settlement(kb_jw *w, const PGresult *r, int row)
+{
+    kb_jw_obj(w);
+    str_field(w, "market_ticker", r, row, 0);
+    str_field(w, "event_ticker", r, row, 1);
+    str_field(w, "result", r, row, 2);
+    raw_field(w, "settlement_value", r, row, 3);
+    ts_field(w, "determined_at", r, row, 4);
+    ts_field(w, "settled_at", r, row, 5);
+    kb_jw_obj_end(w);
+}
+
+kb_err
+kb_settlements_list(kb_db *db, kb_arena *a, const char *event_ticker, const char *result,
+                    kb_jw *w)
+{
+    PGresult *r;
+    const char *params[] = {event_ticker, result};
+    kb_err err = kb_db_exec(db, a, &settlements_list_stmt, params, &r);
+    if (err)
+        return err;
+    kb_jw_key(w, "data");
+    kb_jw_arr(w);
+    for (int i = 0, n = PQntuples(r); i < n; i++)
+        settlement(w, r, i);
+    kb_jw_arr_end(w);
+    return KB_OK;
+}
+
+kb_err
+kb_settlements_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char **msg)
+{
+    PGresult *r;
+    const char *params[] = {ticker};
+    kb_err err = kb_db_exec(db, a, &settlements_get_stmt, params, &r);
+    if (err)
+        return err;
+    if (PQntuples(r) == 0) {
+        *msg = kb_arena_printf(a, "Settlement for '%s' not found.", ticker);
+        return KB_E_SETTLEMENT_NOT_FOUND;
+    }
+    kb_jw_key(w, "data");
+    settlement(w, r, 0);
+    return KB_OK;
+}

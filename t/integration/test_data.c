@@ -1,0 +1,748 @@
+/* test_data.c - market data through the whole stack: kbctl import of t/data/fixture.jsonl,
+ * hand-checked books, pagination walks, candles, metadata routes, validation before
+ * metering, refunds after a 404, import idempotency and bad-line handling.
+ *
+ * Expected values are computed by hand from t/data/fixture.jsonl (see t/data/README.md).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "kbt.h"
+
+#define A "KXFIX-26JAN15-A"
+#define B "KXFIX-26JAN15-B"
+
+static kbt_account acct;
+
+static void
+setup(void)
+{
+    kb_buf out = KB_BUF_INIT;
+    int rc = kbt_data_kbctl("import --quiet --checkpoint-every 2 t/data/fixture.jsonl", &out);
+    if (rc != 0) {
+        fprintf(stderr, "fixture import failed (%d): %s\n", rc, kb_buf_cstr(&out));
+        abort();
+    }
+    kb_buf_release(&out);
+    PGconn *c = kbt_db();
+    kbt_data_account(c, &acct);
+    PQfinish(c);
+}
+
+static char *
+print(const cJSON *j)
+{
+    return cJSON_PrintUnformatted(j);
+}
+
+static long
+credits_used(void)
+{
+    PGconn *c = kbt_db();
+    long v = kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts WHERE user_id = $1",
+                           acct.user_id);
+    PQfinish(c);
+    return v;
+}
+
+/* ---- POST /orderbook: hand-checked books ---- */
+
+typedef struct book_case {
+    const char *ts;    /* JSON value of "timestamp" */
+    const char *depth; /* JSON value or NULL (absent) */
+    const char *basis;
+    int applied;
+    const char *yes, *no;
+} book_case;
+
+static const book_case books[] = {
+    /* At the snapshot instant: a delta with ts == captured_at is not applied; a repeated
+     * price keeps its last entry (45 -> 70); a snapshot level with quantity 0 is dropped. */
+    {"\"2026-01-15T12:00:00Z\"", NULL, "2026-01-15T12:00:00+00:00", 0,
+     "[{\"price\":45,\"quantity\":70},{\"price\":40,\"quantity\":100}]",
+     "[{\"price\":50,\"quantity\":30}]"},
+    /* A delta exactly at the timestamp is applied: 40 goes to zero and disappears. */
+    {"\"2026-01-15T12:00:01+00:00\"", NULL, "2026-01-15T12:00:00+00:00", 1,
+     "[{\"price\":45,\"quantity\":70}]", "[{\"price\":50,\"quantity\":30}]"},
+    /* ... and comes back. Unix seconds are accepted. */
+    {"1768478402", NULL, "2026-01-15T12:00:00+00:00", 2,
+     "[{\"price\":45,\"quantity\":70},{\"price\":40,\"quantity\":25}]",
+     "[{\"price\":50,\"quantity\":30}]"},
+    /* no@50 at 30 - 45 = -15: dropped. */
+    {"\"2026-01-15 12:00:03\"", NULL, "2026-01-15T12:00:00+00:00", 3,
+     "[{\"price\":45,\"quantity\":70},{\"price\":40,\"quantity\":25}]", "[]"},
+    /* Zero crossing, pinned: -15 + 20 sums to 5 (SUM semantics, DESIGN.md "Data");
+     * the original's step-wise replay would give 20. Equal timestamps (two deltas at
+     * 12:00:05 on yes@30, one in dollar/fixed-point form) both count. */
+    {"\"2026-01-15T12:00:05Z\"", NULL, "2026-01-15T12:00:00+00:00", 6,
+     "[{\"price\":45,\"quantity\":70},{\"price\":40,\"quantity\":25},"
+     "{\"price\":30,\"quantity\":15}]",
+     "[{\"price\":50,\"quantity\":5}]"},
+    {"\"2026-01-15T13:00:09+01:00\"", NULL, "2026-01-15T12:00:00+00:00", 7,
+     "[{\"price\":45,\"quantity\":70},{\"price\":40,\"quantity\":25},"
+     "{\"price\":30,\"quantity\":15}]",
+     "[{\"price\":60,\"quantity\":8},{\"price\":50,\"quantity\":5}]"},
+    {"\"2026-01-15T12:00:09Z\"", "1", "2026-01-15T12:00:00+00:00", 7,
+     "[{\"price\":45,\"quantity\":70}]", "[{\"price\":60,\"quantity\":8}]"},
+    {"\"2026-01-15T12:00:09Z\"", "0", "2026-01-15T12:00:00+00:00", 7, "[]", "[]"},
+    {"\"2026-01-15T12:00:09Z\"", "null", "2026-01-15T12:00:00+00:00", 7,
+     "[{\"price\":45,\"quantity\":70},{\"price\":40,\"quantity\":25},"
+     "{\"price\":30,\"quantity\":15}]",
+     "[{\"price\":60,\"quantity\":8},{\"price\":50,\"quantity\":5}]"},
+    /* Second snapshot: its own-instant delta (+99) is excluded, the later -4 applied. */
+    {"\"2026-01-15T12:00:10Z\"", NULL, "2026-01-15T12:00:10+00:00", 0,
+     "[{\"price\":41,\"quantity\":10}]", "[{\"price\":59,\"quantity\":5}]"},
+    {"\"2026-01-15T12:00:12.000001Z\"", NULL, "2026-01-15T12:00:10+00:00", 1,
+     "[{\"price\":41,\"quantity\":6}]", "[{\"price\":59,\"quantity\":5}]"},
+};
+
+START_TEST(orderbook_matches_hand_checked_books)
+{
+    const book_case *bc = &books[_i];
+    char body[256];
+    snprintf(body, sizeof(body), "{\"market_ticker\":\"" A "\",\"timestamp\":%s%s%s}", bc->ts,
+             bc->depth ? ",\"depth\":" : "", bc->depth ? bc->depth : "");
+    kbt_resp *r = kbt_data_post(&acct, "/orderbook", body);
+    ck_assert_msg(r->status == 200, "%s: %ld %s", bc->ts, r->status, kb_buf_cstr(&r->body));
+    static const char *const keys[] = {"market_ticker", "timestamp", "snapshot_basis",
+                                       "deltas_applied", "yes", "no", "request_id",
+                                       "response_time", NULL};
+    kbt_data_assert_keys(r->json, keys);
+    ck_assert_str_eq(cJSON_GetObjectItem(r->json, "market_ticker")->valuestring, A);
+    ck_assert_str_eq(cJSON_GetObjectItem(r->json, "snapshot_basis")->valuestring, bc->basis);
+    ck_assert_int_eq(cJSON_GetObjectItem(r->json, "deltas_applied")->valueint, bc->applied);
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(r->json, "response_time")));
+    char *yes = print(cJSON_GetObjectItem(r->json, "yes"));
+    char *no = print(cJSON_GetObjectItem(r->json, "no"));
+    ck_assert_str_eq(yes, bc->yes);
+    ck_assert_str_eq(no, bc->no);
+    free(yes);
+    free(no);
+    kbt_resp_free(r);
+}
+END_TEST
+
+START_TEST(orderbook_echoes_timestamp_in_utc)
+{
+    kbt_resp *r = kbt_data_post(&acct, "/orderbook",
+                                "{\"market_ticker\":\"" A "\",\"timestamp\":"
+                                "\"2026-01-15T13:00:09.5+01:00\"}");
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(cJSON_GetObjectItem(r->json, "timestamp")->valuestring,
+                     "2026-01-15T12:00:09.500000+00:00");
+    kbt_resp_free(r);
+}
+END_TEST
+
+START_TEST(orderbook_404s_are_refunded)
+{
+    long before = credits_used();
+    kbt_resp *r = kbt_data_post(&acct, "/orderbook",
+                                "{\"market_ticker\":\"" A "\",\"timestamp\":"
+                                "\"2026-01-15T11:59:59Z\"}");
+    kbt_assert_envelope(r, 404, "no_data_available");
+    const char *msg =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")->valuestring;
+    ck_assert_msg(strstr(msg, "2026-01-15T12:00:00+00:00") != NULL, "%s", msg);
+    char *cost = kbt_header(r, "X-Credits-Cost");
+    ck_assert_str_eq(cost, "0");
+    free(cost);
+    kbt_resp_free(r);
+    r = kbt_data_post(&acct, "/orderbook",
+                      "{\"market_ticker\":\"KXNOPE\",\"timestamp\":\"2026-01-15T12:00:00Z\"}");
+    kbt_assert_envelope(r, 404, "market_not_found");
+    kbt_resp_free(r);
+    ck_assert_int_eq(credits_used(), before);
+    r = kbt_data_post(&acct, "/orderbook",
+                      "{\"market_ticker\":\"" A "\",\"timestamp\":\"2026-01-15T12:00:00Z\"}");
+    ck_assert_int_eq(r->status, 200);
+    cost = kbt_header(r, "X-Credits-Cost");
+    ck_assert_str_eq(cost, "5");
+    free(cost);
+    kbt_resp_free(r);
+    ck_assert_int_eq(credits_used(), before + 5);
+}
+END_TEST
+
+/* ---- validation happens before metering ---- */
+
+typedef struct bad_case {
+    const char *method, *path, *ctype, *body;
+    long status;
+    const char *code, *msg_part;
+} bad_case;
+
+#define OB "\"market_ticker\":\"" A "\""
+static const bad_case bads[] = {
+    {"POST", "/orderbook", "application/json", "", 422, "validation_error",
+     "body: Field required"},
+    {"POST", "/orderbook", "text/plain", "{}", 422, "validation_error", "body"},
+    {"POST", "/orderbook", "application/json", "{\"market_ticker\":", 422, "validation_error",
+     "body"},
+    {"POST", "/orderbook", "application/json", "[]", 422, "validation_error", "body"},
+    {"POST", "/orderbook", "application/json",
+     "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\"} trailing", 422, "validation_error", "body"},
+    {"POST", "/orderbook", "application/json", "{}", 422, "validation_error",
+     "body.market_ticker: Field required; body.timestamp: Field required"},
+    {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"yesterday\"}", 400,
+     "invalid_timestamp", "body.timestamp"},
+    {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"2026-02-30T00:00:00Z\"}",
+     400, "invalid_timestamp", "body.timestamp"},
+    {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
+     "\"depth\":-1}", 422, "validation_error", "body.depth"},
+    {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
+     "\"depth\":1.5}", 422, "validation_error", "body.depth"},
+    {"POST", "/deltas", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\"}",
+     422, "validation_error", "body.end_time: Field required"},
+    {"POST", "/deltas", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:01Z\","
+     "\"end_time\":\"2026-01-15T12:00:00Z\"}", 400, "invalid_timestamp", "start_time"},
+    {"POST", "/deltas", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\","
+     "\"end_time\":\"2026-01-15T12:00:10Z\",\"limit\":0}", 422, "validation_error",
+     "body.limit"},
+    {"POST", "/trades", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\","
+     "\"end_time\":\"2026-01-15T12:00:10Z\",\"limit\":1001}", 422, "validation_error",
+     "body.limit"},
+    {"POST", "/trades", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\","
+     "\"end_time\":\"2026-01-15T12:00:10Z\",\"cursor\":\"not-a-cursor!\"}", 422,
+     "validation_error", "invalid pagination cursor"},
+    {"POST", "/deltas", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\","
+     "\"end_time\":\"2026-01-15T12:00:10Z\",\"cursor\":\"eyJ0cyI6MX0=\"}", 422,
+     "validation_error", "invalid pagination cursor"},
+    {"GET", "/candles/" A "?start_time=2026-01-15T12:00:00Z&end_time=2026-01-16&interval=5m",
+     NULL, NULL, 422, "validation_error", "'1m', '1h' or '1d'"},
+    {"GET", "/candles/" A "?start_time=2026-01-15T12:00:00Z", NULL, NULL, 422,
+     "validation_error", "query.end_time: Field required"},
+    {"GET", "/candles/" A "?start_time=2026-13-01&end_time=2026-01-16", NULL, NULL, 400,
+     "invalid_timestamp", "query.start_time"},
+};
+
+START_TEST(invalid_requests_are_rejected_uncharged)
+{
+    const bad_case *bc = &bads[_i];
+    long before = credits_used();
+    char auth[128];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", acct.key);
+    char ct[96];
+    snprintf(ct, sizeof(ct), "Content-Type: %s", bc->ctype ? bc->ctype : "application/json");
+    const char *h[] = {auth, ct, NULL};
+    kbt_resp *r = kbt_request(bc->method, bc->path, h, bc->body, bc->body ? strlen(bc->body) : 0);
+    kbt_assert_envelope(r, bc->status, bc->code);
+    const char *msg =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")->valuestring;
+    ck_assert_msg(strstr(msg, bc->msg_part) != NULL, "message '%s' lacks '%s'", msg,
+                  bc->msg_part);
+    char *cost = kbt_header(r, "X-Credits-Cost");
+    ck_assert_msg(cost == NULL, "charged: X-Credits-Cost %s", cost);
+    kbt_resp_free(r);
+    ck_assert_int_eq(credits_used(), before);
+}
+END_TEST
+
+START_TEST(data_routes_need_an_api_key)
+{
+    const char *paths[] = {"/markets", "/events", "/settlements", ("/markets/" A)};
+    for (size_t i = 0; i < 4; i++) {
+        kbt_resp *r = kbt_get(paths[i]);
+        kbt_assert_envelope(r, 401, "invalid_api_key");
+        kbt_resp_free(r);
+    }
+}
+END_TEST
+
+/* ---- pagination ---- */
+
+/* Walk B's 57 deltas with a page size; every seq 2..58 exactly once, in order. */
+static void
+walk(const char *path, int limit, const char *start, const char *end, int want_rows,
+     int first_seq)
+{
+    char *cursor = NULL;
+    int seen = 0, pages = 0;
+    for (;;) {
+        char body[1024];
+        snprintf(body, sizeof(body),
+                 "{\"market_ticker\":\"" B "\",\"start_time\":\"%s\",\"end_time\":\"%s\","
+                 "\"limit\":%d%s%s%s}",
+                 start, end, limit, cursor ? ",\"cursor\":\"" : "", cursor ? cursor : "",
+                 cursor ? "\"" : "");
+        kbt_resp *r = kbt_data_post(&acct, path, body);
+        ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
+        static const char *const keys[] = {"data", "next_cursor", "has_more", "request_id",
+                                           "response_time", NULL};
+        kbt_data_assert_keys(r->json, keys);
+        const cJSON *data = cJSON_GetObjectItem(r->json, "data");
+        const cJSON *more = cJSON_GetObjectItem(r->json, "has_more");
+        const cJSON *next = cJSON_GetObjectItem(r->json, "next_cursor");
+        int n = cJSON_GetArraySize(data);
+        ck_assert_int_le(n, limit);
+        /* next_cursor is non-null exactly when has_more is true */
+        ck_assert_int_eq(cJSON_IsTrue(more), cJSON_IsString(next));
+        const cJSON *row;
+        cJSON_ArrayForEach(row, data)
+        {
+            ck_assert_int_eq(cJSON_GetObjectItem(row, "seq")->valueint, first_seq + seen);
+            seen++;
+        }
+        free(cursor);
+        cursor = cJSON_IsString(next) ? strdup(next->valuestring) : NULL;
+        pages++;
+        if (cJSON_IsTrue(more))
+            ck_assert_int_eq(n, limit);
+        kbt_resp_free(r);
+        if (cursor == NULL)
+            break;
+        ck_assert_int_lt(pages, 200);
+    }
+    ck_assert_int_eq(seen, want_rows);
+    free(cursor);
+}
+
+static const int page_sizes[] = {1, 2, 7, 10, 57, 100, 1000};
+
+START_TEST(deltas_pagination_returns_every_row_once)
+{
+    /* B's deltas: 57 rows, two per 250 ms step from 12:00:00.001, seq 2..58. */
+    walk("/deltas", page_sizes[_i], "2026-01-15T12:00:00Z", "2026-01-15T12:01:00Z", 57, 2);
+    /* end is inclusive: 12:00:00.251 holds seq 4 and 5 */
+    walk("/deltas", page_sizes[_i], "2026-01-15T12:00:00.001Z", "2026-01-15T12:00:00.251Z", 4,
+         2);
+    /* start is inclusive too */
+    walk("/deltas", page_sizes[_i], "2026-01-15T12:00:00.251Z", "2026-01-15T12:00:00.251Z", 2,
+         4);
+}
+END_TEST
+
+START_TEST(deltas_rows_have_api_fields)
+{
+    kbt_resp *r = kbt_data_post(&acct, "/deltas",
+                                "{\"market_ticker\":\"" A "\",\"start_time\":"
+                                "\"2026-01-15T12:00:06Z\",\"end_time\":\"2026-01-15T12:00:07Z\"}");
+    ck_assert_int_eq(r->status, 200);
+    char *s = print(cJSON_GetObjectItem(r->json, "data"));
+    ck_assert_str_eq(s, "[{\"market_ticker\":\"" A "\",\"ts\":\"2026-01-15T12:00:06.500000+00:00\","
+                        "\"seq\":9,\"price_cents\":60,\"delta_amount\":8,\"side\":\"no\"}]");
+    free(s);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(r->json, "next_cursor")));
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r->json, "has_more")));
+    kbt_resp_free(r);
+    /* unknown ticker: empty, not 404 */
+    r = kbt_data_post(&acct, "/deltas",
+                      "{\"market_ticker\":\"KXNOPE\",\"start_time\":0,\"end_time\":2000000000}");
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r->json, "data")), 0);
+    kbt_resp_free(r);
+}
+END_TEST
+
+START_TEST(trades_end_is_exclusive_and_cursor_walks)
+{
+    kbt_resp *r = kbt_data_post(&acct, "/trades",
+                                "{\"market_ticker\":\"" A "\",\"start_time\":"
+                                "\"2026-01-15T12:00:00Z\",\"end_time\":\"2026-01-15T13:00:00Z\","
+                                "\"limit\":2}");
+    ck_assert_int_eq(r->status, 200);
+    char *s = print(cJSON_GetObjectItem(r->json, "data"));
+    ck_assert_str_eq(s, "[{\"trade_id\":\"tr-1\",\"market_ticker\":\"" A "\",\"yes_price\":40,"
+                        "\"no_price\":60,\"count\":10,\"taker_side\":\"yes\","
+                        "\"ts\":\"2026-01-15T12:00:00+00:00\"},"
+                        "{\"trade_id\":\"tr-2\",\"market_ticker\":\"" A "\",\"yes_price\":45,"
+                        "\"no_price\":55,\"count\":5,\"taker_side\":\"no\","
+                        "\"ts\":\"2026-01-15T12:00:30+00:00\"}]");
+    free(s);
+    const cJSON *next = cJSON_GetObjectItem(r->json, "next_cursor");
+    ck_assert(cJSON_IsString(next));
+    /* The cursor is base64 of {"ts":"<§1.1>","id":<id>} */
+    ck_assert_msg(strncmp(next->valuestring, "eyJ0cyI6IjIwMjYtMDEtMTVUMTI6MDA6MzArMDA6MDAiLCJpZCI6",
+                          52) == 0,
+                  "%s", next->valuestring);
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"market_ticker\":\"" A "\",\"start_time\":\"2026-01-15T12:00:00Z\","
+             "\"end_time\":\"2026-01-15T13:00:00Z\",\"limit\":2,\"cursor\":\"%s\"}",
+             next->valuestring);
+    kbt_resp_free(r);
+    r = kbt_data_post(&acct, "/trades", body);
+    ck_assert_int_eq(r->status, 200);
+    const cJSON *data = cJSON_GetObjectItem(r->json, "data");
+    ck_assert_int_eq(cJSON_GetArraySize(data), 2); /* tr-3, tr-4; tr-5 at 13:00 excluded */
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(data, 0), "trade_id")->valuestring,
+                     "tr-3");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(data, 1), "trade_id")->valuestring,
+                     "tr-4");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r->json, "has_more")));
+    kbt_resp_free(r);
+}
+END_TEST
+
+/* ---- candles ---- */
+
+typedef struct candle_case {
+    const char *query;
+    const char *data;
+} candle_case;
+
+static const candle_case candles[] = {
+    {"start_time=2026-01-15T12:00:00%2B00:00&end_time=2026-01-15T13:01:00+00:00&interval=1m",
+     "[{\"bucket\":\"2026-01-15T12:00:00\",\"market_ticker\":\"" A "\",\"open\":40,\"high\":45,"
+     "\"low\":38,\"close\":38,\"volume\":16,\"trade_count\":3},"
+     "{\"bucket\":\"2026-01-15T12:01:00\",\"market_ticker\":\"" A "\",\"open\":50,\"high\":50,"
+     "\"low\":50,\"close\":50,\"volume\":2,\"trade_count\":1},"
+     "{\"bucket\":\"2026-01-15T13:00:00\",\"market_ticker\":\"" A "\",\"open\":55,\"high\":55,"
+     "\"low\":55,\"close\":55,\"volume\":4,\"trade_count\":1}]"},
+    {"start_time=2026-01-15T12:00:00Z&end_time=2026-01-15T13:00:00Z",
+     "[{\"bucket\":\"2026-01-15T12:00:00\",\"market_ticker\":\"" A "\",\"open\":40,\"high\":50,"
+     "\"low\":38,\"close\":50,\"volume\":18,\"trade_count\":4}]"},
+    {"start_time=2026-01-15&end_time=2026-01-16&interval=1d",
+     "[{\"bucket\":\"2026-01-15T00:00:00\",\"market_ticker\":\"" A "\",\"open\":40,\"high\":55,"
+     "\"low\":38,\"close\":55,\"volume\":22,\"trade_count\":5}]"},
+    {"start_time=2026-01-16&end_time=2026-01-17&interval=1h", "[]"},
+};
+
+START_TEST(candles_match_hand_computed_ohlcv)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "/candles/" A "?%s", candles[_i].query);
+    kbt_resp *r = kbt_data_get(&acct, path);
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
+    static const char *const keys[] = {"data", "request_id", "response_time", NULL};
+    kbt_data_assert_keys(r->json, keys);
+    char *s = print(cJSON_GetObjectItem(r->json, "data"));
+    ck_assert_str_eq(s, candles[_i].data);
+    free(s);
+    char *cost = kbt_header(r, "X-Credits-Cost");
+    ck_assert_str_eq(cost, "3");
+    free(cost);
+    kbt_resp_free(r);
+}
+END_TEST
+
+/* ---- markets, events, settlements ---- */
+
+static const char *const summary_keys[] = {"ticker", "title", "event_ticker", "status",
+                                           "category", "first_data_at", "last_data_at", NULL};
+
+static const cJSON *
+find(const cJSON *arr, const char *key, const char *val)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        const cJSON *v = cJSON_GetObjectItem(it, key);
+        if (cJSON_IsString(v) && strcmp(v->valuestring, val) == 0)
+            return it;
+    }
+    return NULL;
+}
+
+START_TEST(markets_list_and_detail)
+{
+    kbt_resp *r = kbt_data_get(&acct, "/markets");
+    ck_assert_int_eq(r->status, 200);
+    const cJSON *data = cJSON_GetObjectItem(r->json, "data");
+    const cJSON *a = find(data, "ticker", A);
+    ck_assert_ptr_nonnull(a);
+    kbt_data_assert_keys(a, summary_keys);
+    char *s = print(a);
+    ck_assert_str_eq(s, "{\"ticker\":\"" A "\",\"title\":\"Fixture A\",\"event_ticker\":"
+                        "\"KXFIX-26JAN15\",\"status\":\"active\",\"category\":\"Crypto\","
+                        "\"first_data_at\":\"2026-01-15T12:00:00+00:00\","
+                        "\"last_data_at\":\"2026-01-15T12:00:12+00:00\"}");
+    free(s);
+    /* discovered_at descending: C (lifecycle, Jan 14 12:00), A (Jan 14), B (Jan 13) */
+    int ic = -1, ia = -1, ib = -1, i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, data)
+    {
+        const char *t = cJSON_GetObjectItem(it, "ticker")->valuestring;
+        ic = strcmp(t, "KXOTHER-26JAN15-C") == 0 ? i : ic;
+        ia = strcmp(t, A) == 0 ? i : ia;
+        ib = strcmp(t, B) == 0 ? i : ib;
+        i++;
+    }
+    ck_assert(ic >= 0 && ic < ia && ia < ib);
+    const cJSON *c = find(data, "ticker", "KXOTHER-26JAN15-C");
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(c, "first_data_at")));
+    ck_assert_str_eq(cJSON_GetObjectItem(c, "status")->valuestring, "determined");
+    kbt_resp_free(r);
+
+    r = kbt_data_get(&acct, "/markets/" A);
+    ck_assert_int_eq(r->status, 200);
+    const cJSON *d = cJSON_GetObjectItem(r->json, "data");
+    static const char *const detail[] = {
+        "ticker", "title", "event_ticker", "status", "category", "first_data_at", "last_data_at",
+        "rules", "strike_price", "discovered_at", "metadata", "snapshot_count", "delta_count",
+        NULL};
+    kbt_data_assert_keys(d, detail);
+    ck_assert_str_eq(cJSON_GetObjectItem(d, "rules")->valuestring, "Resolves yes if A.");
+    ck_assert(cJSON_GetObjectItem(d, "strike_price")->valuedouble == 50000.0);
+    ck_assert_str_eq(cJSON_GetObjectItem(d, "discovered_at")->valuestring,
+                     "2026-01-14T00:00:00+00:00");
+    const cJSON *meta = cJSON_GetObjectItem(d, "metadata");
+    ck_assert(cJSON_IsObject(meta));
+    ck_assert_int_eq(cJSON_GetObjectItem(meta, "open_interest")->valueint, 12);
+    ck_assert_int_eq(cJSON_GetObjectItem(d, "snapshot_count")->valueint, 2);
+    ck_assert_int_eq(cJSON_GetObjectItem(d, "delta_count")->valueint, 10);
+    kbt_resp_free(r);
+
+    r = kbt_data_get(&acct, "/markets/KXNOPE");
+    kbt_assert_envelope(r, 404, "market_not_found");
+    kbt_resp_free(r);
+}
+END_TEST
+
+START_TEST(events_filters_and_detail)
+{
+    kbt_resp *r = kbt_data_get(&acct, "/events?category=Crypto");
+    ck_assert_int_eq(r->status, 200);
+    const cJSON *ev;
+    cJSON_ArrayForEach(ev, cJSON_GetObjectItem(r->json, "data"))
+    {
+        ck_assert_str_eq(cJSON_GetObjectItem(ev, "category")->valuestring, "Crypto");
+    }
+    char *s = print(find(cJSON_GetObjectItem(r->json, "data"), "event_ticker", "KXFIX-26JAN15"));
+    ck_assert_str_eq(s, "{\"event_ticker\":\"KXFIX-26JAN15\",\"series_ticker\":\"KXFIX\","
+                        "\"title\":\"Fixture event\",\"sub_title\":\"Jan 15\",\"category\":"
+                        "\"Crypto\",\"mutually_exclusive\":true,\"status\":\"active\","
+                        "\"market_count\":2}");
+    free(s);
+    kbt_resp_free(r);
+    r = kbt_data_get(&acct, "/events?series_ticker=KXOTHER&status=closed");
+    const cJSON *data = cJSON_GetObjectItem(r->json, "data");
+    ck_assert_int_eq(cJSON_GetArraySize(data), 1);
+    const cJSON *e = cJSON_GetArrayItem(data, 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(e, "event_ticker")->valuestring, "KXOTHER-26JAN15");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(e, "mutually_exclusive")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(e, "sub_title")));
+    ck_assert_int_eq(cJSON_GetObjectItem(e, "market_count")->valueint, 1);
+    kbt_resp_free(r);
+    r = kbt_data_get(&acct, "/events?status=active&category=Economics");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r->json, "data")), 0);
+    kbt_resp_free(r);
+
+    r = kbt_data_get(&acct, "/events/KXFIX-26JAN15");
+    ck_assert_int_eq(r->status, 200);
+    const cJSON *d = cJSON_GetObjectItem(r->json, "data");
+    static const char *const keys[] = {"event_ticker", "series_ticker", "title", "sub_title",
+                                       "category", "mutually_exclusive", "status",
+                                       "market_count", "markets", NULL};
+    kbt_data_assert_keys(d, keys);
+    const cJSON *ms = cJSON_GetObjectItem(d, "markets");
+    ck_assert_int_eq(cJSON_GetArraySize(ms), 2);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(ms, 0), "ticker")->valuestring, A);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(ms, 1), "ticker")->valuestring, B);
+    kbt_data_assert_keys(cJSON_GetArrayItem(ms, 0), summary_keys);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(ms, 0), "first_data_at")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(ms, 0), "last_data_at")));
+    kbt_resp_free(r);
+    r = kbt_data_get(&acct, "/events/KXNOPE");
+    kbt_assert_envelope(r, 404, "event_not_found");
+    kbt_resp_free(r);
+}
+END_TEST
+
+START_TEST(settlements_list_filters_and_detail)
+{
+    kbt_resp *r = kbt_data_get(&acct, "/settlements?event_ticker=KXFIX-26JAN15");
+    ck_assert_int_eq(r->status, 200);
+    char *s = print(cJSON_GetObjectItem(r->json, "data"));
+    ck_assert_str_eq(s, "[{\"market_ticker\":\"" A "\",\"event_ticker\":\"KXFIX-26JAN15\","
+                        "\"result\":\"yes\",\"settlement_value\":100,"
+                        "\"determined_at\":\"2026-01-15T17:00:00+00:00\","
+                        "\"settled_at\":\"2026-01-15T17:05:00.250000+00:00\"}]");
+    free(s);
+    kbt_resp_free(r);
+    r = kbt_data_get(&acct, "/settlements?result=no");
+    const cJSON *c = find(cJSON_GetObjectItem(r->json, "data"), "market_ticker",
+                          "KXOTHER-26JAN15-C");
+    ck_assert_ptr_nonnull(c);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(c, "settled_at")));
+    ck_assert_int_eq(cJSON_GetObjectItem(c, "settlement_value")->valueint, 0);
+    kbt_resp_free(r);
+    /* determined_at descending: A (17:00) before C (14:00) */
+    r = kbt_data_get(&acct, "/settlements");
+    const cJSON *data = cJSON_GetObjectItem(r->json, "data"), *it;
+    int ia = -1, ic = -1, i = 0;
+    cJSON_ArrayForEach(it, data)
+    {
+        const char *t = cJSON_GetObjectItem(it, "market_ticker")->valuestring;
+        ia = strcmp(t, A) == 0 ? i : ia;
+        ic = strcmp(t, "KXOTHER-26JAN15-C") == 0 ? i : ic;
+        i++;
+    }
+    ck_assert(ia >= 0 && ia < ic);
+    kbt_resp_free(r);
+    r = kbt_data_get(&acct, "/settlements/" A);
+    ck_assert_int_eq(r->status, 200);
+    static const char *const keys[] = {"market_ticker", "event_ticker", "result",
+                                       "settlement_value", "determined_at", "settled_at", NULL};
+    kbt_data_assert_keys(cJSON_GetObjectItem(r->json, "data"), keys);
+    kbt_resp_free(r);
+    r = kbt_data_get(&acct, "/settlements/" B);
+    kbt_assert_envelope(r, 404, "settlement_not_found");
+    kbt_resp_free(r);
+}
+END_TEST
+
+/* A delta imported later, inside intervals already checkpointed, is counted:
+ * import removes the stale checkpoints in the same transaction. */
+static void
+assert_d_book(const char *ts, int applied, const char *yes)
+{
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"market_ticker\":\"KXFIX-26JAN15-D\",\"timestamp\":\"%s\"}", ts);
+    kbt_resp *r = kbt_data_post(&acct, "/orderbook", body);
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
+    ck_assert_int_eq(cJSON_GetObjectItem(r->json, "deltas_applied")->valueint, applied);
+    char *s = print(cJSON_GetObjectItem(r->json, "yes"));
+    ck_assert_str_eq(s, yes);
+    free(s);
+    kbt_resp_free(r);
+}
+
+START_TEST(late_deltas_invalidate_checkpoints)
+{
+    PGconn *c = kbt_db();
+    ck_assert_int_eq(kbt_data_kbctl("import --quiet --checkpoint-every 2 t/data/checkpoints.jsonl",
+                                    NULL), 0);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints"
+                                      " WHERE market_ticker = $1", "KXFIX-26JAN15-D"), 3);
+    assert_d_book("2026-01-15T12:00:45Z", 4, "[{\"price\":10,\"quantity\":9}]");
+    /* --checkpoint-every 0: no rebuild, only the invalidation */
+    ck_assert_int_eq(kbt_data_kbctl("import --quiet --checkpoint-every 0 "
+                                    "t/data/checkpoints-late.jsonl", NULL), 0);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints"
+                                      " WHERE market_ticker = $1", "KXFIX-26JAN15-D"), 0);
+    assert_d_book("2026-01-15T12:00:45Z", 5, "[{\"price\":10,\"quantity\":109}]");
+    /* rebuilt by the next import that touches the market (here: a re-import, nothing
+     * new, so nothing is rebuilt) and by any import with new rows */
+    ck_assert_int_eq(kbt_data_kbctl("import --quiet --checkpoint-every 2 "
+                                    "t/data/checkpoints.jsonl", NULL), 0);
+    assert_d_book("2026-01-15T12:01:00Z", 7, "[{\"price\":10,\"quantity\":111}]");
+    PQfinish(c);
+}
+END_TEST
+
+/* ---- read replica (API.md/DESIGN.md: data on KB_DATABASE_READ_URL, money on the primary) ---- */
+
+START_TEST(data_queries_use_the_replica_and_metering_the_primary)
+{
+    const char *url = getenv("KB_DATABASE_READ_URL");
+    if (url == NULL || url[0] == '\0')
+        return; /* the suite runs once with a replica (t/run-tests.sh); nothing to check here */
+    long before = credits_used();
+    for (int i = 0; i < 6; i++) { /* reach every worker */
+        kbt_resp *r = kbt_data_get(&acct, "/markets/" A);
+        ck_assert_int_eq(r->status, 200);
+        kbt_resp_free(r);
+    }
+    ck_assert_int_eq(credits_used(), before + 6);
+    PGconn *rep = PQconnectdb(url);
+    ck_assert_msg(PQstatus(rep) == CONNECTION_OK, "%s", PQerrorMessage(rep));
+    char *rec = kbt_sql_value(rep, "SELECT pg_is_in_recovery()::text");
+    ck_assert_str_eq(rec, "true");
+    free(rec);
+    ck_assert_int_ge(kbt_sql_long1(rep, "SELECT count(*) FROM pg_stat_activity"
+                                        " WHERE application_name = $1",
+                                   "kalshibook-worker-read"), 1);
+    PQfinish(rep);
+    PGconn *c = kbt_db();
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM pg_stat_activity"
+                                      " WHERE application_name = $1", "kalshibook-worker-read"),
+                     0);
+    PQfinish(c);
+}
+END_TEST
+
+/* ---- kbctl import ---- */
+
+static char *
+stats_row(PGconn *c)
+{
+    return kbt_sql_value(c, "SELECT string_agg(concat_ws('|', ticker, first_data_at, last_data_at,"
+                            " snapshot_count, delta_count, trade_count), ';' ORDER BY ticker)"
+                            " || (SELECT count(*) FROM deltas) || (SELECT count(*) FROM trades)"
+                            " || (SELECT max(last_updated) FROM markets)"
+                            " || (SELECT max(updated_at) FROM settlements)"
+                            " FROM market_stats WHERE ticker LIKE 'KXFIX%'");
+}
+
+START_TEST(import_twice_changes_nothing)
+{
+    PGconn *c = kbt_db();
+    char *before = stats_row(c);
+    kb_buf out = KB_BUF_INIT;
+    ck_assert_int_eq(kbt_data_kbctl("import t/data/fixture.jsonl", &out), 0);
+    ck_assert_msg(strstr(kb_buf_cstr(&out), "snapshots 3 (0 new), deltas 68 (0 new), "
+                                            "trades 6 (0 new)") != NULL,
+                  "%s", kb_buf_cstr(&out));
+    char *after = stats_row(c);
+    ck_assert_str_eq(before, after);
+    free(before);
+    free(after);
+    kb_buf_release(&out);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(import_reports_bad_lines_and_keeps_going)
+{
+    PGconn *c = kbt_db();
+    kb_buf out = KB_BUF_INIT;
+    /* --strict stops at line 2, after loading line 1 */
+    ck_assert_int_eq(kbt_data_kbctl("import --strict t/data/bad.jsonl", &out), 1);
+    ck_assert_msg(strstr(kb_buf_cstr(&out), "t/data/bad.jsonl:2: malformed JSON") != NULL,
+                  "%s", kb_buf_cstr(&out));
+    ck_assert_ptr_null(strstr(kb_buf_cstr(&out), "bad.jsonl:3:"));
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM deltas WHERE market_ticker = $1",
+                                   "KXBAD"), 1);
+    kb_buf_reset(&out);
+    ck_assert_int_eq(kbt_data_kbctl("import t/data/bad.jsonl", &out), 1);
+    const char *want[] = {"bad.jsonl:2: malformed JSON", "bad.jsonl:3: orderbook_delta price",
+                          "bad.jsonl:4: msg.ts missing", "bad.jsonl:6: a line must be one JSON",
+                          "bad.jsonl:7: trade taker_side"};
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_msg(strstr(kb_buf_cstr(&out), want[i]) != NULL, "no '%s' in %s", want[i],
+                      kb_buf_cstr(&out));
+    ck_assert_ptr_null(strstr(kb_buf_cstr(&out), "bad.jsonl:5:"));
+    /* line 5 (ts from received_at) loaded, line 1 not duplicated */
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM deltas WHERE market_ticker = $1",
+                                   "KXBAD"), 2);
+    kb_buf_release(&out);
+    PQfinish(c);
+}
+END_TEST
+
+int
+main(void)
+{
+    kbt_init();
+    Suite *s = suite_create("data");
+    TCase *tc = tcase_create("data");
+    tcase_add_unchecked_fixture(tc, setup, NULL);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, orderbook_matches_hand_checked_books, 0,
+                        (int)(sizeof(books) / sizeof(books[0])));
+    tcase_add_test(tc, orderbook_echoes_timestamp_in_utc);
+    tcase_add_test(tc, orderbook_404s_are_refunded);
+    tcase_add_loop_test(tc, invalid_requests_are_rejected_uncharged, 0,
+                        (int)(sizeof(bads) / sizeof(bads[0])));
+    tcase_add_test(tc, data_routes_need_an_api_key);
+    tcase_add_loop_test(tc, deltas_pagination_returns_every_row_once, 0,
+                        (int)(sizeof(page_sizes) / sizeof(page_sizes[0])));
+    tcase_add_test(tc, deltas_rows_have_api_fields);
+    tcase_add_test(tc, trades_end_is_exclusive_and_cursor_walks);
+    tcase_add_loop_test(tc, candles_match_hand_computed_ohlcv, 0,
+                        (int)(sizeof(candles) / sizeof(candles[0])));
+    tcase_add_test(tc, markets_list_and_detail);
+    tcase_add_test(tc, events_filters_and_detail);
+    tcase_add_test(tc, settlements_list_filters_and_detail);
+    tcase_add_test(tc, import_twice_changes_nothing);
+    tcase_add_test(tc, import_reports_bad_lines_and_keeps_going);
+    tcase_add_test(tc, late_deltas_invalidate_checkpoints);
+    tcase_add_test(tc, data_queries_use_the_replica_and_metering_the_primary);
+    suite_add_tcase(s, tc);
+    return kb_check_run(s);
+}

@@ -1,0 +1,365 @@
+/* test_metered_http.c - metering through the whole stack (nginx -> worker ->
+ * kb_meter -> data route): headers, no overdraft and exact overage under
+ * concurrency, the rate window, refunds (404 and a database failure), and
+ * nothing charged for 401/422/429. DESIGN.md money rules 1-4. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "check_main.h"
+#include "kbt.h"
+
+static kbt_resp *
+get_with_key(const char *path, const char *key)
+{
+    char auth[160];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    const char *h[] = {auth, NULL};
+    return kbt_request("GET", path, h, NULL, 0);
+}
+
+static long
+hdr_long(const kbt_resp *r, const char *name)
+{
+    char *v = kbt_header(r, name);
+    if (v == NULL)
+        return -1;
+    char *end;
+    long n = strtol(v, &end, 10);
+    ck_assert_msg(*end == '\0' && end != v, "%s: '%s' is not an integer", name, v);
+    free(v);
+    return n;
+}
+
+static long
+used(PGconn *c, const kbt_account *a)
+{
+    return kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts WHERE user_id = $1",
+                         a->user_id);
+}
+
+START_TEST(metered_success_carries_exact_headers)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+    kbt_resp *r = get_with_key("/markets", a.key);
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), 1);
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Used"), 1);
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Total"), 100);
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Remaining"), 99);
+    ck_assert_int_eq(hdr_long(r, "X-RateLimit-Limit"), 120);
+    ck_assert_int_eq(hdr_long(r, "X-RateLimit-Remaining"), 119);
+    long reset = hdr_long(r, "X-RateLimit-Reset");
+    long now = (long)time(NULL);
+    ck_assert_msg(reset > now - 2 && reset <= now + 61 && reset % 60 == 0, "reset %ld", reset);
+    kbt_resp_free(r);
+    /* Bearer in another letter case is the same key (API.md §7.14). */
+    char auth[160];
+    snprintf(auth, sizeof(auth), "Authorization: bEaReR   %s  ", a.key);
+    const char *h[] = {auth, NULL};
+    r = kbt_request("GET", "/markets", h, NULL, 0);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Used"), 2);
+    kbt_resp_free(r);
+    ck_assert_int_eq(used(c, &a), 2);
+    PQfinish(c);
+}
+END_TEST
+
+typedef struct burst {
+    const char *key;
+    int per_thread;
+    atomic_int ok, exhausted, other, headers_on_429;
+} burst;
+
+static void *
+burst_thread(void *arg)
+{
+    burst *b = arg;
+    for (int i = 0; i < b->per_thread; i++) {
+        kbt_resp *r = get_with_key("/markets", b->key);
+        if (r->status == 200) {
+            atomic_fetch_add(&b->ok, 1);
+        } else if (r->status == 429 && r->json != NULL &&
+                   strcmp(cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "code")
+                              ->valuestring,
+                          "credits_exhausted") == 0) {
+            atomic_fetch_add(&b->exhausted, 1);
+            char *h = kbt_header(r, "X-Credits-Used");
+            if (h != NULL)
+                atomic_fetch_add(&b->headers_on_429, 1);
+            free(h);
+        } else {
+            atomic_fetch_add(&b->other, 1);
+        }
+        kbt_resp_free(r);
+    }
+    return NULL;
+}
+
+static void
+run_burst(burst *b, int threads)
+{
+    pthread_t th[32];
+    for (int i = 0; i < threads; i++)
+        pthread_create(&th[i], NULL, burst_thread, b);
+    for (int i = 0; i < threads; i++)
+        pthread_join(th[i], NULL);
+}
+
+START_TEST(no_overdraft_through_the_stack_concurrently)
+{
+    /* Room for exactly K = 37 one-credit requests; 200 concurrent attempts. */
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 37, 100000, false);
+    burst b = {a.key, 10, 0, 0, 0, 0};
+    run_burst(&b, 20);
+    ck_assert_int_eq(atomic_load(&b.other), 0);
+    ck_assert_int_eq(atomic_load(&b.ok), 37);
+    ck_assert_int_eq(atomic_load(&b.exhausted), 200 - 37);
+    ck_assert_int_eq(atomic_load(&b.headers_on_429), 0);
+    ck_assert_int_eq(used(c, &a), 37);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(payg_overage_exact_through_the_stack_concurrently)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "payg", 50, 100000, true);
+    burst b = {a.key, 6, 0, 0, 0, 0};
+    run_burst(&b, 20);
+    ck_assert_int_eq(atomic_load(&b.ok), 120);
+    ck_assert_int_eq(used(c, &a), 120);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT sum(credits) FROM usage_outbox WHERE user_id = $1",
+                                   a.user_id),
+                     70);
+    PQfinish(c);
+}
+END_TEST
+
+static void
+set_clock_offset(const char *interval)
+{
+    PGconn *c = kbt_db();
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "CREATE OR REPLACE FUNCTION kb_now() RETURNS timestamptz LANGUAGE sql STABLE"
+             " PARALLEL SAFE AS $$ SELECT now() + interval '%s' $$",
+             interval);
+    kbt_sql_ok(c, sql);
+    PQfinish(c);
+}
+
+/* Runs in the parent even when the test fails: time is always put back. */
+static void
+restore_clock(void)
+{
+    set_clock_offset("0 seconds");
+}
+
+START_TEST(rate_limit_exact_through_the_stack)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "free", 0, 0, false); /* 30 requests per minute */
+    /* Move the database clock to the top of the next minute, so the window
+     * cannot roll during the burst. */
+    char sql[128];
+    long to_next = kbt_sql_long1(c, "SELECT (60 - floor(extract(second FROM now())))::int", NULL);
+    snprintf(sql, sizeof(sql), "%ld seconds", to_next);
+    set_clock_offset(sql);
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 35; i++) {
+        kbt_resp *r = get_with_key("/markets", a.key);
+        if (r->status == 200) {
+            ok++;
+        } else {
+            kbt_assert_envelope(r, 429, "rate_limit_exceeded");
+            long ra = hdr_long(r, "Retry-After");
+            ck_assert_msg(ra >= 1 && ra <= 60, "Retry-After %ld", ra);
+            ck_assert_int_eq(hdr_long(r, "X-RateLimit-Limit"), 30);
+            ck_assert_int_eq(hdr_long(r, "X-RateLimit-Remaining"), 0);
+            ck_assert(hdr_long(r, "X-RateLimit-Reset") > 0);
+            ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), -1);
+            limited++;
+        }
+        kbt_resp_free(r);
+    }
+    ck_assert_int_eq(ok, 30);
+    ck_assert_int_eq(limited, 5);
+    ck_assert_int_eq(used(c, &a), 30);
+    /* The next window admits requests again. */
+    snprintf(sql, sizeof(sql), "%ld seconds", to_next + 61);
+    set_clock_offset(sql);
+    kbt_resp *r = get_with_key("/markets", a.key);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_int_eq(hdr_long(r, "X-RateLimit-Remaining"), 29);
+    kbt_resp_free(r);
+    ck_assert_int_eq(used(c, &a), 31);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(refund_after_404_with_zero_cost_headers)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+    kbt_resp *r = get_with_key("/markets", a.key);
+    ck_assert_int_eq(r->status, 200);
+    kbt_resp_free(r);
+    r = get_with_key("/markets/NO-SUCH-MARKET", a.key);
+    kbt_assert_envelope(r, 404, "market_not_found");
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), 0);
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Used"), 1);
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Remaining"), 99);
+    kbt_resp_free(r);
+    ck_assert_int_eq(used(c, &a), 1);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT coalesce(sum(credits_used), 0) FROM api_key_usage"
+                                      " WHERE api_key_id = $1",
+                                   a.key_id),
+                     1);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(nothing_charged_for_401_422_or_revoked)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+    const char *bad[] = {NULL, "Authorization: Basic abc", "Authorization: Bearer not-a-kb-key",
+                         "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.x",
+                         "Authorization: Bearer kb-unknownunknownunknownunknownunknownunkno"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *h[] = {bad[i], NULL};
+        kbt_resp *r = kbt_request("GET", "/markets", bad[i] ? h : NULL, NULL, 0);
+        kbt_assert_envelope(r, 401, "invalid_api_key");
+        ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), -1);
+        kbt_resp_free(r);
+    }
+    /* A malformed request is refused before the meter runs. */
+    char auth[160];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", a.key);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    const char *body = "{\"market_ticker\":\"X\",\"start_time\":\"2026-01-01T00:00:00Z\","
+                       "\"end_time\":\"2026-01-02T00:00:00Z\",\"limit\":0}";
+    kbt_resp *r = kbt_request("POST", "/deltas", h, body, strlen(body));
+    kbt_assert_envelope(r, 422, "validation_error");
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), -1);
+    kbt_resp_free(r);
+    ck_assert_int_eq(used(c, &a), 0);
+    /* A revoked key is refused on its very next request. */
+    r = get_with_key("/markets", a.key);
+    ck_assert_int_eq(r->status, 200);
+    kbt_resp_free(r);
+    const char *p[] = {a.key_id};
+    PQclear(PQexecParams(c, "UPDATE api_keys SET revoked_at = now() WHERE id = $1", 1, NULL, p,
+                         NULL, NULL, 0));
+    r = get_with_key("/markets", a.key);
+    kbt_assert_envelope(r, 401, "invalid_api_key");
+    kbt_resp_free(r);
+    ck_assert_int_eq(used(c, &a), 1);
+    PQfinish(c);
+}
+END_TEST
+
+typedef struct inflight {
+    const char *key;
+    kbt_resp *resp;
+} inflight;
+
+static void *
+inflight_thread(void *arg)
+{
+    inflight *f = arg;
+    f->resp = get_with_key("/markets", f->key);
+    return NULL;
+}
+
+/* Where the data query runs: the replica when the suite has one. */
+static PGconn *
+data_db(void)
+{
+    const char *read = getenv("KB_DATABASE_READ_URL");
+    if (read == NULL || read[0] == '\0')
+        return kbt_db();
+    PGconn *c = PQconnectdb(read);
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "replica: %s", PQerrorMessage(c));
+    return c;
+}
+
+static bool
+worker_waits_on_lock(void *arg)
+{
+    PGconn *c = arg;
+    char *v = kbt_sql_value(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
+                               " LIKE 'kalshibook-worker%' AND wait_event_type = 'Lock'");
+    bool ok = v != NULL && strcmp(v, "1") == 0;
+    free(v);
+    return ok;
+}
+
+START_TEST(refund_after_database_failure_mid_request)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+    /* The data query will wait on this lock; then its connection is killed. */
+    PGconn *lock = kbt_db();
+    kbt_sql_ok(lock, "BEGIN");
+    kbt_sql_ok(lock, "LOCK TABLE markets IN ACCESS EXCLUSIVE MODE");
+    /* The lock reaches a streaming replica too: AccessExclusiveLock is
+     * WAL-logged; flush it (segment switch) and wait for the replay. */
+    PGconn *data = data_db();
+    if (getenv("KB_DATABASE_READ_URL") != NULL && getenv("KB_DATABASE_READ_URL")[0] != '\0') {
+        kbt_sql_ok(c, "SELECT pg_switch_wal()");
+        kbt_data_wait_replica();
+    }
+    inflight f = {a.key, NULL};
+    pthread_t th;
+    pthread_create(&th, NULL, inflight_thread, &f);
+    ck_assert_msg(kbt_wait_until(worker_waits_on_lock, data, 10000), "request not in flight");
+    kbt_sql_ok(data, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE"
+                     " application_name LIKE 'kalshibook-worker%' AND wait_event_type = 'Lock'");
+    PQfinish(data);
+    pthread_join(th, NULL);
+    kbt_sql_ok(lock, "ROLLBACK");
+    ck_assert_msg(f.resp->status == 503 || f.resp->status == 500, "got %ld %s", f.resp->status,
+                  kb_buf_cstr(&f.resp->body));
+    /* Refunded on a fresh connection: the response says cost 0, the account agrees. */
+    ck_assert_int_eq(hdr_long(f.resp, "X-Credits-Cost"), 0);
+    ck_assert_int_eq(hdr_long(f.resp, "X-Credits-Used"), 0);
+    kbt_resp_free(f.resp);
+    ck_assert_int_eq(used(c, &a), 0);
+    PQfinish(lock);
+    PQfinish(c);
+}
+END_TEST
+
+int
+main(void)
+{
+    kbt_init();
+    Suite *s = suite_create("metered_http");
+    TCase *tc = tcase_create("metered");
+    tcase_set_timeout(tc, 90);
+    tcase_add_unchecked_fixture(tc, NULL, restore_clock);
+    tcase_add_test(tc, metered_success_carries_exact_headers);
+    tcase_add_test(tc, no_overdraft_through_the_stack_concurrently);
+    tcase_add_test(tc, payg_overage_exact_through_the_stack_concurrently);
+    tcase_add_test(tc, rate_limit_exact_through_the_stack);
+    tcase_add_test(tc, refund_after_404_with_zero_cost_headers);
+    tcase_add_test(tc, nothing_charged_for_401_422_or_revoked);
+    tcase_add_test(tc, refund_after_database_failure_mid_request);
+    suite_add_tcase(s, tc);
+    return kb_check_run(s);
+}
