@@ -234,6 +234,10 @@ DECLARE
     s0   timestamptz;
     made integer;
 BEGIN
+    -- The lock every import batch holds (kb_ensure_partitions) until it
+    -- commits: a batch's invalidation and a rebuild never interleave, so a
+    -- concurrent import can never leave a checkpoint that misses its rows.
+    PERFORM pg_advisory_xact_lock(7274810004);
     SELECT max(captured_at) INTO s0 FROM snapshots
      WHERE market_ticker = p_ticker AND captured_at <= p_from;
     IF s0 IS NULL THEN
