@@ -6,8 +6,9 @@
  * failure after the charge is refunded by the dispatcher.
  * Data queries go to the read replica when there is one (data_db()).
  *
- * The small JSON body reader below (body_*) follows API.md §1 and is kept
- * isolated so it can be replaced by the shared body parser later.
+ * Bodies are parsed by the shared strict parser (kb_json_body); the body_*
+ * getters below add the data routes' lax Pydantic-style reads (numeric
+ * strings for integers, timestamps as strings or numbers).
  */
 #include "app.h"
 
@@ -17,6 +18,7 @@
 
 #include "kb_book.h"
 #include "kb_cursor.h"
+#include "kb_json.h"
 #include "kb_meter.h"
 #include "kb_time.h"
 #include "kb_banned.h"
@@ -70,60 +72,16 @@ vfinish(kb_ctx *ctx, vcheck *v)
     return err;
 }
 
-static void
-free_json(void *j)
-{
-    cJSON_Delete(j);
-}
-
-/* Parse exactly s[0..len) as one JSON value: trailing bytes other than
- * whitespace make it malformed (cJSON alone would stop after the value). */
-static cJSON *
-parse_whole(const char *s, size_t len)
-{
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(s, len, &end, false);
-    if (j == NULL)
-        return NULL;
-    while (end < s + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
-        end++;
-    if (end != s + len) {
-        cJSON_Delete(j);
-        return NULL;
-    }
-    return j;
-}
-
-/* API.md §1 "Request bodies": JSON content type (or none), non-empty, an object. */
+/* API.md §1 "Request bodies", through the one shared parser (kb_json_body:
+ * content type, required body, strict JSON, an object, bounded). */
 static kb_err
 body_object(const kb_req *req, kb_ctx *ctx, const cJSON **out)
 {
-    if (req->content_type.p != NULL) {
-        kb_str ct = req->content_type;
-        size_t n = 0;
-        while (n < ct.len && ct.p[n] != ';')
-            n++;
-        kb_str mt = kb_str_trim((kb_str){ct.p, n});
-        size_t slash = 0;
-        while (slash < mt.len && mt.p[slash] != '/')
-            slash++;
-        kb_str sub = {mt.p + slash + 1, slash < mt.len ? mt.len - slash - 1 : 0};
-        bool ok = slash < mt.len &&
-                  (kb_str_eq_nocase(sub, "json") ||
-                   (sub.len >= 5 && kb_str_eq_nocase((kb_str){sub.p + sub.len - 5, 5}, "+json")));
-        if (!ok)
-            return kb_fail(ctx, KB_E_VALIDATION,
-                           "body: Input should be JSON (Content-Type application/json)");
-    }
-    if (req->body.len == 0 || kb_str_trim(req->body).len == 0)
-        return kb_fail(ctx, KB_E_VALIDATION, "body: Field required");
-    cJSON *j = parse_whole(req->body.p, req->body.len);
-    if (j == NULL)
-        return kb_fail(ctx, KB_E_VALIDATION, "body: JSON decode error");
-    kb_arena_on_reset(ctx->arena, free_json, j);
-    if (!cJSON_IsObject(j))
-        return kb_fail(ctx, KB_E_VALIDATION, "body: Input should be a valid dictionary or object");
-    *out = j;
+    cJSON *root = NULL;
+    kb_err err = kb_json_body(req, ctx, &root);
+    if (err)
+        return err;
+    *out = root;
     return KB_OK;
 }
 

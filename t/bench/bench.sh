@@ -14,6 +14,9 @@
 #   health      GET /health: the pool, one DB round trip; target >= 0.8 x hello-fcgi
 #   meter-sql   pgbench: kb_meter() alone over BENCH_ACCOUNTS accounts (default 100)
 #   meter-sql-hot  the same on one account (row lock and commit latency bound it)
+#   markets-metered      GET /markets/{ticker} through the stack, 100 rotating keys (vs meter-sql)
+#   markets-metered-hot  the same with one key (vs meter-sql-hot)
+#   markets-half-load    the 100-key mix paced at half the measured rate: its p99
 #   keys        GET /keys with a user token: JWT check (HMAC) + one indexed query
 #   login       POST /auth/login over ONE connection: argon2id-bound (slow by design;
 #               more connections would mostly measure the 503s of the hash cap)
@@ -334,6 +337,20 @@ BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","timestamp":"2026-03-01T23:
 BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","start_time":"2026-03-01T06:00:00Z","end_time":"2026-03-01T23:00:00Z","limit":1000}' \
     bench_row deltas-1000 /deltas health -s "$REPO/t/bench/post.lua" -H "$AUTH"
 
+# The whole metered request (nginx -> worker -> kb_meter -> data query) over
+# the same 100 accounts as meter-sql (ratio to it: target >= 0.7), the hot
+# account alone, and the same mix paced at half the measured rate (target
+# p99 <= 5 ms).
+export BENCH_TICKER=KXBTCD-26JAN15-T94000
+BENCH_KEYS=$BENCH_ACCOUNTS bench_row markets-metered "/markets/$BENCH_TICKER" meter-sql \
+    -H "Authorization: Bearer $(bench_key 1)" -- -s "$REPO/t/bench/metered.lua"
+BENCH_KEYS=1 bench_row markets-metered-hot "/markets/$BENCH_TICKER" meter-sql-hot \
+    -H "Authorization: Bearer $(bench_key 1)" -- -s "$REPO/t/bench/metered.lua"
+half_delay=$(awk -v r="${RPS[markets-metered]}" -v c="$CONNECTIONS" 'BEGIN { printf "%d", (r > 0) ? 2000 * c / r : 100 }')
+BENCH_KEYS=$BENCH_ACCOUNTS BENCH_DELAY_MS=$half_delay bench_row markets-half-load \
+    "/markets/$BENCH_TICKER" markets-metered \
+    -H "Authorization: Bearer $(bench_key 1)" -- -s "$REPO/t/bench/metered.lua"
+
 # kbctl import throughput from a generated file (deltas/s in the rps column).
 "$KB_BIN_DIR/kbctl" demo-data --markets 4 --days 1 --snapshot-minutes 1440 --deltas-per-hour 10500 \
     --trades-per-hour 0 --end 2026-03-10T00:00:00Z --out "$TMP/import.jsonl" ||
@@ -356,6 +373,8 @@ print_table
 health_ratio=${RATIO[health]}
 verdict=$(awk -v r="$health_ratio" -v t="$HEALTH_TARGET" 'BEGIN { print (r >= t) ? "met" : "MISSED" }')
 printf '\nhealth / hello-fcgi = %s (target >= %s): %s\n' "$health_ratio" "$HEALTH_TARGET" "$verdict"
+printf 'markets-metered / meter-sql = %s (target >= 0.7); markets-half-load p99 = %s ms (target <= 5)\n' \
+    "${RATIO[markets-metered]}" "${P99[markets-half-load]}"
 printf 'orderbook-100k p50 = %s ms (target <= 25); deltas-1000 / health = %s; import = %s deltas/s (target >= 200000)\n' \
     "${P50[orderbook-100k]}" "${RATIO[deltas-1000]}" "${RPS[import]}"
 write_json
