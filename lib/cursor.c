@@ -12,28 +12,12 @@
 #include <string.h>
 
 #include "kb_buf.h"
+#include "kb_json.h"
 #include "kb_time.h"
 #include "kb_banned.h"
 
 #define CURSOR_MAX_RAW 512
 
-/* Parse exactly s[0..len) as one JSON value: trailing bytes other than
- * whitespace make it malformed (cJSON alone would stop after the value). */
-static cJSON *
-parse_whole(const char *s, size_t len)
-{
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(s, len, &end, false);
-    if (j == NULL)
-        return NULL;
-    while (end < s + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
-        end++;
-    if (end != s + len) {
-        cJSON_Delete(j);
-        return NULL;
-    }
-    return j;
-}
 
 char *
 kb_cursor_encode(kb_arena *a, int64_t ts_us, int64_t id)
@@ -64,13 +48,15 @@ kb_cursor_decode(kb_str s, kb_cursor *out)
         end != s.p + s.len)
         return false;
     raw[rawlen] = '\0';
-    cJSON *j = parse_whole((const char *)raw, rawlen);
-    if (j == NULL)
+    /* The one strict parser (whole input, no trailing bytes, no duplicates). */
+    cJSON *j = NULL;
+    const char *reason;
+    size_t at;
+    if (!kb_json_parse((const char *)raw, rawlen, &j, &reason, &at))
         return false;
     bool ok = false;
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(j, "ts");
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
-    const char *reason;
     if (cJSON_IsObject(j) && cJSON_IsString(ts) && cJSON_IsNumber(id) &&
         kb_time_parse(ts->valuestring, strlen(ts->valuestring), false, &out->ts_us, &reason)) {
         double v = id->valuedouble;

@@ -180,18 +180,6 @@ skip_ws(jp *p)
     }
 }
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool
 read_hex4(jp *p, unsigned *out)
 {
@@ -199,7 +187,7 @@ read_hex4(jp *p, unsigned *out)
         return false;
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(p->s[p->pos + (size_t)i]);
+        int h = kb_hexval(p->s[p->pos + (size_t)i]);
         if (h < 0)
             return false;
         v = v << 4 | (unsigned)h;

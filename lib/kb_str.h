@@ -59,6 +59,9 @@ bool kb_str_unescape(kb_arena *a, kb_str s, bool plus_is_space, kb_str *out);
  */
 bool kb_query_get(kb_arena *a, kb_str query, const char *name, kb_str *out);
 
+/* Value of hex digit c (0..15), or -1. */
+int kb_hexval(char c);
+
 /* Length (1..4) of the valid UTF-8 sequence at s, 0 when invalid. left >= 1. */
 size_t kb_utf8_seq(const char *s, size_t left);
 

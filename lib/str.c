@@ -96,8 +96,8 @@ kb_parse_i64(kb_str s, int64_t min, int64_t max, int64_t *out, const char **errs
     return true;
 }
 
-static int
-hexval(char c)
+int
+kb_hexval(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -118,7 +118,7 @@ kb_str_unescape(kb_arena *a, kb_str s, bool plus_is_space, kb_str *out)
         if (c == '%') {
             if (i + 2 >= s.len)
                 return false;
-            int hi = hexval(s.p[i + 1]), lo = hexval(s.p[i + 2]);
+            int hi = kb_hexval(s.p[i + 1]), lo = kb_hexval(s.p[i + 2]);
             if (hi < 0 || lo < 0)
                 return false;
             c = (char)(hi * 16 + lo);

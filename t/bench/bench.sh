@@ -326,7 +326,7 @@ SELECT id, 'project', 2000000000, 2000000000, 1000000000 FROM u;
 SQL
     die "cannot create the bench account"
 AUTH="Authorization: Bearer $BENCH_KEY"
-export KB_DATABASE_URL # kbctl reads it
+export KB_DATABASE_URL KB_JWT_SECRET # kbctl reads them (every command loads the whole config)
 "$KB_BIN_DIR/kbctl" demo-data --markets 1 --days 1 --snapshot-minutes 1440 --deltas-per-hour 4200 \
     --trades-per-hour 0 --end 2026-03-02T00:00:00Z --out "$TMP/orderbook.jsonl" ||
     die "demo-data for the orderbook rows failed"
