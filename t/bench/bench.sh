@@ -27,7 +27,8 @@
 #
 # Environment: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS
 # (default 2), BENCH_THREADS (wrk -t, default 2), BENCH_CONNECTIONS (wrk -c,
-# default 32), BENCH_BIN_DIR (default REPO/app), BENCH_ENFORCE=1 (exit 1 when
+# default 32), BENCH_BIN_DIR (default REPO/app), BENCH_QUICK=1 (static, hello-fcgi
+# and health only), BENCH_ENFORCE=1 (exit 1 when
 # health misses its target), BENCH_KEEP=1 (keep the temp dir and its logs).
 # KB_WORKERS and other KB_* settings reach the app through t/stack.sh.
 
@@ -296,6 +297,13 @@ printf 'bench: %s cores, wrk -t%s -c%s, %ss per row, binaries from %s, KB_WORKER
 bench_row static /llms.txt -
 bench_row hello-fcgi /__hello static
 bench_row health /health hello-fcgi
+
+# BENCH_QUICK=1: only the three rows above (the foundation's ratio).
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+    print_table
+    write_json
+    exit 0
+fi
 
 setup_bench_accounts
 pgbench_row meter-sql - "$BENCH_ACCOUNTS"
