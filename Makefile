@@ -137,11 +137,14 @@ $(B)/t/integration/%: t/integration/%.c $(INTEG_HARNESS) t/integration/kbt.h $(L
 
 tests: $(UNIT_BINS) $(INTEG_BINS)
 
-# libFuzzer targets (clang, ASan + UBSan): build/fuzz/t/fuzz/fuzz_<name>.
-build/fuzz/t/fuzz/%: t/fuzz/%.c $(APP_CORE_OBJS) $(LIBKB)
+# libFuzzer targets (clang, ASan + UBSan): build/fuzz/t/fuzz/fuzz_<name>. A target that
+# needs more app objects lists them in FUZZ_EXTRA_<name>.
+FUZZ_EXTRA_fuzz_import := $(B)/app/kbctl_import_rows.o $(B)/app/kbctl_import_meta.o
+.SECONDEXPANSION:
+build/fuzz/t/fuzz/%: t/fuzz/%.c $(APP_CORE_OBJS) $(LIBKB) $$(FUZZ_EXTRA_$$*)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Iapp -fsanitize=fuzzer $(LDFLAGS_ALL) -o $@ $< \
-		$(APP_CORE_OBJS) $(LIBKB) $(PC_LDLIBS)
+		$(FUZZ_EXTRA_$*) $(APP_CORE_OBJS) $(LIBKB) $(PC_LDLIBS)
 
 fuzz-build: deps
 	$(MAKE) VARIANT=fuzz fuzz-targets

@@ -154,6 +154,10 @@ parse_unix_string(const char *s, size_t len, int64_t *us, const char **reason)
     for (int k = nfrac; k < 9; k++)
         frac *= 10; /* nanoseconds */
     int64_t v;
+    if (ip > TIME_MAX_US / 1000) { /* 16 digits of ms would overflow the multiplication */
+        *reason = "timestamp out of range";
+        return false;
+    }
     if (ip > 20000000000LL) /* milliseconds */
         v = ip * 1000 + frac / 1000000;
     else

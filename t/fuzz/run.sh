@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run.sh SECONDS - run every libFuzzer target in build/fuzz/t/fuzz for SECONDS
 # on its seed corpus (t/fuzz/corpus/NAME, read-only) plus its working corpus
-# (build/fuzz/corpus/NAME). Prints one line per target with its exec count;
+# (build/fuzz/corpus/NAME), with the dictionary t/fuzz/NAME.dict when it
+# exists. Prints one line per target with its exec count;
 # exits non-zero when any target found a crash (saved in build/fuzz/crashes/).
 # With KB_TEST_COUNTS set (make check), records "passed failed" per target.
 set -euo pipefail
@@ -16,7 +17,9 @@ for bin in build/fuzz/t/fuzz/fuzz_*; do
     work=build/fuzz/corpus/$name
     mkdir -p "$work" "t/fuzz/corpus/$name"
     log=build/fuzz/$name.log
-    if "$bin" -max_total_time="$SECONDS_PER" -timeout=10 -rss_limit_mb=2048 \
+    dict=()
+    [ ! -f "t/fuzz/$name.dict" ] || dict=(-dict="t/fuzz/$name.dict")
+    if "$bin" ${dict[@]+"${dict[@]}"} -max_total_time="$SECONDS_PER" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix=build/fuzz/crashes/"$name"- -print_final_stats=1 \
         "$work" "t/fuzz/corpus/$name" >"$log" 2>&1; then
         execs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')

@@ -50,6 +50,10 @@ static const ts_case ts_cases[] = {
     {"", false, false, NULL},
     {"2026-01-15T12:00:00Zjunk", false, false, NULL},
     {"99999999999999999999", false, false, NULL},
+    /* fuzz_time found these: 16 digits of milliseconds overflowed ms * 1000 (UB) */
+    {"9992000000000019", false, false, NULL},
+    {"-9999999999999999", false, false, NULL},
+    {"253402300799999", false, true, "9999-12-31T23:59:59.999000+00:00"},
 };
 
 START_TEST(time_parse_accepts_the_documented_forms_only)
