@@ -138,8 +138,8 @@ account_new(PGconn *c, account *a, const char *kind)
     snprintf(a->key, sizeof(a->key), "kb-%.43s", hex); /* shape: kb- + 43 url-safe chars */
     bool payg = strncmp(kind, "payg", 4) == 0;
     const char *tier = payg ? "payg" : strcmp(kind, "free") == 0 ? "free" : "project";
-    const char *credits = strcmp(kind, "free") == 0 ? "600" : payg ? "300" : "100000000";
-    const char *cap = strcmp(kind, "payg_cap") == 0 ? "400" : NULL;
+    const char *credits = strcmp(kind, "free") == 0 ? "200" : payg ? "100" : "100000000";
+    const char *cap = strcmp(kind, "payg_cap") == 0 ? "150" : NULL;
     char email[80];
     snprintf(email, sizeof(email), "chaos-%s@example.test", tag);
     if (payg)

@@ -26,6 +26,7 @@ cleanup() {
     rm -rf "$STACK"
 }
 trap cleanup EXIT
+unset KB_PG_PORT KB_HTTPS_PORT KB_HTTP_PORT KB_STRIPE_PORT KB_DATABASE_READ_URL
 export KB_BIN_DIR=$BIN KB_REPO_ROOT=$ROOT
 export KB_WORKERS=${SOAK_WORKERS:-4} KB_MAX_REQUESTS=0 KB_LOG_LEVEL=warn
 "$ROOT/t/stack.sh" start "$STACK" >/dev/null 2>&1
