@@ -149,4 +149,4 @@ run_reliability() {
     fi
 }
 run_reliability chaos-short "$ROOT/t/chaos/run.sh" "$B" "${KB_CHAOS_SHORT_REQUESTS:-2000}" 64 1
-run_reliability soak-short "$ROOT/t/soak/run.sh" "$B" "${KB_SOAK_SHORT_REQUESTS:-4000}"
+run_reliability soak-short "$ROOT/t/soak/run.sh" "$B" "${KB_SOAK_SHORT_REQUESTS:-3000}"
