@@ -761,8 +761,9 @@ check(PGconn *c, long elapsed)
         long lines, unrefunded = log_refund_failures(&lines);
         printf("     of the %+ld credits charged to error answers: %ld credits in %ld requests "
                "whose refund failed (app.log 'unable to refund': the data query and then the "
-               "refund hit the stopped database), %+ld credits in-doubt (the meter statement "
-               "committed but its answer was lost with the connection; the client got 503)\n",
+               "refund hit the stopped database), %+ld credits in-doubt (charged without a logged "
+               "refund failure: the meter statement committed but its reply was lost with the "
+               "connection, or the worker was SIGKILLed after charging; the client got 5xx)\n",
                sum_growth - sum_ok, unrefunded, lines, sum_growth - sum_ok - unrefunded);
         printf("     faults with metered 5xx:");
         for (int i = 0; i < nfault; i++)
