@@ -85,7 +85,7 @@ snapshot() { # label -> prints per-worker rss/fds, sets global SNAP
 done_n=0 fails=0 errors=0 chunks=0 warm=
 t0=$SECONDS
 CONNS=${SOAK_CONNECTIONS:-32}
-while [ "$done_n" -lt "$TOTAL" ]; do
+while [ "$done_n" -lt "$TOTAL" ] || [ "$chunks" -lt 2 ]; do  # warm-up chunk + at least one more
     out=$(wrk -t 2 -c "$CONNS" -d "${CHUNK_S}s" -s "$ROOT/t/soak/mixed.lua" "$KB_BASE_URL" 2>&1) ||
         { echo "$out"; echo "soak: wrk failed"; exit 1; }
     line=$(grep '^soak-chunk' <<<"$out") || { echo "$out"; exit 1; }
