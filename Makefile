@@ -213,3 +213,28 @@ deb: deps $(DEB_FILE)
 
 $(DEB_FILE): $(DEB_INPUTS) $(STATIC_BUILT)
 	packaging/build-deb.sh $@
+
+# ---- reliability: chaos and soak (README "Reliability") -------------------------
+# make chaos: 10,000 metered requests from 64 clients through every fault kind, then the money
+# invariants; make soak: 1,000,000 mixed requests against the release build with RSS/FD
+# sampling. make check runs a short version of each (t/run-tests.sh).
+CHAOS_BIN := $(B)/t/chaos/chaos
+CHAOS_REQUESTS ?= 10000
+CHAOS_CLIENTS ?= 64
+CHAOS_ROUNDS ?= 2
+SOAK_REQUESTS ?= 1000000
+.PHONY: chaos soak
+
+$(B)/t/chaos/chaos: t/chaos/chaos.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -pthread -o $@ $< $(PC_LDLIBS)
+
+tests: $(CHAOS_BIN)
+
+chaos: deps
+	$(MAKE) VARIANT=release all build/release/t/chaos/chaos
+	t/chaos/run.sh build/release $(CHAOS_REQUESTS) $(CHAOS_CLIENTS) $(CHAOS_ROUNDS)
+
+soak: deps
+	$(MAKE) VARIANT=release all
+	t/soak/run.sh build/release $(SOAK_REQUESTS)

@@ -131,3 +131,22 @@ export KB_TEST_OUTPUT_DIR="$ROOT/build/test-output/browser"
 rm -rf "$KB_TEST_OUTPUT_DIR"
 run_prog "$ROOT/t/docs/test-docs.js"
 run_prog "$ROOT/t/browser/test-browser.js"
+
+# Short reliability runs (make chaos / make soak are the full ones; README "Reliability"):
+# chaos with the Stripe-side faults and every money invariant, and a soak under ASan with leak
+# detection. Each starts its own stack from a clean environment; one "passed failed" line each.
+echo "### reliability, short (t/chaos/run.sh, t/soak/run.sh under ASan)"
+run_reliability() {
+    local name=$1
+    shift
+    echo "== $name"
+    if env -i PATH="$PATH" HOME="${HOME:-/root}" ASAN_OPTIONS="$ASAN_OPTIONS" \
+        UBSAN_OPTIONS="$UBSAN_OPTIONS" CHAOS_SHORT=1 SOAK_CHUNK_S=5 "$@"; then
+        echo "1 0" >>"$COUNTS"
+    else
+        echo "!! $name failed"
+        echo "0 1" >>"$COUNTS"
+    fi
+}
+run_reliability chaos-short "$ROOT/t/chaos/run.sh" "$B" "${KB_CHAOS_SHORT_REQUESTS:-2000}" 64 1
+run_reliability soak-short "$ROOT/t/soak/run.sh" "$B" "${KB_SOAK_SHORT_REQUESTS:-3000}"

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# t/chaos/run.sh BUILD_DIR REQUESTS CLIENTS FAULT_ROUNDS - start an own stack (KB_WORKERS=4,
+# usage reporter child on, short reporter margin), load a small demo data set, run
+# BUILD_DIR/t/chaos/chaos against it, stop the stack. Exit status of chaos; sanitizer
+# reports in the stack's logs fail too. Logs are kept in build/chaos-logs/.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+B=${1:?build dir}
+N=${2:-10000} C=${3:-64} R=${4:-1}
+cd "$ROOT"
+BIN=$ROOT/$B/app
+[ "$B" = build/release ] && BIN=$ROOT/app
+STACK=$(mktemp -d /tmp/kbchaos.XXXXXX)
+cleanup() {
+    "$ROOT/t/stack.sh" stop "$STACK" >/dev/null 2>&1 || true
+    rm -rf "$ROOT/build/chaos-logs" && mkdir -p "$ROOT/build/chaos-logs"
+    cp "$STACK"/*.log "$ROOT/build/chaos-logs/" 2>/dev/null || true
+    rm -rf "$STACK"
+}
+trap cleanup EXIT
+unset KB_PG_PORT KB_HTTPS_PORT KB_HTTP_PORT KB_STRIPE_PORT KB_DATABASE_READ_URL
+export KB_BIN_DIR=$BIN KB_REPO_ROOT=$ROOT
+export KB_WORKERS=4 KB_MAX_REQUESTS=${KB_MAX_REQUESTS:-3000} KB_DRAIN_TIMEOUT_S=3
+export STRIPE_REPORTER=1 KB_USAGE_REPORTER=1 KB_USAGE_FLUSH_S=1 KB_USAGE_MARGIN_S=2
+export KB_DB_STATEMENT_TIMEOUT_MS=1500 STRIPE_TIMEOUT_S=3 STRIPE_MAX_RETRIES=1
+export KB_LOG_LEVEL=warn
+"$ROOT/t/stack.sh" start "$STACK" >/dev/null
+set -a
+# shellcheck disable=SC1091
+. "$STACK/run.env"
+set +a
+export KB_STACK_DIR=$STACK
+"$BIN/kbctl" demo-data --markets 4 --days 1 --deltas-per-hour 20 --trades-per-hour 2 --quiet \
+    >/dev/null 2>&1 || "$BIN/kbctl" demo-data --markets 4 --days 1 --deltas-per-hour 20 \
+    --trades-per-hour 2 >/dev/null
+rc=0
+"$ROOT/$B/t/chaos/chaos" "$N" "$C" "$R" || rc=$?
+"$ROOT/t/stack.sh" stop "$STACK" >/dev/null 2>&1 || true
+if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$STACK"/*.log 2>/dev/null; then
+    echo "!! sanitizer reports in the chaos stack's logs (build/chaos-logs)"
+    rc=1
+fi
+exit "$rc"
