@@ -22,6 +22,7 @@ static const command commands[] = {
     {"stripe-sync", kbctl_stripe_sync, "repair billing state from Stripe's subscriptions"},
     {"stripe-setup", kbctl_stripe_setup, "create product, prices and meter in Stripe"},
     {"user", kbctl_user, "show an account, set its tier or custom limits, grant credits"},
+    {"status", kbctl_status, "pool processes, database, usage outbox and last webhook"},
     {"import", kbctl_import, "load Kalshi capture files (JSON lines) idempotently"},
     {"demo-data", kbctl_demo_data, "generate and load a deterministic demo data set"},
     {"partitions", kbctl_partitions, "create market-data partitions ahead of time"},

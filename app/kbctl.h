@@ -14,6 +14,7 @@ int kbctl_report_usage(int argc, char **argv);  /* app/kbctl_stripe.c */
 int kbctl_stripe_sync(int argc, char **argv);
 int kbctl_stripe_setup(int argc, char **argv);
 int kbctl_user(int argc, char **argv);
+int kbctl_status(int argc, char **argv);
 int kbctl_import(int argc, char **argv);
 int kbctl_demo_data(int argc, char **argv);
 int kbctl_partitions(int argc, char **argv);

@@ -124,7 +124,12 @@ set_sqlstate(kb_db *db, const PGresult *r)
 static bool
 connection_lost(kb_db *db)
 {
-    if (PQstatus(db->conn) == CONNECTION_OK)
+    /* libpq may still say CONNECTION_OK right after the server went away:
+     * a failure without a server SQLSTATE, a connection exception (08) or
+     * an operator shutdown (57P) means the connection is gone too. */
+    bool server_error = db->sqlstate[0] != '\0' && strncmp(db->sqlstate, "08", 2) != 0 &&
+                        strncmp(db->sqlstate, "57P", 3) != 0;
+    if (PQstatus(db->conn) == CONNECTION_OK && server_error)
         return false;
     kb_log_warn("database connection lost");
     kb_metrics_add(KB_M_DB_RECONNECTS, 1);

@@ -270,6 +270,29 @@ START_TEST(kbctl_user_sets_overrides_with_audit)
 }
 END_TEST
 
+START_TEST(kbctl_status_reports_pool_database_and_outbox)
+{
+    kb_buf out = KB_BUF_INIT;
+    const char *args[] = {"status", NULL};
+    ck_assert_int_eq(kbctl(NULL, args, &out), 0);
+    const char *s = kb_buf_cstr(&out);
+    ck_assert_msg(strstr(s, "database   ok, schema ") != NULL, "%s", s);
+    ck_assert_msg(strstr(s, "outbox     ") != NULL && strstr(s, "webhook    ") != NULL, "%s", s);
+    /* At least the test stack's own master and its workers. */
+    int masters = 0, children = 0;
+    const char *pool = strstr(s, "pool ");
+    ck_assert_msg(pool != NULL && sscanf(pool, "pool %d master%*[s,] %d", &masters, &children) == 2,
+                  "%s", s);
+    ck_assert_int_ge(masters, 1);
+    ck_assert_int_ge(children, 1);
+    const char *bad[] = {"KB_DATABASE_URL", "host=/nonexistent-kb port=1", NULL};
+    kb_buf_reset(&out);
+    ck_assert_int_eq(kbctl(bad, args, &out), 1);
+    ck_assert_msg(strstr(kb_buf_cstr(&out), "UNREACHABLE") != NULL, "%s", kb_buf_cstr(&out));
+    kb_buf_release(&out);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -288,6 +311,7 @@ main(void)
     tcase_add_test(tm, check_config_names_every_problem);
     tcase_add_test(tm, check_config_never_prints_secrets);
     tcase_add_test(tm, kbctl_user_sets_overrides_with_audit);
+    tcase_add_test(tm, kbctl_status_reports_pool_database_and_outbox);
     suite_add_tcase(s, tm);
     return kb_check_run(s);
 }
