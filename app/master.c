@@ -37,6 +37,7 @@
 #include "kb_shared.h"
 #include "kb_str.h"
 #include "kb_time.h"
+#include "kb_journal.h"
 #include "kb_usage.h"
 #include "sdnotify.h"
 #include "worker.h"
@@ -348,6 +349,7 @@ reap(master *m)
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         char how[64];
         describe_exit(status, how, sizeof(how));
+        kb_journal_orphan(pid); /* its unsettled charge, if any, goes to another worker */
         bool found = reporter_reaped(m, pid, how);
         for (size_t k = 0; k < m->nret; k++) {
             if (m->ret[k].pid == pid) {
@@ -566,6 +568,10 @@ main(void)
     /* Shared counters for /metrics, inherited by every child. */
     if (kb_metrics_init() != 0)
         kb_log_warn("unable to map shared metrics; /metrics will be empty");
+    /* The charge journal: a worker's unsettled charge outlives the worker. */
+    if (kb_journal_init() != 0)
+        kb_log_error("unable to map the charge journal; charges of requests cut off by a "
+                     "dying worker will not be refunded");
 
     static master m;
     m.listen_fd = inherited_socket();

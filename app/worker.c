@@ -20,7 +20,9 @@
 #include "app.h"
 #include "fcgi.h"
 #include "kb_config.h"
+#include "kb_journal.h"
 #include "kb_log.h"
+#include "kb_meter.h"
 #include "kb_metrics.h"
 #include "kb_time.h"
 #include "kb_banned.h"
@@ -77,6 +79,7 @@ serve_one(kb_fcgi *f, kb_worker *w, kb_ctx *ctx, kb_arena *arena)
     kb_dispatch(&req, ctx);
     kb_fcgi_write(f, &req, ctx);
     kb_fcgi_finish(f);
+    kb_meter_answered(ctx);
     kb_metrics_request(ctx->route_index, ctx->resp.status, kb_mono_us() - ctx->start_us);
     kb_log_request(ctx, &req);
     kb_arena_reset(arena);
@@ -105,6 +108,9 @@ kb_worker_main(int listen_fd, int ready_fd, pid_t master)
     }
     /* Connect eagerly; a failure here is not fatal, requests retry with backoff. */
     (void)kb_db_connect(&w.db);
+    if (!kb_journal_attach())
+        kb_log_warn("no charge journal entry for this worker: a charge cut off by its death "
+                    "could not be refunded");
 
     kb_fcgi *f = kb_fcgi_new(listen_fd);
     if (f == NULL) {
@@ -124,8 +130,16 @@ kb_worker_main(int listen_fd, int ready_fd, pid_t master)
     unsigned long budget = request_budget();
     int rc = 0;
     while (!stop_requested && (budget == 0 || w.served < budget)) {
+        /* Charges left unsettled (this worker's refund hit a dead database, or a
+         * worker died holding one) are settled while idle; retried every second. */
+        bool unsettled = false;
+        if (kb_journal_work_waiting()) {
+            unsettled = !kb_meter_settle_pending(&w, &arena);
+            kb_arena_reset(&arena);
+        }
+        const struct timespec retry = {1, 0};
         struct pollfd pfd = {listen_fd, POLLIN, 0};
-        int n = ppoll(&pfd, 1, NULL, &idle_mask);
+        int n = ppoll(&pfd, 1, unsettled ? &retry : NULL, &idle_mask);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -135,6 +149,8 @@ kb_worker_main(int listen_fd, int ready_fd, pid_t master)
         }
         if (stop_requested)
             break;
+        if (n == 0)
+            continue;
         int a = kb_fcgi_accept(f);
         if (a < 0) {
             rc = 1;
@@ -144,6 +160,9 @@ kb_worker_main(int listen_fd, int ready_fd, pid_t master)
             serve_one(f, &w, &ctx, &arena);
     }
 
+    if (kb_journal_state() != KB_J_IDLE)
+        kb_log_warn("exiting with the charge of request %s unsettled; another worker settles it",
+                    kb_journal_request_id());
     kb_ctx_release(&ctx);
     kb_arena_release(&arena);
     kb_fcgi_free(f);

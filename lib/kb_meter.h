@@ -31,6 +31,22 @@ kb_err kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost);
 void kb_meter_finish(const kb_req *req, kb_ctx *ctx, kb_err err);
 
 /*
+ * After the response went out: a charge whose answer was 2xx stands, so the
+ * worker's journal entry (kb_journal.h) is done. Any other pending charge stays
+ * journaled until it is settled.
+ */
+void kb_meter_answered(const kb_ctx *ctx);
+
+/*
+ * Settle what the journal holds: the caller's own pending charge, then any
+ * orphaned entry of a worker that died. A charge that committed and got no 2xx
+ * answer is refunded (idempotent per request id). Returns false when the
+ * database could not be reached (try again later); true when nothing the
+ * caller can settle is left. Uses arena for results (reset it afterwards).
+ */
+bool kb_meter_settle_pending(kb_worker *w, kb_arena *arena);
+
+/*
  * Extract the API key from an Authorization header value: scheme "Bearer"
  * in any letter case, one or more spaces, then the key (surrounding spaces
  * trimmed), which must begin with "kb-". Returns false with a client-facing

@@ -12,18 +12,27 @@
 #include <string.h>
 
 #include "kb_crypto.h"
+#include "kb_journal.h"
 #include "kb_log.h"
 #include "kb_metrics.h"
 #include "kb_time.h"
 #include "kb_banned.h"
 
-static const kb_stmt meter_stmt = {
-    "meter",
-    "SELECT outcome, user_id, key_id, key_prefix, credits_total, credits_used, cost,"
-    " rl_limit, rl_remaining, extract(epoch FROM rl_reset)::bigint, retry_after, cycle_start,"
+#define METER_COLUMNS                                                                          \
+    "SELECT outcome, user_id, key_id, key_prefix, credits_total, credits_used, cost,"          \
+    " rl_limit, rl_remaining, extract(epoch FROM rl_reset)::bigint, retry_after, cycle_start," \
     " outbox_id"
-    " FROM kb_meter($1, $2::integer, $3)",
-    3, false};
+
+/* Without the journal (no pool: tests of the library alone). */
+static const kb_stmt meter_stmt = {
+    "meter", METER_COLUMNS " FROM kb_meter($1, $2::integer, $3)", 3, false};
+
+/* With the journal: the same, and the charge recorded under the worker's slot. */
+static const kb_stmt meter_slot_stmt = {
+    "meter_slot", METER_COLUMNS " FROM kb_meter_slot($1, $2::integer, $3, $4, $5)", 5, false};
+
+/* Refund a slot's charge if it committed and stands. Idempotent. */
+static const kb_stmt settle_stmt = {"meter_settle", "SELECT kb_meter_settle($1, $2)", 2, true};
 
 /* Idempotent per request id, so it may be re-sent after a lost connection. */
 static const kb_stmt refund_stmt = {
@@ -67,6 +76,58 @@ col_copy(const PGresult *r, int col, char *out, size_t outsz)
     snprintf(out, outsz, "%s", PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col));
 }
 
+/* Settle one journal entry in Postgres. False when the database did not answer. */
+static bool
+settle(kb_worker *w, kb_arena *arena, const char *slot, const char *request_id)
+{
+    const char *params[] = {slot, request_id};
+    PGresult *r = NULL;
+    if (kb_db_exec(&w->db, arena, &settle_stmt, params, &r) != KB_OK || PQntuples(r) != 1)
+        return false;
+    if (strcmp(PQgetvalue(r, 0, 0), "t") == 0) {
+        kb_metrics_add(KB_M_CHARGES_SETTLED, 1);
+        kb_log_warn("refunded the charge of request %s (slot %s): it got no 2xx answer", request_id,
+                    slot);
+    }
+    return true;
+}
+
+static bool
+settle_own(kb_worker *w, kb_arena *arena)
+{
+    char rid[KB_JOURNAL_REQUEST_ID_MAX];
+    snprintf(rid, sizeof(rid), "%s", kb_journal_request_id());
+    if (!settle(w, arena, kb_journal_key(), rid))
+        return false;
+    kb_journal_set(KB_J_IDLE, NULL);
+    return true;
+}
+
+bool
+kb_meter_settle_pending(kb_worker *w, kb_arena *arena)
+{
+    if (kb_journal_key() != NULL && kb_journal_state() != KB_J_IDLE && !settle_own(w, arena))
+        return false;
+    char key[KB_JOURNAL_KEY_MAX], rid[KB_JOURNAL_REQUEST_ID_MAX];
+    int i;
+    while ((i = kb_journal_claim(key, sizeof(key), rid, sizeof(rid))) >= 0) {
+        bool ok = settle(w, arena, key, rid);
+        kb_journal_release(i, ok);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+void
+kb_meter_answered(const kb_ctx *ctx)
+{
+    const kb_charge *c = &ctx->charge;
+    if (kb_journal_state() == KB_J_CHARGED && c->charged && !c->refund_failed &&
+        ctx->resp.status < 400)
+        kb_journal_set(KB_J_IDLE, NULL);
+}
+
 kb_err
 kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
 {
@@ -75,12 +136,23 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
     if (!kb_meter_parse_key(kb_req_header(req, "authorization"), &key, &reason))
         return kb_fail(ctx, KB_E_INVALID_API_KEY, "%s", reason);
 
+    /* The previous charge of this worker must be settled before the next one
+     * can take its journal entry; if that is impossible the database is down. */
+    const char *slot = kb_journal_key();
+    if (slot != NULL && kb_journal_state() != KB_J_IDLE && !settle_own(ctx->w, ctx->arena))
+        return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
+
     char hash[KB_SHA256_HEX_LEN + 1], costs[16];
     kb_sha256_hex(key.p, key.len, hash);
     snprintf(costs, sizeof(costs), "%d", cost);
-    const char *params[] = {hash, costs, ctx->route ? ctx->route : "unknown"};
+    const char *params[] = {hash, costs, ctx->route ? ctx->route : "unknown", slot,
+                            req->request_id};
     PGresult *r = NULL;
-    kb_err err = kb_db_exec(&ctx->w->db, ctx->arena, &meter_stmt, params, &r);
+    /* From here until the outcome is known, a lost reply leaves the charge in
+     * doubt: the journal entry says so, and settling resolves it. */
+    kb_journal_set(KB_J_METERING, req->request_id);
+    kb_err err = kb_db_exec(&ctx->w->db, ctx->arena, slot ? &meter_slot_stmt : &meter_stmt,
+                            params, &r);
     if (err == KB_E_UNAVAILABLE)
         return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
     if (err)
@@ -89,6 +161,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
         return kb_fail(ctx, KB_E_INTERNAL, "meter returned %d rows", PQntuples(r));
 
     const char *outcome = PQgetvalue(r, 0, 0);
+    kb_journal_set(strcmp(outcome, "ok") == 0 ? KB_J_CHARGED : KB_J_IDLE, NULL);
     if (strcmp(outcome, "invalid_key") == 0)
         return kb_fail(ctx, KB_E_INVALID_API_KEY, "Invalid or revoked API key.");
 
@@ -150,6 +223,7 @@ refund(const kb_req *req, kb_ctx *ctx)
         c->refund_failed = true;
         return;
     }
+    kb_journal_set(KB_J_IDLE, NULL);
     kb_metrics_add(KB_M_REFUNDS, 1);
     kb_metrics_add(KB_M_CREDITS_REFUNDED, (uint64_t)c->cost);
     c->charged = false;

@@ -48,6 +48,9 @@ static const char *const counter_names[KB_M_COUNT_][2] = {
     {"kalshibook_worker_restarts_total", "Workers respawned after dying unexpectedly."},
     {"kalshibook_worker_recycles_total", "Workers replaced after KB_MAX_REQUESTS."},
     {"kalshibook_db_reconnects_total", "Database connections lost and rebuilt."},
+    {"kalshibook_charges_settled_total",
+     "Charges of requests that got no 2xx answer (worker died, connection or refund lost), "
+     "refunded later from the charge journal."},
 };
 
 int

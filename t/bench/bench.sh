@@ -198,14 +198,17 @@ ON CONFLICT (user_id) DO UPDATE SET credits_used = 0, credits_total = 2000000000
 SQL
 }
 
-# pgbench_row NAME BASELINE_NAME N: pgbench runs kb_meter for keys 1..N, one
-# script per key picked at random (-f file@1 each), prepared statements.
+# pgbench_row NAME BASELINE_NAME N: pgbench runs the workers' meter statement
+# (kb_meter_slot: kb_meter plus the charge-journal slot row, one slot per
+# client like one per worker) for keys 1..N, one script per key picked at
+# random (-f file@1 each), prepared statements.
 pgbench_row() {
     local name=$1 baseline=$2 n=$3 i hash dir=$TMP/pgbench-$1 args=() out tps p50 p99
     mkdir -p "$dir"
     for ((i = 1; i <= n; i++)); do
         hash=$(printf '%s' "$(bench_key "$i")" | sha256sum | cut -d' ' -f1)
-        printf "SELECT outcome FROM kb_meter('%s', 1, '/markets/{ticker}');\n" "$hash" >"$dir/k$i.sql"
+        printf "SELECT outcome FROM kb_meter_slot('%s', 1, '/markets/{ticker}', 'bench:' || :client_id, 'req_bench' || :client_id);\n" \
+            "$hash" >"$dir/k$i.sql"
         args+=(-f "$dir/k$i.sql@1")
     done
     printf 'bench: %-12s pgbench kb_meter over %s keys (%ss)\n' "$name" "$n" "$DURATION" >&2

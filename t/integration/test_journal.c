@@ -1,0 +1,211 @@
+/* test_journal.c - charges of requests that never got a 2xx answer are refunded
+ * even when the worker dies or the refund itself fails (DESIGN.md money rule 3;
+ * lib/kb_journal.h, db/migrations/0009_meter_journal.sql):
+ *   - a worker SIGKILLed while its meter statement waits on a lock: the
+ *     statement still commits on its orphaned backend, the client gets 503,
+ *     and another worker refunds the charge from the journal;
+ *   - a refund that cannot reach the database (its connection killed twice):
+ *     the 404 goes out without credit headers and the idle worker refunds it
+ *     as soon as the database answers again. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "kbt.h"
+
+#define MAXW 64
+
+typedef struct inflight {
+    const char *key;
+    const char *path;
+    kbt_resp *resp;
+} inflight;
+
+static void *
+inflight_thread(void *arg)
+{
+    inflight *f = arg;
+    char auth[160];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", f->key);
+    const char *h[] = {auth, NULL};
+    f->resp = kbt_request("GET", f->path, h, NULL, 0);
+    return NULL;
+}
+
+static bool
+worker_waits_on_lock(void *arg)
+{
+    PGconn *c = arg;
+    char *v = kbt_sql_value(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
+                               " LIKE 'kalshibook-worker%' AND wait_event_type = 'Lock'");
+    bool ok = v != NULL && strcmp(v, "1") == 0;
+    free(v);
+    return ok;
+}
+
+typedef struct refunded {
+    PGconn *c;
+    const char *request_id;
+} refunded;
+
+static bool
+refund_recorded(void *arg)
+{
+    refunded *r = arg;
+    return kbt_sql_long1(r->c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
+                         r->request_id) == 1;
+}
+
+static long
+used(PGconn *c, const kbt_account *a)
+{
+    return kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts WHERE user_id = $1",
+                         a->user_id);
+}
+
+static long
+settled_metric(void)
+{
+    kbt_resp *r = kbt_get("/metrics");
+    ck_assert_int_eq(r->status, 200);
+    const char *name = "\nkalshibook_charges_settled_total ";
+    const char *p = strstr(kb_buf_cstr(&r->body), name);
+    ck_assert_msg(p != NULL, "no %s in /metrics", name + 1);
+    long n = strtol(p + strlen(name), NULL, 10);
+    kbt_resp_free(r);
+    return n;
+}
+
+static size_t
+nworkers(void)
+{
+    return (size_t)strtol(kbt_env("KB_WORKERS"), NULL, 10);
+}
+
+static bool
+pool_full(void *arg)
+{
+    (void)arg;
+    pid_t w[MAXW];
+    return kbt_children(kbt_master_pid(), w, MAXW) == nworkers();
+}
+
+START_TEST(charge_of_a_killed_worker_is_refunded_by_another)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+    long before = settled_metric();
+
+    /* The meter statement will wait on this row lock, after it took its slot lock. */
+    PGconn *lock = kbt_db();
+    kbt_sql_ok(lock, "BEGIN");
+    const char *p[] = {a.user_id};
+    PGresult *res = PQexecParams(lock, "SELECT 1 FROM billing_accounts WHERE user_id = $1"
+                                       " FOR UPDATE", 1, NULL, p, NULL, NULL, 0);
+    ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+
+    inflight f = {a.key, "/markets", NULL};
+    pthread_t th;
+    pthread_create(&th, NULL, inflight_thread, &f);
+    ck_assert_msg(kbt_wait_until(worker_waits_on_lock, c, 10000), "request not in flight");
+
+    /* Kill every worker: the one in flight dies with its charge in doubt. */
+    pid_t w[MAXW];
+    size_t n = kbt_children(kbt_master_pid(), w, MAXW);
+    ck_assert_uint_eq(n, nworkers());
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(kill(w[i], SIGKILL), 0);
+    pthread_join(th, NULL);
+    /* nginx turns the dead upstream's 502 into its JSON 503. */
+    kbt_assert_envelope(f.resp, 503, "service_unavailable");
+    char *rid = kbt_header(f.resp, "X-Request-ID");
+    ck_assert_ptr_nonnull(rid);
+    ck_assert_ptr_null(kbt_header(f.resp, "X-Credits-Cost"));
+
+    /* Let the orphaned statement go on: it commits the charge nobody answered. */
+    kbt_sql_ok(lock, "COMMIT");
+    refunded rr = {c, rid};
+    ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded", rid);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_slots WHERE request_id = $1",
+                                   rid),
+                     1); /* it did commit: the refund is not vacuous */
+    ck_assert_int_eq(used(c, &a), 0);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT coalesce(sum(requests), 0) FROM api_key_usage"
+                                      " WHERE api_key_id = $1",
+                                   a.key_id),
+                     0);
+    ck_assert_msg(kbt_wait_until(pool_full, NULL, 15000), "pool not back");
+    ck_assert_int_eq(settled_metric(), before + 1);
+
+    /* The account works normally afterwards, and that charge stands. */
+    inflight g = {a.key, "/markets", NULL};
+    inflight_thread(&g);
+    ck_assert_int_eq(g.resp->status, 200);
+    ck_assert_int_eq(used(c, &a), 1);
+    kbt_resp_free(g.resp);
+    kbt_resp_free(f.resp);
+    free(rid);
+    PQfinish(lock);
+    PQfinish(c);
+}
+END_TEST
+
+START_TEST(refund_that_failed_is_settled_when_the_database_answers)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+
+    /* Refunds wait on this lock; their connections are then killed. */
+    PGconn *lock = kbt_db();
+    kbt_sql_ok(lock, "BEGIN");
+    kbt_sql_ok(lock, "LOCK TABLE meter_refunds IN EXCLUSIVE MODE");
+
+    inflight f = {a.key, "/markets/KB-NO-SUCH-MARKET", NULL};
+    pthread_t th;
+    pthread_create(&th, NULL, inflight_thread, &f);
+    /* The refund, then its one retry on a fresh connection. */
+    for (int i = 0; i < 2; i++) {
+        ck_assert_msg(kbt_wait_until(worker_waits_on_lock, c, 10000), "refund %d not waiting",
+                      i);
+        /* With a timeout, pg_terminate_backend returns once the backend is gone,
+         * so the next wait sees the retry, not this one. */
+        kbt_sql_ok(c, "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE"
+                      " application_name LIKE 'kalshibook-worker%' AND wait_event_type = 'Lock'");
+    }
+    pthread_join(th, NULL);
+    kbt_assert_envelope(f.resp, 404, "market_not_found");
+    /* The refund did not happen: no credit headers, the charge still on the account. */
+    ck_assert_ptr_null(kbt_header(f.resp, "X-Credits-Cost"));
+    ck_assert_int_eq(used(c, &a), 1);
+    char *rid = kbt_header(f.resp, "X-Request-ID");
+    ck_assert_ptr_nonnull(rid);
+
+    kbt_sql_ok(lock, "ROLLBACK");
+    refunded rr = {c, rid};
+    ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded", rid);
+    ck_assert_int_eq(used(c, &a), 0);
+    kbt_resp_free(f.resp);
+    free(rid);
+    PQfinish(lock);
+    PQfinish(c);
+}
+END_TEST
+
+int
+main(void)
+{
+    kbt_init();
+    Suite *s = suite_create("journal");
+    TCase *tc = tcase_create("journal");
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, charge_of_a_killed_worker_is_refunded_by_another);
+    tcase_add_test(tc, refund_that_failed_is_settled_when_the_database_answers);
+    suite_add_tcase(s, tc);
+    return kb_check_run(s);
+}
