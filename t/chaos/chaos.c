@@ -617,11 +617,6 @@ fault_thread(void *arg)
     CURL *cu = curl_easy_init();
     for (int r = 0; r < rounds; r++) {
         for (int k = 0; k < 10; k++) {
-            /* The short run (make check) leaves out the faults that hit a request between
-             * its charge and its answer (worker SIGKILL, Postgres stops): they expose the
-             * known in-doubt gap (README "Reliability") and would make check flaky. */
-            if (short_run && k <= 2)
-                continue;
             fault_run(cu, k);
             sleep_ms(300);
         }
