@@ -245,11 +245,14 @@ typedef struct inflight {
     kbt_resp *resp;
 } inflight;
 
+/* A user token for GET /keys, the request held in flight (made once). */
+static char *token;
+
 static void *
 inflight_thread(void *arg)
 {
     inflight *f = arg;
-    f->resp = kbt_get("/health");
+    f->resp = kbt_auth_json("GET", "/keys", token, NULL);
     return NULL;
 }
 
@@ -287,13 +290,18 @@ process_gone(void *arg)
     return state == 'Z' || state == 'X';
 }
 
-/* Hold a lock that /health's query waits on, so requests stay in flight. */
+/* Hold a lock that GET /keys waits on, so requests stay in flight. */
 static PGconn *
-block_health(void)
+block_keys(void)
 {
+    if (token == NULL) {
+        char *email = kbt_auth_email("pool");
+        kbt_auth_signup(email, "pool-password-1", &token, NULL);
+        free(email);
+    }
     PGconn *c = kbt_db();
     kbt_sql_ok(c, "BEGIN");
-    kbt_sql_ok(c, "LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE");
+    kbt_sql_ok(c, "LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE");
     return c;
 }
 
@@ -320,7 +328,7 @@ children_are(void *arg)
 START_TEST(sigterm_drains_in_flight_requests)
 {
     pid_t master = kbt_master_pid();
-    PGconn *lock = block_health();
+    PGconn *lock = block_keys();
     inflight f[2];
     for (int i = 0; i < 2; i++)
         pthread_create(&f[i].th, NULL, inflight_thread, &f[i]);
@@ -344,6 +352,8 @@ START_TEST(sigterm_drains_in_flight_requests)
     ck_assert_msg(kbt_wait_until(process_gone, &master, 10000), "master did not exit");
     PQfinish(lock);
     PQfinish(mon);
+    free(token);
+    token = NULL;
     restart_app();
 }
 END_TEST
@@ -353,7 +363,7 @@ START_TEST(sigterm_drain_is_bounded)
     long bound_s = strtol(kbt_env("KB_DRAIN_TIMEOUT_S"), NULL, 10);
     ck_assert(bound_s > 0 && bound_s <= 10);
     pid_t master = kbt_master_pid();
-    PGconn *lock = block_health();
+    PGconn *lock = block_keys();
     inflight f;
     pthread_create(&f.th, NULL, inflight_thread, &f);
     PGconn *mon = kbt_db();
@@ -376,6 +386,8 @@ START_TEST(sigterm_drain_is_bounded)
     kbt_sql_ok(lock, "ROLLBACK");
     PQfinish(lock);
     PQfinish(mon);
+    free(token);
+    token = NULL;
     restart_app();
 }
 END_TEST
