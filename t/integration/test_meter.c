@@ -199,6 +199,51 @@ START_TEST(meter_refusal_order_invalid_then_rate_then_credits)
 }
 END_TEST
 
+/* API.md §2: a successful key check sets last_used_at before credits are looked
+ * at, so a refused request sets it too. It is written at most once a second
+ * per key (0011_meter_lean.sql), so a second call within the second keeps it. */
+START_TEST(meter_sets_last_used_at_even_when_refused)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "free", 1, 1000, false);
+    const char *p[] = {a.key_id};
+    PQclear(PQexecParams(c, "UPDATE api_keys SET last_used_at = NULL WHERE id = $1", 1, NULL, p,
+                         NULL, NULL, 0));
+    call k = {a.key_hash, 5, ""};
+    meter_once(c, &k);
+    ck_assert_str_eq(k.outcome, "exhausted");
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM api_keys WHERE id = $1"
+                                      " AND last_used_at > now() - interval '1 minute'",
+                                   a.key_id),
+                     1);
+    /* An hour-old value is brought up to date by the next check. */
+    PQclear(PQexecParams(c, "UPDATE api_keys SET last_used_at = now() - interval '1 hour'"
+                            " WHERE id = $1", 1, NULL, p, NULL, NULL, 0));
+    meter_once(c, &k);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM api_keys WHERE id = $1"
+                                      " AND last_used_at > now() - interval '1 minute'",
+                                   a.key_id),
+                     1);
+    /* Within the same second the row is not rewritten: its xmin stays. */
+    char *x1 = NULL, *x2 = NULL;
+    PGresult *r = PQexecParams(c, "SELECT xmin::text FROM api_keys WHERE id = $1", 1, NULL, p,
+                               NULL, NULL, 0);
+    x1 = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    meter_once(c, &k);
+    r = PQexecParams(c, "SELECT xmin::text FROM api_keys WHERE id = $1", 1, NULL, p, NULL,
+                     NULL, 0);
+    x2 = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    ck_assert_str_eq(x1, x2);
+    free(x1);
+    free(x2);
+    ck_assert_int_eq(used(c, &a), 0);
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(meter_free_cycle_rolls_on_calendar_month)
 {
     PGconn *c = kbt_db();
@@ -271,14 +316,17 @@ START_TEST(meter_refund_restores_credits_usage_and_outbox)
     ck_assert(!PQgetisnull(r, 0, 3));
     ck_assert_int_eq(used(c, &a), 5);
     ck_assert_int_eq(outbox_sum(c, &a), 1);
+    /* A request id of this run only (meter_refunds keeps ids for good). */
+    char rid[32];
+    snprintf(rid, sizeof(rid), "req_%.12s", a.key_hash);
     const char *rp[] = {PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2),
-                        PQgetvalue(r, 0, 3)};
+                        PQgetvalue(r, 0, 3), rid};
     for (int attempt = 0; attempt < 2; attempt++) {
         /* The second call is a retry of the same request: it changes nothing. */
         PGresult *f = PQexecParams(c,
                                    "SELECT credits_used, outbox_removed FROM kb_meter_refund("
-                                   "'req_000000000001', $1, $2, 5, '/orderbook', $3, $4)",
-                                   4, NULL, rp, NULL, NULL, 0);
+                                   "$5, $1, $2, 5, '/orderbook', $3, $4)",
+                                   5, NULL, rp, NULL, NULL, 0);
         ck_assert_int_eq(PQresultStatus(f), PGRES_TUPLES_OK);
         ck_assert_str_eq(PQgetvalue(f, 0, 0), "0");
         ck_assert_str_eq(PQgetvalue(f, 0, 1), attempt == 0 ? "t" : "f");
@@ -307,6 +355,7 @@ main(void)
     tcase_add_test(tc, meter_overage_cap_stops_payg);
     tcase_add_test(tc, meter_rate_limit_exact_and_uncharged);
     tcase_add_test(tc, meter_refusal_order_invalid_then_rate_then_credits);
+    tcase_add_test(tc, meter_sets_last_used_at_even_when_refused);
     tcase_add_test(tc, meter_free_cycle_rolls_on_calendar_month);
     tcase_add_test(tc, meter_project_cycle_rolls_at_period_end);
     tcase_add_test(tc, meter_refund_restores_credits_usage_and_outbox);
