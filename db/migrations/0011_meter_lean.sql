@@ -8,6 +8,7 @@
 --     it is more than a second old (API.md: a successful key check sets it; a key
 --     used many times a second no longer rewrites its row, and re-checks its four
 --     CHECK constraints, on every request);
+--   - kb_roll_cycle() is called only when a roll condition may hold;
 --   - the slot lock and the slot record are inline;
 --   - the result row is assembled in variables (no extra query per request).
 
@@ -59,7 +60,11 @@ BEGIN
     SELECT tr.requests_per_minute, tr.credits_per_cycle INTO rpm, tier_cr
       FROM tiers tr WHERE tr.name = a.tier;
     rpm := coalesce(a.rpm_override, rpm);
-    a := kb_roll_cycle(a, t);
+    -- kb_roll_cycle() decides; this cheaper test (a superset of its two roll
+    -- conditions) spares the call on the requests of a cycle that has not ended.
+    IF t >= a.billing_cycle_end OR a.billing_cycle_start < kb_cycle_month(t) THEN
+        a := kb_roll_cycle(a, t);
+    END IF;
     a.credits_total := coalesce(a.credits_override, tier_cr);
 
     r.user_id := k.user_id;
