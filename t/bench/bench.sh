@@ -28,7 +28,8 @@
 # Environment: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS
 # (default 2), BENCH_THREADS (wrk -t, default 2), BENCH_CONNECTIONS (wrk -c,
 # default 32), BENCH_BIN_DIR (default REPO/app), BENCH_QUICK=1 (static, hello-fcgi
-# and health only), BENCH_ENFORCE=1 (exit 1 when
+# and health only; BENCH_QUICK=metered adds meter-sql, markets-metered and the
+# half-load row), BENCH_ENFORCE=1 (exit 1 when
 # health misses its target), BENCH_KEEP=1 (keep the temp dir and its logs).
 # KB_WORKERS and other KB_* settings reach the app through t/stack.sh.
 
@@ -310,6 +311,24 @@ fi
 
 setup_bench_accounts
 pgbench_row meter-sql - "$BENCH_ACCOUNTS"
+# BENCH_QUICK=metered: the rows above, meter-sql, and the metered HTTP rows only.
+if [[ ${BENCH_QUICK:-0} == metered ]]; then
+    export KB_DATABASE_URL KB_JWT_SECRET
+    "$KB_BIN_DIR/kbctl" demo-data --markets 1 --days 1 --snapshot-minutes 1440 --deltas-per-hour 100 \
+        --trades-per-hour 0 --end 2026-03-02T00:00:00Z --out "$TMP/market.jsonl" ||
+        die "demo-data for the metered rows failed"
+    "$KB_BIN_DIR/kbctl" import --quiet "$TMP/market.jsonl" || die "market import failed"
+    export BENCH_TICKER=KXBTCD-26JAN15-T94000
+    BENCH_KEYS=$BENCH_ACCOUNTS bench_row markets-metered "/markets/$BENCH_TICKER" meter-sql \
+        -H "Authorization: Bearer $(bench_key 1)" -- -s "$REPO/t/bench/metered.lua"
+    half_delay=$(awk -v r="${RPS[markets-metered]}" -v c="$CONNECTIONS" 'BEGIN { printf "%d", (r > 0) ? 2000 * c / r : 100 }')
+    BENCH_KEYS=$BENCH_ACCOUNTS BENCH_DELAY_MS=$half_delay bench_row markets-half-load \
+        "/markets/$BENCH_TICKER" markets-metered \
+        -H "Authorization: Bearer $(bench_key 1)" -- -s "$REPO/t/bench/metered.lua"
+    print_table
+    write_json
+    exit 0
+fi
 pgbench_row meter-sql-hot meter-sql 1
 # A user and a token for the auth rows (signup is one argon2 run).
 # shellcheck disable=SC2089,SC2090  # JSON text for login.lua, never split into words
