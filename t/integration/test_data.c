@@ -10,6 +10,7 @@
 
 #include "check_main.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 #define A "KXFIX-26JAN15-A"
 #define B "KXFIX-26JAN15-B"

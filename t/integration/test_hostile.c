@@ -11,6 +11,7 @@
  * users, api_keys, billing_accounts, markets, stripe_events and admin_audit
  * are unchanged (every case is refused, so nothing may be created).
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "check_main.h"
 #include "jwt_forge.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 /* ---- hostile values -------------------------------------------------------- */
 
@@ -312,10 +314,7 @@ setup_accounts(void)
     db = kbt_db();
     kbt_data_account(db, &acct);
     kbt_account_new(db, &revoked, "free", 0, 0, false);
-    char sql[256];
-    snprintf(sql, sizeof(sql), "UPDATE api_keys SET revoked_at = now() WHERE id = '%s'",
-             revoked.key_id);
-    kbt_sql_ok(db, sql);
+    kbt_sqlp_ok(db, "UPDATE api_keys SET revoked_at = now() WHERE id = $1", 1, revoked.key_id);
     char *ea = kbt_auth_email("hostile-a"), *eb = kbt_auth_email("hostile-b");
     kbt_auth_signup(ea, "hostile-password-a", &tok_a, &uid_a);
     kbt_auth_signup(eb, "hostile-password-b", &tok_b, &uid_b);
@@ -745,7 +744,12 @@ START_TEST(hostile_corpus_gets_exact_errors_and_changes_nothing)
     for (size_t i = 0; i < NSNAP; i++) {
         const char *w = before.v[i];
         if (i == SNAP_CREDITS) { /* only the accepted cases' documented cost */
-            snprintf(want, sizeof(want), "%ld", atol(before.v[i]) + T.charged);
+            char *end;
+            errno = 0;
+            long credits = strtol(before.v[i], &end, 10);
+            ck_assert_msg(errno == 0 && end != before.v[i] && *end == '\0', "credits '%s'",
+                          before.v[i]);
+            snprintf(want, sizeof(want), "%ld", credits + T.charged);
             w = want;
         } else if (i == SNAP_KEY_USAGE) {
             long c = 0, n = 0;

@@ -8,6 +8,7 @@
  * (nm -u), and that primitive must behave.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -22,6 +23,7 @@
 #include "check_main.h"
 #include "kb_crypto.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 static int
 tls_port(void)
@@ -29,7 +31,13 @@ tls_port(void)
     const char *u = kbt_env("KB_BASE_URL"); /* https://127.0.0.1:PORT */
     const char *c = strrchr(u, ':');
     ck_assert_ptr_nonnull(c);
-    return atoi(c + 1);
+    char *end;
+    errno = 0;
+    long port = strtol(c + 1, &end, 10);
+    ck_assert_msg(errno == 0 && end != c + 1 && (*end == '\0' || *end == '/') && port > 0 &&
+                      port <= 65535,
+                  "no port in KB_BASE_URL '%s'", u);
+    return (int)port;
 }
 
 static int
@@ -114,7 +122,13 @@ START_TEST(security_headers_on_api_and_static_answers)
         ck_assert_int_eq(r->curl_code, 0);
         char *hsts = kbt_header(r, "Strict-Transport-Security");
         ck_assert_msg(hsts != NULL && strstr(hsts, "max-age=") != NULL, "%s: no HSTS", paths[i]);
-        ck_assert_int_ge(atol(strstr(hsts, "max-age=") + 8), 31536000);
+        const char *age = strstr(hsts, "max-age=") + 8;
+        char *end;
+        errno = 0;
+        long secs = strtol(age, &end, 10);
+        ck_assert_msg(errno == 0 && end != age && (*end == '\0' || *end == ';'),
+                      "%s: HSTS max-age '%s'", paths[i], hsts);
+        ck_assert_int_ge(secs, 31536000);
         char *nos = kbt_header(r, "X-Content-Type-Options");
         ck_assert_msg(nos != NULL && strcmp(nos, "nosniff") == 0, "%s: no nosniff", paths[i]);
         char *srv = kbt_header(r, "Server");
@@ -184,8 +198,12 @@ raw_exchange(const char *req, size_t len, char **body)
         kb_buf_append(&in, buf, (size_t)n);
     long status = 0;
     const char *t = kb_buf_cstr(&in);
-    if (strncmp(t, "HTTP/1.1 ", 9) == 0)
-        status = atol(t + 9);
+    if (strncmp(t, "HTTP/1.1 ", 9) == 0) {
+        char *end;
+        long v = strtol(t + 9, &end, 10);
+        if (end == t + 12 && *end == ' ')
+            status = v; /* a malformed status line stays 0 and fails the caller's check */
+    }
     const char *e = strstr(t, "\r\n\r\n");
     *body = strdup(e ? e + 4 : "");
     kb_buf_release(&in);

@@ -14,6 +14,7 @@
 
 #include "check_main.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 typedef struct payg {
     kbt_account a;
