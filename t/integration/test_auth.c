@@ -586,6 +586,30 @@ START_TEST(no_jwt_secret_or_jwks_means_no_start)
 }
 END_TEST
 
+/* The commands that neither sign nor verify tokens run with no token key at all, or with one
+ * the server would refuse; the server and check-config still refuse (test above). */
+START_TEST(kbctl_commands_without_tokens_need_no_jwt_secret)
+{
+    const char *bin = kbt_env("KB_BIN_DIR");
+    static const char *const envs[] = {
+        "env -u KB_JWT_SECRET -u KB_JWT_JWKS_FILE",
+        "env -u KB_JWT_JWKS_FILE KB_JWT_SECRET=short",
+    };
+    static const char *const cmds[] = {"migrate", "import - </dev/null", "status"};
+    char cmd[2048], out[8192];
+    for (size_t e = 0; e < sizeof(envs) / sizeof(envs[0]); e++) {
+        for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+            snprintf(cmd, sizeof(cmd), "%s %s/kbctl %s 2>&1", envs[e], bin, cmds[i]);
+            ck_assert_msg(sh(cmd, out, sizeof(out)) == 0, "%s: %s", cmd, out);
+            ck_assert_msg(strstr(out, "KB_JWT") == NULL, "%s: %s", cmd, out);
+        }
+        snprintf(cmd, sizeof(cmd), "%s %s/kbctl check-config 2>&1", envs[e], bin);
+        ck_assert_int_eq(sh(cmd, out, sizeof(out)), 78);
+        ck_assert_msg(strstr(out, "KB_JWT_SECRET: ") != NULL, "%s", out);
+    }
+}
+END_TEST
+
 int
 main(void)
 {
@@ -610,6 +634,7 @@ main(void)
     suite_add_tcase(s, tj);
     TCase *tg = tcase_create("config");
     tcase_add_test(tg, no_jwt_secret_or_jwks_means_no_start);
+    tcase_add_test(tg, kbctl_commands_without_tokens_need_no_jwt_secret);
     suite_add_tcase(s, tg);
     return kb_check_run(s);
 }
