@@ -103,6 +103,7 @@ tree_files() {
         etc/nginx/sites-available/kalshibook:644 \
         etc/nginx/snippets/kalshibook-http.conf:644 etc/nginx/snippets/kalshibook-server.conf:644 \
         etc/nginx/snippets/kalshibook-fastcgi.conf:644 etc/nginx/snippets/kalshibook-tls.conf:644 \
+        etc/nginx/snippets/kalshibook-errors.conf:644 \
         usr/share/kalshibook/kalshibook.env.example:644 \
         usr/share/kalshibook/static/llms.txt:644 usr/share/kalshibook/static/openapi.json:644 \
         usr/share/doc/kalshibook/copyright:644 usr/share/doc/kalshibook/ops.md:644 \
