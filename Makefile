@@ -225,9 +225,10 @@ CHAOS_ROUNDS ?= 2
 SOAK_REQUESTS ?= 1000000
 .PHONY: chaos soak
 
-$(B)/t/chaos/chaos: t/chaos/chaos.c
+CHAOS_SRCS := $(sort $(wildcard t/chaos/*.c))
+$(B)/t/chaos/chaos: $(CHAOS_SRCS) t/chaos/chaos.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -pthread -o $@ $< $(PC_LDLIBS)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -pthread -o $@ $(CHAOS_SRCS) $(PC_LDLIBS)
 
 tests: $(CHAOS_BIN)
 

@@ -24,6 +24,8 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd -P)
 cd "$ROOT" || exit 1
+# shellcheck source=t/lib/wait.sh
+. "$ROOT/t/lib/wait.sh"
 
 PASS=0
 FAIL=0
@@ -276,21 +278,21 @@ fcgi_get() {
         cgi-fcgi -bind -connect "$SOCK" 2>&1
 }
 
+HEALTH_OUT=
+health_ok() {
+    HEALTH_OUT=$(fcgi_get /health) || true
+    grep -q '^Status: 200' <<<"$HEALTH_OUT" && grep -qF '{"status":"ok"}' <<<"$HEALTH_OUT"
+}
+
+# Settled: healthy, or the master is gone (no point waiting on).
+health_settled() {
+    health_ok || pid_gone "$MASTER"
+}
+
 health_answers() {
-    local deadline=$((SECONDS + 30)) out=''
-    until [[ -S $SOCK ]]; do
-        ((SECONDS < deadline)) || { echo "no socket"; return 1; }
-        sleep 0.05
-    done
-    while ((SECONDS < deadline)); do
-        out=$(fcgi_get /health) || true
-        if grep -q '^Status: 200' <<<"$out" && grep -qF '{"status":"ok"}' <<<"$out"; then
-            return 0
-        fi
-        kill -0 "$MASTER" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "last answer: $out"
+    wait_until 30 test -S "$SOCK" || { echo "no socket"; return 1; }
+    wait_until 30 health_settled && ! pid_gone "$MASTER" && return 0
+    echo "last answer: $HEALTH_OUT"
     tail -n 20 "$TMP/master.log"
     return 1
 }
@@ -332,10 +334,7 @@ free_port() {
 
 stop_nginx() {
     [[ -n $NGINX_PID ]] && kill -QUIT "$NGINX_PID" 2>/dev/null
-    local deadline=$((SECONDS + 10))
-    while [[ -n $NGINX_PID ]] && kill -0 "$NGINX_PID" 2>/dev/null && ((SECONDS < deadline)); do
-        sleep 0.05
-    done
+    wait_until 10 pid_gone "$NGINX_PID"
     [[ -n $NGINX_PID ]] && kill -KILL "$NGINX_PID" 2>/dev/null
     NGINX_PID=
 }
@@ -382,11 +381,7 @@ EOF
         cat "$NG/log/error.log"
         return 1
     }
-    local deadline=$((SECONDS + 10))
-    until [[ -s $NG/nginx.pid ]]; do
-        ((SECONDS < deadline)) || { echo "nginx wrote no pid"; return 1; }
-        sleep 0.05
-    done
+    wait_until 10 test -s "$NG/nginx.pid" || { echo "nginx wrote no pid"; return 1; }
     NGINX_PID=$(cat "$NG/nginx.pid")
 }
 
@@ -490,11 +485,7 @@ stop_nginx
 
 stops_cleanly() {
     kill -TERM "$MASTER" || return 1
-    local deadline=$((SECONDS + 20))
-    while kill -0 "$MASTER" 2>/dev/null; do
-        ((SECONDS < deadline)) || { echo "still running"; return 1; }
-        sleep 0.05
-    done
+    wait_until 20 pid_gone "$MASTER" || { echo "still running"; return 1; }
     local rc=0
     wait "$MASTER" || rc=$?
     MASTER=
