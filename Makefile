@@ -130,7 +130,7 @@ $(B)/t/unit/%: t/unit/%.c $(APP_CORE_OBJS) $(LIBKB)
 	$(CC) $(CFLAGS_ALL) -Iapp -It $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
 		$(APP_CORE_OBJS) $(LIBKB) $(PC_LDLIBS) $(CHECK_LDLIBS)
 
-$(B)/t/integration/%: t/integration/%.c $(INTEG_HARNESS) t/integration/kbt.h $(LIBKB)
+$(B)/t/integration/%: t/integration/%.c $(INTEG_HARNESS) $(wildcard t/integration/*.h) $(LIBKB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -It -It/integration $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
 		$(INTEG_HARNESS) $(LIBKB) $(PC_LDLIBS) $(CHECK_LDLIBS)
