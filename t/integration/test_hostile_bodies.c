@@ -222,8 +222,8 @@ cases_hostile_strings(void)
         for (int t = 0; t < 2; t++) {
             const char *route = t ? "/trades" : "/deltas";
             snprintf(body, sizeof(body),
-                     "{\"market_ticker\":\"KXH\",\"start_time\":\"" TS_OK "\",\"end_time\":\"" TS_OK2
-                     "\",\"cursor\":\"%s\"}",
+                     "{\"market_ticker\":\"KXH\",\"start_time\":\"" TS_OK
+                     "\",\"end_time\":\"" TS_OK2 "\",\"cursor\":\"%s\"}",
                      h);
             send_case("page_cursor", "POST", route, bearer_key, NULL, body, -1, 422,
                       "validation_error");
@@ -234,8 +234,8 @@ cases_hostile_strings(void)
             send_case("page_start_time", "POST", route, bearer_key, NULL, body, -1, 400,
                       "invalid_timestamp");
             snprintf(body, sizeof(body),
-                     "{\"market_ticker\":\"KXH\",\"start_time\":\"" TS_OK "\",\"end_time\":\"" TS_OK2
-                     "\",\"limit\":\"%s\"}",
+                     "{\"market_ticker\":\"KXH\",\"start_time\":\"" TS_OK
+                     "\",\"end_time\":\"" TS_OK2 "\",\"limit\":\"%s\"}",
                      h);
             send_case("page_limit", "POST", route, bearer_key, NULL, body, -1, 422,
                       "validation_error");
@@ -317,8 +317,8 @@ cases_numbers(void)
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         for (int t = 0; t < 2; t++) {
             snprintf(body, sizeof(body),
-                     "{\"market_ticker\":\"KXH\",\"start_time\":\"" TS_OK "\",\"end_time\":\"" TS_OK2
-                     "\",\"limit\":%s}",
+                     "{\"market_ticker\":\"KXH\",\"start_time\":\"" TS_OK
+                     "\",\"end_time\":\"" TS_OK2 "\",\"limit\":%s}",
                      nums[i]);
             send_case("limit_bounds", "POST", t ? "/trades" : "/deltas", bearer_key, NULL, body,
                       -1, 422, "validation_error");
