@@ -130,7 +130,7 @@ $(B)/t/unit/%: t/unit/%.c $(APP_CORE_OBJS) $(LIBKB)
 	$(CC) $(CFLAGS_ALL) -Iapp -It $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
 		$(APP_CORE_OBJS) $(LIBKB) $(PC_LDLIBS) $(CHECK_LDLIBS)
 
-$(B)/t/integration/%: t/integration/%.c $(INTEG_HARNESS) t/integration/kbt.h $(LIBKB)
+$(B)/t/integration/%: t/integration/%.c $(INTEG_HARNESS) $(wildcard t/integration/*.h) $(LIBKB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -It -It/integration $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
 		$(INTEG_HARNESS) $(LIBKB) $(PC_LDLIBS) $(CHECK_LDLIBS)
@@ -225,9 +225,10 @@ CHAOS_ROUNDS ?= 2
 SOAK_REQUESTS ?= 1000000
 .PHONY: chaos soak
 
-$(B)/t/chaos/chaos: t/chaos/chaos.c
+CHAOS_SRCS := $(sort $(wildcard t/chaos/*.c))
+$(B)/t/chaos/chaos: $(CHAOS_SRCS) t/chaos/chaos.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -pthread -o $@ $< $(PC_LDLIBS)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -pthread -o $@ $(CHAOS_SRCS) $(PC_LDLIBS)
 
 tests: $(CHAOS_BIN)
 

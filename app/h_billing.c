@@ -72,42 +72,39 @@ billing_fail(kb_ctx *ctx, kb_err err, const char *what)
     }
 }
 
-kb_err
-h_billing_checkout(const kb_req *req, kb_ctx *ctx)
+/* A billing function that makes a Stripe-hosted page for the user (checkout, portal). */
+typedef kb_err (*url_fn)(kb_db *db, kb_arena *a, const char *user_id, const char **url);
+
+/* Authenticate, make the page with fn and answer {"<field>": url}; what names it in errors. */
+static kb_err
+url_route(const kb_req *req, kb_ctx *ctx, url_fn fn, const char *what, const char *field)
 {
     kb_user u;
     kb_err err = billing_user(req, ctx, &u);
     if (err)
         return err;
     const char *url = NULL;
-    err = kb_billing_checkout(&ctx->w->db, ctx->arena, u.id, &url);
+    err = fn(&ctx->w->db, ctx->arena, u.id, &url);
     if (err)
-        return billing_fail(ctx, err, "checkout");
+        return billing_fail(ctx, err, what);
     kb_jw w;
     kb_resp_json_begin(ctx, &w);
-    kb_jw_key(&w, "checkout_url");
+    kb_jw_key(&w, field);
     kb_jw_str(&w, url);
     kb_resp_json_end(ctx, req, &w, false);
     return KB_OK;
 }
 
 kb_err
+h_billing_checkout(const kb_req *req, kb_ctx *ctx)
+{
+    return url_route(req, ctx, kb_billing_checkout, "checkout", "checkout_url");
+}
+
+kb_err
 h_billing_portal(const kb_req *req, kb_ctx *ctx)
 {
-    kb_user u;
-    kb_err err = billing_user(req, ctx, &u);
-    if (err)
-        return err;
-    const char *url = NULL;
-    err = kb_billing_portal(&ctx->w->db, ctx->arena, u.id, &url);
-    if (err)
-        return billing_fail(ctx, err, "portal");
-    kb_jw w;
-    kb_resp_json_begin(ctx, &w);
-    kb_jw_key(&w, "portal_url");
-    kb_jw_str(&w, url);
-    kb_resp_json_end(ctx, req, &w, false);
-    return KB_OK;
+    return url_route(req, ctx, kb_billing_portal, "portal", "portal_url");
 }
 
 /* Body {"enable": bool, "overage_cap": int|null (optional)}. */

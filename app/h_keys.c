@@ -198,6 +198,27 @@ not_found(kb_ctx *ctx)
     return kb_fail(ctx, KB_E_KEY_NOT_FOUND, "API key not found.");
 }
 
+/*
+ * Run s on the key req->params[0] of the user u: p[0] and p[1] are filled with the user and
+ * key ids (the caller sets the rest). The one row it returns in *out; key_not_found when
+ * the id is no UUID or no live key of this user matched (someone else's key looks absent).
+ */
+static kb_err
+own_key_exec(const kb_req *req, kb_ctx *ctx, const kb_user *u, const kb_stmt *s,
+             const char **p, const char *verb, PGresult **out)
+{
+    if (!kb_auth_is_uuid(req->params[0]))
+        return not_found(ctx);
+    p[0] = u->id;
+    p[1] = kb_str_dup(ctx->arena, req->params[0]);
+    kb_err err = kb_db_exec(&ctx->w->db, ctx->arena, s, p, out);
+    if (err)
+        return kb_fail(ctx, err, "unable to %s an API key", verb);
+    if (PQntuples(*out) != 1)
+        return not_found(ctx);
+    return KB_OK;
+}
+
 kb_err
 h_keys_update(const kb_req *req, kb_ctx *ctx)
 {
@@ -218,16 +239,10 @@ h_keys_update(const kb_req *req, kb_ctx *ctx)
         return kb_fail(ctx, KB_E_NO_FIELDS, "Provide at least one of name or key_type.");
     if (type != NULL && !valid_key_type(type))
         return kb_fail(ctx, KB_E_INVALID_KEY_TYPE, "key_type must be 'dev' or 'prod'.");
-    if (!kb_auth_is_uuid(req->params[0]))
-        return not_found(ctx);
-    const char *id = kb_str_dup(ctx->arena, req->params[0]);
-    const char *p[] = {u.id, id, name, type};
+    const char *p[] = {NULL, NULL, name, type};
     PGresult *r = NULL;
-    err = kb_db_exec(&ctx->w->db, ctx->arena, &key_update, p, &r);
-    if (err)
-        return kb_fail(ctx, err, "unable to update an API key");
-    if (PQntuples(r) != 1)
-        return not_found(ctx);
+    if ((err = own_key_exec(req, ctx, &u, &key_update, p, "update", &r)))
+        return err;
     kb_jw w;
     kb_resp_json_begin(ctx, &w);
     kb_jw_key(&w, "data");
@@ -243,16 +258,10 @@ h_keys_delete(const kb_req *req, kb_ctx *ctx)
     kb_err err = kb_auth_user(req, ctx, &u);
     if (err)
         return err;
-    if (!kb_auth_is_uuid(req->params[0]))
-        return not_found(ctx);
-    const char *id = kb_str_dup(ctx->arena, req->params[0]);
-    const char *p[] = {u.id, id};
+    const char *p[] = {NULL, NULL};
     PGresult *r = NULL;
-    err = kb_db_exec(&ctx->w->db, ctx->arena, &key_revoke, p, &r);
-    if (err)
-        return kb_fail(ctx, err, "unable to revoke an API key");
-    if (PQntuples(r) != 1)
-        return not_found(ctx);
+    if ((err = own_key_exec(req, ctx, &u, &key_revoke, p, "revoke", &r)))
+        return err;
     kb_jw w;
     kb_resp_json_begin(ctx, &w);
     kb_jw_key(&w, "message");

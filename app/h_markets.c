@@ -37,6 +37,24 @@ finish(const kb_req *req, kb_ctx *ctx, kb_jw *w, kb_err err, const char *msg)
     return KB_OK;
 }
 
+/* A by-id lookup of lib/markets.c: writes "data" or returns its not-found code with *msg. */
+typedef kb_err (*get_fn)(kb_db *db, kb_arena *a, const char *id, kb_jw *w, const char **msg);
+
+/* GET /<things>/{id}: charge, look the path parameter up with get, answer. */
+static kb_err
+by_id(const kb_req *req, kb_ctx *ctx, get_fn get)
+{
+    kb_err err = kb_meter_charge(req, ctx, COST_META);
+    if (err)
+        return err;
+    const char *id = kb_str_dup(ctx->arena, req->params[0]);
+    const char *msg = NULL;
+    kb_jw w;
+    kb_resp_json_begin(ctx, &w);
+    err = get(h_data_db(ctx), ctx->arena, id, &w, &msg);
+    return finish(req, ctx, &w, err, msg);
+}
+
 kb_err
 h_markets_list(const kb_req *req, kb_ctx *ctx)
 {
@@ -51,15 +69,7 @@ h_markets_list(const kb_req *req, kb_ctx *ctx)
 kb_err
 h_market_get(const kb_req *req, kb_ctx *ctx)
 {
-    kb_err err = kb_meter_charge(req, ctx, COST_META);
-    if (err)
-        return err;
-    const char *ticker = kb_str_dup(ctx->arena, req->params[0]);
-    const char *msg = NULL;
-    kb_jw w;
-    kb_resp_json_begin(ctx, &w);
-    err = kb_markets_get(h_data_db(ctx), ctx->arena, ticker, &w, &msg);
-    return finish(req, ctx, &w, err, msg);
+    return by_id(req, ctx, kb_markets_get);
 }
 
 kb_err
@@ -82,15 +92,7 @@ h_events_list(const kb_req *req, kb_ctx *ctx)
 kb_err
 h_event_get(const kb_req *req, kb_ctx *ctx)
 {
-    kb_err err = kb_meter_charge(req, ctx, COST_META);
-    if (err)
-        return err;
-    const char *ev = kb_str_dup(ctx->arena, req->params[0]);
-    const char *msg = NULL;
-    kb_jw w;
-    kb_resp_json_begin(ctx, &w);
-    err = kb_events_get(h_data_db(ctx), ctx->arena, ev, &w, &msg);
-    return finish(req, ctx, &w, err, msg);
+    return by_id(req, ctx, kb_events_get);
 }
 
 kb_err
@@ -112,13 +114,5 @@ h_settlements_list(const kb_req *req, kb_ctx *ctx)
 kb_err
 h_settlement_get(const kb_req *req, kb_ctx *ctx)
 {
-    kb_err err = kb_meter_charge(req, ctx, COST_META);
-    if (err)
-        return err;
-    const char *ticker = kb_str_dup(ctx->arena, req->params[0]);
-    const char *msg = NULL;
-    kb_jw w;
-    kb_resp_json_begin(ctx, &w);
-    err = kb_settlements_get(h_data_db(ctx), ctx->arena, ticker, &w, &msg);
-    return finish(req, ctx, &w, err, msg);
+    return by_id(req, ctx, kb_settlements_get);
 }

@@ -1,4 +1,5 @@
 /* kbctl.c - admin CLI entry point: `kbctl <command> [options]`. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,20 +13,25 @@
 typedef struct command {
     const char *name;
     int (*fn)(int argc, char **argv);
+    bool needs_jwt; /* signs or verifies tokens, or judges the server's configuration */
     const char *help;
 } command;
 
+/* No command but check-config touches a token, so only it asks for KB_JWT_SECRET (it reports
+ * what the server would refuse); the server's own loader always does. */
 static const command commands[] = {
-    {"migrate", kbctl_migrate, "apply db/migrations/*.sql in order (idempotent)"},
-    {"check-config", kbctl_check_config, "validate the environment and name every problem"},
-    {"report-usage", kbctl_report_usage, "send due PAYG overage to Stripe (one reporter run)"},
-    {"stripe-sync", kbctl_stripe_sync, "repair billing state from Stripe's subscriptions"},
-    {"stripe-setup", kbctl_stripe_setup, "create product, prices and meter in Stripe"},
-    {"user", kbctl_user, "show an account, set its tier or custom limits, grant credits"},
-    {"status", kbctl_status, "pool processes, database, usage outbox and last webhook"},
-    {"import", kbctl_import, "load Kalshi capture files (JSON lines) idempotently"},
-    {"demo-data", kbctl_demo_data, "generate and load a deterministic demo data set"},
-    {"partitions", kbctl_partitions, "create market-data partitions ahead of time"},
+    {"migrate", kbctl_migrate, false, "apply db/migrations/*.sql in order (idempotent)"},
+    {"check-config", kbctl_check_config, true,
+     "validate the environment and name every problem"},
+    {"report-usage", kbctl_report_usage, false,
+     "send due PAYG overage to Stripe (one reporter run)"},
+    {"stripe-sync", kbctl_stripe_sync, false, "repair billing state from Stripe's subscriptions"},
+    {"stripe-setup", kbctl_stripe_setup, false, "create product, prices and meter in Stripe"},
+    {"user", kbctl_user, false, "show an account, set its tier or custom limits, grant credits"},
+    {"status", kbctl_status, false, "pool processes, database, usage outbox and last webhook"},
+    {"import", kbctl_import, false, "load Kalshi capture files (JSON lines) idempotently"},
+    {"demo-data", kbctl_demo_data, false, "generate and load a deterministic demo data set"},
+    {"partitions", kbctl_partitions, false, "create market-data partitions ahead of time"},
 };
 
 static void
@@ -51,8 +57,10 @@ main(int argc, char **argv)
         return argc < 2 ? KBCTL_USAGE : KBCTL_OK;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(argv[1], commands[i].name) == 0)
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            kb_config_require_jwt(commands[i].needs_jwt);
             return commands[i].fn(argc - 1, argv + 1);
+        }
     }
     fprintf(stderr, "kbctl: unknown command '%s'\n", argv[1]);
     usage(stderr);

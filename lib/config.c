@@ -81,10 +81,38 @@ const size_t kb_config_nvars = sizeof(kb_config_vars) / sizeof(kb_config_vars[0]
 
 kb_config kb_cfg;
 
+/* Whether kb_config_load insists on a token key; kbctl clears it for commands without tokens. */
+static bool jwt_required = true;
+
+void
+kb_config_require_jwt(bool required)
+{
+    jwt_required = required;
+}
+
 static void
 problem(kb_buf *problems, const char *name, const char *reason)
 {
     kb_buf_printf(problems, "%s: %s\n", name, reason);
+}
+
+/* Tokens must be verifiable: a strong HS256 secret, or a JWKS file. Returns the problems. */
+static int
+check_jwt(const kb_config *cfg, kb_buf *problems)
+{
+    if (cfg->jwt_jwks_file == NULL &&
+        (cfg->jwt_secret == NULL || strlen(cfg->jwt_secret) < KB_JWT_SECRET_MIN)) {
+        problem(problems, "KB_JWT_SECRET",
+                cfg->jwt_secret == NULL
+                    ? "is required (at least 32 bytes) unless KB_JWT_JWKS_FILE is set"
+                    : "must be at least 32 bytes long");
+        return 1;
+    }
+    if (cfg->jwt_secret != NULL && strlen(cfg->jwt_secret) < KB_JWT_SECRET_MIN) {
+        problem(problems, "KB_JWT_SECRET", "must be at least 32 bytes long");
+        return 1;
+    }
+    return 0;
 }
 
 int
@@ -144,18 +172,9 @@ kb_config_load(kb_config *cfg, kb_buf *problems)
             bad++;
         }
     }
-    /* Tokens must be verifiable: a strong HS256 secret, or a JWKS file. */
-    if (cfg->jwt_jwks_file == NULL &&
-        (cfg->jwt_secret == NULL || strlen(cfg->jwt_secret) < KB_JWT_SECRET_MIN)) {
-        problem(problems, "KB_JWT_SECRET",
-                cfg->jwt_secret == NULL
-                    ? "is required (at least 32 bytes) unless KB_JWT_JWKS_FILE is set"
-                    : "must be at least 32 bytes long");
-        bad++;
-    } else if (cfg->jwt_secret != NULL && strlen(cfg->jwt_secret) < KB_JWT_SECRET_MIN) {
-        problem(problems, "KB_JWT_SECRET", "must be at least 32 bytes long");
-        bad++;
-    }
+    /* A program that never signs or verifies a token does not ask (kb_config_require_jwt). */
+    if (jwt_required)
+        bad += check_jwt(cfg, problems);
     /* Money rule 8: never run billing with a webhook nobody can verify. */
     if (cfg->stripe_secret_key != NULL && cfg->stripe_webhook_secrets == NULL) {
         problem(problems, "STRIPE_WEBHOOK_SECRETS",

@@ -82,4 +82,12 @@ extern kb_config kb_cfg;
  */
 int kb_config_load(kb_config *cfg, kb_buf *problems);
 
+/*
+ * Whether the following kb_config_load() calls require a usable token key (KB_JWT_SECRET of
+ * at least 32 bytes, or KB_JWT_JWKS_FILE) and judge a secret that is set. On by default (the
+ * server, `kbctl check-config`); kbctl turns it off for the commands that neither sign nor
+ * verify tokens (migrate, import, status, ...). Call before fork, like the loader.
+ */
+void kb_config_require_jwt(bool required);
+
 #endif

@@ -96,6 +96,45 @@ ts_field(kb_jw *w, const char *key, const PGresult *r, int row, int c)
     kb_book_jw_ts(w, PQgetvalue(r, row, c), c < 0 || PQgetisnull(r, row, c));
 }
 
+/* Writes one row of r as a JSON value. */
+typedef void (*row_fn)(kb_jw *w, const PGresult *r, int row);
+
+/* "data": [rows of s(params), each written by row]. */
+static kb_err
+list_rows(kb_db *db, kb_arena *a, const kb_stmt *s, const char *const *params, row_fn row,
+          kb_jw *w)
+{
+    PGresult *r;
+    kb_err err = kb_db_exec(db, a, s, params, &r);
+    if (err)
+        return err;
+    kb_jw_key(w, "data");
+    kb_jw_arr(w);
+    for (int i = 0, n = PQntuples(r); i < n; i++)
+        row(w, r, i);
+    kb_jw_arr_end(w);
+    return KB_OK;
+}
+
+/*
+ * The row of s for one key, in *out; not_found with *msg = "<what> '<key>' not found." when
+ * there is none. Nothing is written to w.
+ */
+static kb_err
+get_row(kb_db *db, kb_arena *a, const kb_stmt *s, const char *key, kb_err not_found,
+        const char *what, PGresult **out, const char **msg)
+{
+    const char *params[] = {key};
+    kb_err err = kb_db_exec(db, a, s, params, out);
+    if (err)
+        return err;
+    if (PQntuples(*out) == 0) {
+        *msg = kb_arena_printf(a, "%s '%s' not found.", what, key);
+        return not_found;
+    }
+    return KB_OK;
+}
+
 /* MarketSummary fields (cols 0-4, then first/last at cols 5/6 or null when -1). */
 static void
 summary_fields(kb_jw *w, const PGresult *r, int row, bool with_data_times)
@@ -116,22 +155,18 @@ summary_fields(kb_jw *w, const PGresult *r, int row, bool with_data_times)
     }
 }
 
+static void
+market_row(kb_jw *w, const PGresult *r, int row)
+{
+    kb_jw_obj(w);
+    summary_fields(w, r, row, true);
+    kb_jw_obj_end(w);
+}
+
 kb_err
 kb_markets_list(kb_db *db, kb_arena *a, kb_jw *w)
 {
-    PGresult *r;
-    kb_err err = kb_db_exec(db, a, &markets_list_stmt, NULL, &r);
-    if (err)
-        return err;
-    kb_jw_key(w, "data");
-    kb_jw_arr(w);
-    for (int i = 0, n = PQntuples(r); i < n; i++) {
-        kb_jw_obj(w);
-        summary_fields(w, r, i, true);
-        kb_jw_obj_end(w);
-    }
-    kb_jw_arr_end(w);
-    return KB_OK;
+    return list_rows(db, a, &markets_list_stmt, NULL, market_row, w);
 }
 
 /* A float8 as a JSON float: "50000" -> 50000.0, like Python's float repr. */
@@ -153,14 +188,10 @@ kb_err
 kb_markets_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char **msg)
 {
     PGresult *r;
-    const char *params[] = {ticker};
-    kb_err err = kb_db_exec(db, a, &markets_get_stmt, params, &r);
+    kb_err err =
+        get_row(db, a, &markets_get_stmt, ticker, KB_E_MARKET_NOT_FOUND, "Market", &r, msg);
     if (err)
         return err;
-    if (PQntuples(r) == 0) {
-        *msg = kb_arena_printf(a, "Market '%s' not found.", ticker);
-        return KB_E_MARKET_NOT_FOUND;
-    }
     kb_jw_key(w, "data");
     kb_jw_obj(w);
     summary_fields(w, r, 0, true);
@@ -191,25 +222,21 @@ event_fields(kb_jw *w, const PGresult *r, int row)
     str_field(w, "status", r, row, 6);
 }
 
+static void
+event_row(kb_jw *w, const PGresult *r, int row)
+{
+    kb_jw_obj(w);
+    event_fields(w, r, row);
+    raw_field(w, "market_count", r, row, 7);
+    kb_jw_obj_end(w);
+}
+
 kb_err
 kb_events_list(kb_db *db, kb_arena *a, const char *category, const char *series_ticker,
                const char *status, kb_jw *w)
 {
-    PGresult *r;
     const char *params[] = {category, series_ticker, status};
-    kb_err err = kb_db_exec(db, a, &events_list_stmt, params, &r);
-    if (err)
-        return err;
-    kb_jw_key(w, "data");
-    kb_jw_arr(w);
-    for (int i = 0, n = PQntuples(r); i < n; i++) {
-        kb_jw_obj(w);
-        event_fields(w, r, i);
-        raw_field(w, "market_count", r, i, 7);
-        kb_jw_obj_end(w);
-    }
-    kb_jw_arr_end(w);
-    return KB_OK;
+    return list_rows(db, a, &events_list_stmt, params, event_row, w);
 }
 
 kb_err
@@ -217,13 +244,10 @@ kb_events_get(kb_db *db, kb_arena *a, const char *event_ticker, kb_jw *w, const 
 {
     PGresult *r, *m;
     const char *params[] = {event_ticker};
-    kb_err err = kb_db_exec(db, a, &events_get_stmt, params, &r);
+    kb_err err = get_row(db, a, &events_get_stmt, event_ticker, KB_E_EVENT_NOT_FOUND, "Event",
+                         &r, msg);
     if (err)
         return err;
-    if (PQntuples(r) == 0) {
-        *msg = kb_arena_printf(a, "Event '%s' not found.", event_ticker);
-        return KB_E_EVENT_NOT_FOUND;
-    }
     err = kb_db_exec(db, a, &event_markets_stmt, params, &m);
     if (err)
         return err;
@@ -261,31 +285,18 @@ kb_err
 kb_settlements_list(kb_db *db, kb_arena *a, const char *event_ticker, const char *result,
                     kb_jw *w)
 {
-    PGresult *r;
     const char *params[] = {event_ticker, result};
-    kb_err err = kb_db_exec(db, a, &settlements_list_stmt, params, &r);
-    if (err)
-        return err;
-    kb_jw_key(w, "data");
-    kb_jw_arr(w);
-    for (int i = 0, n = PQntuples(r); i < n; i++)
-        settlement(w, r, i);
-    kb_jw_arr_end(w);
-    return KB_OK;
+    return list_rows(db, a, &settlements_list_stmt, params, settlement, w);
 }
 
 kb_err
 kb_settlements_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char **msg)
 {
     PGresult *r;
-    const char *params[] = {ticker};
-    kb_err err = kb_db_exec(db, a, &settlements_get_stmt, params, &r);
+    kb_err err = get_row(db, a, &settlements_get_stmt, ticker, KB_E_SETTLEMENT_NOT_FOUND,
+                         "Settlement for", &r, msg);
     if (err)
         return err;
-    if (PQntuples(r) == 0) {
-        *msg = kb_arena_printf(a, "Settlement for '%s' not found.", ticker);
-        return KB_E_SETTLEMENT_NOT_FOUND;
-    }
     kb_jw_key(w, "data");
     settlement(w, r, 0);
     return KB_OK;

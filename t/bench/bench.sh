@@ -286,12 +286,17 @@ KB_NGINX_EXTRA_CONF=$TMP/extra.conf "$STACK" start "$TMP"
 # shellcheck disable=SC1091  # written by t/stack.sh start
 . "$TMP/run.env"
 
-deadline=$((SECONDS + 10))
-until [[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$KB_CA_CERT" "$KB_BASE_URL/__hello") == 200 ]]; do
-    kill -0 "$HELLO_PID" 2>/dev/null || die "hello-fcgi exited: $(tail -n 5 "$TMP/hello.log")"
-    ((SECONDS < deadline)) || die "GET /__hello never answered 200"
-    sleep 0.1
-done
+# shellcheck source=t/lib/wait.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/wait.sh"
+hello_ok() {
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$KB_CA_CERT" "$KB_BASE_URL/__hello") == 200 ]]
+}
+# Settled: answering, or hello-fcgi is gone (no point waiting on).
+hello_settled() {
+    hello_ok || pid_gone "$HELLO_PID"
+}
+wait_until 10 hello_settled || die "GET /__hello never answered 200"
+pid_gone "$HELLO_PID" && die "hello-fcgi exited: $(tail -n 5 "$TMP/hello.log")"
 
 printf 'bench: %s cores, wrk -t%s -c%s, %ss per row, binaries from %s, KB_WORKERS=%s\n' \
     "$(nproc)" "$THREADS" "$CONNECTIONS" "$DURATION" "$KB_BIN_DIR" "${KB_WORKERS:-default}" >&2

@@ -651,3 +651,46 @@ kbt_data_assert_keys(const cJSON *obj, const char *const *names)
     }
     ck_assert_msg(it == NULL, "unexpected member '%s'", it ? it->string : "");
 }
+
+/* ---- parameterised SQL: tests pass values as libpq parameters, never as SQL text ---- */
+
+#include <stdarg.h>
+
+#define KBT_SQLP_MAX 8
+
+static PGresult *
+sqlp_exec(PGconn *c, const char *sql, int nparams, va_list ap)
+{
+    const char *p[KBT_SQLP_MAX];
+    ck_assert_msg(nparams >= 0 && nparams <= KBT_SQLP_MAX, "%s: %d parameters", sql, nparams);
+    for (int i = 0; i < nparams; i++)
+        p[i] = va_arg(ap, const char *);
+    PGresult *r = PQexecParams(c, sql, nparams, NULL, nparams > 0 ? p : NULL, NULL, NULL, 0);
+    ExecStatusType s = PQresultStatus(r);
+    ck_assert_msg(s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK, "%s: %s", sql,
+                  PQresultErrorMessage(r));
+    return r;
+}
+
+char *
+kbt_sqlp_value(PGconn *c, const char *sql, int nparams, ...)
+{
+    va_list ap;
+    va_start(ap, nparams);
+    PGresult *r = sqlp_exec(c, sql, nparams, ap);
+    va_end(ap);
+    char *v = NULL;
+    if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+        v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+void
+kbt_sqlp_ok(PGconn *c, const char *sql, int nparams, ...)
+{
+    va_list ap;
+    va_start(ap, nparams);
+    PQclear(sqlp_exec(c, sql, nparams, ap));
+    va_end(ap);
+}

@@ -107,7 +107,6 @@ void kbt_auth_signup(const char *email, const char *password, char **token, char
 /* String member name of r's top-level JSON object (or of its "data" object), NULL if absent. */
 const char *kbt_auth_str(const kbt_resp *r, const char *name);
 
-#endif
 
 /*
  * Remember a secret the test created (raw API key, token, password, Stripe
@@ -199,3 +198,14 @@ kbt_resp *kbt_data_get(const kbt_account *a, const char *path);
 
 /* Assert the object's member names are exactly names (NULL-terminated), in order. */
 void kbt_data_assert_keys(const cJSON *obj, const char *const *names);
+/* ---- parameterised SQL (every test passes values as parameters, never as SQL text) ---- */
+
+/*
+ * Run one statement sql with nparams (at most 8) text parameters given as const char *
+ * arguments (NULL = SQL NULL), asserting success. kbt_sqlp_value returns the first column
+ * of the first row (malloc'd; NULL when there is no row or the value is NULL).
+ */
+char *kbt_sqlp_value(PGconn *c, const char *sql, int nparams, ...);
+void kbt_sqlp_ok(PGconn *c, const char *sql, int nparams, ...);
+
+#endif

@@ -28,6 +28,7 @@
 
 #include "check_main.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 #define NWORKERS 2
 

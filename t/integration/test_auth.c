@@ -10,6 +10,7 @@
 #include "jwt_forge.h"
 #include "kb_jwt.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 #define PW "correct horse battery"
 
@@ -81,18 +82,15 @@ START_TEST(signup_and_login_answer_tokens_with_supabase_claims)
 
     /* Signup makes no billing account and no key (API.md §7.17). */
     PGconn *db = kbt_db();
-    char sql[256];
-    snprintf(sql, sizeof(sql),
-             "SELECT (SELECT count(*) FROM api_keys WHERE user_id = '%s') + "
-             "(SELECT count(*) FROM billing_accounts WHERE user_id = '%s')",
-             uid, uid);
-    char *n = kbt_sql_value(db, sql);
+    char *n = kbt_sqlp_value(db,
+                             "SELECT (SELECT count(*) FROM api_keys WHERE user_id = $1) + "
+                             "(SELECT count(*) FROM billing_accounts WHERE user_id = $1)",
+                             1, uid);
     ck_assert_str_eq(n, "0");
     free(n);
     /* The password is stored as an argon2id hash only. */
-    snprintf(sql, sizeof(sql),
-             "SELECT password_hash LIKE '$argon2id$%%' FROM users WHERE id = '%s'", uid);
-    n = kbt_sql_value(db, sql);
+    n = kbt_sqlp_value(db, "SELECT password_hash LIKE '$argon2id$%' FROM users WHERE id = $1", 1,
+                       uid);
     ck_assert_str_eq(n, "t");
     free(n);
     PQfinish(db);
@@ -197,9 +195,7 @@ START_TEST(concurrent_duplicate_signups_create_one_user)
     ck_assert_int_eq(ok, 1);
     ck_assert_int_eq(conflict, N - 1);
     PGconn *db = kbt_db();
-    char sql[256];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM users WHERE email = lower('%s')", email);
-    char *n = kbt_sql_value(db, sql);
+    char *n = kbt_sqlp_value(db, "SELECT count(*) FROM users WHERE email = lower($1)", 1, email);
     ck_assert_str_eq(n, "1");
     free(n);
     PQfinish(db);
@@ -505,9 +501,7 @@ START_TEST(jwks_es256_tokens_accepted_when_configured)
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r->json, "data")), 1);
     kbt_resp_free(r);
     PGconn *db = kbt_db();
-    char sql[256];
-    snprintf(sql, sizeof(sql), "SELECT email FROM users WHERE id = '%s'", sub);
-    char *v = kbt_sql_value(db, sql);
+    char *v = kbt_sqlp_value(db, "SELECT email FROM users WHERE id = $1", 1, sub);
     ck_assert_str_eq(v, "supa@example.test");
     free(v);
     PQfinish(db);
@@ -592,6 +586,30 @@ START_TEST(no_jwt_secret_or_jwks_means_no_start)
 }
 END_TEST
 
+/* The commands that neither sign nor verify tokens run with no token key at all, or with one
+ * the server would refuse; the server and check-config still refuse (test above). */
+START_TEST(kbctl_commands_without_tokens_need_no_jwt_secret)
+{
+    const char *bin = kbt_env("KB_BIN_DIR");
+    static const char *const envs[] = {
+        "env -u KB_JWT_SECRET -u KB_JWT_JWKS_FILE",
+        "env -u KB_JWT_JWKS_FILE KB_JWT_SECRET=short",
+    };
+    static const char *const cmds[] = {"migrate", "import - </dev/null", "status"};
+    char cmd[2048], out[8192];
+    for (size_t e = 0; e < sizeof(envs) / sizeof(envs[0]); e++) {
+        for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+            snprintf(cmd, sizeof(cmd), "%s %s/kbctl %s 2>&1", envs[e], bin, cmds[i]);
+            ck_assert_msg(sh(cmd, out, sizeof(out)) == 0, "%s: %s", cmd, out);
+            ck_assert_msg(strstr(out, "KB_JWT") == NULL, "%s: %s", cmd, out);
+        }
+        snprintf(cmd, sizeof(cmd), "%s %s/kbctl check-config 2>&1", envs[e], bin);
+        ck_assert_int_eq(sh(cmd, out, sizeof(out)), 78);
+        ck_assert_msg(strstr(out, "KB_JWT_SECRET: ") != NULL, "%s", out);
+    }
+}
+END_TEST
+
 int
 main(void)
 {
@@ -616,6 +634,7 @@ main(void)
     suite_add_tcase(s, tj);
     TCase *tg = tcase_create("config");
     tcase_add_test(tg, no_jwt_secret_or_jwks_means_no_start);
+    tcase_add_test(tg, kbctl_commands_without_tokens_need_no_jwt_secret);
     suite_add_tcase(s, tg);
     return kb_check_run(s);
 }

@@ -7,6 +7,7 @@
 
 #include "check_main.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 static kbt_resp *
 status(const char *token)

@@ -7,6 +7,7 @@
 
 #include "check_main.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 static bool
 health_is(void *want)

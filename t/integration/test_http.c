@@ -4,6 +4,7 @@
 
 #include "check_main.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 START_TEST(health_answers_ok_json)
 {

@@ -1,5 +1,4 @@
 /* test_keys.c - /keys through nginx: lifecycle, usage sums, BOLA, PATCH order, malformed bodies. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +6,7 @@
 #include "check_main.h"
 #include "kb_crypto.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 #define PW "correct horse battery"
 
@@ -33,17 +33,6 @@ find_key(const kbt_resp *r, const char *id)
             return k;
     }
     return NULL;
-}
-
-static char *__attribute__((format(printf, 2, 3)))
-sqlf(PGconn *c, const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
-    va_end(ap);
-    return kbt_sql_value(c, sql);
 }
 
 START_TEST(key_lifecycle_create_list_patch_usage_revoke)
@@ -82,12 +71,14 @@ START_TEST(key_lifecycle_create_list_patch_usage_revoke)
     /* Only the hash and prefix are stored. */
     char hash[65];
     kb_sha256_hex(raw, strlen(raw), hash);
-    char *v = sqlf(db, "SELECT count(*) FROM api_keys WHERE key_hash = '%s' AND id = '%s'", hash,
-                   id);
+    char *v = kbt_sqlp_value(db, "SELECT count(*) FROM api_keys WHERE key_hash = $1 AND id = $2",
+                             2, hash, id);
     ck_assert_str_eq(v, "1");
     free(v);
-    v = sqlf(db, "SELECT count(*) FROM api_keys WHERE row_to_json(api_keys)::text LIKE '%%%s%%'",
-             raw + 3);
+    v = kbt_sqlp_value(db,
+                       "SELECT count(*) FROM api_keys"
+                       " WHERE strpos(row_to_json(api_keys)::text, $1) > 0",
+                       1, raw + 3);
     ck_assert_str_eq(v, "0");
     free(v);
 
@@ -121,17 +112,17 @@ START_TEST(key_lifecycle_create_list_patch_usage_revoke)
 
     /* Usage: counter rows as the meter writes them (per key, cycle and route), plus a
      * row of the previous cycle that must not count. */
-    char sql[1024];
-    snprintf(sql, sizeof(sql),
-             "INSERT INTO billing_accounts (user_id, billing_cycle_start) "
-             "VALUES ('%s', kb_cycle_month(kb_now())); "
-             "UPDATE api_keys SET last_used_at = now() WHERE id = '%s'; "
-             "INSERT INTO api_key_usage (api_key_id, cycle_start, endpoint, credits_used, "
-             "requests) VALUES ('%s', kb_cycle_month(kb_now()), '/orderbook', 10, 2), "
-             "('%s', kb_cycle_month(kb_now()), '/markets', 5, 5), "
-             "('%s', kb_cycle_month(kb_now()) - interval '1 month', '/markets', 100, 100)",
-             uid, id, id, id, id);
-    kbt_sql_ok(db, sql);
+    kbt_sqlp_ok(db,
+                "INSERT INTO billing_accounts (user_id, billing_cycle_start) "
+                "VALUES ($1, kb_cycle_month(kb_now()))",
+                1, uid);
+    kbt_sqlp_ok(db, "UPDATE api_keys SET last_used_at = now() WHERE id = $1", 1, id);
+    kbt_sqlp_ok(db,
+                "INSERT INTO api_key_usage (api_key_id, cycle_start, endpoint, credits_used, "
+                "requests) VALUES ($1, kb_cycle_month(kb_now()), '/orderbook', 10, 2), "
+                "($1, kb_cycle_month(kb_now()), '/markets', 5, 5), "
+                "($1, kb_cycle_month(kb_now()) - interval '1 month', '/markets', 100, 100)",
+                1, id);
     r = kbt_auth_json("GET", "/keys/usage", tok, NULL);
     ck_assert_int_eq(r->status, 200);
     const cJSON *k = find_key(r, id), *k2 = find_key(r, id2);
@@ -146,17 +137,15 @@ START_TEST(key_lifecycle_create_list_patch_usage_revoke)
     /* An account whose stored cycle start is last month (no metered call yet this
      * month) is read through the roll metering would apply: this month's rows (15),
      * not the stored cycle's (100). */
-    snprintf(sql, sizeof(sql),
-             "UPDATE billing_accounts SET billing_cycle_start = billing_cycle_start - interval "
-             "'1 month' WHERE user_id = '%s'",
-             uid);
-    kbt_sql_ok(db, sql);
+    kbt_sqlp_ok(db,
+                "UPDATE billing_accounts SET billing_cycle_start = billing_cycle_start - interval "
+                "'1 month' WHERE user_id = $1",
+                1, uid);
     r = kbt_auth_json("GET", "/keys/usage", tok, NULL);
     ck_assert_int_eq(cJSON_GetObjectItem(find_key(r, id), "credits_used")->valueint, 15);
     kbt_resp_free(r);
     /* No billing account at all: 0. */
-    snprintf(sql, sizeof(sql), "DELETE FROM billing_accounts WHERE user_id = '%s'", uid);
-    kbt_sql_ok(db, sql);
+    kbt_sqlp_ok(db, "DELETE FROM billing_accounts WHERE user_id = $1", 1, uid);
     r = kbt_auth_json("GET", "/keys/usage", tok, NULL);
     ck_assert_int_eq(cJSON_GetObjectItem(find_key(r, id), "credits_used")->valueint, 0);
     kbt_resp_free(r);
@@ -167,10 +156,10 @@ START_TEST(key_lifecycle_create_list_patch_usage_revoke)
     ck_assert(cJSON_IsString(cJSON_GetObjectItem(r->json, "message")));
     kbt_assert_request_id(r);
     kbt_resp_free(r);
-    v = sqlf(db, "SELECT revoked_at IS NOT NULL FROM api_keys WHERE id = '%s'", id);
+    v = kbt_sqlp_value(db, "SELECT revoked_at IS NOT NULL FROM api_keys WHERE id = $1", 1, id);
     ck_assert_str_eq(v, "t");
     free(v);
-    v = sqlf(db, "SELECT (kb_meter('%s', 1, '/markets')).outcome", hash);
+    v = kbt_sqlp_value(db, "SELECT (kb_meter($1, 1, '/markets')).outcome", 1, hash);
     ck_assert_str_eq(v, "invalid_key");
     free(v);
     r = kbt_auth_json("GET", "/keys", tok, NULL);
@@ -249,8 +238,10 @@ START_TEST(bola_no_user_sees_or_touches_another_users_key)
         kbt_resp_free(r);
     }
     PGconn *db = kbt_db();
-    char *v = sqlf(db, "SELECT revoked_at IS NULL AND name = 'a-key' FROM api_keys "
-                       "WHERE id = '%s'", id);
+    char *v = kbt_sqlp_value(db,
+                             "SELECT revoked_at IS NULL AND name = 'a-key' FROM api_keys "
+                             "WHERE id = $1",
+                             1, id);
     ck_assert_str_eq(v, "t");
     free(v);
     PQfinish(db);

@@ -8,6 +8,7 @@
 
 #include "check_main.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 typedef struct call {
     const char *hash;

@@ -8,6 +8,7 @@
 
 #include "check_main.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 /* Value of the sample whose name+labels are exactly `series`, or -1. */
 static double

@@ -12,6 +12,7 @@
 
 #include "check_main.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 #define MAXW 64
 

@@ -8,6 +8,7 @@
  * (nm -u), and that primitive must behave.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -22,28 +23,42 @@
 #include "check_main.h"
 #include "kb_crypto.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
+/* The port of the URL in environment variable var (KB_BASE_URL, KB_HTTP_URL). */
 static int
-tls_port(void)
+url_port(const char *var)
 {
-    const char *u = kbt_env("KB_BASE_URL"); /* https://127.0.0.1:PORT */
+    const char *u = kbt_env(var); /* http(s)://127.0.0.1:PORT */
     const char *c = strrchr(u, ':');
     ck_assert_ptr_nonnull(c);
-    return atoi(c + 1);
+    char *end;
+    errno = 0;
+    long port = strtol(c + 1, &end, 10);
+    ck_assert_msg(errno == 0 && end != c + 1 && (*end == '\0' || *end == '/') && port > 0 &&
+                      port <= 65535,
+                  "no port in %s '%s'", var, u);
+    return (int)port;
 }
 
 static int
-tcp_connect(void)
+tcp_connect_to(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {0};
     a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)tls_port());
+    a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     struct timeval tv = {20, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     return fd;
+}
+
+static int
+tcp_connect(void)
+{
+    return tcp_connect_to(url_port("KB_BASE_URL"));
 }
 
 /* Handshake with exactly version v; returns the negotiated version, or 0 with *reason the
@@ -114,7 +129,13 @@ START_TEST(security_headers_on_api_and_static_answers)
         ck_assert_int_eq(r->curl_code, 0);
         char *hsts = kbt_header(r, "Strict-Transport-Security");
         ck_assert_msg(hsts != NULL && strstr(hsts, "max-age=") != NULL, "%s: no HSTS", paths[i]);
-        ck_assert_int_ge(atol(strstr(hsts, "max-age=") + 8), 31536000);
+        const char *age = strstr(hsts, "max-age=") + 8;
+        char *end;
+        errno = 0;
+        long secs = strtol(age, &end, 10);
+        ck_assert_msg(errno == 0 && end != age && (*end == '\0' || *end == ';'),
+                      "%s: HSTS max-age '%s'", paths[i], hsts);
+        ck_assert_int_ge(secs, 31536000);
         char *nos = kbt_header(r, "X-Content-Type-Options");
         ck_assert_msg(nos != NULL && strcmp(nos, "nosniff") == 0, "%s: no nosniff", paths[i]);
         char *srv = kbt_header(r, "Server");
@@ -161,6 +182,27 @@ START_TEST(slow_header_client_is_cut_off_within_the_timeout)
 }
 END_TEST
 
+/* Status of the HTTP/1.1 response in, 0 when its status line is malformed; its header block
+ * (when head is not NULL) and body are malloc'd copies. Releases in. */
+static long
+split_response(kb_buf *in, char **head, char **body)
+{
+    long status = 0;
+    const char *t = kb_buf_cstr(in);
+    if (strncmp(t, "HTTP/1.1 ", 9) == 0) {
+        char *end;
+        long v = strtol(t + 9, &end, 10);
+        if (end == t + 12 && *end == ' ')
+            status = v; /* a malformed status line stays 0 and fails the caller's check */
+    }
+    const char *e = strstr(t, "\r\n\r\n");
+    if (head != NULL)
+        *head = e ? strndup(t, (size_t)(e - t) + 2) : strdup(t);
+    *body = strdup(e ? e + 4 : "");
+    kb_buf_release(in);
+    return status;
+}
+
 /* Send raw bytes over HTTP/1.1 + TLS and read the answer until the server closes;
  * returns the status (0 when none) and the body in *body (malloc'd). */
 static long
@@ -182,17 +224,32 @@ raw_exchange(const char *req, size_t len, char **body)
     int n;
     while ((n = SSL_read(s, buf, sizeof(buf))) > 0)
         kb_buf_append(&in, buf, (size_t)n);
-    long status = 0;
-    const char *t = kb_buf_cstr(&in);
-    if (strncmp(t, "HTTP/1.1 ", 9) == 0)
-        status = atol(t + 9);
-    const char *e = strstr(t, "\r\n\r\n");
-    *body = strdup(e ? e + 4 : "");
-    kb_buf_release(&in);
+    long status = split_response(&in, NULL, body);
     SSL_free(s);
     SSL_CTX_free(ctx);
     close(fd);
     return status;
+}
+
+/* The same over plain TCP to the HTTP (redirect) port; the header block in *head. */
+static long
+plain_exchange(const char *req, size_t len, char **head, char **body)
+{
+    int fd = tcp_connect_to(url_port("KB_HTTP_URL"));
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = send(fd, req + off, len - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break; /* the server may answer and close before reading everything */
+        off += (size_t)w;
+    }
+    kb_buf in = KB_BUF_INIT;
+    char buf[8192];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+        kb_buf_append(&in, buf, (size_t)n);
+    close(fd);
+    return split_response(&in, head, body);
 }
 
 /* The body is one API.md error envelope with this code and status. */
@@ -241,6 +298,49 @@ START_TEST(long_uri_is_414_json)
     fprintf(stderr, "security: 70 KiB URI -> %ld %.120s\n", st, body);
     ck_assert_msg(st == 414, "status %ld", st);
     assert_json_error(body, 414, "uri_too_long");
+    free(body);
+    free(req);
+}
+END_TEST
+
+/* The plain-HTTP redirect server's own errors are the same JSON envelope as on HTTPS, with
+ * the request id in X-Request-ID (nginx/kalshibook-errors.conf). */
+static const struct {
+    const char *what, *head, *tail;
+    size_t fill; /* 'a' bytes between head and tail */
+    long status;
+    const char *code;
+} plain_errors[] = {
+    {"malformed request line", "GARBAGE", "\r\n\r\n", 0, 400, "bad_request"},
+    {"bad percent-encoding", "GET /%zz HTTP/1.1\r\nHost: localhost\r\n",
+     "Connection: close\r\n\r\n", 0, 400, "bad_request"},
+    {"70 KiB URI", "GET /", " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+     70 * 1024, 414, "uri_too_long"},
+    {"64 KiB header line", "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: ",
+     "\r\nConnection: close\r\n\r\n", 64 * 1024, 431, "request_header_too_large"},
+};
+
+START_TEST(plain_http_errors_are_json)
+{
+    size_t hl = strlen(plain_errors[_i].head), fl = plain_errors[_i].fill,
+           tl = strlen(plain_errors[_i].tail);
+    char *req = malloc(hl + fl + tl);
+    memcpy(req, plain_errors[_i].head, hl);
+    memset(req + hl, 'a', fl);
+    memcpy(req + hl + fl, plain_errors[_i].tail, tl);
+    char *head, *body;
+    long st = plain_exchange(req, hl + fl + tl, &head, &body);
+    fprintf(stderr, "security: port 80, %s -> %ld %.120s\n", plain_errors[_i].what, st, body);
+    ck_assert_msg(st == plain_errors[_i].status, "%s: status %ld", plain_errors[_i].what, st);
+    assert_json_error(body, plain_errors[_i].status, plain_errors[_i].code);
+    ck_assert_msg(strstr(head, "\r\nContent-Type: application/json\r\n") != NULL, "%s", head);
+    cJSON *j = cJSON_Parse(body);
+    const char *rid = cJSON_GetObjectItemCaseSensitive(j, "request_id")->valuestring;
+    char want[64];
+    snprintf(want, sizeof(want), "\r\nX-Request-ID: %s\r\n", rid);
+    ck_assert_msg(strstr(head, want) != NULL, "no %s in %s", rid, head);
+    cJSON_Delete(j);
+    free(head);
     free(body);
     free(req);
 }
@@ -339,6 +439,8 @@ main(void)
     tcase_add_test(lim, slow_header_client_is_cut_off_within_the_timeout);
     tcase_add_test(lim, oversized_header_block_is_431_json);
     tcase_add_test(lim, long_uri_is_414_json);
+    tcase_add_loop_test(lim, plain_http_errors_are_json, 0,
+                        (int)(sizeof(plain_errors) / sizeof(plain_errors[0])));
     tcase_add_test(lim, body_over_1mib_is_413_json_and_not_charged);
     suite_add_tcase(s, lim);
     TCase *ct = tcase_create("constant_time");

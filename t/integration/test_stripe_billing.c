@@ -15,6 +15,7 @@
 #include "kb_log.h"
 #include "kb_stripe.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 static kb_db db;
 static kb_arena arena;
@@ -37,13 +38,13 @@ teardown(void)
     kb_stripe_cleanup();
 }
 
+/* Column col of user's billing account as text (NULL when SQL NULL); the column name is a
+ * parameter too, looked up in the row's JSON form. */
 static char *
 field(PGconn *c, const char *user, const char *col)
 {
-    char sql[256];
-    snprintf(sql, sizeof(sql), "SELECT %s::text FROM billing_accounts WHERE user_id = '%s'", col,
-             user);
-    return kbt_sql_value(c, sql);
+    return kbt_sqlp_value(c, "SELECT to_jsonb(b) ->> $2 FROM billing_accounts b WHERE user_id = $1",
+                          2, user, col);
 }
 
 static void

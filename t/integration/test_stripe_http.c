@@ -9,6 +9,7 @@
 
 #include "check_main.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 typedef struct user {
     char *token;
@@ -34,10 +35,10 @@ static char *
 tier_of(const char *user_id)
 {
     PGconn *c = kbt_db();
-    char sql[200];
-    snprintf(sql, sizeof(sql), "SELECT tier || '/' || credits_total || '/' || payg_enabled"
-                               " FROM billing_accounts WHERE user_id = '%s'", user_id);
-    char *v = kbt_sql_value(c, sql);
+    char *v = kbt_sqlp_value(c,
+                             "SELECT tier || '/' || credits_total || '/' || payg_enabled"
+                             " FROM billing_accounts WHERE user_id = $1",
+                             1, user_id);
     PQfinish(c);
     return v;
 }

@@ -14,6 +14,7 @@
 
 #include "check_main.h"
 #include "kbt.h"
+#include "kb_banned.h"
 
 typedef struct payg {
     kbt_account a;
@@ -94,6 +95,27 @@ reset_standin(void)
     kbt_resp_free(kbt_stripe_control("POST", "reset", NULL));
 }
 
+/*
+ * Stripe saves what the first request with an Idempotency-Key got once the endpoint began,
+ * a 500 included, and replays it for 24 hours: a batch whose event was recorded but answered
+ * 500 is refused again under the same key until then. Faults off and that window passed,
+ * the reporter finishes the stuck batches (the identifier dedupes what Stripe recorded).
+ */
+static void
+report_after_the_idempotency_window(PGconn *c, const payg *p, int n)
+{
+    reset_standin();
+    kbt_resp_free(kbt_stripe_control("POST", "forget_idempotency", NULL));
+    for (int run = 0; run < 5; run++) {
+        long left = 0;
+        for (int i = 0; i < n; i++)
+            left += unreported(c, &p[i]);
+        if (left == 0)
+            break;
+        (void)report_usage();
+    }
+}
+
 /* More 5-credit requests for p (all overage now), aged by age_s. */
 static void
 payg_more(PGconn *c, payg *p, int calls, int age_s)
@@ -132,11 +154,8 @@ START_TEST(usage_exact_with_half_of_stripe_calls_failing)
             payg_more(c, &p[i], 1 + round % 3, 300);
         (void)report_usage();
     }
-    int runs = 0;
-    while ((unreported(c, &p[0]) || unreported(c, &p[1]) || unreported(c, &p[2])) && runs < 60) {
+    for (int runs = 0; runs < 6; runs++)
         (void)report_usage();
-        runs++;
-    }
     unsetenv("STRIPE_MAX_RETRIES");
     kbt_resp *r = kbt_stripe_control("GET", "requests", NULL);
     int failed = 0, sent = 0;
@@ -156,7 +175,7 @@ START_TEST(usage_exact_with_half_of_stripe_calls_failing)
         failed += cJSON_IsNumber(st) && st->valuedouble == 500;
     }
     kbt_resp_free(r);
-    reset_standin();
+    report_after_the_idempotency_window(c, p, 3);
     ck_assert_msg(failed >= 3 && sent >= 18, "only %d of %d meter calls failed", failed, sent);
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq(unreported(c, &p[i]), 0);
@@ -238,7 +257,7 @@ START_TEST(usage_two_reporters_at_once_report_exactly_once)
         waitpid(a, &st, 0);
         waitpid(b, &st, 0);
     }
-    reset_standin();
+    report_after_the_idempotency_window(c, p, 2);
     for (int i = 0; i < 2; i++) {
         ck_assert_int_eq(unreported(c, &p[i]), 0);
         ck_assert_int_eq(meter_total(p[i].cus), p[i].overage);
@@ -365,6 +384,58 @@ START_TEST(usage_master_runs_and_respawns_the_reporter_child)
 }
 END_TEST
 
+/* POST /v1/customers straight to the stand-in with Idempotency-Key key; the status, and
+ * whether the answer was a replay. */
+static long
+stand_in_customer(const char *key, bool *replayed)
+{
+    char url[512], auth[256], idem[128];
+    snprintf(url, sizeof(url), "%s/v1/customers", kbt_env("KB_STRIPE_URL"));
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", kbt_env("STRIPE_SECRET_KEY"));
+    snprintf(idem, sizeof(idem), "Idempotency-Key: %s", key);
+    const char *h[] = {auth, idem, "Content-Type: application/x-www-form-urlencoded", NULL};
+    const char body[] = "email=idem%40example.test";
+    kbt_resp *r = kbt_request_url("POST", url, h, body, sizeof(body) - 1);
+    char *rep = kbt_header(r, "Idempotent-Replayed");
+    *replayed = rep != NULL && strcmp(rep, "true") == 0;
+    free(rep);
+    long st = r->status;
+    kbt_resp_free(r);
+    return st;
+}
+
+/* The stand-in keeps Stripe's v1 rule (docs.stripe.com/api/idempotent_requests): the first
+ * response after the endpoint began is saved and replayed, 500 included; a request refused
+ * before that saves nothing. */
+START_TEST(stand_in_replays_a_saved_500_like_stripe)
+{
+    char k1[64], k2[64];
+    snprintf(k1, sizeof(k1), "kbt-idem-after-%ld-%ld", (long)getpid(), kbt_now_ms());
+    snprintf(k2, sizeof(k2), "kbt-idem-before-%ld-%ld", (long)getpid(), kbt_now_ms());
+    bool rep;
+    kbt_resp_free(kbt_stripe_control("POST", "fail",
+                                     "{\"status\":500,\"count\":1,\"when\":\"after\","
+                                     "\"prefix\":\"/v1/customers\"}"));
+    ck_assert_int_eq(stand_in_customer(k1, &rep), 500);
+    ck_assert(!rep);
+    ck_assert_int_eq(stand_in_customer(k1, &rep), 500); /* the saved 500, not a new attempt */
+    ck_assert(rep);
+    kbt_resp_free(kbt_stripe_control("POST", "fail",
+                                     "{\"status\":500,\"count\":1,\"when\":\"before\","
+                                     "\"prefix\":\"/v1/customers\"}"));
+    ck_assert_int_eq(stand_in_customer(k2, &rep), 500);
+    ck_assert_int_eq(stand_in_customer(k2, &rep), 200); /* nothing was saved */
+    ck_assert(!rep);
+    ck_assert_int_eq(stand_in_customer(k2, &rep), 200);
+    ck_assert(rep);
+    reset_standin();
+    /* Past the 24 h window the key is new again. */
+    kbt_resp_free(kbt_stripe_control("POST", "forget_idempotency", NULL));
+    ck_assert_int_eq(stand_in_customer(k1, &rep), 200);
+    ck_assert(!rep);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -372,6 +443,7 @@ main(void)
     Suite *s = suite_create("stripe_usage");
     TCase *tc = tcase_create("usage");
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, stand_in_replays_a_saved_500_like_stripe);
     tcase_add_test(tc, usage_exact_with_half_of_stripe_calls_failing);
     tcase_add_test(tc, usage_rows_inside_the_refund_margin_wait);
     tcase_add_test(tc, usage_reporter_killed_between_send_and_mark_reports_once);

@@ -41,11 +41,14 @@ TICKER=$("${PSQL[@]}" -c "SELECT ticker FROM markets ORDER BY ticker LIMIT 1")
 # A project account with room for every request (metered by the real meter).
 KEY=kb-$(openssl rand -hex 32 | cut -c1-43)
 HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
-"${PSQL[@]}" -c "WITH u AS (INSERT INTO users (email, password_hash)
-      VALUES ('soak-$(openssl rand -hex 6)@example.test', 'x') RETURNING id),
-    k AS (INSERT INTO api_keys (user_id, key_hash, key_prefix) SELECT id, '$HASH', '${KEY:0:7}' FROM u)
-    INSERT INTO billing_accounts (user_id, tier, credits_total, credits_override, rpm_override)
-    SELECT id, 'project', 2000000000, 2000000000, 1000000000 FROM u" >/dev/null
+# Values go in as psql variables, quoted by psql (:'name'), never pasted into the SQL text.
+"${PSQL[@]}" -v ON_ERROR_STOP=1 -v email="soak-$(openssl rand -hex 6)@example.test" \
+    -v hash="$HASH" -v prefix="${KEY:0:7}" >/dev/null <<'SQL'
+WITH u AS (INSERT INTO users (email, password_hash) VALUES (:'email', 'x') RETURNING id),
+    k AS (INSERT INTO api_keys (user_id, key_hash, key_prefix) SELECT id, :'hash', :'prefix' FROM u)
+INSERT INTO billing_accounts (user_id, tier, credits_total, credits_override, rpm_override)
+SELECT id, 'project', 2000000000, 2000000000, 1000000000 FROM u;
+SQL
 # A user token for the key routes.
 EMAIL=soak-$(openssl rand -hex 6)@example.test
 PASS=soak-$(openssl rand -hex 12)

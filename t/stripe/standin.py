@@ -4,7 +4,10 @@
 Speaks Stripe's wire format for every call KalshiBook makes: form-encoded
 bodies with bracketed nested keys, JSON objects with Stripe's ids and shapes,
 Stripe's error objects, Idempotency-Key replay (400 idempotency_error on reuse
-with other parameters, 409 while the first request is in flight), meter-event
+with other parameters, 409 while the first request is in flight; as Stripe's v1 API
+saves "the status code and body of the first request ... after endpoint execution
+begins", an error injected after processing is what the key replays, 500 included,
+while one injected before processing saves nothing), meter-event
 identifier dedupe, a hosted Checkout page a person or a test can complete, and
 webhooks signed exactly like Stripe's (Stripe-Signature: t=..,v1=HMAC-SHA256
 of "t.body" under the whole whsec_ secret), delivered to the app's webhook URL.
@@ -14,8 +17,11 @@ Controls (JSON in, JSON out) under /_control/ for tests:
   POST reset                       forget failure injection, holds, delays
   POST fail      {"status":500|429, "rate":0.5, "prefix":"/v1/..", "count":N,
                   "when":"before"|"after"|"random", "timeout":false}
-                 before: refused before processing; after: processed, then the
-                 error is answered (the client cannot tell); timeout: hang 30 s.
+                 before: refused before processing (nothing saved for the
+                 Idempotency-Key); after: processed, then the error is answered
+                 (the client cannot tell) and saved as the key's result, so a
+                 retry with the same key gets the same error until
+                 forget_idempotency; timeout: hang 30 s.
   POST outage    {"on":true|false}  every /v1 call answers 500 before processing
   POST delay     {"prefix":"/v1/billing/meter_events", "ms":5000}  after processing
   POST forget_idempotency          drop saved Idempotency-Key results (24 h passed)
@@ -577,17 +583,25 @@ class Handler(BaseHTTPRequestHandler):
         if delay and url.path.startswith(delay.get("prefix", "/v1/")):
             time.sleep(float(delay.get("ms", 0)) / 1000)
         if inject == "after":
-            return self.injected(rec, fail)
+            return self.injected(rec, fail, saved_as=rec.get("idem_saved"))
         rec["status"] = status
         return self.send(status, obj, hdr)
 
-    def injected(self, rec, fail):
+    def injected(self, rec, fail, saved_as=None):
+        """Answer the injected error; saved_as: the Idempotency-Key whose first execution this
+        was, which then replays this error (Stripe saves whatever the first request got)."""
         st = int((fail or {}).get("status", 500))
         rec["status"] = st
         if st == 429:
-            return self.send(*error(429, "invalid_request_error", "Too many requests.",
-                                    "rate_limit"), {"Stripe-Should-Retry": "true"})
-        return self.send(*error(st, "api_error", "An unknown error occurred (injected)."))
+            status, obj = error(429, "invalid_request_error", "Too many requests.", "rate_limit")
+            hdr = {"Stripe-Should-Retry": "true"}
+        else:
+            status, obj = error(st, "api_error", "An unknown error occurred (injected).")
+            hdr = {}
+        if saved_as:
+            with LOCK:
+                S["idem"][saved_as].update(status=status, obj=obj)
+        return self.send(status, obj, hdr)
 
     def process(self, method, url, text, rec):
         key = rec["idempotency_key"]
@@ -608,6 +622,7 @@ class Handler(BaseHTTPRequestHandler):
                              dict(urllib.parse.parse_qsl(url.query)))
             if method == "POST" and key:
                 S["idem"][key] = {"fp": fp, "status": status, "obj": obj}
+                rec["idem_saved"] = key
         return status, obj, {}
 
 

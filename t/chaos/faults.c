@@ -1,0 +1,252 @@
+/* faults.c - the fault thread: worker and reporter kills, Postgres restarts, Stripe
+ * stand-in failures, held and reordered webhooks; how long each took to recover. */
+#include "chaos.h"
+#include "kb_banned.h"
+
+/* ---- faults ---------------------------------------------------------------------------- */
+
+/* t/stack.sh CMD $KB_STACK_DIR [ARG], output discarded. */
+static int
+sh(const char *what, const char *arg)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s/t/stack.sh %s %s %s >/dev/null 2>&1", repo, what, stack_dir,
+             arg ? arg : "");
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
+}
+
+void
+stand_in(const char *path, const char *json)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "curl -s -o /dev/null --max-time 5 -X POST -H 'Content-Type: application/json' "
+             "-d '%s' '%s/_control/%s'",
+             json, stripe_url, path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "chaos: stand-in control %s failed\n", path);
+}
+
+static pid_t
+master_pid(void)
+{
+    char p[512];
+    snprintf(p, sizeof(p), "%s/fcgi.pid", stack_dir);
+    FILE *f = fopen(p, "r");
+    long pid = 0;
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return (pid_t)pid;
+}
+
+/* Children of the master: want_reporter selects kb-reporter, else the workers. */
+static int
+children(bool want_reporter, pid_t *out, int max)
+{
+    pid_t m = master_pid();
+    int n = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL && n < max) {
+        char p[300], buf[512];
+        snprintf(p, sizeof(p), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(p, "r");
+        if (!f)
+            continue;
+        size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        char *rp = strrchr(buf, ')');
+        char *lp = strchr(buf, '(');
+        if (!rp || !lp)
+            continue;
+        long ppid = 0;
+        char state;
+        if (sscanf(rp + 2, "%c %ld", &state, &ppid) != 2 || ppid != m || state == 'Z')
+            continue;
+        bool rep = strncmp(lp + 1, "kb-reporter", 11) == 0;
+        if (rep == want_reporter)
+            out[n++] = (pid_t)strtol(e->d_name, NULL, 10);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* Spawn `kbctl report-usage` in the background; returns its pid. */
+pid_t
+reporter_spawn(void)
+{
+    fflush(NULL); /* the child must not flush our buffered output again */
+    pid_t p = fork();
+    if (p == 0) {
+        char path[512], logp[512];
+        snprintf(path, sizeof(path), "%s/kbctl", bin_dir);
+        snprintf(logp, sizeof(logp), "%s/chaos-kbctl.log", stack_dir);
+        if (freopen("/dev/null", "w", stdout) == NULL || freopen(logp, "a", stderr) == NULL)
+            _exit(126);
+        execl(path, "kbctl", "report-usage", (char *)NULL);
+        _exit(127);
+    }
+    return p;
+}
+
+/* After a fault: ms until /health is 200 and a metered request by the probe is 2xx. */
+static long
+recover(CURL *cu)
+{
+    long t0 = now_ms(), cost;
+    bool health = false;
+    while (now_ms() - t0 < 30000) {
+        if (!health)
+            health = req(cu, NULL, 3, &cost) == 200;
+        if (health) {
+            long st = req(cu, &acc[NACC], 1, &cost);
+            account_note(&acc[NACC], st, cost, -1);
+            if (st >= 200 && st < 300)
+                return now_ms() - t0;
+        }
+        sleep_ms(20);
+    }
+    return -1;
+}
+
+static void
+fault_run(CURL *cu, int kind)
+{
+    if (nfault >= MAXFAULT)
+        return;
+    fault_rec *f = &faults[nfault];
+    pid_t pids[16];
+    int n;
+    f->start_ms = now_ms();
+    atomic_store(&active_fault, nfault);
+    switch (kind) {
+    case 0:
+        n = children(false, pids, 16);
+        snprintf(f->name, sizeof(f->name), "SIGKILL worker");
+        if (n > 0)
+            kill(pids[rand() % n], SIGKILL);
+        sleep_ms(300);
+        break;
+    case 1:
+    case 2:
+        snprintf(f->name, sizeof(f->name), "postgres stop %s", kind == 1 ? "fast" : "immediate");
+        sh("pg-stop", kind == 1 ? "fast" : "immediate");
+        sleep_ms(700);
+        sh("pg-start", NULL);
+        break;
+    case 3:
+        snprintf(f->name, sizeof(f->name), "SIGKILL reporter mid-batch");
+        stand_in("delay", "{\"prefix\":\"/v1/billing/meter_events\",\"ms\":400}");
+        sleep_ms(1500);
+        n = children(true, pids, 16);
+        if (n > 0)
+            kill(pids[0], SIGKILL);
+        stand_in("reset", "{}");
+        break;
+    case 4:
+    case 5:
+        snprintf(f->name, sizeof(f->name), "stand-in %s rate 0.5", kind == 4 ? "500" : "429");
+        stand_in("fail", kind == 4 ? "{\"status\":500,\"rate\":0.5,\"when\":\"random\"}"
+                                   : "{\"status\":429,\"rate\":0.5}");
+        sleep_ms(short_run ? 1000 : 2500);
+        stand_in("reset", "{}");
+        break;
+    case 6:
+        snprintf(f->name, sizeof(f->name), "stand-in timeouts");
+        stand_in("fail", "{\"status\":500,\"rate\":1,\"count\":2,\"timeout\":true}");
+        sleep_ms(short_run ? 1000 : 2500);
+        stand_in("reset", "{}");
+        break;
+    case 7:
+        snprintf(f->name, sizeof(f->name), "stand-in outage %d s", short_run ? 2 : 6);
+        stand_in("outage", "{\"on\":true}");
+        sleep_ms(short_run ? 2000 : 6000);
+        stand_in("outage", "{\"on\":false}");
+        break;
+    case 9: {
+        snprintf(f->name, sizeof(f->name), "webhooks held, reversed, redelivered");
+        stand_in("hold", "{\"on\":true}");
+        char url[512];
+        for (int i = 0; i < NSUB; i++) {
+            if (subs[i].token[0] == '\0' || subs[i].checkout_ok)
+                continue;
+            long st;
+            snprintf(url, sizeof(url), "%s/billing/checkout", base);
+            cJSON *j = http_json("POST", url, subs[i].token, "{}", &st);
+            const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "checkout_url");
+            const char *cs = cJSON_IsString(u) ? strstr(u->valuestring, "/checkout/") : NULL;
+            if (cs) {
+                char path[256];
+                snprintf(path, sizeof(path), "checkout/%s/complete", cs + 10);
+                stand_in(path, "{}");
+                subs[i].checkout_ok = true;
+            } else {
+                fprintf(stderr, "chaos: checkout for %s answered %ld\n", subs[i].email, st);
+            }
+            cJSON_Delete(j);
+        }
+        stand_in("hold", "{\"on\":false}");
+        stand_in("release", "{\"order\":\"reverse\"}");
+        snprintf(url, sizeof(url), "%s/_control/events", stripe_url);
+        long st;
+        cJSON *ev = http_json("GET", url, NULL, NULL, &st);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, ev)
+        {
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
+            char path[256];
+            if (cJSON_IsString(id)) {
+                snprintf(path, sizeof(path), "events/%s/redeliver", id->valuestring);
+                stand_in(path, "{}");
+            }
+        }
+        cJSON_Delete(ev);
+        break;
+    }
+    default: {
+        snprintf(f->name, sizeof(f->name), "two reporters, one SIGKILLed");
+        stand_in("delay", "{\"prefix\":\"/v1/billing/meter_events\",\"ms\":200}");
+        pid_t a = reporter_spawn(), b = reporter_spawn();
+        sleep_ms(300 + rand() % 500);
+        kill(a, SIGKILL);
+        waitpid(a, NULL, 0);
+        /* The other one may finish; after 3 s it is killed mid-batch too. */
+        long until = now_ms() + 3000;
+        while (waitpid(b, NULL, WNOHANG) == 0) {
+            if (now_ms() > until) {
+                kill(b, SIGKILL);
+                waitpid(b, NULL, 0);
+                break;
+            }
+            sleep_ms(50);
+        }
+        stand_in("reset", "{}");
+        break;
+    }
+    }
+    f->end_ms = now_ms();
+    f->recover_ms = recover(cu);
+    atomic_store(&active_fault, -1);
+    nfault++;
+}
+
+void *
+fault_thread(void *arg)
+{
+    int rounds = *(int *)arg;
+    CURL *cu = curl_easy_init();
+    for (int r = 0; r < rounds; r++) {
+        for (int k = 0; k < 10; k++) {
+            fault_run(cu, k);
+            sleep_ms(300);
+        }
+    }
+    curl_easy_cleanup(cu);
+    return NULL;
+}
