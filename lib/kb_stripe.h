@@ -46,6 +46,7 @@ typedef struct kb_stripe_res {
     cJSON *json;        /* parsed body (object), NULL when not JSON */
     const char *err_type, *err_code, *err_param, *err_message; /* from "error", or NULL */
     int attempts;
+    bool replayed;      /* the answer was a saved one (Idempotent-Replayed: true) */
 } kb_stripe_res;
 
 /* True when STRIPE_SECRET_KEY is configured. */

@@ -94,6 +94,7 @@ kb_stripe_cleanup(void)
 typedef struct exchange {
     kb_buf body;
     char should_retry[8]; /* "true" / "false" / "" */
+    char replayed[8];     /* Idempotent-Replayed: "true" / "" */
     char request_id[64];
 } exchange;
 
@@ -128,6 +129,7 @@ on_header(char *p, size_t size, size_t n, void *ud)
     exchange *x = ud;
     header_value(p, size * n, "Stripe-Should-Retry", x->should_retry, sizeof(x->should_retry));
     header_value(p, size * n, "Request-Id", x->request_id, sizeof(x->request_id));
+    header_value(p, size * n, "Idempotent-Replayed", x->replayed, sizeof(x->replayed));
     return size * n;
 }
 
@@ -271,6 +273,7 @@ kb_stripe_call(kb_arena *a, const char *method, const char *path, const kb_strip
             backoff(i - 1);
         kb_buf_reset(&x.body);
         x.should_retry[0] = '\0';
+        x.replayed[0] = '\0';
         x.request_id[0] = '\0';
         rc = attempt_once(c, method, url, body, h, &x, &res->status);
         res->attempts = i + 1;
@@ -292,6 +295,7 @@ kb_stripe_call(kb_arena *a, const char *method, const char *path, const kb_strip
             kb_arena_on_reset(a, delete_json, res->json);
     }
     kb_buf_release(&x.body);
+    res->replayed = strcasecmp(x.replayed, "true") == 0;
     if (rc == CURLE_OK && res->status >= 200 && res->status < 300)
         return KB_OK;
     parse_error(a, res);

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "kb_config.h"
 #include "kb_log.h"
 #include "kb_stripe.h"
@@ -74,6 +76,18 @@ send_batch(kb_db *db, kb_arena *a, const char *ident, const char *cus, const cha
     kb_stripe_res r;
     char *key = kb_arena_printf(a, "kb-meter-%s", ident);
     kb_err err = kb_stripe_call(a, "POST", "/v1/billing/meter_events", &f, key, &r);
+    if (err != KB_OK && r.replayed && r.status >= 500) {
+        /* Stripe keeps a 5xx that happened after it began processing as the key's
+         * answer for 24 hours. The identifier, not the key, is what makes the
+         * event count once, so ask again under a fresh key: Stripe then records
+         * it, or answers that the identifier already exists. */
+        unsigned char rnd[8];
+        char hex[2 * sizeof(rnd) + 1];
+        randombytes_buf(rnd, sizeof(rnd));
+        sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
+        key = kb_arena_printf(a, "kb-meter-%s-%s", ident, hex);
+        err = kb_stripe_call(a, "POST", "/v1/billing/meter_events", &f, key, &r);
+    }
     kb_stripe_form_release(&f);
     const char *params[] = {ident, NULL};
     if (err == KB_OK || is_duplicate(&r)) {
