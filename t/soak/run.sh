@@ -102,6 +102,19 @@ while [ "$done_n" -lt "$TOTAL" ] || [ "$chunks" -lt 2 ]; do  # warm-up chunk + a
     printf 'soak: %d/%d requests (%d rps), failures %d, socket errors %d\n' "$done_n" "$TOTAL" \
         "$((done_n / (SECONDS - t0 > 0 ? SECONDS - t0 : 1)))" "$fails" "$errors"
 done
+# A worker still finishing the last request of the chunk holds its FastCGI connection
+# (one more FD). Take the end snapshot once every worker is back to its warm-up FD count,
+# or after 10 s: an FD that is really leaked is still there then and fails below.
+fds_settled() {
+    local _t pid fds fds0
+    while read -r _t pid _ fds; do
+        read -r _ _ _ fds0 <<<"$(grep " $pid " <<<"$warm" || echo "0 $pid 0 0")"
+        [ "$fds" -le "$fds0" ] || return 1
+    done <<<"$(sample_once)"
+}
+# shellcheck source=t/lib/wait.sh
+. "$ROOT/t/lib/wait.sh"
+wait_until 10 fds_settled || true
 snapshot end
 end=$SNAP
 rc=0
