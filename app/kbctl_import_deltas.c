@@ -1,0 +1,303 @@
+/* kbctl_import_deltas.c - a batch's delta rows into deltas: direct COPY where provably new.
+ *
+ * Runs inside the batch transaction, after kb_ensure_partitions took the
+ * import advisory lock (held to COMMIT, so no other import writes deltas or
+ * rebuilds checkpoints meanwhile):
+ *  1. one probe asks, per ticker of the batch, for the span [elo, ehi] of
+ *     the rows already stored within the batch's span of that ticker;
+ *  2. a row outside that span cannot collide with a stored row (the unique
+ *     key (ticker, ts, sid, seq) contains ts): it takes the direct route, a
+ *     binary COPY into deltas, once repeats within the batch are dropped (the
+ *     first in file order stays, as ON CONFLICT DO NOTHING keeps it). Its
+ *     market_stats, kb_touched and stale checkpoints are updated by one
+ *     statement from per-ticker figures computed here;
+ *  3. the other rows take the staged route: COPY into stage_deltas, then
+ *     imp_move_deltas (INSERT .. ON CONFLICT DO NOTHING, counting what it
+ *     inserted).
+ * So every row is stored at most once and counted exactly once, as before;
+ * a re-import finds every ticker's span occupied and inserts nothing.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kbctl_import.h"
+#include "kb_banned.h"
+
+/* Postgres binary timestamps count µs from 2000-01-01. */
+#define PG_EPOCH_US INT64_C(946684800000000)
+
+static const kb_stmt probe_stmt = {
+    "imp_probe",
+    "SELECT u.i, kb_us(e.lo), kb_us(e.hi)"
+    "  FROM unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(t, lo, hi, i),"
+    "  LATERAL (SELECT min(d.ts) AS lo, max(d.ts) AS hi FROM deltas d"
+    "            WHERE d.market_ticker = u.t"
+    "              AND d.ts >= 'epoch'::timestamptz + u.lo * interval '1 microsecond'"
+    "              AND d.ts <= 'epoch'::timestamptz + u.hi * interval '1 microsecond') e"
+    " WHERE e.lo IS NOT NULL",
+    3, false};
+
+static const kb_stmt direct_stats_stmt = {
+    "imp_direct_stats",
+    "WITH v AS ("
+    "  SELECT t, n, 'epoch'::timestamptz + lo * interval '1 microsecond' AS lo,"
+    "         'epoch'::timestamptz + hi * interval '1 microsecond' AS hi"
+    "    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(t, n, lo, hi)),"
+    " k AS ("
+    "  INSERT INTO kb_touched AS k (ticker, from_ts, to_ts) SELECT t, lo, hi FROM v"
+    "  ON CONFLICT (ticker) DO UPDATE SET from_ts = least(k.from_ts, excluded.from_ts),"
+    "   to_ts = greatest(k.to_ts, excluded.to_ts)),"
+    " x AS ("
+    "  DELETE FROM book_checkpoints b USING v"
+    "   WHERE b.market_ticker = v.t AND b.at >= v.lo AND b.basis <= v.hi)"
+    " INSERT INTO market_stats AS m (ticker, last_data_at, delta_count)"
+    " SELECT t, hi, n FROM v"
+    " ON CONFLICT (ticker) DO UPDATE SET"
+    "  last_data_at = greatest(m.last_data_at, excluded.last_data_at),"
+    "  delta_count = m.delta_count + excluded.delta_count",
+    4, false};
+
+/* ---- Postgres binary COPY ---- */
+
+static void
+be16(char *p, uint16_t v)
+{
+    p[0] = (char)(v >> 8);
+    p[1] = (char)v;
+}
+
+static void
+be32(char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (char)(v >> (24 - 8 * i));
+}
+
+static void
+be64(char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (char)(v >> (56 - 8 * i));
+}
+
+static void
+copy_header(kb_buf *b)
+{
+    static const char sig[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+    kb_buf_append(b, sig, sizeof(sig));
+}
+
+static void
+copy_trailer(kb_buf *b)
+{
+    kb_buf_append(b, "\377\377", 2);
+}
+
+/* One row: ticker, ts, seq, sid, price, amount, side, received_at [, n]. */
+static void
+put_row(kb_buf *b, const kb_import *im, const kb_imp_delta *d, bool staged)
+{
+    const kb_imp_ticker *t = &im->tickers[d->ticker];
+    size_t need = 2 + 4 + t->len + 3 * 12 + 2 * 8 + 4 + 3 + 12 + 12;
+    kb_buf_grow(b, need);
+    char *p = b->buf + b->len, *start = p;
+    be16(p, staged ? 9 : 8), p += 2;
+    be32(p, (uint32_t)t->len), p += 4;
+    memcpy(p, t->name, t->len), p += t->len;
+    be32(p, 8), be64(p + 4, (uint64_t)(d->ts - PG_EPOCH_US)), p += 12;
+    be32(p, 8), be64(p + 4, (uint64_t)d->seq), p += 12;
+    be32(p, 8), be64(p + 4, (uint64_t)d->sid), p += 12;
+    be32(p, 4), be32(p + 4, (uint32_t)d->price), p += 8;
+    be32(p, 4), be32(p + 4, (uint32_t)d->amount), p += 8;
+    if (d->yes)
+        be32(p, 3), memcpy(p + 4, "yes", 3), p += 7;
+    else
+        be32(p, 2), memcpy(p + 4, "no", 2), p += 6;
+    if (d->rcv != KB_IMP_NO_RCV)
+        be32(p, 8), be64(p + 4, (uint64_t)(d->rcv - PG_EPOCH_US)), p += 12;
+    else if (staged)
+        be32(p, UINT32_MAX), p += 4; /* NULL: the move uses ts */
+    else
+        be32(p, 8), be64(p + 4, (uint64_t)(d->ts - PG_EPOCH_US)), p += 12;
+    if (staged)
+        be32(p, 8), be64(p + 4, (uint64_t)d->order), p += 12;
+    b->len += (size_t)(p - start);
+    b->buf[b->len] = '\0';
+}
+
+/* ---- array parameters ---- */
+
+static void
+arr_str(kb_buf *b, const char *s, size_t len)
+{
+    kb_buf_putc(b, b->len ? ',' : '{');
+    kb_buf_putc(b, '"');
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            kb_buf_putc(b, '\\');
+        kb_buf_putc(b, s[i]);
+    }
+    kb_buf_putc(b, '"');
+}
+
+static void
+arr_int(kb_buf *b, int64_t v)
+{
+    kb_buf_printf(b, "%c%" PRId64, b->len ? ',' : '{', v);
+}
+
+static const char *
+arr_end(kb_buf *b)
+{
+    kb_buf_puts(b, b->len ? "}" : "{}");
+    return b->buf;
+}
+
+/* ---- repeats within the batch ---- */
+
+static uint64_t
+key_hash(const kb_imp_delta *d)
+{
+    uint64_t h = (uint64_t)d->ticker * 0x9E3779B97F4A7C15u;
+    h = (h ^ (uint64_t)d->ts) * 0xBF58476D1CE4E5B9u;
+    h = (h ^ (uint64_t)d->sid) * 0x94D049BB133111EBu;
+    h = (h ^ (uint64_t)d->seq) * 0x9E3779B97F4A7C15u;
+    return h ^ (h >> 31);
+}
+
+static bool
+same_key(const kb_imp_delta *a, const kb_imp_delta *b)
+{
+    return a->ticker == b->ticker && a->ts == b->ts && a->sid == b->sid && a->seq == b->seq;
+}
+
+/* Ask the server which part of each ticker's span already holds rows. */
+static bool
+probe(kb_import *im, const uint32_t *used, uint32_t nused)
+{
+    kb_buf t = KB_BUF_INIT, lo = KB_BUF_INIT, hi = KB_BUF_INIT;
+    for (uint32_t i = 0; i < nused; i++) {
+        const kb_imp_ticker *k = &im->tickers[used[i]];
+        arr_str(&t, k->name, k->len);
+        arr_int(&lo, k->lo);
+        arr_int(&hi, k->hi);
+    }
+    const char *p[] = {arr_end(&t), arr_end(&lo), arr_end(&hi)};
+    PGresult *r;
+    bool ok = kb_db_exec(&im->db, &im->arena, &probe_stmt, p, &r) == KB_OK;
+    for (int row = 0; ok && row < PQntuples(r); row++) {
+        long i = strtol(PQgetvalue(r, row, 0), NULL, 10) - 1;
+        if (i < 0 || i >= (long)nused) {
+            ok = false;
+            break;
+        }
+        kb_imp_ticker *k = &im->tickers[used[i]];
+        k->elo = strtoll(PQgetvalue(r, row, 1), NULL, 10);
+        k->ehi = strtoll(PQgetvalue(r, row, 2), NULL, 10);
+    }
+    if (!ok)
+        fprintf(stderr, "kbctl import: probing stored deltas failed\n");
+    kb_buf_release(&t);
+    kb_buf_release(&lo);
+    kb_buf_release(&hi);
+    return ok;
+}
+
+static bool
+direct_stats(kb_import *im, const uint32_t *used, uint32_t nused)
+{
+    kb_buf t = KB_BUF_INIT, n = KB_BUF_INIT, lo = KB_BUF_INIT, hi = KB_BUF_INIT;
+    for (uint32_t i = 0; i < nused; i++) {
+        const kb_imp_ticker *k = &im->tickers[used[i]];
+        if (k->fast_n == 0)
+            continue;
+        arr_str(&t, k->name, k->len);
+        arr_int(&n, k->fast_n);
+        arr_int(&lo, k->fast_lo);
+        arr_int(&hi, k->fast_hi);
+    }
+    const char *p[] = {arr_end(&t), arr_end(&n), arr_end(&lo), arr_end(&hi)};
+    bool ok = kb_db_exec(&im->db, &im->arena, &direct_stats_stmt, p, NULL) == KB_OK;
+    if (!ok)
+        fprintf(stderr, "kbctl import: updating market_stats failed\n");
+    kb_buf_release(&t);
+    kb_buf_release(&n);
+    kb_buf_release(&lo);
+    kb_buf_release(&hi);
+    return ok;
+}
+
+bool
+kb_imp_deltas_prepare(kb_import *im, kb_buf *direct, kb_buf *staged, long *ndirect,
+                      long *nstaged)
+{
+    *ndirect = *nstaged = 0;
+    if (im->ndeltas == 0)
+        return true;
+    /* the batch's tickers and their spans */
+    uint32_t *used = kb_xmalloc(sizeof(*used) * (size_t)(im->ntickers ? im->ntickers : 1));
+    uint32_t nused = 0;
+    for (uint32_t i = 0; i < im->ntickers; i++)
+        im->tickers[i].n = 0;
+    for (long i = 0; i < im->ndeltas; i++) {
+        const kb_imp_delta *d = &im->deltas[i];
+        kb_imp_ticker *k = &im->tickers[d->ticker];
+        if (k->n++ == 0) {
+            used[nused++] = d->ticker;
+            k->lo = k->hi = d->ts;
+            k->elo = INT64_MAX;
+            k->ehi = INT64_MIN;
+            k->fast_n = 0;
+            k->fast_lo = INT64_MAX;
+            k->fast_hi = INT64_MIN;
+        }
+        k->lo = d->ts < k->lo ? d->ts : k->lo;
+        k->hi = d->ts > k->hi ? d->ts : k->hi;
+    }
+    bool ok = probe(im, used, nused);
+    uint32_t cap = 1024;
+    while (cap < 2 * (uint64_t)im->ndeltas)
+        cap *= 2;
+    uint32_t *slot = ok ? kb_xcalloc(cap, sizeof(*slot)) : NULL;
+    for (long i = 0; ok && i < im->ndeltas; i++) {
+        const kb_imp_delta *d = &im->deltas[i];
+        kb_imp_ticker *k = &im->tickers[d->ticker];
+        if (d->ts >= k->elo && d->ts <= k->ehi) {
+            if (*nstaged == 0)
+                copy_header(staged);
+            put_row(staged, im, d, true);
+            (*nstaged)++;
+            continue;
+        }
+        uint32_t h = (uint32_t)key_hash(d) & (cap - 1);
+        bool repeat = false;
+        for (; slot[h]; h = (h + 1) & (cap - 1)) {
+            if (same_key(&im->deltas[slot[h] - 1], d)) {
+                repeat = true;
+                break;
+            }
+        }
+        if (repeat)
+            continue;
+        slot[h] = (uint32_t)i + 1;
+        if (*ndirect == 0)
+            copy_header(direct);
+        put_row(direct, im, d, false);
+        (*ndirect)++;
+        k->fast_n++;
+        k->fast_lo = d->ts < k->fast_lo ? d->ts : k->fast_lo;
+        k->fast_hi = d->ts > k->fast_hi ? d->ts : k->fast_hi;
+    }
+    if (*nstaged)
+        copy_trailer(staged);
+    if (*ndirect)
+        copy_trailer(direct);
+    /* Counted before the rows arrive: same transaction, so both or neither commit. */
+    if (ok && *ndirect)
+        ok = direct_stats(im, used, nused);
+    free(slot);
+    free(used);
+    return ok;
+}
