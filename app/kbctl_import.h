@@ -32,6 +32,9 @@ typedef struct kb_imp_ticker {
     long n;                 /* rows of the batch */
     int64_t lo, hi;         /* their span */
     int64_t elo, ehi;       /* span of the rows already stored within [lo, hi]; elo > ehi: none */
+    long in_n;              /* rows within [elo, ehi], spanning [in_lo, in_hi] */
+    int64_t in_lo, in_hi;
+    bool overflow;          /* too many stored rows there: staged route for those */
     long fast_n;            /* rows sent by the direct COPY */
     int64_t fast_lo, fast_hi;
 } kb_imp_ticker;

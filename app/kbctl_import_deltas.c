@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "kbctl_import.h"
+#include "kb_time.h"
 #include "kb_banned.h"
 
 /* Postgres binary timestamps count µs from 2000-01-01. */
@@ -31,20 +32,29 @@
 static const kb_stmt probe_stmt = {
     "imp_probe",
     "SELECT u.i, kb_us(e.lo), kb_us(e.hi)"
-    "  FROM unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS u(t, lo, hi, i),"
+    "  FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[])"
+    "       WITH ORDINALITY AS u(t, lo, hi, i),"
     "  LATERAL (SELECT min(d.ts) AS lo, max(d.ts) AS hi FROM deltas d"
-    "            WHERE d.market_ticker = u.t"
-    "              AND d.ts >= 'epoch'::timestamptz + u.lo * interval '1 microsecond'"
-    "              AND d.ts <= 'epoch'::timestamptz + u.hi * interval '1 microsecond') e"
+    "            WHERE d.market_ticker = u.t AND d.ts >= u.lo AND d.ts <= u.hi) e"
     " WHERE e.lo IS NOT NULL",
     3, false};
+
+/* The keys stored within a span, at most lim of them (more: the staged route decides). */
+static const kb_stmt keys_stmt = {
+    "imp_keys",
+    "SELECT u.i, x.us, x.sid, x.seq"
+    "  FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int[])"
+    "       WITH ORDINALITY AS u(t, lo, hi, lim, i),"
+    "  LATERAL (SELECT kb_us(d.ts) AS us, d.sid, d.seq FROM deltas d"
+    "            WHERE d.market_ticker = u.t AND d.ts >= u.lo AND d.ts <= u.hi"
+    "            LIMIT u.lim) x",
+    4, false};
 
 static const kb_stmt direct_stats_stmt = {
     "imp_direct_stats",
     "WITH v AS ("
-    "  SELECT t, n, 'epoch'::timestamptz + lo * interval '1 microsecond' AS lo,"
-    "         'epoch'::timestamptz + hi * interval '1 microsecond' AS hi"
-    "    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(t, n, lo, hi)),"
+    "  SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::timestamptz[])"
+    "    AS u(t, n, lo, hi)),"
     " k AS ("
     "  INSERT INTO kb_touched AS k (ticker, from_ts, to_ts) SELECT t, lo, hi FROM v"
     "  ON CONFLICT (ticker) DO UPDATE SET from_ts = least(k.from_ts, excluded.from_ts),"
@@ -148,6 +158,15 @@ arr_int(kb_buf *b, int64_t v)
     kb_buf_printf(b, "%c%" PRId64, b->len ? ',' : '{', v);
 }
 
+/* An instant as an array element: §1.1 text, exact to the µs for any year. */
+static void
+arr_ts(kb_buf *b, int64_t us)
+{
+    char t[KB_TIME_FMT_MAX];
+    kb_time_format(us, t, sizeof(t));
+    kb_buf_printf(b, "%c\"%s\"", b->len ? ',' : '{', t);
+}
+
 static const char *
 arr_end(kb_buf *b)
 {
@@ -181,8 +200,8 @@ probe(kb_import *im, const uint32_t *used, uint32_t nused)
     for (uint32_t i = 0; i < nused; i++) {
         const kb_imp_ticker *k = &im->tickers[used[i]];
         arr_str(&t, k->name, k->len);
-        arr_int(&lo, k->lo);
-        arr_int(&hi, k->hi);
+        arr_ts(&lo, k->lo);
+        arr_ts(&hi, k->hi);
     }
     const char *p[] = {arr_end(&t), arr_end(&lo), arr_end(&hi)};
     PGresult *r;
@@ -215,8 +234,8 @@ direct_stats(kb_import *im, const uint32_t *used, uint32_t nused)
             continue;
         arr_str(&t, k->name, k->len);
         arr_int(&n, k->fast_n);
-        arr_int(&lo, k->fast_lo);
-        arr_int(&hi, k->fast_hi);
+        arr_ts(&lo, k->fast_lo);
+        arr_ts(&hi, k->fast_hi);
     }
     const char *p[] = {arr_end(&t), arr_end(&n), arr_end(&lo), arr_end(&hi)};
     bool ok = kb_db_exec(&im->db, &im->arena, &direct_stats_stmt, p, NULL) == KB_OK;
@@ -226,6 +245,97 @@ direct_stats(kb_import *im, const uint32_t *used, uint32_t nused)
     kb_buf_release(&n);
     kb_buf_release(&lo);
     kb_buf_release(&hi);
+    return ok;
+}
+
+typedef struct keyset {
+    kb_imp_delta *k; /* ticker, ts, sid, seq of the stored rows fetched */
+    long n, cap;
+    uint32_t *slot;  /* open addressing: index + 1 */
+    uint32_t nslot;
+} keyset;
+
+static bool
+keyset_has(const keyset *ks, const kb_imp_delta *d)
+{
+    if (ks->nslot == 0)
+        return false;
+    for (uint32_t h = (uint32_t)key_hash(d) & (ks->nslot - 1); ks->slot[h];
+         h = (h + 1) & (ks->nslot - 1)) {
+        if (same_key(&ks->k[ks->slot[h] - 1], d))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Fetch the stored keys within the span of the batch rows that fall inside
+ * [elo, ehi] (a re-import, or a file overlapping stored data): those rows
+ * are dropped when stored and sent directly otherwise. A ticker with more
+ * stored rows there than 4x its rows (+64) is left to the staged route
+ * (k->ehi stays, fast_n = -1 marks it), which bounds the work by the batch.
+ */
+static bool
+fetch_keys(kb_import *im, const uint32_t *used, uint32_t nused, keyset *ks)
+{
+    kb_buf t = KB_BUF_INIT, lo = KB_BUF_INIT, hi = KB_BUF_INIT, lim = KB_BUF_INIT;
+    uint32_t *which = kb_xmalloc(sizeof(*which) * (nused ? nused : 1));
+    uint32_t nw = 0;
+    for (uint32_t i = 0; i < nused; i++) {
+        kb_imp_ticker *k = &im->tickers[used[i]];
+        if (k->elo > k->ehi || k->in_n == 0)
+            continue;
+        which[nw++] = used[i];
+        arr_str(&t, k->name, k->len);
+        arr_ts(&lo, k->in_lo);
+        arr_ts(&hi, k->in_hi);
+        arr_int(&lim, 4 * k->in_n + 64);
+    }
+    bool ok = true;
+    if (nw > 0) {
+        const char *p[] = {arr_end(&t), arr_end(&lo), arr_end(&hi), arr_end(&lim)};
+        PGresult *r;
+        ok = kb_db_exec(&im->db, &im->arena, &keys_stmt, p, &r) == KB_OK;
+        int rows = ok ? PQntuples(r) : 0;
+        long *got = kb_xcalloc(nw, sizeof(*got));
+        ks->cap = rows > 0 ? rows : 1;
+        ks->k = kb_xmalloc(sizeof(*ks->k) * (size_t)ks->cap);
+        for (int row = 0; ok && row < rows; row++) {
+            long i = strtol(PQgetvalue(r, row, 0), NULL, 10) - 1;
+            if (i < 0 || i >= (long)nw) {
+                ok = false;
+                break;
+            }
+            got[i]++;
+            kb_imp_delta *d = &ks->k[ks->n++];
+            d->ticker = which[i];
+            d->ts = strtoll(PQgetvalue(r, row, 1), NULL, 10);
+            d->sid = strtoll(PQgetvalue(r, row, 2), NULL, 10);
+            d->seq = strtoll(PQgetvalue(r, row, 3), NULL, 10);
+        }
+        for (uint32_t i = 0; ok && i < nw; i++) {
+            kb_imp_ticker *k = &im->tickers[which[i]];
+            k->overflow = got[i] >= 4 * k->in_n + 64;
+        }
+        free(got);
+        ks->nslot = 1024;
+        while (ks->nslot < 2 * (uint64_t)ks->n)
+            ks->nslot *= 2;
+        ks->slot = kb_xcalloc(ks->nslot, sizeof(*ks->slot));
+        for (long i = 0; i < ks->n; i++) {
+            uint32_t h = (uint32_t)key_hash(&ks->k[i]) & (ks->nslot - 1);
+            while (ks->slot[h])
+                h = (h + 1) & (ks->nslot - 1);
+            ks->slot[h] = (uint32_t)i + 1;
+        }
+    }
+    if (!ok)
+        fprintf(stderr, "kbctl import: reading stored delta keys failed\n");
+    free(which);
+    kb_buf_release(&t);
+    kb_buf_release(&lo);
+    kb_buf_release(&hi);
+    kb_buf_release(&lim);
     return ok;
 }
 
@@ -250,6 +360,8 @@ kb_imp_deltas_prepare(kb_import *im, kb_buf *direct, kb_buf *staged, long *ndire
             k->elo = INT64_MAX;
             k->ehi = INT64_MIN;
             k->fast_n = 0;
+            k->in_n = 0;
+            k->overflow = false;
             k->fast_lo = INT64_MAX;
             k->fast_hi = INT64_MIN;
         }
@@ -257,6 +369,18 @@ kb_imp_deltas_prepare(kb_import *im, kb_buf *direct, kb_buf *staged, long *ndire
         k->hi = d->ts > k->hi ? d->ts : k->hi;
     }
     bool ok = probe(im, used, nused);
+    for (long i = 0; ok && i < im->ndeltas; i++) { /* the rows inside stored spans */
+        const kb_imp_delta *d = &im->deltas[i];
+        kb_imp_ticker *k = &im->tickers[d->ticker];
+        if (d->ts < k->elo || d->ts > k->ehi)
+            continue;
+        if (k->in_n++ == 0)
+            k->in_lo = k->in_hi = d->ts;
+        k->in_lo = d->ts < k->in_lo ? d->ts : k->in_lo;
+        k->in_hi = d->ts > k->in_hi ? d->ts : k->in_hi;
+    }
+    keyset ks = {0};
+    ok = ok && fetch_keys(im, used, nused, &ks);
     uint32_t cap = 1024;
     while (cap < 2 * (uint64_t)im->ndeltas)
         cap *= 2;
@@ -264,7 +388,9 @@ kb_imp_deltas_prepare(kb_import *im, kb_buf *direct, kb_buf *staged, long *ndire
     for (long i = 0; ok && i < im->ndeltas; i++) {
         const kb_imp_delta *d = &im->deltas[i];
         kb_imp_ticker *k = &im->tickers[d->ticker];
-        if (d->ts >= k->elo && d->ts <= k->ehi) {
+        if (d->ts >= k->elo && d->ts <= k->ehi && keyset_has(&ks, d))
+            continue; /* stored already */
+        if (d->ts >= k->elo && d->ts <= k->ehi && k->overflow) {
             if (*nstaged == 0)
                 copy_header(staged);
             put_row(staged, im, d, true);
@@ -299,5 +425,7 @@ kb_imp_deltas_prepare(kb_import *im, kb_buf *direct, kb_buf *staged, long *ndire
         ok = direct_stats(im, used, nused);
     free(slot);
     free(used);
+    free(ks.k);
+    free(ks.slot);
     return ok;
 }
