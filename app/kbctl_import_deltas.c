@@ -39,16 +39,15 @@ static const kb_stmt probe_stmt = {
     " WHERE e.lo IS NOT NULL",
     3, false};
 
-/* The keys stored within a span, at most lim of them (more: the staged route decides). */
-static const kb_stmt keys_stmt = {
-    "imp_keys",
-    "SELECT u.i, x.us, x.sid, x.seq"
+/* The keys stored within a span, at most lim of them (more: the staged route decides).
+ * Binary results: the instants arrive as integers, no per-row formatting. */
+static const char keys_sql[] =
+    "SELECT u.i, x.ts, x.sid, x.seq"
     "  FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int[])"
     "       WITH ORDINALITY AS u(t, lo, hi, lim, i),"
-    "  LATERAL (SELECT kb_us(d.ts) AS us, d.sid, d.seq FROM deltas d"
+    "  LATERAL (SELECT d.ts, d.sid, d.seq FROM deltas d"
     "            WHERE d.market_ticker = u.t AND d.ts >= u.lo AND d.ts <= u.hi"
-    "            LIMIT u.lim) x",
-    4, false};
+    "            LIMIT u.lim) x";
 
 static const kb_stmt direct_stats_stmt = {
     "imp_direct_stats",
@@ -135,6 +134,15 @@ put_row(kb_buf *b, const kb_import *im, const kb_imp_delta *d, bool staged)
         be32(p, 8), be64(p + 4, (uint64_t)d->order), p += 12;
     b->len += (size_t)(p - start);
     b->buf[b->len] = '\0';
+}
+
+static uint64_t
+get64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | (unsigned char)p[i];
+    return v;
 }
 
 /* ---- array parameters ---- */
@@ -294,14 +302,16 @@ fetch_keys(kb_import *im, const uint32_t *used, uint32_t nused, keyset *ks)
     bool ok = true;
     if (nw > 0) {
         const char *p[] = {arr_end(&t), arr_end(&lo), arr_end(&hi), arr_end(&lim)};
-        PGresult *r;
-        ok = kb_db_exec(&im->db, &im->arena, &keys_stmt, p, &r) == KB_OK;
+        PGresult *r = PQexecParams(im->db.conn, keys_sql, 4, NULL, p, NULL, NULL, 1);
+        ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 4;
         int rows = ok ? PQntuples(r) : 0;
         long *got = kb_xcalloc(nw, sizeof(*got));
         ks->cap = rows > 0 ? rows : 1;
         ks->k = kb_xmalloc(sizeof(*ks->k) * (size_t)ks->cap);
         for (int row = 0; ok && row < rows; row++) {
-            long i = strtol(PQgetvalue(r, row, 0), NULL, 10) - 1;
+            for (int col = 0; col < 4; col++)
+                ok = ok && PQgetlength(r, row, col) == 8;
+            long i = ok ? (long)get64(PQgetvalue(r, row, 0)) - 1 : -1;
             if (i < 0 || i >= (long)nw) {
                 ok = false;
                 break;
@@ -309,10 +319,11 @@ fetch_keys(kb_import *im, const uint32_t *used, uint32_t nused, keyset *ks)
             got[i]++;
             kb_imp_delta *d = &ks->k[ks->n++];
             d->ticker = which[i];
-            d->ts = strtoll(PQgetvalue(r, row, 1), NULL, 10);
-            d->sid = strtoll(PQgetvalue(r, row, 2), NULL, 10);
-            d->seq = strtoll(PQgetvalue(r, row, 3), NULL, 10);
+            d->ts = (int64_t)get64(PQgetvalue(r, row, 1)) + PG_EPOCH_US;
+            d->sid = (int64_t)get64(PQgetvalue(r, row, 2));
+            d->seq = (int64_t)get64(PQgetvalue(r, row, 3));
         }
+        PQclear(r);
         for (uint32_t i = 0; ok && i < nw; i++) {
             kb_imp_ticker *k = &im->tickers[which[i]];
             k->overflow = got[i] >= 4 * k->in_n + 64;
@@ -330,7 +341,8 @@ fetch_keys(kb_import *im, const uint32_t *used, uint32_t nused, keyset *ks)
         }
     }
     if (!ok)
-        fprintf(stderr, "kbctl import: reading stored delta keys failed\n");
+        fprintf(stderr, "kbctl import: reading stored delta keys failed: %s",
+                PQerrorMessage(im->db.conn));
     free(which);
     kb_buf_release(&t);
     kb_buf_release(&lo);
@@ -385,6 +397,7 @@ kb_imp_deltas_prepare(kb_import *im, kb_buf *direct, kb_buf *staged, long *ndire
     while (cap < 2 * (uint64_t)im->ndeltas)
         cap *= 2;
     uint32_t *slot = ok ? kb_xcalloc(cap, sizeof(*slot)) : NULL;
+    uint32_t *order = kb_xmalloc(sizeof(*order) * (size_t)im->ndeltas);
     for (long i = 0; ok && i < im->ndeltas; i++) {
         const kb_imp_delta *d = &im->deltas[i];
         kb_imp_ticker *k = &im->tickers[d->ticker];
@@ -408,22 +421,36 @@ kb_imp_deltas_prepare(kb_import *im, kb_buf *direct, kb_buf *staged, long *ndire
         if (repeat)
             continue;
         slot[h] = (uint32_t)i + 1;
-        if (*ndirect == 0)
-            copy_header(direct);
-        put_row(direct, im, d, false);
-        (*ndirect)++;
+        order[(*ndirect)++] = (uint32_t)i;
         k->fast_n++;
         k->fast_lo = d->ts < k->fast_lo ? d->ts : k->fast_lo;
         k->fast_hi = d->ts > k->fast_hi ? d->ts : k->fast_hi;
     }
     if (*nstaged)
         copy_trailer(staged);
-    if (*ndirect)
+    if (ok && *ndirect) {
+        /* Grouped by ticker (file order within each): each market's index entries and
+         * heap rows end up together, which the index inserts and later range scans like. */
+        long *start = kb_xcalloc(nused + 1, sizeof(*start));
+        for (uint32_t u = 0; u < nused; u++)
+            start[u + 1] = start[u] + im->tickers[used[u]].fast_n;
+        for (uint32_t u = 0; u < nused; u++)
+            im->tickers[used[u]].n = start[u]; /* reused as the write position */
+        uint32_t *grouped = kb_xmalloc(sizeof(*grouped) * (size_t)*ndirect);
+        for (long j = 0; j < *ndirect; j++)
+            grouped[im->tickers[im->deltas[order[j]].ticker].n++] = order[j];
+        copy_header(direct);
+        for (long j = 0; j < *ndirect; j++)
+            put_row(direct, im, &im->deltas[grouped[j]], false);
         copy_trailer(direct);
+        free(grouped);
+        free(start);
+    }
     /* Counted before the rows arrive: same transaction, so both or neither commit. */
     if (ok && *ndirect)
         ok = direct_stats(im, used, nused);
     free(slot);
+    free(order);
     free(used);
     free(ks.k);
     free(ks.slot);
