@@ -1,12 +1,18 @@
 /* kbctl_import.c - `kbctl import FILE...|-`: load Kalshi captures (KALSHI.md).
  *
- * Lines become COPY rows in memory; every --batch rows (and at the end of
- * each file) one transaction creates the partitions the batch spans, COPYs
- * it into temporary staging tables and moves it with INSERT .. ON CONFLICT
- * DO NOTHING, updating market_stats from the rows actually inserted in the
- * same statement. So a re-import inserts nothing and changes no counter.
- * Bad lines are reported as file:line: reason and skipped (--strict stops
- * at the first). Progress goes to stderr when it is a terminal.
+ * Lines become batch rows in memory; every --batch rows (and at the end of
+ * each file) one transaction creates the partitions the batch spans (taking
+ * the import lock until COMMIT), sends the deltas that are provably new by
+ * a binary COPY straight into deltas (kbctl_import_deltas.c) and the other
+ * rows through temporary staging tables and INSERT .. ON CONFLICT DO
+ * NOTHING; market_stats moves by exactly the rows inserted, in the same
+ * transaction. So a re-import inserts nothing and changes no counter. The
+ * COPY streams while the next batch is parsed (non-blocking socket,
+ * kb_import_poll); the rest of the batch and its COMMIT follow at the next
+ * kb_import_drain. Bad lines are reported as file:line: reason and skipped
+ * (--strict stops at the first). Progress goes to stderr when it is a
+ * terminal. Statistics and checkpoints are refreshed at the end
+ * (kbctl_import_finish.c).
  */
 #include <errno.h>
 #include <inttypes.h>
