@@ -475,8 +475,10 @@ out:
     kb_buf_release(&im->snaps);
     kb_buf_release(&im->trades);
     free(im->deltas);
-    for (uint32_t i = 0; i < im->ntickers; i++)
+    for (uint32_t i = 0; i < im->ntickers; i++) {
         free(im->tickers[i].name);
+        free(im->tickers[i].kept);
+    }
     free(im->tickers);
     free(im->tindex);
     free(im->after_copy);

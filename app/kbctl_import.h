@@ -25,6 +25,17 @@ typedef struct kb_imp_delta {
     bool yes;
 } kb_imp_delta;
 
+/* A direct row kept for computing checkpoints without reading it back. */
+typedef struct kb_imp_kept {
+    int64_t ts;
+    int32_t amount;
+    int16_t price;
+    bool yes;
+} kb_imp_kept;
+
+/* Rows kept for the whole run at most; beyond, the SQL rebuild reads them back. */
+#define KB_IMP_KEEP_MAX 8000000L
+
 /* A market ticker seen by this run (interned) and its figures in the pending batch. */
 typedef struct kb_imp_ticker {
     char *name;
@@ -36,6 +47,8 @@ typedef struct kb_imp_ticker {
     int64_t in_lo, in_hi;
     bool overflow;          /* too many stored rows there: staged route for those */
     long fast_n;            /* rows sent by the direct COPY */
+    struct kb_imp_kept *kept; /* every direct row of the run (checkpoints), nkept of capkept */
+    long nkept, capkept;
     int64_t fast_lo, fast_hi;
 } kb_imp_ticker;
 
@@ -64,6 +77,7 @@ typedef struct kb_import {
     long snaps_read, deltas_read, trades_read;
     long snaps_new, deltas_new, trades_new;
     long fast_lines, direct_rows, staged_rows; /* parser fast path; rows by route */
+    long kept;              /* rows kept over all tickers; -1 once over KB_IMP_KEEP_MAX */
 } kb_import;
 
 /*
@@ -83,6 +97,14 @@ bool kb_import_drain(kb_import *im);
  * *checkpoints. False on a failure (reported on stderr).
  */
 bool kb_import_finish(kb_import *im, long every, long *checkpoints);
+
+/* Postgres array literals for parameters, built element by element into an
+ * empty buffer: a string (quoted), an integer, an instant (§1.1 text);
+ * kb_imp_arr_end closes it ("{}" when empty) and returns the text. */
+void kb_imp_arr_str(kb_buf *b, const char *s, size_t len);
+void kb_imp_arr_int(kb_buf *b, int64_t v);
+void kb_imp_arr_ts(kb_buf *b, int64_t us);
+const char *kb_imp_arr_end(kb_buf *b);
 
 /* Push buffered COPY data to the server without blocking (no-op when idle). */
 void kb_import_poll(kb_import *im);

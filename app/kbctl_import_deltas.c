@@ -147,8 +147,8 @@ get64(const char *p)
 
 /* ---- array parameters ---- */
 
-static void
-arr_str(kb_buf *b, const char *s, size_t len)
+void
+kb_imp_arr_str(kb_buf *b, const char *s, size_t len)
 {
     kb_buf_putc(b, b->len ? ',' : '{');
     kb_buf_putc(b, '"');
@@ -160,23 +160,23 @@ arr_str(kb_buf *b, const char *s, size_t len)
     kb_buf_putc(b, '"');
 }
 
-static void
-arr_int(kb_buf *b, int64_t v)
+void
+kb_imp_arr_int(kb_buf *b, int64_t v)
 {
     kb_buf_printf(b, "%c%" PRId64, b->len ? ',' : '{', v);
 }
 
 /* An instant as an array element: §1.1 text, exact to the µs for any year. */
-static void
-arr_ts(kb_buf *b, int64_t us)
+void
+kb_imp_arr_ts(kb_buf *b, int64_t us)
 {
     char t[KB_TIME_FMT_MAX];
     kb_time_format(us, t, sizeof(t));
     kb_buf_printf(b, "%c\"%s\"", b->len ? ',' : '{', t);
 }
 
-static const char *
-arr_end(kb_buf *b)
+const char *
+kb_imp_arr_end(kb_buf *b)
 {
     kb_buf_puts(b, b->len ? "}" : "{}");
     return b->buf;
@@ -200,6 +200,30 @@ same_key(const kb_imp_delta *a, const kb_imp_delta *b)
     return a->ticker == b->ticker && a->ts == b->ts && a->sid == b->sid && a->seq == b->seq;
 }
 
+/* Keep a direct row for the checkpoints (kbctl_import_finish.c), within KB_IMP_KEEP_MAX. */
+static void
+keep(kb_import *im, const kb_imp_delta *d)
+{
+    if (im->kept < 0)
+        return;
+    if (im->kept >= KB_IMP_KEEP_MAX) {
+        for (uint32_t i = 0; i < im->ntickers; i++) {
+            free(im->tickers[i].kept);
+            im->tickers[i].kept = NULL;
+            im->tickers[i].nkept = im->tickers[i].capkept = 0;
+        }
+        im->kept = -1;
+        return;
+    }
+    kb_imp_ticker *k = &im->tickers[d->ticker];
+    if (k->nkept == k->capkept) {
+        k->capkept = k->capkept ? 2 * k->capkept : 1024;
+        k->kept = kb_xrealloc(k->kept, (size_t)k->capkept * sizeof(*k->kept));
+    }
+    k->kept[k->nkept++] = (kb_imp_kept){d->ts, d->amount, (int16_t)d->price, d->yes};
+    im->kept++;
+}
+
 /* Ask the server which part of each ticker's span already holds rows. */
 static bool
 probe(kb_import *im, const uint32_t *used, uint32_t nused)
@@ -207,11 +231,11 @@ probe(kb_import *im, const uint32_t *used, uint32_t nused)
     kb_buf t = KB_BUF_INIT, lo = KB_BUF_INIT, hi = KB_BUF_INIT;
     for (uint32_t i = 0; i < nused; i++) {
         const kb_imp_ticker *k = &im->tickers[used[i]];
-        arr_str(&t, k->name, k->len);
-        arr_ts(&lo, k->lo);
-        arr_ts(&hi, k->hi);
+        kb_imp_arr_str(&t, k->name, k->len);
+        kb_imp_arr_ts(&lo, k->lo);
+        kb_imp_arr_ts(&hi, k->hi);
     }
-    const char *p[] = {arr_end(&t), arr_end(&lo), arr_end(&hi)};
+    const char *p[] = {kb_imp_arr_end(&t), kb_imp_arr_end(&lo), kb_imp_arr_end(&hi)};
     PGresult *r;
     bool ok = kb_db_exec(&im->db, &im->arena, &probe_stmt, p, &r) == KB_OK;
     for (int row = 0; ok && row < PQntuples(r); row++) {
@@ -240,12 +264,12 @@ direct_stats(kb_import *im, const uint32_t *used, uint32_t nused)
         const kb_imp_ticker *k = &im->tickers[used[i]];
         if (k->fast_n == 0)
             continue;
-        arr_str(&t, k->name, k->len);
-        arr_int(&n, k->fast_n);
-        arr_ts(&lo, k->fast_lo);
-        arr_ts(&hi, k->fast_hi);
+        kb_imp_arr_str(&t, k->name, k->len);
+        kb_imp_arr_int(&n, k->fast_n);
+        kb_imp_arr_ts(&lo, k->fast_lo);
+        kb_imp_arr_ts(&hi, k->fast_hi);
     }
-    const char *p[] = {arr_end(&t), arr_end(&n), arr_end(&lo), arr_end(&hi)};
+    const char *p[] = {kb_imp_arr_end(&t), kb_imp_arr_end(&n), kb_imp_arr_end(&lo), kb_imp_arr_end(&hi)};
     bool ok = kb_db_exec(&im->db, &im->arena, &direct_stats_stmt, p, NULL) == KB_OK;
     if (!ok)
         fprintf(stderr, "kbctl import: updating market_stats failed\n");
@@ -294,14 +318,14 @@ fetch_keys(kb_import *im, const uint32_t *used, uint32_t nused, keyset *ks)
         if (k->elo > k->ehi || k->in_n == 0)
             continue;
         which[nw++] = used[i];
-        arr_str(&t, k->name, k->len);
-        arr_ts(&lo, k->in_lo);
-        arr_ts(&hi, k->in_hi);
-        arr_int(&lim, 4 * k->in_n + 64);
+        kb_imp_arr_str(&t, k->name, k->len);
+        kb_imp_arr_ts(&lo, k->in_lo);
+        kb_imp_arr_ts(&hi, k->in_hi);
+        kb_imp_arr_int(&lim, 4 * k->in_n + 64);
     }
     bool ok = true;
     if (nw > 0) {
-        const char *p[] = {arr_end(&t), arr_end(&lo), arr_end(&hi), arr_end(&lim)};
+        const char *p[] = {kb_imp_arr_end(&t), kb_imp_arr_end(&lo), kb_imp_arr_end(&hi), kb_imp_arr_end(&lim)};
         PGresult *r = PQexecParams(im->db.conn, keys_sql, 4, NULL, p, NULL, NULL, 1);
         ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 4;
         int rows = ok ? PQntuples(r) : 0;
@@ -440,8 +464,10 @@ kb_imp_deltas_prepare(kb_import *im, kb_buf *direct, kb_buf *staged, long *ndire
         for (long j = 0; j < *ndirect; j++)
             grouped[im->tickers[im->deltas[order[j]].ticker].n++] = order[j];
         copy_header(direct);
-        for (long j = 0; j < *ndirect; j++)
+        for (long j = 0; j < *ndirect; j++) {
             put_row(direct, im, &im->deltas[grouped[j]], false);
+            keep(im, &im->deltas[grouped[j]]);
+        }
         copy_trailer(direct);
         free(grouped);
         free(start);

@@ -208,6 +208,7 @@ START_TEST(a_file_straddling_stored_data_adds_only_the_new_rows)
     long first = import("--batch 500", files[0] = capture(0, T, 0, 1800, 3));
     ck_assert_int_eq(stored(c, T), first);
     ck_assert_int_eq(first, 1800 - 600);
+    assert_reference_checkpoints(c, T); /* a new market: computed from the rows sent */
     long second = import("--batch 500", files[1] = capture(1, T, 1200, 3000, 0));
     ck_assert_int_eq(stored(c, T), first + second);
     ck_assert_int_eq(first + second, 1800 - 600 + 200 + 1200);
