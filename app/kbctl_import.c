@@ -1,12 +1,18 @@
 /* kbctl_import.c - `kbctl import FILE...|-`: load Kalshi captures (KALSHI.md).
  *
- * Lines become COPY rows in memory; every --batch rows (and at the end of
- * each file) one transaction creates the partitions the batch spans, COPYs
- * it into temporary staging tables and moves it with INSERT .. ON CONFLICT
- * DO NOTHING, updating market_stats from the rows actually inserted in the
- * same statement. So a re-import inserts nothing and changes no counter.
- * Bad lines are reported as file:line: reason and skipped (--strict stops
- * at the first). Progress goes to stderr when it is a terminal.
+ * Lines become batch rows in memory; every --batch rows (and at the end of
+ * each file) one transaction creates the partitions the batch spans (taking
+ * the import lock until COMMIT), sends the deltas that are provably new by
+ * a binary COPY straight into deltas (kbctl_import_deltas.c) and the other
+ * rows through temporary staging tables and INSERT .. ON CONFLICT DO
+ * NOTHING; market_stats moves by exactly the rows inserted, in the same
+ * transaction. So a re-import inserts nothing and changes no counter. The
+ * COPY streams while the next batch is parsed (non-blocking socket,
+ * kb_import_poll); the rest of the batch and its COMMIT follow at the next
+ * kb_import_drain. Bad lines are reported as file:line: reason and skipped
+ * (--strict stops at the first). Progress goes to stderr when it is a
+ * terminal. Statistics and checkpoints are refreshed at the end
+ * (kbctl_import_finish.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -53,18 +59,6 @@ static const char stage_sql[] =
     "  DELETE FROM book_checkpoints b USING (SELECT " ticker_col " AS tk, min(" ts_col        \
     ") AS lo, max(" ts_col ") AS hi FROM ins GROUP BY 1) i"                                   \
     "  WHERE b.market_ticker = i.tk AND b.at >= i.lo AND b.basis <= i.hi),"
-
-static const kb_stmt analyze_stmt = {
-    "imp_analyze",
-    "SELECT kb_analyze_partitions(min(from_ts), max(to_ts)) FROM kb_touched"
-    " HAVING count(*) > 0",
-    0, false};
-
-static const kb_stmt rebuild_stmt = {
-    "imp_rebuild",
-    "SELECT coalesce(sum(kb_rebuild_checkpoints(ticker, from_ts, to_ts, $1::int)), 0)"
-    " FROM kb_touched",
-    1, false};
 
 static const kb_stmt partitions_stmt = {
     "imp_partitions", "SELECT kb_ensure_partitions($1::timestamptz, $2::timestamptz)", 2, false};
@@ -126,12 +120,10 @@ static const kb_stmt move_trades = {
     " SELECT count(*) FROM ins",
     0, false};
 
-/* COPY buf into table; false on failure (logged). */
+/* COPY buf (text, or binary when the SQL says so) in; false on failure (logged). */
 static bool
-copy_in(kb_import *im, const char *table, const kb_buf *buf)
+copy_in(kb_import *im, const char *sql, const kb_buf *buf)
 {
-    char sql[96];
-    snprintf(sql, sizeof(sql), "COPY %s FROM STDIN", table);
     PGconn *c = im->db.conn;
     PGresult *r = PQexec(c, sql);
     bool ok = PQresultStatus(r) == PGRES_COPY_IN;
@@ -144,7 +136,7 @@ copy_in(kb_import *im, const char *table, const kb_buf *buf)
     ok = PQputCopyEnd(c, ok ? NULL : "client error") == 1 && ok;
     while ((r = PQgetResult(c)) != NULL) {
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            fprintf(stderr, "kbctl import: COPY %s: %s", table, PQresultErrorMessage(r));
+            fprintf(stderr, "kbctl import: %s: %s", sql, PQresultErrorMessage(r));
             ok = false;
         }
         PQclear(r);
@@ -153,16 +145,42 @@ copy_in(kb_import *im, const char *table, const kb_buf *buf)
 }
 
 /*
- * Pipelining: a batch's INSERT .. SELECT statements and its COMMIT are sent
- * as one asynchronous query, and the next batch is parsed while the server
- * runs them. kb_import_drain() collects the outcome; it runs before anything
- * else uses the connection (the next flush, a metadata upsert, the end).
+ * Start the direct COPY of buf without waiting for it: libpq holds the data
+ * and the non-blocking socket takes what the server reads while the next
+ * batch is parsed (kb_import_poll pushes more); kb_import_drain completes it.
  */
-bool
-kb_import_drain(kb_import *im)
+static bool
+copy_start(kb_import *im, const char *sql, const kb_buf *buf)
 {
-    if (im->npending == 0)
-        return true;
+    PGconn *c = im->db.conn;
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COPY_IN;
+    PQclear(r);
+    if (!ok) {
+        fprintf(stderr, "kbctl import: %s: %s", sql, PQerrorMessage(c));
+        return false;
+    }
+    if (PQsetnonblocking(c, 1) != 0 || PQputCopyData(c, buf->buf, (int)buf->len) != 1 ||
+        PQputCopyEnd(c, NULL) != 1) {
+        fprintf(stderr, "kbctl import: COPY deltas: %s", PQerrorMessage(c));
+        (void)PQsetnonblocking(c, 0);
+        (void)PQputCopyEnd(c, "client error"); /* the COPY fails: kb_import_drain sees it */
+    }
+    im->copying = true;
+    return true;
+}
+
+void
+kb_import_poll(kb_import *im)
+{
+    if (im->copying)
+        (void)PQflush(im->db.conn);
+}
+
+/* Collect the results of the query in flight; false if any failed. */
+static bool
+collect(kb_import *im)
+{
     PGresult *r;
     int i = 0;
     bool ok = true;
@@ -176,11 +194,43 @@ kb_import_drain(kb_import *im)
         }
         PQclear(r);
     }
+    return ok;
+}
+
+/*
+ * Pipelining: a batch's direct COPY, then its INSERT .. SELECT statements and
+ * COMMIT (one asynchronous query) run on the server while the next batch is
+ * parsed. kb_import_drain() waits for the outcome; it runs before anything
+ * else uses the connection (the next flush, a metadata upsert, the end).
+ */
+bool
+kb_import_drain(kb_import *im)
+{
+    if (!im->inflight)
+        return true;
+    PGconn *c = im->db.conn;
+    bool ok = true;
+    if (im->copying) {
+        im->copying = false;
+        ok = collect(im); /* the COPY's own result (PQgetResult sends what is left) */
+        ok = PQsetnonblocking(c, 0) == 0 && ok;
+        if (ok && PQsendQuery(c, im->after_copy) != 1) {
+            fprintf(stderr, "kbctl import: %s", PQerrorMessage(c));
+            ok = false;
+        }
+        free(im->after_copy);
+        im->after_copy = NULL;
+    }
+    ok = ok && collect(im);
     im->npending = 0;
-    if (!ok || PQstatus(im->db.conn) != CONNECTION_OK) {
+    im->inflight = false;
+    if (!ok || PQstatus(c) != CONNECTION_OK) {
+        im->direct_pending = 0;
         (void)kb_db_command(&im->db, "ROLLBACK");
         return false;
     }
+    im->deltas_new += im->direct_pending;
+    im->direct_pending = 0;
     return true;
 }
 
@@ -193,7 +243,7 @@ queue_move(kb_import *im, kb_buf *q, const kb_stmt *st, long *added)
     im->pending[im->npending++] = added;
 }
 
-/* Write the pending batch in one transaction (its commit completes asynchronously). */
+/* Write the pending batch in one transaction (it completes asynchronously). */
 static bool
 flush(kb_import *im)
 {
@@ -205,32 +255,55 @@ flush(kb_import *im)
     kb_time_format(im->min_us, lo, sizeof(lo));
     kb_time_format(im->max_us, hi, sizeof(hi));
     const char *p[] = {lo, hi};
+    kb_buf direct = KB_BUF_INIT, staged = KB_BUF_INIT;
+    long ndirect = 0, nstaged = 0;
     bool ok = kb_db_command(&im->db, "BEGIN") == KB_OK &&
               kb_db_exec(&im->db, &im->arena, &partitions_stmt, p, NULL) == KB_OK &&
-              (im->nsnaps == 0 || copy_in(im, "stage_snapshots", &im->snaps)) &&
-              (im->ndeltas == 0 || copy_in(im, "stage_deltas", &im->deltas)) &&
-              (im->ntrades == 0 || copy_in(im, "stage_trades", &im->trades));
+              (im->nsnaps == 0 || copy_in(im, "COPY stage_snapshots FROM STDIN", &im->snaps)) &&
+              (im->ntrades == 0 || copy_in(im, "COPY stage_trades FROM STDIN", &im->trades)) &&
+              kb_imp_deltas_prepare(im, &direct, &staged, &ndirect, &nstaged) &&
+              (nstaged == 0 ||
+               copy_in(im, "COPY stage_deltas FROM STDIN (FORMAT binary)", &staged));
     if (ok) {
         kb_buf q = KB_BUF_INIT;
         if (im->nsnaps)
             queue_move(im, &q, &move_snapshots, &im->snaps_new);
-        if (im->ndeltas)
+        if (nstaged)
             queue_move(im, &q, &move_deltas, &im->deltas_new);
         if (im->ntrades)
             queue_move(im, &q, &move_trades, &im->trades_new);
         kb_buf_puts(&q, "COMMIT");
-        ok = PQsendQuery(im->db.conn, q.buf) == 1;
-        if (!ok) {
+        im->inflight = true;
+        im->direct_rows += ndirect;
+        im->staged_rows += nstaged;
+        if (ndirect) {
+            im->direct_pending = ndirect;
+            im->after_copy = kb_buf_detach(&q, NULL);
+            ok = copy_start(im,
+                            "COPY deltas (market_ticker, ts, seq, sid, price_cents, delta_amount,"
+                            " side, received_at) FROM STDIN (FORMAT binary)",
+                            &direct);
+            if (!ok) {
+                free(im->after_copy);
+                im->after_copy = NULL;
+                im->npending = 0;
+                im->direct_pending = 0;
+                im->inflight = false;
+            }
+        } else if (PQsendQuery(im->db.conn, q.buf) != 1) {
             fprintf(stderr, "kbctl import: %s", PQerrorMessage(im->db.conn));
             im->npending = 0;
+            im->inflight = false;
+            ok = false;
         }
         kb_buf_release(&q);
     }
-    if (!ok)
+    if (!ok && !im->inflight)
         (void)kb_db_command(&im->db, "ROLLBACK");
+    kb_buf_release(&direct);
+    kb_buf_release(&staged);
     kb_arena_reset(&im->arena);
     kb_buf_reset(&im->snaps);
-    kb_buf_reset(&im->deltas);
     kb_buf_reset(&im->trades);
     im->nsnaps = im->ndeltas = im->ntrades = 0;
     im->min_us = INT64_MAX;
@@ -292,6 +365,8 @@ import_file(kb_import *im, const char *path, long batch, bool strict, bool tty)
         } else if (im->nsnaps + im->ndeltas + im->ntrades == 0) {
             kb_arena_reset(&im->arena);
         }
+        if ((lineno & 127) == 0)
+            kb_import_poll(im);
         if (tty && kb_mono_us() - last > 500000) {
             last = kb_mono_us();
             progress(im, path, bytes, size, t0, false);
@@ -386,26 +461,9 @@ kbctl_import(int argc, char **argv)
     bool ok = true;
     for (int i = first; i < argc && ok; i++)
         ok = import_file(im, argv[i], batch, strict, tty);
-    /* Statistics first: the checkpoint rebuild and the first requests plan on them. */
-    if (ok && kb_db_exec(&im->db, &im->arena, &analyze_stmt, NULL, NULL) != KB_OK) {
-        fprintf(stderr, "kbctl import: refreshing planner statistics failed\n");
+    if (ok && !kb_import_finish(im, every, &checkpoints))
         ok = false;
-    }
-    if (ok && every > 0) {
-        PGresult *r;
-        char ev[24];
-        snprintf(ev, sizeof(ev), "%ld", every);
-        const char *p[] = {ev};
-        if (kb_db_command(&im->db, "BEGIN") || kb_db_exec(&im->db, &im->arena, &rebuild_stmt, p, &r) ||
-            kb_db_command(&im->db, "TRUNCATE kb_touched") || kb_db_command(&im->db, "COMMIT")) {
-            (void)kb_db_command(&im->db, "ROLLBACK");
-            fprintf(stderr, "kbctl import: building reconstruction checkpoints failed\n");
-            ok = false;
-        } else {
-            checkpoints = strtol(PQgetvalue(r, 0, 0), NULL, 10);
-        }
-        kb_arena_reset(&im->arena);
-    }
+    kb_arena_reset(&im->arena);
     double secs = (double)(kb_mono_us() - t0) / 1e6;
     if (!quiet)
         printf("imported %ld lines in %.2fs: snapshots %ld (%ld new), deltas %ld (%ld new), "
@@ -415,8 +473,15 @@ kbctl_import(int argc, char **argv)
     rc = ok && im->bad == 0 ? KBCTL_OK : KBCTL_FAIL;
 out:
     kb_buf_release(&im->snaps);
-    kb_buf_release(&im->deltas);
     kb_buf_release(&im->trades);
+    free(im->deltas);
+    for (uint32_t i = 0; i < im->ntickers; i++) {
+        free(im->tickers[i].name);
+        free(im->tickers[i].kept);
+    }
+    free(im->tickers);
+    free(im->tindex);
+    free(im->after_copy);
     kb_arena_release(&im->arena);
     kb_db_release(&im->db);
     free(im);

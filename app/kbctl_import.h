@@ -13,19 +13,71 @@
 #include "kb_buf.h"
 #include "kb_db.h"
 
+/* µs value of kb_imp_delta.rcv when the line had no received_at. */
+#define KB_IMP_NO_RCV INT64_MIN
+
+/* One orderbook_delta row of the pending batch, from either parser. */
+typedef struct kb_imp_delta {
+    int64_t ts, rcv;        /* µs since the epoch */
+    int64_t sid, seq, order;
+    int32_t price, amount;  /* cents 1..99; signed quantity */
+    uint32_t ticker;        /* index into kb_import.tickers */
+    bool yes;
+} kb_imp_delta;
+
+/* A direct row kept for computing checkpoints without reading it back. */
+typedef struct kb_imp_kept {
+    int64_t ts;
+    int32_t amount;
+    int16_t price;
+    bool yes;
+} kb_imp_kept;
+
+/* Rows kept for the whole run at most; beyond, the SQL rebuild reads them back. */
+#define KB_IMP_KEEP_MAX 8000000L
+
+/* A market ticker seen by this run (interned) and its figures in the pending batch. */
+typedef struct kb_imp_ticker {
+    char *name;
+    size_t len;
+    long n;                 /* rows of the batch */
+    int64_t lo, hi;         /* their span */
+    int64_t elo, ehi;       /* span of the rows already stored within [lo, hi]; elo > ehi: none */
+    long in_n;              /* rows within [elo, ehi], spanning [in_lo, in_hi] */
+    int64_t in_lo, in_hi;
+    bool overflow;          /* too many stored rows there: staged route for those */
+    long fast_n;            /* rows sent by the direct COPY */
+    struct kb_imp_kept *kept; /* every direct row of the run (checkpoints), nkept of capkept */
+    long nkept, capkept;
+    int64_t fast_lo, fast_hi;
+} kb_imp_ticker;
+
 typedef struct kb_import {
     kb_db db;
     kb_arena arena;        /* reset after every line */
-    kb_buf snaps, deltas, trades; /* COPY text rows of the pending batch */
+    kb_buf snaps, trades;  /* COPY text rows of the pending batch */
+    kb_imp_delta *deltas;  /* rows of the pending batch (ndeltas of capdeltas) */
+    long capdeltas;
     long nsnaps, ndeltas, ntrades; /* rows in the pending batch */
+    kb_imp_ticker *tickers; /* interned tickers (ntickers of captickers) */
+    uint32_t ntickers, captickers;
+    uint32_t *tindex;      /* open addressing over tickers: id + 1, 0 = free */
+    uint32_t tindex_cap;   /* power of two */
+    bool no_fast;          /* every line through cJSON (tests compare both parsers) */
     int64_t min_us, max_us; /* span of the pending batch (partitions) */
     int64_t order;          /* running line order, keeps file order in ids */
     long *pending[3];       /* counters of the batch still running on the server */
     int npending;
+    bool inflight;          /* the batch's end (moves, COMMIT) is running on the server */
+    bool copying;           /* ... after the direct COPY of deltas still streaming to it */
+    char *after_copy;       /* the query to send once that COPY is complete (malloc'd) */
+    long direct_pending;    /* rows of that COPY, counted as new when the batch commits */
     /* totals */
     long lines, bad, skipped, meta;
     long snaps_read, deltas_read, trades_read;
     long snaps_new, deltas_new, trades_new;
+    long fast_lines, direct_rows, staged_rows; /* parser fast path; rows by route */
+    long kept;              /* rows kept over all tickers; -1 once over KB_IMP_KEEP_MAX */
 } kb_import;
 
 /*
@@ -38,7 +90,58 @@ bool kb_import_line(kb_import *im, const char *line, size_t len, const char **re
 /* Wait for the batch still running on the server (if any); false if it failed. */
 bool kb_import_drain(kb_import *im);
 
-/* ---- shared by the parsers (kbctl_import_rows.c, kbctl_import_meta.c) ---- */
+/*
+ * After the load (kbctl_import_finish.c): refresh the statistics of the
+ * partitions loaded and, unless every is 0, rebuild the checkpoints of the
+ * markets that got rows (one every `every` deltas), adding their number to
+ * *checkpoints. False on a failure (reported on stderr).
+ */
+bool kb_import_finish(kb_import *im, long every, long *checkpoints);
+
+/* Postgres array literals for parameters, built element by element into an
+ * empty buffer: a string (quoted), an integer, an instant (§1.1 text);
+ * kb_imp_arr_end closes it ("{}" when empty) and returns the text. */
+void kb_imp_arr_str(kb_buf *b, const char *s, size_t len);
+void kb_imp_arr_int(kb_buf *b, int64_t v);
+void kb_imp_arr_ts(kb_buf *b, int64_t us);
+const char *kb_imp_arr_end(kb_buf *b);
+
+/* Push buffered COPY data to the server without blocking (no-op when idle). */
+void kb_import_poll(kb_import *im);
+
+/* ---- shared by the parsers (kbctl_import_rows.c, _meta.c, _json.c) ---- */
+
+/* Interned id of ticker s[0..len) (never fails: dies on OOM). */
+uint32_t kb_imp_ticker_id(kb_import *im, const char *s, size_t len);
+
+/* Append a delta row to the batch (d->order is set from im->order) and count it. */
+void kb_imp_add_delta(kb_import *im, const kb_imp_delta *d);
+
+/* Kalshi numeric ts (seconds, or ms above 1e12) -> µs; false when out of range. */
+bool kb_imp_ts_number(double d, int64_t *us);
+
+/* s[0..len) as exactly one JSON value (cJSON, lax), or NULL. Caller frees. */
+struct cJSON *kb_imp_parse_whole(const char *s, size_t len);
+
+/*
+ * The common orderbook_delta line without building a cJSON tree. True when
+ * the line was taken (a row added, counters moved) exactly as the cJSON path
+ * would have; false (nothing changed) for anything else, good or bad: the
+ * caller then runs the cJSON path, which decides and explains.
+ */
+bool kb_imp_fast_line(kb_import *im, const char *s, size_t len);
+
+/*
+ * Route the batch's delta rows (kbctl_import_deltas.c), inside the batch
+ * transaction after kb_ensure_partitions: *direct gets the binary COPY data
+ * for `deltas` of the *ndirect rows that are provably new (their
+ * market_stats are already updated), *staged that for stage_deltas of the
+ * *nstaged others (imp_move_deltas inserts and counts them). False on a
+ * database failure (reported on stderr).
+ */
+bool kb_imp_deltas_prepare(kb_import *im, kb_buf *direct, kb_buf *staged, long *ndirect,
+                           long *nstaged);
+
 
 struct cJSON;
 

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kbctl_import.h"
@@ -20,24 +21,6 @@ static void
 free_json(void *j)
 {
     cJSON_Delete(j);
-}
-
-/* Parse exactly s[0..len) as one JSON value: trailing bytes other than
- * whitespace make it malformed (cJSON alone would stop after the value). */
-static cJSON *
-parse_whole(const char *s, size_t len)
-{
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(s, len, &end, false);
-    if (j == NULL)
-        return NULL;
-    while (end < s + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
-        end++;
-    if (end != s + len) {
-        cJSON_Delete(j);
-        return NULL;
-    }
-    return j;
 }
 
 const cJSON *
@@ -129,6 +112,8 @@ kb_imp_int_field(const cJSON *o, const char *k, int64_t *v)
 }
 
 /* Kalshi ts: Unix seconds, or milliseconds above 1e12; ISO strings accepted too. */
+static void span(kb_import *im, int64_t us);
+
 static bool
 ts_val(const cJSON *f, int64_t *us)
 {
@@ -137,7 +122,12 @@ ts_val(const cJSON *f, int64_t *us)
         return kb_time_parse(f->valuestring, strlen(f->valuestring), false, us, &reason);
     if (!cJSON_IsNumber(f))
         return false;
-    double d = f->valuedouble;
+    return kb_imp_ts_number(f->valuedouble, us);
+}
+
+bool
+kb_imp_ts_number(double d, int64_t *us)
+{
     if (d > 1e12)
         d /= 1000.0;
     if (!(d > -6e10 && d < 2.5e11))
@@ -145,6 +135,65 @@ ts_val(const cJSON *f, int64_t *us)
     double x = d * 1e6;
     *us = (int64_t)(x >= 0 ? x + 0.5 : x - 0.5);
     return true;
+}
+
+static uint32_t
+ticker_hash(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+uint32_t
+kb_imp_ticker_id(kb_import *im, const char *s, size_t len)
+{
+    if (2 * (im->ntickers + 1) > im->tindex_cap) {
+        uint32_t cap = im->tindex_cap ? 2 * im->tindex_cap : 64;
+        uint32_t *ix = kb_xcalloc(cap, sizeof(*ix));
+        for (uint32_t i = 0; i < im->ntickers; i++) {
+            uint32_t h = ticker_hash(im->tickers[i].name, im->tickers[i].len) & (cap - 1);
+            while (ix[h])
+                h = (h + 1) & (cap - 1);
+            ix[h] = i + 1;
+        }
+        free(im->tindex);
+        im->tindex = ix;
+        im->tindex_cap = cap;
+    }
+    uint32_t h = ticker_hash(s, len) & (im->tindex_cap - 1);
+    for (; im->tindex[h]; h = (h + 1) & (im->tindex_cap - 1)) {
+        const kb_imp_ticker *t = &im->tickers[im->tindex[h] - 1];
+        if (t->len == len && memcmp(t->name, s, len) == 0)
+            return im->tindex[h] - 1;
+    }
+    if (im->ntickers == im->captickers) {
+        im->captickers = im->captickers ? 2 * im->captickers : 64;
+        im->tickers = kb_xrealloc(im->tickers, im->captickers * sizeof(*im->tickers));
+    }
+    kb_imp_ticker *t = &im->tickers[im->ntickers];
+    memset(t, 0, sizeof(*t));
+    t->name = kb_xmalloc(len + 1);
+    memcpy(t->name, s, len);
+    t->name[len] = '\0';
+    t->len = len;
+    im->tindex[h] = ++im->ntickers;
+    return im->ntickers - 1;
+}
+
+void
+kb_imp_add_delta(kb_import *im, const kb_imp_delta *d)
+{
+    if (im->ndeltas == im->capdeltas) {
+        im->capdeltas = im->capdeltas ? 2 * im->capdeltas : 4096;
+        im->deltas = kb_xrealloc(im->deltas, (size_t)im->capdeltas * sizeof(*im->deltas));
+    }
+    kb_imp_delta *r = &im->deltas[im->ndeltas++];
+    *r = *d;
+    r->order = im->order;
+    im->deltas_read++;
+    span(im, d->ts);
 }
 
 char *
@@ -256,7 +305,7 @@ snapshot(kb_import *im, const cJSON *msg, const char *ticker, int64_t ts, int64_
 
 static bool
 delta(kb_import *im, const cJSON *msg, const char *ticker, int64_t ts, int64_t sid, int64_t seq,
-      bool has_seq, const char *rcv, const char **reason)
+      bool has_seq, int64_t rcv, const char **reason)
 {
     int64_t price, amount;
     const char *side = kb_imp_str(msg, "side");
@@ -276,15 +325,10 @@ delta(kb_import *im, const cJSON *msg, const char *ticker, int64_t ts, int64_t s
         *reason = "orderbook_delta side must be yes or no";
         return false;
     }
-    kb_buf *b = &im->deltas;
-    copy_str(b, ticker);
-    kb_buf_printf(b, "\t%s\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t%s\t%s\t%" PRId64
-                     "\n",
-                  kb_imp_ts_text(&im->arena, ts), seq, sid, price, amount, side, rcv ? rcv : "\\N",
-                  im->order);
-    im->ndeltas++;
-    im->deltas_read++;
-    span(im, ts);
+    kb_imp_delta d = {.ts = ts, .rcv = rcv, .sid = sid, .seq = seq, .price = (int32_t)price,
+                      .amount = (int32_t)amount, .yes = strcmp(side, "yes") == 0,
+                      .ticker = kb_imp_ticker_id(im, ticker, strlen(ticker))};
+    kb_imp_add_delta(im, &d);
     return true;
 }
 
@@ -346,19 +390,21 @@ ws_message(kb_import *im, const cJSON *j, const char *type, const char **reason)
     int64_t sid = 0, seq = 0, ts;
     (void)int_val(kb_imp_get(j, "sid"), &sid);
     bool has_seq = int_val(kb_imp_get(j, "seq"), &seq);
-    const char *rcv = kb_imp_ts_param(&im->arena, j, "received_at");
+    int64_t rcv_us;
+    bool has_rcv = ts_val(kb_imp_get(j, "received_at"), &rcv_us);
+    const char *rcv = has_rcv ? kb_imp_ts_text(&im->arena, rcv_us) : NULL;
     if (!ts_val(kb_imp_get(msg, "ts"), &ts)) {
-        int64_t r;
-        if (kb_imp_get(msg, "ts") != NULL || !ts_val(kb_imp_get(j, "received_at"), &r)) {
+        if (kb_imp_get(msg, "ts") != NULL || !has_rcv) {
             *reason = "msg.ts missing or unreadable and no received_at on the line";
             return false;
         }
-        ts = r;
+        ts = rcv_us;
     }
     if (strcmp(type, "orderbook_snapshot") == 0)
         return snapshot(im, msg, ticker, ts, sid, seq, rcv, reason);
     if (strcmp(type, "orderbook_delta") == 0)
-        return delta(im, msg, ticker, ts, sid, seq, has_seq, rcv, reason);
+        return delta(im, msg, ticker, ts, sid, seq, has_seq, has_rcv ? rcv_us : KB_IMP_NO_RCV,
+                     reason);
     if (is_trade)
         return trade(im, msg, ticker, ts, rcv, reason);
     return kb_import_lifecycle(im, msg, ticker, ts, reason);
@@ -373,7 +419,9 @@ kb_import_line(kb_import *im, const char *line, size_t len, const char **reason)
         im->skipped++;
         return true;
     }
-    cJSON *j = parse_whole(t.p, t.len);
+    if (!im->no_fast && kb_imp_fast_line(im, t.p, t.len))
+        return true;
+    cJSON *j = kb_imp_parse_whole(t.p, t.len);
     if (j == NULL) {
         *reason = "malformed JSON";
         return false;

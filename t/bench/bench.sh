@@ -23,6 +23,7 @@
 #   orderbook-100k  POST /orderbook over ~100k deltas since the snapshot; target p50 <= 25 ms
 #   deltas-1000     POST /deltas, a page of 1000 rows (ratio to health)
 #   import          kbctl import of a generated ~1M-delta file; rps = deltas/s, target >= 200k
+#   import-again    the same file imported again (nothing new); rps = deltas/s
 # Everything started here is stopped on exit, failure or Ctrl-C.
 #
 # Environment: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS
@@ -401,6 +402,16 @@ P50[import]=null
 P99[import]=null
 BASE[import]=-
 RATIO[import]=-
+# The same file again: every message is stored already, nothing may change.
+t0=$(date +%s.%N)
+"$KB_BIN_DIR/kbctl" import --quiet "$TMP/import.jsonl" || die "import-again row failed"
+t1=$(date +%s.%N)
+ROWS+=(import-again)
+RPS[import-again]=$(awk -v n="$ndeltas" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
+P50[import-again]=null
+P99[import-again]=null
+BASE[import-again]=-
+RATIO[import-again]=-
 
 # ---- report -------------------------------------------------------------------------
 

@@ -6,7 +6,10 @@
  * connection is "down", as in fuzz_request.c). Input: JSON lines.
  * Invariants: a bad line has a reason; the COPY buffers hold exactly one
  * newline-terminated row per counted row, no NUL bytes, and the same number
- * of tab-separated columns in every row of a table.
+ * of tab-separated columns in every row of a table; delta rows are in range;
+ * and the delta fast path (kbctl_import_json.c) agrees with the cJSON path:
+ * every line also goes through a second importer with the fast path off, and
+ * both must give the same verdict, reason, counters and rows.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -49,6 +52,56 @@ check_rows(const kb_buf *b, long rows)
         abort();
 }
 
+static kb_import *
+importer(bool no_fast)
+{
+    kb_import *im = calloc(1, sizeof(*im));
+    kb_db_init(&im->db, "host=/nonexistent", "fuzz", 1, 0);
+    im->db.next_attempt_us = INT64_MAX; /* the database is "down": fail fast */
+    kb_arena_init(&im->arena, 0);
+    im->min_us = INT64_MAX;
+    im->max_us = INT64_MIN;
+    im->no_fast = no_fast;
+    return im;
+}
+
+static void
+importer_free(kb_import *im)
+{
+    kb_buf_release(&im->snaps);
+    kb_buf_release(&im->trades);
+    free(im->deltas);
+    for (uint32_t i = 0; i < im->ntickers; i++) {
+        free(im->tickers[i].name);
+        free(im->tickers[i].kept);
+    }
+    free(im->tickers);
+    free(im->tindex);
+    kb_arena_release(&im->arena);
+    kb_db_release(&im->db);
+    free(im);
+}
+
+/* The fast path and the cJSON path left the same state. */
+static void
+same_rows(const kb_import *a, const kb_import *b)
+{
+    if (a->ndeltas != b->ndeltas || a->deltas_read != b->deltas_read || a->order != b->order ||
+        a->skipped != b->skipped || a->nsnaps != b->nsnaps || a->ntrades != b->ntrades ||
+        a->meta != b->meta || a->min_us != b->min_us || a->max_us != b->max_us)
+        abort();
+    for (long i = 0; i < a->ndeltas; i++) {
+        const kb_imp_delta *x = &a->deltas[i], *y = &b->deltas[i];
+        const kb_imp_ticker *tx = &a->tickers[x->ticker], *ty = &b->tickers[y->ticker];
+        if (x->ts != y->ts || x->rcv != y->rcv || x->sid != y->sid || x->seq != y->seq ||
+            x->order != y->order || x->price != y->price || x->amount != y->amount ||
+            x->yes != y->yes || tx->len != ty->len || memcmp(tx->name, ty->name, tx->len) != 0)
+            abort();
+        if (x->price < 1 || x->price > 99 || x->ticker >= a->ntickers || tx->len == 0)
+            abort();
+    }
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -57,13 +110,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         kb_log_init("fuzz", KB_LOG_ERROR + 1);
         inited = 1;
     }
-    kb_import *im = calloc(1, sizeof(*im));
-    kb_db_init(&im->db, "host=/nonexistent", "fuzz", 1, 0);
-    im->db.next_attempt_us = INT64_MAX; /* the database is "down": fail fast */
-    kb_arena_init(&im->arena, 0);
-    im->min_us = INT64_MAX;
-    im->max_us = INT64_MIN;
-
+    kb_import *im = importer(false), *ref = importer(true);
     char *buf = malloc(size + 1);
     memcpy(buf, data, size);
     buf[size] = '\0';
@@ -72,23 +119,24 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *nl = memchr(buf + i, '\n', size - i);
         size_t len = nl ? (size_t)(nl - (buf + i)) : size - i;
         buf[i + len] = '\0';
-        const char *why = NULL;
-        if (!kb_import_line(im, buf + i, len, &why) && why == NULL)
+        const char *why = NULL, *why_ref = NULL;
+        bool ok = kb_import_line(im, buf + i, len, &why);
+        if (!ok && why == NULL)
             abort();
+        if (kb_import_line(ref, buf + i, len, &why_ref) != ok ||
+            (!ok && strcmp(why, why_ref) != 0))
+            abort();
+        same_rows(im, ref);
         check_rows(&im->snaps, im->nsnaps);
-        check_rows(&im->deltas, im->ndeltas);
         check_rows(&im->trades, im->ntrades);
         if ((im->nsnaps || im->ndeltas || im->ntrades) && im->min_us > im->max_us)
             abort();
         kb_arena_reset(&im->arena);
+        kb_arena_reset(&ref->arena);
         i += len + 1;
     }
     free(buf);
-    kb_buf_release(&im->snaps);
-    kb_buf_release(&im->deltas);
-    kb_buf_release(&im->trades);
-    kb_arena_release(&im->arena);
-    kb_db_release(&im->db);
-    free(im);
+    importer_free(im);
+    importer_free(ref);
     return 0;
 }
