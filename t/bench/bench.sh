@@ -278,9 +278,9 @@ location = /__hello {
 }
 EOF
 
-# Same shape as the app's pool: one worker per core. Own session, so a
+# Same shape as the app's pool: as many workers (KB_WORKERS, default one per core). Own session, so a
 # Ctrl-C reaches only this script, whose trap stops it.
-setsid "$TMP/hello-fcgi" "$TMP/hello.sock" "$(nproc)" </dev/null 2>>"$TMP/hello.log" &
+setsid "$TMP/hello-fcgi" "$TMP/hello.sock" "${KB_WORKERS:-$(nproc)}" </dev/null 2>>"$TMP/hello.log" &
 HELLO_PID=$!
 
 KB_NGINX_EXTRA_CONF=$TMP/extra.conf "$STACK" start "$TMP"
