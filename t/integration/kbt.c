@@ -694,3 +694,24 @@ kbt_sqlp_ok(PGconn *c, const char *sql, int nparams, ...)
     PQclear(sqlp_exec(c, sql, nparams, ap));
     va_end(ap);
 }
+
+bool
+kbt_one_worker_waits_on_lock(void *c)
+{
+    char *v = kbt_sql_value(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
+                               " LIKE 'kalshibook-worker%' AND wait_event_type = 'Lock'");
+    bool ok = v != NULL && strcmp(v, "1") == 0;
+    free(v);
+    return ok;
+}
+
+void *
+kbt_keyed_get_thread(void *arg)
+{
+    kbt_keyed_get *g = arg;
+    char auth[160];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", g->key);
+    const char *h[] = {auth, NULL};
+    g->resp = kbt_request("GET", g->path, h, NULL, 0);
+    return NULL;
+}

@@ -208,4 +208,20 @@ void kbt_data_assert_keys(const cJSON *obj, const char *const *names);
 char *kbt_sqlp_value(PGconn *c, const char *sql, int nparams, ...);
 void kbt_sqlp_ok(PGconn *c, const char *sql, int nparams, ...);
 
+/* ---- requests held in flight (test_journal.c, test_metered_http.c) ---- */
+
+/* kbt_wait_until condition: exactly one worker connection of the database c (a
+ * PGconn *) is waiting on a lock. */
+bool kbt_one_worker_waits_on_lock(void *c);
+
+/* GET path with "Authorization: Bearer key", for a thread: resp is set when it returns. */
+typedef struct kbt_keyed_get {
+    const char *key;
+    const char *path;
+    kbt_resp *resp;
+} kbt_keyed_get;
+
+/* pthread entry point running one kbt_keyed_get (arg). */
+void *kbt_keyed_get_thread(void *arg);
+
 #endif

@@ -18,34 +18,6 @@
 
 #define MAXW 64
 
-typedef struct inflight {
-    const char *key;
-    const char *path;
-    kbt_resp *resp;
-} inflight;
-
-static void *
-inflight_thread(void *arg)
-{
-    inflight *f = arg;
-    char auth[160];
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", f->key);
-    const char *h[] = {auth, NULL};
-    f->resp = kbt_request("GET", f->path, h, NULL, 0);
-    return NULL;
-}
-
-static bool
-worker_waits_on_lock(void *arg)
-{
-    PGconn *c = arg;
-    char *v = kbt_sql_value(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
-                               " LIKE 'kalshibook-worker%' AND wait_event_type = 'Lock'");
-    bool ok = v != NULL && strcmp(v, "1") == 0;
-    free(v);
-    return ok;
-}
-
 typedef struct refunded {
     PGconn *c;
     const char *request_id;
@@ -109,10 +81,11 @@ START_TEST(charge_of_a_killed_worker_is_refunded_by_another)
     ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
     PQclear(res);
 
-    inflight f = {a.key, "/markets", NULL};
+    kbt_keyed_get f = {a.key, "/markets", NULL};
     pthread_t th;
-    pthread_create(&th, NULL, inflight_thread, &f);
-    ck_assert_msg(kbt_wait_until(worker_waits_on_lock, c, 10000), "request not in flight");
+    pthread_create(&th, NULL, kbt_keyed_get_thread, &f);
+    ck_assert_msg(kbt_wait_until(kbt_one_worker_waits_on_lock, c, 10000),
+                  "request not in flight");
 
     /* Kill every worker: the one in flight dies with its charge in doubt. */
     pid_t w[MAXW];
@@ -143,8 +116,8 @@ START_TEST(charge_of_a_killed_worker_is_refunded_by_another)
     ck_assert_int_eq(settled_metric(), before + 1);
 
     /* The account works normally afterwards, and that charge stands. */
-    inflight g = {a.key, "/markets", NULL};
-    inflight_thread(&g);
+    kbt_keyed_get g = {a.key, "/markets", NULL};
+    kbt_keyed_get_thread(&g);
     ck_assert_int_eq(g.resp->status, 200);
     ck_assert_int_eq(used(c, &a), 1);
     kbt_resp_free(g.resp);
@@ -166,13 +139,13 @@ START_TEST(refund_that_failed_is_settled_when_the_database_answers)
     kbt_sql_ok(lock, "BEGIN");
     kbt_sql_ok(lock, "LOCK TABLE meter_refunds IN EXCLUSIVE MODE");
 
-    inflight f = {a.key, "/markets/KB-NO-SUCH-MARKET", NULL};
+    kbt_keyed_get f = {a.key, "/markets/KB-NO-SUCH-MARKET", NULL};
     pthread_t th;
-    pthread_create(&th, NULL, inflight_thread, &f);
+    pthread_create(&th, NULL, kbt_keyed_get_thread, &f);
     /* The refund, then its one retry on a fresh connection. */
     for (int i = 0; i < 2; i++) {
-        ck_assert_msg(kbt_wait_until(worker_waits_on_lock, c, 10000), "refund %d not waiting",
-                      i);
+        ck_assert_msg(kbt_wait_until(kbt_one_worker_waits_on_lock, c, 10000),
+                      "refund %d not waiting", i);
         /* With a timeout, pg_terminate_backend returns once the backend is gone,
          * so the next wait sees the retry, not this one. */
         kbt_sql_ok(c, "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE"

@@ -284,18 +284,6 @@ START_TEST(nothing_charged_for_401_422_or_revoked)
 }
 END_TEST
 
-typedef struct inflight {
-    const char *key;
-    kbt_resp *resp;
-} inflight;
-
-static void *
-inflight_thread(void *arg)
-{
-    inflight *f = arg;
-    f->resp = get_with_key("/markets", f->key);
-    return NULL;
-}
 
 /* Where the data query runs: the replica when the suite has one. */
 static PGconn *
@@ -307,17 +295,6 @@ data_db(void)
     PGconn *c = PQconnectdb(read);
     ck_assert_msg(PQstatus(c) == CONNECTION_OK, "replica: %s", PQerrorMessage(c));
     return c;
-}
-
-static bool
-worker_waits_on_lock(void *arg)
-{
-    PGconn *c = arg;
-    char *v = kbt_sql_value(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
-                               " LIKE 'kalshibook-worker%' AND wait_event_type = 'Lock'");
-    bool ok = v != NULL && strcmp(v, "1") == 0;
-    free(v);
-    return ok;
 }
 
 START_TEST(refund_after_database_failure_mid_request)
@@ -336,10 +313,11 @@ START_TEST(refund_after_database_failure_mid_request)
         kbt_sql_ok(c, "SELECT pg_switch_wal()");
         kbt_data_wait_replica();
     }
-    inflight f = {a.key, NULL};
+    kbt_keyed_get f = {a.key, "/markets", NULL};
     pthread_t th;
-    pthread_create(&th, NULL, inflight_thread, &f);
-    ck_assert_msg(kbt_wait_until(worker_waits_on_lock, data, 10000), "request not in flight");
+    pthread_create(&th, NULL, kbt_keyed_get_thread, &f);
+    ck_assert_msg(kbt_wait_until(kbt_one_worker_waits_on_lock, data, 10000),
+                  "request not in flight");
     kbt_sql_ok(data, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE"
                      " application_name LIKE 'kalshibook-worker%' AND wait_event_type = 'Lock'");
     PQfinish(data);
