@@ -2,7 +2,7 @@
  *
  * For the markets that got new rows (kb_touched, a temporary table of the
  * import's connection) the checkpoints of the snapshot windows they touched
- * are rebuilt exactly as kb_rebuild_checkpoints (0013) would:
+ * are rebuilt exactly as kb_rebuild_checkpoints (0011) would:
  *  - locally, when a window holds exactly the rows this run sent by the
  *    direct COPY (kept in memory, up to KB_IMP_KEEP_MAX): under the import
  *    lock (shared), the server counts the window's rows, and equal counts
@@ -175,7 +175,7 @@ cp_flush(PGconn *c, const char *ticker, const char *basis, cp_out *o, long *made
     return ok;
 }
 
-/* Checkpoints of one window from rows r[0..n) (sorted, all inside it): as 0013 defines. */
+/* Checkpoints of one window from rows r[0..n) (sorted, all inside it): as 0011 defines. */
 static bool
 window_local(PGconn *c, const char *ticker, int64_t basis_us, const kb_imp_kept *r, long n,
              long every, long *made)

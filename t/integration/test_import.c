@@ -141,7 +141,7 @@ stored(PGconn *c, const char *ticker)
     return n;
 }
 
-/* 0004's kb_rebuild_checkpoints, kept here as the reference for 0013's. */
+/* 0004's kb_rebuild_checkpoints, kept here as the reference for 0011's. */
 static const char reference_sql[] =
     "CREATE FUNCTION pg_temp.ref_rebuild(p_ticker text, p_every integer) RETURNS integer"
     " LANGUAGE plpgsql AS $$"

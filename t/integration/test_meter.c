@@ -202,7 +202,7 @@ END_TEST
 
 /* API.md §2: a successful key check sets last_used_at before credits are looked
  * at, so a refused request sets it too. It is written at most once a second
- * per key (0011_meter_lean.sql), so a second call within the second keeps it. */
+ * per key (0009_meter_journal.sql), so a second call within the second keeps it. */
 START_TEST(meter_sets_last_used_at_even_when_refused)
 {
     PGconn *c = kbt_db();

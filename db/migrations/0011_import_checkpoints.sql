@@ -1,4 +1,4 @@
--- 0013_import_checkpoints: faster reconstruction checkpoint rebuild for kbctl import (issue 6).
+-- 0011_import_checkpoints: faster reconstruction checkpoint rebuild for kbctl import (issue 6).
 --
 -- Same result as 0004's kb_rebuild_checkpoints (checked by test_data against
 -- a copy of that definition), in one pass per snapshot window instead of
