@@ -302,6 +302,36 @@ pid_gone "$HELLO_PID" && die "hello-fcgi exited: $(tail -n 5 "$TMP/hello.log")"
 printf 'bench: %s cores, wrk -t%s -c%s, %ss per row, binaries from %s, KB_WORKERS=%s\n' \
     "$(nproc)" "$THREADS" "$CONNECTIONS" "$DURATION" "$KB_BIN_DIR" "${KB_WORKERS:-default}" >&2
 
+# import_market DELTAS_PER_HOUR NAME: one generated market, BENCH_TICKER, with a
+# day of deltas at that rate since its only earlier snapshot (the next one is
+# after the instants the rows ask for), imported into the stack.
+export BENCH_TICKER=KXBTCD-26JAN15-T94000
+import_market() {
+    export KB_DATABASE_URL KB_JWT_SECRET # kbctl reads them
+    "$KB_BIN_DIR/kbctl" demo-data --markets 1 --days 1 --snapshot-minutes 1440 \
+        --deltas-per-hour "$1" --trades-per-hour 0 --end 2026-03-02T00:00:00Z \
+        --out "$TMP/$2.jsonl" || die "demo-data for the $2 rows failed"
+    "$KB_BIN_DIR/kbctl" import --quiet "$TMP/$2.jsonl" || die "$2 data import failed"
+}
+
+# metered_rows HOT: the whole metered request (nginx -> worker -> kb_meter_slot ->
+# data query) over the same accounts as meter-sql (ratio to it: target >= 0.7),
+# the hot account alone when HOT is "yes", and the same mix paced at half the
+# measured rate (target p99 <= 5 ms).
+metered_rows() {
+    local auth half_delay
+    auth="Authorization: Bearer $(bench_key 1)"
+    BENCH_KEYS=$BENCH_ACCOUNTS bench_row markets-metered "/markets/$BENCH_TICKER" meter-sql \
+        -H "$auth" -- -s "$REPO/t/bench/metered.lua"
+    if [[ $1 == yes ]]; then
+        BENCH_KEYS=1 bench_row markets-metered-hot "/markets/$BENCH_TICKER" meter-sql-hot \
+            -H "$auth" -- -s "$REPO/t/bench/metered.lua"
+    fi
+    half_delay=$(awk -v r="${RPS[markets-metered]}" -v c="$CONNECTIONS" 'BEGIN { printf "%d", (r > 0) ? 2000 * c / r : 100 }')
+    BENCH_KEYS=$BENCH_ACCOUNTS BENCH_DELAY_MS=$half_delay bench_row markets-half-load \
+        "/markets/$BENCH_TICKER" markets-metered -H "$auth" -- -s "$REPO/t/bench/metered.lua"
+}
+
 # ---- rows (add new ones here) ------------------------------------------------------
 
 bench_row static /llms.txt -
@@ -319,18 +349,8 @@ setup_bench_accounts
 pgbench_row meter-sql - "$BENCH_ACCOUNTS"
 # BENCH_QUICK=metered: the rows above, meter-sql, and the metered HTTP rows only.
 if [[ ${BENCH_QUICK:-0} == metered ]]; then
-    export KB_DATABASE_URL KB_JWT_SECRET
-    "$KB_BIN_DIR/kbctl" demo-data --markets 1 --days 1 --snapshot-minutes 1440 --deltas-per-hour 100 \
-        --trades-per-hour 0 --end 2026-03-02T00:00:00Z --out "$TMP/market.jsonl" ||
-        die "demo-data for the metered rows failed"
-    "$KB_BIN_DIR/kbctl" import --quiet "$TMP/market.jsonl" || die "market import failed"
-    export BENCH_TICKER=KXBTCD-26JAN15-T94000
-    BENCH_KEYS=$BENCH_ACCOUNTS bench_row markets-metered "/markets/$BENCH_TICKER" meter-sql \
-        -H "Authorization: Bearer $(bench_key 1)" -- -s "$REPO/t/bench/metered.lua"
-    half_delay=$(awk -v r="${RPS[markets-metered]}" -v c="$CONNECTIONS" 'BEGIN { printf "%d", (r > 0) ? 2000 * c / r : 100 }')
-    BENCH_KEYS=$BENCH_ACCOUNTS BENCH_DELAY_MS=$half_delay bench_row markets-half-load \
-        "/markets/$BENCH_TICKER" markets-metered \
-        -H "Authorization: Bearer $(bench_key 1)" -- -s "$REPO/t/bench/metered.lua"
+    import_market 100 market
+    metered_rows no
     print_table
     write_json
     exit 0
@@ -362,30 +382,14 @@ SELECT id, 'project', 2000000000, 2000000000, 1000000000 FROM u;
 SQL
     die "cannot create the bench account"
 AUTH="Authorization: Bearer $BENCH_KEY"
-export KB_DATABASE_URL KB_JWT_SECRET # kbctl reads them (every command loads the whole config)
-"$KB_BIN_DIR/kbctl" demo-data --markets 1 --days 1 --snapshot-minutes 1440 --deltas-per-hour 4200 \
-    --trades-per-hour 0 --end 2026-03-02T00:00:00Z --out "$TMP/orderbook.jsonl" ||
-    die "demo-data for the orderbook rows failed"
-"$KB_BIN_DIR/kbctl" import --quiet "$TMP/orderbook.jsonl" || die "orderbook data import failed"
+import_market 4200 orderbook
 # Latency row: two clients (one per core), so p50 is the service time, not queueing.
 BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","timestamp":"2026-03-01T23:59:00Z"}' \
     CONNECTIONS=2 bench_row orderbook-100k /orderbook health -s "$REPO/t/bench/post.lua" -H "$AUTH"
 BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","start_time":"2026-03-01T06:00:00Z","end_time":"2026-03-01T23:00:00Z","limit":1000}' \
     bench_row deltas-1000 /deltas health -s "$REPO/t/bench/post.lua" -H "$AUTH"
 
-# The whole metered request (nginx -> worker -> kb_meter -> data query) over
-# the same 100 accounts as meter-sql (ratio to it: target >= 0.7), the hot
-# account alone, and the same mix paced at half the measured rate (target
-# p99 <= 5 ms).
-export BENCH_TICKER=KXBTCD-26JAN15-T94000
-BENCH_KEYS=$BENCH_ACCOUNTS bench_row markets-metered "/markets/$BENCH_TICKER" meter-sql \
-    -H "Authorization: Bearer $(bench_key 1)" -- -s "$REPO/t/bench/metered.lua"
-BENCH_KEYS=1 bench_row markets-metered-hot "/markets/$BENCH_TICKER" meter-sql-hot \
-    -H "Authorization: Bearer $(bench_key 1)" -- -s "$REPO/t/bench/metered.lua"
-half_delay=$(awk -v r="${RPS[markets-metered]}" -v c="$CONNECTIONS" 'BEGIN { printf "%d", (r > 0) ? 2000 * c / r : 100 }')
-BENCH_KEYS=$BENCH_ACCOUNTS BENCH_DELAY_MS=$half_delay bench_row markets-half-load \
-    "/markets/$BENCH_TICKER" markets-metered \
-    -H "Authorization: Bearer $(bench_key 1)" -- -s "$REPO/t/bench/metered.lua"
+metered_rows yes
 
 # kbctl import throughput from a generated file (deltas/s in the rps column).
 "$KB_BIN_DIR/kbctl" demo-data --markets 4 --days 1 --snapshot-minutes 1440 --deltas-per-hour 10500 \
