@@ -35,6 +35,8 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+# shellcheck source=t/lib/wait.sh
+. "$REPO/t/lib/wait.sh"
 KB_BIN_DIR=${KB_BIN_DIR:-$REPO/app}
 START_TIMEOUT_S=${KB_START_TIMEOUT_S:-60}
 DB_NAME=kalshibook
@@ -121,14 +123,9 @@ as_pg() {
 
 # ---- processes --------------------------------------------------------------
 
-# pid_alive PID: the process exists and is not a zombie.
+# pid_alive PID: the process exists and is not a zombie (pid_gone: t/lib/wait.sh).
 pid_alive() {
-    local pid=$1 stat state
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-    state=${stat##*) }
-    state=${state%% *}
-    [[ $state != Z && $state != X ]]
+    ! pid_gone "$1"
 }
 
 # pid_is PID WORD: PID is alive and WORD appears in its command line.
@@ -147,13 +144,17 @@ read_pid() {
     return 0
 }
 
+# pids_gone PID...: every one of them is gone.
+pids_gone() {
+    local p
+    for p in "$@"; do
+        pid_gone "$p" || return 1
+    done
+}
+
 # wait_gone PID SECONDS: poll until PID is gone; fail when the deadline passes.
 wait_gone() {
-    local pid=$1 deadline=$((SECONDS + $2))
-    while pid_alive "$pid"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.05
-    done
+    wait_until "$2" pid_gone "$1"
 }
 
 # kill_group_or_pid SIG PID: signal PID's process group when PID leads it
@@ -336,12 +337,9 @@ EOF
 }
 
 pg_wait_ready() {
-    local deadline=$((SECONDS + START_TIMEOUT_S))
-    until "$PG_BIN/pg_isready" -q -h "$PGSOCK_DIR" -p "$PG_PORT" -U "$DB_USER" -d postgres; do
-        ((SECONDS < deadline)) ||
-            fail_with_log "$DIR/pg.log" "Postgres not ready after ${START_TIMEOUT_S}s"
-        sleep 0.1
-    done
+    wait_until "$START_TIMEOUT_S" \
+        "$PG_BIN/pg_isready" -q -h "$PGSOCK_DIR" -p "$PG_PORT" -U "$DB_USER" -d postgres ||
+        fail_with_log "$DIR/pg.log" "Postgres not ready after ${START_TIMEOUT_S}s"
 }
 
 pg_start() {
@@ -434,6 +432,11 @@ fcgi_pid() {
     return 0
 }
 
+# fcgi_started PID: the socket is there, or the master PID died (stop waiting).
+fcgi_started() {
+    [[ -S $DIR/fcgi.sock ]] || pid_gone "$1"
+}
+
 app_start() {
     need_bin kalshibook-fcgi
     local pid
@@ -449,13 +452,9 @@ app_start() {
     app_exec setsid "$KB_BIN_DIR/kalshibook-fcgi" </dev/null >>"$DIR/app.log" 2>&1 &
     pid=$!
     printf '%s\n' "$pid" >"$DIR/fcgi.pid"
-    local deadline=$((SECONDS + START_TIMEOUT_S))
-    until [[ -S $DIR/fcgi.sock ]]; do
-        pid_alive "$pid" || fail_with_log "$DIR/app.log" "kalshibook-fcgi exited during start"
-        ((SECONDS < deadline)) ||
-            fail_with_log "$DIR/app.log" "kalshibook-fcgi did not create $DIR/fcgi.sock in ${START_TIMEOUT_S}s"
-        sleep 0.05
-    done
+    wait_until "$START_TIMEOUT_S" fcgi_started "$pid" ||
+        fail_with_log "$DIR/app.log" "kalshibook-fcgi did not create $DIR/fcgi.sock in ${START_TIMEOUT_S}s"
+    pid_alive "$pid" || fail_with_log "$DIR/app.log" "kalshibook-fcgi exited during start"
     log "kalshibook-fcgi pid $pid on $DIR/fcgi.sock"
 }
 
@@ -538,16 +537,13 @@ nginx_start() {
     pid=$(nginx_pid)
     if [[ -n $pid ]]; then
         log "nginx already running (pid $pid); reloading its config"
-        local old_workers w deadline=$((SECONDS + 15))
+        local old_workers
         old_workers=$(pgrep -P "$pid" || true)
         kill -HUP "$pid" || fail_with_log "$DIR/nginx-error.log" "nginx reload failed"
-        # Reload is asynchronous: wait until the workers with the old config
-        # are gone, so whatever follows sees the new one.
-        for w in $old_workers; do
-            while pid_alive "$w" && ((SECONDS < deadline)); do
-                sleep 0.05
-            done
-        done
+        # Reload is asynchronous: wait (15 s at most) until the workers with the
+        # old config are gone, so whatever follows sees the new one.
+        # shellcheck disable=SC2086  # one argument per pid
+        wait_until 15 pids_gone $old_workers || true
         return
     fi
     local p
@@ -558,12 +554,16 @@ nginx_start() {
     # nginx daemonizes (own session); the master writes DIR/nginx.pid.
     "$NGINX" "${args[@]}" </dev/null 2>>"$DIR/nginx-error.log" ||
         fail_with_log "$DIR/nginx-error.log" "nginx did not start"
-    local deadline=$((SECONDS + START_TIMEOUT_S))
-    until pid=$(nginx_pid) && [[ -n $pid ]]; do
-        ((SECONDS < deadline)) || fail_with_log "$DIR/nginx-error.log" "nginx wrote no pid file"
-        sleep 0.05
-    done
+    wait_until "$START_TIMEOUT_S" nginx_pid_written ||
+        fail_with_log "$DIR/nginx-error.log" "nginx wrote no pid file"
+    pid=$(nginx_pid)
     log "nginx pid $pid on https://127.0.0.1:$HTTPS_PORT and http://127.0.0.1:$HTTP_PORT"
+}
+
+# nginx_pid_written: the nginx master has written its pid file.
+nginx_pid_written() {
+    local p
+    p=$(nginx_pid) && [[ -n $p ]]
 }
 
 nginx_stop() {
@@ -583,21 +583,24 @@ nginx_stop() {
 
 # ---- health and run.env ------------------------------------------------------------
 
+# health_settled URL FPID NPID: GET URL answered 200, or the pool (FPID) or nginx
+# (NPID) died (stop waiting). Leaves the last status in the caller's `code`.
+health_settled() {
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+        --cacert "$DIR/tls/cert.pem" "$1" 2>/dev/null) || true
+    [[ $code == 200 ]] || pid_gone "$2" || pid_gone "$3"
+}
+
 wait_health() {
-    local url="https://127.0.0.1:$HTTPS_PORT/health" code='' deadline=$((SECONDS + START_TIMEOUT_S))
+    local url="https://127.0.0.1:$HTTPS_PORT/health" code=''
     local fpid npid
     fpid=$(fcgi_pid)
     npid=$(nginx_pid)
-    while :; do
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
-            --cacert "$DIR/tls/cert.pem" "$url" 2>/dev/null) || true
-        [[ $code == 200 ]] && return
-        pid_alive "$fpid" || fail_with_log "$DIR/app.log" "kalshibook-fcgi exited before /health answered"
-        pid_alive "$npid" || fail_with_log "$DIR/nginx-error.log" "nginx exited before /health answered"
-        ((SECONDS < deadline)) ||
-            fail_with_log "$DIR/app.log" "GET $url did not answer 200 within ${START_TIMEOUT_S}s (last status ${code:-none})"
-        sleep 0.1
-    done
+    wait_until "$START_TIMEOUT_S" health_settled "$url" "$fpid" "$npid" || true
+    [[ $code == 200 ]] && return
+    pid_alive "$fpid" || fail_with_log "$DIR/app.log" "kalshibook-fcgi exited before /health answered"
+    pid_alive "$npid" || fail_with_log "$DIR/nginx-error.log" "nginx exited before /health answered"
+    fail_with_log "$DIR/app.log" "GET $url did not answer 200 within ${START_TIMEOUT_S}s (last status ${code:-none})"
 }
 
 # env_line NAME VALUE: a line the shell can source; single quotes only when
@@ -697,6 +700,12 @@ stripe_app_env() {
     } >>"$f"
 }
 
+# standin_settled PID: the stand-in answers, or PID died (stop waiting).
+standin_settled() {
+    curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$STRIPE_PORT/_control/events" ||
+        pid_gone "$1"
+}
+
 stripe_start() {
     local reporter=${1:-0} pid py
     stripe_config
@@ -713,12 +722,9 @@ stripe_start() {
         --cafile "$DIR/tls/cert.pem" </dev/null >>"$DIR/stripe.log" 2>&1 &
     pid=$!
     printf '%s\n' "$pid" >"$DIR/stripe.pid"
-    local deadline=$((SECONDS + START_TIMEOUT_S))
-    until curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$STRIPE_PORT/_control/events"; do
-        pid_alive "$pid" || fail_with_log "$DIR/stripe.log" "stripe stand-in exited during start"
-        ((SECONDS < deadline)) || fail_with_log "$DIR/stripe.log" "stripe stand-in did not answer"
-        sleep 0.05
-    done
+    wait_until "$START_TIMEOUT_S" standin_settled "$pid" ||
+        fail_with_log "$DIR/stripe.log" "stripe stand-in did not answer"
+    pid_alive "$pid" || fail_with_log "$DIR/stripe.log" "stripe stand-in exited during start"
     log "stripe stand-in pid $pid on http://127.0.0.1:$STRIPE_PORT"
 }
 
@@ -854,6 +860,12 @@ replica_stop() {
 
 # A hot standby of the running primary (pg_basebackup -R, streaming), then the
 # app restarted with KB_DATABASE_READ_URL pointing at it (via DIR/app.env).
+# replica_in_recovery PORT: the replica on PORT answers as a standby.
+replica_in_recovery() {
+    [[ $("$PG_BIN/psql" -X -q -t -A -h "$REPLICA_SOCK" -p "$1" -U "$DB_USER" -d "$DB_NAME" \
+        -c 'SELECT pg_is_in_recovery()' 2>/dev/null) == t ]]
+}
+
 cmd_replica_start() {
     set_dir "$1" no || die "no stack dir '$1'"
     PG_BIN=$(find_pg_bin)
@@ -891,12 +903,8 @@ EOF
             -t "$START_TIMEOUT_S" -s || fail_with_log "$DIR/pg-replica.log" "the replica did not start"
         log "replica on 127.0.0.1:$port and $REPLICA_SOCK"
     fi
-    local deadline=$((SECONDS + START_TIMEOUT_S))
-    until [[ $("$PG_BIN/psql" -X -q -t -A -h "$REPLICA_SOCK" -p "$port" -U "$DB_USER" -d "$DB_NAME" \
-        -c 'SELECT pg_is_in_recovery()' 2>/dev/null) == t ]]; do
-        ((SECONDS < deadline)) || fail_with_log "$DIR/pg-replica.log" "the replica is not answering"
-        sleep 0.1
-    done
+    wait_until "$START_TIMEOUT_S" replica_in_recovery "$port" ||
+        fail_with_log "$DIR/pg-replica.log" "the replica is not answering"
     if [[ -f $DIR/app.env ]]; then
         sed -i '/^KB_DATABASE_READ_URL=/d' "$DIR/app.env"
     fi

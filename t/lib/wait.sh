@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # t/lib/wait.sh - wait_until: poll a real condition until it holds or a deadline passes.
 #
-# Sourced by shell tests (t/pkg/test-deb.sh, t/bench/bench.sh) instead of open-coded
+# Sourced by t/stack.sh and the shell tests (t/pkg/test-deb.sh, t/bench/bench.sh,
+# t/soak/run.sh) instead of open-coded
 # `sleep 0.x` loops. Invariants: every wait is bounded by a deadline on the clock
 # ($EPOCHREALTIME, not a count of tries); the condition is the real thing waited for
 # (a socket exists, a pid is gone, an answer came), run at least once, and once more at
@@ -33,7 +34,13 @@ wait_until() {
     "$@"
 }
 
-# pid_gone PID: the process no longer exists (or PID is empty).
+# pid_gone PID: the process no longer exists, has exited and waits to be reaped
+# (a zombie: our own children that died), or PID is not a pid.
 pid_gone() {
-    [[ -z ${1:-} ]] || ! kill -0 "$1" 2>/dev/null
+    local stat state
+    [[ ${1:-} =~ ^[0-9]+$ ]] || return 0
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    state=${stat##*) }
+    state=${state%% *}
+    [[ $state == Z || $state == X ]]
 }
