@@ -1,7 +1,7 @@
 /* kb_meter.h - credit metering of data routes (DESIGN.md money rules 1-4).
  *
  * A data handler validates its input, then calls kb_meter_charge() once:
- * one SQL round trip (kb_meter() in db/migrations/0003_billing.sql)
+ * one SQL round trip (kb_meter_slot() in db/migrations/0009_meter_journal.sql)
  * authenticates the API key, applies the rate window and deducts the cost.
  * The dispatcher then calls kb_meter_finish(): when the handler failed after
  * the charge it refunds (credits and outbox row back), and it writes the

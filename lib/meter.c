@@ -1,4 +1,4 @@
-/* meter.c - charge, refund and credit headers around kb_meter(); see kb_meter.h.
+/* meter.c - charge, refund and credit headers around kb_meter_slot(); see kb_meter.h.
  *
  * The success path is exactly one statement. Refunds happen only on the
  * error path, through kb_meter_refund(), which also removes the request's
@@ -18,18 +18,14 @@
 #include "kb_time.h"
 #include "kb_banned.h"
 
-#define METER_COLUMNS                                                                          \
-    "SELECT outcome, user_id, key_id, key_prefix, credits_total, credits_used, cost,"          \
-    " rl_limit, rl_remaining, extract(epoch FROM rl_reset)::bigint, retry_after, cycle_start," \
-    " outbox_id"
-
-/* Without the journal (no pool: tests of the library alone). */
+/* $4 is the worker's journal slot (NULL without the journal: nothing recorded). */
 static const kb_stmt meter_stmt = {
-    "meter", METER_COLUMNS " FROM kb_meter($1, $2::integer, $3)", 3, false};
-
-/* With the journal: the same, and the charge recorded under the worker's slot. */
-static const kb_stmt meter_slot_stmt = {
-    "meter_slot", METER_COLUMNS " FROM kb_meter_slot($1, $2::integer, $3, $4, $5)", 5, false};
+    "meter",
+    "SELECT outcome, user_id, key_id, key_prefix, credits_total, credits_used, cost,"
+    " rl_limit, rl_remaining, extract(epoch FROM rl_reset)::bigint, retry_after, cycle_start,"
+    " outbox_id"
+    " FROM kb_meter_slot($1, $2::integer, $3, $4, $5)",
+    5, false};
 
 /* Refund a slot's charge if it committed and stands. Idempotent. */
 static const kb_stmt settle_stmt = {"meter_settle", "SELECT kb_meter_settle($1, $2)", 2, true};
@@ -92,9 +88,13 @@ settle(kb_worker *w, kb_arena *arena, const char *slot, const char *request_id)
     return true;
 }
 
+/* Settle the caller's own journal entry when it is pending. False when the database
+ * did not answer. */
 static bool
 settle_own(kb_worker *w, kb_arena *arena)
 {
+    if (kb_journal_state() == KB_J_IDLE)
+        return true;
     char rid[KB_JOURNAL_REQUEST_ID_MAX];
     snprintf(rid, sizeof(rid), "%s", kb_journal_request_id());
     if (!settle(w, arena, kb_journal_key(), rid))
@@ -106,7 +106,7 @@ settle_own(kb_worker *w, kb_arena *arena)
 bool
 kb_meter_settle_pending(kb_worker *w, kb_arena *arena)
 {
-    if (kb_journal_key() != NULL && kb_journal_state() != KB_J_IDLE && !settle_own(w, arena))
+    if (!settle_own(w, arena))
         return false;
     char key[KB_JOURNAL_KEY_MAX], rid[KB_JOURNAL_REQUEST_ID_MAX];
     int i;
@@ -138,21 +138,19 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
 
     /* The previous charge of this worker must be settled before the next one
      * can take its journal entry; if that is impossible the database is down. */
-    const char *slot = kb_journal_key();
-    if (slot != NULL && kb_journal_state() != KB_J_IDLE && !settle_own(ctx->w, ctx->arena))
+    if (!settle_own(ctx->w, ctx->arena))
         return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
 
     char hash[KB_SHA256_HEX_LEN + 1], costs[16];
     kb_sha256_hex(key.p, key.len, hash);
     snprintf(costs, sizeof(costs), "%d", cost);
-    const char *params[] = {hash, costs, ctx->route ? ctx->route : "unknown", slot,
+    const char *params[] = {hash, costs, ctx->route ? ctx->route : "unknown", kb_journal_key(),
                             req->request_id};
     PGresult *r = NULL;
     /* From here until the outcome is known, a lost reply leaves the charge in
      * doubt: the journal entry says so, and settling resolves it. */
     kb_journal_set(KB_J_METERING, req->request_id);
-    kb_err err = kb_db_exec(&ctx->w->db, ctx->arena, slot ? &meter_slot_stmt : &meter_stmt,
-                            params, &r);
+    kb_err err = kb_db_exec(&ctx->w->db, ctx->arena, &meter_stmt, params, &r);
     if (err == KB_E_UNAVAILABLE)
         return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
     if (err)
