@@ -31,6 +31,9 @@ const kb_config_var kb_config_vars[] = {
      "libpq connect timeout"},
     {"KB_DB_STATEMENT_TIMEOUT_MS", KB_CFG_INT, false, "15000", 0, 3600000,
      OFF(db_statement_timeout_ms), "server-side statement_timeout per connection; 0 = none"},
+    {"KB_HEALTH_MAX_AGE_MS", KB_CFG_INT, false, "1000", 0, 60000, OFF(health_max_age_ms),
+     "GET /health takes the worker's connection's last database answer when it is younger "
+     "than this and the server has not closed the connection since; 0 = a query every call"},
     {"KB_LOG_LEVEL", KB_CFG_STRING, false, "info", 0, 0, OFF(log_level),
      "debug, info, warn or error"},
     {"KB_MIGRATIONS_DIR", KB_CFG_STRING, false, KB_DEFAULT_MIGRATIONS_DIR, 0, 0,

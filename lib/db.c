@@ -1,6 +1,7 @@
 /* db.c - the per-worker Postgres connection; see kb_db.h. */
 #include "kb_db.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ kb_db_disconnect(kb_db *db)
         PQfinish(db->conn);
     db->conn = NULL;
     db->nprepared = 0;
+    db->answered_us = 0;
 }
 
 void
@@ -185,6 +187,7 @@ kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *par
         PGresult *r = PQexecPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0);
         ExecStatusType s = PQresultStatus(r);
         if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+            db->answered_us = kb_mono_us();
             if (out != NULL) {
                 kb_arena_on_reset(arena, clear_result, r);
                 *out = r;
@@ -217,6 +220,7 @@ kb_db_command(kb_db *db, const char *sql)
     PGresult *r = PQexec(db->conn, sql);
     ExecStatusType s = PQresultStatus(r);
     if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+        db->answered_us = kb_mono_us();
         PQclear(r);
         return KB_OK;
     }
@@ -228,6 +232,19 @@ kb_db_command(kb_db *db, const char *sql)
     log_pq_error("command failed", PQresultErrorMessage(r));
     PQclear(r);
     return KB_E_INTERNAL;
+}
+
+bool
+kb_db_answered_within(const kb_db *db, int64_t max_age_us)
+{
+    if (db->conn == NULL || db->answered_us == 0 || max_age_us <= 0)
+        return false;
+    if (kb_mono_us() - db->answered_us > max_age_us)
+        return false;
+    /* Between statements nothing is due from the server: anything readable
+     * is its goodbye (or a message this connection never asks for). */
+    struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN};
+    return p.fd >= 0 && poll(&p, 1, 0) == 0;
 }
 
 bool

@@ -25,6 +25,7 @@ typedef struct kb_config {
     long drain_timeout_s;          /* KB_DRAIN_TIMEOUT_S */
     long db_connect_timeout_s;     /* KB_DB_CONNECT_TIMEOUT_S */
     long db_statement_timeout_ms;  /* KB_DB_STATEMENT_TIMEOUT_MS */
+    long health_max_age_ms;        /* KB_HEALTH_MAX_AGE_MS */
     const char *log_level;         /* KB_LOG_LEVEL */
     const char *migrations_dir;    /* KB_MIGRATIONS_DIR */
     /* Stripe (lib/stripe.c, lib/usage.c, app/h_webhook.c); see README "Stripe setup". */

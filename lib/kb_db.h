@@ -36,6 +36,7 @@ typedef struct kb_db {
     size_t nprepared, capprepared;
     int64_t next_attempt_us;  /* monotonic; no connect before this */
     int64_t backoff_us;
+    int64_t answered_us;      /* monotonic time of the last statement that succeeded, 0 = none */
     char sqlstate[6];         /* SQLSTATE of the last failed statement, "" if none */
 } kb_db;
 
@@ -60,6 +61,15 @@ void kb_db_disconnect(kb_db *db);
  */
 kb_err kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
                   PGresult **out);
+
+/*
+ * True when a statement succeeded on the current connection within max_age_us
+ * and the server has sent nothing since: a server that ends the connection
+ * (shutdown, crash, pg_terminate_backend) leaves its notice or EOF pending on
+ * the socket, which a zero-timeout poll sees. No round trip; false when in
+ * doubt, so the caller asks the server.
+ */
+bool kb_db_answered_within(const kb_db *db, int64_t max_age_us);
 
 /* Run a parameterless command outside prepared statements (BEGIN, COMMIT, migrations). */
 kb_err kb_db_command(kb_db *db, const char *sql);

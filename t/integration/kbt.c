@@ -227,6 +227,28 @@ kbt_stack(const char *cmd, const char *arg)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+void
+kbt_app_env_set(const char *name, const char *value)
+{
+    char envf[4096], tmp[4200], line[4096];
+    size_t n = strlen(name);
+    snprintf(envf, sizeof(envf), "%s/app.env", kbt_env("KB_STACK_DIR"));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", envf);
+    FILE *in = fopen(envf, "r"), *out = fopen(tmp, "w");
+    ck_assert(out != NULL);
+    while (in != NULL && fgets(line, sizeof(line), in) != NULL)
+        if (strncmp(line, name, n) != 0 || line[n] != '=')
+            fputs(line, out);
+    if (value != NULL)
+        fprintf(out, "%s=%s\n", name, value);
+    if (in != NULL)
+        fclose(in);
+    ck_assert_int_eq(fclose(out), 0);
+    ck_assert_int_eq(rename(tmp, envf), 0);
+    ck_assert_int_eq(kbt_stack("app-stop", NULL), 0);
+    ck_assert_int_eq(kbt_stack("app-start", NULL), 0);
+}
+
 pid_t
 kbt_master_pid(void)
 {

@@ -77,6 +77,13 @@ void kbt_sql_ok(PGconn *c, const char *sql);
 /* Run `t/stack.sh <cmd> $KB_STACK_DIR [arg]`; returns its exit status. */
 int kbt_stack(const char *cmd, const char *arg);
 
+/*
+ * Set name=value in the stack's DIR/app.env (value NULL: remove the line) and
+ * restart kalshibook-fcgi so it takes effect; asserts both. Tests that change
+ * the app's settings restore them in an unchecked teardown.
+ */
+void kbt_app_env_set(const char *name, const char *value);
+
 /* Pid of the running kalshibook-fcgi master (from DIR/fcgi.pid). */
 pid_t kbt_master_pid(void);
 

@@ -412,23 +412,7 @@ static char jwks_path[512];
 static void
 set_app_env_jwks(bool on)
 {
-    char envf[512], tmp[600];
-    snprintf(envf, sizeof(envf), "%s/app.env", kbt_env("KB_STACK_DIR"));
-    snprintf(tmp, sizeof(tmp), "%s.tmp", envf);
-    FILE *in = fopen(envf, "r"), *out = fopen(tmp, "w");
-    ck_assert(out != NULL);
-    char line[1024];
-    while (in != NULL && fgets(line, sizeof(line), in) != NULL)
-        if (strncmp(line, "KB_JWT_JWKS_FILE=", 17) != 0)
-            fputs(line, out);
-    if (on)
-        fprintf(out, "KB_JWT_JWKS_FILE=%s\n", jwks_path);
-    if (in != NULL)
-        fclose(in);
-    fclose(out);
-    ck_assert_int_eq(rename(tmp, envf), 0);
-    ck_assert_int_eq(kbt_stack("app-stop", NULL), 0);
-    ck_assert_int_eq(kbt_stack("app-start", NULL), 0);
+    kbt_app_env_set("KB_JWT_JWKS_FILE", on ? jwks_path : NULL);
 }
 
 static bool

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
+#include "kb_db.h"
 #include "kbt.h"
 #include "kb_banned.h"
 
@@ -57,6 +58,14 @@ outage_then_recovery(const char *mode)
     ck_assert_msg(kbt_wait_until(all_healthy, NULL, 30000), "no full recovery after restart");
 }
 
+/* Unchecked teardown: an outage test that failed half-way leaves Postgres
+ * stopped; the later tests need it (pg-start on a running server is a no-op). */
+static void
+pg_back_up(void)
+{
+    kbt_stack("pg-start", NULL);
+}
+
 START_TEST(db_down_is_503_then_recovers_fast_shutdown)
 {
     outage_then_recovery("fast");
@@ -66,6 +75,81 @@ END_TEST
 START_TEST(db_down_is_503_then_recovers_immediate_shutdown)
 {
     outage_then_recovery("immediate");
+}
+END_TEST
+
+/* ---- /health's answer window (KB_HEALTH_MAX_AGE_MS) ---- */
+
+/* With a minute-long window a worker whose connection answered seconds ago
+ * would still say 200 if it trusted the window alone: the socket check must
+ * see the server hang up, on every worker, at once. */
+START_TEST(health_window_still_sees_a_stopped_database_fast_shutdown)
+{
+    ck_assert(kbt_wait_until(all_healthy, NULL, 30000));
+    outage_then_recovery("fast");
+}
+END_TEST
+
+START_TEST(health_window_still_sees_a_stopped_database_immediate_shutdown)
+{
+    ck_assert(kbt_wait_until(all_healthy, NULL, 30000));
+    outage_then_recovery("immediate");
+}
+END_TEST
+
+static void
+health_window_long(void)
+{
+    kbt_app_env_set("KB_HEALTH_MAX_AGE_MS", "60000");
+}
+
+/* Unchecked teardown (runs in the parent), so a failure never leaves the
+ * shared stack with the long window. */
+static void
+health_window_default(void)
+{
+    pg_back_up();
+    kbt_app_env_set("KB_HEALTH_MAX_AGE_MS", NULL);
+    kbt_wait_until(all_healthy, NULL, 30000);
+}
+
+static bool
+db_not_answered_within_minute(void *db)
+{
+    return !kb_db_answered_within(db, 60 * 1000000LL);
+}
+
+/* The window's two tests, on a connection of the test's own: its age, and a
+ * server that ended the connection (pg_terminate_backend) without a query. */
+START_TEST(db_answered_within_tracks_age_and_a_closed_connection)
+{
+    static const kb_stmt one = {"kbt_one", "SELECT 1", 0, true};
+    kb_db db;
+    kb_db_init(&db, kbt_env("KB_DATABASE_URL"), "kbt-answered-within", 3, 0);
+    ck_assert(!kb_db_answered_within(&db, 60 * 1000000LL)); /* never asked yet */
+    ck_assert_int_eq(kb_db_exec(&db, NULL, &one, NULL, NULL), KB_OK);
+    ck_assert(kb_db_answered_within(&db, 60 * 1000000LL));
+    ck_assert(!kb_db_answered_within(&db, 0));
+    usleep(5000);
+    ck_assert(!kb_db_answered_within(&db, 1000)); /* 1 ms: that answer is older now */
+    ck_assert(kb_db_answered_within(&db, 60 * 1000000LL));
+
+    int old_pid = PQbackendPID(db.conn);
+    char pid[16];
+    snprintf(pid, sizeof(pid), "%d", old_pid);
+    PGconn *c = kbt_db();
+    char *done = kbt_sqlp_value(c, "SELECT pg_terminate_backend($1::int)::text", 1, pid);
+    ck_assert_str_eq(done, "true");
+    free(done);
+    ck_assert_msg(kbt_wait_until(db_not_answered_within_minute, &db, 5000),
+                  "a terminated connection still counts as answering");
+
+    /* The next statement finds the connection gone and asks on a new one. */
+    ck_assert_int_eq(kb_db_exec(&db, NULL, &one, NULL, NULL), KB_OK);
+    ck_assert(kb_db_answered_within(&db, 60 * 1000000LL));
+    ck_assert_int_ne(PQbackendPID(db.conn), old_pid);
+    kb_db_release(&db);
+    PQfinish(c);
 }
 END_TEST
 
@@ -301,9 +385,17 @@ main(void)
     Suite *s = suite_create("db");
     TCase *tc = tcase_create("outage");
     tcase_set_timeout(tc, 120);
+    tcase_add_unchecked_fixture(tc, NULL, pg_back_up);
     tcase_add_test(tc, db_down_is_503_then_recovers_fast_shutdown);
     tcase_add_test(tc, db_down_is_503_then_recovers_immediate_shutdown);
     suite_add_tcase(s, tc);
+    TCase *tw = tcase_create("health-window");
+    tcase_set_timeout(tw, 120);
+    tcase_add_unchecked_fixture(tw, health_window_long, health_window_default);
+    tcase_add_test(tw, health_window_still_sees_a_stopped_database_fast_shutdown);
+    tcase_add_test(tw, health_window_still_sees_a_stopped_database_immediate_shutdown);
+    tcase_add_test(tw, db_answered_within_tracks_age_and_a_closed_connection);
+    suite_add_tcase(s, tw);
     TCase *tm = tcase_create("migrate");
     tcase_set_timeout(tm, 60);
     tcase_add_test(tm, migrate_is_idempotent_and_recorded);
