@@ -330,6 +330,11 @@ unix_socket_directories = '$PGSOCK_DIR'
 fsync = on
 synchronous_commit = on
 full_page_writes = on
+# SSD/NVMe: an index probe costs about what a sequential page read does. At
+# the default 4.0 the planner scans small, hot tables (billing_accounts,
+# api_keys with a few hundred rows) sequentially, visibility-checking every
+# row version, on every metered request (docs/ops.md, step 3).
+random_page_cost = 1.1
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF

@@ -32,7 +32,8 @@
 # and health only; BENCH_QUICK=metered adds meter-sql, markets-metered and the
 # half-load row), BENCH_ENFORCE=1 (exit 1 when
 # health misses its target), BENCH_KEEP=1 (keep the temp dir and its logs).
-# KB_WORKERS and other KB_* settings reach the app through t/stack.sh.
+# KB_WORKERS (default here: two per core, see below) and other KB_* settings
+# reach the app through t/stack.sh.
 
 set -euo pipefail
 
@@ -42,6 +43,11 @@ WARMUP=${BENCH_WARMUP_SECONDS:-2}
 THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 HEALTH_TARGET=0.8
+# Two workers per core unless KB_WORKERS says otherwise (docs/ops.md): a
+# metered request holds its worker while Postgres flushes the charge's commit
+# to disk, and with one worker per core the CPU idles through those flushes.
+# hello-fcgi runs the same number, so the health ratio stays like for like.
+export KB_WORKERS=${KB_WORKERS:-$((2 * $(nproc)))}
 export KB_BIN_DIR=${BENCH_BIN_DIR:-$REPO/app}
 STACK=$REPO/t/stack.sh
 OUT_DIR=$REPO/var/bench
@@ -278,9 +284,9 @@ location = /__hello {
 }
 EOF
 
-# Same shape as the app's pool: as many workers (KB_WORKERS, default one per core). Own session, so a
+# Same shape as the app's pool: as many workers (KB_WORKERS). Own session, so a
 # Ctrl-C reaches only this script, whose trap stops it.
-setsid "$TMP/hello-fcgi" "$TMP/hello.sock" "${KB_WORKERS:-$(nproc)}" </dev/null 2>>"$TMP/hello.log" &
+setsid "$TMP/hello-fcgi" "$TMP/hello.sock" "$KB_WORKERS" </dev/null 2>>"$TMP/hello.log" &
 HELLO_PID=$!
 
 KB_NGINX_EXTRA_CONF=$TMP/extra.conf "$STACK" start "$TMP"
@@ -300,7 +306,7 @@ wait_until 10 hello_settled || die "GET /__hello never answered 200"
 pid_gone "$HELLO_PID" && die "hello-fcgi exited: $(tail -n 5 "$TMP/hello.log")"
 
 printf 'bench: %s cores, wrk -t%s -c%s, %ss per row, binaries from %s, KB_WORKERS=%s\n' \
-    "$(nproc)" "$THREADS" "$CONNECTIONS" "$DURATION" "$KB_BIN_DIR" "${KB_WORKERS:-default}" >&2
+    "$(nproc)" "$THREADS" "$CONNECTIONS" "$DURATION" "$KB_BIN_DIR" "$KB_WORKERS" >&2
 
 # import_market DELTAS_PER_HOUR NAME: one generated market, BENCH_TICKER, with a
 # day of deltas at that rate since its only earlier snapshot (the next one is
