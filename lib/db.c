@@ -1,6 +1,7 @@
 /* db.c - the per-worker Postgres connection; see kb_db.h. */
 #include "kb_db.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,11 @@
 
 #define DB_BACKOFF_MIN_US 100000
 #define DB_BACKOFF_MAX_US 5000000
+/* How long past its statement_timeout a connection's reply may be late before
+ * the worker stops waiting: the server answers a timed-out statement with an
+ * error itself, so only a server that answers nothing (frozen, partitioned
+ * away) reaches this. */
+#define DB_REPLY_GRACE_MS 5000
 
 void
 kb_db_init(kb_db *db, const char *conninfo, const char *app_name, long connect_timeout_s,
@@ -164,6 +170,45 @@ prepare(kb_db *db, const kb_stmt *st)
     return KB_OK;
 }
 
+/*
+ * PQexecPrepared, but with statement_timeout set, a reply that has not come
+ * DB_REPLY_GRACE_MS after the statement timeout is given up on, so a worker
+ * never hangs on a server that stopped answering. NULL on that and on a send
+ * or read failure; the caller's connection_lost() then drops the connection.
+ */
+static PGresult *
+exec_prepared(kb_db *db, const kb_stmt *st, const char *const *params)
+{
+    if (db->statement_timeout_ms <= 0)
+        return PQexecPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0);
+    if (!PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0))
+        return NULL;
+    int64_t deadline = kb_mono_us() + (db->statement_timeout_ms + DB_REPLY_GRACE_MS) * 1000;
+    PGresult *last = NULL;
+    for (;;) {
+        while (PQisBusy(db->conn)) {
+            int64_t left_us = deadline - kb_mono_us();
+            if (left_us <= 0) {
+                kb_log_error("%s: no reply from the database within %ld ms", st->name,
+                             db->statement_timeout_ms + DB_REPLY_GRACE_MS);
+                PQclear(last);
+                return NULL;
+            }
+            struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN};
+            int n = poll(&p, 1, (int)((left_us + 999) / 1000));
+            if ((n < 0 && errno != EINTR) || (n > 0 && !PQconsumeInput(db->conn))) {
+                PQclear(last);
+                return NULL;
+            }
+        }
+        PGresult *r = PQgetResult(db->conn);
+        if (r == NULL)
+            return last;
+        PQclear(last); /* one statement gives one result; keep the last like PQexec */
+        last = r;
+    }
+}
+
 static void
 clear_result(void *r)
 {
@@ -184,7 +229,7 @@ kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *par
             continue; /* nothing was executed: safe to retry on a new connection */
         if (err)
             return err;
-        PGresult *r = PQexecPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0);
+        PGresult *r = exec_prepared(db, st, params);
         ExecStatusType s = PQresultStatus(r);
         if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
             db->answered_us = kb_mono_us();

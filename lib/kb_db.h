@@ -7,7 +7,9 @@
  *
  * When the server goes away the connection is dropped and rebuilt with
  * exponential backoff (100 ms .. 5 s). While it is down every call fails fast
- * with KB_E_UNAVAILABLE (503 + Retry-After) instead of hanging.
+ * with KB_E_UNAVAILABLE (503 + Retry-After) instead of hanging. With a
+ * statement timeout set, a server that answers nothing at all is given up on
+ * 5 s after it, and the connection is dropped the same way.
  */
 #ifndef KB_DB_H
 #define KB_DB_H

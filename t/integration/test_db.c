@@ -1,4 +1,5 @@
 /* test_db.c - database outage and recovery, migrations, configuration checks. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,81 @@ START_TEST(db_answered_within_tracks_age_and_a_closed_connection)
     ck_assert(kb_db_answered_within(&db, 60 * 1000000LL));
     ck_assert_int_ne(PQbackendPID(db.conn), old_pid);
     kb_db_release(&db);
+    PQfinish(c);
+}
+END_TEST
+
+/* ---- a server that stops answering without closing anything ---- */
+
+/* Backends of the pool's primary connections, frozen with SIGSTOP by the test. */
+static pid_t frozen[64];
+static size_t nfrozen;
+
+static void
+thaw(void)
+{
+    for (size_t i = 0; i < nfrozen; i++)
+        kill(frozen[i], SIGCONT);
+    nfrozen = 0;
+}
+
+static void
+reply_deadline_on(void)
+{
+    /* Every /health asks (no answer window), and statements time out after 1 s. */
+    kbt_app_env_set("KB_HEALTH_MAX_AGE_MS", "0");
+    kbt_app_env_set("KB_DB_STATEMENT_TIMEOUT_MS", "1000");
+}
+
+/* Unchecked teardown (in the parent, which does not know what a failed test
+ * froze): SIGCONT every worker backend, restore the defaults. */
+static void
+reply_deadline_off(void)
+{
+    PGconn *c = kbt_db();
+    PGresult *r = PQexec(c, "SELECT pid FROM pg_stat_activity"
+                            " WHERE application_name = 'kalshibook-worker'");
+    for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++)
+        kill((pid_t)strtol(PQgetvalue(r, i, 0), NULL, 10), SIGCONT);
+    PQclear(r);
+    PQfinish(c);
+    kbt_app_env_set("KB_DB_STATEMENT_TIMEOUT_MS", NULL);
+    kbt_app_env_set("KB_HEALTH_MAX_AGE_MS", NULL);
+    kbt_wait_until(all_healthy, NULL, 30000);
+}
+
+/* A frozen backend (SIGSTOP: the socket stays open, nothing ever answers, as
+ * with a partitioned or hung server) must not hang the worker: past the
+ * statement timeout plus the 5 s grace it drops the connection, and /health,
+ * a read, is asked again on a fresh one. */
+START_TEST(frozen_backend_costs_a_deadline_not_a_hang)
+{
+    ck_assert(kbt_wait_until(all_healthy, NULL, 30000));
+    PGconn *c = kbt_db();
+    PGresult *r = PQexec(c, "SELECT pid FROM pg_stat_activity"
+                            " WHERE application_name = 'kalshibook-worker'");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert_int_ge(PQntuples(r), 1);
+    for (int i = 0; i < PQntuples(r) && nfrozen < 64; i++) {
+        pid_t pid = (pid_t)strtol(PQgetvalue(r, i, 0), NULL, 10);
+        ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+        frozen[nfrozen++] = pid;
+    }
+    PQclear(r);
+
+    long t0 = kbt_now_ms();
+    kbt_resp *h = kbt_get("/health");
+    long took = kbt_now_ms() - t0;
+    ck_assert_msg(h->status == 200, "status %ld after %ld ms", h->status, took);
+    ck_assert_msg(took >= 5000 && took < 15000, "answered after %ld ms", took);
+    kbt_resp_free(h);
+    thaw();
+
+    /* The worker's new backend is not one of the frozen ones. */
+    char *n = kbt_sql_value(c, "SELECT count(*) FROM pg_stat_activity"
+                               " WHERE application_name = 'kalshibook-worker'");
+    ck_assert(n != NULL && strtol(n, NULL, 10) >= 1);
+    free(n);
     PQfinish(c);
 }
 END_TEST
@@ -396,6 +472,11 @@ main(void)
     tcase_add_test(tw, health_window_still_sees_a_stopped_database_immediate_shutdown);
     tcase_add_test(tw, db_answered_within_tracks_age_and_a_closed_connection);
     suite_add_tcase(s, tw);
+    TCase *tf = tcase_create("reply-deadline");
+    tcase_set_timeout(tf, 60);
+    tcase_add_unchecked_fixture(tf, reply_deadline_on, reply_deadline_off);
+    tcase_add_test(tf, frozen_backend_costs_a_deadline_not_a_hang);
+    suite_add_tcase(s, tf);
     TCase *tm = tcase_create("migrate");
     tcase_set_timeout(tm, 60);
     tcase_add_test(tm, migrate_is_idempotent_and_recorded);
