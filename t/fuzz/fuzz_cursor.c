@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kb_cursor.h"
+#include "kb_banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

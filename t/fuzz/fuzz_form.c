@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kb_stripe.h"
+#include "kb_banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

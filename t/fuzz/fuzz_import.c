@@ -17,6 +17,7 @@
 
 #include "kb_log.h"
 #include "kbctl_import.h"
+#include "kb_banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

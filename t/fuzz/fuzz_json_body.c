@@ -15,6 +15,7 @@
 #include "kb_json.h"
 #include "kb_log.h"
 #include "kb_str.h"
+#include "kb_banned.h"
 
 typedef struct body {
     const uint8_t *p;

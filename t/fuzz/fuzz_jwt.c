@@ -18,6 +18,7 @@
 #include "../jwt_forge.h"
 #include "kb_b64.h"
 #include "kb_jwt.h"
+#include "kb_banned.h"
 
 #define NOW 1767225600
 static const char secret[] = "fuzz-secret-0123456789abcdef0123456789abcdef";

@@ -12,6 +12,7 @@
 #include "app.h"
 #include "kb_config.h"
 #include "kb_log.h"
+#include "kb_banned.h"
 
 typedef struct body {
     const uint8_t *p;

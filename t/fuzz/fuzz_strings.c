@@ -9,6 +9,7 @@
 
 #include "kb_buf.h"
 #include "kb_str.h"
+#include "kb_banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

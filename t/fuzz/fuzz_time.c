@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kb_time.h"
+#include "kb_banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

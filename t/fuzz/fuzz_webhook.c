@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "kb_webhook.h"
+#include "kb_banned.h"
 
 #define NOW 1767225600
 static const char *const secrets[] = {"whsec_fuzz_current", "whsec_fuzz_previous"};

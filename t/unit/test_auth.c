@@ -10,6 +10,7 @@
 #include "kb_b64.h"
 #include "kb_crypto.h"
 #include "kb_jwt.h"
+#include "kb_banned.h"
 
 /* ---- base64url ---- */
 

@@ -9,6 +9,7 @@
 
 #include "check_main.h"
 #include "kb_journal.h"
+#include "kb_banned.h"
 
 /* Run fn in a child process that exits with fn's result; returns the child's pid. */
 static pid_t

@@ -7,6 +7,7 @@
 #include "kb_arena.h"
 #include "kb_http.h"
 #include "kb_json.h"
+#include "kb_banned.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 

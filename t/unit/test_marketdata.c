@@ -9,6 +9,7 @@
 #include "kb_book.h"
 #include "kb_cursor.h"
 #include "kb_time.h"
+#include "kb_banned.h"
 
 typedef struct ts_case {
     const char *in;

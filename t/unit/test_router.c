@@ -5,6 +5,7 @@
 #include "app.h"
 #include "check_main.h"
 #include "kb_config.h"
+#include "kb_banned.h"
 
 static kb_err
 h_dummy(const kb_req *req, kb_ctx *ctx)

@@ -11,6 +11,7 @@
 #include "kb_config.h"
 #include "kb_stripe.h"
 #include "kb_webhook.h"
+#include "kb_banned.h"
 
 START_TEST(form_encodes_nested_keys_and_escapes_values)
 {
