@@ -1,7 +1,7 @@
 /* master.c - kalshibook-fcgi: the prefork master (socket, workers, signals).
  *
- * The master owns the FastCGI listen socket (bound here, or inherited from
- * systemd via LISTEN_FDS), forks KB_WORKERS workers and then only supervises:
+ * The master owns the FastCGI listen socket (app/listen.c: bound, or inherited
+ * from systemd via LISTEN_FDS), forks KB_WORKERS workers and then only supervises:
  *   SIGCHLD  a dead worker is respawned; crash loops back off up to 10 s.
  *   SIGHUP   workers are replaced one at a time: the old one is told to stop
  *            only once its replacement reported ready, so the pool never
@@ -23,9 +23,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +36,7 @@
 #include "kb_time.h"
 #include "kb_journal.h"
 #include "kb_usage.h"
+#include "listen.h"
 #include "sdnotify.h"
 #include "worker.h"
 #include "kb_banned.h"
@@ -80,60 +78,6 @@ typedef struct master {
     pid_t reporter;             /* usage reporter child, 0 when none */
     int64_t reporter_respawn_at; /* monotonic; 0 = none scheduled */
 } master;
-
-static int
-inherited_socket(void)
-{
-    const char *pid = getenv("LISTEN_PID");
-    const char *fds = getenv("LISTEN_FDS");
-    int64_t p, n;
-    const char *err;
-    if (pid == NULL || fds == NULL)
-        return -1;
-    if (!kb_parse_i64(kb_str_c(pid), 1, INT32_MAX, &p, &err) || p != getpid())
-        return -1;
-    if (!kb_parse_i64(kb_str_c(fds), 0, 64, &n, &err) || n < 1)
-        return -1;
-    if (n > 1)
-        kb_log_warn("systemd passed %lld sockets; using the first", (long long)n);
-    unsetenv("LISTEN_PID");
-    unsetenv("LISTEN_FDS");
-    unsetenv("LISTEN_FDNAMES");
-    return 3; /* SD_LISTEN_FDS_START */
-}
-
-static int
-bind_socket(const char *path, long mode)
-{
-    struct sockaddr_un sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sa.sun_path)) {
-        kb_log_error("socket path '%s' is too long", path);
-        return -1;
-    }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    struct stat st;
-    if (lstat(path, &st) == 0) {
-        if (!S_ISSOCK(st.st_mode)) {
-            kb_log_error("refusing to replace '%s': not a socket", path);
-            return -1;
-        }
-        unlink(path); /* stale socket of a previous run */
-    }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    mode_t old = umask(0177);
-    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-    umask(old);
-    if (rc != 0 || chmod(path, (mode_t)mode) != 0 || listen(fd, 4096) != 0) {
-        kb_log_error("unable to listen on '%s': %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
 
 static pid_t
 spawn(master *m)
@@ -574,9 +518,9 @@ main(void)
                      "dying worker will not be refunded");
 
     static master m;
-    m.listen_fd = inherited_socket();
+    m.listen_fd = kb_listen_inherited();
     if (m.listen_fd < 0) {
-        m.listen_fd = bind_socket(kb_cfg.socket_path, kb_cfg.socket_mode);
+        m.listen_fd = kb_listen_bind(kb_cfg.socket_path, kb_cfg.socket_mode);
         if (m.listen_fd < 0)
             return 1;
         m.own_socket = true;
