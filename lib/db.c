@@ -147,49 +147,22 @@ connection_lost(kb_db *db)
     return true;
 }
 
-static kb_err
-prepare(kb_db *db, const kb_stmt *st)
-{
-    if (is_prepared(db, st))
-        return KB_OK;
-    PGresult *r = PQprepare(db->conn, st->name, st->sql, st->nparams, NULL);
-    ExecStatusType s = PQresultStatus(r);
-    if (s != PGRES_COMMAND_OK) {
-        set_sqlstate(db, r);
-        if (!connection_lost(db))
-            log_pq_error(st->name, PQresultErrorMessage(r));
-        PQclear(r);
-        return db->conn == NULL ? KB_E_UNAVAILABLE : KB_E_INTERNAL;
-    }
-    PQclear(r);
-    if (db->nprepared == db->capprepared) {
-        db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
-        db->prepared = kb_xrealloc(db->prepared, kb_st_mult(db->capprepared, sizeof(*db->prepared)));
-    }
-    db->prepared[db->nprepared++] = st;
-    return KB_OK;
-}
-
 /*
- * PQexecPrepared, but with statement_timeout set, a reply that has not come
- * DB_REPLY_GRACE_MS after the statement timeout is given up on, so a worker
- * never hangs on a server that stopped answering. NULL on that and on a send
- * or read failure; the caller's connection_lost() then drops the connection.
+ * The result of what was just sent (like PQexec: the last one), waiting at
+ * most DB_REPLY_GRACE_MS past the statement timeout, so a worker never hangs
+ * on a server that stopped answering. NULL on that and on a read failure; the
+ * caller's connection_lost() then drops the connection.
  */
 static PGresult *
-exec_prepared(kb_db *db, const kb_stmt *st, const char *const *params)
+await_result(kb_db *db, const char *what)
 {
-    if (db->statement_timeout_ms <= 0)
-        return PQexecPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0);
-    if (!PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0))
-        return NULL;
     int64_t deadline = kb_mono_us() + (db->statement_timeout_ms + DB_REPLY_GRACE_MS) * 1000;
     PGresult *last = NULL;
     for (;;) {
         while (PQisBusy(db->conn)) {
             int64_t left_us = deadline - kb_mono_us();
             if (left_us <= 0) {
-                kb_log_error("%s: no reply from the database within %ld ms", st->name,
+                kb_log_error("%s: no reply from the database within %ld ms", what,
                              db->statement_timeout_ms + DB_REPLY_GRACE_MS);
                 PQclear(last);
                 return NULL;
@@ -207,6 +180,51 @@ exec_prepared(kb_db *db, const kb_stmt *st, const char *const *params)
         PQclear(last); /* one statement gives one result; keep the last like PQexec */
         last = r;
     }
+}
+
+/* PQprepare and PQexecPrepared, with await_result()'s deadline when the
+ * connection has a statement timeout (the workers' do; kbctl's has none). */
+static PGresult *
+prepare_statement(kb_db *db, const kb_stmt *st)
+{
+    if (db->statement_timeout_ms <= 0)
+        return PQprepare(db->conn, st->name, st->sql, st->nparams, NULL);
+    if (!PQsendPrepare(db->conn, st->name, st->sql, st->nparams, NULL))
+        return NULL;
+    return await_result(db, st->name);
+}
+
+static PGresult *
+exec_prepared(kb_db *db, const kb_stmt *st, const char *const *params)
+{
+    if (db->statement_timeout_ms <= 0)
+        return PQexecPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0);
+    if (!PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0))
+        return NULL;
+    return await_result(db, st->name);
+}
+
+static kb_err
+prepare(kb_db *db, const kb_stmt *st)
+{
+    if (is_prepared(db, st))
+        return KB_OK;
+    PGresult *r = prepare_statement(db, st);
+    ExecStatusType s = PQresultStatus(r);
+    if (s != PGRES_COMMAND_OK) {
+        set_sqlstate(db, r);
+        if (!connection_lost(db))
+            log_pq_error(st->name, PQresultErrorMessage(r));
+        PQclear(r);
+        return db->conn == NULL ? KB_E_UNAVAILABLE : KB_E_INTERNAL;
+    }
+    PQclear(r);
+    if (db->nprepared == db->capprepared) {
+        db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
+        db->prepared = kb_xrealloc(db->prepared, kb_st_mult(db->capprepared, sizeof(*db->prepared)));
+    }
+    db->prepared[db->nprepared++] = st;
+    return KB_OK;
 }
 
 static void

@@ -177,13 +177,14 @@ reply_deadline_on(void)
 }
 
 /* Unchecked teardown (in the parent, which does not know what a failed test
- * froze): SIGCONT every worker backend, restore the defaults. */
+ * froze): SIGCONT every backend the tests may have stopped, restore the
+ * defaults. */
 static void
 reply_deadline_off(void)
 {
     PGconn *c = kbt_db();
-    PGresult *r = PQexec(c, "SELECT pid FROM pg_stat_activity"
-                            " WHERE application_name = 'kalshibook-worker'");
+    PGresult *r = PQexec(c, "SELECT pid FROM pg_stat_activity WHERE application_name"
+                            " IN ('kalshibook-worker', 'kbt-deadline')");
     for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++)
         kill((pid_t)strtol(PQgetvalue(r, i, 0), NULL, 10), SIGCONT);
     PQclear(r);
@@ -193,14 +194,23 @@ reply_deadline_off(void)
     kbt_wait_until(all_healthy, NULL, 30000);
 }
 
-/* A frozen backend (SIGSTOP: the socket stays open, nothing ever answers, as
- * with a partitioned or hung server) must not hang the worker: past the
- * statement timeout plus the 5 s grace it drops the connection, and /health,
- * a read, is asked again on a fresh one. */
-START_TEST(frozen_backend_costs_a_deadline_not_a_hang)
+static bool
+every_worker_connected(void *c)
 {
-    ck_assert(kbt_wait_until(all_healthy, NULL, 30000));
-    PGconn *c = kbt_db();
+    pid_t kids[64];
+    size_t n = kbt_children(kbt_master_pid(), kids, 64);
+    char *v = kbt_sql_value(c, "SELECT count(*) FROM pg_stat_activity"
+                               " WHERE application_name = 'kalshibook-worker'");
+    bool ok = n > 0 && v != NULL && strtol(v, NULL, 10) == (long)n;
+    free(v);
+    return ok;
+}
+
+/* SIGSTOP every worker's backend: the sockets stay open and nothing ever
+ * answers, as with a hung or partitioned server. */
+static void
+freeze_worker_backends(PGconn *c)
+{
     PGresult *r = PQexec(c, "SELECT pid FROM pg_stat_activity"
                             " WHERE application_name = 'kalshibook-worker'");
     ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
@@ -211,21 +221,71 @@ START_TEST(frozen_backend_costs_a_deadline_not_a_hang)
         frozen[nfrozen++] = pid;
     }
     PQclear(r);
+}
 
+/* /health, a read, must come back 200 on a fresh connection once the 1 s
+ * statement timeout plus the 5 s grace have passed: not at once (the frozen
+ * backend cannot answer) and not never. */
+static void
+health_after_the_deadline(const char *phase)
+{
     long t0 = kbt_now_ms();
     kbt_resp *h = kbt_get("/health");
     long took = kbt_now_ms() - t0;
-    ck_assert_msg(h->status == 200, "status %ld after %ld ms", h->status, took);
-    ck_assert_msg(took >= 5000 && took < 15000, "answered after %ld ms", took);
+    ck_assert_msg(h->status == 200, "%s: status %ld after %ld ms", phase, h->status, took);
+    ck_assert_msg(took >= 5000 && took < 15000, "%s: answered after %ld ms", phase, took);
     kbt_resp_free(h);
+}
+
+START_TEST(frozen_backend_costs_a_deadline_not_a_hang)
+{
+    PGconn *c = kbt_db();
+    ck_assert(kbt_wait_until(all_healthy, NULL, 30000));
+    ck_assert(kbt_wait_until(every_worker_connected, c, 30000));
+    freeze_worker_backends(c);
+    health_after_the_deadline("pool");
+    thaw();
+    PQfinish(c);
+}
+END_TEST
+
+static long
+timed_exec(kb_db *db, const kb_stmt *st, kb_err *err)
+{
+    long t0 = kbt_now_ms();
+    *err = kb_db_exec(db, NULL, st, NULL, NULL);
+    return kbt_now_ms() - t0;
+}
+
+/* Both waits kb_db_exec can make, on a connection of the test's own with a
+ * 1 s statement timeout: a statement's first use (prepare) and a prepared
+ * statement's execute. Each gives up 5 s past the timeout, reconnects and,
+ * the statements being reads, succeeds on the new connection. */
+START_TEST(db_exec_gives_up_on_a_frozen_server_in_prepare_and_execute)
+{
+    static const kb_stmt first = {"kbt_first", "SELECT 1", 0, true};
+    static const kb_stmt second = {"kbt_second", "SELECT 2", 0, true};
+    kb_db db;
+    kb_err err;
+    kb_db_init(&db, kbt_env("KB_DATABASE_URL"), "kbt-deadline", 3, 1000);
+    ck_assert_int_eq(kb_db_exec(&db, NULL, &first, NULL, NULL), KB_OK);
+
+    /* prepare: "second" was never used on this connection */
+    frozen[nfrozen++] = PQbackendPID(db.conn);
+    ck_assert_int_eq(kill(frozen[nfrozen - 1], SIGSTOP), 0);
+    long took = timed_exec(&db, &second, &err);
+    ck_assert_int_eq(err, KB_OK);
+    ck_assert_msg(took >= 5000 && took < 12000, "prepare: %ld ms", took);
     thaw();
 
-    /* The worker's new backend is not one of the frozen ones. */
-    char *n = kbt_sql_value(c, "SELECT count(*) FROM pg_stat_activity"
-                               " WHERE application_name = 'kalshibook-worker'");
-    ck_assert(n != NULL && strtol(n, NULL, 10) >= 1);
-    free(n);
-    PQfinish(c);
+    /* execute: "second" is prepared on the new connection now */
+    frozen[nfrozen++] = PQbackendPID(db.conn);
+    ck_assert_int_eq(kill(frozen[nfrozen - 1], SIGSTOP), 0);
+    took = timed_exec(&db, &second, &err);
+    ck_assert_int_eq(err, KB_OK);
+    ck_assert_msg(took >= 5000 && took < 12000, "execute: %ld ms", took);
+    thaw();
+    kb_db_release(&db);
 }
 END_TEST
 
@@ -473,9 +533,10 @@ main(void)
     tcase_add_test(tw, db_answered_within_tracks_age_and_a_closed_connection);
     suite_add_tcase(s, tw);
     TCase *tf = tcase_create("reply-deadline");
-    tcase_set_timeout(tf, 60);
+    tcase_set_timeout(tf, 90);
     tcase_add_unchecked_fixture(tf, reply_deadline_on, reply_deadline_off);
     tcase_add_test(tf, frozen_backend_costs_a_deadline_not_a_hang);
+    tcase_add_test(tf, db_exec_gives_up_on_a_frozen_server_in_prepare_and_execute);
     suite_add_tcase(s, tf);
     TCase *tm = tcase_create("migrate");
     tcase_set_timeout(tm, 60);
