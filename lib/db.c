@@ -148,27 +148,29 @@ connection_lost(kb_db *db)
 }
 
 /*
- * The result of what was just sent (like PQexec: the last one), waiting at
- * most DB_REPLY_GRACE_MS past the statement timeout, so a worker never hangs
- * on a server that stopped answering. NULL on that and on a read failure; the
- * caller's connection_lost() then drops the connection.
+ * The result of what was just sent (like PQexec: the last one). With a
+ * statement timeout set (the workers' connections; kbctl's have none) it
+ * waits at most DB_REPLY_GRACE_MS past it, so a worker never hangs on a server
+ * that stopped answering. NULL on that and on a read failure; the caller's
+ * connection_lost() then drops the connection.
  */
 static PGresult *
 await_result(kb_db *db, const char *what)
 {
+    bool bounded = db->statement_timeout_ms > 0;
     int64_t deadline = kb_mono_us() + (db->statement_timeout_ms + DB_REPLY_GRACE_MS) * 1000;
     PGresult *last = NULL;
     for (;;) {
         while (PQisBusy(db->conn)) {
             int64_t left_us = deadline - kb_mono_us();
-            if (left_us <= 0) {
+            if (bounded && left_us <= 0) {
                 kb_log_error("%s: no reply from the database within %ld ms", what,
                              db->statement_timeout_ms + DB_REPLY_GRACE_MS);
                 PQclear(last);
                 return NULL;
             }
             struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN};
-            int n = poll(&p, 1, (int)((left_us + 999) / 1000));
+            int n = poll(&p, 1, bounded ? (int)((left_us + 999) / 1000) : -1);
             if ((n < 0 && errno != EINTR) || (n > 0 && !PQconsumeInput(db->conn))) {
                 PQclear(last);
                 return NULL;
@@ -182,34 +184,14 @@ await_result(kb_db *db, const char *what)
     }
 }
 
-/* PQprepare and PQexecPrepared, with await_result()'s deadline when the
- * connection has a statement timeout (the workers' do; kbctl's has none). */
-static PGresult *
-prepare_statement(kb_db *db, const kb_stmt *st)
-{
-    if (db->statement_timeout_ms <= 0)
-        return PQprepare(db->conn, st->name, st->sql, st->nparams, NULL);
-    if (!PQsendPrepare(db->conn, st->name, st->sql, st->nparams, NULL))
-        return NULL;
-    return await_result(db, st->name);
-}
-
-static PGresult *
-exec_prepared(kb_db *db, const kb_stmt *st, const char *const *params)
-{
-    if (db->statement_timeout_ms <= 0)
-        return PQexecPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0);
-    if (!PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0))
-        return NULL;
-    return await_result(db, st->name);
-}
-
 static kb_err
 prepare(kb_db *db, const kb_stmt *st)
 {
     if (is_prepared(db, st))
         return KB_OK;
-    PGresult *r = prepare_statement(db, st);
+    PGresult *r = PQsendPrepare(db->conn, st->name, st->sql, st->nparams, NULL)
+                      ? await_result(db, st->name)
+                      : NULL;
     ExecStatusType s = PQresultStatus(r);
     if (s != PGRES_COMMAND_OK) {
         set_sqlstate(db, r);
@@ -247,7 +229,9 @@ kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *par
             continue; /* nothing was executed: safe to retry on a new connection */
         if (err)
             return err;
-        PGresult *r = exec_prepared(db, st, params);
+        PGresult *r = PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0)
+                          ? await_result(db, st->name)
+                          : NULL;
         ExecStatusType s = PQresultStatus(r);
         if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
             db->answered_us = kb_mono_us();

@@ -120,6 +120,12 @@ db_not_answered_within_minute(void *db)
     return !kb_db_answered_within(db, 60 * 1000000LL);
 }
 
+static bool
+db_answer_older_than_1ms(void *db)
+{
+    return !kb_db_answered_within(db, 1000);
+}
+
 /* The window's two tests, on a connection of the test's own: its age, and a
  * server that ended the connection (pg_terminate_backend) without a query. */
 START_TEST(db_answered_within_tracks_age_and_a_closed_connection)
@@ -131,8 +137,8 @@ START_TEST(db_answered_within_tracks_age_and_a_closed_connection)
     ck_assert_int_eq(kb_db_exec(&db, NULL, &one, NULL, NULL), KB_OK);
     ck_assert(kb_db_answered_within(&db, 60 * 1000000LL));
     ck_assert(!kb_db_answered_within(&db, 0));
-    usleep(5000);
-    ck_assert(!kb_db_answered_within(&db, 1000)); /* 1 ms: that answer is older now */
+    /* 1 ms: that answer gets older than that, and then stays so. */
+    ck_assert(kbt_wait_until(db_answer_older_than_1ms, &db, 1000));
     ck_assert(kb_db_answered_within(&db, 60 * 1000000LL));
 
     int old_pid = PQbackendPID(db.conn);
@@ -169,6 +175,24 @@ thaw(void)
 }
 
 static void
+freeze(pid_t pid)
+{
+    ck_assert_uint_lt(nfrozen, 64);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    frozen[nfrozen++] = pid;
+}
+
+/* Backends whose application_name is one of the comma-separated names. */
+static PGresult *
+backends_of(PGconn *c, const char *names)
+{
+    const char *params[] = {names};
+    return PQexecParams(c, "SELECT pid FROM pg_stat_activity"
+                           " WHERE application_name = ANY(string_to_array($1, ','))",
+                        1, NULL, params, NULL, NULL, 0);
+}
+
+static void
 reply_deadline_on(void)
 {
     /* Every /health asks (no answer window), and statements time out after 1 s. */
@@ -183,8 +207,7 @@ static void
 reply_deadline_off(void)
 {
     PGconn *c = kbt_db();
-    PGresult *r = PQexec(c, "SELECT pid FROM pg_stat_activity WHERE application_name"
-                            " IN ('kalshibook-worker', 'kbt-deadline')");
+    PGresult *r = backends_of(c, "kalshibook-worker,kbt-deadline");
     for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++)
         kill((pid_t)strtol(PQgetvalue(r, i, 0), NULL, 10), SIGCONT);
     PQclear(r);
@@ -199,10 +222,9 @@ every_worker_connected(void *c)
 {
     pid_t kids[64];
     size_t n = kbt_children(kbt_master_pid(), kids, 64);
-    char *v = kbt_sql_value(c, "SELECT count(*) FROM pg_stat_activity"
-                               " WHERE application_name = 'kalshibook-worker'");
-    bool ok = n > 0 && v != NULL && strtol(v, NULL, 10) == (long)n;
-    free(v);
+    PGresult *r = backends_of(c, "kalshibook-worker");
+    bool ok = n > 0 && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == (int)n;
+    PQclear(r);
     return ok;
 }
 
@@ -211,15 +233,11 @@ every_worker_connected(void *c)
 static void
 freeze_worker_backends(PGconn *c)
 {
-    PGresult *r = PQexec(c, "SELECT pid FROM pg_stat_activity"
-                            " WHERE application_name = 'kalshibook-worker'");
+    PGresult *r = backends_of(c, "kalshibook-worker");
     ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
     ck_assert_int_ge(PQntuples(r), 1);
-    for (int i = 0; i < PQntuples(r) && nfrozen < 64; i++) {
-        pid_t pid = (pid_t)strtol(PQgetvalue(r, i, 0), NULL, 10);
-        ck_assert_int_eq(kill(pid, SIGSTOP), 0);
-        frozen[nfrozen++] = pid;
-    }
+    for (int i = 0; i < PQntuples(r); i++)
+        freeze((pid_t)strtol(PQgetvalue(r, i, 0), NULL, 10));
     PQclear(r);
 }
 
@@ -271,16 +289,14 @@ START_TEST(db_exec_gives_up_on_a_frozen_server_in_prepare_and_execute)
     ck_assert_int_eq(kb_db_exec(&db, NULL, &first, NULL, NULL), KB_OK);
 
     /* prepare: "second" was never used on this connection */
-    frozen[nfrozen++] = PQbackendPID(db.conn);
-    ck_assert_int_eq(kill(frozen[nfrozen - 1], SIGSTOP), 0);
+    freeze(PQbackendPID(db.conn));
     long took = timed_exec(&db, &second, &err);
     ck_assert_int_eq(err, KB_OK);
     ck_assert_msg(took >= 5000 && took < 12000, "prepare: %ld ms", took);
     thaw();
 
     /* execute: "second" is prepared on the new connection now */
-    frozen[nfrozen++] = PQbackendPID(db.conn);
-    ck_assert_int_eq(kill(frozen[nfrozen - 1], SIGSTOP), 0);
+    freeze(PQbackendPID(db.conn));
     took = timed_exec(&db, &second, &err);
     ck_assert_int_eq(err, KB_OK);
     ck_assert_msg(took >= 5000 && took < 12000, "execute: %ld ms", took);
