@@ -33,8 +33,54 @@ kb_db_init(kb_db *db, const char *conninfo, const char *app_name, long connect_t
 }
 
 void
+kb_db_ahead_clear(kb_db *db)
+{
+    PQclear(db->ahead_result);
+    db->ahead_result = NULL;
+    for (int i = 0; i < KB_DB_AHEAD_MAX_PARAMS; i++) {
+        free(db->ahead_params[i]);
+        db->ahead_params[i] = NULL;
+    }
+    db->ahead = NULL;
+}
+
+void
+kb_db_send_ahead(kb_db *db, const kb_stmt *st, const char *const *params)
+{
+    kb_db_ahead_clear(db);
+    if (st->nparams > KB_DB_AHEAD_MAX_PARAMS || !st->retry_safe)
+        return;
+    for (int i = 0; i < st->nparams; i++)
+        db->ahead_params[i] = params[i] ? kb_xstrdup(params[i]) : NULL;
+    db->ahead = st;
+}
+
+/* The result of st(params) when it was sent ahead and has come back; the
+ * caller owns it. Otherwise NULL, and a stale statement sent ahead is dropped. */
+static PGresult *
+take_ahead(kb_db *db, const kb_stmt *st, const char *const *params)
+{
+    if (db->ahead == NULL || (db->ahead_result == NULL && db->ahead != st))
+        return NULL; /* none, or not sent yet: this exec carries it */
+    bool same = db->ahead == st && db->ahead_result != NULL;
+    for (int i = 0; same && i < st->nparams; i++) {
+        const char *a = db->ahead_params[i], *b = params[i];
+        same = (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+    }
+    PGresult *r = NULL;
+    if (same) {
+        r = db->ahead_result;
+        db->ahead_result = NULL;
+        kb_metrics_add(KB_M_DB_SENT_AHEAD, 1);
+    }
+    kb_db_ahead_clear(db);
+    return r;
+}
+
+void
 kb_db_disconnect(kb_db *db)
 {
+    kb_db_ahead_clear(db);
     if (db->conn != NULL)
         PQfinish(db->conn);
     db->conn = NULL;
@@ -148,40 +194,98 @@ connection_lost(kb_db *db)
 }
 
 /*
- * The result of what was just sent (like PQexec: the last one). With a
- * statement timeout set (the workers' connections; kbctl's have none) it
- * waits at most DB_REPLY_GRACE_MS past it, so a worker never hangs on a server
- * that stopped answering. NULL on that and on a read failure; the caller's
+ * The results of what was just sent: for each of the n statements its last
+ * result (like PQexec) in res[0..n-1]; n > 1 only in pipeline mode, with a
+ * sync after each statement. With a statement timeout set (the workers'
+ * connections; kbctl's have none) it waits at most DB_REPLY_GRACE_MS past n
+ * of them, so a worker never hangs on a server that stopped answering. False
+ * on that and on a read failure, with res all NULL; the caller's
  * connection_lost() then drops the connection.
  */
-static PGresult *
-await_result(kb_db *db, const char *what)
+static bool
+await_results(kb_db *db, const char *what, PGresult **res, int n)
 {
     bool bounded = db->statement_timeout_ms > 0;
-    int64_t deadline = kb_mono_us() + (db->statement_timeout_ms + DB_REPLY_GRACE_MS) * 1000;
-    PGresult *last = NULL;
-    for (;;) {
+    long limit_ms = n * db->statement_timeout_ms + DB_REPLY_GRACE_MS;
+    int64_t deadline = kb_mono_us() + limit_ms * 1000;
+    bool pipeline = PQpipelineStatus(db->conn) != PQ_PIPELINE_OFF;
+    int done = 0, idle = 0;
+    for (int i = 0; i < n; i++)
+        res[i] = NULL;
+    while (done < n) {
         while (PQisBusy(db->conn)) {
             int64_t left_us = deadline - kb_mono_us();
             if (bounded && left_us <= 0) {
-                kb_log_error("%s: no reply from the database within %ld ms", what,
-                             db->statement_timeout_ms + DB_REPLY_GRACE_MS);
-                PQclear(last);
-                return NULL;
+                kb_log_error("%s: no reply from the database within %ld ms", what, limit_ms);
+                goto fail;
             }
             struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN};
-            int n = poll(&p, 1, bounded ? (int)((left_us + 999) / 1000) : -1);
-            if ((n < 0 && errno != EINTR) || (n > 0 && !PQconsumeInput(db->conn))) {
-                PQclear(last);
-                return NULL;
-            }
+            int k = poll(&p, 1, bounded ? (int)((left_us + 999) / 1000) : -1);
+            if ((k < 0 && errno != EINTR) || (k > 0 && !PQconsumeInput(db->conn)))
+                goto fail;
         }
         PGresult *r = PQgetResult(db->conn);
-        if (r == NULL)
-            return last;
-        PQclear(last); /* one statement gives one result; keep the last like PQexec */
-        last = r;
+        if (r == NULL) {
+            if (!pipeline)
+                done++; /* the statement's results are complete */
+            else if (++idle > 1)
+                goto fail; /* a sync that never comes: the connection broke */
+            continue;
+        }
+        idle = 0;
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            done++;
+            continue;
+        }
+        PQclear(res[done]);
+        res[done] = r;
     }
+    return true;
+fail:
+    for (int i = 0; i < n; i++) {
+        PQclear(res[i]);
+        res[i] = NULL;
+    }
+    return false;
+}
+
+static PGresult *
+await_result(kb_db *db, const char *what)
+{
+    PGresult *r;
+    return await_results(db, what, &r, 1) ? r : NULL;
+}
+
+/*
+ * Send st(params) and wait for its result, with the statement sent ahead
+ * (prepared by the caller) in the same round trip when there is one; its
+ * result is kept in db->ahead_result. NULL as await_results() fails.
+ */
+static PGresult *
+send_and_await(kb_db *db, const kb_stmt *st, const char *const *params)
+{
+    const kb_stmt *ahead = db->ahead;
+    if (ahead == NULL || db->ahead_result != NULL || ahead == st)
+        return PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0)
+                   ? await_result(db, st->name)
+                   : NULL;
+    PGresult *res[2];
+    bool sent = PQenterPipelineMode(db->conn) &&
+                PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
+                PQpipelineSync(db->conn) &&
+                PQsendQueryPrepared(db->conn, ahead->name, ahead->nparams,
+                                    (const char *const *)db->ahead_params, NULL, NULL, 0) &&
+                PQpipelineSync(db->conn);
+    if (!sent || !await_results(db, st->name, res, 2))
+        return NULL;
+    if (!PQexitPipelineMode(db->conn)) { /* cannot happen with every result read */
+        PQclear(res[0]);
+        PQclear(res[1]);
+        return NULL;
+    }
+    db->ahead_result = res[1];
+    return res[0];
 }
 
 static kb_err
@@ -224,14 +328,20 @@ kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *par
         kb_err err = kb_db_connect(db);
         if (err)
             return err;
-        err = prepare(db, st);
-        if (err == KB_E_UNAVAILABLE && attempt == 0)
-            continue; /* nothing was executed: safe to retry on a new connection */
-        if (err)
-            return err;
-        PGresult *r = PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0)
-                          ? await_result(db, st->name)
-                          : NULL;
+        PGresult *r = attempt == 0 ? take_ahead(db, st, params) : NULL;
+        if (r == NULL) {
+            err = prepare(db, st);
+            if (!err && db->ahead != NULL && db->ahead_result == NULL && db->ahead != st &&
+                (err = prepare(db, db->ahead)) == KB_E_INTERNAL) {
+                kb_db_ahead_clear(db); /* it cannot run: st goes alone */
+                err = KB_OK;
+            }
+            if (err == KB_E_UNAVAILABLE && attempt == 0)
+                continue; /* nothing was executed: safe to retry on a new connection */
+            if (err)
+                return err;
+            r = send_and_await(db, st, params);
+        }
         ExecStatusType s = PQresultStatus(r);
         if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
             db->answered_us = kb_mono_us();

@@ -28,6 +28,9 @@ typedef struct kb_stmt {
     bool retry_safe;  /* read-only: may be re-sent once after a reconnect */
 } kb_stmt;
 
+/* Most parameters a statement sent ahead (kb_db_send_ahead) may have. */
+#define KB_DB_AHEAD_MAX_PARAMS 4
+
 typedef struct kb_db {
     const char *conninfo;
     const char *app_name;
@@ -40,6 +43,9 @@ typedef struct kb_db {
     int64_t backoff_us;
     int64_t answered_us;      /* monotonic time of the last statement that succeeded, 0 = none */
     char sqlstate[6];         /* SQLSTATE of the last failed statement, "" if none */
+    const kb_stmt *ahead;     /* kb_db_send_ahead()'s statement, NULL = none */
+    char *ahead_params[KB_DB_AHEAD_MAX_PARAMS];
+    PGresult *ahead_result;   /* its result once received, until asked for */
 } kb_db;
 
 /* Fill a caller's kb_db; nothing connects until first use. */
@@ -63,6 +69,23 @@ void kb_db_disconnect(kb_db *db);
  */
 kb_err kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
                   PGresult **out);
+
+/*
+ * Send st(params) in the same round trip as the next kb_db_exec() of another
+ * statement on db (libpq pipeline mode: that statement, a sync, this one, a
+ * sync; so each is its own transaction, run in that order, and this one cannot
+ * undo the other), and keep its result until kb_db_exec() asks for st with
+ * equal params, which then answers without a round trip. Anything else drops
+ * it: kb_db_exec() of a third statement, kb_db_ahead_clear(), a lost
+ * connection. For cheap reads that follow a statement deciding whether they
+ * are needed (the meter and a by-id lookup): one round trip less. st must be
+ * retry_safe; params are copied; at most KB_DB_AHEAD_MAX_PARAMS of them (more:
+ * nothing is sent ahead).
+ */
+void kb_db_send_ahead(kb_db *db, const kb_stmt *st, const char *const *params);
+
+/* Forget the statement sent ahead and its result, if any. */
+void kb_db_ahead_clear(kb_db *db);
 
 /*
  * True when a statement succeeded on the current connection within max_age_us

@@ -34,4 +34,13 @@ kb_err kb_settlements_list(kb_db *db, kb_arena *a, const char *event_ticker, con
 kb_err kb_settlements_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w,
                           const char **msg);
 
+/*
+ * The first lookup of kb_markets_get, kb_events_get or kb_settlements_get for
+ * that id, sent ahead on db (kb_db_send_ahead) so it rides with the next
+ * statement, the meter's: the get then answers from it without a round trip.
+ */
+void kb_markets_get_ahead(kb_db *db, const char *ticker);
+void kb_events_get_ahead(kb_db *db, const char *event_ticker);
+void kb_settlements_get_ahead(kb_db *db, const char *ticker);
+
 #endif

@@ -26,6 +26,7 @@ typedef enum kb_metric {
     KB_M_WORKER_RECYCLES,    /* workers replaced after KB_MAX_REQUESTS */
     KB_M_DB_RECONNECTS,      /* lost database connections */
     KB_M_CHARGES_SETTLED,    /* journaled charges refunded after the fact */
+    KB_M_DB_SENT_AHEAD,      /* reads answered from a statement sent ahead (kb_db_send_ahead) */
     KB_M_COUNT_
 } kb_metric;
 

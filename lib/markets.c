@@ -135,6 +135,32 @@ get_row(kb_db *db, kb_arena *a, const kb_stmt *s, const char *key, kb_err not_fo
     return KB_OK;
 }
 
+/* Send get_row()'s statement for key ahead on db (kb_db_send_ahead). */
+static void
+send_ahead(kb_db *db, const kb_stmt *s, const char *key)
+{
+    const char *params[] = {key};
+    kb_db_send_ahead(db, s, params);
+}
+
+void
+kb_markets_get_ahead(kb_db *db, const char *ticker)
+{
+    send_ahead(db, &markets_get_stmt, ticker);
+}
+
+void
+kb_events_get_ahead(kb_db *db, const char *event_ticker)
+{
+    send_ahead(db, &events_get_stmt, event_ticker);
+}
+
+void
+kb_settlements_get_ahead(kb_db *db, const char *ticker)
+{
+    send_ahead(db, &settlements_get_stmt, ticker);
+}
+
 /* MarketSummary fields (cols 0-4, then first/last at cols 5/6 or null when -1). */
 static void
 summary_fields(kb_jw *w, const PGresult *r, int row, bool with_data_times)

@@ -51,6 +51,8 @@ static const char *const counter_names[KB_M_COUNT_][2] = {
     {"kalshibook_charges_settled_total",
      "Charges of requests that got no 2xx answer (worker died, connection or refund lost), "
      "refunded later from the charge journal."},
+    {"kalshibook_db_sent_ahead_total",
+     "Lookups sent in the same round trip as the meter statement and answered from it."},
 };
 
 int

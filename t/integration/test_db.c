@@ -276,9 +276,10 @@ timed_exec(kb_db *db, const kb_stmt *st, kb_err *err)
 }
 
 /* Both waits kb_db_exec can make, on a connection of the test's own with a
- * 1 s statement timeout: a statement's first use (prepare) and a prepared
- * statement's execute. Each gives up 5 s past the timeout, reconnects and,
- * the statements being reads, succeeds on the new connection. */
+ * 1 s statement timeout: a statement's first use (prepare), a prepared
+ * statement's execute, and a pipeline of two (kb_db_send_ahead). Each gives
+ * up 5 s past the timeouts, reconnects and, the statements being reads,
+ * succeeds on the new connection. */
 START_TEST(db_exec_gives_up_on_a_frozen_server_in_prepare_and_execute)
 {
     static const kb_stmt first = {"kbt_first", "SELECT 1", 0, true};
@@ -301,7 +302,187 @@ START_TEST(db_exec_gives_up_on_a_frozen_server_in_prepare_and_execute)
     ck_assert_int_eq(err, KB_OK);
     ck_assert_msg(took >= 5000 && took < 12000, "execute: %ld ms", took);
     thaw();
+
+    /* a pipeline: "first" with "second" sent ahead, both prepared on this
+     * connection; the wait allows both statements' timeouts, 2 s, plus the 5 s */
+    ck_assert_int_eq(kb_db_exec(&db, NULL, &first, NULL, NULL), KB_OK);
+    kb_db_send_ahead(&db, &second, NULL);
+    freeze(PQbackendPID(db.conn));
+    took = timed_exec(&db, &first, &err);
+    ck_assert_int_eq(err, KB_OK);
+    ck_assert_msg(took >= 7000 && took < 14000, "pipeline: %ld ms", took);
+    ck_assert_ptr_null(db.ahead); /* dropped with the connection */
+    thaw();
     kb_db_release(&db);
+}
+END_TEST
+
+/* ---- kb_db_send_ahead, on a connection of the test's own ----------------------- */
+
+/* The carrier writes a row; the statement sent ahead reads the rows with its
+ * tag and takes a number from a sequence, so the test can see from another
+ * connection when (and how often) it ran. */
+static const kb_stmt ahead_write = {
+    "kbt_ahead_write", "INSERT INTO kbt_ahead (tag) VALUES ($1)", 1, false};
+static const kb_stmt ahead_read = {
+    "kbt_ahead_read",
+    "SELECT count(*), nextval('kbt_ahead_seq') FROM kbt_ahead WHERE tag = $1", 1, true};
+static const kb_stmt ahead_fail = {
+    "kbt_ahead_fail", "SELECT 1 / (count(*) - count(*)) FROM kbt_ahead WHERE tag = $1", 1, true};
+static const kb_stmt ahead_other = {"kbt_ahead_other", "SELECT 1", 0, true};
+
+static void
+ahead_tables(void)
+{
+    PGconn *c = kbt_db();
+    kbt_sql_ok(c, "SET client_min_messages = warning"); /* no "already exists" notices */
+    kbt_sql_ok(c, "CREATE TABLE IF NOT EXISTS kbt_ahead (tag text NOT NULL)");
+    kbt_sql_ok(c, "CREATE SEQUENCE IF NOT EXISTS kbt_ahead_seq");
+    PQfinish(c);
+}
+
+/* The sequence's last number, as another connection sees it. */
+static long
+seq_now(PGconn *c)
+{
+    char *v = kbt_sql_value(c, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END"
+                               " FROM kbt_ahead_seq");
+    ck_assert_ptr_nonnull(v);
+    long n = strtol(v, NULL, 10);
+    free(v);
+    return n;
+}
+
+static long
+exec_read(kb_db *db, kb_arena *a, const char *tag, long *count)
+{
+    const char *p[] = {tag};
+    PGresult *r = NULL;
+    ck_assert_int_eq(kb_db_exec(db, a, &ahead_read, p, &r), KB_OK);
+    ck_assert_int_eq(PQntuples(r), 1);
+    *count = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    return strtol(PQgetvalue(r, 0, 1), NULL, 10);
+}
+
+static void
+exec_write(kb_db *db, kb_arena *a, const char *tag)
+{
+    const char *p[] = {tag};
+    ck_assert_int_eq(kb_db_exec(db, a, &ahead_write, p, NULL), KB_OK);
+}
+
+/* It runs with the next statement, after that one committed, and is answered
+ * from what came back: no second execution. */
+START_TEST(sent_ahead_runs_with_the_next_statement_and_answers_once)
+{
+    PGconn *c = kbt_db();
+    kb_arena a;
+    kb_arena_init(&a, 0);
+    kb_db db;
+    kb_db_init(&db, kbt_env("KB_DATABASE_URL"), "kbt-ahead", 3, 5000);
+    char tag[32];
+    snprintf(tag, sizeof(tag), "t1-%ld", (long)getpid()); /* fresh rows on a reused stack */
+    const char *p[] = {tag};
+
+    kb_db_send_ahead(&db, &ahead_read, p);
+    long before = seq_now(c);
+    exec_write(&db, &a, tag);
+    long ran = seq_now(c);
+    ck_assert_int_eq(ran, before + 1); /* it ran already, with the write */
+    long count, n = exec_read(&db, &a, tag, &count);
+    ck_assert_int_eq(n, ran);          /* this is that run's answer */
+    ck_assert_int_eq(count, 1);        /* it saw the write's committed row */
+    ck_assert_int_eq(seq_now(c), ran); /* and nothing was executed again */
+    ck_assert_ptr_null(db.ahead);
+
+    /* Asked again: an ordinary round trip. */
+    n = exec_read(&db, &a, tag, &count);
+    ck_assert_int_eq(n, ran + 1);
+    ck_assert_int_eq(seq_now(c), ran + 1);
+
+    kb_arena_release(&a);
+    kb_db_release(&db);
+    PQfinish(c);
+}
+END_TEST
+
+/* A result is only ever given to the same statement with the same parameters;
+ * anything else drops it, and a cleared one is never sent. */
+START_TEST(sent_ahead_is_dropped_unless_asked_for_exactly)
+{
+    PGconn *c = kbt_db();
+    kb_arena a;
+    kb_arena_init(&a, 0);
+    kb_db db;
+    kb_db_init(&db, kbt_env("KB_DATABASE_URL"), "kbt-ahead", 3, 5000);
+    char tag[32];
+    snprintf(tag, sizeof(tag), "t2-%ld", (long)getpid()); /* fresh rows on a reused stack */
+    const char *p[] = {tag};
+    long count;
+
+    /* other parameters: run afresh, with their own answer */
+    kb_db_send_ahead(&db, &ahead_read, p);
+    exec_write(&db, &a, tag);
+    long ran = seq_now(c);
+    ck_assert_int_eq(exec_read(&db, &a, "t2-other-tag", &count), ran + 1);
+    ck_assert_int_eq(count, 0);
+    ck_assert_ptr_null(db.ahead);
+
+    /* a third statement in between (the meter refused: the lookup is not
+     * wanted) drops it; asking later runs it afresh */
+    kb_db_send_ahead(&db, &ahead_read, p);
+    exec_write(&db, &a, tag);
+    ran = seq_now(c);
+    ck_assert_int_eq(kb_db_exec(&db, &a, &ahead_other, NULL, NULL), KB_OK);
+    ck_assert_ptr_null(db.ahead);
+    ck_assert_int_eq(exec_read(&db, &a, tag, &count), ran + 1);
+    ck_assert_int_eq(count, 2);
+
+    /* cleared before the next statement: never sent */
+    kb_db_send_ahead(&db, &ahead_read, p);
+    kb_db_ahead_clear(&db);
+    ran = seq_now(c);
+    exec_write(&db, &a, tag);
+    ck_assert_int_eq(seq_now(c), ran);
+
+    /* asked for itself before anything carried it: an ordinary round trip */
+    kb_db_send_ahead(&db, &ahead_read, p);
+    ck_assert_int_eq(exec_read(&db, &a, tag, &count), ran + 1);
+    ck_assert_int_eq(count, 3);
+    ck_assert_ptr_null(db.ahead);
+
+    kb_arena_release(&a);
+    kb_db_release(&db);
+    PQfinish(c);
+}
+END_TEST
+
+/* Its own transaction: its failure cannot undo the statement it rode with, and
+ * comes back as that statement's SQL error, on a connection still usable. */
+START_TEST(sent_ahead_failure_leaves_the_carrier_committed)
+{
+    PGconn *c = kbt_db();
+    kb_arena a;
+    kb_arena_init(&a, 0);
+    kb_db db;
+    kb_db_init(&db, kbt_env("KB_DATABASE_URL"), "kbt-ahead", 3, 5000);
+    char tag[32];
+    snprintf(tag, sizeof(tag), "t3-%ld", (long)getpid()); /* fresh rows on a reused stack */
+    const char *p[] = {tag};
+
+    kb_db_send_ahead(&db, &ahead_fail, p);
+    exec_write(&db, &a, tag);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM kbt_ahead WHERE tag = $1", tag), 1);
+    ck_assert_int_eq(kb_db_exec(&db, &a, &ahead_fail, p, NULL), KB_E_INTERNAL);
+    ck_assert(kb_db_sqlstate_is(&db, "22012")); /* division_by_zero */
+    ck_assert_ptr_nonnull(db.conn);
+    long count;
+    (void)exec_read(&db, &a, tag, &count);
+    ck_assert_int_eq(count, 1);
+
+    kb_arena_release(&a);
+    kb_db_release(&db);
+    PQfinish(c);
 }
 END_TEST
 
@@ -554,6 +735,12 @@ main(void)
     tcase_add_test(tf, frozen_backend_costs_a_deadline_not_a_hang);
     tcase_add_test(tf, db_exec_gives_up_on_a_frozen_server_in_prepare_and_execute);
     suite_add_tcase(s, tf);
+    TCase *ta = tcase_create("send-ahead");
+    tcase_add_unchecked_fixture(ta, ahead_tables, NULL);
+    tcase_add_test(ta, sent_ahead_runs_with_the_next_statement_and_answers_once);
+    tcase_add_test(ta, sent_ahead_is_dropped_unless_asked_for_exactly);
+    tcase_add_test(ta, sent_ahead_failure_leaves_the_carrier_committed);
+    suite_add_tcase(s, ta);
     TCase *tm = tcase_create("migrate");
     tcase_set_timeout(tm, 60);
     tcase_add_test(tm, migrate_is_idempotent_and_recorded);

@@ -335,6 +335,108 @@ START_TEST(refund_after_database_failure_mid_request)
 }
 END_TEST
 
+/* ---- the by-id lookups sent ahead with the meter (no read replica) ----------- */
+
+static char *replica_url; /* the suite's KB_DATABASE_READ_URL, put back afterwards */
+
+static void
+primary_only(void)
+{
+    const char *r = getenv("KB_DATABASE_READ_URL");
+    if (r != NULL && r[0] != '\0') {
+        replica_url = strdup(r);
+        kbt_app_env_set("KB_DATABASE_READ_URL", NULL);
+    }
+}
+
+static void
+replica_back(void)
+{
+    if (replica_url == NULL)
+        return;
+    char v[4200];
+    snprintf(v, sizeof(v), "'%s'", replica_url); /* app.env is sourced by a shell */
+    kbt_app_env_set("KB_DATABASE_READ_URL", v);
+    free(replica_url);
+    replica_url = NULL;
+}
+
+static double
+sent_ahead_total(void)
+{
+    kbt_resp *r = kbt_get("/metrics");
+    ck_assert_int_eq(r->status, 200);
+    const char *series = "\nkalshibook_db_sent_ahead_total "; /* the sample, not # HELP */
+    const char *p = strstr(kb_buf_cstr(&r->body), series);
+    ck_assert_msg(p != NULL, "no %s in /metrics", series);
+    double v = strtod(p + strlen(series), NULL);
+    kbt_resp_free(r);
+    return v;
+}
+
+/* GET /<things>/{id} and the checks every answer gets: status, code or the
+ * id echoed in data, X-Credits-Cost and -Used. */
+static void
+by_id(const char *key, const char *path, long status, const char *field, const char *want,
+      long cost, long used_after)
+{
+    kbt_resp *r = get_with_key(path, key);
+    ck_assert_msg(r->status == status, "%s: %ld %s", path, r->status, kb_buf_cstr(&r->body));
+    if (status == 200) {
+        const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "data"), field);
+        ck_assert_msg(cJSON_IsString(v) && strcmp(v->valuestring, want) == 0, "%s: %s", path,
+                      kb_buf_cstr(&r->body));
+    } else {
+        kbt_assert_envelope(r, status, want);
+    }
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), cost);
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Used"), used_after);
+    kbt_resp_free(r);
+}
+
+/* With the data on the meter's connection, GET /markets|events|settlements/{id}
+ * send their lookup with the meter statement. The answers and the money are
+ * what they are without that: the right row, 404 refunded, a refused request
+ * neither charged nor answered from its lookup, the next request never given
+ * an earlier one's; and every answered lookup came from the shared round trip
+ * (kalshibook_db_sent_ahead_total). */
+START_TEST(by_id_lookups_ride_with_the_meter)
+{
+    PGconn *c = kbt_db();
+    kbt_sql_ok(c, "INSERT INTO events (event_ticker, series_ticker, title)"
+                  " VALUES ('KBT-AHEAD-EV', 'KBT-AHEAD', 'ahead') ON CONFLICT DO NOTHING");
+    kbt_sql_ok(c, "INSERT INTO markets (ticker, event_ticker, title) VALUES"
+                  " ('KBT-AHEAD-A', 'KBT-AHEAD-EV', 'market a'),"
+                  " ('KBT-AHEAD-B', 'KBT-AHEAD-EV', 'market b') ON CONFLICT DO NOTHING");
+    kbt_account a, b;
+    kbt_account_new(c, &a, "project", 3, 0, false);
+    kbt_account_new(c, &b, "project", 100, 0, false);
+    double before = sent_ahead_total();
+
+    by_id(a.key, "/markets/KBT-AHEAD-A", 200, "ticker", "KBT-AHEAD-A", 1, 1);
+    by_id(a.key, "/events/KBT-AHEAD-EV", 200, "event_ticker", "KBT-AHEAD-EV", 1, 2);
+    by_id(a.key, "/markets/KBT-AHEAD-NONE", 404, NULL, "market_not_found", 0, 2);
+    by_id(a.key, "/settlements/KBT-AHEAD-A", 404, NULL, "settlement_not_found", 0, 2);
+    by_id(a.key, "/markets/KBT-AHEAD-B", 200, "ticker", "KBT-AHEAD-B", 1, 3);
+    /* refused: its lookup went out with the meter and is dropped unread */
+    kbt_resp *r = get_with_key("/markets/KBT-AHEAD-A", a.key);
+    kbt_assert_envelope(r, 429, "credits_exhausted");
+    kbt_resp_free(r);
+    r = get_with_key("/markets/KBT-AHEAD-A", "kb-notakeynotakeynotakeynotakeynotakeynotake");
+    kbt_assert_envelope(r, 401, "invalid_api_key");
+    kbt_resp_free(r);
+    /* the next requests, on whichever worker, get their own rows */
+    by_id(b.key, "/markets/KBT-AHEAD-B", 200, "ticker", "KBT-AHEAD-B", 1, 1);
+    by_id(b.key, "/markets/KBT-AHEAD-A", 200, "ticker", "KBT-AHEAD-A", 1, 2);
+
+    ck_assert_int_eq(used(c, &a), 3);
+    ck_assert_int_eq(used(c, &b), 2);
+    /* 5 + 2 answered lookups, each from the meter's round trip */
+    ck_assert_int_eq((long)(sent_ahead_total() - before), 7);
+    PQfinish(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -351,5 +453,10 @@ main(void)
     tcase_add_test(tc, nothing_charged_for_401_422_or_revoked);
     tcase_add_test(tc, refund_after_database_failure_mid_request);
     suite_add_tcase(s, tc);
+    TCase *ta = tcase_create("primary-only");
+    tcase_set_timeout(ta, 90);
+    tcase_add_unchecked_fixture(ta, primary_only, replica_back);
+    tcase_add_test(ta, by_id_lookups_ride_with_the_meter);
+    suite_add_tcase(s, ta);
     return kb_check_run(s);
 }
