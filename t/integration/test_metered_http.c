@@ -345,6 +345,7 @@ primary_only(void)
     const char *r = getenv("KB_DATABASE_READ_URL");
     if (r != NULL && r[0] != '\0') {
         replica_url = strdup(r);
+        unsetenv("KB_DATABASE_READ_URL"); /* the app inherits this environment too */
         kbt_app_env_set("KB_DATABASE_READ_URL", NULL);
     }
 }
@@ -356,6 +357,7 @@ replica_back(void)
         return;
     char v[4200];
     snprintf(v, sizeof(v), "'%s'", replica_url); /* app.env is sourced by a shell */
+    setenv("KB_DATABASE_READ_URL", replica_url, 1);
     kbt_app_env_set("KB_DATABASE_READ_URL", v);
     free(replica_url);
     replica_url = NULL;
