@@ -371,17 +371,34 @@ exec_write(kb_db *db, kb_arena *a, const char *tag)
     ck_assert_int_eq(kb_db_exec(db, a, &ahead_write, p, NULL), KB_OK);
 }
 
+/* Each send-ahead test: a connection to look from, an arena, a kb_db of its
+ * own with a 5 s statement timeout, and a tag no earlier run used. */
+static void
+ahead_begin(PGconn **c, kb_arena *a, kb_db *db, char tag[32], const char *name)
+{
+    *c = kbt_db();
+    kb_arena_init(a, 0);
+    kb_db_init(db, kbt_env("KB_DATABASE_URL"), "kbt-ahead", 3, 5000);
+    snprintf(tag, 32, "%s-%ld", name, (long)getpid());
+}
+
+static void
+ahead_end(PGconn *c, kb_arena *a, kb_db *db)
+{
+    kb_arena_release(a);
+    kb_db_release(db);
+    PQfinish(c);
+}
+
 /* It runs with the next statement, after that one committed, and is answered
  * from what came back: no second execution. */
 START_TEST(sent_ahead_runs_with_the_next_statement_and_answers_once)
 {
-    PGconn *c = kbt_db();
+    PGconn *c;
     kb_arena a;
-    kb_arena_init(&a, 0);
     kb_db db;
-    kb_db_init(&db, kbt_env("KB_DATABASE_URL"), "kbt-ahead", 3, 5000);
     char tag[32];
-    snprintf(tag, sizeof(tag), "t1-%ld", (long)getpid()); /* fresh rows on a reused stack */
+    ahead_begin(&c, &a, &db, tag, "t1");
     const char *p[] = {tag};
 
     kb_db_send_ahead(&db, &ahead_read, p);
@@ -400,9 +417,7 @@ START_TEST(sent_ahead_runs_with_the_next_statement_and_answers_once)
     ck_assert_int_eq(n, ran + 1);
     ck_assert_int_eq(seq_now(c), ran + 1);
 
-    kb_arena_release(&a);
-    kb_db_release(&db);
-    PQfinish(c);
+    ahead_end(c, &a, &db);
 }
 END_TEST
 
@@ -410,13 +425,11 @@ END_TEST
  * anything else drops it, and a cleared one is never sent. */
 START_TEST(sent_ahead_is_dropped_unless_asked_for_exactly)
 {
-    PGconn *c = kbt_db();
+    PGconn *c;
     kb_arena a;
-    kb_arena_init(&a, 0);
     kb_db db;
-    kb_db_init(&db, kbt_env("KB_DATABASE_URL"), "kbt-ahead", 3, 5000);
     char tag[32];
-    snprintf(tag, sizeof(tag), "t2-%ld", (long)getpid()); /* fresh rows on a reused stack */
+    ahead_begin(&c, &a, &db, tag, "t2");
     const char *p[] = {tag};
     long count;
 
@@ -451,9 +464,7 @@ START_TEST(sent_ahead_is_dropped_unless_asked_for_exactly)
     ck_assert_int_eq(count, 3);
     ck_assert_ptr_null(db.ahead);
 
-    kb_arena_release(&a);
-    kb_db_release(&db);
-    PQfinish(c);
+    ahead_end(c, &a, &db);
 }
 END_TEST
 
@@ -461,13 +472,11 @@ END_TEST
  * comes back as that statement's SQL error, on a connection still usable. */
 START_TEST(sent_ahead_failure_leaves_the_carrier_committed)
 {
-    PGconn *c = kbt_db();
+    PGconn *c;
     kb_arena a;
-    kb_arena_init(&a, 0);
     kb_db db;
-    kb_db_init(&db, kbt_env("KB_DATABASE_URL"), "kbt-ahead", 3, 5000);
     char tag[32];
-    snprintf(tag, sizeof(tag), "t3-%ld", (long)getpid()); /* fresh rows on a reused stack */
+    ahead_begin(&c, &a, &db, tag, "t3");
     const char *p[] = {tag};
 
     kb_db_send_ahead(&db, &ahead_fail, p);
@@ -480,9 +489,7 @@ START_TEST(sent_ahead_failure_leaves_the_carrier_committed)
     (void)exec_read(&db, &a, tag, &count);
     ck_assert_int_eq(count, 1);
 
-    kb_arena_release(&a);
-    kb_db_release(&db);
-    PQfinish(c);
+    ahead_end(c, &a, &db);
 }
 END_TEST
 
