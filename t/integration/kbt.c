@@ -108,6 +108,32 @@ kbt_get(const char *path)
     return kbt_request("GET", path, NULL, NULL, 0);
 }
 
+double
+kbt_metrics_sample(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    const char *p = text;
+    while (p && *p) {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return -1;
+}
+
+double
+kbt_metric(const char *series)
+{
+    kbt_resp *r = kbt_get("/metrics");
+    ck_assert_msg(r->status == 200, "metrics: %ld %s", r->status, kb_buf_cstr(&r->body));
+    double v = kbt_metrics_sample(kb_buf_cstr(&r->body), series);
+    ck_assert_msg(v >= 0, "no %s in /metrics", series);
+    kbt_resp_free(r);
+    return v;
+}
+
 void
 kbt_resp_free(kbt_resp *r)
 {

@@ -52,6 +52,13 @@ kbt_resp *kbt_get(const char *path);
 
 void kbt_resp_free(kbt_resp *r);
 
+/* Value of the Prometheus sample whose name+labels are exactly series in
+ * text (GET /metrics), or -1 when there is none. */
+double kbt_metrics_sample(const char *text, const char *series);
+
+/* Scrape GET /metrics now and return series (asserted to be there). */
+double kbt_metric(const char *series);
+
 /* Value of response header name (case-insensitive), malloc'd, or NULL. Caller frees. */
 char *kbt_header(const kbt_resp *r, const char *name);
 

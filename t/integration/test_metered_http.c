@@ -363,19 +363,6 @@ replica_back(void)
     replica_url = NULL;
 }
 
-static double
-sent_ahead_total(void)
-{
-    kbt_resp *r = kbt_get("/metrics");
-    ck_assert_int_eq(r->status, 200);
-    const char *series = "\nkalshibook_db_sent_ahead_total "; /* the sample, not # HELP */
-    const char *p = strstr(kb_buf_cstr(&r->body), series);
-    ck_assert_msg(p != NULL, "no %s in /metrics", series);
-    double v = strtod(p + strlen(series), NULL);
-    kbt_resp_free(r);
-    return v;
-}
-
 /* GET /<things>/{id} and the checks every answer gets: status, code or the
  * id echoed in data, X-Credits-Cost and -Used. */
 static void
@@ -413,7 +400,7 @@ START_TEST(by_id_lookups_ride_with_the_meter)
     kbt_account a, b;
     kbt_account_new(c, &a, "project", 3, 0, false);
     kbt_account_new(c, &b, "project", 100, 0, false);
-    double before = sent_ahead_total();
+    double before = kbt_metric("kalshibook_db_sent_ahead_total");
 
     by_id(a.key, "/markets/KBT-AHEAD-A", 200, "ticker", "KBT-AHEAD-A", 1, 1);
     by_id(a.key, "/events/KBT-AHEAD-EV", 200, "event_ticker", "KBT-AHEAD-EV", 1, 2);
@@ -434,7 +421,7 @@ START_TEST(by_id_lookups_ride_with_the_meter)
     ck_assert_int_eq(used(c, &a), 3);
     ck_assert_int_eq(used(c, &b), 2);
     /* 5 + 2 answered lookups, each from the meter's round trip */
-    ck_assert_int_eq((long)(sent_ahead_total() - before), 7);
+    ck_assert_int_eq((long)(kbt_metric("kalshibook_db_sent_ahead_total") - before), 7);
     PQfinish(c);
 }
 END_TEST

@@ -10,22 +10,6 @@
 #include "kbt.h"
 #include "kb_banned.h"
 
-/* Value of the sample whose name+labels are exactly `series`, or -1. */
-static double
-sample(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    const char *p = text;
-    while (p && *p) {
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    return -1;
-}
-
 static char *
 scrape(void)
 {
@@ -75,9 +59,11 @@ END_TEST
 START_TEST(metrics_count_requests_across_workers)
 {
     char *before = scrape();
-    double h0 = sample(before, "kalshibook_requests_total{route=\"GET /health\",status=\"200\"}");
-    double u0 = sample(before, "kalshibook_requests_total{route=\"unmatched\",status=\"404\"}");
-    double c0 = sample(before, "kalshibook_request_duration_seconds_count");
+    double h0 = kbt_metrics_sample(before,
+                                   "kalshibook_requests_total{route=\"GET /health\",status=\"200\"}");
+    double u0 = kbt_metrics_sample(before,
+                                   "kalshibook_requests_total{route=\"unmatched\",status=\"404\"}");
+    double c0 = kbt_metrics_sample(before, "kalshibook_request_duration_seconds_count");
     free(before);
     for (int i = 0; i < 9; i++) {
         kbt_resp *r = kbt_get("/health");
@@ -90,9 +76,11 @@ START_TEST(metrics_count_requests_across_workers)
         kbt_resp_free(r);
     }
     char *after = scrape();
-    double h1 = sample(after, "kalshibook_requests_total{route=\"GET /health\",status=\"200\"}");
-    double u1 = sample(after, "kalshibook_requests_total{route=\"unmatched\",status=\"404\"}");
-    double c1 = sample(after, "kalshibook_request_duration_seconds_count");
+    double h1 = kbt_metrics_sample(after,
+                                   "kalshibook_requests_total{route=\"GET /health\",status=\"200\"}");
+    double u1 = kbt_metrics_sample(after,
+                                   "kalshibook_requests_total{route=\"unmatched\",status=\"404\"}");
+    double c1 = kbt_metrics_sample(after, "kalshibook_request_duration_seconds_count");
     free(after);
     ck_assert_msg(h1 - (h0 < 0 ? 0 : h0) == 9, "health %f -> %f", h0, h1);
     ck_assert_msg(u1 - (u0 < 0 ? 0 : u0) == 4, "unmatched %f -> %f", u0, u1);
@@ -110,7 +98,7 @@ restarts_reach(void *arg)
 {
     restarts *r = arg;
     char *t = scrape();
-    double v = sample(t, "kalshibook_worker_restarts_total");
+    double v = kbt_metrics_sample(t, "kalshibook_worker_restarts_total");
     free(t);
     return v >= r->want;
 }
@@ -118,7 +106,7 @@ restarts_reach(void *arg)
 START_TEST(metrics_count_worker_restarts)
 {
     char *t = scrape();
-    double r0 = sample(t, "kalshibook_worker_restarts_total");
+    double r0 = kbt_metrics_sample(t, "kalshibook_worker_restarts_total");
     free(t);
     ck_assert(r0 >= 0);
     pid_t kids[64];
