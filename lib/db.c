@@ -55,12 +55,20 @@ kb_db_send_ahead(kb_db *db, const kb_stmt *st, const char *const *params)
     db->ahead = st;
 }
 
+/* True when a statement sent ahead still waits to go out and st, another
+ * statement, is to carry it. */
+static bool
+carries_ahead(const kb_db *db, const kb_stmt *st)
+{
+    return db->ahead != NULL && db->ahead_result == NULL && db->ahead != st;
+}
+
 /* The result of st(params) when it was sent ahead and has come back; the
  * caller owns it. Otherwise NULL, and a stale statement sent ahead is dropped. */
 static PGresult *
 take_ahead(kb_db *db, const kb_stmt *st, const char *const *params)
 {
-    if (db->ahead == NULL || (db->ahead_result == NULL && db->ahead != st))
+    if (db->ahead == NULL || carries_ahead(db, st))
         return NULL; /* none, or not sent yet: this exec carries it */
     bool same = db->ahead == st && db->ahead_result != NULL;
     for (int i = 0; same && i < st->nparams; i++) {
@@ -266,7 +274,7 @@ static PGresult *
 send_and_await(kb_db *db, const kb_stmt *st, const char *const *params)
 {
     const kb_stmt *ahead = db->ahead;
-    if (ahead == NULL || db->ahead_result != NULL || ahead == st)
+    if (!carries_ahead(db, st))
         return PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0)
                    ? await_result(db, st->name)
                    : NULL;
@@ -331,7 +339,7 @@ kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *par
         PGresult *r = attempt == 0 ? take_ahead(db, st, params) : NULL;
         if (r == NULL) {
             err = prepare(db, st);
-            if (!err && db->ahead != NULL && db->ahead_result == NULL && db->ahead != st &&
+            if (!err && carries_ahead(db, st) &&
                 (err = prepare(db, db->ahead)) == KB_E_INTERNAL) {
                 kb_db_ahead_clear(db); /* it cannot run: st goes alone */
                 err = KB_OK;
