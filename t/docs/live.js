@@ -68,6 +68,9 @@ async function run(T) {
             assert(r.status === 404 && r.json && r.json.error.code === 'not_found', `${p}: ${r.status} ${r.text.slice(0, 100)}`);
         }
     });
+    await test('the tiers table the meter charges by agrees with static/plans.json', () => {
+        noErrors(require('./plans').checkDb(process.env.KB_DATABASE_URL));
+    });
     const assets = fs.readdirSync(path.join(L.ROOT, 'static', 'assets')).map((f) =>
         [`/assets/${f}`, f.endsWith('.css') ? 'text/css; charset=utf-8' : 'application/javascript; charset=utf-8']);
     for (const [p, type] of [['/docs/redoc.standalone.js', 'application/javascript; charset=utf-8'], ...assets]) {
