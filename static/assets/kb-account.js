@@ -168,7 +168,7 @@
                 await KB.api('PATCH', '/keys/' + encodeURIComponent(k.id), { name: input.value });
                 KB.notice(`Key ${k.key_prefix}... renamed to "${input.value}".`);
                 await loadKeys();
-                const b = document.querySelector(`#keys-body tr[data-key-id="${k.id}"] button.rename`);
+                const b = document.querySelector(`#keys-body tr[data-key-id="${CSS.escape(k.id)}"] button.rename`);
                 if (b) b.focus();
             });
         });

@@ -544,6 +544,13 @@ async function stackFlow(ctx) {
         eq(drawn, book.yes.length + book.no.length, 'markers drawn vs levels in the JSON');
         const lv = D.levels(book);
         eq(await page.$$eval('#pg-depth-chart circle.level.yes', (c) => c.map((x) => x.dataset.price)), lv.yes.map((l) => D.cents(l.price)), 'YES prices');
+        // Once openapi.json has the exact strings (issue 17), the labels come from them.
+        if (L.loadSpec().components.schemas.Level.properties.price_dollars) {
+            const all = book.yes.concat(book.no);
+            assert(all.every((l) => typeof l.price_dollars === 'string' && typeof l.quantity_fp === 'string'), `levels without exact strings: ${JSON.stringify(all)}`);
+            eq(await page.$$eval('#pg-depth-chart circle.level', (c) => c.map((x) => x.dataset.qty)).then((q) => q.sort()),
+                all.map((l) => D.qty(D.scaled(l.quantity_fp, 2))).sort(), 'quantities from quantity_fp');
+        }
         eq(await page.textContent('[data-header="x-credits-cost"]'), String(L.loadSpec().paths['/orderbook'].post['x-credits']), 'X-Credits-Cost shown');
         eq(JSON.parse(await page.textContent('#pg-json')), book, 'the JSON shown is the answer');
         await snap('playground-orderbook');
@@ -559,6 +566,11 @@ async function stackFlow(ctx) {
         await page.waitForSelector('#pg-candle-chart svg');
         assert(candles.data.length >= 1, `candles: ${JSON.stringify(candles)}`);
         eq(await page.$$eval('#pg-candle-chart g.candle', (c) => c.length), candles.data.length, 'candles drawn');
+        // Once openapi.json has the coverage route (issue 18), the page asks it and it answers.
+        if (L.loadSpec().paths['/markets/{ticker}/coverage']) {
+            const li = await page.textContent(`#pg-also li[data-path="/markets/${FIXTURE}/coverage"]`);
+            assert(/\u2192 200/.test(li), `coverage: ${li}`);
+        }
         await page.selectOption('#pg-endpoint', 'deltas');
         await page.fill('#pg-end', '2026-01-15T11:30:00');
         const [dr] = await Promise.all([page.waitForResponse((r) => r.url() === `${BASE}/deltas`), page.click('#pg-send')]);
@@ -581,6 +593,9 @@ async function stackFlow(ctx) {
         await page.waitForSelector('#usage-key-chart svg g.hbar');
         await page.waitForFunction(() => document.getElementById('ov-used').textContent !== '-');
         eq(await page.textContent('#ov-used'), D.credits(spent), 'credits used this cycle');
+        // Once openapi.json documents `days` (issue 19), the server must answer with them.
+        const specHasDays = Boolean(L.loadSpec().components.schemas.ApiKeyUsageList.properties.days);
+        assert(!specHasDays || Array.isArray(usage.days), 'openapi.json documents days, but GET /keys/usage?start_date=&end_date= answered without them');
         if (Array.isArray(usage.days)) {
             const today = new Date().toISOString().slice(0, 10);
             await page.waitForSelector('#usage-day-chart svg');
