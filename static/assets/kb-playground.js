@@ -16,7 +16,7 @@
 
     // The data endpoints: form fields and SDK call of each. `path` as in openapi.json.
     const ENDPOINTS = [
-        { id: 'orderbook', method: 'POST', path: '/orderbook', fields: ['market', 'timestamp', 'depth'], sdk: 'get_orderbook' },
+        { id: 'orderbook', method: 'POST', path: '/orderbook', fields: ['market', 'timestamp', 'depth', 'units'], sdk: 'get_orderbook' },
         { id: 'deltas', method: 'POST', path: '/deltas', fields: ['market', 'start', 'end', 'limit', 'cursor', 'base', 'gaps'], sdk: 'list_deltas' },
         { id: 'trades', method: 'POST', path: '/trades', fields: ['market', 'start', 'end', 'limit', 'cursor'], sdk: 'list_trades' },
         { id: 'candles', method: 'GET', path: '/candles/{ticker}', fields: ['market', 'start', 'end', 'interval', 'gaps'], sdk: 'get_candles' },
@@ -48,6 +48,8 @@
     const creditsText = (n) => (n === null ? 'metered' : `${D.credits(n)} credit${n === 1 ? '' : 's'}`);
     const endpoint = () => offered.find((e) => e.id === $('pg-endpoint').value) || offered[0];
     const hasCoverage = () => Boolean(spec && spec.paths['/markets/{ticker}/coverage']);
+    // POST /orderbook "units": "dollars" (API.md 7.19), offered when the spec has it.
+    const hasUnits = () => Boolean(spec && spec.components.schemas.OrderbookRequest && spec.components.schemas.OrderbookRequest.properties.units);
 
     // ---- the form -------------------------------------------------------------------------
     function showFields() {
@@ -56,6 +58,7 @@
         for (const f of document.querySelectorAll('#pg-form [data-field]')) {
             let on = ep.fields.includes(f.dataset.field);
             if (f.dataset.field === 'gaps') on = on && hasCoverage();
+            if (f.dataset.field === 'units') on = on && hasUnits();
             f.hidden = !on;
         }
         $('pg-params').hidden = ep.fields.length === 0;
@@ -89,6 +92,7 @@
             body = { market_ticker: ticker, timestamp: time('pg-ts', 'Instant') };
             const d = value('pg-depth');
             if (d !== '') { if (/^\d+$/.test(d)) body.depth = Number(d); else problems.push('Depth must be a whole number (0 or more).'); }
+            if (hasUnits() && $('pg-units').value) body.units = $('pg-units').value;
         } else if (ep.id === 'deltas' || ep.id === 'trades') {
             body = { market_ticker: ticker, start_time: time('pg-start', 'Start'), end_time: time('pg-end', 'End') };
             const l = value('pg-limit');
@@ -111,6 +115,9 @@
     // ---- code ---------------------------------------------------------------------------------
     const shq = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;
     const py = (s) => JSON.stringify(String(s));
+    // A JSON body as a Python literal (true/false/null spelled the Python way).
+    const pyValue = (v) => (v === null ? 'None' : v === true ? 'True' : v === false ? 'False' : Array.isArray(v) ? `[${v.map(pyValue).join(', ')}]`
+        : typeof v === 'object' ? `{${Object.entries(v).map(([k, x]) => `${py(k)}: ${pyValue(x)}`).join(', ')}}` : typeof v === 'string' ? py(v) : String(v));
     function pyTime(iso) {
         const k = D.tsKey(iso);
         if (!k) return py(iso);
@@ -139,9 +146,11 @@
         const head = ['import os'];
         const b = req.body || {};
         const q = Object.fromEntries(req.query);
-        if (!ep.sdk) {
-            return ['# Not in the kalshibook SDK 0.1.0: plain HTTP with httpx.', 'import os', 'import httpx', '',
-                `r = httpx.get(${py(url)},`, '              headers={"Authorization": f"Bearer {os.environ[\'KALSHIBOOK_API_KEY\']}"})',
+        if (!ep.sdk || b.units) {
+            const what = ep.sdk ? '"units" is' : 'This endpoint is';
+            const send = req.body ? `r = httpx.post(${py(url)},\n               json=${pyValue(req.body)},` : `r = httpx.get(${py(url)},`;
+            return [`# ${what} not in the kalshibook SDK 0.1.0: plain HTTP with httpx.`, 'import os', 'import httpx', '',
+                send, '               headers={"Authorization": f"Bearer {os.environ[\'KALSHIBOOK_API_KEY\']}"})',
                 'print(r.status_code, r.headers.get("x-credits-remaining"), "credits left")', 'print(r.json())'].join('\n');
         }
         let call, after = 'print(r)';

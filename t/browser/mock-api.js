@@ -49,6 +49,14 @@ function extendedSpec() {
         loosen(S.Trade, ['yes_price', 'no_price', 'count'], { yes_price_dollars: dollars, no_price_dollars: dollars, count_fp: fp, received_at: tsn });
         loosen(S.Candle, ['open', 'high', 'low', 'close', 'volume'], { open_dollars: dollars, high_dollars: dollars, low_dollars: dollars, close_dollars: dollars, volume_fp: fp });
     }
+    if (!S.OrderbookRequest.properties.units) {
+        added.push('API.md 7.19 units=dollars');
+        S.OrderbookRequest.properties.units = { type: ['string', 'null'], enum: ['dollars', null] };
+        S.LevelDollars = { type: 'object', additionalProperties: false, required: ['price_dollars', 'quantity_fp'],
+            properties: { price_dollars: dollars, quantity_fp: fp } };
+        for (const side of ['yes', 'no'])
+            S.OrderbookResponse.properties[side] = { type: 'array', items: { oneOf: [{ $ref: '#/components/schemas/Level' }, { $ref: '#/components/schemas/LevelDollars' }] } };
+    }
     if (!S.OrderbookResponse.properties.complete) {
         added.push('API.md 7.21 complete/gap');
         S.OrderbookResponse.properties.complete = { type: 'boolean' };
@@ -89,9 +97,11 @@ const qtyNum = (q) => Number(dec(q, 2));
 const dollarsStr = (p) => dec(p, 4);        // 1/100 cent = 1/10000 dollar
 const fpStr = (q) => dec(q, 2);
 
-// Two markets: MOCK-FP sends fixed-point prices and the exact strings; MOCK-INT whole cents
-// without strings (the API before 7.19). Both: a snapshot at 10:00, deltas every 10 minutes
-// from 10:05, trades, and (MOCK-FP) a coverage gap 11:40-12:10.
+// Two markets, both with the exact strings of API.md 7.19: MOCK-FP has subpenny prices and
+// fractional quantities, MOCK-INT whole cents and contracts (the numbers are integers). Both:
+// a snapshot at 10:00, deltas every 10 minutes from 10:05, trades, and (MOCK-FP) a coverage
+// gap 11:40-12:10. (Answers without the strings, the API before 7.19, are the real stack's
+// today and kb-data.js's node tests.)
 const MARKETS = {
     'MOCK-FP': { fp: true, title: 'Mock market with fixed-point prices', snap: { yes: [[4200, 15000], [4150, 1225], [4000, 6000], [550, 2000]], no: [[5700, 12000], [5600, 8000]] },
         gaps: [{ start: iso(T0 + 100 * 60000), end: iso(T0 + 130 * 60000), reason: 'collector_restart' }] },
@@ -126,10 +136,9 @@ function bookAt(m, ms) {
     }
     return b;
 }
-function level(m, price, qty) {
-    const o = { price: centsNum(price), quantity: qtyNum(qty) };
-    if (m.fp) { o.price_dollars = dollarsStr(price); o.quantity_fp = fpStr(qty); }
-    return o;
+function level(price, qty, units) {
+    if (units === 'dollars') return { price_dollars: dollarsStr(price), quantity_fp: fpStr(qty) };
+    return { price: centsNum(price), quantity: qtyNum(qty), price_dollars: dollarsStr(price), quantity_fp: fpStr(qty) };
 }
 
 function start() {
@@ -254,7 +263,8 @@ function start() {
             const ms = Date.parse(body.timestamp);
             if (ms < T0) return miss('no_data_available', `No snapshot at or before this time; the earliest is ${m.first}.`);
             const b = bookAt(m, ms);
-            const side = (mp) => [...mp.entries()].sort((x, y) => y[0] - x[0]).slice(0, body.depth === undefined || body.depth === null ? undefined : body.depth).map(([pr, q]) => level(m, pr, q));
+            if (body.units !== undefined && body.units !== null && body.units !== 'dollars') { mt.refund(); return fail(res, req, 422, 'validation_error', 'body.units: must be "dollars" or null'); }
+            const side = (mp) => [...mp.entries()].sort((x, y) => y[0] - x[0]).slice(0, body.depth === undefined || body.depth === null ? undefined : body.depth).map(([pr, q]) => level(pr, q, body.units));
             const gap = m.gaps.find((g) => Date.parse(g.start) <= ms && ms < Date.parse(g.end));
             return ok({ market_ticker: body.market_ticker, timestamp: iso(ms), snapshot_basis: m.first, deltas_applied: m.deltas.filter((d) => d.ts <= ms).length,
                 yes: side(b.yes), no: side(b.no), complete: !gap, gap: gap || null });
@@ -270,10 +280,10 @@ function start() {
             const page = rows.slice(0, limit), more = rows.length > limit;
             const lastRow = page[page.length - 1];
             const out = page.map((x) => (p === '/deltas'
-                ? Object.assign({ market_ticker: body.market_ticker, ts: iso(x.ts), seq: x.seq, price_cents: centsNum(x.price), delta_amount: qtyNum(x.amount), side: x.side },
-                    m.fp ? { price_dollars: dollarsStr(x.price), delta_fp: fpStr(x.amount), received_at: iso(x.ts + 40) } : {})
-                : Object.assign({ trade_id: x.trade_id, market_ticker: body.market_ticker, yes_price: centsNum(x.yes), no_price: centsNum(10000 - x.yes), count: qtyNum(x.count), taker_side: x.taker, ts: iso(x.ts) },
-                    m.fp ? { yes_price_dollars: dollarsStr(x.yes), no_price_dollars: dollarsStr(10000 - x.yes), count_fp: fpStr(x.count), received_at: iso(x.ts + 40) } : {})));
+                ? { market_ticker: body.market_ticker, ts: iso(x.ts), seq: x.seq, price_cents: centsNum(x.price), delta_amount: qtyNum(x.amount), side: x.side,
+                    price_dollars: dollarsStr(x.price), delta_fp: fpStr(x.amount), received_at: m.fp ? iso(x.ts + 40) : null }
+                : { trade_id: x.trade_id, market_ticker: body.market_ticker, yes_price: centsNum(x.yes), no_price: centsNum(10000 - x.yes), count: qtyNum(x.count), taker_side: x.taker, ts: iso(x.ts),
+                    yes_price_dollars: dollarsStr(x.yes), no_price_dollars: dollarsStr(10000 - x.yes), count_fp: fpStr(x.count), received_at: m.fp ? iso(x.ts + 40) : null }));
             return ok({ data: out, next_cursor: more ? Buffer.from(JSON.stringify({ ts: iso(lastRow.ts), id: lastRow.id })).toString('base64') : null, has_more: more });
         }
         if (tmpl === '/candles/{ticker}') {
@@ -289,9 +299,8 @@ function start() {
             const out = [...buckets.entries()].sort((x, y) => x[0] - y[0]).map(([b, ts]) => {
                 const ps = ts.map((x) => x.yes), c = { bucket: iso(b).slice(0, 19), market_ticker: tick,
                     open: ps[0], high: Math.max(...ps), low: Math.min(...ps), close: ps[ps.length - 1], volume: ts.reduce((s, x) => s + x.count, 0), trade_count: ts.length };
-                const o = { bucket: c.bucket, market_ticker: tick, open: centsNum(c.open), high: centsNum(c.high), low: centsNum(c.low), close: centsNum(c.close), volume: qtyNum(c.volume), trade_count: c.trade_count };
-                if (m.fp) Object.assign(o, { open_dollars: dollarsStr(c.open), high_dollars: dollarsStr(c.high), low_dollars: dollarsStr(c.low), close_dollars: dollarsStr(c.close), volume_fp: fpStr(c.volume) });
-                return o;
+                return { bucket: c.bucket, market_ticker: tick, open: centsNum(c.open), high: centsNum(c.high), low: centsNum(c.low), close: centsNum(c.close), volume: qtyNum(c.volume), trade_count: c.trade_count,
+                    open_dollars: dollarsStr(c.open), high_dollars: dollarsStr(c.high), low_dollars: dollarsStr(c.low), close_dollars: dollarsStr(c.close), volume_fp: fpStr(c.volume) };
             });
             return ok({ data: out });
         }

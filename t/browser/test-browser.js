@@ -285,6 +285,16 @@ async function mockFlow(ctx, mock) {
         assert((await page.textContent('#pg-code')).includes('fetch('), 'js snippet');
         await shot(page, 'mock-02-orderbook');
         await axe(page, 'playground with a depth chart (mock)');
+        // "units": "dollars": only the strings come back; the same book is drawn from them.
+        await page.selectOption('#pg-units', 'dollars');
+        await press(page, '[data-lang="python"]');
+        assert((await page.textContent('#pg-code')).includes('"units": "dollars"') && (await page.textContent('#pg-code')).includes('httpx.post('), 'python for units');
+        const [r2] = await Promise.all([page.waitForResponse((r) => r.url().endsWith('/orderbook')), press(page, '#pg-send')]);
+        const j2 = await r2.json();
+        eq(j2.yes.every((l) => Object.keys(l).join() === 'price_dollars,quantity_fp'), true, 'units=dollars levels');
+        await page.waitForFunction(() => !document.getElementById('pg-json').textContent.includes('"price":') && document.querySelector('#pg-depth-chart circle.level'));
+        eq((await page.$$eval('#pg-depth-chart circle.level', (c) => c.map((x) => [x.dataset.side, x.dataset.price, x.dataset.qty]))).sort(), want, 'units=dollars drawn');
+        await page.selectOption('#pg-units', '');
     });
     await step('playground /candles: one candle per bucket of the JSON, the coverage gap shaded on the time axis', async () => {
         await page.selectOption('#pg-endpoint', 'candles');
