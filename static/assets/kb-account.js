@@ -37,7 +37,9 @@
     function renderOverview(s, p) {
         const plan = planOf(p, s.tier);
         $('ov-tier').textContent = plan ? plan.name : s.tier;
-        $('ov-rate').textContent = plan ? `${D.credits(plan.requests_per_minute)} requests per minute` : 'unknown';
+        // A per-account limit, if the API ever reports one, wins over the plan's.
+        const rpm = typeof s.requests_per_minute === 'number' ? s.requests_per_minute : plan && plan.requests_per_minute;
+        $('ov-rate').textContent = rpm ? `${D.credits(rpm)} requests per minute` : 'unknown';
         $('ov-used').textContent = D.credits(s.credits_used);
         $('ov-total').textContent = D.credits(s.credits_total);
         $('ov-remaining').textContent = D.credits(s.credits_remaining);
