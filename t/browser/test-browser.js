@@ -456,6 +456,7 @@ async function mockFlow(ctx, mock) {
 
 // ---- the real stack ---------------------------------------------------------------------------------------
 const FIXTURE = 'KXBTC-26JAN15-B97500';
+const FIXTURE_FP = 'KXBTC-26JAN15-B105000';   // subpenny, fractional contracts (issue 17's fixture)
 function psql(url, sql) {
     return execFileSync('psql', [url, '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', sql], { encoding: 'utf8' }).trim();
 }
@@ -554,12 +555,24 @@ async function stackFlow(ctx) {
         eq(drawn, book.yes.length + book.no.length, 'markers drawn vs levels in the JSON');
         const lv = D.levels(book);
         eq(await page.$$eval('#pg-depth-chart circle.level.yes', (c) => c.map((x) => x.dataset.price)), lv.yes.map((l) => D.cents(l.price)), 'YES prices');
-        // Once openapi.json has the exact strings (issue 17), the labels come from them.
+        // Once openapi.json has the exact strings (issue 17), the labels come from them, and the
+        // fixture's subpenny, fractional-contract market draws exactly too.
         if (L.loadSpec().components.schemas.Level.properties.price_dollars) {
             const all = book.yes.concat(book.no);
             assert(all.every((l) => typeof l.price_dollars === 'string' && typeof l.quantity_fp === 'string'), `levels without exact strings: ${JSON.stringify(all)}`);
             eq(await page.$$eval('#pg-depth-chart circle.level', (c) => c.map((x) => x.dataset.qty)).then((q) => q.sort()),
                 all.map((l) => D.qty(D.scaled(l.quantity_fp, 2))).sort(), 'quantities from quantity_fp');
+            await page.fill('#pg-market', FIXTURE_FP);
+            const [r2] = await Promise.all([page.waitForResponse((r) => r.url() === `${BASE}/orderbook`), page.click('#pg-send')]);
+            const fp = await r2.json();
+            eq(r2.status(), 200, `status: ${JSON.stringify(fp)}`);
+            await page.waitForFunction((t) => document.getElementById('pg-json').textContent.includes(t), FIXTURE_FP);
+            const drawn2 = await page.$$eval('#pg-depth-chart circle.level', (c) => c.map((x) => [x.dataset.side, x.dataset.price, x.dataset.qty]));
+            const want2 = ['yes', 'no'].flatMap((sd) => fp[sd].map((l) => [sd, D.cents(D.scaled(l.price_dollars, 4)), D.qty(D.scaled(l.quantity_fp, 2))]));
+            eq(drawn2.slice().sort(), want2.sort(), `levels of ${FIXTURE_FP}`);
+            assert(want2.some((w) => /\.\d+\u00a2$/.test(w[1])) && want2.some((w) => /\./.test(w[2])), `no subpenny price or fractional quantity in ${JSON.stringify(want2)}`);
+            await snap('playground-orderbook-subpenny');
+            await page.fill('#pg-market', FIXTURE);
         }
         eq(await page.textContent('[data-header="x-credits-cost"]'), String(L.loadSpec().paths['/orderbook'].post['x-credits']), 'X-Credits-Cost shown');
         eq(JSON.parse(await page.textContent('#pg-json')), book, 'the JSON shown is the answer');
