@@ -555,6 +555,10 @@ async function stackFlow(ctx) {
         eq(drawn, book.yes.length + book.no.length, 'markers drawn vs levels in the JSON');
         const lv = D.levels(book);
         eq(await page.$$eval('#pg-depth-chart circle.level.yes', (c) => c.map((x) => x.dataset.price)), lv.yes.map((l) => D.cents(l.price)), 'YES prices');
+        eq(await page.textContent('[data-header="x-credits-cost"]'), String(L.loadSpec().paths['/orderbook'].post['x-credits']), 'X-Credits-Cost shown');
+        eq(JSON.parse(await page.textContent('#pg-json')), book, 'the JSON shown is the answer');
+        await snap('playground-orderbook');
+        await axe(page, 'playground with a depth chart (stack)');
         // Once openapi.json has the exact strings (issue 17), the labels come from them, and the
         // fixture's subpenny, fractional-contract market draws exactly too.
         if (L.loadSpec().components.schemas.Level.properties.price_dollars) {
@@ -574,10 +578,6 @@ async function stackFlow(ctx) {
             await snap('playground-orderbook-subpenny');
             await page.fill('#pg-market', FIXTURE);
         }
-        eq(await page.textContent('[data-header="x-credits-cost"]'), String(L.loadSpec().paths['/orderbook'].post['x-credits']), 'X-Credits-Cost shown');
-        eq(JSON.parse(await page.textContent('#pg-json')), book, 'the JSON shown is the answer');
-        await snap('playground-orderbook');
-        await axe(page, 'playground with a depth chart (stack)');
     });
     await step('playground: /candles draws one candle per bucket; /deltas replays to the same book /orderbook gave', async () => {
         await page.selectOption('#pg-endpoint', 'candles');
