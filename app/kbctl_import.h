@@ -1,8 +1,12 @@
 /* kbctl_import.h - state shared by kbctl import's driver and its message parsers.
  *
  * The driver (kbctl_import.c) reads lines, owns the connection and flushes
- * batches with COPY; the parsers (kbctl_import_rows.c) turn one JSON line into
- * COPY rows in the batch buffers or into an immediate metadata upsert.
+ * batches with COPY; kb_imp_parse_msg (kbctl_import_msg.c) reads one message
+ * into exact integers without side effects; the line parsers
+ * (kbctl_import_rows.c, the delta fast path in kbctl_import_json.c) turn its
+ * result into COPY rows in the batch buffers or an immediate metadata upsert
+ * (kbctl_import_meta.c). Prices are 1/10,000 dollar, quantities 1/100
+ * contract (kb_fixed.h).
  */
 #ifndef KB_KBCTL_IMPORT_H
 #define KB_KBCTL_IMPORT_H

@@ -88,20 +88,21 @@ two_forms(kb_arena *a, const cJSON *o, const char *k, const form2 *f, int64_t *v
     bool hx = whole != NULL && !cJSON_IsNull(whole), hy = text != NULL && !cJSON_IsNull(text);
     if (hx) {
         int64_t n;
-        if (!kb_imp_int_val(whole, &n) ||
-            !kb_fixed_scale_int(n, f->int_scale, f->hi > -f->lo ? f->hi : -f->lo, &x)) {
-            *reason = kb_arena_printf(a, "%s must be a whole number in range (or use %s)", k,
-                                      alt);
+        if (!kb_imp_int_val(whole, &n)) {
+            *reason = kb_arena_printf(a, "%s must be a whole number (or use %s)", k, alt);
+            return false;
+        }
+        if (!kb_fixed_scale_int(n, f->int_scale, f->hi > -f->lo ? f->hi : -f->lo, &x)) {
+            *reason = kb_arena_printf(a, "%s: out of range", k);
             return false;
         }
     }
     if (hy) {
-        const char *why;
+        const char *why = "must be a decimal string";
         if (!cJSON_IsString(text) ||
             !kb_fixed_parse(text->valuestring, strlen(text->valuestring), f->scale, f->neg,
                             f->hi > -f->lo ? f->hi : -f->lo, &y, &why)) {
-            *reason = kb_arena_printf(a, "%s must be a decimal string with at most %d decimals",
-                                      alt, f->scale);
+            *reason = kb_arena_printf(a, "%s: %s", alt, why);
             return false;
         }
     }
@@ -111,7 +112,7 @@ two_forms(kb_arena *a, const cJSON *o, const char *k, const form2 *f, int64_t *v
     }
     *v = hx ? x : y;
     if (*v < f->lo || *v > f->hi) {
-        *reason = kb_arena_printf(a, "%s out of range", k);
+        *reason = kb_arena_printf(a, "%s: out of range", k);
         return false;
     }
     return true;
