@@ -30,6 +30,20 @@ function nginxCsp(uri) {
     return '';
 }
 
+// Does the spec document `days` on GET /keys/usage 200 (in whichever schema it uses)?
+function usageHasDays(spec) {
+    const seen = new Set();
+    const walk = (o) => {
+        o = L.resolve(spec, o);
+        if (!o || typeof o !== 'object' || seen.has(o)) return false;
+        seen.add(o);
+        if (o.properties && o.properties.days) return true;
+        return ['oneOf', 'anyOf', 'allOf'].some((k) => Array.isArray(o[k]) && o[k].some(walk));
+    };
+    const r = L.resolve(spec, spec.paths['/keys/usage'].get.responses['200']);
+    return walk(r.content['application/json'].schema);
+}
+
 // The spec plus the contract additions other issues are building, each added only when the
 // spec does not have it yet (so once they are merged, the real definitions are used).
 function extendedSpec() {
@@ -62,7 +76,7 @@ function extendedSpec() {
         S.OrderbookResponse.properties.complete = { type: 'boolean' };
         S.OrderbookResponse.properties.gap = { type: ['object', 'null'] };
     }
-    if (!S.ApiKeyUsageList.properties.days) {
+    if (!usageHasDays(spec)) {
         added.push('usage_contract.md days');
         S.ApiKeyUsageList.properties.days = { type: 'array', items: { type: 'object', additionalProperties: false,
             required: ['date', 'key_id', 'endpoint', 'credits_used', 'requests'],
@@ -467,4 +481,4 @@ function start() {
     });
 }
 
-module.exports = { start, nginxCsp };
+module.exports = { start, nginxCsp, usageHasDays };
