@@ -164,19 +164,30 @@
         elm.className = 'state' + (kind ? ' ' + kind : '');
     }
 
-    // The confirm dialog: resolves true when confirmed.
+    // The confirm dialog: resolves true when confirmed. Each showing is answered by its own
+    // submit (a button) or cancel (Escape), both synchronous; the close event is queued and can
+    // arrive after the dialog was shown again, so it only answers a showing still waiting
+    // while the dialog is closed.
+    let answer = null;
+    function settleDialog(ok) { const a = answer; answer = null; if (a) a(ok); }
     function confirmDialog(title, text, okLabel) {
         const dlg = $('confirm');
         $('confirm-title').textContent = title;
         $('confirm-text').textContent = text;
         $('confirm-ok').textContent = okLabel || 'Confirm';
+        settleDialog(false);
         return new Promise((resolve) => {
-            const done = () => { dlg.removeEventListener('close', done); resolve(dlg.returnValue === 'ok'); };
+            answer = resolve;
             dlg.returnValue = '';
-            dlg.addEventListener('close', done);
             dlg.showModal();
             $('confirm-cancel').focus();
         });
+    }
+    function initDialog() {
+        const dlg = $('confirm');
+        dlg.querySelector('form').addEventListener('submit', (ev) => settleDialog(Boolean(ev.submitter && ev.submitter.value === 'ok')));
+        dlg.addEventListener('cancel', () => settleDialog(false));
+        dlg.addEventListener('close', () => { if (!dlg.open) settleDialog(dlg.returnValue === 'ok'); });
     }
 
     // ---- small DOM helpers ------------------------------------------------------------------
@@ -278,6 +289,7 @@
     }
 
     function init() {
+        initDialog();
         $('tab-login').addEventListener('click', () => setMode('login'));
         $('tab-signup').addEventListener('click', () => setMode('signup'));
         $('auth-form').addEventListener('submit', submitAuth);

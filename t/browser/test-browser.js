@@ -41,6 +41,12 @@ const DESKTOP = { width: 1280, height: 900 }, PHONE = { width: 360, height: 740 
 const VIEWS = [['overview', '/dashboard'], ['keys', '/dashboard/keys'], ['billing', '/dashboard/billing'], ['playground', '/dashboard/playground']];
 const ran = [];
 
+// Wait (with a deadline) until fn(arg) holds in the page; on time-out the assertions that
+// follow report what the page shows instead.
+async function settle(page, fn, arg) {
+    await page.waitForFunction(fn, arg, { timeout: 15000 }).catch(() => {});
+}
+
 // ---- kb-data.js in node ------------------------------------------------------------------
 async function dataTests() {
     ran.push('kb-data.js arithmetic (node)');
@@ -360,10 +366,11 @@ async function mockFlow(ctx, mock) {
     });
     await step('overview: credits by day (usage_contract.md) show today\'s spend, by endpoint and key', async () => {
         await press(page, '#nav a[data-view="overview"]');
-        await page.waitForSelector('#usage-day-chart svg');
         const spent = seen.reduce((a, b) => a + b, 0);
         eq(spent, user().used, 'the page saw every charge');
         const today = new Date().toISOString().slice(0, 10);
+        // The view was drawn before (with nothing spent): wait for the new answer's bars.
+        await settle(page, ([d, n]) => { const b = document.querySelector(`#usage-day-chart g.bar[data-date="${d}"]`); return b && b.dataset.credits === String(n); }, [today, spent]);
         eq(await page.getAttribute(`#usage-day-chart g.bar[data-date="${today}"]`, 'data-credits'), String(spent), 'today\'s bar');
         const byEp = {};
         for (const x of user().usage) byEp[x.endpoint] = (byEp[x.endpoint] || 0) + x.credits_used;
@@ -430,7 +437,10 @@ async function mockFlow(ctx, mock) {
         await page.keyboard.press('Tab');
         eq(await page.evaluate(() => document.activeElement.id), 'confirm-ok', 'Tab moves to Confirm');
         await page.keyboard.press('Enter');
-        await page.waitForFunction((p) => !document.getElementById('keys-body').textContent.includes(p), key.slice(0, 7));
+        await page.waitForFunction(() => !document.getElementById('confirm').open);
+        eq(await page.evaluate(() => document.getElementById('confirm').returnValue), 'ok', 'the dialog closed with');
+        await settle(page, (p) => !document.getElementById('keys-body').textContent.includes(p), key.slice(0, 7));
+        assert(!(await page.textContent('#keys-body')).includes(key.slice(0, 7)), `key still listed; error box: ${await page.textContent('#error')}`);
         eq(await page.evaluate(() => sessionStorage.getItem('kb_tab_keys')), '[]', 'the tab forgot the key');
     });
     await step('session expiry returns to the sign-in form with a message; log out clears the tab\'s secrets', async () => {
@@ -613,15 +623,16 @@ async function stackFlow(ctx) {
         assert(spent >= 5 + 1, `charged: ${JSON.stringify(charged)}`);
         const [ur] = await Promise.all([page.waitForResponse((r) => r.url().startsWith(`${BASE}/keys/usage?`)), page.click('#nav a[data-view="overview"]')]);
         const usage = await ur.json();
-        await page.waitForSelector('#usage-key-chart svg g.hbar');
-        await page.waitForFunction(() => document.getElementById('ov-used').textContent !== '-');
+        // The view was drawn at sign-up (nothing spent): wait for this answer to be drawn.
+        await settle(page, ([used, n]) => document.getElementById('ov-used').textContent === used &&
+            [...document.querySelectorAll('#usage-key-chart g.hbar')].some((g) => g.dataset.value === String(n)), [D.credits(spent), spent]);
         eq(await page.textContent('#ov-used'), D.credits(spent), 'credits used this cycle');
         // Once openapi.json documents `days` (issue 19), the server must answer with them.
         const specHasDays = require('./mock-api').usageHasDays(L.loadSpec());
         assert(!specHasDays || Array.isArray(usage.days), 'openapi.json documents days, but GET /keys/usage?start_date=&end_date= answered without them');
         if (Array.isArray(usage.days)) {
             const today = new Date().toISOString().slice(0, 10);
-            await page.waitForSelector('#usage-day-chart svg');
+            await settle(page, ([d, n]) => { const b = document.querySelector(`#usage-day-chart g.bar[data-date="${d}"]`); return b && b.dataset.credits === String(n); }, [today, spent]);
             eq(await page.getAttribute(`#usage-day-chart g.bar[data-date="${today}"]`, 'data-credits'), String(spent), 'today\'s bar');
             const byEp = {};
             for (const [p, c] of charged) {
