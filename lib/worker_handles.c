@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kb_config.h"
+#include "kb_stripe.h"
 #include "kb_banned.h"
 
 void
@@ -31,4 +32,5 @@ kb_worker_release(kb_worker *w)
     if (w->jwt_loaded)
         kb_jwt_verifier_release(&w->jwt);
     w->jwt_loaded = false;
+    kb_stripe_release(w);
 }
