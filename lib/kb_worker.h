@@ -20,8 +20,9 @@ typedef struct kb_worker kb_worker;
 
 /* An API key the meter has seen answered: its hash and ids, so the next
  * charge can go straight to the account row (lib/meter.c). Not a credential:
- * the account row alone says whether the key is still live. */
-#define KB_WORKER_KEYS 64
+ * the account row alone says whether the key is still live. 2-way set
+ * associative by hash, KB_WORKER_KEYS entries (~160 KiB). */
+#define KB_WORKER_KEYS 1024
 typedef struct kb_worker_key {
     char hash[65]; /* SHA-256 hex; "" = empty slot */
     char user_id[40];
@@ -36,7 +37,8 @@ struct kb_worker {
     kb_journal_entry *journal; /* this process's charge-journal entry, NULL when none */
     kb_jwt_verifier jwt;       /* access-token verifier (lib/auth.c), built on first use */
     bool jwt_loaded;
-    kb_worker_key keys[KB_WORKER_KEYS]; /* by hash, direct-mapped */
+    kb_worker_key keys[KB_WORKER_KEYS]; /* by hash: set i is keys[2i], keys[2i + 1] */
+    unsigned char keys_lru[KB_WORKER_KEYS / 2]; /* per set: the way to replace next */
     void *stripe_curl;         /* the Stripe client's CURL easy handle (lib/stripe.c), NULL
                                 * until the first call */
     unsigned long served;      /* requests served */

@@ -41,7 +41,7 @@ const kb_stmt kb_meter_stmt = {
     "       usage_credits = ba.usage_credits + $3::integer,"
     "       usage_requests = ba.usage_requests + 1"
     " WHERE ba.user_id = $1::uuid AND ba.usage_key = $2::uuid"
-    "   AND ba.usage_seen_at >= kb_now() - interval '1 second' AND $3::integer >= 0"
+    "   AND ba.usage_seen_at >= kb_now() - interval '1 minute' AND $3::integer >= 0"
     "   AND CASE WHEN ba.tier = 'project' AND ba.billing_cycle_end IS NOT NULL"
     "            THEN kb_now() < ba.billing_cycle_end"
     "            ELSE ba.billing_cycle_start >= kb_cycle_month(kb_now()) END"
@@ -337,30 +337,47 @@ journal_charge(kb_journal_charge *j, const kb_req *req, const kb_ctx *ctx,
     j->outbox_id = m->outbox_id;
 }
 
-/* The worker's slot for a key hash. */
-static kb_worker_key *
-key_slot(kb_worker *w, const char *hash)
+/* The set of a key hash in the worker's key cache (two ways). */
+static unsigned
+key_set(const char *hash)
 {
     unsigned v = 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 6; i++)
         v = v * 16 + (unsigned)(hash[i] <= '9' ? hash[i] - '0' : hash[i] - 'a' + 10);
-    return &w->keys[v % KB_WORKER_KEYS];
+    return v % (KB_WORKER_KEYS / 2);
+}
+
+/* The cached entry of hash, or NULL. */
+static kb_worker_key *
+key_find(kb_worker *w, const char *hash)
+{
+    unsigned s = key_set(hash);
+    for (unsigned i = 0; i < 2; i++) {
+        kb_worker_key *k = &w->keys[2 * s + i];
+        if (strcmp(k->hash, hash) == 0) {
+            w->keys_lru[s] = (unsigned char)(1 - i); /* the other way goes first */
+            return k;
+        }
+    }
+    return NULL;
 }
 
 /* Remember (or forget) what the meter said about the key of hash. */
 static void
 key_learn(kb_worker *w, const char *hash, const kb_meter_result *m)
 {
-    kb_worker_key *k = key_slot(w, hash);
+    kb_worker_key *k = key_find(w, hash);
     if (m->outcome == KB_METER_INVALID_KEY || m->user_id[0] == '\0' || m->key_id[0] == '\0') {
-        if (strcmp(k->hash, hash) == 0)
+        if (k != NULL)
             k->hash[0] = '\0';
         return;
     }
-    if (strcmp(k->hash, hash) != 0 && m->key_prefix[0] == '\0')
-        return; /* a fast-path row of a slot taken since: nothing to learn */
-    if (strcmp(k->hash, hash) != 0)
+    if (k == NULL) {
+        unsigned s = key_set(hash);
+        k = &w->keys[2 * s + w->keys_lru[s]];
+        w->keys_lru[s] = (unsigned char)(1 - w->keys_lru[s]);
         k->key_prefix[0] = '\0';
+    }
     snprintf(k->hash, sizeof(k->hash), "%s", hash);
     snprintf(k->user_id, sizeof(k->user_id), "%s", m->user_id);
     snprintf(k->key_id, sizeof(k->key_id), "%s", m->key_id);
@@ -393,9 +410,13 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     const char *route = ctx->route ? ctx->route : "unknown";
     const char *slow[] = {hash, costs, route};
     /* A key this worker has seen: straight to its account row. */
-    const kb_worker_key *known = key_slot(w, hash);
-    if (strcmp(known->hash, hash) != 0)
-        known = NULL;
+    const kb_worker_key *found = key_find(w, hash);
+    kb_worker_key known_copy;
+    const kb_worker_key *known = NULL;
+    if (found != NULL) {
+        known_copy = *found;
+        known = &known_copy;
+    }
     PGresult *r = NULL;
     /* Until the commit is sent nothing can be charged: a worker or connection
      * that dies meanwhile leaves an aborted transaction. */

@@ -11,7 +11,7 @@
 --   * The workers' meter statement (lib/meter.c, kb_meter_stmt) is one UPDATE of
 --     the account row by user id, with no join, taken only when nothing but a
 --     charge is due: the request's key is the one the account carries (below)
---     and was checked against api_keys less than a second ago, no cycle roll,
+--     and was checked against api_keys less than a minute ago, no cycle roll,
 --     room in the rate window and in the credits (no overage), and the
 --     request's usage counter is the one the account carries. Its WHERE is
 --     re-checked on the newest row version under concurrency (READ COMMITTED),
@@ -33,9 +33,11 @@
 --     only by kb_meter_slow() after it checked the key, and revoking or deleting
 --     a key clears it (triggers on api_keys); rl_limit, the requests per minute
 --     in force, follows tier, rpm_override and the tiers table (triggers); the
---     allowance credits_total is already kept by every writer (kb_meter_slow(),
---     kb_stripe_recompute(), kbctl) - an edit of a tier's credits reaches an
---     account at its next slow path, within a second of traffic.
+--     allowance credits_total is kept by every writer (kb_meter_slow(),
+--     kb_stripe_recompute(), kbctl, and a trigger for edits of a tier).
+--   * api_keys.last_used_at: kb_meter_slow() writes it (at most once a second),
+--     and a key's charges go to the slow path at least once a minute, so a key
+--     in use shows a last_used_at less than a minute old.
 --   * meter_slots is gone. The worker leaves the meter's transaction open until
 --     it has journaled the transaction id (pg_current_xact_id()) and the charge's
 --     details, then commits with the protocol's Sync; a charge whose commit it
@@ -58,7 +60,8 @@ ALTER TABLE api_key_usage_day SET (fillfactor = 70);
 ALTER TABLE billing_accounts SET (fillfactor = 70);
 
 -- The counter an account carries: key, cycle, day and route of its latest charges;
--- when kb_meter_slow() last checked that key; the requests per minute in force.
+-- when kb_meter_slow() last checked that key (and wrote its last_used_at); the
+-- requests per minute in force.
 ALTER TABLE billing_accounts
     ADD COLUMN rl_limit integer,
     ADD COLUMN usage_seen_at timestamptz,
@@ -89,18 +92,29 @@ $$;
 CREATE TRIGGER billing_accounts_rl_limit AFTER INSERT OR UPDATE OF tier, rpm_override
     ON billing_accounts FOR EACH ROW EXECUTE FUNCTION kb_account_rl_limit();
 
-CREATE FUNCTION kb_tier_rl_limit() RETURNS trigger
+-- An edit of a tier reaches its accounts at once: requests per minute, and the
+-- allowance of those without an override (one downgraded below what it used is
+-- exhausted, not overdrawn, as kb_stripe_recompute() does).
+CREATE FUNCTION kb_tier_changed() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    UPDATE billing_accounts ba SET rl_limit = coalesce(ba.rpm_override, NEW.requests_per_minute)
+    UPDATE billing_accounts ba
+       SET rl_limit = coalesce(ba.rpm_override, NEW.requests_per_minute),
+           credits_total = coalesce(ba.credits_override, NEW.credits_per_cycle),
+           credits_used = CASE WHEN NOT ba.payg_enabled
+                                    AND ba.credits_used > coalesce(ba.credits_override,
+                                                                   NEW.credits_per_cycle)
+                               THEN coalesce(ba.credits_override, NEW.credits_per_cycle)
+                               ELSE ba.credits_used END
      WHERE ba.tier = NEW.name
-       AND ba.rl_limit IS DISTINCT FROM coalesce(ba.rpm_override, NEW.requests_per_minute);
+       AND (ba.rl_limit IS DISTINCT FROM coalesce(ba.rpm_override, NEW.requests_per_minute)
+            OR ba.credits_total <> coalesce(ba.credits_override, NEW.credits_per_cycle));
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER tiers_rl_limit AFTER UPDATE OF requests_per_minute ON tiers
-    FOR EACH ROW EXECUTE FUNCTION kb_tier_rl_limit();
+CREATE TRIGGER tiers_changed AFTER UPDATE OF requests_per_minute, credits_per_cycle ON tiers
+    FOR EACH ROW EXECUTE FUNCTION kb_tier_changed();
 
 -- A key revoked or deleted is no longer the one an account carries: the next
 -- request with it goes to kb_meter_slow(), which refuses it. A revoked key's

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "check_main.h"
 #include "kb_meter.h"
 #include "kbt.h"
@@ -337,6 +339,42 @@ START_TEST(meter_project_cycle_rolls_at_period_end)
 }
 END_TEST
 
+/* The account row's UPDATE trusts the allowance and the rate limit stored on the
+ * row: an edit of the tier reaches it at once (0015's trigger), and an account
+ * that used more than a lowered allowance is exhausted, not overdrawn. */
+START_TEST(meter_follows_a_tier_edit_at_once)
+{
+    PGconn *c = kbt_db();
+    char tier[40];
+    unsigned char rnd[4];
+    randombytes_buf(rnd, sizeof(rnd));
+    snprintf(tier, sizeof(tier), "kbt_%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    kbt_sqlp_ok(c, "INSERT INTO tiers (name, credits_per_cycle, requests_per_minute)"
+                   " VALUES ($1, 10, 100)", 1, tier);
+    kbt_account a;
+    kbt_account_new(c, &a, tier, 0, 0, false);
+    call k = {a.key_hash, 1, "", {"", ""}};
+    for (int i = 0; i < 4; i++) {
+        meter_once(c, &k);
+        ck_assert_str_eq(k.outcome, "ok");
+    }
+    ck_assert_int_eq(used(c, &a), 4);
+    kbt_sqlp_ok(c, "UPDATE tiers SET credits_per_cycle = 6, requests_per_minute = 3"
+                   " WHERE name = $1", 1, tier);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT rl_limit * 1000 + credits_total FROM"
+                                      " billing_accounts WHERE user_id = $1",
+                                   a.user_id),
+                     3006);
+    kbt_sqlp_ok(c, "UPDATE tiers SET credits_per_cycle = 2, requests_per_minute = 100"
+                   " WHERE name = $1", 1, tier);
+    ck_assert_int_eq(used(c, &a), 2);
+    meter_once(c, &k);
+    ck_assert_str_eq(k.outcome, "exhausted");
+    ck_assert_int_eq(used(c, &a), 2);
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(meter_refund_restores_credits_usage_and_outbox)
 {
     PGconn *c = kbt_db();
@@ -393,6 +431,7 @@ main(void)
     tcase_add_test(tc, meter_free_cycle_rolls_on_calendar_month);
     tcase_add_test(tc, meter_project_cycle_rolls_at_period_end);
     tcase_add_test(tc, meter_refund_restores_credits_usage_and_outbox);
+    tcase_add_test(tc, meter_follows_a_tier_edit_at_once);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }
