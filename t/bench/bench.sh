@@ -5,7 +5,7 @@
 #
 # Starts a private stack in a temp dir with t/stack.sh (Postgres with fsync
 # on, as in production), using the release binaries in REPO/app, plus
-# t/bench/hello-fcgi (a trivial FastCGI pool, one worker per core) behind the
+# t/bench/hello-fcgi (a trivial FastCGI pool as big as the app's) behind the
 # same nginx at /__hello. Each row is one wrk run over HTTPS; the table and
 # REPO/var/bench/latest.json list name, rps, p50_ms, p99_ms, baseline, ratio
 # (rps / the baseline row's rps). Rows:
@@ -44,7 +44,7 @@
 # and health only; BENCH_QUICK=metered adds meter-sql, markets-metered and the
 # half-load row), BENCH_ENFORCE=1 (exit 1 when
 # health misses its target), BENCH_KEEP=1 (keep the temp dir and its logs).
-# KB_WORKERS (default here: two per core, see below) and other KB_* settings
+# KB_WORKERS (default: the app's, eight per core, see below) and other KB_* settings
 # reach the app through t/stack.sh.
 
 set -euo pipefail
@@ -55,11 +55,14 @@ WARMUP=${BENCH_WARMUP_SECONDS:-2}
 THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 HEALTH_TARGET=0.8
-# Two workers per core unless KB_WORKERS says otherwise (docs/ops.md): a
-# metered request holds its worker while Postgres flushes the charge's commit
-# to disk, and with one worker per core the CPU idles through those flushes.
-# hello-fcgi runs the same number, so the health ratio stays like for like.
-export KB_WORKERS=${KB_WORKERS:-$((2 * $(nproc)))}
+# The app's default pool unless KB_WORKERS says otherwise: eight workers per core,
+# at most 64 (app/master.c, docs/ops.md step 4: a metered request holds its
+# worker while Postgres flushes the charge's commit, and BENCH_WORKERS_SWEEP
+# measured this best). hello-fcgi runs the same number, so the health ratio
+# stays like for like.
+default_workers=$((8 * $(nproc)))
+((default_workers > 64)) && default_workers=64
+export KB_WORKERS=${KB_WORKERS:-$default_workers}
 export KB_BIN_DIR=${BENCH_BIN_DIR:-$REPO/app}
 STACK=$REPO/t/stack.sh
 OUT_DIR=$REPO/var/bench
@@ -479,15 +482,20 @@ workers_sweep() {
     local n auth keep=$KB_WORKERS
     [[ -n ${BENCH_WORKERS_SWEEP:-} ]] || return 0
     auth="Authorization: Bearer $(bench_key 1)"
-    for n in $BENCH_WORKERS_SWEEP $keep; do
-        "$STACK" app-stop "$TMP" >/dev/null 2>&1
-        KB_WORKERS=$n "$STACK" app-start "$TMP" >/dev/null 2>&1 || die "pool with $n workers did not start"
-        KB_FCGI_PID=$(cat "$TMP/fcgi.pid")
-        wait_until 30 pool_ready "$n" || die "pool with $n workers not ready"
-        [[ $n == "$keep" ]] && break
+    for n in $BENCH_WORKERS_SWEEP; do
+        pool_restart "$n"
         BENCH_KEYS=$BENCH_ACCOUNTS bench_row "markets-metered-w$n" "/markets/$BENCH_TICKER" floor \
             -H "$auth" -- -s "$REPO/t/bench/metered.lua"
     done
+    pool_restart "$keep"
+}
+
+# pool_restart N: the kalshibook-fcgi pool again, with N workers.
+pool_restart() {
+    "$STACK" app-stop "$TMP" >/dev/null 2>&1
+    KB_WORKERS=$1 "$STACK" app-start "$TMP" >/dev/null 2>&1 || die "pool with $1 workers did not start"
+    KB_FCGI_PID=$(cat "$TMP/fcgi.pid")
+    wait_until 30 pool_ready "$1" || die "pool with $1 workers not ready"
 }
 
 # ---- rows (add new ones here) ------------------------------------------------------
