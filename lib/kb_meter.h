@@ -124,9 +124,10 @@ void kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *
 /*
  * Settle what the journal holds: the caller's own pending charge, then any
  * orphaned entry of a worker that died. A charge that committed and got no 2xx
- * answer is refunded (idempotent per request id). Returns false when the
- * database could not be reached (try again later); true when nothing the
- * caller can settle now is left. Uses arena for results (reset it afterwards).
+ * answer is refunded (idempotent per request id). Returns false when something
+ * is left for later: the database could not be reached, or a charge's
+ * transaction is still running (try again in a while); true when nothing is
+ * left. Uses arena for results (reset it afterwards).
  */
 bool kb_meter_settle_pending(kb_worker *w, kb_arena *arena);
 

@@ -279,19 +279,30 @@ kb_meter_settle_pending(kb_worker *w, kb_arena *arena)
 {
     if (!settle_own(w, arena))
         return false;
+    /* Entries still running somewhere stay claimed until the end of the round,
+     * so the loop moves on to the others instead of claiming them again. */
+    int later[16], nlater = 0;
+    bool done = true;
     kb_jstate st;
     kb_journal_charge c;
     int i;
-    int tried = 0;
-    while (tried++ < KB_JOURNAL_ENTRIES && (i = kb_journal_claim(&st, &c)) >= 0) {
+    while (nlater < (int)(sizeof(later) / sizeof(later[0])) &&
+           (i = kb_journal_claim(&st, &c)) >= 0) {
         settled s = settle(w, arena, st, &c);
-        kb_journal_release(i, s == SETTLED);
-        if (s == DB_DOWN)
-            return false;
-        if (s == NOT_YET)
-            break; /* still running somewhere: the next idle round asks again */
+        if (s == SETTLED) {
+            kb_journal_release(i, true);
+            continue;
+        }
+        done = false;
+        if (s == DB_DOWN) {
+            kb_journal_release(i, false);
+            break;
+        }
+        later[nlater++] = i;
     }
-    return true;
+    for (int k = 0; k < nlater; k++)
+        kb_journal_release(later[k], false);
+    return done;
 }
 
 /* ---- the charge ---- */

@@ -229,8 +229,14 @@ BEGIN
         RETURN;
     END IF;
     -- API.md: a successful key check sets last_used_at; at most once a second.
+    -- Never waits for the key's row: this transaction may hold its account row
+    -- already (the fast path's UPDATE locks the row it re-checks), and revoking
+    -- a key locks the key, then the account. A row another transaction is
+    -- updating is skipped; that one writes last_used_at.
     IF k.last_used_at IS NULL OR k.last_used_at < t - interval '1 second' THEN
-        UPDATE api_keys ak SET last_used_at = greatest(ak.last_used_at, t) WHERE ak.id = k.id;
+        UPDATE api_keys ak SET last_used_at = greatest(ak.last_used_at, t)
+         WHERE ak.id = (SELECT l.id FROM api_keys l WHERE l.id = k.id
+                          FOR NO KEY UPDATE SKIP LOCKED);
         k.last_used_at := greatest(k.last_used_at, t);
     END IF;
     user_id := k.user_id;
