@@ -35,7 +35,7 @@
 # Postgres (all backends, reaped ones included), and for HTTP rows nginx and the
 # kalshibook-fcgi pool, plus the load generator itself (pgbench or wrk).
 # BENCH_WORKERS_SWEEP="2 3 4 6" adds markets-metered-wN rows: the same request with the
-# pool restarted with N workers (how the default in t/stack.sh was chosen).
+# pool restarted with N workers (how the default pool size, app/master.c, was chosen).
 # Everything started here is stopped on exit, failure or Ctrl-C.
 #
 # Environment: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS
