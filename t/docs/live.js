@@ -69,7 +69,11 @@ async function run(T) {
         }
     });
     await test('the tiers table the meter charges by agrees with static/plans.json', () => {
-        noErrors(require('./plans').checkDb(process.env.KB_DATABASE_URL));
+        const P = require('./plans');
+        noErrors(P.checkDb(process.env.KB_DATABASE_URL));
+        const drift = P.load();
+        drift.plans[2].requests_per_minute += 1;
+        assert(P.checkDb(process.env.KB_DATABASE_URL, drift).length === 1, 'a rate that differs from the tiers row went unnoticed');
     });
     const assets = fs.readdirSync(path.join(L.ROOT, 'static', 'assets')).map((f) =>
         [`/assets/${f}`, f.endsWith('.css') ? 'text/css; charset=utf-8' : 'application/javascript; charset=utf-8']);
