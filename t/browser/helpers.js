@@ -55,9 +55,9 @@ async function watch(page, base, { allow4xx = false } = {}) {
     return problems;
 }
 
-async function shot(page, name, fullPage = true) {
+async function shot(page, name, fullPage = true, timeout = 30000) {
     fs.mkdirSync(OUT, { recursive: true });
-    await page.screenshot({ path: path.join(OUT, `${name}.png`), fullPage });
+    await page.screenshot({ path: path.join(OUT, `${name}.png`), fullPage, timeout });
 }
 
 // axe-core on the page as it is now: serious and critical findings fail; the others are

@@ -657,7 +657,9 @@ async function stackFlow(ctx) {
         const onBilling = (u) => u.origin === origin && u.pathname === '/billing';
         await Promise.all([page.waitForURL((u) => !onBilling(u), { timeout: 15000 }), page.click('#upgrade')]);
         await page.waitForLoadState('load');
-        await snap('checkout');
+        // The stand-in's page is not ours: its screenshot is a record, not a check (under a load
+        // of 16 Chromium once took over 30 s to paint it); a miss is reported, not failed.
+        await shot(page, `stack-${n++}-checkout`, false, 10000).catch((e) => notes.push(`no screenshot of the stand-in's checkout page: ${e.message.split('\n')[0]}`));
         const btn = page.locator('button, input[type=submit]').filter({ hasText: /pay/i }).first();
         await Promise.all([page.waitForURL(`${origin}/billing?success=true`, { timeout: 20000 }), btn.click()]);
         await page.waitForFunction(() => /Project plan now|has not confirmed/.test(document.getElementById('notice').textContent), null, { timeout: 40000 });
