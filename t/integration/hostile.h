@@ -41,6 +41,8 @@ typedef struct tally {
     long sampled, sample_bad;
     long charged;          /* credits the accepted cases must have cost */
     long charged_requests; /* and how many requests they were */
+    bool before_meter;     /* refused cases must also carry no X-Credits-* header: refused
+                            * before the meter, not charged and refunded */
 } tally;
 static tally T;
 
@@ -90,6 +92,7 @@ send_case(const char *cls, const char *method, const char *path, const char *aut
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
     const cJSON *rid = r->json ? cJSON_GetObjectItemCaseSensitive(r->json, "request_id") : NULL;
     char *xrid = kbt_header(r, "X-Request-ID");
+    char *xcost = kbt_header(r, "X-Credits-Cost");
     if (r->curl_code != 0)
         why = "transport error";
     else if (r->status >= 500)
@@ -107,6 +110,8 @@ send_case(const char *cls, const char *method, const char *path, const char *aut
         why = "envelope";
     else if (!cJSON_IsString(rid) || xrid == NULL || strcmp(rid->valuestring, xrid) != 0)
         why = "request_id";
+    else if (T.before_meter && xcost != NULL)
+        why = "metered (X-Credits-Cost) before it was refused";
     if (why != NULL) {
         T.bad++;
         if (T.bad <= 200) {
@@ -130,6 +135,7 @@ send_case(const char *cls, const char *method, const char *path, const char *aut
         }
     }
     free(xrid);
+    free(xcost);
     kbt_resp_free(r);
 }
 
