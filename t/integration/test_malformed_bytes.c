@@ -141,7 +141,7 @@ security(const cJSON *op)
 }
 
 /* A valid body for the operation: its example (or first named example), else one built from
- * the schema's required members. Caller deletes. */
+ * the schema's members. Caller deletes. */
 static cJSON *
 body_example(const cJSON *op, const cJSON **schema)
 {
@@ -158,14 +158,14 @@ body_example(const cJSON *op, const cJSON **schema)
     }
     if (cJSON_IsObject(ex))
         return cJSON_Duplicate(ex, true);
+    /* every member the schema names, so that the swept one is the only thing wrong */
     cJSON *b = cJSON_CreateObject();
-    const cJSON *req, *props = cJSON_GetObjectItemCaseSensitive(*schema, "properties");
-    cJSON_ArrayForEach(req, cJSON_GetObjectItemCaseSensitive(*schema, "required"))
+    const cJSON *prop;
+    cJSON_ArrayForEach(prop, cJSON_GetObjectItemCaseSensitive(*schema, "properties"))
     {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(
-            deref(cJSON_GetObjectItemCaseSensitive(props, req->valuestring)), "type");
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(deref(prop), "type");
         const char *type = cJSON_IsString(t) ? t->valuestring : "string";
-        cJSON_AddItemToObject(b, req->valuestring,
+        cJSON_AddItemToObject(b, prop->string,
                               strcmp(type, "object") == 0    ? cJSON_CreateObject()
                               : strcmp(type, "integer") == 0 ? cJSON_CreateNumber((double)time(NULL))
                               : strcmp(type, "boolean") == 0 ? cJSON_CreateTrue()
@@ -324,12 +324,13 @@ send_sweep(const sweep_case *c)
             cJSON_DeleteItemFromObjectCaseSensitive(b, c->name);
             cJSON_AddStringToObject(b, c->name, "@@SWEEP@@");
         }
+        /* the placeholder, quotes and all, becomes the value's JSON text */
         char *text = cJSON_PrintUnformatted(b);
-        const char *at = strstr(text, "@@SWEEP@@");
+        const char *at = strstr(text, "\"@@SWEEP@@\"");
         if (c->where == IN_BODY && at != NULL) {
             kb_buf_append(&body, text, (size_t)(at - text));
             kb_buf_puts(&body, c->value);
-            kb_buf_puts(&body, at + strlen("@@SWEEP@@"));
+            kb_buf_puts(&body, at + strlen("\"@@SWEEP@@\""));
         } else {
             kb_buf_puts(&body, text);
         }
