@@ -48,15 +48,6 @@ respond(const kb_req *req, kb_ctx *ctx, const char *user_id, const char *email)
     return KB_OK;
 }
 
-static size_t
-utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
-}
-
 static kb_err
 exists(kb_ctx *ctx)
 {
@@ -70,7 +61,7 @@ h_auth_signup(const kb_req *req, kb_ctx *ctx)
     kb_err err = read_credentials(req, ctx, &email, &password);
     if (err)
         return err;
-    if (utf8_chars(password) < KB_PASSWORD_MIN)
+    if (kb_utf8_chars(password, strlen(password)) < KB_PASSWORD_MIN)
         return kb_fail(ctx, KB_E_WEAK_PASSWORD, "Password should be at least %d characters.",
                        KB_PASSWORD_MIN);
     if (email[0] == '\0')

@@ -112,8 +112,7 @@ h_billing_payg(const kb_req *req, kb_ctx *ctx)
     kb_json_get_int(ctx, body, "overage_cap", KB_JSON_NULLABLE, 0, INT32_MAX, &cap, &cap_set);
     if (ctx->err)
         return ctx->err;
-    const cJSON *capv = cJSON_GetObjectItemCaseSensitive(body, "overage_cap");
-    if (cJSON_IsNull(capv))
+    if (kb_json_is_null(body, "overage_cap"))
         cap = 0; /* null removes the cap */
     else if (!cap_set)
         cap = enable && kb_cfg.payg_overage_cap > 0 ? kb_cfg.payg_overage_cap : -1;

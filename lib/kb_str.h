@@ -70,4 +70,8 @@ size_t kb_utf8_seq(const char *s, size_t left);
 /* True when s is valid UTF-8 (no overlongs, no surrogates). */
 bool kb_utf8_valid(const char *s, size_t len);
 
+/* Code points in s, which must be valid UTF-8 (kb_utf8_valid): the bytes that
+ * do not continue a sequence. */
+size_t kb_utf8_chars(const char *s, size_t len);
+
 #endif

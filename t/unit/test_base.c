@@ -183,6 +183,10 @@ START_TEST(utf8_validation)
     ck_assert(!kb_utf8_valid("\xf4\x90\x80\x80", 4));
     ck_assert(!kb_utf8_valid("\xe2\x82", 2));
     ck_assert(kb_utf8_valid("", 0));
+    /* code points, not bytes (password and name lengths) */
+    ck_assert_uint_eq(kb_utf8_chars("abc\xc3\xa9\xf0\x9f\x98\x80", 9), 5);
+    ck_assert_uint_eq(kb_utf8_chars("\xe2\x82\xac\xe2\x82\xac", 6), 2);
+    ck_assert_uint_eq(kb_utf8_chars("", 0), 0);
 }
 END_TEST
 
