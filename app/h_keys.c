@@ -12,6 +12,7 @@
 
 #include "kb_auth.h"
 #include "kb_keys.h"
+#include "kb_time.h"
 #include "kb_banned.h"
 
 #define KEY_NAME_MAX 100
@@ -52,44 +53,6 @@ h_keys_create(const kb_req *req, kb_ctx *ctx)
     return KB_OK;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-static int64_t
-days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/* A calendar date "YYYY-MM-DD" (UTC day) into days since the epoch. */
-static bool
-parse_date(kb_str s, int64_t *days)
-{
-    if (s.p == NULL || s.len != 10 || s.p[4] != '-' || s.p[7] != '-')
-        return false;
-    int v[3] = {0, 0, 0};
-    const int at[3] = {0, 5, 8}, len[3] = {4, 2, 2};
-    for (int f = 0; f < 3; f++) {
-        for (int i = 0; i < len[f]; i++) {
-            char c = s.p[at[f] + i];
-            if (c < '0' || c > '9')
-                return false;
-            v[f] = v[f] * 10 + (c - '0');
-        }
-    }
-    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (v[0] < 1 || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > mdays[v[1] - 1])
-        return false;
-    bool leap = (v[0] % 4 == 0 && v[0] % 100 != 0) || v[0] % 400 == 0;
-    if (v[1] == 2 && v[2] == 29 && !leap)
-        return false;
-    *days = days_from_civil(v[0], v[1], v[2]);
-    return true;
-}
-
 #define USAGE_MAX_SPAN_DAYS 366
 
 /*
@@ -108,7 +71,7 @@ usage_range(const kb_req *req, kb_ctx *ctx, bool *range, const char **start, con
     *range = false;
     for (int i = 0; i < 2; i++) {
         has[i] = kb_query_get(ctx->arena, req->query, names[i], &v[i]);
-        if (has[i] && !parse_date(v[i], &days[i]))
+        if (has[i] && !kb_time_parse_date(v[i].p, v[i].len, &days[i]))
             return kb_fail(ctx, KB_E_VALIDATION,
                            "query.%s: Input should be a valid date in the format YYYY-MM-DD",
                            names[i]);

@@ -67,19 +67,12 @@ deref(const cJSON *n)
 static void
 load_spec(void)
 {
-    char file[4096];
-    snprintf(file, sizeof(file), "%s/static/openapi.json", kbt_env("KB_REPO_ROOT"));
-    FILE *f = fopen(file, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", file);
-    kb_buf b = KB_BUF_INIT;
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        kb_buf_append(&b, chunk, n);
-    fclose(f);
-    spec = cJSON_ParseWithLength(b.buf, b.len);
-    kb_buf_release(&b);
-    ck_assert_msg(spec != NULL, "%s is not JSON", file);
+    size_t len = 0;
+    char *text = kbt_file_read("static/openapi.json", &len);
+    ck_assert_msg(text != NULL, "cannot read static/openapi.json");
+    spec = cJSON_ParseWithLength(text, len);
+    free(text);
+    ck_assert_msg(spec != NULL, "static/openapi.json is not JSON");
 }
 
 /* "/keys/{key_id}" and "/keys/{id}" are the same route. */

@@ -111,16 +111,6 @@ START_TEST(unseen_token_user_first_requests_at_once_make_one_user)
 }
 END_TEST
 
-static bool
-two_workers_wait_on_lock(void *c)
-{
-    char *v = kbt_sql_value(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
-                               " LIKE 'kalshibook-worker%' AND wait_event_type = 'Lock'");
-    bool ok = v != NULL && strcmp(v, "2") == 0;
-    free(v);
-    return ok;
-}
-
 /* The race made certain: another first use has inserted the users row and not committed
  * yet, two first requests wait on it, then it commits. Both must then find the row (a
  * statement that took its snapshot before the wait would not, and answer 401). */
@@ -140,7 +130,7 @@ START_TEST(first_use_that_waits_on_another_finds_its_row)
     pthread_t th[2];
     for (int i = 0; i < 2; i++)
         pthread_create(&th[i], NULL, first_use_one, &x[i]);
-    ck_assert_msg(kbt_wait_until(two_workers_wait_on_lock, db, 20000),
+    ck_assert_msg(kbt_wait_until(kbt_two_workers_wait_on_lock, db, 20000),
                   "the two first requests never waited on the uncommitted users row");
     kbt_sql_ok(other, "COMMIT");
     for (int i = 0; i < 2; i++) {
