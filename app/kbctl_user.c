@@ -32,13 +32,6 @@ usage(FILE *f)
 static int
 connect_db(kb_db *db)
 {
-    kb_buf problems = KB_BUF_INIT;
-    if (kb_config_load(&kb_cfg, &problems)) {
-        fprintf(stderr, "kbctl user: invalid configuration:\n%s", kb_buf_cstr(&problems));
-        kb_buf_release(&problems);
-        return KBCTL_CONFIG;
-    }
-    kb_buf_release(&problems);
     kb_db_init(db, kb_cfg.database_url, "kbctl-user", kb_cfg.db_connect_timeout_s, 0);
     if (kb_db_connect(db)) {
         fprintf(stderr, "kbctl user: unable to connect to the database\n");
