@@ -41,7 +41,7 @@ static const command commands[] = {
     {"status", kbctl_status, NEEDS_CONFIG,
      "pool processes, database, usage outbox and last webhook"},
     {"import", kbctl_import, NEEDS_CONFIG, "load Kalshi capture files (JSON lines) idempotently"},
-    {"demo-data", kbctl_demo_data, NEEDS_CONFIG,
+    {"demo-data", kbctl_demo_data, 0, /* only to load the set: it calls kbctl_load_config */
      "generate and load a deterministic demo data set"},
     {"partitions", kbctl_partitions, NEEDS_CONFIG, "create market-data partitions ahead of time"},
 };
@@ -56,9 +56,8 @@ asks_help(int argc, char **argv)
     return false;
 }
 
-/* The configuration into kb_cfg, or every problem named and KBCTL_CONFIG. */
-static int
-load_config(const char *cmd)
+int
+kbctl_load_config(const char *cmd)
 {
     kb_buf problems = KB_BUF_INIT;
     int rc = KBCTL_OK;
@@ -98,7 +97,7 @@ main(int argc, char **argv)
             continue;
         kb_config_require_jwt((c->needs & NEEDS_JWT) != 0);
         if ((c->needs & NEEDS_CONFIG) && !asks_help(argc - 1, argv + 1)) {
-            int rc = load_config(c->name);
+            int rc = kbctl_load_config(c->name);
             if (rc != KBCTL_OK)
                 return rc;
         }

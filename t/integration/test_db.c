@@ -489,6 +489,12 @@ START_TEST(kbctl_commands_refuse_an_invalid_configuration)
         ck_assert_msg(rc == 0, "%s --help: exit %d: %s", cmds[i][0], rc, kb_buf_cstr(&out));
         kb_buf_release(&out);
     }
+    /* demo-data writing a file needs none either */
+    const char *to_file[] = {"demo-data", "--markets", "1", "--fp-markets", "0", "--days", "1",
+                             "--out", "/dev/null", NULL};
+    kb_buf out = KB_BUF_INIT;
+    ck_assert_int_eq(kbctl(env, to_file, &out), 0);
+    kb_buf_release(&out);
 }
 END_TEST
 
