@@ -234,32 +234,50 @@ START_TEST(route_table_costs_are_the_contract)
 }
 END_TEST
 
-/* A worker whose database is never tried (no network in unit tests). */
-static void
-offline_worker(kb_worker *w)
-{
-    memset(w, 0, sizeof(*w));
-    kb_db_init(&w->db, "", "test", 1, 0);
-    w->db.next_attempt_us = INT64_MAX;
-}
+/* A dispatch through the real route table with a worker whose database is never tried (no
+ * network in unit tests). */
+typedef struct offline {
+    kb_arena a;
+    kb_worker w;
+    kb_ctx ctx;
+    kb_req req;
+    kb_header h;
+} offline;
 
 static void
-dispatch_auth(const char *method, const char *path, const char *authorization, kb_ctx *ctx,
-              kb_req *req, kb_arena *a, kb_worker *w, kb_header *h)
+offline_init(offline *o)
 {
+    memset(o, 0, sizeof(*o));
+    kb_arena_init(&o->a, 0);
+    kb_db_init(&o->w.db, "", "test", 1, 0);
+    o->w.db.next_attempt_us = INT64_MAX;
+}
+
+/* Dispatch method path with an Authorization header (NULL = none) into o->ctx. */
+static void
+offline_dispatch(offline *o, const char *method, const char *path, const char *authorization)
+{
+    kb_req *req = &o->req;
     memset(req, 0, sizeof(*req));
-    req->arena = a;
+    req->arena = &o->a;
     req->method = kb_str_c(method);
     req->path = kb_str_c(path);
     if (authorization != NULL) {
-        h->name = kb_str_c("authorization");
-        h->value = kb_str_c(authorization);
-        req->headers = h;
+        o->h.name = kb_str_c("authorization");
+        o->h.value = kb_str_c(authorization);
+        req->headers = &o->h;
         req->nheaders = 1;
     }
     kb_req_set_id(req, kb_str_c("req_0123456789ab"));
-    kb_ctx_init(ctx, w, a);
-    kb_dispatch(req, ctx);
+    kb_ctx_init(&o->ctx, &o->w, &o->a);
+    kb_dispatch(req, &o->ctx);
+}
+
+static void
+offline_release(offline *o)
+{
+    kb_db_release(&o->w.db);
+    kb_arena_release(&o->a);
 }
 
 /* The dispatcher parses a metered route's key once, into req->api_key, and
@@ -267,38 +285,32 @@ dispatch_auth(const char *method, const char *path, const char *authorization, k
  * handler. Other routes get neither. */
 START_TEST(dispatch_parses_the_key_once_and_takes_the_cost)
 {
-    kb_arena a;
-    kb_worker w;
-    kb_ctx ctx;
-    kb_req req;
-    kb_header h;
-    kb_arena_init(&a, 0);
-    offline_worker(&w);
+    offline o;
+    offline_init(&o);
 
-    dispatch_auth("POST", "/orderbook", "Bearer not-a-kb-key", &ctx, &req, &a, &w, &h);
-    ck_assert_int_eq(ctx.resp.status, 401);
-    ck_assert(strstr(kb_buf_cstr(&ctx.resp.body), "\"code\":\"invalid_api_key\"") != NULL);
-    ck_assert_int_eq(ctx.cost, 5);
-    ck_assert_ptr_null(req.api_key.p);
-    ck_assert_ptr_null(ctx.charge);
-    kb_ctx_release(&ctx);
+    offline_dispatch(&o, "POST", "/orderbook", "Bearer not-a-kb-key");
+    ck_assert_int_eq(o.ctx.resp.status, 401);
+    ck_assert(strstr(kb_buf_cstr(&o.ctx.resp.body), "\"code\":\"invalid_api_key\"") != NULL);
+    ck_assert_int_eq(o.ctx.cost, 5);
+    ck_assert_ptr_null(o.req.api_key.p);
+    ck_assert_ptr_null(o.ctx.charge);
+    kb_ctx_release(&o.ctx);
 
     /* Well formed: parsed (scheme in any case, spaces trimmed), then the handler
      * runs and the meter finds the database down. */
-    dispatch_auth("GET", "/markets", "bEaReR   kb-abcdef  ", &ctx, &req, &a, &w, &h);
-    ck_assert_int_eq(ctx.cost, 1);
-    ck_assert_uint_eq(req.api_key.len, 9);
-    ck_assert(memcmp(req.api_key.p, "kb-abcdef", 9) == 0);
-    ck_assert_int_eq(ctx.resp.status, 503);
-    ck_assert_ptr_null(ctx.charge);
-    kb_ctx_release(&ctx);
+    offline_dispatch(&o, "GET", "/markets", "bEaReR   kb-abcdef  ");
+    ck_assert_int_eq(o.ctx.cost, 1);
+    ck_assert_uint_eq(o.req.api_key.len, 9);
+    ck_assert(memcmp(o.req.api_key.p, "kb-abcdef", 9) == 0);
+    ck_assert_int_eq(o.ctx.resp.status, 503);
+    ck_assert_ptr_null(o.ctx.charge);
+    kb_ctx_release(&o.ctx);
 
-    dispatch_auth("GET", "/keys/usage", "Bearer kb-abcdef", &ctx, &req, &a, &w, &h);
-    ck_assert_int_eq(ctx.cost, 0);
-    ck_assert_ptr_null(req.api_key.p);
-    kb_ctx_release(&ctx);
-    kb_db_release(&w.db);
-    kb_arena_release(&a);
+    offline_dispatch(&o, "GET", "/keys/usage", "Bearer kb-abcdef");
+    ck_assert_int_eq(o.ctx.cost, 0);
+    ck_assert_ptr_null(o.req.api_key.p);
+    kb_ctx_release(&o.ctx);
+    offline_release(&o);
 }
 END_TEST
 
@@ -321,28 +333,22 @@ START_TEST(dispatch_undecodable_param_is_the_routes_miss_uncharged)
         {"DELETE", "/keys/A\xfe", 404, "key_not_found"},
         {"GET", "/markets/A\xfe", 404, "market_not_found"},
     };
-    kb_arena a;
-    kb_worker w;
-    kb_ctx ctx;
-    kb_req req;
-    kb_header h;
-    kb_arena_init(&a, 0);
-    offline_worker(&w);
+    offline o;
+    offline_init(&o);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        dispatch_auth(cases[i].method, cases[i].path, "Bearer kb-abcdef", &ctx, &req, &a, &w, &h);
-        const char *body = kb_buf_cstr(&ctx.resp.body);
-        ck_assert_msg(ctx.resp.status == cases[i].status, "%s: %d", cases[i].path,
-                      ctx.resp.status);
+        offline_dispatch(&o, cases[i].method, cases[i].path, "Bearer kb-abcdef");
+        const char *body = kb_buf_cstr(&o.ctx.resp.body);
+        ck_assert_msg(o.ctx.resp.status == cases[i].status, "%s: %d", cases[i].path,
+                      o.ctx.resp.status);
         ck_assert_msg(strstr(body, cases[i].code) != NULL, "%s: %s", cases[i].path, body);
         ck_assert_msg(strstr(body, "path.") != NULL, "%s: %s", cases[i].path, body);
-        ck_assert_ptr_null(ctx.charge);
-        kb_ctx_release(&ctx);
+        ck_assert_ptr_null(o.ctx.charge);
+        kb_ctx_release(&o.ctx);
     }
-    dispatch_auth("GET", "/markets/%FF", "Bearer nope", &ctx, &req, &a, &w, &h);
-    ck_assert_int_eq(ctx.resp.status, 401);
-    kb_ctx_release(&ctx);
-    kb_db_release(&w.db);
-    kb_arena_release(&a);
+    offline_dispatch(&o, "GET", "/markets/%FF", "Bearer nope");
+    ck_assert_int_eq(o.ctx.resp.status, 401);
+    kb_ctx_release(&o.ctx);
+    offline_release(&o);
 }
 END_TEST
 
@@ -361,23 +367,17 @@ count_send(void *ud, const kb_req *req, kb_ctx *ctx)
  * credit or rate-limit headers and touches no database. */
 START_TEST(end_sends_an_unmetered_answer_unchanged)
 {
-    kb_arena a;
-    kb_worker w;
-    kb_ctx ctx;
-    kb_req req;
-    kb_header h;
-    kb_arena_init(&a, 0);
-    offline_worker(&w);
-    dispatch_auth("GET", "/nope", NULL, &ctx, &req, &a, &w, &h);
+    offline o;
+    offline_init(&o);
+    offline_dispatch(&o, "GET", "/nope", NULL);
     sent = 0;
-    kb_meter_end(&req, &ctx, KB_E_NOT_FOUND, count_send, &sent);
+    kb_meter_end(&o.req, &o.ctx, KB_E_NOT_FOUND, count_send, &sent);
     ck_assert_int_eq(sent, 1);
-    ck_assert_int_eq(ctx.resp.status, 404);
-    ck_assert_ptr_null(strstr(kb_buf_cstr(&ctx.resp.headers), "X-Credits"));
-    ck_assert_ptr_null(strstr(kb_buf_cstr(&ctx.resp.headers), "X-RateLimit"));
-    kb_ctx_release(&ctx);
-    kb_db_release(&w.db);
-    kb_arena_release(&a);
+    ck_assert_int_eq(o.ctx.resp.status, 404);
+    ck_assert_ptr_null(strstr(kb_buf_cstr(&o.ctx.resp.headers), "X-Credits"));
+    ck_assert_ptr_null(strstr(kb_buf_cstr(&o.ctx.resp.headers), "X-RateLimit"));
+    kb_ctx_release(&o.ctx);
+    offline_release(&o);
 }
 END_TEST
 
