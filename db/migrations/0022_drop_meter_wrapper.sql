@@ -5,5 +5,5 @@
 -- kb_meter_slow() "for tools and tests". No code of the product calls it: the
 -- workers run kb_meter_stmt (lib/meter.c) and its slow path kb_meter_slow(),
 -- and the tests now call kb_meter_slow() too. The live body of every function
--- is listed in db/migrations/README.md, so 0003's text is not mistaken for it.
+-- is listed in docs/migrations.md, so 0003's text is not mistaken for it.
 DROP FUNCTION kb_meter(text, integer, text);
