@@ -135,20 +135,9 @@ admin(const char *what, const char *db)
 static char *
 slurp(const char *path, size_t *len)
 {
-    char full[1024];
-    if (path[0] == '/')
-        snprintf(full, sizeof(full), "%s", path);
-    else
-        snprintf(full, sizeof(full), "%s/%s", kbt_env("KB_REPO_ROOT"), path);
-    FILE *f = fopen(full, "r");
-    need(f != NULL, "%s", full);
-    kb_buf b = KB_BUF_INIT;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        kb_buf_append(&b, chunk, n);
-    fclose(f);
-    return kb_buf_detach(&b, len);
+    char *s = kbt_file_read(path, len);
+    need(s != NULL, "cannot read %s", path);
+    return s;
 }
 
 /* ---- the recorded answers ---- */

@@ -3,6 +3,7 @@
  * query value and header, out-of-range numbers and timestamps in other time zones. Each case
  * gets its exact status and API.md code and changes nothing (t/integration/hostile.h).
  */
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,21 +127,14 @@ make_big_bodies(void)
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-/* Percent-encode s for a path segment or query value. */
+/* Percent-encode s for a path segment or query value (libcurl's encoder). */
 static void
 pct(kb_buf *b, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            kb_buf_putc(b, (char)*p);
-        } else {
-            kb_buf_putc(b, '%');
-            kb_buf_putc(b, hex[*p >> 4]);
-            kb_buf_putc(b, hex[*p & 15]);
-        }
-    }
+    char *e = curl_easy_escape(NULL, s, 0);
+    ck_assert_ptr_nonnull(e);
+    kb_buf_puts(b, e);
+    curl_free(e);
 }
 
 /* Decode a JSON-escaped hostile value to raw text (for URLs and headers); malloc'd. */

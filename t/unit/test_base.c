@@ -127,6 +127,54 @@ START_TEST(query_get_form_decodes)
 }
 END_TEST
 
+/* What kb_str_unescape (and so every path segment and query value) decodes or
+ * refuses: the malformed byte sequences of issue 20, escaped and raw. */
+static const struct {
+    const char *in;
+    const char *out; /* NULL: refused */
+} unescape_cases[] = {
+    {"abc", "abc"},
+    {"a%20b+c", "a b c"},
+    {"%E2%82%AC", "\xe2\x82\xac"},
+    {"%F0%9F%98%80", "\xf0\x9f\x98\x80"},
+    {"\xc3\xa9", "\xc3\xa9"},
+    {"%FF", NULL},
+    {"A%FEB", NULL},
+    {"\xff", NULL},
+    {"%E2%82", NULL},
+    {"%E2%82x", NULL},
+    {"%C0%AF", NULL},
+    {"%E0%80%AF", NULL},
+    {"%ED%A0%80", NULL},
+    {"%ED%BF%BF", NULL},
+    {"%F4%90%80%80", NULL},
+    {"%F8%88%80%80%80", NULL},
+    {"%80", NULL},
+    {"%00", NULL},
+    {"%zz", NULL},
+    {"%4", NULL},
+};
+
+START_TEST(unescape_refuses_bytes_that_are_not_utf8)
+{
+    kb_arena a;
+    kb_arena_init(&a, 0);
+    kb_str out = {"untouched", 9};
+    bool ok = kb_str_unescape(&a, kb_str_c(unescape_cases[_i].in), true, &out);
+    const char *want = unescape_cases[_i].out;
+    ck_assert_msg(ok == (want != NULL), "'%s'", unescape_cases[_i].in);
+    if (want != NULL)
+        ck_assert(kb_str_eq(out, want));
+    /* a query value is "present but undecodable" */
+    kb_buf q = KB_BUF_INIT;
+    kb_buf_printf(&q, "x=1&v=%s&y=2", unescape_cases[_i].in);
+    ck_assert(kb_query_get(&a, kb_str_c(kb_buf_cstr(&q)), "v", &out));
+    ck_assert(want != NULL ? kb_str_eq(out, want) : out.p == NULL);
+    kb_buf_release(&q);
+    kb_arena_release(&a);
+}
+END_TEST
+
 START_TEST(utf8_validation)
 {
     ck_assert(kb_utf8_valid("abc\xc3\xa9\xf0\x9f\x98\x80", 9));
@@ -135,6 +183,10 @@ START_TEST(utf8_validation)
     ck_assert(!kb_utf8_valid("\xf4\x90\x80\x80", 4));
     ck_assert(!kb_utf8_valid("\xe2\x82", 2));
     ck_assert(kb_utf8_valid("", 0));
+    /* code points, not bytes (password and name lengths) */
+    ck_assert_uint_eq(kb_utf8_chars("abc\xc3\xa9\xf0\x9f\x98\x80", 9), 5);
+    ck_assert_uint_eq(kb_utf8_chars("\xe2\x82\xac\xe2\x82\xac", 6), 2);
+    ck_assert_uint_eq(kb_utf8_chars("", 0), 0);
 }
 END_TEST
 
@@ -293,6 +345,8 @@ main(void)
                         sizeof(int_cases) / sizeof(int_cases[0]));
     tcase_add_test(tc, query_get_form_decodes);
     tcase_add_test(tc, utf8_validation);
+    tcase_add_loop_test(tc, unescape_refuses_bytes_that_are_not_utf8, 0,
+                        sizeof(unescape_cases) / sizeof(unescape_cases[0]));
     tcase_add_test(tc, time_format_is_python_isoformat);
     tcase_add_test(tc, arena_reset_runs_cleanups_and_reuses);
     tcase_add_test(tc, error_table_maps_status_and_code);

@@ -86,6 +86,32 @@ START_TEST(time_from_unix_numbers)
 }
 END_TEST
 
+/* GET /keys/usage's start_date/end_date: exactly YYYY-MM-DD, a real date. */
+START_TEST(date_parse_takes_calendar_dates_only)
+{
+    static const struct {
+        const char *in;
+        bool ok;
+        int64_t days;
+    } c[] = {
+        {"1970-01-01", true, 0},   {"2026-01-15", true, 20468}, {"2024-02-29", true, 19782},
+        {"0001-01-01", true, -719162}, {"9999-12-31", true, 2932896},
+        {"2026-02-29", false, 0},  {"2026-13-01", false, 0},    {"2026-00-10", false, 0},
+        {"2026-01-32", false, 0},  {"0000-01-01", false, 0},    {"2026-1-015", false, 0},
+        {"2026-01-15T", false, 0}, {"2026/01/15", false, 0},    {"", false, 0},
+        {"+026-01-15", false, 0},  {"2026-01-1\xff", false, 0},
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        int64_t d = -1;
+        bool ok = kb_time_parse_date(c[i].in, strlen(c[i].in), &d);
+        ck_assert_msg(ok == c[i].ok, "'%s'", c[i].in);
+        if (ok)
+            ck_assert_msg(d == c[i].days, "'%s': %lld", c[i].in, (long long)d);
+    }
+    ck_assert(!kb_time_parse_date(NULL, 0, NULL));
+}
+END_TEST
+
 START_TEST(naive_format_drops_the_offset)
 {
     char out[KB_TIME_FMT_MAX];
@@ -151,6 +177,7 @@ main(void)
     tcase_add_loop_test(tc, time_parse_accepts_the_documented_forms_only, 0,
                         (int)(sizeof(ts_cases) / sizeof(ts_cases[0])));
     tcase_add_test(tc, time_from_unix_numbers);
+    tcase_add_test(tc, date_parse_takes_calendar_dates_only);
     tcase_add_test(tc, naive_format_drops_the_offset);
     tcase_add_test(tc, cursor_round_trips_and_matches_the_documented_encoding);
     tcase_add_loop_test(tc, cursor_rejects_anything_else, 0,
