@@ -254,14 +254,21 @@ cases_hostile_strings(void)
                  "/candles/KXH?start_time=" TS_OK "&end_time=" TS_OK2 "&interval=%s", enc);
         send_case("candles_interval", "GET", path, bearer_key, "", NULL, 0, 422,
                   "validation_error");
-        /* The list routes take no parameters (API.md §5.10-5.12): hostile ones are ignored,
-         * and the request is answered and charged like any other (1 credit, counted). */
+        /* /settlements takes no limit or cursor (API.md §5.12): hostile ones are ignored,
+         * and the request is answered and charged like any other (1 credit, counted).
+         * /markets and /events page with them (§5.10-5.11): a hostile limit is never a
+         * valid one, so 422, uncharged. */
         static const char *const lists[] = {"/markets", "/events", "/settlements"};
         snprintf(path, sizeof(path), "%s?limit=%s&status=%s&cursor=%s", lists[i % 3], enc, enc,
                  enc);
-        send_case("ignored_list_query", "GET", path, bearer_key, "", NULL, 0, 200, NULL);
-        T.charged += 1;
-        T.charged_requests++;
+        if (i % 3 == 2) {
+            send_case("ignored_list_query", "GET", path, bearer_key, "", NULL, 0, 200, NULL);
+            T.charged += 1;
+            T.charged_requests++;
+        } else {
+            send_case("list_paging_query", "GET", path, bearer_key, "", NULL, 0, 422,
+                      "validation_error");
+        }
 
         /* Key routes: the id, other users' ids; and the key type. */
         snprintf(path, sizeof(path), "/keys/%s", enc);

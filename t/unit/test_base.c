@@ -1,4 +1,5 @@
-/* test_base.c - libkb base layer: buffers, strings, integers, time, arena, errors, envelope. */
+/* test_base.c - libkb base layer: buffers, strings, integers, time, arena, errors, envelope,
+ * streamed bodies. */
 #include <check.h>
 #include <stdint.h>
 #include <string.h>
@@ -333,6 +334,152 @@ START_TEST(request_id_from_nginx_or_generated)
 }
 END_TEST
 
+/* ---- streamed bodies (kb_resp_stream, kb_resp_send_body) ---- */
+
+/* A producer of `pieces` pieces "<n>,", failing at piece `fail_at` (0 = never). */
+typedef struct producer {
+    int pieces, next, fail_at, closed;
+} producer;
+
+static kb_err
+produce(void *ud, kb_ctx *ctx, kb_buf *out, bool *done)
+{
+    producer *p = ud;
+    ck_assert_uint_eq(out->len, 0);
+    ck_assert_int_eq(p->closed, 0);
+    p->next++;
+    if (p->next == p->fail_at)
+        return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
+    kb_buf_printf(out, "%d,", p->next);
+    *done = p->next == p->pieces;
+    return KB_OK;
+}
+
+static void
+close_producer(void *ud, kb_ctx *ctx)
+{
+    (void)ctx;
+    ((producer *)ud)->closed++;
+}
+
+/* A peer that takes at most `room` bytes, then is gone. */
+typedef struct peer {
+    kb_buf got;
+    size_t room;
+    int writes;
+} peer;
+
+static bool
+peer_write(void *ud, const char *p, size_t n)
+{
+    peer *w = ud;
+    w->writes++;
+    if (w->got.len + n > w->room)
+        return false;
+    kb_buf_append(&w->got, p, n);
+    return true;
+}
+
+static void
+stream_ctx(kb_ctx *ctx, kb_arena *a, kb_worker *w, producer *p, kb_resp_stream *s)
+{
+    kb_ctx_init(ctx, w, a);
+    kb_buf_puts(&ctx->resp.body, "[");
+    *s = (kb_resp_stream){produce, close_producer, p};
+    kb_resp_stream_set(ctx, s);
+}
+
+START_TEST(stream_sends_every_piece_then_closes)
+{
+    kb_arena a;
+    kb_worker w;
+    kb_ctx ctx;
+    kb_resp_stream s;
+    producer p = {.pieces = 4};
+    peer to = {KB_BUF_INIT, 1000, 0};
+    kb_arena_init(&a, 0);
+    stream_ctx(&ctx, &a, &w, &p, &s);
+    ck_assert(kb_resp_send_body(&ctx, peer_write, &to));
+    ck_assert_str_eq(kb_buf_cstr(&to.got), "[1,2,3,4,");
+    ck_assert_int_eq(to.writes, 5); /* the head, then one write per piece */
+    ck_assert_int_eq(p.closed, 1);
+    ck_assert_ptr_null(ctx.resp.stream);
+    ck_assert_int_eq(ctx.resp.status, 200);
+    ck_assert_int_eq(ctx.err, KB_OK);
+    kb_buf_release(&to.got);
+    kb_ctx_release(&ctx);
+    kb_arena_release(&a);
+}
+END_TEST
+
+START_TEST(stream_failing_after_the_first_byte_is_recorded_and_cut)
+{
+    kb_arena a;
+    kb_worker w;
+    kb_ctx ctx;
+    kb_resp_stream s;
+    producer p = {.pieces = 9, .fail_at = 3};
+    peer to = {KB_BUF_INIT, 1000, 0};
+    kb_arena_init(&a, 0);
+    stream_ctx(&ctx, &a, &w, &p, &s);
+    ck_assert(!kb_resp_send_body(&ctx, peer_write, &to));
+    ck_assert_str_eq(kb_buf_cstr(&to.got), "[1,2,");
+    ck_assert_int_eq(p.closed, 1);
+    ck_assert_int_eq(p.next, 3);
+    /* what the log line, the metrics and kb_meter_end see */
+    ck_assert_int_eq(ctx.resp.status, 503);
+    ck_assert_int_eq(ctx.err, KB_E_UNAVAILABLE);
+    kb_buf_release(&to.got);
+    kb_ctx_release(&ctx);
+    kb_arena_release(&a);
+}
+END_TEST
+
+START_TEST(stream_to_a_peer_that_went_away_stops_and_closes)
+{
+    kb_arena a;
+    kb_worker w;
+    kb_ctx ctx;
+    kb_resp_stream s;
+    producer p = {.pieces = 100};
+    peer to = {KB_BUF_INIT, 5, 0};
+    kb_arena_init(&a, 0);
+    stream_ctx(&ctx, &a, &w, &p, &s);
+    ck_assert(kb_resp_send_body(&ctx, peer_write, &to));
+    ck_assert_str_eq(kb_buf_cstr(&to.got), "[1,2,");
+    ck_assert_int_eq(p.next, 3); /* nothing produced after the failed write */
+    ck_assert_int_eq(p.closed, 1);
+    ck_assert_int_eq(ctx.resp.status, 200);
+    kb_buf_release(&to.got);
+    kb_ctx_release(&ctx);
+    kb_arena_release(&a);
+}
+END_TEST
+
+START_TEST(error_envelope_replaces_and_closes_a_stream)
+{
+    kb_arena a;
+    kb_worker w;
+    kb_ctx ctx;
+    kb_req req;
+    kb_resp_stream s;
+    producer p = {.pieces = 2};
+    kb_arena_init(&a, 0);
+    memset(&req, 0, sizeof(req));
+    kb_req_set_id(&req, kb_str_c("req_aaaaaaaaaaaa"));
+    stream_ctx(&ctx, &a, &w, &p, &s);
+    kb_resp_error(&ctx, &req, KB_E_INTERNAL);
+    ck_assert_int_eq(p.closed, 1);
+    ck_assert_int_eq(p.next, 0);
+    ck_assert_ptr_null(ctx.resp.stream);
+    ck_assert_int_eq(ctx.resp.status, 500);
+    kb_resp_stream_drop(&ctx); /* nothing left: no second close */
+    ck_assert_int_eq(p.closed, 1);
+    kb_ctx_release(&ctx);
+    kb_arena_release(&a);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -354,6 +501,10 @@ main(void)
     tcase_add_test(tc, unavailable_sends_retry_after);
     tcase_add_test(tc, client_error_message_is_escaped);
     tcase_add_test(tc, request_id_from_nginx_or_generated);
+    tcase_add_test(tc, stream_sends_every_piece_then_closes);
+    tcase_add_test(tc, stream_failing_after_the_first_byte_is_recorded_and_cut);
+    tcase_add_test(tc, stream_to_a_peer_that_went_away_stops_and_closes);
+    tcase_add_test(tc, error_envelope_replaces_and_closes_a_stream);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }
