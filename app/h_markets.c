@@ -38,7 +38,8 @@ filter(const kb_req *req, kb_ctx *ctx, const char *name, const char **out, kb_er
     if (!kb_query_get(ctx->arena, req->query, name, &v))
         return true;
     if (v.p == NULL) {
-        *err = kb_fail(ctx, KB_E_VALIDATION, "query.%s: invalid percent-encoding", name);
+        *err = kb_fail(ctx, KB_E_VALIDATION, "query.%s: invalid percent-encoding or UTF-8",
+                       name);
         return false;
     }
     *out = kb_str_dup(ctx->arena, v);
@@ -133,18 +134,20 @@ problem(kb_buf *b, const char *name, const char *reason)
     kb_buf_printf(b, "query.%s: %s", name, reason);
 }
 
-/* A query parameter as text: false when absent or recorded as a problem. */
+/* A query parameter as text: false when absent or recorded as a problem. A
+ * value that does not decode (a bad escape, or bytes that are not UTF-8:
+ * kb_str_unescape refuses both) is a bad timestamp for updated_since (400, as
+ * every timestamp) and a 422 for the others. */
 static bool
 query_text(const kb_req *req, kb_ctx *ctx, problems *pr, const char *name, kb_str *out)
 {
     if (!kb_query_get(ctx->arena, req->query, name, out))
         return false;
     if (out->p == NULL) {
-        problem(&pr->v422, name, "invalid percent-encoding");
-        return false;
-    }
-    if (!kb_utf8_valid(out->p, out->len)) {
-        problem(&pr->v422, name, "Input should be a valid UTF-8 string");
+        if (strcmp(name, "updated_since") == 0)
+            problem(&pr->v400, name, "Input should be a valid datetime");
+        else
+            problem(&pr->v422, name, "invalid percent-encoding or UTF-8");
         return false;
     }
     return true;
