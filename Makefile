@@ -224,7 +224,7 @@ deb: deps $(DEB_FILE)
 $(DEB_FILE): $(DEB_INPUTS) $(STATIC_BUILT)
 	packaging/build-deb.sh $@
 
-# ---- reliability: chaos and soak (README "Reliability") -------------------------
+# ---- reliability: chaos and soak (docs/testing.md "Reliability") ----------------
 # make chaos: 10,000 metered requests from 64 clients through every fault kind, then the money
 # invariants; make soak: 1,000,000 mixed requests against the release build with RSS/FD
 # sampling. make check runs a short version of each (t/run-tests.sh).
