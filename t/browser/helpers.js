@@ -8,7 +8,7 @@ const fs = require('fs');
 const path = require('path');
 const L = require('../docs/lib');
 
-const OUT = process.env.KB_TEST_OUTPUT_DIR || path.join(L.ROOT, 'build', 'test-output', 'browser');
+const OUT = process.env.KB_TEST_OUTPUT_DIR || path.join(L.ROOT, 'build', 'test-logs', 'browser');
 const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const counts = { passed: 0, failed: 0 };

@@ -16,7 +16,7 @@
 //     -> revoke the key; then every view at 360 px. Zero console errors, no CSP violation, no
 //     request off the origin, and an axe-core audit of every page with no serious or critical
 //     finding.
-// Each step saves a screenshot under $KB_TEST_OUTPUT_DIR (default build/test-output/browser).
+// Each step saves a screenshot under $KB_TEST_OUTPUT_DIR (default build/test-logs/browser).
 // Closes with "N passed, N failed" and appends "passed failed" to $KB_TEST_COUNTS.
 // Invariants: nothing is skipped: a route the flow needs that the server does not answer
 // fails its step; figures of plans come from static/plans.json, never from this file.
