@@ -16,7 +16,9 @@ PKGS_BUILD := build-essential pkg-config clang libclang-rt-14-dev \
 	libfcgi-dev libpq-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev check
 PKGS_RUN := postgresql nginx openssl curl ca-certificates procps iproute2
 PKGS_TEST := wrk python3 nodejs npm chromium
-PKGS := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)
+# clang-format: make format / make format-check (the root .clang-format).
+PKGS_FORMAT := clang-format
+PKGS := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST) $(PKGS_FORMAT)
 
 PC_LIBS := libpq libcurl libcjson libsodium openssl fcgi
 PC_CFLAGS = $(shell pkg-config --cflags $(PC_LIBS) 2>/dev/null)
@@ -85,7 +87,7 @@ PROGS := $(APPDIR)/kalshibook-fcgi $(APPDIR)/kbctl
 NPM_STAMP := node_modules/.package-lock.json
 STATIC_BUILT := static/docs/redoc.standalone.js
 
-.PHONY: all programs deps run check check-build tests bench clean format static fuzz fuzz-build fuzz-targets
+.PHONY: all programs deps run check check-build tests bench clean format format-check static fuzz fuzz-build fuzz-targets
 .DEFAULT_GOAL := all
 
 all: programs static
@@ -198,8 +200,26 @@ bench: deps
 	$(MAKE) VARIANT=release all
 	t/bench/bench.sh "$(CURDIR)"
 
+# Every C file of the repository, tracked or new (not ignored): lib/, app/ (app/collector/
+# too), t/*.h, t/unit, t/integration, t/fuzz, t/chaos, t/bench, t/kalshi, ... . Without git
+# (an unpacked source package), the directories that hold C today.
+FORMAT_SRCS = $(or $(shell git ls-files -co --exclude-standard -- '*.c' '*.h' 2>/dev/null), \
+	$(wildcard lib/*.[ch] app/*.[ch] app/*/*.[ch] t/*.h t/*/*.[ch]))
+
+# make format rewrites them in the house style; make format-check fails (naming each file
+# and line) when make format would change any of them.
 format:
-	clang-format -i lib/*.[ch] app/*.[ch] t/unit/*.c t/integration/*.[ch] t/fuzz/*.c
+	clang-format -i $(FORMAT_SRCS)
+
+format-check:
+	@if out=$$(clang-format --dry-run -Werror $(FORMAT_SRCS) 2>&1); then \
+		echo "format-check: $(words $(FORMAT_SRCS)) files in the house style"; \
+	else \
+		printf '%s\n' "$$out" | head -n 30; \
+		echo "format-check: make format would change" \
+			$$(printf '%s\n' "$$out" | sed -n 's/^\([^:]*\.[ch]\):[0-9]*:[0-9]*: error: .*/\1/p' | sort -u); \
+		exit 1; \
+	fi
 
 clean:
 	rm -rf build lib/libkb.a app/kalshibook-fcgi app/kbctl $(STATIC_BUILT)
@@ -224,7 +244,7 @@ deb: deps $(DEB_FILE)
 $(DEB_FILE): $(DEB_INPUTS) $(STATIC_BUILT)
 	packaging/build-deb.sh $@
 
-# ---- reliability: chaos and soak (README "Reliability") -------------------------
+# ---- reliability: chaos and soak (docs/testing.md "Reliability") ----------------
 # make chaos: 10,000 metered requests from 64 clients through every fault kind, then the money
 # invariants; make soak: 1,000,000 mixed requests against the release build with RSS/FD
 # sampling. make check runs a short version of each (t/run-tests.sh).

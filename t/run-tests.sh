@@ -139,7 +139,7 @@ rm -rf "$KB_TEST_OUTPUT_DIR"
 run_prog "$ROOT/t/docs/test-docs.js"
 run_prog "$ROOT/t/browser/test-browser.js"
 
-# Short reliability runs (make chaos / make soak are the full ones; README "Reliability"):
+# Short reliability runs (make chaos / make soak are the full ones; docs/testing.md "Reliability"):
 # chaos with the Stripe-side faults and every money invariant, and a soak under ASan with leak
 # detection. Each starts its own stack from a clean environment; one "passed failed" line each.
 echo "### reliability, short (t/chaos/run.sh, t/soak/run.sh under ASan)"

@@ -34,7 +34,7 @@ const CONTRACT = [
     ['POST', '/billing/webhook', 'stripe', 0],
 ];
 // Operator-only routes: routed, but not part of the public API, so not in the
-// spec. nginx lets only localhost reach them (README "Metrics").
+// spec. nginx lets only localhost reach them (docs/running.md "Metrics").
 const OPERATOR_ONLY = ['GET /metrics'];
 // API.md 3.2 and 7: every error code and its HTTP status.
 const CODES = {
