@@ -75,8 +75,9 @@ bool kb_meter_result_read(const PGresult *r, int row, kb_meter_result *out, cons
 
 /* The meter statement the workers prepare: $1 user id and $2 key id (as an
  * earlier answer for the key gave them), $3 cost (integer), $4 route pattern,
- * $5 request id. It charges in the common case (one UPDATE) and returns no row
- * otherwise; kb_meter_slow_stmt ($1 key SHA-256 hex, $2 cost, $3 route pattern,
+ * $5 request id, $6 the server's life (the token an earlier charge returned on
+ * the same connection). It charges in the common case (one UPDATE) and returns
+ * no row otherwise; kb_meter_slow_stmt ($1 key SHA-256 hex, $2 cost, $3 route pattern,
  * $4 request id; the same columns) then decides in the same transaction with the
  * account row locked. Both return the charge's transaction id, the server's life
  * (token) and the account's charge count (seq) for the journal. Exposed for the

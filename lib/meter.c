@@ -32,8 +32,10 @@
  * and its WHERE is re-checked on the newest row version under concurrency, so
  * it never overdraws or passes the rate window. It also leaves the charge's
  * footprint (charge_seq, charge_request), and takes only a row whose last charge
- * ran in the server's current life (charge_token): the first charge of an account
- * after a crash goes the slow way, which keeps the footprint the crash left.
+ * ran in the server's current life (charge_token = $6, the token the slow path
+ * returned on this very connection, which a crash would have cut): the first
+ * charge of an account after a crash goes the slow way, which keeps the
+ * footprint the crash left.
  * When it returns no row, kb_meter_slow_stmt decides with the row locked, in the
  * same transaction.
  */
@@ -56,7 +58,7 @@ const kb_stmt kb_meter_stmt = {
     "   AND (ba.rl_window_start <> date_trunc('minute', kb_now()) OR ba.rl_count < ba.rl_limit)"
     "   AND ba.usage_cycle = ba.billing_cycle_start"
     "   AND ba.usage_day = (kb_now() AT TIME ZONE 'UTC')::date AND ba.usage_endpoint = $4"
-    "   AND ba.charge_token = (SELECT mi.token FROM meter_incarnation mi)"
+    "   AND ba.charge_token = $6::uuid"
     " RETURNING 'ok'::text AS outcome, ba.user_id, ba.usage_key AS key_id,"
     "   ba.credits_total, ba.credits_used, $3::integer AS cost, ba.rl_limit,"
     "   greatest(0, ba.rl_limit - ba.rl_count) AS rl_remaining,"
@@ -64,7 +66,7 @@ const kb_stmt kb_meter_stmt = {
     "     AS rl_reset,"
     "   ba.billing_cycle_start AS cycle_start, ba.usage_day AS day, pg_current_xact_id() AS xid,"
     "   ba.charge_token AS token, ba.charge_seq AS seq",
-    5, false};
+    6, false};
 
 const kb_stmt kb_meter_slow_stmt = {
     "meter_slow", "SELECT * FROM kb_meter_slow($1, $2::integer, $3, $4)", 4, false};
@@ -453,9 +455,20 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
      * that dies meanwhile leaves an aborted transaction. */
     kb_journal_metering(w->journal, req->request_id);
     kb_err err;
-    if (known != NULL) {
-        const char *fast[] = {known->user_id, known->key_id, costs, route, req->request_id};
+    /* The fast path needs the server's life as this connection knows it; a
+     * connection made since (kb_db_exec_open() reconnects when it finds the old
+     * one dead) may be in a later life, after a crash: then nothing commits. */
+    const char *life = db->conn != NULL && w->life_conn == db->connects ? w->life : NULL;
+    uint64_t conn = db->connects;
+    if (known != NULL && life != NULL) {
+        const char *fast[] = {known->user_id, known->key_id, costs, route, req->request_id, life};
         err = kb_db_exec_open(db, ctx->arena, &kb_meter_stmt, fast, &r);
+        if (!err && PQntuples(r) == 1 && db->connects != conn) {
+            kb_journal_idle(w->journal);
+            kb_db_disconnect(db);
+            kb_db_ahead_clear(db);
+            return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
+        }
         if (!err && PQntuples(r) == 0)
             err = kb_db_exec_more(db, ctx->arena, &kb_meter_slow_stmt, slow, &r);
     } else {
@@ -478,6 +491,11 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
                        why ? why : "not one");
     }
     key_learn(w, hash, &c->m);
+    if (c->m.outcome == KB_METER_OK) {
+        /* A charge's token is the life of the connection it ran on. */
+        snprintf(w->life, sizeof(w->life), "%s", c->m.token);
+        w->life_conn = db->connects;
+    }
     if (c->m.key_prefix[0] == '\0' && known != NULL)
         snprintf(c->m.key_prefix, sizeof(c->m.key_prefix), "%s", known->key_prefix);
     if (c->m.outcome == KB_METER_OK) {

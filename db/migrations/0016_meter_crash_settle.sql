@@ -22,8 +22,11 @@
 --     new row version): charge_token (the token it ran under), charge_seq (one
 --     more than the previous charge's) and charge_request (its request id). The
 --     meter statement's fast path takes only rows whose charge_token is the
---     current token; kb_meter_slow(), on the first charge of an account after a
---     crash, first copies the footprint the crash left into meter_crash_receipts.
+--     current token (the worker passes the one a charge returned on the same
+--     connection: a crash ends every connection, and triggers keep anything else
+--     from changing the token); kb_meter_slow(), on the first charge of an account
+--     after a crash, first copies the footprint the crash left into
+--     meter_crash_receipts.
 --   * kb_meter_settle() gets the token and seq the charge returned. Same token:
 --     no crash since, pg_xact_status() is right as before. Another token: the
 --     footprint of the account as that life ended (the row, or its receipt) says
@@ -38,6 +41,21 @@ CREATE UNLOGGED TABLE meter_incarnation (
     one   boolean PRIMARY KEY DEFAULT true CHECK (one),
     token uuid NOT NULL
 );
+
+-- Only a crash may change it: the workers pass the token they learned on a
+-- connection back to the meter statement, and a crash ends that connection, but
+-- an edit would not. (Recovery resets the table's files; no trigger runs.)
+CREATE FUNCTION kb_incarnation_fixed() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RAISE EXCEPTION 'meter_incarnation changes only when Postgres recovers from a crash';
+END
+$$;
+CREATE TRIGGER meter_incarnation_fixed BEFORE UPDATE OR DELETE ON meter_incarnation
+    FOR EACH ROW EXECUTE FUNCTION kb_incarnation_fixed();
+CREATE TRIGGER meter_incarnation_kept BEFORE TRUNCATE ON meter_incarnation
+    FOR EACH STATEMENT EXECUTE FUNCTION kb_incarnation_fixed();
 
 -- The token of the server's current life (since its last crash); created by the
 -- first caller after one. Concurrent first callers agree (the primary key).
@@ -75,10 +93,12 @@ CREATE TABLE meter_crash_receipts (
 -- ---- the slow path, leaving the footprint --------------------------------------------
 
 DROP FUNCTION kb_meter(text, integer, text);
-DROP FUNCTION kb_meter_slow(text, integer, text);
 
 -- 0015's kb_meter_slow() with the request id (p_request_id, NULL for tools) and the
--- footprint; its decisions are unchanged.
+-- footprint; its decisions are unchanged. 0015's three-argument kb_meter_slow() and
+-- nine-argument kb_meter_settle() stay for the previous release's workers while
+-- hosts upgrade one at a time (docs/ops.md); their charges leave no footprint,
+-- which kb_meter_settle() below does not need from them; drop both later.
 CREATE FUNCTION kb_meter_slow(p_key_hash text, p_cost integer, p_endpoint text,
     p_request_id text,
     OUT outcome text, OUT user_id uuid, OUT key_id uuid, OUT key_prefix text,
@@ -263,8 +283,6 @@ LANGUAGE sql
 AS $$ SELECT * FROM kb_meter_slow(p_key_hash, p_cost, p_endpoint, NULL) $$;
 
 -- ---- settling -------------------------------------------------------------------------
-
-DROP FUNCTION kb_meter_settle(xid8, text, uuid, uuid, integer, text, timestamptz, date, bigint);
 
 -- Settle a charge whose commit its worker did not see (lib/kb_journal.h): p_xid,
 -- p_token and p_seq as the meter statement returned them. 'refunded' when the

@@ -17,7 +17,7 @@
 
 /* What a worker learned about a key from earlier answers (lib/meter.c). */
 typedef struct seen {
-    char user_id[40], key_id[40];
+    char user_id[40], key_id[40], life[40];
 } seen;
 
 /* One charge as a worker runs it, in one transaction: for a key seen before,
@@ -30,9 +30,11 @@ meter_exec_as(PGconn *c, seen *s, const char *hash, const char *cost, const char
     const char *slow[] = {hash, cost, endpoint, rid};
     PGresult *r = NULL;
     PQclear(PQexec(c, "BEGIN"));
-    if (s != NULL && s->key_id[0] != '\0') {
-        const char *fast[] = {s->user_id, s->key_id, cost, endpoint, rid};
-        r = PQexecParams(c, kb_meter_stmt.sql, 5, NULL, fast, NULL, NULL, 0);
+    /* The worker's fast path: a key it knows, on a connection whose server life
+     * an earlier charge told it. */
+    if (s != NULL && s->key_id[0] != '\0' && s->life[0] != '\0') {
+        const char *fast[] = {s->user_id, s->key_id, cost, endpoint, rid, s->life};
+        r = PQexecParams(c, kb_meter_stmt.sql, 6, NULL, fast, NULL, NULL, 0);
     }
     if (r == NULL || (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0)) {
         PQclear(r);
@@ -43,6 +45,8 @@ meter_exec_as(PGconn *c, seen *s, const char *hash, const char *cost, const char
     if (ok && s != NULL && !PQgetisnull(r, 0, PQfnumber(r, "key_id"))) {
         snprintf(s->user_id, sizeof(s->user_id), "%s", PQgetvalue(r, 0, PQfnumber(r, "user_id")));
         snprintf(s->key_id, sizeof(s->key_id), "%s", PQgetvalue(r, 0, PQfnumber(r, "key_id")));
+        if (!PQgetisnull(r, 0, PQfnumber(r, "token")))
+            snprintf(s->life, sizeof(s->life), "%s", PQgetvalue(r, 0, PQfnumber(r, "token")));
     }
     return r;
 }
@@ -91,7 +95,7 @@ worker(void *arg)
 {
     worker_arg *w = arg;
     PGconn *c = PQconnectdb(getenv("KB_DATABASE_URL"));
-    call k = {w->hash, w->cost, "", {"", ""}};
+    call k = {w->hash, w->cost, "", {"", "", ""}};
     for (int i = 0; i < w->calls; i++) {
         meter_once(c, &k);
         if (strcmp(k.outcome, "ok") == 0)
@@ -229,13 +233,13 @@ START_TEST(meter_refusal_order_invalid_then_rate_then_credits)
     /* 2 credits and 1 request per minute: the 2nd call is rate limited even
      * though credits would also refuse it. */
     kbt_account_new(c, &a, "free", 2, 1, false);
-    call k = {a.key_hash, 2, "", {"", ""}};
+    call k = {a.key_hash, 2, "", {"", "", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "ok");
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "rate_limited");
     call bad = {"0000000000000000000000000000000000000000000000000000000000000000", 1, "",
-                {"", ""}};
+                {"", "", ""}};
     meter_once(c, &bad);
     ck_assert_str_eq(bad.outcome, "invalid_key");
     /* A revoked key is refused on its very next call. */
@@ -260,7 +264,7 @@ START_TEST(meter_sets_last_used_at_even_when_refused)
     const char *p[] = {a.key_id};
     PQclear(PQexecParams(c, "UPDATE api_keys SET last_used_at = NULL WHERE id = $1", 1, NULL, p,
                          NULL, NULL, 0));
-    call k = {a.key_hash, 5, "", {"", ""}};
+    call k = {a.key_hash, 5, "", {"", "", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "exhausted");
     ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM api_keys WHERE id = $1"
@@ -306,7 +310,7 @@ START_TEST(meter_free_cycle_rolls_on_calendar_month)
                          " billing_cycle_start = kb_cycle_month(kb_now()) - interval '1 month'"
                          " WHERE user_id = $1",
                          1, NULL, p, NULL, NULL, 0));
-    call k = {a.key_hash, 5, "", {"", ""}};
+    call k = {a.key_hash, 5, "", {"", "", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "ok");
     ck_assert_int_eq(used(c, &a), 5);
@@ -330,7 +334,7 @@ START_TEST(meter_project_cycle_rolls_at_period_end)
                          " billing_cycle_start = kb_now() - interval '1 month' - interval '1 minute',"
                          " billing_cycle_end = kb_now() - interval '1 minute' WHERE user_id = $1",
                          1, NULL, p, NULL, NULL, 0));
-    call k = {a.key_hash, 5, "", {"", ""}};
+    call k = {a.key_hash, 5, "", {"", "", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "ok");
     ck_assert_int_eq(used(c, &a), 5);
@@ -366,7 +370,7 @@ START_TEST(meter_follows_a_tier_edit_at_once)
                    " VALUES ($1, 10, 100)", 1, tier);
     kbt_account a;
     kbt_account_new(c, &a, tier, 0, 0, false);
-    call k = {a.key_hash, 1, "", {"", ""}};
+    call k = {a.key_hash, 1, "", {"", "", ""}};
     for (int i = 0; i < 4; i++) {
         meter_once(c, &k);
         ck_assert_str_eq(k.outcome, "ok");
@@ -431,7 +435,8 @@ END_TEST
 /*
  * Settling a journaled charge (kb_meter_settle(), 0016_meter_crash_settle.sql):
  * whether it committed, with and without a crash of the server in between. A
- * crash is what Postgres does to the unlogged meter_incarnation (emptied); a
+ * crash is what Postgres does to the unlogged meter_incarnation (emptied) and to
+ * every connection (the worker forgets the life it knew); a
  * transaction id handed out again after it is stood for by the id of another
  * transaction that committed. Each case: an earlier charge of the account, the
  * charge (committed or not), perhaps a later one in the same life, the crash,
@@ -465,7 +470,7 @@ START_TEST(meter_settle_tells_a_crash_apart)
     PGconn *c = kbt_db();
     kbt_account a;
     kbt_account_new(c, &a, "project", 100, 0, false);
-    seen s = {"", ""};
+    seen s = {"", "", ""};
     PQclear(meter_exec(c, &s, a.key_hash, "1", "/markets"));
     char rid[32];
     snprintf(rid, sizeof(rid), "req_%.12s", a.key_hash);
@@ -475,8 +480,14 @@ START_TEST(meter_settle_tells_a_crash_apart)
     ck_assert_str_eq(PQgetvalue(r, 0, PQfnumber(r, "seq")), "2");
     if (k->later)
         PQclear(meter_exec(c, &s, a.key_hash, "1", "/markets"));
-    if (k->crash)
+    if (k->crash) {
+        /* What recovery does to the unlogged table (triggers keep anyone else
+         * from it), and the worker's connection is gone with its life. */
+        kbt_sql_ok(c, "SET session_replication_role = replica");
         kbt_sql_ok(c, "DELETE FROM meter_incarnation");
+        kbt_sql_ok(c, "RESET session_replication_role");
+        s.life[0] = '\0';
+    }
     if (k->after)
         PQclear(meter_exec(c, &s, a.key_hash, "1", "/markets"));
     char *other = k->reused ? kbt_sql_value(c, "SELECT pg_current_xact_id()") : NULL;
@@ -522,6 +533,26 @@ START_TEST(meter_settle_tells_a_crash_apart)
 }
 END_TEST
 
+/* Only a crash changes the server's life: nobody deletes, truncates or edits it. */
+START_TEST(meter_incarnation_changes_only_by_a_crash)
+{
+    PGconn *c = kbt_db();
+    char *before = kbt_sql_value(c, "SELECT kb_incarnation()::text");
+    const char *sql[] = {"DELETE FROM meter_incarnation", "TRUNCATE meter_incarnation",
+                         "UPDATE meter_incarnation SET token = gen_random_uuid()"};
+    for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+        PGresult *r = PQexec(c, sql[i]);
+        ck_assert_msg(PQresultStatus(r) == PGRES_FATAL_ERROR, "%s was allowed", sql[i]);
+        PQclear(r);
+    }
+    char *after = kbt_sql_value(c, "SELECT kb_incarnation()::text");
+    ck_assert_str_eq(after, before);
+    free(before);
+    free(after);
+    PQfinish(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -539,6 +570,7 @@ main(void)
     tcase_add_test(tc, meter_project_cycle_rolls_at_period_end);
     tcase_add_test(tc, meter_refund_restores_credits_usage_and_outbox);
     tcase_add_test(tc, meter_follows_a_tier_edit_at_once);
+    tcase_add_test(tc, meter_incarnation_changes_only_by_a_crash);
     tcase_add_loop_test(tc, meter_settle_tells_a_crash_apart, 0,
                         sizeof(settle_cases) / sizeof(settle_cases[0]));
     suite_add_tcase(s, tc);
