@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcgiapp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,22 @@ kb_fcgi_write(kb_fcgi *f, const kb_req *req, const kb_ctx *ctx)
     FCGX_PutStr("\r\n", 2, f->req.out);
     if (r->body.len)
         FCGX_PutStr(r->body.buf, (int)r->body.len, f->req.out);
+}
+
+void
+kb_fcgi_complete(kb_fcgi *f, void (*answered)(void *), void *arg)
+{
+    /* The body goes out first (it may take several writes, and a worker killed
+     * among them leaves nginx half an answer: a 502). Then the closing records
+     * alone, one small write that nothing interrupts once it started when the
+     * socket has room; libfcgi writes the end of request when the last output
+     * stream closes. */
+    FCGX_FFlush(f->req.out);
+    struct pollfd p = {.fd = f->req.ipcFd, .events = POLLOUT};
+    if (answered != NULL && poll(&p, 1, 0) == 1 && (p.revents & POLLOUT))
+        answered(arg);
+    FCGX_FClose(f->req.err);
+    FCGX_FClose(f->req.out);
 }
 
 void

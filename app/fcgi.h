@@ -22,6 +22,13 @@ void kb_fcgi_read(kb_fcgi *f, kb_req *req, kb_arena *arena, long max_body);
 /* Write ctx->resp with Status, Content-Type, X-Request-ID and extra headers. */
 void kb_fcgi_write(kb_fcgi *f, const kb_req *req, const kb_ctx *ctx);
 
+/*
+ * End the answer written so far: flush it, then call answered(arg) and write
+ * the FastCGI end of request, the write after which nginx has the whole answer
+ * (answered() is skipped when that write might block: the socket is full).
+ */
+void kb_fcgi_complete(kb_fcgi *f, void (*answered)(void *), void *arg);
+
 /* Finish the request (flushes and closes the connection). */
 void kb_fcgi_finish(kb_fcgi *f);
 

@@ -103,7 +103,8 @@ int kb_journal_claim(kb_jstate *state, kb_journal_charge *out);
 /* Give back a claim; settled = the entry is done (it becomes free). */
 void kb_journal_release(int index, bool settled);
 
-/* Master: the worker pid has been reaped; orphan its entry and drop its claims. */
-void kb_journal_orphan(pid_t pid);
+/* Master: the worker pid has been reaped; orphan its entry and drop its claims.
+ * Returns the number of pending entries it orphaned (0 or 1). */
+int kb_journal_orphan(pid_t pid);
 
 #endif

@@ -129,6 +129,17 @@ void kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *
                   void *ud);
 
 /*
+ * The answer in ctx is complete as far as this worker goes: the sender calls
+ * it right before the write that ends the answer (the FastCGI end of request;
+ * nginx has the answer as soon as that write is done, even if the worker dies
+ * after it). A charge whose answer is 2xx then stands: its journal entry is
+ * settled, so a worker killed from here on keeps the charge instead of leaving
+ * it to be refunded. kb_meter_end() calls it after send() for a sender that
+ * does not. Idempotent.
+ */
+void kb_meter_answered(kb_ctx *ctx);
+
+/*
  * Settle what the journal holds: the caller's own pending charge, then any
  * orphaned entry of a worker that died. A charge that committed and got no 2xx
  * answer is refunded (idempotent per request id). Returns false when something

@@ -602,7 +602,14 @@ kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *send,
         headers(ctx, c);
     }
     send(ud, req, ctx);
-    /* The 2xx answer went out: the charge stands and its journal entry is done. */
+    kb_meter_answered(ctx);
+}
+
+void
+kb_meter_answered(kb_ctx *ctx)
+{
+    const kb_charge *c = ctx->charge;
+    /* The 2xx answer is out: the charge stands and its journal entry is done. */
     if (c != NULL && c->charged && !c->refund_failed && ctx->resp.status < 400)
         kb_journal_idle(ctx->w->journal);
 }

@@ -56,6 +56,9 @@ static const char *const counter_names[KB_M_COUNT_][2] = {
     {"kalshibook_charges_uncommitted_total",
      "Charges of requests that got no answer whose transaction, settled from the charge "
      "journal, never committed: nothing to refund."},
+    {"kalshibook_charges_orphaned_total",
+     "Charges pending when their worker died (no answer sent yet), left in the charge "
+     "journal for another worker to settle."},
 };
 
 int
