@@ -175,5 +175,24 @@ kb_fcgi_complete(kb_fcgi *f, void (*answered)(void *), void *arg)
 void
 kb_fcgi_finish(kb_fcgi *f)
 {
-    FCGX_Finish_r(&f->req);
+    FCGX_Request *r = &f->req;
+    /*
+     * libfcgi closes a connection gracefully: shutdown(), then select() and
+     * read() until nginx has closed its end (up to 2 s), so that data nginx is
+     * still sending cannot turn into a reset. When the request's input was read
+     * to its end (kb_req_build reads the body to EOF) and the answer, end of
+     * request included, went out whole, nginx sends nothing more on a connection
+     * without FCGI_KEEP_CONN: close it at once. The worker then takes the next
+     * connection instead of sleeping until nginx gets round to closing this
+     * one, which under load cost a wake-up and three system calls per request.
+     */
+    int fd = -1;
+    if (r->in != NULL && r->in->isClosed && FCGX_GetError(r->in) == 0 && !r->keepConnection &&
+        FCGX_FClose(r->err) == 0 && FCGX_FClose(r->out) == 0) {
+        fd = r->ipcFd;
+        r->ipcFd = -1; /* so libfcgi does not close it its way */
+    }
+    FCGX_Finish_r(r);
+    if (fd >= 0)
+        close(fd);
 }

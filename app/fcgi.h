@@ -39,7 +39,8 @@ bool kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx);
  */
 void kb_fcgi_complete(kb_fcgi *f, void (*answered)(void *), void *arg);
 
-/* Finish the request (flushes and closes the connection). */
+/* Finish the request: flush, end it and close the connection (at once when
+ * its input was read to the end and the answer went out whole). */
 void kb_fcgi_finish(kb_fcgi *f);
 
 #endif
