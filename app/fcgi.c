@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcgiapp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,7 +128,7 @@ put_body(void *ud, const char *p, size_t n)
     return true;
 }
 
-void
+bool
 kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx)
 {
     const kb_resp *r = &ctx->resp;
@@ -147,12 +148,51 @@ kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx)
     if (r->headers.len)
         FCGX_PutStr(r->headers.buf, (int)r->headers.len, f->req.out);
     FCGX_PutStr("\r\n", 2, f->req.out);
-    if (!kb_resp_send_body(ctx, put_body, f->req.out))
-        abort_answer(f);
+    if (kb_resp_send_body(ctx, put_body, f->req.out))
+        return true;
+    abort_answer(f);
+    return false;
+}
+
+void
+kb_fcgi_complete(kb_fcgi *f, void (*answered)(void *), void *arg)
+{
+    /* The body goes out first (it may take several writes, and a worker killed
+     * among them leaves nginx half an answer: a 502). Then the closing records
+     * alone, one small write that nothing interrupts once it started when the
+     * socket has room; libfcgi writes the end of request when the last output
+     * stream closes. */
+    if (f->req.out == NULL)
+        return; /* aborted (abort_answer): there is no end to write */
+    FCGX_FFlush(f->req.out);
+    struct pollfd p = {.fd = f->req.ipcFd, .events = POLLOUT};
+    if (answered != NULL && poll(&p, 1, 0) == 1 && (p.revents & POLLOUT))
+        answered(arg);
+    FCGX_FClose(f->req.err);
+    FCGX_FClose(f->req.out);
 }
 
 void
 kb_fcgi_finish(kb_fcgi *f)
 {
-    FCGX_Finish_r(&f->req);
+    FCGX_Request *r = &f->req;
+    /*
+     * libfcgi closes a connection gracefully: shutdown(), then select() and
+     * read() until nginx has closed its end (up to 2 s), so that data nginx is
+     * still sending cannot turn into a reset. When the request's input was read
+     * to its end (kb_req_build reads the body to EOF) and the answer, end of
+     * request included, went out whole, nginx sends nothing more on a connection
+     * without FCGI_KEEP_CONN: close it at once. The worker then takes the next
+     * connection instead of sleeping until nginx gets round to closing this
+     * one, which under load cost a wake-up and three system calls per request.
+     */
+    int fd = -1;
+    if (r->in != NULL && r->in->isClosed && FCGX_GetError(r->in) == 0 && !r->keepConnection &&
+        FCGX_FClose(r->err) == 0 && FCGX_FClose(r->out) == 0) {
+        fd = r->ipcFd;
+        r->ipcFd = -1; /* so libfcgi does not close it its way */
+    }
+    FCGX_Finish_r(r);
+    if (fd >= 0)
+        close(fd);
 }

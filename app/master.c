@@ -229,7 +229,9 @@ reap(master *m)
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         char how[64];
         describe_exit(status, how, sizeof(how));
-        kb_journal_orphan(pid); /* its unsettled charge, if any, goes to another worker */
+        /* Its unsettled charge, if any, goes to another worker. */
+        if (kb_journal_orphan(pid) > 0)
+            kb_metrics_add(KB_M_CHARGES_ORPHANED, 1);
         bool found = kb_reporter_reaped(&m->reporter, pid, how, m->stopping);
         for (size_t k = 0; k < m->nret; k++) {
             if (m->ret[k].pid == pid) {

@@ -78,12 +78,22 @@ request_budget(void)
     return base + (spread ? randombytes_uniform((uint32_t)(spread > UINT32_MAX ? UINT32_MAX : spread)) : 0);
 }
 
+/* kb_fcgi_complete's callback: the charge of the answer about to be complete stands. */
+static void
+answered(void *ctx)
+{
+    kb_meter_answered(ctx);
+}
+
 /* kb_meter_send_fn: the answer goes out through FastCGI. */
 static void
 send_answer(void *ud, const kb_req *req, kb_ctx *ctx)
 {
     kb_fcgi *f = ud;
-    kb_fcgi_write(f, req, ctx);
+    /* A streamed answer cut off mid-way is no answer: not marked, and its
+     * charge is settled (refunded) like any other failed one. */
+    if (kb_fcgi_write(f, req, ctx))
+        kb_fcgi_complete(f, answered, ctx);
     kb_fcgi_finish(f);
 }
 

@@ -164,6 +164,7 @@ kb_db_connect(kb_db *db)
     if (db->next_attempt_us != 0)
         kb_log_info("database connection restored");
     db->conn = conn;
+    db->connects++;
     db->nprepared = 0;
     db->backoff_us = DB_BACKOFF_MIN_US;
     db->next_attempt_us = 0;

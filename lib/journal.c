@@ -164,11 +164,12 @@ kb_journal_release(int index, bool settled)
     atomic_store(&e->claim, 0);
 }
 
-void
+int
 kb_journal_orphan(pid_t pid)
 {
+    int orphaned = 0;
     if (rg == NULL || pid <= 0)
-        return;
+        return 0;
     for (int i = 0; i < KB_JOURNAL_ENTRIES; i++) {
         kb_journal_entry *e = &rg->e[i];
         int p = (int)pid;
@@ -177,8 +178,11 @@ kb_journal_orphan(pid_t pid)
         p = (int)pid;
         if (atomic_load(&e->owner) != p)
             continue;
-        if (atomic_load(&e->state) != KB_J_IDLE)
+        if (atomic_load(&e->state) != KB_J_IDLE) {
             atomic_fetch_add(&rg->orphans, 1);
+            orphaned++;
+        }
         atomic_store(&e->owner, 0);
     }
+    return orphaned;
 }

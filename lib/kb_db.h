@@ -47,6 +47,7 @@ typedef struct kb_db {
     char *ahead_params[KB_DB_AHEAD_MAX_PARAMS];
     PGresult *ahead_result;   /* its result once received, until asked for */
     bool open;                /* kb_db_exec_open() left a transaction open */
+    uint64_t connects;        /* connections made so far: which one conn is */
 } kb_db;
 
 /* Fill a caller's kb_db; nothing connects until first use. */

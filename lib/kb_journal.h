@@ -9,10 +9,12 @@
  *   METERING  the meter statement is out and its transaction not committed:
  *             if the worker or its connection dies now, Postgres aborts it, so
  *             nothing was charged (settling is just forgetting);
- *   CHARGED   the charge is journaled (xid and details) and its commit was sent
- *             or is about to be: whoever settles asks Postgres whether that
- *             transaction committed (kb_meter_settle(), pg_xact_status()) and
- *             refunds it if it did.
+ *   CHARGED   the charge is journaled (xid, server life, account charge count
+ *             and details) and its commit was sent or is about to be: whoever
+ *             settles asks Postgres whether that transaction committed
+ *             (kb_meter_settle(): pg_xact_status() while the server has not
+ *             crashed since, the account's footprint after a crash, when the id
+ *             may have been handed out again) and refunds it if it did.
  * An entry outlives its worker: when the master reaps a worker that died
  * (SIGKILL, a crash) it marks the entry orphaned, and another worker claims and
  * settles it. A worker may also hand its own entry over as an orphan when its
@@ -50,6 +52,8 @@ typedef enum kb_jstate {
 typedef struct kb_journal_charge {
     char request_id[KB_JOURNAL_REQUEST_ID_MAX];
     uint64_t xid;
+    char token[40]; /* server life (kb_incarnation()) and account charge count, */
+    int64_t seq;    /* which settle the charge when a crash made xid ambiguous */
     char user_id[40];
     char key_id[40];
     int64_t cost;
@@ -99,7 +103,8 @@ int kb_journal_claim(kb_jstate *state, kb_journal_charge *out);
 /* Give back a claim; settled = the entry is done (it becomes free). */
 void kb_journal_release(int index, bool settled);
 
-/* Master: the worker pid has been reaped; orphan its entry and drop its claims. */
-void kb_journal_orphan(pid_t pid);
+/* Master: the worker pid has been reaped; orphan its entry and drop its claims.
+ * Returns the number of pending entries it orphaned (0 or 1). */
+int kb_journal_orphan(pid_t pid);
 
 #endif

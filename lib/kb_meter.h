@@ -17,7 +17,8 @@
  * A charge's transaction is left open until the worker's journal entry holds
  * its transaction id and what a refund needs, and is committed only then; a
  * charge whose commit or answer was lost is settled from the journal
- * (kb_meter_settle_pending(), pg_xact_status()).
+ * (kb_meter_settle_pending(); db/migrations/0016_meter_crash_settle.sql says how
+ * a crash of Postgres in between is told apart).
  */
 #ifndef KB_METER_H
 #define KB_METER_H
@@ -62,6 +63,8 @@ typedef struct kb_meter_result {
     char day[16];          /* UTC day the usage counts on, for refunds */
     int64_t outbox_id;     /* PAYG overage row, 0 = none */
     uint64_t xid;          /* the charge's transaction, 0 unless charged */
+    char token[40];        /* the server's life it ran in (kb_incarnation()), "" unless charged */
+    int64_t seq;           /* the account's charge count it made, 0 unless charged */
 } kb_meter_result;
 
 /*
@@ -70,11 +73,15 @@ typedef struct kb_meter_result {
  */
 bool kb_meter_result_read(const PGresult *r, int row, kb_meter_result *out, const char **why);
 
-/* The meter statement the workers prepare: $1 key SHA-256 hex, $2 cost
- * (integer), $3 route pattern. It charges in the common case (one UPDATE) and
- * returns no row otherwise; kb_meter_slow_stmt, same parameters and columns,
- * then decides in the same transaction with the account row locked. Exposed
- * for the tests and the benchmark. */
+/* The meter statement the workers prepare: $1 user id and $2 key id (as an
+ * earlier answer for the key gave them), $3 cost (integer), $4 route pattern,
+ * $5 request id, $6 the server's life (the token an earlier charge returned on
+ * the same connection). It charges in the common case (one UPDATE) and returns
+ * no row otherwise; kb_meter_slow_stmt ($1 key SHA-256 hex, $2 cost, $3 route pattern,
+ * $4 request id; the same columns) then decides in the same transaction with the
+ * account row locked. Both return the charge's transaction id, the server's life
+ * (token) and the account's charge count (seq) for the journal. Exposed for the
+ * tests and the benchmark. */
 extern const kb_stmt kb_meter_stmt;
 extern const kb_stmt kb_meter_slow_stmt;
 
@@ -120,6 +127,17 @@ typedef void kb_meter_send_fn(void *ud, const kb_req *req, kb_ctx *ctx);
  */
 void kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *send,
                   void *ud);
+
+/*
+ * The answer in ctx is complete as far as this worker goes: the sender calls
+ * it right before the write that ends the answer (the FastCGI end of request;
+ * nginx has the answer as soon as that write is done, even if the worker dies
+ * after it). A charge whose answer is 2xx then stands: its journal entry is
+ * settled, so a worker killed from here on keeps the charge instead of leaving
+ * it to be refunded. kb_meter_end() calls it after send() for a sender that
+ * does not. Idempotent.
+ */
+void kb_meter_answered(kb_ctx *ctx);
 
 /*
  * Settle what the journal holds: the caller's own pending charge, then any

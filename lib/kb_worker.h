@@ -41,6 +41,8 @@ struct kb_worker {
     unsigned char keys_lru[KB_WORKER_KEYS / 2]; /* per set: the way to replace next */
     void *stripe_curl;         /* the Stripe client's CURL easy handle (lib/stripe.c), NULL
                                 * until the first call */
+    char life[40];             /* the server's life (kb_incarnation()) as db's connection number */
+    uint64_t life_conn;        /* life_conn (db.connects) learned it; "" = not yet (lib/meter.c) */
     unsigned long served;      /* requests served */
 };
 

@@ -4,8 +4,10 @@
  * same transaction, when it charged nothing) in two round trips: the
  * statement, its transaction left open (kb_db_exec_open), then the commit with
  * the by-id lookup that rides along (kb_db_commit). Between the two the worker
- * journals the transaction id and the charge, so a charge whose commit or
- * answer is lost can be settled exactly. Refunds happen only on the error
+ * journals the transaction id, the server's life and the account's charge count
+ * the statement returned (the charge's footprint in the account row, migration
+ * 0016), and the charge, so a charge whose commit or answer is lost can be
+ * settled exactly, across a crash of Postgres too. Refunds happen only on the error
  * path, through kb_meter_refund(), which also removes the request's outbox row
  * unless the reporter already claimed it.
  */
@@ -28,8 +30,14 @@
  * charges only when nothing but a charge is due (0015_meter_fast_path.sql says
  * what that is, and what keeps usage_key, usage_seen_at and rl_limit true),
  * and its WHERE is re-checked on the newest row version under concurrency, so
- * it never overdraws or passes the rate window. When it returns no row,
- * kb_meter_slow_stmt decides with the row locked, in the same transaction.
+ * it never overdraws or passes the rate window. It also leaves the charge's
+ * footprint (charge_seq, charge_request), and takes only a row whose last charge
+ * ran in the server's current life (charge_token = $6, the token the slow path
+ * returned on this very connection, which a crash would have cut): the first
+ * charge of an account after a crash goes the slow way, which keeps the
+ * footprint the crash left.
+ * When it returns no row, kb_meter_slow_stmt decides with the row locked, in the
+ * same transaction.
  */
 const kb_stmt kb_meter_stmt = {
     "meter",
@@ -39,7 +47,8 @@ const kb_stmt kb_meter_stmt = {
     "                       THEN ba.rl_count + 1 ELSE 1 END,"
     "       rl_window_start = date_trunc('minute', kb_now()),"
     "       usage_credits = ba.usage_credits + $3::integer,"
-    "       usage_requests = ba.usage_requests + 1"
+    "       usage_requests = ba.usage_requests + 1,"
+    "       charge_seq = ba.charge_seq + 1, charge_request = $5"
     " WHERE ba.user_id = $1::uuid AND ba.usage_key = $2::uuid"
     "   AND ba.usage_seen_at >= kb_now() - interval '1 minute' AND $3::integer >= 0"
     "   AND CASE WHEN ba.tier = 'project' AND ba.billing_cycle_end IS NOT NULL"
@@ -49,16 +58,18 @@ const kb_stmt kb_meter_stmt = {
     "   AND (ba.rl_window_start <> date_trunc('minute', kb_now()) OR ba.rl_count < ba.rl_limit)"
     "   AND ba.usage_cycle = ba.billing_cycle_start"
     "   AND ba.usage_day = (kb_now() AT TIME ZONE 'UTC')::date AND ba.usage_endpoint = $4"
+    "   AND ba.charge_token = $6::uuid"
     " RETURNING 'ok'::text AS outcome, ba.user_id, ba.usage_key AS key_id,"
     "   ba.credits_total, ba.credits_used, $3::integer AS cost, ba.rl_limit,"
     "   greatest(0, ba.rl_limit - ba.rl_count) AS rl_remaining,"
     "   extract(epoch FROM date_trunc('minute', kb_now()) + interval '1 minute')::bigint"
     "     AS rl_reset,"
-    "   ba.billing_cycle_start AS cycle_start, ba.usage_day AS day, pg_current_xact_id() AS xid",
-    4, false};
+    "   ba.billing_cycle_start AS cycle_start, ba.usage_day AS day, pg_current_xact_id() AS xid,"
+    "   ba.charge_token AS token, ba.charge_seq AS seq",
+    6, false};
 
 const kb_stmt kb_meter_slow_stmt = {
-    "meter_slow", "SELECT * FROM kb_meter_slow($1, $2::integer, $3)", 3, false};
+    "meter_slow", "SELECT * FROM kb_meter_slow($1, $2::integer, $3, $4)", 4, false};
 
 /* Idempotent per request id, so it may be re-sent after a lost connection. */
 static const kb_stmt refund_stmt = {
@@ -70,9 +81,9 @@ static const kb_stmt refund_stmt = {
 /* Refund a journaled charge if its transaction committed. Idempotent. */
 static const kb_stmt settle_stmt = {
     "meter_settle",
-    "SELECT kb_meter_settle($1::xid8, $2, $3::uuid, $4::uuid, $5::integer, $6,"
-    " $7::timestamptz, $8::date, $9::bigint)",
-    9, true};
+    "SELECT kb_meter_settle($1::xid8, $2::uuid, $3::bigint, $4, $5::uuid, $6::uuid,"
+    " $7::integer, $8, $9::timestamptz, $10::date, $11::bigint)",
+    11, true};
 
 static const char *const outcome_names[] = {
     [KB_METER_OK] = "ok",
@@ -179,9 +190,11 @@ kb_meter_result_read(const PGresult *r, int row, kb_meter_result *out, const cha
         out->outbox_id = col_i64(&d, "outbox_id");
     int64_t xid = col_i64(&d, "xid");
     out->xid = xid > 0 ? (uint64_t)xid : 0;
+    col_text(&d, "token", out->token, sizeof(out->token));
+    out->seq = col_i64(&d, "seq");
     if (d.why == NULL && out->outcome == KB_METER_OK &&
         (out->user_id[0] == '\0' || out->key_id[0] == '\0' || out->cycle_start[0] == '\0' ||
-         out->day[0] == '\0' || out->xid == 0))
+         out->day[0] == '\0' || out->xid == 0 || out->token[0] == '\0' || out->seq <= 0))
         d.why = "a charge without its details";
     *why = d.why;
     return d.why == NULL;
@@ -218,15 +231,20 @@ typedef enum settled { SETTLED, NOT_YET, DB_DOWN } settled;
 static settled
 settle(kb_worker *w, kb_arena *arena, kb_jstate st, const kb_journal_charge *c)
 {
-    if (st == KB_J_METERING)
-        return SETTLED; /* its transaction never got its commit: nothing was charged */
-    char xid[24], cost[24], outbox[24];
+    if (st == KB_J_METERING) {
+        /* Its transaction never got its commit: nothing was charged. */
+        kb_metrics_add(KB_M_CHARGES_UNCOMMITTED, 1);
+        return SETTLED;
+    }
+    char xid[24], seq[24], cost[24], outbox[24];
     snprintf(xid, sizeof(xid), "%" PRIu64, c->xid);
+    snprintf(seq, sizeof(seq), "%" PRId64, c->seq);
     snprintf(cost, sizeof(cost), "%" PRId64, c->cost);
     snprintf(outbox, sizeof(outbox), "%" PRId64, c->outbox_id);
-    const char *params[] = {xid,         c->request_id, c->user_id,
-                            c->key_id,   cost,          c->endpoint,
-                            c->cycle_start, c->day,     c->outbox_id ? outbox : NULL};
+    const char *params[] = {xid,        c->token,       seq,
+                            c->request_id, c->user_id,  c->key_id,
+                            cost,       c->endpoint,    c->cycle_start,
+                            c->day,     c->outbox_id ? outbox : NULL};
     PGresult *r = NULL;
     if (kb_db_exec(&w->db, arena, &settle_stmt, params, &r) != KB_OK || PQntuples(r) != 1)
         return DB_DOWN;
@@ -238,6 +256,8 @@ settle(kb_worker *w, kb_arena *arena, kb_jstate st, const kb_journal_charge *c)
         kb_metrics_add(KB_M_REFUNDS, 1);
         kb_metrics_add(KB_M_CREDITS_REFUNDED, (uint64_t)c->cost);
         kb_log_warn("refunded the charge of request %s: it got no 2xx answer", c->request_id);
+    } else if (strcmp(v, "not_charged") == 0) {
+        kb_metrics_add(KB_M_CHARGES_UNCOMMITTED, 1);
     } else if (strcmp(v, "unknown") == 0) {
         kb_log_error("unable to refund %" PRId64 " credits to user '%s': transaction %s of "
                      "request %s is too old to tell whether it committed",
@@ -339,6 +359,8 @@ journal_charge(kb_journal_charge *j, const kb_req *req, const kb_ctx *ctx,
     memset(j, 0, sizeof(*j));
     snprintf(j->request_id, sizeof(j->request_id), "%s", req->request_id);
     j->xid = m->xid;
+    snprintf(j->token, sizeof(j->token), "%s", m->token);
+    j->seq = m->seq;
     snprintf(j->user_id, sizeof(j->user_id), "%s", m->user_id);
     snprintf(j->key_id, sizeof(j->key_id), "%s", m->key_id);
     j->cost = m->cost;
@@ -419,7 +441,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     kb_sha256_hex(key.p, key.len, hash);
     snprintf(costs, sizeof(costs), "%d", ctx->cost);
     const char *route = ctx->route ? ctx->route : "unknown";
-    const char *slow[] = {hash, costs, route};
+    const char *slow[] = {hash, costs, route, req->request_id};
     /* A key this worker has seen: straight to its account row. */
     const kb_worker_key *found = key_find(w, hash);
     kb_worker_key known_copy;
@@ -433,9 +455,20 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
      * that dies meanwhile leaves an aborted transaction. */
     kb_journal_metering(w->journal, req->request_id);
     kb_err err;
-    if (known != NULL) {
-        const char *fast[] = {known->user_id, known->key_id, costs, route};
+    /* The fast path needs the server's life as this connection knows it; a
+     * connection made since (kb_db_exec_open() reconnects when it finds the old
+     * one dead) may be in a later life, after a crash: then nothing commits. */
+    const char *life = db->conn != NULL && w->life_conn == db->connects ? w->life : NULL;
+    uint64_t conn = db->connects;
+    if (known != NULL && life != NULL) {
+        const char *fast[] = {known->user_id, known->key_id, costs, route, req->request_id, life};
         err = kb_db_exec_open(db, ctx->arena, &kb_meter_stmt, fast, &r);
+        if (!err && PQntuples(r) == 1 && db->connects != conn) {
+            kb_journal_idle(w->journal);
+            kb_db_disconnect(db);
+            kb_db_ahead_clear(db);
+            return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
+        }
         if (!err && PQntuples(r) == 0)
             err = kb_db_exec_more(db, ctx->arena, &kb_meter_slow_stmt, slow, &r);
     } else {
@@ -458,6 +491,11 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
                        why ? why : "not one");
     }
     key_learn(w, hash, &c->m);
+    if (c->m.outcome == KB_METER_OK) {
+        /* A charge's token is the life of the connection it ran on. */
+        snprintf(w->life, sizeof(w->life), "%s", c->m.token);
+        w->life_conn = db->connects;
+    }
     if (c->m.key_prefix[0] == '\0' && known != NULL)
         snprintf(c->m.key_prefix, sizeof(c->m.key_prefix), "%s", known->key_prefix);
     if (c->m.outcome == KB_METER_OK) {
@@ -564,7 +602,14 @@ kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *send,
         headers(ctx, c);
     }
     send(ud, req, ctx);
-    /* The 2xx answer went out: the charge stands and its journal entry is done. */
+    kb_meter_answered(ctx);
+}
+
+void
+kb_meter_answered(kb_ctx *ctx)
+{
+    const kb_charge *c = ctx->charge;
+    /* The 2xx answer is out: the charge stands and its journal entry is done. */
     if (c != NULL && c->charged && !c->refund_failed && ctx->resp.status < 400)
         kb_journal_idle(ctx->w->journal);
 }

@@ -53,6 +53,12 @@ static const char *const counter_names[KB_M_COUNT_][2] = {
      "refunded later from the charge journal."},
     {"kalshibook_db_sent_ahead_total",
      "Lookups sent in the same round trip as the meter statement and answered from it."},
+    {"kalshibook_charges_uncommitted_total",
+     "Charges of requests that got no answer whose transaction, settled from the charge "
+     "journal, never committed: nothing to refund."},
+    {"kalshibook_charges_orphaned_total",
+     "Charges pending when their worker died (no answer sent yet), left in the charge "
+     "journal for another worker to settle."},
 };
 
 int

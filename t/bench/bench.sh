@@ -314,6 +314,8 @@ sub() {
 }
 pgbench_script() {
     local name=$1 file=$2 n=$3
+    # The server's life, which a worker passes to the meter statement as a parameter.
+    BENCH_LIFE=$(psql "$KB_DATABASE_URL" -qAt -c 'SELECT kb_incarnation()')
     {
         printf '\\set n random(1, %s)\n' "$n"
         case $name in
@@ -322,9 +324,9 @@ pgbench_script() {
             ;;
         *)
             printf '\\set xid 0\n'
-            "$TMP/meter-sql" fast | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g"
+            "$TMP/meter-sql" fast | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g; s|\\\$5|'req_bench000000'|g; s|\\\$6|'$BENCH_LIFE'|g"
             printf '\\aset\n\\if :xid = 0\n'
-            "$TMP/meter-sql" slow | tr '\n' ' ' | sed -e "s|\\\$1|$(sub key_hash)|g; s|\\\$2|1|g; s|\\\$3|'/markets/{ticker}'|g"
+            "$TMP/meter-sql" slow | tr '\n' ' ' | sed -e "s|\\\$1|$(sub key_hash)|g; s|\\\$2|1|g; s|\\\$3|'/markets/{ticker}'|g; s|\\\$4|'req_bench000000'|g"
             printf ';\n\\endif\n'
             ;;
         esac

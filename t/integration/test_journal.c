@@ -9,12 +9,20 @@
  *     aborts it: nothing charged, nothing to refund;
  *   - a refund that cannot reach the database (its connection killed twice):
  *     the 404 goes out without credit headers and the idle worker refunds it
- *     as soon as the database answers again. */
+ *     as soon as the database answers again;
+ *   - a worker SIGKILLed after its 2xx answer reached nginx, as it closes
+ *     the FastCGI connection (stopped there with ptrace): the client has its
+ *     200 and the charge stands; nothing is left to settle. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check_main.h"
 #include "kbt.h"
@@ -255,6 +263,131 @@ START_TEST(refund_that_failed_is_settled_when_the_database_answers)
 }
 END_TEST
 
+/* True when fd of process p is a socket (the FastCGI connection: a worker
+ * closes no other socket while it serves a request). */
+static bool
+is_socket(pid_t p, long fd)
+{
+    char path[64], link[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)p, fd);
+    ssize_t n = readlink(path, link, sizeof(link) - 1);
+    if (n <= 0)
+        return false;
+    link[n] = '\0';
+    return strncmp(link, "socket:", 7) == 0;
+}
+
+/* The pool's workers, traced: stopped at each system call until one of them
+ * enters close(2) or shutdown(2) on a socket, which it does to close a FastCGI
+ * connection once the answer, end of request included, has been written to
+ * nginx (app/fcgi.c closes at once; libfcgi's way starts with shutdown). That
+ * one is SIGKILLed there; the others are let go. Returns the killed worker's
+ * pid. */
+static pid_t
+kill_worker_closing_its_connection(void)
+{
+    pid_t w[MAXW];
+    size_t n = kbt_children(kbt_master_pid(), w, MAXW);
+    ck_assert_uint_eq(n, nworkers());
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_int_eq(ptrace(PTRACE_SEIZE, w[i], NULL, (void *)PTRACE_O_TRACESYSGOOD), 0);
+        ck_assert_int_eq(ptrace(PTRACE_INTERRUPT, w[i], NULL, NULL), 0);
+    }
+    pid_t killed = 0;
+    size_t running = n;
+    while (running > 0) {
+        int st;
+        pid_t p = waitpid(-1, &st, __WALL);
+        ck_assert_int_gt(p, 0);
+        if (WIFEXITED(st) || WIFSIGNALED(st)) { /* the one killed below */
+            running--;
+            continue;
+        }
+        int sig = WSTOPSIG(st);
+        bool syscall_stop = sig == (SIGTRAP | 0x80);
+        if (killed != 0) {
+            /* Done: let every other worker go where it stopped. */
+            ck_assert_int_eq(ptrace(PTRACE_DETACH, p, NULL, NULL), 0);
+            running--;
+            continue;
+        }
+        if (syscall_stop) {
+#if defined(__x86_64__)
+            struct user_regs_struct regs;
+            ck_assert_int_eq(ptrace(PTRACE_GETREGS, p, NULL, &regs), 0);
+            long nr = (long)regs.orig_rax, fd = (long)regs.rdi;
+#else
+            long nr = -1, fd = -1;
+            ck_abort_msg("reading the system call number is written for x86-64 only");
+#endif
+            if ((nr == SYS_shutdown || nr == SYS_close) && is_socket(p, fd)) {
+                ck_assert_int_eq(kill(p, SIGKILL), 0);
+                killed = p;
+                for (size_t i = 0; i < n; i++)
+                    if (w[i] != p)
+                        ptrace(PTRACE_INTERRUPT, w[i], NULL, NULL);
+                continue;
+            }
+        }
+        /* A stop of ours (interrupt, system call) delivers nothing; any other
+         * signal goes on to the worker. */
+        int deliver = syscall_stop || (st >> 16) != 0 || sig == SIGTRAP ? 0 : sig;
+        ck_assert_int_eq(ptrace(PTRACE_SYSCALL, p, NULL, (void *)(long)deliver), 0);
+    }
+    return killed;
+}
+
+typedef struct restarted {
+    double before;
+} restarted;
+
+static bool
+worker_restarted(void *arg)
+{
+    return kbt_metric("kalshibook_worker_restarts_total") > ((restarted *)arg)->before;
+}
+
+/* The charge of an answer nginx has in full stands, whatever happens to the
+ * worker afterwards (DESIGN.md money rules 1 and 3: charged = answered). */
+START_TEST(charge_of_an_answer_sent_stands_when_its_worker_dies)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+    ck_assert_msg(kbt_wait_until(pool_full, NULL, 15000), "pool not full");
+    double orphaned = kbt_metric("kalshibook_charges_orphaned_total");
+    double settled = kbt_metric("kalshibook_charges_settled_total");
+    restarted r = {kbt_metric("kalshibook_worker_restarts_total")};
+
+    kbt_keyed_get f = {a.key, "/markets", NULL};
+    pthread_t th;
+    pthread_create(&th, NULL, kbt_keyed_get_thread, &f);
+    ck_assert_int_gt(kill_worker_closing_its_connection(), 0);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(f.resp->status, 200);
+    char *cost = kbt_header(f.resp, "X-Credits-Cost");
+    ck_assert_ptr_nonnull(cost);
+    ck_assert_str_eq(cost, "1");
+    free(cost);
+
+    /* The master reaps the worker (orphaning its entry, were it pending) before
+     * it counts the restart. */
+    ck_assert_msg(kbt_wait_until(worker_restarted, &r, 15000), "worker not reaped");
+    ck_assert_msg(kbt_metric("kalshibook_charges_orphaned_total") == orphaned,
+                  "the answered charge was left to be settled (refunded)");
+    ck_assert_int_eq(used(c, &a), 1);
+    char *rid = kbt_header(f.resp, "X-Request-ID");
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
+                                   rid),
+                     0);
+    ck_assert_msg(kbt_wait_until(pool_full, NULL, 15000), "pool not back");
+    ck_assert(kbt_metric("kalshibook_charges_settled_total") == settled);
+    free(rid);
+    kbt_resp_free(f.resp);
+    PQfinish(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -265,6 +398,7 @@ main(void)
     tcase_add_test(tc, charge_of_a_killed_worker_is_refunded_by_another);
     tcase_add_test(tc, meter_statement_of_a_killed_worker_never_commits);
     tcase_add_test(tc, refund_that_failed_is_settled_when_the_database_answers);
+    tcase_add_test(tc, charge_of_an_answer_sent_stands_when_its_worker_dies);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -16,33 +17,49 @@
 
 /* What a worker learned about a key from earlier answers (lib/meter.c). */
 typedef struct seen {
-    char user_id[40], key_id[40];
+    char user_id[40], key_id[40], life[40];
 } seen;
 
 /* One charge as a worker runs it, in one transaction: for a key seen before,
  * the meter statement (the account row's UPDATE), then its slow path when that
  * charged nothing; for a key not seen, the slow path. */
 static PGresult *
-meter_exec(PGconn *c, seen *s, const char *hash, const char *cost, const char *endpoint)
+meter_exec_as(PGconn *c, seen *s, const char *hash, const char *cost, const char *endpoint,
+              const char *rid, bool commit)
 {
-    const char *slow[] = {hash, cost, endpoint};
+    const char *slow[] = {hash, cost, endpoint, rid};
     PGresult *r = NULL;
     PQclear(PQexec(c, "BEGIN"));
-    if (s != NULL && s->key_id[0] != '\0') {
-        const char *fast[] = {s->user_id, s->key_id, cost, endpoint};
-        r = PQexecParams(c, kb_meter_stmt.sql, 4, NULL, fast, NULL, NULL, 0);
+    /* The worker's fast path: a key it knows, on a connection whose server life
+     * an earlier charge told it. */
+    if (s != NULL && s->key_id[0] != '\0' && s->life[0] != '\0') {
+        const char *fast[] = {s->user_id, s->key_id, cost, endpoint, rid, s->life};
+        r = PQexecParams(c, kb_meter_stmt.sql, 6, NULL, fast, NULL, NULL, 0);
     }
     if (r == NULL || (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0)) {
         PQclear(r);
-        r = PQexecParams(c, kb_meter_slow_stmt.sql, 3, NULL, slow, NULL, NULL, 0);
+        r = PQexecParams(c, kb_meter_slow_stmt.sql, 4, NULL, slow, NULL, NULL, 0);
     }
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-    PQclear(PQexec(c, ok ? "COMMIT" : "ROLLBACK"));
+    PQclear(PQexec(c, ok && commit ? "COMMIT" : "ROLLBACK"));
     if (ok && s != NULL && !PQgetisnull(r, 0, PQfnumber(r, "key_id"))) {
         snprintf(s->user_id, sizeof(s->user_id), "%s", PQgetvalue(r, 0, PQfnumber(r, "user_id")));
         snprintf(s->key_id, sizeof(s->key_id), "%s", PQgetvalue(r, 0, PQfnumber(r, "key_id")));
+        if (!PQgetisnull(r, 0, PQfnumber(r, "token")))
+            snprintf(s->life, sizeof(s->life), "%s", PQgetvalue(r, 0, PQfnumber(r, "token")));
     }
     return r;
+}
+
+/* meter_exec_as() committed, under a request id of its own. */
+static PGresult *
+meter_exec(PGconn *c, seen *s, const char *hash, const char *cost, const char *endpoint)
+{
+    static long calls;
+    char rid[32];
+    snprintf(rid, sizeof(rid), "req_%04x%08lx", (unsigned)getpid() & 0xffff,
+             __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED));
+    return meter_exec_as(c, s, hash, cost, endpoint, rid, true);
 }
 
 typedef struct call {
@@ -78,7 +95,7 @@ worker(void *arg)
 {
     worker_arg *w = arg;
     PGconn *c = PQconnectdb(getenv("KB_DATABASE_URL"));
-    call k = {w->hash, w->cost, "", {"", ""}};
+    call k = {w->hash, w->cost, "", {"", "", ""}};
     for (int i = 0; i < w->calls; i++) {
         meter_once(c, &k);
         if (strcmp(k.outcome, "ok") == 0)
@@ -216,13 +233,13 @@ START_TEST(meter_refusal_order_invalid_then_rate_then_credits)
     /* 2 credits and 1 request per minute: the 2nd call is rate limited even
      * though credits would also refuse it. */
     kbt_account_new(c, &a, "free", 2, 1, false);
-    call k = {a.key_hash, 2, "", {"", ""}};
+    call k = {a.key_hash, 2, "", {"", "", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "ok");
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "rate_limited");
     call bad = {"0000000000000000000000000000000000000000000000000000000000000000", 1, "",
-                {"", ""}};
+                {"", "", ""}};
     meter_once(c, &bad);
     ck_assert_str_eq(bad.outcome, "invalid_key");
     /* A revoked key is refused on its very next call. */
@@ -247,7 +264,7 @@ START_TEST(meter_sets_last_used_at_even_when_refused)
     const char *p[] = {a.key_id};
     PQclear(PQexecParams(c, "UPDATE api_keys SET last_used_at = NULL WHERE id = $1", 1, NULL, p,
                          NULL, NULL, 0));
-    call k = {a.key_hash, 5, "", {"", ""}};
+    call k = {a.key_hash, 5, "", {"", "", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "exhausted");
     ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM api_keys WHERE id = $1"
@@ -293,7 +310,7 @@ START_TEST(meter_free_cycle_rolls_on_calendar_month)
                          " billing_cycle_start = kb_cycle_month(kb_now()) - interval '1 month'"
                          " WHERE user_id = $1",
                          1, NULL, p, NULL, NULL, 0));
-    call k = {a.key_hash, 5, "", {"", ""}};
+    call k = {a.key_hash, 5, "", {"", "", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "ok");
     ck_assert_int_eq(used(c, &a), 5);
@@ -317,7 +334,7 @@ START_TEST(meter_project_cycle_rolls_at_period_end)
                          " billing_cycle_start = kb_now() - interval '1 month' - interval '1 minute',"
                          " billing_cycle_end = kb_now() - interval '1 minute' WHERE user_id = $1",
                          1, NULL, p, NULL, NULL, 0));
-    call k = {a.key_hash, 5, "", {"", ""}};
+    call k = {a.key_hash, 5, "", {"", "", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "ok");
     ck_assert_int_eq(used(c, &a), 5);
@@ -353,7 +370,7 @@ START_TEST(meter_follows_a_tier_edit_at_once)
                    " VALUES ($1, 10, 100)", 1, tier);
     kbt_account a;
     kbt_account_new(c, &a, tier, 0, 0, false);
-    call k = {a.key_hash, 1, "", {"", ""}};
+    call k = {a.key_hash, 1, "", {"", "", ""}};
     for (int i = 0; i < 4; i++) {
         meter_once(c, &k);
         ck_assert_str_eq(k.outcome, "ok");
@@ -415,6 +432,127 @@ START_TEST(meter_refund_restores_credits_usage_and_outbox)
 }
 END_TEST
 
+/*
+ * Settling a journaled charge (kb_meter_settle(), 0016_meter_crash_settle.sql):
+ * whether it committed, with and without a crash of the server in between. A
+ * crash is what Postgres does to the unlogged meter_incarnation (emptied) and to
+ * every connection (the worker forgets the life it knew); a
+ * transaction id handed out again after it is stood for by the id of another
+ * transaction that committed. Each case: an earlier charge of the account, the
+ * charge (committed or not), perhaps a later one in the same life, the crash,
+ * perhaps a charge in the new life, then settling.
+ */
+typedef struct settle_case {
+    bool commits; /* the charge's transaction commits */
+    bool later;   /* another charge of the account commits after it, before the crash */
+    bool crash;   /* the server's life ends before settling */
+    bool after;   /* a charge of the account in the new life comes first */
+    bool reused;  /* its id now belongs to another transaction, which committed */
+    const char *want;
+} settle_case;
+
+static const settle_case settle_cases[] = {
+    {true, false, false, false, false, "refunded"},
+    {false, false, false, false, false, "not_charged"},
+    {true, false, true, false, false, "refunded"},
+    {true, false, true, true, false, "refunded"},
+    {false, false, true, false, true, "not_charged"},
+    {false, false, true, true, true, "not_charged"},
+    {false, true, true, false, false, "not_charged"},
+    {false, true, true, true, false, "not_charged"},
+    {true, true, true, false, false, "refunded"},
+    {true, true, true, true, false, "refunded"},
+};
+
+START_TEST(meter_settle_tells_a_crash_apart)
+{
+    const settle_case *k = &settle_cases[_i];
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+    seen s = {"", "", ""};
+    PQclear(meter_exec(c, &s, a.key_hash, "1", "/markets"));
+    char rid[32];
+    snprintf(rid, sizeof(rid), "req_%.12s", a.key_hash);
+    PGresult *r = meter_exec_as(c, &s, a.key_hash, "5", "/markets", rid, k->commits);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert_str_eq(PQgetvalue(r, 0, PQfnumber(r, "outcome")), "ok");
+    ck_assert_str_eq(PQgetvalue(r, 0, PQfnumber(r, "seq")), "2");
+    if (k->later)
+        PQclear(meter_exec(c, &s, a.key_hash, "1", "/markets"));
+    if (k->crash) {
+        /* What recovery does to the unlogged table (triggers keep anyone else
+         * from it), and the worker's connection is gone with its life. */
+        kbt_sql_ok(c, "SET session_replication_role = replica");
+        kbt_sql_ok(c, "DELETE FROM meter_incarnation");
+        kbt_sql_ok(c, "RESET session_replication_role");
+        s.life[0] = '\0';
+    }
+    if (k->after)
+        PQclear(meter_exec(c, &s, a.key_hash, "1", "/markets"));
+    char *other = k->reused ? kbt_sql_value(c, "SELECT pg_current_xact_id()") : NULL;
+    long before = used(c, &a);
+    const char *p[] = {other ? other : PQgetvalue(r, 0, PQfnumber(r, "xid")),
+                       PQgetvalue(r, 0, PQfnumber(r, "token")),
+                       PQgetvalue(r, 0, PQfnumber(r, "seq")),
+                       rid,
+                       PQgetvalue(r, 0, PQfnumber(r, "user_id")),
+                       PQgetvalue(r, 0, PQfnumber(r, "key_id")),
+                       PQgetvalue(r, 0, PQfnumber(r, "cycle_start")),
+                       PQgetvalue(r, 0, PQfnumber(r, "day"))};
+    if (k->reused) {
+        char *st = kbt_sqlp_value(c, "SELECT pg_xact_status($1::xid8)", 1, p[0]);
+        ck_assert_str_eq(st, "committed"); /* what 0015 trusted */
+        free(st);
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        /* Settling again (another worker, a retry) changes nothing. */
+        PGresult *f = PQexecParams(c,
+                                   "SELECT kb_meter_settle($1::xid8, $2::uuid, $3::bigint, $4,"
+                                   " $5::uuid, $6::uuid, 5, '/markets', $7::timestamptz,"
+                                   " $8::date, NULL)",
+                                   8, NULL, p, NULL, NULL, 0);
+        ck_assert_msg(PQresultStatus(f) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(f));
+        const char *want = attempt == 1 && strcmp(k->want, "refunded") == 0 ? "done" : k->want;
+        ck_assert_str_eq(PQgetvalue(f, 0, 0), want);
+        PQclear(f);
+    }
+    bool refunded = strcmp(k->want, "refunded") == 0;
+    ck_assert_int_eq(used(c, &a), before - (refunded ? 5 : 0));
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
+                                   rid),
+                     refunded ? 1 : 0);
+    /* Usage per key counts the answered charges only: all but this one. */
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT sum(requests) FROM api_key_usage"
+                                      " WHERE api_key_id = $1",
+                                   a.key_id),
+                     1 + k->later + k->after);
+    free(other);
+    PQclear(r);
+    PQfinish(c);
+}
+END_TEST
+
+/* Only a crash changes the server's life: nobody deletes, truncates or edits it. */
+START_TEST(meter_incarnation_changes_only_by_a_crash)
+{
+    PGconn *c = kbt_db();
+    char *before = kbt_sql_value(c, "SELECT kb_incarnation()::text");
+    const char *sql[] = {"DELETE FROM meter_incarnation", "TRUNCATE meter_incarnation",
+                         "UPDATE meter_incarnation SET token = gen_random_uuid()"};
+    for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+        PGresult *r = PQexec(c, sql[i]);
+        ck_assert_msg(PQresultStatus(r) == PGRES_FATAL_ERROR, "%s was allowed", sql[i]);
+        PQclear(r);
+    }
+    char *after = kbt_sql_value(c, "SELECT kb_incarnation()::text");
+    ck_assert_str_eq(after, before);
+    free(before);
+    free(after);
+    PQfinish(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -432,6 +570,9 @@ main(void)
     tcase_add_test(tc, meter_project_cycle_rolls_at_period_end);
     tcase_add_test(tc, meter_refund_restores_credits_usage_and_outbox);
     tcase_add_test(tc, meter_follows_a_tier_edit_at_once);
+    tcase_add_test(tc, meter_incarnation_changes_only_by_a_crash);
+    tcase_add_loop_test(tc, meter_settle_tells_a_crash_apart, 0,
+                        sizeof(settle_cases) / sizeof(settle_cases[0]));
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }

@@ -53,6 +53,8 @@ static const col fast_row[] = {
     {"cycle_start", "2026-12-01 00:00:00+00"},
     {"day", "2026-12-04"},
     {"xid", "4294967396"},
+    {"token", "5f0c43e4-51b9-4a0e-9d5e-8b1f3a1c0d2e"},
+    {"seq", "41"},
 };
 
 START_TEST(fast_row_is_read_by_name)
@@ -77,6 +79,8 @@ START_TEST(fast_row_is_read_by_name)
     ck_assert_str_eq(m.day, "2026-12-04");
     ck_assert_int_eq(m.outbox_id, 0);
     ck_assert(m.xid == UINT64_C(4294967396)); /* a 64-bit xid8, past 2^32 */
+    ck_assert_str_eq(m.token, "5f0c43e4-51b9-4a0e-9d5e-8b1f3a1c0d2e");
+    ck_assert_int_eq(m.seq, 41);
     PQclear(r);
 }
 END_TEST
@@ -86,6 +90,7 @@ START_TEST(refused_row_in_any_column_order)
 {
     const col cols[] = {
         {"retry_after", "17"},        {"xid", NULL},
+        {"seq", NULL},                {"token", NULL},
         {"outbox_id", NULL},          {"day", "2026-12-04"},
         {"cycle_start", "2026-12-01 00:00:00+00"},
         {"rl_reset", "1796410740"},   {"rl_remaining", "0"},
@@ -105,6 +110,8 @@ START_TEST(refused_row_in_any_column_order)
     ck_assert_int_eq(m.rl_limit, 30);
     ck_assert_int_eq(m.cost, 0);
     ck_assert(m.xid == 0);
+    ck_assert_str_eq(m.token, "");
+    ck_assert_int_eq(m.seq, 0);
     ck_assert_int_eq(m.outbox_id, 0);
     PQclear(r);
 }
@@ -142,6 +149,8 @@ static const bad bads[] = {
     {"rl_limit", NULL, "a column is missing"},
     {"day", NULL, "a column is missing"},
     {"xid", NULL, "a column is missing"},
+    {"token", NULL, "a column is missing"},
+    {"seq", "4x", "a number column is malformed"},
     {"user_id", "8539643a-9d13-4df2-9ec4-4ad93bbec7fa-much-too-long-for-a-uuid",
      "a text column is too long"},
 };
@@ -173,11 +182,17 @@ START_TEST(malformed_rows_are_refused)
 }
 END_TEST
 
+/* An 'ok' row without its transaction id, server life or charge count: the
+ * journal could not settle it, so it is no charge. */
+static const char *const settle_columns[] = {"xid", "token", "seq"};
+
 START_TEST(a_charge_without_its_xid_is_refused)
 {
     col cols[sizeof(fast_row) / sizeof(fast_row[0])];
     memcpy(cols, fast_row, sizeof(cols));
-    cols[11].value = NULL; /* xid NULL on an 'ok' row */
+    for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
+        if (strcmp(cols[i].name, settle_columns[_i]) == 0)
+            cols[i].value = NULL;
     PGresult *r = row_of(cols, sizeof(cols) / sizeof(cols[0]));
     kb_meter_result m;
     const char *why = NULL;
@@ -213,7 +228,8 @@ main(void)
     tcase_add_test(tc, refused_row_in_any_column_order);
     tcase_add_test(tc, invalid_key_row);
     tcase_add_loop_test(tc, malformed_rows_are_refused, 0, sizeof(bads) / sizeof(bads[0]));
-    tcase_add_test(tc, a_charge_without_its_xid_is_refused);
+    tcase_add_loop_test(tc, a_charge_without_its_xid_is_refused, 0,
+                        sizeof(settle_columns) / sizeof(settle_columns[0]));
     tcase_add_test(tc, outcome_names_round_trip);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
