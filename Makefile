@@ -13,7 +13,8 @@
 VARIANT ?= release
 
 PKGS_BUILD := build-essential pkg-config clang libclang-rt-14-dev \
-	libfcgi-dev libpq-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev check
+	libfcgi-dev libpq-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev check \
+	libwebsockets-dev
 PKGS_RUN := postgresql nginx openssl curl ca-certificates procps iproute2
 PKGS_TEST := wrk python3 nodejs npm chromium
 PKGS := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)
@@ -77,7 +78,13 @@ FUZZ_SRCS := $(sort $(wildcard t/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:t/fuzz/%.c=build/fuzz/t/fuzz/%)
 FUZZ_SECONDS ?= 60
 
-PROGS := $(APPDIR)/kalshibook-fcgi $(APPDIR)/kbctl
+# kalshibook-collector: its own folder; libwebsockets (WebSocket client; bookworm's libcurl
+# has no ws support) is linked into it alone.
+COLLECTOR_SRCS := $(sort $(wildcard app/collector/*.c))
+COLLECTOR_OBJS := $(COLLECTOR_SRCS:%.c=$(B)/%.o)
+LWS_LDLIBS = $(shell pkg-config --libs libwebsockets 2>/dev/null)
+
+PROGS := $(APPDIR)/kalshibook-fcgi $(APPDIR)/kbctl $(APPDIR)/kalshibook-collector
 
 # npm tooling pinned in package-lock.json: Redoc for /docs, swagger-parser and ajv for the
 # spec tests, playwright-core for the browser tests. npm ci runs only when the lockfile is
@@ -124,6 +131,10 @@ $(APPDIR)/kalshibook-fcgi: $(FCGI_OBJS) $(APP_CORE_OBJS) $(LIBKB)
 $(APPDIR)/kbctl: $(KBCTL_OBJS) $(LIBKB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(KBCTL_OBJS) $(LIBKB) $(PC_LDLIBS)
+
+$(APPDIR)/kalshibook-collector: $(COLLECTOR_OBJS) $(LIBKB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -pthread -o $@ $(COLLECTOR_OBJS) $(LIBKB) $(PC_LDLIBS) $(LWS_LDLIBS)
 
 $(B)/t/unit/%: t/unit/%.c $(APP_CORE_OBJS) $(LIBKB)
 	@mkdir -p $(dir $@)
@@ -190,12 +201,14 @@ bench: deps
 	t/bench/bench.sh "$(CURDIR)"
 
 format:
-	clang-format -i lib/*.[ch] app/*.[ch] t/unit/*.c t/integration/*.[ch] t/fuzz/*.c
+	clang-format -i lib/*.[ch] app/*.[ch] app/collector/*.[ch] t/unit/*.c t/integration/*.[ch] \
+		t/fuzz/*.c t/kalshi/*.[ch]
 
 clean:
-	rm -rf build lib/libkb.a app/kalshibook-fcgi app/kbctl $(STATIC_BUILT)
+	rm -rf build lib/libkb.a app/kalshibook-fcgi app/kbctl app/kalshibook-collector $(STATIC_BUILT)
 
--include $(LIB_OBJS:.o=.d) $(APP_CORE_OBJS:.o=.d) $(FCGI_OBJS:.o=.d) $(KBCTL_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(APP_CORE_OBJS:.o=.d) $(FCGI_OBJS:.o=.d) $(KBCTL_OBJS:.o=.d) \
+	$(COLLECTOR_OBJS:.o=.d)
 
 # ---- Debian package ------------------------------------------------------------
 # make deb  ->  build/deb/kalshibook_<version>_<arch>.deb (dpkg-buildpackage from
@@ -240,3 +253,14 @@ chaos: deps
 soak: deps
 	$(MAKE) VARIANT=release all
 	t/soak/run.sh build/release $(SOAK_REQUESTS)
+
+# ---- the live collector and its Kalshi stand-in (README "Live collector") --------------
+# t/kalshi/: a Kalshi WebSocket v2 + REST v2 server (TLS) with a deterministic feed and
+# faults on command, for the collector's tests, chaos run, benchmarks and `make run`.
+KALSHI_SRCS := $(sort $(wildcard t/kalshi/*.c))
+STANDIN := $(B)/t/kalshi/kalshi-standin
+$(STANDIN): $(KALSHI_SRCS) t/kalshi/standin.h $(LIBKB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -It/kalshi $(LDFLAGS_ALL) -o $@ $(KALSHI_SRCS) $(LIBKB) $(PC_LDLIBS)
+
+tests: $(STANDIN)

@@ -1,0 +1,161 @@
+/* store.c - what one spool record does in Postgres, inside the writer's transaction.
+ *
+ *   F (a WebSocket message) and R (a REST body): the lib ingest module, the code
+ *     kbctl import runs, so a live message and a replayed spool line are stored alike.
+ *   E events: "start" opens a restart (or handover) gap for every market with data
+ *     that is not over and has no gap open, from its last data; "gap_open" opens a
+ *     gap per market from start_ms; "gap_close" ends the open gap of its markets.
+ * Gap rows are keyed by the event's spool position, so a replay adds none twice.
+ */
+#include <stdio.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "kb_log.h"
+#include "writer.h"
+#include "kb_banned.h"
+
+static const kb_stmt gap_open = {
+    "kc_gap_open",
+    "INSERT INTO gaps (market_ticker, start_at, reason, detail, source)"
+    " SELECT t, 'epoch'::timestamptz + $2::bigint * interval '1 millisecond', $3, $4::jsonb, $5"
+    "   FROM unnest($1::text[]) AS t"
+    " ON CONFLICT DO NOTHING",
+    5, false};
+static const kb_stmt gap_close = {
+    "kc_gap_close",
+    "UPDATE gaps SET end_at = greatest(start_at,"
+    "     'epoch'::timestamptz + $2::bigint * interval '1 millisecond'), closed_at = now()"
+    " WHERE market_ticker = ANY($1::text[]) AND end_at IS NULL",
+    2, false};
+/* Markets with data that are not over: their book is unknown from their last data on. */
+static const kb_stmt gap_restart = {
+    "kc_gap_restart",
+    "INSERT INTO gaps (market_ticker, start_at, reason, source)"
+    " SELECT s.ticker, greatest(s.first_data_at, s.last_data_at), $1, $2"
+    "   FROM market_stats s JOIN markets m ON m.ticker = s.ticker"
+    "  WHERE coalesce(s.last_data_at, s.first_data_at) IS NOT NULL"
+    "    AND m.status NOT IN ('determined', 'settled', 'closed', 'finalized')"
+    " ON CONFLICT DO NOTHING",
+    2, false};
+static const kb_stmt progress_set = {
+    "kc_progress_set",
+    "INSERT INTO collector_progress (instance, file_no, file_offset, updated_at)"
+    " VALUES ($1, $2, $3, now())"
+    " ON CONFLICT (instance) DO UPDATE SET file_no = $2, file_offset = $3, updated_at = now()",
+    3, false};
+
+void
+kc_store_init(void)
+{
+}
+
+void
+kc_store_release(void)
+{
+}
+
+bool
+kc_store_begin(void)
+{
+    if (kb_db_command(&W.db, "BEGIN") != KB_OK)
+        return false;
+    /* A reconnect inside BEGIN left the lock behind on the old session. */
+    if (!kc_writer_same_session()) {
+        (void)kb_db_command(&W.db, "ROLLBACK");
+        return false;
+    }
+    return true;
+}
+
+/* {"a","b"} with each element quoted for a Postgres array literal. */
+static char *
+text_array(const cJSON *arr)
+{
+    kb_buf b = KB_BUF_INIT;
+    kb_buf_putc(&b, '{');
+    const cJSON *it;
+    int n = 0;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (!cJSON_IsString(it))
+            continue;
+        kb_buf_puts(&b, n++ ? ",\"" : "\"");
+        for (const char *c = it->valuestring; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                kb_buf_putc(&b, '\\');
+            kb_buf_putc(&b, *c);
+        }
+        kb_buf_putc(&b, '"');
+    }
+    kb_buf_putc(&b, '}');
+    return kb_buf_detach(&b, NULL);
+}
+
+static bool
+event(const kb_spool_rec *r, long file_no, int64_t off)
+{
+    cJSON *j = cJSON_ParseWithLength(r->data, r->len);
+    const cJSON *kb = cJSON_GetObjectItemCaseSensitive(j, "kb");
+    bool ok = true;
+    char source[192], num[24];
+    snprintf(source, sizeof(source), "%s/%ld/%" PRId64, K.instance, file_no, off);
+    const char *what = cJSON_IsString(kb) ? kb->valuestring : "";
+    if (strcmp(what, "start") == 0) {
+        const char *p[] = {W.handover ? "handover" : "restart", source};
+        ok = kc_writer_exec(&gap_restart, p, NULL);
+    } else if (strcmp(what, "gap_open") == 0 || strcmp(what, "gap_close") == 0) {
+        bool open = what[4] == 'o';
+        const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, open ? "start_ms" : "end_ms");
+        const cJSON *reason = cJSON_GetObjectItemCaseSensitive(j, "reason");
+        int64_t t = cJSON_IsNumber(ms) && ms->valuedouble > 0 ? (int64_t)ms->valuedouble
+                                                              : r->wall_ns / 1000000;
+        snprintf(num, sizeof(num), "%" PRId64, t);
+        char *arr = text_array(cJSON_GetObjectItemCaseSensitive(j, "markets"));
+        if (open) {
+            /* The detail: what the collector knew (epoch, sid, seq), without the markets. */
+            cJSON_DeleteItemFromObjectCaseSensitive(j, "markets");
+            cJSON_DeleteItemFromObjectCaseSensitive(j, "kb");
+            cJSON_DeleteItemFromObjectCaseSensitive(j, "start_ms");
+            char *detail = cJSON_PrintUnformatted(j);
+            const char *p[] = {arr, num, cJSON_IsString(reason) ? reason->valuestring : "error",
+                               detail, source};
+            ok = kc_writer_exec(&gap_open, p, NULL);
+            free(detail);
+        } else {
+            const char *p[] = {arr, num};
+            ok = kc_writer_exec(&gap_close, p, NULL);
+        }
+        free(arr);
+    }
+    cJSON_Delete(j);
+    return ok;
+}
+
+bool
+kc_store_record(const kb_spool_rec *r, long file_no, int64_t off)
+{
+    kb_arena_reset(&W.arena);
+    if (r->kind == 'E')
+        return event(r, file_no, off);
+    return true;
+}
+
+bool
+kc_store_commit(long file_no, int64_t off)
+{
+    char f[24], o[24];
+    snprintf(f, sizeof(f), "%ld", file_no);
+    snprintf(o, sizeof(o), "%" PRId64, off);
+    const char *p[] = {K.instance, f, o};
+    return kc_writer_exec(&progress_set, p, NULL) && kb_db_command(&W.db, "COMMIT") == KB_OK;
+}
+
+void
+kc_store_abort(void)
+{
+    (void)kb_db_command(&W.db, "ROLLBACK");
+}

@@ -1,0 +1,372 @@
+/* writer.c - the writer thread: leadership through a Postgres advisory lock, then the
+ * spool, in order, into Postgres.
+ *
+ * Standby: try pg_try_advisory_lock(7274810018) every second; whoever holds it leads,
+ * so a standby takes over within a second or two of the leader's death (Postgres
+ * frees a session's locks when its connection ends). The lock lives on the writer's
+ * own connection: a batch is committed only on the session that holds it, and a lost
+ * session must win the lock back, with the leader epoch unchanged, before writing
+ * again; otherwise another instance led meanwhile and this process exits (75) so
+ * systemd restarts it as a standby.
+ *
+ * Leader: records are taken in spool order, from the queue when its next chunk starts
+ * where the writer stands, else read back from the spool files (the queue dropped
+ * chunks, Postgres was slow or down, or the process restarted). Each transaction
+ * stores a batch (store.c) and moves collector_progress to its end, so a crash or a
+ * failed commit resumes exactly there; and ingest is idempotent besides.
+ */
+#include <stdio.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "collector.h"
+#include "kb_db.h"
+#include "kb_log.h"
+#include "kb_spool.h"
+#include "writer.h"
+#include "kb_banned.h"
+
+#define LOCK_KEY "7274810018"
+#define BATCH_RECORDS 20000
+
+static const kb_stmt try_lock = {"kc_try_lock", "SELECT pg_try_advisory_lock(" LOCK_KEY ")", 0,
+                                 false};
+/* Returns the new epoch and the previous leader (NULL: none yet). */
+static const kb_stmt take_lead = {
+    "kc_take_lead",
+    "WITH prev AS (SELECT instance FROM collector_leader WHERE id = 1)"
+    " INSERT INTO collector_leader AS l (id, instance, epoch, since, heartbeat_at)"
+    " VALUES (1, $1, 1, now(), now())"
+    " ON CONFLICT (id) DO UPDATE SET instance = $1, epoch = l.epoch + 1, since = now(),"
+    "   heartbeat_at = now()"
+    " RETURNING epoch, (SELECT instance FROM prev)",
+    1, false};
+static const kb_stmt leader_epoch = {
+    "kc_leader_epoch", "SELECT epoch FROM collector_leader WHERE id = 1", 0, true};
+static const kb_stmt heartbeat = {
+    "kc_heartbeat",
+    "UPDATE collector_leader SET heartbeat_at = now() WHERE id = 1 AND epoch = $1 RETURNING 1", 1,
+    false};
+static const kb_stmt status_up = {
+    "kc_status",
+    "INSERT INTO collector_status AS s (instance, role, pid, started_at, heartbeat_at, stats)"
+    " VALUES ($1, $2, $3, to_timestamp($4::bigint), now(), $5::jsonb)"
+    " ON CONFLICT (instance) DO UPDATE SET role = $2, pid = $3, started_at = to_timestamp($4::bigint),"
+    "   heartbeat_at = now(), stats = $5::jsonb",
+    5, false};
+static const kb_stmt progress_get = {
+    "kc_progress_get", "SELECT file_no, file_offset FROM collector_progress WHERE instance = $1", 1,
+    true};
+
+kc_writer W;
+
+static pthread_t th;
+static bool started;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int role; /* 0 standby, 1 leader, -1 gave up */
+
+static void
+set_role(int r)
+{
+    pthread_mutex_lock(&mu);
+    role = r;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    kc_metric_set(KC_G_LEADER, r == 1);
+}
+
+/* One parameterless or parameterised statement; true on success, *out arena-owned. */
+bool
+kc_writer_exec(const kb_stmt *st, const char *const *params, PGresult **out)
+{
+    kb_err e = kb_db_exec(&W.db, &W.arena, st, params, out);
+    kc_metric_set(KC_G_DB_UP, e == KB_OK || e == KB_E_INTERNAL);
+    return e == KB_OK;
+}
+
+static void
+write_status(const char *r)
+{
+    static int64_t last;
+    int64_t now = kc_mono_ns() / 1000000;
+    if (now - last < 2000)
+        return;
+    last = now;
+    kb_buf stats = KB_BUF_INIT;
+    kb_buf_printf(&stats,
+                  "{\"connections_up\":%" PRId64 ",\"markets_open\":%" PRId64
+                  ",\"markets_wanted\":%" PRId64 ",\"markets_live\":%" PRId64
+                  ",\"markets_gap\":%" PRId64 ",\"queue_bytes\":%" PRId64
+                  ",\"writer_lag_bytes\":%" PRId64 ",\"messages\":%" PRIu64
+                  ",\"reconnects\":%" PRIu64 ",\"metrics_port\":%ld}",
+                  kc_metric_get(KC_G_CONNS_UP), kc_metric_get(KC_G_OPEN_MARKETS_REST),
+                  kc_metric_get(KC_G_MARKETS_WANTED), kc_metric_get(KC_G_MARKETS_LIVE),
+                  kc_metric_get(KC_G_MARKETS_GAP), kc_metric_get(KC_G_QUEUE_BYTES),
+                  kc_metric_get(KC_G_WRITER_LAG_BYTES), kc_metric_count(KC_M_FRAMES),
+                  kc_metric_count(KC_M_RECONNECTS), K.cfg->collector_metrics_port);
+    char pid[24], st[24];
+    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+    snprintf(st, sizeof(st), "%" PRId64, W.started_s);
+    const char *p[] = {K.instance, r, pid, st, stats.buf};
+    (void)kc_writer_exec(&status_up, p, NULL);
+    kb_buf_release(&stats);
+}
+
+/* The lock is held on the session in use now (not on one that died since). */
+bool
+kc_writer_same_session(void)
+{
+    return W.db.conn != NULL && W.db.conn == W.locked_on &&
+           PQbackendPID(W.db.conn) == W.locked_pid;
+}
+
+static bool
+lock_now(void)
+{
+    PGresult *r;
+    if (!kc_writer_exec(&try_lock, NULL, &r) || strcmp(PQgetvalue(r, 0, 0), "t") != 0)
+        return false;
+    W.locked_on = W.db.conn;
+    W.locked_pid = PQbackendPID(W.db.conn);
+    return true;
+}
+
+static void
+standby(void)
+{
+    while (!atomic_load(&K.stop)) {
+        kb_arena_reset(&W.arena);
+        if (lock_now())
+            return;
+        write_status("standby");
+        for (int i = 0; i < 10 && !atomic_load(&K.stop); i++)
+            usleep(100000);
+    }
+}
+
+/* Leadership: a new epoch; false when the database refuses (try again). */
+static bool
+take_leadership(void)
+{
+    PGresult *r;
+    const char *p[] = {K.instance};
+    if (!kc_writer_exec(&take_lead, p, &r))
+        return false;
+    W.epoch = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    W.handover = !PQgetisnull(r, 0, 1) && strcmp(PQgetvalue(r, 0, 1), K.instance) != 0;
+    kb_log_info("leader (epoch %" PRId64 "%s)", W.epoch,
+                W.handover ? ", taking over from another instance" : "");
+    return true;
+}
+
+/* After a lost session: the lock again, and nobody led in between. */
+static bool
+regain(void)
+{
+    if (!lock_now())
+        return false;
+    PGresult *r;
+    if (!kc_writer_exec(&leader_epoch, NULL, &r) || PQntuples(r) != 1)
+        return false;
+    if (strtoll(PQgetvalue(r, 0, 0), NULL, 10) != W.epoch) {
+        kb_log_error("another collector led while this one was cut off from Postgres; "
+                     "exiting to restart as a standby");
+        _exit(75);
+    }
+    kb_log_info("writer: database connection back, lock held again");
+    return true;
+}
+
+static void
+beat(void)
+{
+    static int64_t last;
+    int64_t now = kc_mono_ns() / 1000000;
+    if (now - last < 1000)
+        return;
+    last = now;
+    char e[24];
+    snprintf(e, sizeof(e), "%" PRId64, W.epoch);
+    const char *p[] = {e};
+    PGresult *r;
+    if (kc_writer_exec(&heartbeat, p, &r) && PQntuples(r) == 0) {
+        kb_log_error("the leader row names another epoch: another collector leads; exiting");
+        _exit(75);
+    }
+    write_status("leader");
+}
+
+/* The stored progress of this instance: (0, 0) when none. */
+static void
+read_progress(long *f, int64_t *o)
+{
+    PGresult *r;
+    const char *p[] = {K.instance};
+    *f = 0;
+    *o = 0;
+    if (kc_writer_exec(&progress_get, p, &r) && PQntuples(r) == 1) {
+        *f = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+        *o = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    }
+}
+
+/* Resume where the progress says, if that spool file is still here; else at the new file. */
+static void
+start_position(long f, int64_t o)
+{
+    long pub_file;
+    int64_t pub_off;
+    kc_spool_published(&pub_file, &pub_off);
+    W.file_no = pub_file;
+    W.off = 0;
+    if (f > 0) {
+        char *path = kb_spool_find(K.cfg->collector_spool_dir, f);
+        if (path != NULL) {
+            W.file_no = f;
+            W.off = o;
+            kb_log_info("writer: resuming the spool at file %ld offset %" PRId64, f, o);
+        } else {
+            kb_log_warn("writer: spool file %ld (stored up to offset %" PRId64 ") is gone; "
+                        "starting at file %ld", f, o, pub_file);
+        }
+        free(path);
+    }
+    W.c_file_no = W.file_no;
+    W.c_off = W.off;
+}
+
+/* Spool files already stored and older than KB_COLLECTOR_SPOOL_KEEP_H go. */
+static void
+retention(void)
+{
+    static int64_t last;
+    int64_t now = kc_mono_ns() / 1000000;
+    if (K.cfg->collector_spool_keep_h == 0 || now - last < 600000)
+        return;
+    last = now;
+    DIR *d = opendir(K.cfg->collector_spool_dir);
+    if (d == NULL)
+        return;
+    time_t cutoff = time(NULL) - (time_t)K.cfg->collector_spool_keep_h * 3600;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long n;
+        if (sscanf(e->d_name, "kb-%8ld-", &n) != 1 || n >= W.c_file_no)
+            continue;
+        kb_buf path = KB_BUF_INIT;
+        kb_buf_printf(&path, "%s/%s", K.cfg->collector_spool_dir, e->d_name);
+        struct stat st;
+        if (stat(path.buf, &st) == 0 && st.st_mtime < cutoff && unlink(path.buf) == 0)
+            kb_log_info("spool file %s stored and older than %ld h: removed", e->d_name,
+                        K.cfg->collector_spool_keep_h);
+        kb_buf_release(&path);
+    }
+    closedir(d);
+}
+
+static void *
+run(void *arg)
+{
+    (void)arg;
+    W.started_s = kc_now_ns() / 1000000000;
+    kb_db_init(&W.db, K.cfg->database_url, "kalshibook-collector", K.cfg->db_connect_timeout_s,
+               0);
+    kb_arena_init(&W.arena, 0);
+    standby();
+    while (!atomic_load(&K.stop) && !take_leadership()) {
+        usleep(200000);
+        if (!kc_writer_same_session())
+            standby();
+    }
+    if (atomic_load(&K.stop)) {
+        set_role(-1);
+        goto out;
+    }
+    /* File numbers never go back below what the progress names, even in a wiped dir. */
+    long pf;
+    int64_t po;
+    read_progress(&pf, &po);
+    atomic_store(&K.min_file_no, pf + 1);
+    set_role(1);
+    /* The reader opens its spool file once it is told to lead. */
+    long f;
+    int64_t o;
+    do {
+        usleep(10000);
+        kc_spool_published(&f, &o);
+    } while (f == 0 && !atomic_load(&K.stop));
+    start_position(pf, po);
+    kc_store_init();
+    /* At a stop, what the spool holds beyond the progress is stored while that goes
+     * forward, for KB_COLLECTOR_COMMIT_MS x 50 at most; the next start reads the rest. */
+    int64_t stop_ms = 0;
+    for (;;) {
+        int64_t now = kc_mono_ns() / 1000000;
+        if (atomic_load(&K.stop)) {
+            if (stop_ms == 0)
+                stop_ms = now;
+            if (!kc_writer_behind() || now - stop_ms > K.cfg->collector_commit_ms * 50)
+                break;
+        }
+        kb_arena_reset(&W.arena);
+        if (!kc_writer_same_session() && !regain()) {
+            if (stop_ms != 0)
+                break; /* Postgres is gone at shutdown: the spool keeps the rest */
+            usleep(200000);
+            continue;
+        }
+        beat();
+        long cf = W.c_file_no;
+        int64_t co = W.c_off;
+        kc_writer_batch();
+        if (stop_ms != 0 && cf == W.c_file_no && co == W.c_off)
+            break;
+        retention();
+    }
+out:
+    kc_store_release();
+    kb_arena_release(&W.arena);
+    kb_db_release(&W.db);
+    return NULL;
+}
+
+int
+kc_writer_start(void)
+{
+    if (pthread_create(&th, NULL, run, NULL) != 0)
+        return -1;
+    started = true;
+    return 0;
+}
+
+bool
+kc_writer_wait_leader(void)
+{
+    pthread_mutex_lock(&mu);
+    while (role == 0 && !atomic_load(&K.stop)) {
+        /* Timed: a signal sets K.stop without touching the condition. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200000000;
+        ts.tv_sec += ts.tv_nsec / 1000000000;
+        ts.tv_nsec %= 1000000000;
+        pthread_cond_timedwait(&cv, &mu, &ts);
+    }
+    bool lead = role == 1;
+    pthread_mutex_unlock(&mu);
+    return lead;
+}
+
+void
+kc_writer_stop(void)
+{
+    if (started)
+        pthread_join(th, NULL);
+    started = false;
+}
