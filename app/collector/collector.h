@@ -47,6 +47,7 @@ typedef struct kc_market {
 
 typedef struct kc_sub {
     int64_t sid, seq; /* seq: last in order */
+    int64_t last_ts;  /* exchange ms of the last message in order (from subscribe on) */
     int state;
     int dups;         /* duplicates in a row */
 } kc_sub;
@@ -56,7 +57,6 @@ typedef struct kc_shard {
     int32_t *m;       /* market indices */
     int n, cap;
     kc_sub ob, tr;
-    int64_t last_ts_ms; /* newest exchange time seen in order on its orderbook sid */
     bool resync;        /* (re)subscribe both channels when the connection allows */
     int32_t *add[2], *del[2]; /* per channel: markets waiting for update_subscription */
     int nadd[2], capadd[2], ndel[2], capdel[2];
@@ -128,8 +128,11 @@ int32_t kc_market_want(const char *t, size_t len, bool want);
 bool kc_market_in_scope(const char *t, size_t len);
 /* Queue the commands that bring subscriptions in line with the wanted markets. */
 void kc_shards_sync(void);
-/* A subscription lost data: gap for its shard's markets, resubscribe (reason: gaps.reason). */
-void kc_shard_resync(int shard, const char *reason, const char *detail);
+/*
+ * Shard's subscription of channel loss (KC_CH_OB, KC_CH_TRADE; -1: both, the link) lost
+ * messages: gaps for its markets (reason: gaps.reason), then resubscribe.
+ */
+void kc_shard_resync(int shard, int loss, const char *reason, const char *detail);
 /* Every shard of connection c lost its link. */
 void kc_conn_lost(kc_conn *c, const char *reason);
 /* Queue market mi for add_markets (add) or delete_markets on channel ch of shard. */
@@ -137,6 +140,7 @@ void kc_shard_queue(int shard, int ch, bool add, int32_t mi);
 /* The markets of shard (for commands) as a JSON array into b. */
 void kc_shard_tickers_json(const kc_shard *s, const int32_t *m, int n, kb_buf *b);
 int kc_shards_live_markets(void);
+void kc_shards_release(void);
 
 /* ---- ws.c ---- */
 int kc_ws_init(void);
@@ -207,7 +211,7 @@ enum kc_counter {
     KC_M_WRITER_COMMITS, KC_M_WRITER_ERRORS, KC_M_WRITER_SPOOL_READS, KC_M_COUNT_
 };
 enum kc_gauge {
-    KC_G_LEADER, KC_G_CONNS_UP, KC_G_MARKETS_WANTED, KC_G_MARKETS_LIVE, KC_G_MARKETS_GAP,
+    KC_G_LEADER, KC_G_CONNS_UP, KC_G_CONNS_HEALTHY, KC_G_MARKETS_WANTED, KC_G_MARKETS_LIVE, KC_G_MARKETS_GAP,
     KC_G_QUEUE_BYTES, KC_G_WRITER_LAG_BYTES, KC_G_DB_UP, KC_G_OPEN_MARKETS_REST, KC_G_COUNT_
 };
 void kc_metric_add(enum kc_counter c, uint64_t n);

@@ -99,6 +99,9 @@ on_subscribed(kc_conn *c, int64_t id, const cJSON *msg)
     s->sid = sid;
     s->seq = 0;
     s->dups = 0;
+    /* Until its first message: what comes on it is no older than now (less a margin for
+     * the two clocks). */
+    s->last_ts = kc_now_ns() / 1000000 - 1000;
     s->state = KC_SUB_LIVE;
     kc_ws_map_sid(c, sid, cmd.ch == KC_CH_LIFECYCLE ? KC_CH_LIFECYCLE : cmd.shard * 4 + cmd.ch);
     if (cmd.shard >= 0)
@@ -129,7 +132,7 @@ retry(kc_conn *c, kc_cmd *cmd, int code)
     if (cmd->kind == KC_CMD_SUB) {
         sub_of(cmd->shard, cmd->ch)->state = KC_SUB_NONE;
         /* Both channels are resubscribed together. */
-        kc_shard_resync(cmd->shard, "error", "subscribe failed");
+        kc_shard_resync(cmd->shard, -1, "error", "subscribe failed");
     } else if (cmd->kind == KC_CMD_ADD || cmd->kind == KC_CMD_DEL) {
         /* Again at the next sync, on the channel that failed only. */
         for (int i = 0; i < cmd->n; i++) {
@@ -154,7 +157,8 @@ on_error(kc_conn *c, int64_t id, int64_t sid, const cJSON *msg)
         int32_t v = sid > 0 && sid < c->nsid ? c->sidmap[sid] : -1;
         for (int i = 0; i < K.nsh; i++) {
             if ((v >= 0 && (v & 3) != KC_CH_LIFECYCLE) ? i == v >> 2 : K.sh[i].conn == c->idx)
-                kc_shard_resync(i, "overflow", text);
+                kc_shard_resync(i, v >= 0 && (v & 3) != KC_CH_LIFECYCLE ? v & 3 : -1, "overflow",
+                                text);
         }
         if (v >= 0 && (v & 3) == KC_CH_LIFECYCLE)
             K.reconcile_now = true;
@@ -169,7 +173,7 @@ on_error(kc_conn *c, int64_t id, int64_t sid, const cJSON *msg)
         break;
     case 7: /* unknown sid */
         if (cmd.kind != KC_CMD_UNSUB && cmd.shard >= 0)
-            kc_shard_resync(cmd.shard, "error", "unknown sid");
+            kc_shard_resync(cmd.shard, -1, "error", "unknown sid");
         break;
     case 16: { /* market not found: ask REST which, and hold the shard back meanwhile */
         if (cmd.shard < 0)
@@ -191,7 +195,7 @@ on_error(kc_conn *c, int64_t id, int64_t sid, const cJSON *msg)
     case 14: /* our command was malformed: a bug; resubscribe cleanly */
         kb_log_error("Kalshi refused command %" PRId64 " as malformed (%d)", cmd.id, code);
         if (cmd.shard >= 0 && cmd.kind != KC_CMD_UNSUB)
-            kc_shard_resync(cmd.shard, "error", text);
+            kc_shard_resync(cmd.shard, -1, "error", text);
         break;
     default: /* 17 internal error, 18 command timeout, anything new: try again */
         if (cmd.kind != KC_CMD_UNSUB)
@@ -229,15 +233,14 @@ data(kc_conn *c, int64_t sid, int64_t seq, const cJSON *msg, int kind, int64_t w
         char d[128];
         snprintf(d, sizeof(d), "%s sid %" PRId64 ": expected seq %" PRId64 ", got %" PRId64,
                  ch == KC_CH_OB ? "orderbook_delta" : "trade", sid, expected, seq);
-        kc_shard_resync(shard, r == SEQ_JUMP ? "seq_jump" : "seq_duplicate", d);
+        kc_shard_resync(shard, ch, r == SEQ_JUMP ? "seq_jump" : "seq_duplicate", d);
         return;
     }
     int64_t ts = exchange_ms(msg), wall_ms = wall_ns / 1000000;
     if (ts > 0)
         kc_metric_age(wall_ms - ts);
-    kc_shard *sh = &K.sh[shard];
-    if (ch == KC_CH_OB && ts > sh->last_ts_ms)
-        sh->last_ts_ms = ts;
+    if (ts > s->last_ts)
+        s->last_ts = ts;
     if (kind != 's')
         return;
     const char *t = str(msg, "market_ticker");

@@ -160,6 +160,7 @@ main(int argc, char **argv)
         atomic_store(&K.stop, 1);
         kc_rest_stop();
         kc_spool_close();
+        kc_shards_release();
     }
     atomic_store(&K.stop, 1);
     kc_writer_stop();

@@ -160,6 +160,9 @@ render(kb_buf *b)
         kc_metric_get(KC_G_DB_UP));
     one(b, "kalshibook_collector_connections_up", "gauge", "WebSocket connections established",
         kc_metric_get(KC_G_CONNS_UP));
+    one(b, "kalshibook_collector_connections_healthy", "gauge",
+        "connections up for 3 heartbeats (their next reconnect starts at the first delay)",
+        kc_metric_get(KC_G_CONNS_HEALTHY));
     head(b, "kalshibook_collector_markets", "gauge",
          "markets: open on Kalshi's REST listing, wanted (open or paused), subscribed with a "
          "snapshot (live), in a gap");

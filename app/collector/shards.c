@@ -135,16 +135,18 @@ remove_i32(int32_t *a, int *n, int32_t v)
     return false;
 }
 
-/* A gap event for markets (ticker list) into the spool. */
+/* A gap event for markets (ticker list) into the spool; channel NULL: both. */
 static void
-gap_event(const char *type, const char *reason, int64_t ts_ms, int64_t epoch, int64_t sid,
-          const char *detail, const int32_t *m, int n)
+gap_event(const char *type, const char *channel, const char *reason, int64_t ts_ms,
+          int64_t epoch, int64_t sid, const char *detail, const int32_t *m, int n)
 {
     if (n == 0)
         return;
     kb_buf b = KB_BUF_INIT;
     kb_buf_printf(&b, "{\"kb\":\"%s\",\"%s\":%" PRId64, type,
                   strcmp(type, "gap_open") == 0 ? "start_ms" : "end_ms", ts_ms);
+    if (channel != NULL)
+        kb_buf_printf(&b, ",\"channel\":\"%s\"", channel);
     if (reason != NULL)
         kb_buf_printf(&b, ",\"reason\":\"%s\"", reason);
     if (epoch > 0)
@@ -205,7 +207,11 @@ kc_market_want(const char *t, size_t len, bool want)
     if (!want && m->gap) {
         /* Closed with a gap open: nothing follows the close, so the gap ends here. */
         m->gap = false;
-        gap_event("gap_close", "market_closed", kc_now_ns() / 1000000, 0, 0, NULL, &i, 1);
+        gap_event("gap_close", NULL, NULL, kc_now_ns() / 1000000, 0, 0, NULL, &i, 1);
+    }
+    if (!want) {
+        gap_event("unwatch", NULL, NULL, kc_now_ns() / 1000000, 0, 0, NULL, &i, 1);
+        m->first = true;
     }
     return i;
 }
@@ -434,14 +440,29 @@ gap_counter(const char *reason)
     return KC_M_GAP_ERROR;
 }
 
+/*
+ * Where a gap starts: messages are sent in exchange-time order, so a lost one is no
+ * older than the last in order on its own sid; on a dead link, no older than anything
+ * received. A channel that lost nothing itself loses from the resubscription on:
+ * after everything received so far.
+ */
+static int64_t
+gap_start(const kc_shard *s, int loss, int ch)
+{
+    int64_t mx = s->ob.last_ts > s->tr.last_ts ? s->ob.last_ts : s->tr.last_ts;
+    int64_t own = ch == KC_CH_OB ? s->ob.last_ts : s->tr.last_ts;
+    int64_t t = loss == ch && own > 0 ? own : mx;
+    return t > 0 ? t : kc_now_ns() / 1000000;
+}
+
 void
-kc_shard_resync(int shard, const char *reason, const char *detail)
+kc_shard_resync(int shard, int loss, const char *reason, const char *detail)
 {
     kc_shard *s = &K.sh[shard];
     if (s->resync)
         return;
     s->resync = true;
-    /* Every market whose book was trusted loses it from the last message in order. */
+    /* Every market with a trusted book and trades loses them from the gap's start. */
     int32_t *g = NULL;
     int ng = 0, capg = 0;
     for (int k = 0; k < s->n; k++) {
@@ -453,12 +474,16 @@ kc_shard_resync(int shard, const char *reason, const char *detail)
         m->live = false;
     }
     kc_conn *c = &K.conns[s->conn];
-    gap_event("gap_open", reason, s->last_ts_ms, c->epoch, s->ob.sid, detail, g, ng);
+    int64_t sid = loss == KC_CH_TRADE ? s->tr.sid : s->ob.sid;
+    gap_event("gap_open", "orderbook", reason, gap_start(s, loss, KC_CH_OB), c->epoch, sid,
+              detail, g, ng);
+    gap_event("gap_open", "trade", reason, gap_start(s, loss, KC_CH_TRADE), c->epoch, sid,
+              detail, g, ng);
     if (ng > 0) {
         kc_metric_add(gap_counter(reason), (uint64_t)ng);
         kb_log_warn("gap '%s' opened for the %d markets of shard %d (connection %d, epoch %"
-                    PRId64 ", sid %" PRId64 ")%s%s", reason, ng, shard, s->conn, c->epoch,
-                    s->ob.sid, detail ? ": " : "", detail ? detail : "");
+                    PRId64 ", sid %" PRId64 ")%s%s", reason, ng, shard, s->conn, c->epoch, sid,
+                    detail ? ": " : "", detail ? detail : "");
     }
     free(g);
 }
@@ -470,7 +495,7 @@ kc_conn_lost(kc_conn *c, const char *reason)
         kc_shard *s = &K.sh[i];
         if (s->conn != c->idx)
             continue;
-        kc_shard_resync(i, reason, NULL);
+        kc_shard_resync(i, -1, reason, NULL);
         s->ob.state = s->tr.state = KC_SUB_NONE;
         s->ob.sid = s->tr.sid = 0;
         s->retries = 0;
@@ -482,4 +507,28 @@ kc_conn_lost(kc_conn *c, const char *reason)
         K.reconcile_now = true;
     }
     c->lc.state = KC_SUB_NONE;
+}
+
+void
+kc_shards_release(void)
+{
+    for (int32_t i = 0; i < K.nm; i++)
+        free(K.m[i].ticker);
+    free(K.m);
+    free(K.mindex);
+    for (int i = 0; i < K.nsh; i++) {
+        kc_shard *s = &K.sh[i];
+        free(s->m);
+        for (int ch = 0; ch < 2; ch++) {
+            free(s->add[ch]);
+            free(s->del[ch]);
+        }
+    }
+    free(K.sh);
+    K.m = NULL;
+    K.mindex = NULL;
+    K.sh = NULL;
+    K.nm = K.capm = 0;
+    K.mindex_cap = 0;
+    K.nsh = K.capsh = 0;
 }

@@ -2,9 +2,12 @@
  *
  *   F (a WebSocket message) and R (a REST body): the lib ingest module, the code
  *     kbctl import runs, so a live message and a replayed spool line are stored alike.
- *   E events: "start" opens a restart (or handover) gap for every market with data
- *     that is not over and has no gap open, from its last data; "gap_open" opens a
- *     gap per market from start_ms; "gap_close" ends the open gap of its markets.
+ *   E events: "start" opens a restart (or handover) gap for every market being
+ *     collected (collector_markets) and channel that has no gap open, from its last
+ *     data; "gap_open" opens a gap per market of its channel from start_ms;
+ *     "gap_close" (a snapshot arrived) ends the open gaps (both channels) of its
+ *     markets and marks them collected; "unwatch"
+ *     (closed, out of scope) marks them not collected any more.
  * Gap rows are keyed by the event's spool position, so a replay adds none twice.
  */
 #include <stdio.h>
@@ -20,26 +23,36 @@
 
 static const kb_stmt gap_open = {
     "kc_gap_open",
-    "INSERT INTO gaps (market_ticker, start_at, reason, detail, source)"
-    " SELECT t, 'epoch'::timestamptz + $2::bigint * interval '1 millisecond', $3, $4::jsonb, $5"
+    "INSERT INTO gaps (market_ticker, channel, start_at, reason, detail, source)"
+    " SELECT t, $6, 'epoch'::timestamptz + $2::bigint * interval '1 millisecond', $3, $4::jsonb,"
+    "        $5"
     "   FROM unnest($1::text[]) AS t"
     " ON CONFLICT DO NOTHING",
-    5, false};
+    6, false};
 static const kb_stmt gap_close = {
     "kc_gap_close",
     "UPDATE gaps SET end_at = greatest(start_at,"
     "     'epoch'::timestamptz + $2::bigint * interval '1 millisecond'), closed_at = now()"
     " WHERE market_ticker = ANY($1::text[]) AND end_at IS NULL",
     2, false};
-/* Markets with data that are not over: their book is unknown from their last data on. */
+/* Markets being collected: their book is unknown from their last stored data on. */
 static const kb_stmt gap_restart = {
     "kc_gap_restart",
-    "INSERT INTO gaps (market_ticker, start_at, reason, source)"
-    " SELECT s.ticker, greatest(s.first_data_at, s.last_data_at), $1, $2"
-    "   FROM market_stats s JOIN markets m ON m.ticker = s.ticker"
-    "  WHERE coalesce(s.last_data_at, s.first_data_at) IS NOT NULL"
-    "    AND m.status NOT IN ('determined', 'settled', 'closed', 'finalized')"
+    "INSERT INTO gaps (market_ticker, channel, start_at, reason, source)"
+    " SELECT c.ticker, ch, coalesce(greatest(s.first_data_at, s.last_data_at), c.updated_at),"
+    "        $1, $2"
+    "   FROM collector_markets c LEFT JOIN market_stats s ON s.ticker = c.ticker,"
+    "        unnest(ARRAY['orderbook', 'trade']) AS ch"
+    "  WHERE c.collecting"
     " ON CONFLICT DO NOTHING",
+    2, false};
+/* A snapshot arrived (collecting) or the market closed (not any more). */
+static const kb_stmt watch = {
+    "kc_watch",
+    "INSERT INTO collector_markets (ticker, collecting)"
+    " SELECT t, $2::boolean FROM unnest($1::text[]) AS t"
+    " ON CONFLICT (ticker) DO UPDATE SET collecting = $2::boolean, updated_at = now()"
+    "   WHERE collector_markets.collecting <> $2::boolean",
     2, false};
 static const kb_stmt progress_set = {
     "kc_progress_set",
@@ -117,18 +130,28 @@ event(const kb_spool_rec *r, long file_no, int64_t off)
         char *arr = text_array(cJSON_GetObjectItemCaseSensitive(j, "markets"));
         if (open) {
             /* The detail: what the collector knew (epoch, sid, seq), without the markets. */
+            const cJSON *chj = cJSON_GetObjectItemCaseSensitive(j, "channel");
+            const char *ch = cJSON_IsString(chj) && strcmp(chj->valuestring, "trade") == 0
+                                 ? "trade"
+                                 : "orderbook";
             cJSON_DeleteItemFromObjectCaseSensitive(j, "markets");
             cJSON_DeleteItemFromObjectCaseSensitive(j, "kb");
             cJSON_DeleteItemFromObjectCaseSensitive(j, "start_ms");
+            cJSON_DeleteItemFromObjectCaseSensitive(j, "channel");
             char *detail = cJSON_PrintUnformatted(j);
             const char *p[] = {arr, num, cJSON_IsString(reason) ? reason->valuestring : "error",
-                               detail, source};
+                               detail, source, ch};
             ok = kc_writer_exec(&gap_open, p, NULL);
             free(detail);
         } else {
-            const char *p[] = {arr, num};
-            ok = kc_writer_exec(&gap_close, p, NULL);
+            const char *p[] = {arr, num}, *w[] = {arr, "true"};
+            ok = kc_writer_exec(&gap_close, p, NULL) && kc_writer_exec(&watch, w, NULL);
         }
+        free(arr);
+    } else if (strcmp(what, "unwatch") == 0) {
+        char *arr = text_array(cJSON_GetObjectItemCaseSensitive(j, "markets"));
+        const char *w[] = {arr, "false"};
+        ok = kc_writer_exec(&watch, w, NULL);
         free(arr);
     }
     cJSON_Delete(j);

@@ -130,6 +130,8 @@ conn_down(kc_conn *c, const char *why)
                             ? K.cfg->collector_backoff_max_ms
                             : c->backoff_ms * 2;
     c->next_try_us = now + kc_jitter_ms(c->backoff_ms) * 1000;
+    if (c->healthy)
+        kc_metric_set(KC_G_CONNS_HEALTHY, kc_metric_get(KC_G_CONNS_HEALTHY) - 1);
     c->healthy = false;
     c->state = KC_DOWN;
     c->wsi = NULL;
@@ -308,8 +310,10 @@ tick(void)
         kc_conn *c = &K.conns[i];
         if (c->state != KC_UP)
             continue;
-        if (!c->healthy && now - c->up_us >= 3 * hb)
+        if (!c->healthy && now - c->up_us >= 3 * hb) {
             c->healthy = true;
+            kc_metric_set(KC_G_CONNS_HEALTHY, kc_metric_get(KC_G_CONNS_HEALTHY) + 1);
+        }
         if (now - c->last_rx_us > 3 * hb) {
             kc_ws_kill(c, "heartbeat");
             continue;
@@ -411,4 +415,18 @@ kc_ws_run(void)
     lws_context_destroy(K.lws);
     K.lws = NULL;
     kc_spool_flush();
+    for (int i = 0; i < K.nconns; i++) {
+        kc_conn *c = &K.conns[i];
+        for (int k = 0; k < c->nout; k++)
+            free(c->outq[k]);
+        for (int k = 0; k < c->ncmds; k++)
+            free(c->cmds[k].m);
+        free(c->outq);
+        free(c->cmds);
+        free(c->sidmap);
+        kb_buf_release(&c->rx);
+    }
+    free(K.conns);
+    K.conns = NULL;
+    K.nconns = 0;
 }

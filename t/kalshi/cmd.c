@@ -290,12 +290,11 @@ command(si_conn *c, const char *p, size_t n)
     const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(j, "cmd");
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(j, "params");
     int64_t idv = cJSON_IsNumber(id) ? (int64_t)id->valuedouble : 0;
+    int code;
     if (j == NULL || !cJSON_IsString(cmd)) {
         reply_error(c, idv, 1, "Unable to process message");
-    } else if (S.cmd_fail_n > 0) {
-        S.cmd_fail_n--;
-        reply_error(c, idv, S.cmd_fail_code,
-                    S.cmd_fail_code == 18 ? "Command timeout" : "Internal error");
+    } else if ((code = si_refuse_pop(&S.cmd_fail)) != 0) {
+        reply_error(c, idv, code, code == 18 ? "Command timeout" : "Internal error");
     } else if (!cJSON_IsObject(params) && strcmp(cmd->valuestring, "list_subscriptions") != 0) {
         reply_error(c, idv, 2, "Params required");
     } else if (strcmp(cmd->valuestring, "subscribe") == 0) {

@@ -128,8 +128,6 @@ market_new(int idx, int subpenny, int fractional, int big, int64_t now)
     m->mid = grid_down(m, 150 + (int)(si_rand() % 700), 0);
     m->open_ms = now;
     m->close_ms = now + 86400000LL * 30;
-    m->last_ts = now;
-    m->min_ts = now;
     int n = S.nm++;
     truth("M %d %s %" PRId64 "\n", n, m->ticker, now);
     /* Initial book: a few levels below the mid on YES and below (1 - mid) on NO. */
@@ -210,12 +208,11 @@ levels(const si_market *m, kb_buf *b, bool yes_side, bool use_yes_price, bool le
 void
 si_feed_snapshot_body(si_market *m, kb_buf *b, bool use_yes_price, int64_t *ts_out)
 {
-    /* Strictly after every delta it contains; the next delta comes strictly after it. */
+    /* At or after every delta it contains; every later delta comes strictly after it. */
     int64_t ts = si_now_ms();
-    if (ts < m->last_ts)
-        ts = m->last_ts;
-    m->last_ts = ts;
-    m->min_ts = ts + 1;
+    if (ts < S.last_ts)
+        ts = S.last_ts;
+    S.last_ts = S.snap_ts = ts;
     *ts_out = ts;
     kb_buf_putc(b, '{');
     market_fields(m, b);
@@ -275,15 +272,21 @@ fanout(si_market *m, si_channel ch, const char *type, const kb_buf *body, const 
     }
 }
 
+/*
+ * One exchange clock for every market: times never go back in the order messages
+ * are made (so a subscription's seq and ts grow together, whatever markets it
+ * mixes), and an event after a snapshot is strictly later than it. The clock runs
+ * ahead of the wall clock by 1 ms at most, right after snapshots.
+ */
 static int64_t
-event_ts(si_market *m)
+event_ts(void)
 {
     int64_t ts = si_now_ms();
-    if (ts < m->min_ts)
-        ts = m->min_ts;
-    if (ts < m->last_ts)
-        ts = m->last_ts;
-    m->last_ts = ts;
+    if (ts < S.last_ts)
+        ts = S.last_ts;
+    if (ts <= S.snap_ts)
+        ts = S.snap_ts + 1;
+    S.last_ts = ts;
     return ts;
 }
 
@@ -316,7 +319,7 @@ one_delta(si_market *m)
     if (lv[idx] > 0 && si_rand() % 100 < 45)
         d = -(d < lv[idx] ? d : lv[idx]);
     lv[idx] += (int32_t)d;
-    int64_t ts = event_ts(m);
+    int64_t ts = event_ts();
     int mi = (int)(m - S.m);
     truth("D %d %" PRId64 " %c %d %" PRId64 "\n", mi, ts, yes ? 'y' : 'n', idx * 10, d);
     if (m->nsubs == 0)
@@ -334,7 +337,7 @@ static void
 one_trade(si_market *m)
 {
     static uint64_t trade_no;
-    int64_t ts = event_ts(m);
+    int64_t ts = event_ts();
     int64_t yes_p = (int64_t)grid_down(m, m->mid, (int)(si_rand() % 3)) * 10;
     int64_t count = qty_unit(m);
     bool any = m->nsubs > 0;
@@ -513,7 +516,7 @@ si_feed_churn(int create, int pause, int resume, int close)
             lifecycle(m, "determined", extra);
             snprintf(extra, sizeof(extra), "\"settled_ts\":%" PRId64, now / 1000);
             lifecycle(m, "settled", extra);
-            truth("C %d %" PRId64 "\n", (int)(m - S.m), event_ts(m));
+            truth("C %d %" PRId64 "\n", (int)(m - S.m), event_ts());
         }
     }
     open_dirty = true;

@@ -6,7 +6,7 @@
  *
  * Control (for the tests; every answer is JSON):
  *   GET  /_control/state                   connections, subscriptions, counters
- *   GET  /_control/markets                 tickers of the open markets
+ *   GET  /_control/markets[?paused=1]      tickers of the open (and paused) markets
  *   GET  /_control/subscribed              tickers with an orderbook subscription on a live link
  *   POST /_control/rate?mps=N              feed rate (book events per second)
  *   POST /_control/feed?run=0|1            stop / restart the feed
@@ -73,11 +73,10 @@ rest(si_conn *c, const si_http_req *r)
     S.rest_requests++;
     const char *conn_h = si_http_header(r, "Connection");
     bool keep = conn_h == NULL || strcasecmp(conn_h, "close") != 0;
-    if (S.rest_fail_n > 0) {
-        S.rest_fail_n--;
+    int st = si_refuse_pop(&S.rest_fail);
+    if (st != 0) {
         /* Kalshi's 429 carries no Retry-After. */
-        error_reply(c, S.rest_fail_status, S.rest_fail_status == 429 ? "too_many_requests"
-                                                                     : "service_unavailable",
+        error_reply(c, st, st == 429 ? "too_many_requests" : "service_unavailable",
                     "try again later", keep);
         return;
     }
@@ -96,7 +95,7 @@ rest(si_conn *c, const si_http_req *r)
     if (strcmp(r->path, list) == 0) {
         long limit = qnum(r, "limit", 100, 1, 1000);
         long cursor = 0;
-        char cur[32], st[32];
+        char cur[32], stq[32];
         if (si_http_query(r, "cursor", cur, sizeof(cur)) != NULL && cur[0] != '\0') {
             char *end;
             cursor = cur[0] == 'c' ? strtol(cur + 1, &end, 10) : -1;
@@ -107,7 +106,7 @@ rest(si_conn *c, const si_http_req *r)
             error_reply(c, 400, "bad_request", "bad limit or cursor", keep);
             return;
         }
-        const char *want = si_http_query(r, "status", st, sizeof(st));
+        const char *want = si_http_query(r, "status", stq, sizeof(stq));
         kb_buf b = KB_BUF_INIT;
         kb_buf_puts(&b, "{\"markets\":[");
         long n = 0, i = cursor;
@@ -165,10 +164,10 @@ state(kb_buf *b)
                   ",\"running\":%s,\"generated\":%" PRId64 ",\"msgs_sent\":%" PRIu64
                   ",\"bytes_sent\":%" PRIu64 ",\"handshakes\":%" PRIu64 ",\"refused\":%" PRIu64
                   ",\"rest_requests\":%" PRIu64 ",\"commands\":%" PRIu64 ",\"overflows\":%" PRIu64
-                  ",\"conns\":[",
+                  ",\"last_effect_ms\":%" PRId64 ",\"conns\":[",
                   open, paused, closed, S.mps, S.running ? "true" : "false", S.generated,
                   S.msgs_sent, S.bytes_sent, S.handshakes, S.handshakes_refused, S.rest_requests,
-                  S.cmds, S.overflows);
+                  S.cmds, S.overflows, S.last_effect_ms);
     bool first = true;
     for (int i = 0; i < S.nconns; i++) {
         si_conn *c = S.conns[i];
@@ -190,13 +189,13 @@ state(kb_buf *b)
 }
 
 static void
-tickers_where(kb_buf *b, bool subscribed)
+tickers_where(kb_buf *b, bool subscribed, bool paused)
 {
     kb_buf_putc(b, '[');
     int n = 0;
     for (int i = 0; i < S.nm; i++) {
         si_market *m = &S.m[i];
-        bool take = m->status == MK_OPEN;
+        bool take = m->status == MK_OPEN || (paused && m->status == MK_PAUSED);
         if (subscribed) {
             take = false;
             for (int k = 0; k < m->nsubs && !take; k++)
@@ -260,13 +259,7 @@ fault(const si_http_req *r, kb_buf *b)
         long st = qnum(r, "status", 429, 400, 599);
         if (st < 400)
             return false;
-        if (kind[0] == 'h') {
-            S.hs_fail_status = (int)st;
-            S.hs_fail_n = (int)n;
-        } else {
-            S.rest_fail_status = (int)st;
-            S.rest_fail_n = (int)n;
-        }
+        si_refuse_push(kind[0] == 'h' ? &S.hs_fail : &S.rest_fail, (int)st, (int)n);
         si_fault_log(kind, 0, 0, NULL, 0, false, kind[0] == 'h' ? "upgrades refused" : "REST refused");
         kb_buf_printf(b, "{\"kind\":\"%s\",\"n\":%ld,\"status\":%ld}", kind, n, st);
         return true;
@@ -275,8 +268,7 @@ fault(const si_http_req *r, kb_buf *b)
         long code = qnum(r, "code", 17, 17, 18);
         if (code < 17)
             return false;
-        S.cmd_fail_code = (int)code;
-        S.cmd_fail_n = (int)n;
+        si_refuse_push(&S.cmd_fail, (int)code, (int)n);
         si_fault_log(kind, 0, 0, NULL, 0, false, "commands answered with an error");
         kb_buf_printf(b, "{\"kind\":\"cmd_error\",\"n\":%ld,\"code\":%ld}", n, code);
         return true;
@@ -284,6 +276,8 @@ fault(const si_http_req *r, kb_buf *b)
     si_conn *c = target_conn(r);
     if (c == NULL)
         return false;
+    /* Connection faults take effect now; a subscription's at its next message. */
+    S.last_effect_ms = si_now_ms() > S.last_ts ? si_now_ms() : S.last_ts;
     int nm = 0, *ms = si_conn_markets(c, &nm);
     bool conn_level = true, gap = true;
     if (strcmp(kind, "reset") == 0) {
@@ -371,9 +365,9 @@ control(si_conn *c, const si_http_req *r)
     if (strcmp(r->path, "/_control/state") == 0) {
         state(&b);
     } else if (strcmp(r->path, "/_control/markets") == 0) {
-        tickers_where(&b, false);
+        tickers_where(&b, false, qnum(r, "paused", 0, 0, 1) == 1);
     } else if (strcmp(r->path, "/_control/subscribed") == 0) {
-        tickers_where(&b, true);
+        tickers_where(&b, true, false);
     } else if (post && strcmp(r->path, "/_control/rate") == 0) {
         long mps = qnum(r, "mps", -1, 0, 10000000);
         if (mps < 0) {

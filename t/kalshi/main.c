@@ -68,6 +68,24 @@ si_rand(void)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
+void
+si_refuse_push(si_refusals *r, int code, int n)
+{
+    for (int i = 0; i < n && r->n < 64; i++)
+        r->q[(r->head + r->n++) % 64] = code;
+}
+
+int
+si_refuse_pop(si_refusals *r)
+{
+    if (r->n == 0)
+        return 0;
+    int code = r->q[r->head];
+    r->head = (r->head + 1) % 64;
+    r->n--;
+    return code;
+}
+
 static void
 die(const char *what)
 {

@@ -5,9 +5,10 @@
  *   - The true book of every market changes only in feed.c (si_feed_event), which
  *     writes each change to the truth log before any subscriber sees it, so the
  *     log replayed up to an instant T (ts_ms <= T) is the book at T.
- *   - Per market, exchange times never go backwards, and a snapshot's ts is strictly
- *     after every delta it contains and strictly before every delta that follows it
- *     (API.md's reconstruction: snapshot at S plus deltas with S < ts <= T).
+ *   - Exchange times never go backwards, over all markets in the order messages are
+ *     made; a snapshot's ts is at or after every delta it contains and strictly before
+ *     every delta that follows it (API.md's reconstruction: snapshot at S plus deltas
+ *     with S < ts <= T).
  *   - seq counts per subscription; a message that is not sent (a fault, an overflow)
  *     still consumes its seq, exactly as on Kalshi, so the client sees the jump.
  *   - Every injected fault is one JSON line in the fault log, with the markets whose
@@ -44,8 +45,6 @@ typedef struct si_market {
     si_mstatus status;
     int32_t yes[SI_LEVELS], no[SI_LEVELS]; /* quantity in 1/100 contract */
     int mid;                               /* price index the walk centres on */
-    int64_t last_ts;                       /* ms: newest event or snapshot time */
-    int64_t min_ts;                        /* ms: earliest time the next delta may carry */
     int64_t open_ms, close_ms;
     struct si_sub **subs; /* subscriptions naming it (orderbook and trade) */
     int nsubs, capsubs;
@@ -100,6 +99,12 @@ typedef struct si_conn {
     bool in_msg;
 } si_conn;
 
+/* Refusals to answer, in order (handshake statuses, REST statuses, command error codes). */
+typedef struct si_refusals {
+    int q[64];
+    int head, n;
+} si_refusals;
+
 typedef struct si_state {
     int ep;
     SSL_CTX *tls;
@@ -123,10 +128,11 @@ typedef struct si_state {
     int ping_ms;
     size_t overflow_bytes;
     int ts_skew_ms;
-    /* pending handshake / REST refusals */
-    int hs_fail_n, hs_fail_status;
-    int rest_fail_n, rest_fail_status;
-    int cmd_fail_n, cmd_fail_code;
+    /* pending handshake / REST / command refusals */
+    si_refusals hs_fail, rest_fail, cmd_fail;
+    /* exchange clock: every event and snapshot, all markets (see feed.c) */
+    int64_t last_ts, snap_ts;
+    int64_t last_effect_ms; /* exchange time at which the latest fault took effect */
     /* counters */
     uint64_t msgs_sent, bytes_sent, handshakes, handshakes_refused, rest_requests, cmds;
     uint64_t overflows;
@@ -142,6 +148,10 @@ uint64_t si_rand(void);
 void si_conn_update(si_conn *c);
 void si_conn_close(si_conn *c);
 si_conn *si_conn_by_id(int64_t id);
+
+void si_refuse_push(si_refusals *r, int code, int n);
+/* The next refusal, 0 when none. */
+int si_refuse_pop(si_refusals *r);
 
 /* ---- net.c ---- */
 /* Read what the socket has into c->in; -1 on EOF or error. */

@@ -77,13 +77,13 @@ si_ws_accept(si_conn *c, const si_http_req *r)
         si_http_reply(c, 404, "application/json", "{\"error\":\"not found\"}", 21, false);
         return;
     }
-    if (S.hs_fail_n > 0) {
-        S.hs_fail_n--;
+    int st = si_refuse_pop(&S.hs_fail);
+    if (st != 0) {
         S.handshakes_refused++;
         char body[96];
         int n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"refused\",\"status\":%d}}",
-                         S.hs_fail_status);
-        si_http_reply(c, S.hs_fail_status, "application/json", body, (size_t)n, false);
+                         st);
+        si_http_reply(c, st, "application/json", body, (size_t)n, false);
         return;
     }
     const char *why = si_auth_check(r, "GET");
@@ -251,6 +251,14 @@ sub_markets_log(si_sub *s, const char *kind, const char *detail)
     free(ms);
 }
 
+/* A fault takes effect on s's message now (exchange time S.last_ts). */
+static void
+effect(si_sub *s, const char *of)
+{
+    S.last_effect_ms = S.last_ts;
+    si_fault_log("effect", s->conn->id, s->sid, NULL, 0, false, of);
+}
+
 void
 si_ws_send(si_sub *s, const char *type, const char *body, size_t n)
 {
@@ -273,15 +281,18 @@ si_ws_send(si_sub *s, const char *type, const char *body, size_t n)
                          "\"msg\":\"Subscription buffer overflow\"}}", s->sid);
         si_ws_frame(&c->out, 1, true, e, (size_t)k);
         sub_markets_log(s, "overflow", "the client read too slowly");
+        effect(s, "overflow");
         return;
     }
     if (s->f.skip > 0) {
         s->f.skip--;
+        effect(s, "skip");
         return;
     }
     kb_buf t = KB_BUF_INIT;
     if (s->f.badjson > 0) {
         s->f.badjson--;
+        effect(s, "badjson");
         kb_buf_printf(&t, "{\"type\":\"%s\",\"sid\":%" PRId64 ",\"seq\":%" PRId64 ",\"msg\":{\"mar",
                       type, s->sid, seq);
         emit(c, t.buf, t.len);
@@ -294,6 +305,7 @@ si_ws_send(si_sub *s, const char *type, const char *body, size_t n)
     kb_buf_putc(&t, '}');
     if (s->f.reorder > 0) {
         if (s->held.len == 0) {
+            effect(s, "reorder");
             kb_buf_append(&s->held, t.buf, t.len);
             kb_buf_release(&t);
             return;
@@ -314,6 +326,7 @@ si_ws_send(si_sub *s, const char *type, const char *body, size_t n)
         /* Collect dup_run messages, then send them all again. */
         kb_buf_append(&s->recent[s->recent_head++], t.buf, t.len);
         if (s->recent_head == s->f.dup_run) {
+            effect(s, "dup_run");
             for (int i = 0; i < s->recent_head; i++) {
                 emit(c, s->recent[i].buf, s->recent[i].len);
                 kb_buf_reset(&s->recent[i]);

@@ -1,0 +1,340 @@
+/* test_collector.c - kalshibook-collector against the Kalshi stand-in (t/kalshi), with the
+ * stack's Postgres: subscriptions, every network fault and the gap it must leave,
+ * backoff, REST 429s, command errors, lifecycle churn, standby takeover, a Postgres
+ * outage, configuration errors and a wrong key. Each test starts its own stand-in and
+ * collector(s) (logs in KB_STACK_DIR, scanned for sanitizer reports) and stops them. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check_main.h"
+#include "kbt.h"
+#include "kbt_collector.h"
+#include "kb_banned.h"
+
+/* ---- one fault, the gap it leaves ---------------------------------------------- */
+
+typedef struct fault_case {
+    const char *query;   /* /_control/fault?... */
+    const char *reason;  /* gaps.reason it must leave */
+    const char *channel; /* the channel that lost messages */
+} fault_case;
+
+static const fault_case faults[] = {
+    {"kind=skip&n=2", "seq_jump", "orderbook"},
+    {"kind=dup_run&n=3", "seq_duplicate", "orderbook"},
+    {"kind=reorder", "seq_jump", "orderbook"},
+    {"kind=badjson", "seq_jump", "orderbook"},
+    {"kind=error25&n=4", "overflow", "orderbook"},
+    {"kind=skip&n=1&ch=trade", "seq_jump", "trade"},
+    {"kind=reset", "disconnect", "orderbook"},
+    {"kind=halfopen", "heartbeat", "orderbook"},
+    {"kind=close", "disconnect", "trade"},
+};
+
+typedef struct gap_wait {
+    PGconn *db;
+    const char *reason, *channel;
+    long at; /* 0: any time; else the gaps must cover this instant (ms) */
+    long want;
+} gap_wait;
+
+/* Closed gaps of the reason and channel (covering g->at): as many as the fault touched. */
+static long
+gaps_count(const gap_wait *g)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM gaps WHERE reason = '%s' AND channel = '%s'"
+             " AND end_at IS NOT NULL AND (%ld = 0 OR"
+             " %ld * interval '1 ms' + 'epoch'::timestamptz BETWEEN start_at AND end_at)",
+             g->reason, g->channel, g->at, g->at);
+    char *v = kbt_sql_value(g->db, sql);
+    long n = v ? strtol(v, NULL, 10) : -1;
+    free(v);
+    return n;
+}
+
+static bool
+gaps_closed(void *arg)
+{
+    gap_wait *g = arg;
+    return gaps_count(g) == g->want;
+}
+
+START_TEST(collector_leaves_a_closed_gap_for_every_fault)
+{
+    const fault_case *f = &faults[_i];
+    kbtc_standin_start(24, 600, "");
+    kbtc_coll *c = kbtc_coll_start("fault", NULL, NULL);
+    ck_assert_msg(kbtc_wait_live(c, 24, 30000), "not every market subscribed and live");
+    kbtc_wait_flow(c, 200);
+    PGconn *db = kbt_db();
+    gap_wait g = {db, f->reason, f->channel, 0, 0};
+    kbt_resp *r = kbtc_fault(f->query);
+    ck_assert_msg(r->status == 200, "fault %s: %ld", f->query, r->status);
+    g.want = (long)cJSON_GetObjectItem(r->json, "markets")->valuedouble;
+    ck_assert_msg(g.want > 0, "fault %s touched no market", f->query);
+    kbt_resp_free(r);
+    bool ok = kbt_wait_until(gaps_closed, &g, 30000);
+    char *n = kbt_sql_value(db, "SELECT count(*) || ' gaps: ' || coalesce(string_agg(reason || "
+                                "' ' || channel || coalesce(' closed', ' open'), ', '), '') "
+                                "FROM gaps");
+    ck_assert_msg(ok, "fault %s: want %ld closed '%s' %s gaps; have %s", f->query, g.want,
+                  f->reason, f->channel, n);
+    free(n);
+    /* Each covers the exchange time at which the fault took effect (a lost message's). */
+    r = kbtc_control("GET", "/_control/state");
+    g.at = (long)cJSON_GetObjectItem(r->json, "last_effect_ms")->valuedouble;
+    kbt_resp_free(r);
+    ck_assert_int_gt(g.at, 0);
+    ck_assert_msg(gaps_count(&g) == g.want, "fault %s: %ld of %ld gaps cover its effect at %ld",
+                  f->query, gaps_count(&g), g.want, g.at);
+    /* Afterwards every market is live again and no gap is left open. */
+    ck_assert(kbtc_wait_live(c, 24, 30000));
+    ck_assert_int_eq(kbt_sql_long1(db, "SELECT count(*) FROM gaps WHERE end_at IS NULL AND "
+                                       "market_ticker <> $1", "-"), 0);
+    /* The detail names what the collector saw. */
+    if (strcmp(f->reason, "seq_jump") == 0) {
+        char *d = kbt_sql_value(db, "SELECT detail->>'detail' FROM gaps WHERE reason = 'seq_jump'"
+                                    " LIMIT 1");
+        ck_assert_msg(d != NULL && strstr(d, "expected seq") != NULL, "detail %s", d);
+        free(d);
+    }
+    PQfinish(db);
+    ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
+}
+END_TEST
+
+/* ---- what must not leave a gap --------------------------------------------------- */
+
+START_TEST(collector_takes_benign_faults_without_a_gap)
+{
+    kbtc_standin_start(12, 400, "--big 1");
+    kbtc_coll *c = kbtc_coll_start("benign", NULL, NULL);
+    ck_assert(kbtc_wait_live(c, 12, 30000));
+    kbt_resp_free(kbtc_fault("kind=dup&n=3"));
+    kbt_resp_free(kbtc_fault("kind=fragment&n=20"));
+    kbt_resp_free(kbtc_fault("kind=unknown&n=5"));
+    kbtc_wait_flow(c, 400);
+    ck_assert_msg(kbtc_metric(c, "kalshibook_collector_duplicates_total") >= 3,
+                  "duplicates not dropped");
+    ck_assert_msg(kbtc_metric(c, "kalshibook_collector_messages_total{type=\"unknown\"}") >= 5,
+                  "unknown types not counted");
+    ck_assert_int_eq(kbtc_metric(c, "kalshibook_collector_messages_total{type=\"bad\"}"), 0);
+    /* The big market's snapshot (several MB) came whole: every market live, one snapshot each. */
+    ck_assert_int_eq(kbtc_metric(c, "kalshibook_collector_messages_total{type=\"orderbook_snapshot\"}"),
+                     12);
+    PGconn *db = kbt_db();
+    ck_assert_int_eq(kbt_sql_long1(db, "SELECT count(*) FROM gaps WHERE reason <> $1", "-"), 0);
+    PQfinish(db);
+    /* The spool holds each fragmented message as one record. */
+    ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
+    long frames = kbtc_spool_count(c, 'F', "\"type\":\"orderbook_snapshot\"");
+    ck_assert_int_eq(frames, 12);
+    ck_assert_int_gt(kbtc_spool_largest(c), 3 << 20);
+}
+END_TEST
+
+/* ---- network and REST refusals ---------------------------------------------------- */
+
+START_TEST(collector_backs_off_refused_handshakes_then_resets)
+{
+    kbtc_standin_start(8, 200, "");
+    const char *env[] = {"KB_COLLECTOR_BACKOFF_MIN_MS=300", NULL};
+    kbtc_coll *c = kbtc_coll_start("backoff", NULL, env);
+    ck_assert(kbtc_wait_live(c, 8, 30000));
+    /* 401, 429, 503 in a row after a reset: three refusals, delays 300, 600, 1200 ms
+     * (each jittered down to half), then a connection. */
+    kbt_resp_free(kbtc_fault("kind=handshake&status=401&n=1"));
+    kbt_resp_free(kbtc_fault("kind=handshake&status=429&n=1"));
+    kbt_resp_free(kbtc_fault("kind=handshake&status=503&n=1"));
+    long t0 = kbt_now_ms();
+    kbt_resp_free(kbtc_fault("kind=reset"));
+    ck_assert(kbtc_wait_live(c, 8, 30000));
+    long took = kbt_now_ms() - t0;
+    ck_assert_int_eq(kbtc_metric(c, "kalshibook_collector_connect_failures_total"), 3);
+    ck_assert_msg(took >= (300 + 600 + 1200) / 2, "reconnected after %ld ms: no backoff", took);
+    /* Healthy for 3 heartbeats (1 s each): the next loss starts at the first delay again. */
+    ck_assert(kbtc_wait_metric(c, "kalshibook_collector_connections_healthy", 1, 10000));
+    t0 = kbt_now_ms();
+    kbt_resp_free(kbtc_fault("kind=reset"));
+    ck_assert(kbtc_wait_live(c, 8, 30000));
+    took = kbt_now_ms() - t0;
+    ck_assert_msg(took < 2000, "backoff did not start over: %ld ms", took);
+    ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(collector_retries_rest_429_and_command_errors)
+{
+    kbtc_standin_start(6, 200, "");
+    kbt_resp_free(kbtc_fault("kind=rest&status=429&n=3"));
+    kbtc_coll *c = kbtc_coll_start("retry", NULL, NULL);
+    ck_assert(kbtc_wait_live(c, 6, 30000));
+    ck_assert_int_eq(kbtc_metric(c, "kalshibook_collector_rest_requests_total{result=\"429\"}"), 3);
+    /* New markets are added with update_subscription; the first two tries fail (17, 18). */
+    kbt_resp_free(kbtc_fault("kind=cmd_error&code=17&n=1"));
+    kbt_resp_free(kbtc_fault("kind=cmd_error&code=18&n=1"));
+    kbt_resp_free(kbtc_control("POST", "/_control/churn?create=3"));
+    ck_assert_msg(kbtc_wait_live(c, 9, 30000), "created markets not subscribed");
+    ck_assert_int_ge(kbtc_metric(c, "kalshibook_collector_messages_total{type=\"error\"}"), 2);
+    ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
+}
+END_TEST
+
+/* ---- lifecycle ------------------------------------------------------------------------ */
+
+START_TEST(collector_follows_lifecycle_churn)
+{
+    kbtc_standin_start(10, 300, "");
+    kbtc_coll *c = kbtc_coll_start("churn", NULL, NULL);
+    ck_assert(kbtc_wait_live(c, 10, 30000));
+    /* 4 created, 2 paused (stay subscribed), 3 closed (unsubscribed): 11 subscribed. */
+    kbt_resp_free(kbtc_control("POST", "/_control/churn?create=4&pause=2&close=3"));
+    ck_assert_msg(kbtc_wait_live(c, 11, 30000), "subscriptions do not follow the churn");
+    ck_assert(kbtc_wait_subscribed_equals_wanted(30000));
+    PGconn *db = kbt_db();
+    /* The closed markets left collector_markets' collecting set. */
+    ck_assert(kbtc_wait_sql(db, "SELECT count(*) FROM collector_markets WHERE NOT collecting", 3,
+                            10000));
+    PQfinish(db);
+    ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
+}
+END_TEST
+
+/* ---- high availability -------------------------------------------------------------- */
+
+START_TEST(collector_standby_takes_over_within_5s)
+{
+    kbtc_standin_start(10, 300, "");
+    kbtc_coll *a = kbtc_coll_start("leader", NULL, NULL);
+    ck_assert(kbtc_wait_live(a, 10, 30000));
+    kbtc_coll *b = kbtc_coll_start("standby", NULL, NULL);
+    PGconn *db = kbt_db();
+    ck_assert(kbtc_wait_sql(db, "SELECT count(*) FROM collector_status WHERE role = 'standby'",
+                            1, 10000));
+    ck_assert_int_eq(kbtc_metric(b, "kalshibook_collector_leader"), 0);
+    kbtc_wait_flow(a, 300);
+    long t0 = kbt_now_ms();
+    kbtc_coll_stop(a, SIGKILL);
+    ck_assert_msg(kbtc_wait_metric(b, "kalshibook_collector_leader", 1, 5000),
+                  "the standby did not take the lock within 5 s");
+    long took = kbt_now_ms() - t0;
+    ck_assert(kbtc_wait_live(b, 10, 30000));
+    /* The handover is a recorded gap for every collected market, closed by b's snapshots. */
+    ck_assert(kbtc_wait_sql(db, "SELECT count(*) FROM gaps WHERE reason = 'handover' AND end_at "
+                                "IS NOT NULL AND channel = 'orderbook'", 10, 20000));
+    char *who = kbt_sql_value(db, "SELECT instance FROM collector_leader");
+    ck_assert_str_eq(who, "kbtc-standby");
+    free(who);
+    PQfinish(db);
+    fprintf(stderr, "collector takeover: lock taken %ld ms after the leader's SIGKILL\n", took);
+    ck_assert_int_eq(kbtc_coll_stop(b, SIGTERM), 0);
+}
+END_TEST
+
+/* ---- Postgres down: the spool carries it -------------------------------------------- */
+
+START_TEST(collector_spools_through_a_postgres_outage)
+{
+    kbtc_standin_start(8, 300, "");
+    kbtc_coll *c = kbtc_coll_start("pgdown", NULL, NULL);
+    ck_assert(kbtc_wait_live(c, 8, 30000));
+    ck_assert_int_eq(kbt_stack("pg-stop", "fast"), 0);
+    ck_assert(kbtc_wait_metric(c, "kalshibook_collector_db_up", 0, 10000));
+    /* A fault while Postgres is down: its gap reaches the database afterwards. */
+    kbt_resp_free(kbtc_fault("kind=skip&n=1"));
+    ck_assert(kbtc_wait_metric(c, "kalshibook_collector_gaps_total{reason=\"seq_jump\"}", 4, 10000));
+    double spooled = kbtc_metric(c, "kalshibook_collector_spool_bytes_total");
+    ck_assert_int_eq(kbt_stack("pg-start", NULL), 0);
+    ck_assert(kbtc_wait_metric(c, "kalshibook_collector_db_up", 1, 20000));
+    PGconn *db = kbt_db();
+    ck_assert(kbtc_wait_sql(db, "SELECT count(*) FROM gaps WHERE reason = 'seq_jump' AND channel "
+                                "= 'orderbook'", 4, 20000));
+    /* The writer is past everything spooled during the outage. */
+    ck_assert(kbtc_wait_progress(db, c, (long)spooled, 20000));
+    PQfinish(db);
+    ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
+}
+END_TEST
+
+/* ---- configuration and credentials --------------------------------------------------- */
+
+START_TEST(collector_refuses_bad_configuration)
+{
+    kbtc_standin_start(2, 10, "");
+    struct {
+        const char *env;
+        const char *says;
+    } bad[] = {
+        {"KALSHI_API_KEY_ID=", "KALSHI_API_KEY_ID"},
+        {"KALSHI_PRIVATE_KEY_FILE=/nonexistent.pem", "cannot read '/nonexistent.pem'"},
+        {"KALSHI_WS_URL=ftp://example.com/x", "KALSHI_WS_URL"},
+        {"KB_COLLECTOR_MARKETS_PER_SUB=0", "KB_COLLECTOR_MARKETS_PER_SUB"},
+        {"KB_COLLECTOR_BACKOFF_MIN_MS=5000", "must not exceed KB_COLLECTOR_BACKOFF_MAX_MS"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *env[] = {bad[i].env, "KB_COLLECTOR_BACKOFF_MAX_MS=1000", NULL};
+        if (strncmp(bad[i].env, "KB_COLLECTOR_BACKOFF_MIN", 24) != 0)
+            env[1] = NULL;
+        kbtc_coll *c = kbtc_coll_start("badcfg", NULL, env);
+        int st = kbtc_coll_wait_exit(c, 10000);
+        ck_assert_msg(st == 78, "%s: exit %d, not 78", bad[i].env, st);
+        ck_assert_msg(kbtc_log_has(c, bad[i].says), "%s: the error does not say '%s'",
+                      bad[i].env, bad[i].says);
+    }
+}
+END_TEST
+
+START_TEST(collector_with_a_wrong_key_is_refused)
+{
+    kbtc_standin_start(4, 50, "");
+    kbtc_coll *c = kbtc_coll_start("wrongkey", kbtc_other_key(), NULL);
+    ck_assert(kbtc_wait_metric(c, "kalshibook_collector_connect_failures_total", 2, 15000));
+    ck_assert_int_eq(kbtc_metric(c, "kalshibook_collector_connections_up"), 0);
+    kbt_resp *r = kbtc_control("GET", "/_control/state");
+    ck_assert_int_ge((long)cJSON_GetObjectItem(r->json, "refused")->valuedouble, 2);
+    kbt_resp_free(r);
+    ck_assert(kbtc_log_has(c, "HTTP 401"));
+    ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
+}
+END_TEST
+
+static Suite *
+suite(void)
+{
+    Suite *s = suite_create("collector");
+    TCase *tc = tcase_create("collector");
+    tcase_set_timeout(tc, 90);
+    tcase_add_checked_fixture(tc, kbtc_setup, kbtc_teardown);
+    tcase_add_loop_test(tc, collector_leaves_a_closed_gap_for_every_fault, 0,
+                        (int)(sizeof(faults) / sizeof(faults[0])));
+    tcase_add_test(tc, collector_takes_benign_faults_without_a_gap);
+    tcase_add_test(tc, collector_backs_off_refused_handshakes_then_resets);
+    tcase_add_test(tc, collector_retries_rest_429_and_command_errors);
+    tcase_add_test(tc, collector_follows_lifecycle_churn);
+    tcase_add_test(tc, collector_standby_takes_over_within_5s);
+    tcase_add_test(tc, collector_spools_through_a_postgres_outage);
+    tcase_add_test(tc, collector_refuses_bad_configuration);
+    tcase_add_test(tc, collector_with_a_wrong_key_is_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    kbt_init();
+    return kb_check_run(suite());
+}
