@@ -53,7 +53,7 @@ kb_spool_parse(const char *p, size_t n, kb_spool_rec *r)
     const char *nl = memchr(p, '\n', n < 100 ? n : 100);
     if (nl == NULL)
         return n < 100 ? 0 : -1;
-    if (nl - p < 10 || (p[0] != 'F' && p[0] != 'R' && p[0] != 'E') || p[1] != ' ')
+    if (nl - p < 9 || (p[0] != 'F' && p[0] != 'R' && p[0] != 'E') || p[1] != ' ')
         return -1;
     const char *s = p + 2, *e = nl + 1;
     int64_t len;
