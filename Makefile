@@ -263,4 +263,11 @@ $(STANDIN): $(KALSHI_SRCS) t/kalshi/standin.h $(LIBKB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -It/kalshi $(LDFLAGS_ALL) -o $@ $(KALSHI_SRCS) $(LIBKB) $(PC_LDLIBS)
 
-tests: $(STANDIN)
+# collector-check: the verdict of the collector chaos run (t/collector/chaos.sh).
+CCHECK_SRCS := $(sort $(wildcard t/collector/*.c))
+CCHECK := $(B)/t/collector/collector-check
+$(CCHECK): $(CCHECK_SRCS) t/collector/check.h $(LIBKB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -It/collector $(LDFLAGS_ALL) -o $@ $(CCHECK_SRCS) $(LIBKB) $(PC_LDLIBS)
+
+tests: $(STANDIN) $(CCHECK)

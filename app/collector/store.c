@@ -31,9 +31,10 @@ static const kb_stmt gap_open = {
     6, false};
 static const kb_stmt gap_close = {
     "kc_gap_close",
-    "UPDATE gaps SET end_at = greatest(start_at,"
-    "     'epoch'::timestamptz + $2::bigint * interval '1 millisecond'), closed_at = now()"
-    " WHERE market_ticker = ANY($1::text[]) AND end_at IS NULL",
+    "UPDATE gaps SET end_at = 'epoch'::timestamptz + $2::bigint * interval '1 millisecond',"
+    "       closed_at = now()"
+    " WHERE market_ticker = ANY($1::text[]) AND end_at IS NULL"
+    "   AND start_at <= 'epoch'::timestamptz + $2::bigint * interval '1 millisecond'",
     2, false};
 /* Markets being collected: their book is unknown from their last stored data on. */
 static const kb_stmt gap_restart = {

@@ -12,6 +12,8 @@
  *   POST /_control/feed?run=0|1            stop / restart the feed
  *   POST /_control/churn?create=&pause=&resume=&close=
  *   POST /_control/flush                   write the truth log out
+ *   POST /_control/note?kind=K&gap=0|1     log an outside fault (a collector killed, Postgres
+ *        stopped); gap=1 names every market subscribed on a live link now
  *   POST /_control/fault?kind=K[&conn=ID][&sid=S][&ch=trade][&n=N][&status=S][&code=C]
  *        kinds: skip dup dup_run reorder badjson error25 (a subscription's next messages);
  *        reset halfopen close fragment unknown (a connection); handshake (next N upgrades
@@ -391,6 +393,27 @@ control(si_conn *c, const si_http_req *r)
             si_fault_log("churn", 0, 0, NULL, 0, false, "lifecycle churn");
         }
         kb_buf_printf(&b, "{\"markets\":%d}", S.nm);
+    } else if (post && strcmp(r->path, "/_control/note") == 0) {
+        char kind[32];
+        bool gap = qnum(r, "gap", 0, 0, 1) == 1;
+        if (si_http_query(r, "kind", kind, sizeof(kind)) == NULL) {
+            status = 400;
+        } else {
+            int *ms = NULL, n = 0;
+            for (int i = 0; gap && i < S.nm; i++) {
+                bool sub = false;
+                for (int k = 0; k < S.m[i].nsubs && !sub; k++)
+                    sub = S.m[i].subs[k]->ch == CH_ORDERBOOK && !S.m[i].subs[k]->conn->silent;
+                if (sub) {
+                    ms = realloc(ms, sizeof(*ms) * (size_t)(n + 1));
+                    ms[n++] = i;
+                }
+            }
+            S.last_effect_ms = si_now_ms() > S.last_ts ? si_now_ms() : S.last_ts;
+            si_fault_log(kind, 0, 0, ms, n, gap, "outside fault");
+            free(ms);
+        }
+        kb_buf_printf(&b, "{\"noted\":%s}", status == 200 ? "true" : "false");
     } else if (post && strcmp(r->path, "/_control/flush") == 0) {
         si_truth_flush();
         if (S.faults != NULL)

@@ -358,8 +358,10 @@ si_fault_log(const char *kind, int64_t conn, int64_t sid, const int *markets, in
     if (S.faults == NULL)
         return;
     kb_buf b = KB_BUF_INIT;
+    /* An effect line carries the exchange time of the message it hit; others, now. */
+    int64_t ts = strcmp(kind, "effect") == 0 ? S.last_effect_ms : si_now_ms();
     kb_buf_printf(&b, "{\"ts_ms\":%" PRId64 ",\"kind\":\"%s\",\"conn\":%" PRId64 ",\"sid\":%" PRId64
-                  ",\"gap\":%s,\"detail\":", si_now_ms(), kind, conn, sid, gap ? "true" : "false");
+                  ",\"gap\":%s,\"detail\":", ts, kind, conn, sid, gap ? "true" : "false");
     kb_buf_json_str(&b, detail ? detail : "", detail ? strlen(detail) : 0);
     kb_buf_puts(&b, ",\"markets\":[");
     for (int i = 0; i < n; i++)
