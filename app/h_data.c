@@ -175,6 +175,19 @@ body_int(vcheck *v, const cJSON *obj, const char *name, int64_t min, int64_t max
     }
 }
 
+/* Optional "units": null or missing = both forms, "dollars" = Kalshi's strings only. */
+static kb_book_units
+body_units(vcheck *v, const cJSON *obj)
+{
+    const cJSON *f = body_get(obj, "units");
+    if (f == NULL || cJSON_IsNull(f))
+        return KB_BOOK_UNITS_DEFAULT;
+    if (cJSON_IsString(f) && strcmp(f->valuestring, "dollars") == 0)
+        return KB_BOOK_UNITS_DOLLARS;
+    vadd(&v->v422, "body.units", "Input should be 'dollars'");
+    return KB_BOOK_UNITS_DEFAULT;
+}
+
 /* ---- POST /orderbook ---- */
 
 kb_err
@@ -189,6 +202,7 @@ h_orderbook(const kb_req *req, kb_ctx *ctx)
     const char *ticker = body_str(&v, body, "market_ticker");
     body_ts(&v, body, "timestamp", &ts);
     body_int(&v, body, "depth", 0, 1000000, -1, &depth);
+    kb_book_units units = body_units(&v, body);
     if ((err = vfinish(ctx, &v)))
         return err;
     if ((err = kb_meter_charge(req, ctx, COST_ORDERBOOK)))
@@ -197,7 +211,8 @@ h_orderbook(const kb_req *req, kb_ctx *ctx)
     kb_jw w;
     const char *msg = NULL;
     kb_resp_json_begin(ctx, &w);
-    err = kb_book_orderbook(h_data_db(ctx), ctx->arena, ticker, ts, (int)depth, &w, &msg);
+    err = kb_book_orderbook(h_data_db(ctx), ctx->arena, ticker, ts, (int)depth, units, &w,
+                            &msg);
     if (err)
         return h_data_fail(ctx, err, msg);
     kb_resp_json_end(ctx, req, &w, true);

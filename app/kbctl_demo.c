@@ -7,6 +7,14 @@
  * The book is simulated: deltas keep every level >= 0, snapshots are the
  * exact book after all earlier deltas, and every trade consumes resting
  * quantity at the best bid with a matching delta, so the data is consistent.
+ *
+ * Two kinds of market: --markets in Kalshi's legacy integer form (cents,
+ * whole contracts), and after them --fp-markets in the 2026 fixed-point form
+ * (kbctl_demo_fp.c): a tapered_deci_cent market quoted in $0.001 ticks near
+ * 5 cents and a fractional-trading market with counts in 1/100 contract.
+ * The fixed-point markets draw from their own random stream and are written
+ * after every legacy line, so the legacy part of the output does not depend
+ * on them (test_data_migration compares it with the pre-fixed-point bytes).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,22 +24,13 @@
 #include <unistd.h>
 
 #include "kbctl.h"
+#include "kbctl_demo.h"
 #include "kb_str.h"
 #include "kb_time.h"
 #include "kb_banned.h"
 
-typedef struct demo_opts {
-    long markets, days, snap_minutes, deltas_per_hour, trades_per_hour;
-    uint64_t seed;
-    int64_t end_us;
-} demo_opts;
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t
-next(rng *r)
+uint64_t
+kb_demo_next(kb_demo_rng *r)
 {
     r->s ^= r->s >> 12;
     r->s ^= r->s << 25;
@@ -39,11 +38,18 @@ next(rng *r)
     return r->s * 2685821657736338717ULL;
 }
 
-/* Uniform in [0, n). */
+long
+kb_demo_below(kb_demo_rng *r, long n)
+{
+    return (long)(kb_demo_next(r) % (uint64_t)n);
+}
+
+typedef kb_demo_rng rng;
+
 static long
 below(rng *r, long n)
 {
-    return (long)(next(r) % (uint64_t)n);
+    return kb_demo_below(r, n);
 }
 
 typedef struct event_def {
@@ -284,25 +290,29 @@ opt_long(const char *v, long min, long max, long *out, const char *name)
 int
 kbctl_demo_data(int argc, char **argv)
 {
-    demo_opts o = {20, 7, 10, 120, 12, 1, 0};
+    demo_opts o = {20, 7, 10, 120, 12, 2, 1, 0};
     const char *out = NULL, *end = "2026-01-15T00:00:00Z";
     long seed = 1;
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
         if (strcmp(a, "--help") == 0) {
-            printf("usage: kbctl demo-data [--markets N] [--days N] [--snapshot-minutes N]\n"
-                   "         [--deltas-per-hour N] [--trades-per-hour N] [--seed N]\n"
-                   "         [--end ISO-TIME] [--out FILE|-]\n\n"
-                   "Generates a deterministic data set (defaults: 20 markets in 4 events, 7\n"
-                   "days ending 2026-01-15T00:00:00Z, a snapshot every 10 minutes, 120 deltas\n"
-                   "and 12 trades per market-hour, settlements for 2 events) and loads it\n"
-                   "with kbctl import, or writes the JSON lines to --out.\n");
+            printf("usage: kbctl demo-data [--markets N] [--fp-markets N] [--days N]\n"
+                   "         [--snapshot-minutes N] [--deltas-per-hour N] [--trades-per-hour N]\n"
+                   "         [--seed N] [--end ISO-TIME] [--out FILE|-]\n\n"
+                   "Generates a deterministic data set (defaults: 20 markets in 4 events in\n"
+                   "Kalshi's legacy integer form, then 2 markets in its 2026 fixed-point form:\n"
+                   "a tapered_deci_cent market with $0.001 ticks and a fractional-trading\n"
+                   "market; 7 days ending 2026-01-15T00:00:00Z, a snapshot every 10 minutes,\n"
+                   "120 deltas and 12 trades per market-hour, settlements for 2 events) and\n"
+                   "loads it with kbctl import, or writes the JSON lines to --out.\n");
             return KBCTL_OK;
         } else if (v == NULL) {
             ok = false;
         } else if (strcmp(a, "--markets") == 0) {
-            ok = opt_long(v, 1, 1000, &o.markets, a);
+            ok = opt_long(v, 0, 1000, &o.markets, a);
+        } else if (strcmp(a, "--fp-markets") == 0) {
+            ok = opt_long(v, 0, 100, &o.fp_markets, a);
         } else if (strcmp(a, "--days") == 0) {
             ok = opt_long(v, 1, 366, &o.days, a);
         } else if (strcmp(a, "--snapshot-minutes") == 0) {
@@ -326,6 +336,10 @@ kbctl_demo_data(int argc, char **argv)
         }
     }
     const char *reason;
+    if (o.markets + o.fp_markets == 0) {
+        fprintf(stderr, "kbctl demo-data: --markets and --fp-markets are both 0\n");
+        return KBCTL_USAGE;
+    }
     if (!kb_time_parse(end, strlen(end), false, &o.end_us, &reason)) {
         fprintf(stderr, "kbctl demo-data: --end: %s\n", reason);
         return KBCTL_USAGE;
@@ -347,7 +361,7 @@ kbctl_demo_data(int argc, char **argv)
         fprintf(stderr, "kbctl demo-data: %s: %s\n", out ? out : tmp, strerror(errno));
         return KBCTL_FAIL;
     }
-    market *m = kb_xcalloc((size_t)o.markets, sizeof(*m));
+    market *m = kb_xcalloc((size_t)(o.markets ? o.markets : 1), sizeof(*m));
     rng r = {o.seed};
     for (long i = 0; i < o.markets; i++) {
         const event_def *ev = &events[(size_t)i % NEVENTS];
@@ -362,9 +376,12 @@ kbctl_demo_data(int argc, char **argv)
         m[i].sid = 100 + i;
         seed_book(&r, &m[i]);
     }
-    meta_lines(f, m, o.markets, &o);
-    simulate(f, m, o.markets, &o, &r);
+    if (o.markets > 0) {
+        meta_lines(f, m, o.markets, &o);
+        simulate(f, m, o.markets, &o, &r);
+    }
     free(m);
+    kb_demo_fp(f, &o);
     bool werr = ferror(f) != 0;
     if (f != stdout)
         werr = fclose(f) != 0 || werr;

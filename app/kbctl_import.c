@@ -39,10 +39,10 @@ static const char stage_sql[] =
     " timestamptz, sid bigint, seq bigint, yes_levels jsonb, no_levels jsonb,"
     " received_at timestamptz, n bigint) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS stage_deltas (market_ticker text, ts timestamptz,"
-    " seq bigint, sid bigint, price_cents int, delta_amount int, side text,"
+    " seq bigint, sid bigint, price_e4 int, delta_e2 bigint, side text,"
     " received_at timestamptz, n bigint) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS stage_trades (trade_id text, market_ticker text,"
-    " yes_price int, no_price int, count int, taker_side text, ts timestamptz,"
+    " yes_price_e4 int, no_price_e4 int, count_e2 bigint, taker_side text, ts timestamptz,"
     " received_at timestamptz, n bigint) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS kb_touched (ticker text PRIMARY KEY, from_ts timestamptz,"
     " to_ts timestamptz);";
@@ -88,10 +88,8 @@ static const kb_stmt move_snapshots = {
 static const kb_stmt move_deltas = {
     "imp_move_deltas",
     "WITH ins AS ("
-    "  INSERT INTO deltas (market_ticker, ts, seq, sid, price_cents, delta_amount, side,"
-    "                      received_at)"
-    "  SELECT market_ticker, ts, seq, sid, price_cents, delta_amount, side,"
-    "         coalesce(received_at, ts)"
+    "  INSERT INTO deltas (market_ticker, ts, seq, sid, price_e4, delta_e2, side, received_at)"
+    "  SELECT market_ticker, ts, seq, sid, price_e4, delta_e2, side, received_at"
     "    FROM stage_deltas ORDER BY n"
     "  ON CONFLICT DO NOTHING RETURNING market_ticker, ts),"
     TOUCH("market_ticker", "ts")
@@ -107,10 +105,10 @@ static const kb_stmt move_deltas = {
 static const kb_stmt move_trades = {
     "imp_move_trades",
     "WITH ins AS ("
-    "  INSERT INTO trades (trade_id, market_ticker, yes_price, no_price, count, taker_side,"
-    "                      ts, received_at)"
-    "  SELECT trade_id, market_ticker, yes_price, no_price, count, taker_side, ts,"
-    "         coalesce(received_at, ts)"
+    "  INSERT INTO trades (trade_id, market_ticker, yes_price_e4, no_price_e4, count_e2,"
+    "                      taker_side, ts, received_at)"
+    "  SELECT trade_id, market_ticker, yes_price_e4, no_price_e4, count_e2, taker_side, ts,"
+    "         received_at"
     "    FROM stage_trades ORDER BY n"
     "  ON CONFLICT DO NOTHING RETURNING market_ticker),"
     " st AS ("
@@ -280,8 +278,8 @@ flush(kb_import *im)
             im->direct_pending = ndirect;
             im->after_copy = kb_buf_detach(&q, NULL);
             ok = copy_start(im,
-                            "COPY deltas (market_ticker, ts, seq, sid, price_cents, delta_amount,"
-                            " side, received_at) FROM STDIN (FORMAT binary)",
+                            "COPY deltas (market_ticker, ts, seq, sid, price_e4, delta_e2, side,"
+                            " received_at) FROM STDIN (FORMAT binary)",
                             &direct);
             if (!ok) {
                 free(im->after_copy);
@@ -388,9 +386,14 @@ usage(void)
     printf("usage: kbctl import [--strict] [--batch N] [--checkpoint-every N] [--quiet] FILE...|-\n\n"
            "Loads Kalshi WebSocket v2 messages (orderbook_snapshot, orderbook_delta, trade,\n"
            "market_lifecycle_v2) and Kalshi REST market/event/series objects, one JSON\n"
-           "object per line (t/data/README.md). Idempotent: importing a file twice changes\n"
-           "nothing. Bad lines are reported as FILE:LINE: reason and skipped; --strict stops\n"
-           "at the first one. Exit 0 when every line was good, 1 otherwise.\n"
+           "object per line (t/data/README.md), in every form Kalshi has sent: integer\n"
+           "cents and counts, *_dollars prices (4 decimals), *_fp counts (2 decimals),\n"
+           "*_dollars_fp level arrays, ts (seconds, ms or ISO) and ts_ms, stored exactly\n"
+           "(1/10,000 dollar, 1/100 contract); a value given in two forms that disagree\n"
+           "refuses the line. A top-level received_at is kept as the receive time.\n"
+           "Idempotent: importing a file twice changes nothing. Bad lines are reported as\n"
+           "FILE:LINE: reason and skipped; --strict stops at the first one. Exit 0 when\n"
+           "every line was good, 1 otherwise.\n"
            "Afterwards, orderbook reconstruction checkpoints are rebuilt for the markets\n"
            "that got new rows, one every N deltas of a snapshot window (default 10000;\n"
            "0 = skip: stale ones are still removed, so answers stay exact, only slower).\n");

@@ -1,8 +1,12 @@
 /* kbctl_import.h - state shared by kbctl import's driver and its message parsers.
  *
  * The driver (kbctl_import.c) reads lines, owns the connection and flushes
- * batches with COPY; the parsers (kbctl_import_rows.c) turn one JSON line into
- * COPY rows in the batch buffers or into an immediate metadata upsert.
+ * batches with COPY; kb_imp_parse_msg (kbctl_import_msg.c) reads one message
+ * into exact integers without side effects; the line parsers
+ * (kbctl_import_rows.c, the delta fast path in kbctl_import_json.c) turn its
+ * result into COPY rows in the batch buffers or an immediate metadata upsert
+ * (kbctl_import_meta.c). Prices are 1/10,000 dollar, quantities 1/100
+ * contract (kb_fixed.h).
  */
 #ifndef KB_KBCTL_IMPORT_H
 #define KB_KBCTL_IMPORT_H
@@ -13,14 +17,15 @@
 #include "kb_buf.h"
 #include "kb_db.h"
 
-/* µs value of kb_imp_delta.rcv when the line had no received_at. */
+/* µs value of a receive time (kb_imp_delta.rcv, kb_imp_msg.rcv) the line did not record. */
 #define KB_IMP_NO_RCV INT64_MIN
 
 /* One orderbook_delta row of the pending batch, from either parser. */
 typedef struct kb_imp_delta {
-    int64_t ts, rcv;        /* µs since the epoch */
+    int64_t ts, rcv;        /* µs since the epoch; rcv may be KB_IMP_NO_RCV */
     int64_t sid, seq, order;
-    int32_t price, amount;  /* cents 1..99; signed quantity */
+    int64_t amount;         /* signed quantity, 1/100 contract */
+    int32_t price;          /* 1/10,000 dollar, 1..9999 */
     uint32_t ticker;        /* index into kb_import.tickers */
     bool yes;
 } kb_imp_delta;
@@ -28,8 +33,8 @@ typedef struct kb_imp_delta {
 /* A direct row kept for computing checkpoints without reading it back. */
 typedef struct kb_imp_kept {
     int64_t ts;
-    int32_t amount;
-    int16_t price;
+    int64_t amount;
+    int32_t price;
     bool yes;
 } kb_imp_kept;
 
@@ -145,20 +150,92 @@ bool kb_imp_deltas_prepare(kb_import *im, kb_buf *direct, kb_buf *staged, long *
 
 struct cJSON;
 
+/* ---- one WebSocket message, exactly (kbctl_import_msg.c) ---- */
+
+typedef enum kb_imp_kind {
+    KB_IMP_SKIP,       /* a type the importer does not store (subscribed, ok, error, ...) */
+    KB_IMP_SNAPSHOT,
+    KB_IMP_DELTA,
+    KB_IMP_TRADE,
+    KB_IMP_LIFECYCLE
+} kb_imp_kind;
+
+/* A book level: price in 1/10,000 dollar, quantity in 1/100 contract. */
+typedef struct kb_imp_level {
+    int32_t price;
+    int64_t qty;
+} kb_imp_level;
+
+typedef struct kb_imp_msg {
+    kb_imp_kind kind;
+    const struct cJSON *msg; /* the message's "msg" object (lifecycle fields) */
+    const char *ticker;      /* msg.market_ticker */
+    int64_t ts;              /* exchange time, µs */
+    int64_t rcv;             /* receive time recorded by the capture, µs, or KB_IMP_NO_RCV */
+    int64_t sid, seq;
+    bool has_seq;
+    bool yes;                /* delta: side; trade: taker_side */
+    int32_t price;           /* delta */
+    int64_t amount;          /* delta, signed */
+    const char *trade_id;    /* trade */
+    int32_t yes_price, no_price;
+    int64_t count;
+    kb_imp_level *levels[2]; /* snapshot: [0] yes, [1] no (arena-owned), nlevels each */
+    size_t nlevels[2];
+} kb_imp_msg;
+
+/*
+ * Read one WebSocket message j (a parsed JSON line whose "type" is type) into
+ * *m, every price and quantity exact. No side effects: strings point into j,
+ * arrays come from a. True for a good message (m->kind KB_IMP_SKIP for types
+ * that are not stored); false with *reason (static or arena-owned) for a bad
+ * one, including a value given in two forms that disagree.
+ */
+bool kb_imp_parse_msg(kb_arena *a, const struct cJSON *j, const char *type, kb_imp_msg *m,
+                      const char **reason);
+
 /* Member k of o, or NULL. */
 const struct cJSON *kb_imp_get(const struct cJSON *o, const char *k);
 
 /* Non-empty string member k, or NULL. */
 const char *kb_imp_str(const struct cJSON *o, const char *k);
 
-/* Integer member k, else exact conversion of k_dollars (cents) or k_fp. */
-bool kb_imp_int_field(const struct cJSON *o, const char *k, int64_t *v);
+/* An integral JSON number or integer string (|v| <= 9e15). */
+bool kb_imp_int_val(const struct cJSON *f, int64_t *v);
+
+/*
+ * A price given as k (integer cents) and/or k_dollars (string, 4 decimals),
+ * in 1/10,000 dollar (0..10000); *found false when neither is there. The two
+ * forms must agree.
+ */
+bool kb_imp_price(kb_arena *a, const struct cJSON *o, const char *k, bool *found, int64_t *v,
+                  const char **reason);
+
+/* A timestamp value (Kalshi seconds/ms number or ISO string) -> µs. */
+bool kb_imp_ts_val(const struct cJSON *f, int64_t *us);
+
+/* Integer milliseconds -> µs within the range kb_time formats; false outside. */
+bool kb_imp_ms_to_us(int64_t ms, int64_t *us);
+
+/*
+ * ts (µs, written to a precision of ts_prec µs: 1000000, 1000 or 1) and
+ * ts_ms (as µs) agree when they name the same instant to the coarser of the
+ * two precisions; *out gets the finer one. False when they disagree.
+ */
+bool kb_imp_ts_agree(int64_t ts, int64_t ts_prec, int64_t ms_us, int64_t *out);
+
+/* The precision (µs) an ISO time s[0..len) is written to: 1000000, 1000 or 1. */
+int64_t kb_imp_iso_precision(const char *s, size_t len);
 
 /* Arena-owned §1.1 text of an instant. */
 char *kb_imp_ts_text(kb_arena *a, int64_t us);
 
 /* Timestamp member k (Kalshi seconds/ms or ISO) as SQL text, NULL when absent. */
 const char *kb_imp_ts_param(kb_arena *a, const struct cJSON *o, const char *k);
+
+/* Arena-owned compact JSON of o without the message-envelope members (ts, ts_ms, sid, seq,
+ * received_at), which are not metadata; NULL when o is NULL. */
+char *kb_imp_metadata(kb_arena *a, const struct cJSON *o);
 
 /* market_lifecycle_v2 message -> markets (and settlements) upsert. */
 bool kb_import_lifecycle(kb_import *im, const struct cJSON *msg, const char *ticker, int64_t ts,

@@ -104,12 +104,13 @@ copy_trailer(kb_buf *b)
     kb_buf_append(b, "\377\377", 2);
 }
 
-/* One row: ticker, ts, seq, sid, price, amount, side, received_at [, n]. */
+/* One row: ticker, ts, seq, sid, price_e4 (int4), delta_e2 (int8), side, received_at
+ * (NULL when not recorded) [, n]. */
 static void
 put_row(kb_buf *b, const kb_import *im, const kb_imp_delta *d, bool staged)
 {
     const kb_imp_ticker *t = &im->tickers[d->ticker];
-    size_t need = 2 + 4 + t->len + 3 * 12 + 2 * 8 + 4 + 3 + 12 + 12;
+    size_t need = 2 + 4 + t->len + 3 * 12 + 8 + 12 + 4 + 3 + 12 + 12;
     kb_buf_grow(b, need);
     char *p = b->buf + b->len, *start = p;
     be16(p, staged ? 9 : 8), p += 2;
@@ -119,17 +120,15 @@ put_row(kb_buf *b, const kb_import *im, const kb_imp_delta *d, bool staged)
     be32(p, 8), be64(p + 4, (uint64_t)d->seq), p += 12;
     be32(p, 8), be64(p + 4, (uint64_t)d->sid), p += 12;
     be32(p, 4), be32(p + 4, (uint32_t)d->price), p += 8;
-    be32(p, 4), be32(p + 4, (uint32_t)d->amount), p += 8;
+    be32(p, 8), be64(p + 4, (uint64_t)d->amount), p += 12;
     if (d->yes)
         be32(p, 3), memcpy(p + 4, "yes", 3), p += 7;
     else
         be32(p, 2), memcpy(p + 4, "no", 2), p += 6;
     if (d->rcv != KB_IMP_NO_RCV)
         be32(p, 8), be64(p + 4, (uint64_t)(d->rcv - PG_EPOCH_US)), p += 12;
-    else if (staged)
-        be32(p, UINT32_MAX), p += 4; /* NULL: the move uses ts */
     else
-        be32(p, 8), be64(p + 4, (uint64_t)(d->ts - PG_EPOCH_US)), p += 12;
+        be32(p, UINT32_MAX), p += 4; /* NULL: the capture recorded no receive time */
     if (staged)
         be32(p, 8), be64(p + 4, (uint64_t)d->order), p += 12;
     b->len += (size_t)(p - start);
@@ -220,7 +219,7 @@ keep(kb_import *im, const kb_imp_delta *d)
         k->capkept = k->capkept ? 2 * k->capkept : 1024;
         k->kept = kb_xrealloc(k->kept, (size_t)k->capkept * sizeof(*k->kept));
     }
-    k->kept[k->nkept++] = (kb_imp_kept){d->ts, d->amount, (int16_t)d->price, d->yes};
+    k->kept[k->nkept++] = (kb_imp_kept){d->ts, d->amount, d->price, d->yes};
     im->kept++;
 }
 

@@ -22,6 +22,7 @@
 
 #include "kbctl_import.h"
 #include "kb_config.h"
+#include "kb_fixed.h"
 #include "kb_time.h"
 #include "kb_banned.h"
 
@@ -182,8 +183,9 @@ window_local(PGconn *c, const char *ticker, int64_t basis_us, const kb_imp_kept 
 {
     char basis[KB_TIME_FMT_MAX];
     kb_time_format(basis_us, basis, sizeof(basis));
-    int64_t sum[2][100] = {{0}};
-    bool seen[2][100] = {{false}};
+    /* per side and price (1/10,000 $, 1..9999): the running sum and whether it was touched */
+    int64_t(*sum)[KB_PRICE_DOLLAR] = kb_xcalloc(2, sizeof(*sum));
+    bool(*seen)[KB_PRICE_DOLLAR] = kb_xcalloc(2, sizeof(*seen));
     cp_out o = {KB_BUF_INIT, KB_BUF_INIT, KB_BUF_INIT, 0};
     kb_buf levels = KB_BUF_INIT;
     bool ok = true;
@@ -200,7 +202,7 @@ window_local(PGconn *c, const char *ticker, int64_t basis_us, const kb_imp_kept 
         kb_buf_reset(&levels);
         kb_buf_putc(&levels, '[');
         for (int side = 1; side >= 0; side--) {
-            for (int p = 1; p < 100; p++) {
+            for (int p = 1; p < KB_PRICE_DOLLAR; p++) {
                 if (seen[side][p])
                     kb_buf_printf(&levels, "%s[\"%s\",%d,%" PRId64 "]", levels.len > 1 ? "," : "",
                                   side ? "yes" : "no", p, sum[side][p]);
@@ -218,6 +220,8 @@ window_local(PGconn *c, const char *ticker, int64_t basis_us, const kb_imp_kept 
     kb_buf_release(&o.cnt);
     kb_buf_release(&o.lv);
     kb_buf_release(&levels);
+    free(sum);
+    free(seen);
     return ok;
 }
 

@@ -2,20 +2,25 @@
  *
  * Import lines are parsed laxly with cJSON (not lib/json.c's strict request
  * parser: a capture with a duplicate key is still data). The fast path reads
- * the one shape that makes up almost every line of a capture,
- *   {"type":"orderbook_delta","sid":N,"seq":N,"msg":{"market_ticker":"..",
- *    "price":N,"delta":N,"side":"yes|no","ts":N}}
- * (keys in any order, other scalar members ignored), straight into a batch
- * row. Invariant: it accepts a line only when the cJSON path would accept it
- * with the same row, and declines everything else (escapes, fractions,
- * exponents, nested extras, duplicate keys, received_at, out-of-range values,
- * anything malformed), so the cJSON path alone decides and explains those.
+ * the one shape that makes up almost every line of a capture, in both of
+ * Kalshi's forms,
+ *   {"type":"orderbook_delta","sid":N,"seq":N,"received_at":N|"ISO","msg":
+ *    {"market_ticker":"..","price":N,"price_dollars":"0.0550","delta":N,
+ *     "delta_fp":"12.50","side":"yes|no","ts":N|"ISO","ts_ms":N}}
+ * (keys in any order, each form optional as the cJSON path allows, other
+ * scalar members ignored), straight into a batch row. Invariant: it accepts a
+ * line only when the cJSON path would accept it with the same row, and
+ * declines everything else (escapes, fractions, exponents, nested extras,
+ * duplicate keys, nulls, forms that disagree, out-of-range values, anything
+ * malformed), so the cJSON path alone decides and explains those.
  * fuzz_import checks this by running every line through both.
  */
 #include <cjson/cJSON.h>
 #include <string.h>
 
 #include "kbctl_import.h"
+#include "kb_fixed.h"
+#include "kb_time.h"
 #include "kb_banned.h"
 
 cJSON *
@@ -130,14 +135,46 @@ key_is(const char *k, size_t n, const char *want)
     return strlen(want) == n && memcmp(k, want, n) == 0;
 }
 
+/* A string or an integer (a Kalshi time: ISO text or Unix s/ms). */
+typedef struct str_or_int {
+    const char *s; /* NULL: the integer v */
+    size_t n;
+    int64_t v;
+} str_or_int;
+
+static bool
+time_value(scan *s, str_or_int *t)
+{
+    ws(s);
+    if (s->p < s->end && *s->p == '"')
+        return str(s, &t->s, &t->n);
+    t->s = NULL;
+    return integer(s, &t->v);
+}
+
+/* µs and precision of a time value, as kb_imp_ts_val and ts_precision read it. */
+static bool
+time_us(const str_or_int *t, int64_t *us, int64_t *prec)
+{
+    const char *why;
+    if (t->s != NULL) {
+        *prec = kb_imp_iso_precision(t->s, t->n);
+        return kb_time_parse(t->s, t->n, false, us, &why);
+    }
+    *prec = (double)t->v > 1e12 ? 1000 : 1000000;
+    return kb_imp_ts_number((double)t->v, us);
+}
+
 typedef struct fast_msg {
-    const char *ticker, *side;
-    size_t tlen, slen;
-    int64_t price, delta, ts;
+    const char *ticker, *side, *pd, *dfp; /* pd: price_dollars, dfp: delta_fp */
+    size_t tlen, slen, pdlen, dfplen;
+    int64_t price, delta, ts_ms;
+    str_or_int ts;
     unsigned seen; /* bit per known key */
 } fast_msg;
 
-enum { M_TICKER = 1, M_PRICE = 2, M_DELTA = 4, M_SIDE = 8, M_TS = 16 };
+enum { M_TICKER = 1, M_PRICE = 2, M_DELTA = 4, M_SIDE = 8, M_TS = 16, M_PD = 32, M_DFP = 64,
+       M_TSMS = 128 };
 
 static bool
 msg_object(scan *s, fast_msg *m)
@@ -149,12 +186,15 @@ msg_object(scan *s, fast_msg *m)
         size_t n;
         if (!str(s, &k, &n) || !lit(s, ':'))
             return false;
-        unsigned bit = key_is(k, n, "market_ticker") ? M_TICKER
-                       : key_is(k, n, "price")       ? M_PRICE
-                       : key_is(k, n, "delta")       ? M_DELTA
-                       : key_is(k, n, "side")        ? M_SIDE
-                       : key_is(k, n, "ts")          ? M_TS
-                                                     : 0;
+        unsigned bit = key_is(k, n, "market_ticker")   ? M_TICKER
+                       : key_is(k, n, "price")         ? M_PRICE
+                       : key_is(k, n, "delta")         ? M_DELTA
+                       : key_is(k, n, "side")          ? M_SIDE
+                       : key_is(k, n, "ts")            ? M_TS
+                       : key_is(k, n, "price_dollars") ? M_PD
+                       : key_is(k, n, "delta_fp")      ? M_DFP
+                       : key_is(k, n, "ts_ms")         ? M_TSMS
+                                                       : 0;
         if (bit & m->seen)
             return false; /* duplicate: leave it to cJSON's rules */
         m->seen |= bit;
@@ -162,7 +202,10 @@ msg_object(scan *s, fast_msg *m)
                   : bit == M_SIDE ? str(s, &m->side, &m->slen)
                   : bit == M_PRICE ? integer(s, &m->price)
                   : bit == M_DELTA ? integer(s, &m->delta)
-                  : bit == M_TS    ? integer(s, &m->ts)
+                  : bit == M_TS    ? time_value(s, &m->ts)
+                  : bit == M_PD    ? str(s, &m->pd, &m->pdlen)
+                  : bit == M_DFP   ? str(s, &m->dfp, &m->dfplen)
+                  : bit == M_TSMS  ? integer(s, &m->ts_ms)
                                    : skip_scalar(s);
         if (!ok)
             return false;
@@ -173,7 +216,46 @@ msg_object(scan *s, fast_msg *m)
     }
 }
 
-enum { T_TYPE = 1, T_SID = 2, T_SEQ = 4, T_MSG = 8 };
+/* A value in its integer form (x 100) and/or its text form; both must agree. */
+static bool
+two_forms(bool has_int, int64_t whole, bool has_text, const char *t, size_t tn, int scale,
+          bool neg, int64_t max, int64_t *out)
+{
+    int64_t x = 0, y = 0;
+    const char *why;
+    if (!has_int && !has_text)
+        return false;
+    if (has_int && !kb_fixed_scale_int(whole, 2, max, &x))
+        return false;
+    if (has_text && !kb_fixed_parse(t, tn, scale, neg, max, &y, &why))
+        return false;
+    if (has_int && has_text && x != y)
+        return false;
+    *out = has_int ? x : y;
+    return true;
+}
+
+/* The line's exchange time as kbctl_import_msg.c's msg_time resolves it. */
+static bool
+fast_time(const fast_msg *m, bool has_rcv, int64_t rcv, int64_t *ts)
+{
+    int64_t tu = 0, prec = 0, mu = 0;
+    bool ht = m->seen & M_TS, hm = m->seen & M_TSMS;
+    if (ht && !time_us(&m->ts, &tu, &prec))
+        return false;
+    if (hm && !kb_imp_ms_to_us(m->ts_ms, &mu))
+        return false;
+    if (ht && hm)
+        return kb_imp_ts_agree(tu, prec, mu, ts);
+    if (ht || hm) {
+        *ts = ht ? tu : mu;
+        return true;
+    }
+    *ts = rcv;
+    return has_rcv;
+}
+
+enum { T_TYPE = 1, T_SID = 2, T_SEQ = 4, T_MSG = 8, T_RCV = 16 };
 
 bool
 kb_imp_fast_line(kb_import *im, const char *p, size_t len)
@@ -183,6 +265,7 @@ kb_imp_fast_line(kb_import *im, const char *p, size_t len)
     const char *type = NULL;
     size_t tylen = 0;
     int64_t sid = 0, seq = 0;
+    str_or_int rcv_v = {0};
     unsigned seen = 0;
     if (!lit(&s, '{'))
         return false;
@@ -191,18 +274,20 @@ kb_imp_fast_line(kb_import *im, const char *p, size_t len)
         size_t n;
         if (!str(&s, &k, &n) || !lit(&s, ':'))
             return false;
-        unsigned bit = key_is(k, n, "type")  ? T_TYPE
-                       : key_is(k, n, "sid") ? T_SID
-                       : key_is(k, n, "seq") ? T_SEQ
-                       : key_is(k, n, "msg") ? T_MSG
-                                             : 0;
-        if ((bit & seen) || key_is(k, n, "received_at"))
+        unsigned bit = key_is(k, n, "type")          ? T_TYPE
+                       : key_is(k, n, "sid")         ? T_SID
+                       : key_is(k, n, "seq")         ? T_SEQ
+                       : key_is(k, n, "msg")         ? T_MSG
+                       : key_is(k, n, "received_at") ? T_RCV
+                                                     : 0;
+        if (bit & seen)
             return false;
         seen |= bit;
         bool ok = bit == T_TYPE  ? str(&s, &type, &tylen)
                   : bit == T_SID ? integer(&s, &sid)
                   : bit == T_SEQ ? integer(&s, &seq)
                   : bit == T_MSG ? msg_object(&s, &m)
+                  : bit == T_RCV ? time_value(&s, &rcv_v)
                                  : skip_scalar(&s);
         if (!ok)
             return false;
@@ -212,15 +297,23 @@ kb_imp_fast_line(kb_import *im, const char *p, size_t len)
             return false;
     }
     ws(&s);
+    const unsigned need = M_TICKER | M_SIDE;
     if (s.p != s.end || (seen & (T_TYPE | T_SEQ | T_MSG)) != (T_TYPE | T_SEQ | T_MSG) ||
-        !key_is(type, tylen, "orderbook_delta") ||
-        m.seen != (M_TICKER | M_PRICE | M_DELTA | M_SIDE | M_TS) || m.tlen == 0 ||
-        m.price < 1 || m.price > 99 || m.delta < INT32_MIN || m.delta > INT32_MAX ||
+        !key_is(type, tylen, "orderbook_delta") || (m.seen & need) != need || m.tlen == 0 ||
         !(key_is(m.side, m.slen, "yes") || key_is(m.side, m.slen, "no")))
         return false;
-    kb_imp_delta d = {.rcv = KB_IMP_NO_RCV, .sid = sid, .seq = seq, .price = (int32_t)m.price,
-                      .amount = (int32_t)m.delta, .yes = m.slen == 3};
-    if (!kb_imp_ts_number((double)m.ts, &d.ts))
+    kb_imp_delta d = {.rcv = KB_IMP_NO_RCV, .sid = sid, .seq = seq, .yes = m.slen == 3};
+    int64_t price, prec;
+    if (!two_forms(m.seen & M_PRICE, m.price, m.seen & M_PD, m.pd, m.pdlen, KB_PRICE_SCALE,
+                   false, KB_PRICE_DOLLAR, &price) ||
+        price < 1 || price >= KB_PRICE_DOLLAR ||
+        !two_forms(m.seen & M_DELTA, m.delta, m.seen & M_DFP, m.dfp, m.dfplen, KB_QTY_SCALE,
+                   true, KB_QTY_MAX, &d.amount))
+        return false;
+    d.price = (int32_t)price;
+    if ((seen & T_RCV) && !time_us(&rcv_v, &d.rcv, &prec))
+        return false;
+    if (!fast_time(&m, seen & T_RCV, d.rcv, &d.ts))
         return false;
     d.ticker = kb_imp_ticker_id(im, m.ticker, m.tlen);
     im->order++;

@@ -16,9 +16,10 @@
 static const kb_stmt market_upsert = {
     "imp_market",
     "INSERT INTO markets AS m (ticker, event_ticker, title, status, category, rules,"
-    "  strike_price, metadata, series_ticker, discovered_at, last_updated, status_at)"
+    "  strike_price, metadata, series_ticker, discovered_at, last_updated, status_at,"
+    "  price_level_structure, price_ranges, fractional_trading_enabled)"
     " VALUES ($1, $2, $3, coalesce($4, 'active'), $5, $6, $7::numeric, $8::jsonb, $9,"
-    "  coalesce($10::timestamptz, now()), now(), $11::timestamptz)"
+    "  coalesce($10::timestamptz, now()), now(), $11::timestamptz, $12, $13::jsonb, $14::bool)"
     " ON CONFLICT (ticker) DO UPDATE SET"
     "  event_ticker = coalesce(excluded.event_ticker, m.event_ticker),"
     "  title = coalesce(excluded.title, m.title),"
@@ -29,35 +30,41 @@ static const kb_stmt market_upsert = {
     "  metadata = CASE WHEN excluded.metadata IS NULL THEN m.metadata"
     "             ELSE coalesce(m.metadata, '{}'::jsonb) || excluded.metadata END,"
     "  series_ticker = coalesce(excluded.series_ticker, m.series_ticker),"
+    "  price_level_structure = coalesce($12, m.price_level_structure),"
+    "  price_ranges = coalesce($13::jsonb, m.price_ranges),"
+    "  fractional_trading_enabled = coalesce($14::bool, m.fractional_trading_enabled),"
     "  last_updated = now(), status_at = greatest(m.status_at, excluded.status_at)"
     " WHERE (excluded.status_at IS NULL OR m.status_at IS NULL"
     "        OR excluded.status_at > m.status_at)"
     "   AND (m.event_ticker, m.title, m.status, m.category, m.rules, m.strike_price,"
-    "        m.metadata, m.series_ticker) IS DISTINCT FROM"
+    "        m.metadata, m.series_ticker, m.price_level_structure, m.price_ranges,"
+    "        m.fractional_trading_enabled) IS DISTINCT FROM"
     "       (coalesce(excluded.event_ticker, m.event_ticker), coalesce(excluded.title, m.title),"
     "        coalesce($4, m.status), coalesce(excluded.category, m.category),"
     "        coalesce(excluded.rules, m.rules), coalesce(excluded.strike_price, m.strike_price),"
     "        CASE WHEN excluded.metadata IS NULL THEN m.metadata"
     "             ELSE coalesce(m.metadata, '{}'::jsonb) || excluded.metadata END,"
-    "        coalesce(excluded.series_ticker, m.series_ticker))",
-    11, false};
+    "        coalesce(excluded.series_ticker, m.series_ticker),"
+    "        coalesce($12, m.price_level_structure), coalesce($13::jsonb, m.price_ranges),"
+    "        coalesce($14::bool, m.fractional_trading_enabled))",
+    14, false};
 
 static const kb_stmt settlement_upsert = {
     "imp_settlement",
-    "INSERT INTO settlements AS s (market_ticker, event_ticker, result, settlement_value,"
+    "INSERT INTO settlements AS s (market_ticker, event_ticker, result, settlement_value_e4,"
     "  determined_at, settled_at, source, metadata)"
     " VALUES ($1, $2, $3, $4::int, $5::timestamptz, $6::timestamptz, $7, $8::jsonb)"
     " ON CONFLICT (market_ticker) DO UPDATE SET"
     "  event_ticker = coalesce(excluded.event_ticker, s.event_ticker),"
     "  result = coalesce(excluded.result, s.result),"
-    "  settlement_value = coalesce(excluded.settlement_value, s.settlement_value),"
+    "  settlement_value_e4 = coalesce(excluded.settlement_value_e4, s.settlement_value_e4),"
     "  determined_at = coalesce(excluded.determined_at, s.determined_at),"
     "  settled_at = coalesce(excluded.settled_at, s.settled_at),"
     "  metadata = coalesce(excluded.metadata, s.metadata), updated_at = now()"
-    " WHERE (s.event_ticker, s.result, s.settlement_value, s.determined_at, s.settled_at,"
+    " WHERE (s.event_ticker, s.result, s.settlement_value_e4, s.determined_at, s.settled_at,"
     "        s.metadata) IS DISTINCT FROM"
     "       (coalesce(excluded.event_ticker, s.event_ticker), coalesce(excluded.result, s.result),"
-    "        coalesce(excluded.settlement_value, s.settlement_value),"
+    "        coalesce(excluded.settlement_value_e4, s.settlement_value_e4),"
     "        coalesce(excluded.determined_at, s.determined_at),"
     "        coalesce(excluded.settled_at, s.settled_at), coalesce(excluded.metadata, s.metadata))",
     8, false};
@@ -108,6 +115,38 @@ print_json(kb_arena *a, const cJSON *o)
     return c;
 }
 
+static const char *const envelope_fields[] = {"ts", "ts_ms", "sid", "seq", "received_at"};
+
+char *
+kb_imp_metadata(kb_arena *a, const cJSON *o)
+{
+    if (o == NULL)
+        return NULL;
+    bool has = false;
+    for (size_t i = 0; i < sizeof(envelope_fields) / sizeof(envelope_fields[0]); i++)
+        has = has || kb_imp_get(o, envelope_fields[i]) != NULL;
+    if (!has)
+        return print_json(a, o);
+    cJSON *c = cJSON_Duplicate(o, true);
+    if (c == NULL)
+        return NULL;
+    for (size_t i = 0; i < sizeof(envelope_fields) / sizeof(envelope_fields[0]); i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(c, envelope_fields[i]);
+    char *s = print_json(a, c);
+    cJSON_Delete(c);
+    return s;
+}
+
+/* price_level_structure, price_ranges, fractional_trading_enabled: params $12..$14. */
+static void
+price_levels(kb_arena *a, const cJSON *o, const char **params)
+{
+    const cJSON *pr = kb_imp_get(o, "price_ranges"), *fr = kb_imp_get(o, "fractional_trading_enabled");
+    params[11] = kb_imp_str(o, "price_level_structure");
+    params[12] = cJSON_IsArray(pr) ? print_json(a, pr) : NULL;
+    params[13] = cJSON_IsBool(fr) ? (cJSON_IsTrue(fr) ? "t" : "f") : NULL;
+}
+
 static bool
 exec_meta(kb_import *im, const kb_stmt *st, const char *const *params, const char **reason)
 {
@@ -140,11 +179,12 @@ settlement(kb_import *im, const cJSON *o, const char *ticker, const char *determ
         return false;
     }
     int64_t v;
-    const char *value = kb_imp_int_field(o, "settlement_value", &v)
-                            ? kb_arena_printf(&im->arena, "%" PRId64, v)
-                            : NULL;
+    bool found;
+    if (!kb_imp_price(&im->arena, o, "settlement_value", &found, &v, reason))
+        return false;
+    const char *value = found ? kb_arena_printf(&im->arena, "%" PRId64, v) : NULL;
     const char *params[] = {ticker, kb_imp_str(o, "event_ticker"), result, value, determined, settled,
-                            source, print_json(&im->arena, o)};
+                            source, kb_imp_metadata(&im->arena, o)};
     return exec_meta(im, &settlement_upsert, params, reason);
 }
 
@@ -172,9 +212,10 @@ rest_market(kb_import *im, const cJSON *m, const char **reason)
     const char *disc = kb_imp_ts_param(a, m, "created_time");
     if (disc == NULL)
         disc = kb_imp_ts_param(a, m, "open_time");
-    const char *params[] = {ticker, kb_imp_str(m, "event_ticker"), kb_imp_str(m, "title"), kb_imp_str(m, "status"),
+    const char *params[14] = {ticker, kb_imp_str(m, "event_ticker"), kb_imp_str(m, "title"), kb_imp_str(m, "status"),
                             kb_imp_str(m, "category"), kb_imp_str(m, "rules_primary"), strike,
-                            print_json(a, m), kb_imp_str(m, "series_ticker"), disc, NULL};
+                            kb_imp_metadata(a, m), kb_imp_str(m, "series_ticker"), disc, NULL};
+    price_levels(a, m, params);
     if (!exec_meta(im, &market_upsert, params, reason))
         return false;
     return settlement(im, m, ticker, kb_imp_ts_param(a, m, "determined_at"),
@@ -214,28 +255,34 @@ rest_series(kb_import *im, const cJSON *s, const char **reason)
     return exec_meta(im, &series_upsert, params, reason);
 }
 
-/* market_lifecycle_v2: status from event_type, other fields into metadata. */
+/* market_lifecycle_v2: status from event_type, other fields (not the envelope's) into
+ * metadata. price_level_structure_updated and metadata_updated leave the status. */
 bool
 kb_import_lifecycle(kb_import *im, const cJSON *msg, const char *ticker, int64_t ts, const char **reason)
 {
     const char *ev = kb_imp_str(msg, "event_type");
     static const char *const active[] = {"created", "activated", "close_date_updated"};
     static const char *const terminal[] = {"determined", "settled", "deactivated", "closed"};
+    static const char *const keep[] = {"price_level_structure_updated", "metadata_updated"};
     const char *status = NULL;
+    bool known = false;
     for (size_t i = 0; ev && i < 3; i++)
         status = strcmp(ev, active[i]) == 0 ? "active" : status;
     for (size_t i = 0; ev && i < 4; i++)
         status = strcmp(ev, terminal[i]) == 0 ? terminal[i] : status;
-    if (status == NULL) {
+    for (size_t i = 0; ev && i < 2; i++)
+        known = known || strcmp(ev, keep[i]) == 0;
+    if (status == NULL && !known) {
         *reason = "market_lifecycle event_type is not a known lifecycle word";
         return false;
     }
     kb_arena *a = &im->arena;
     const char *at = kb_imp_ts_text(a, ts);
-    const char *params[] = {ticker, kb_imp_str(msg, "event_ticker"), kb_imp_str(msg, "title"), status,
+    const char *params[14] = {ticker, kb_imp_str(msg, "event_ticker"), kb_imp_str(msg, "title"), status,
                             kb_imp_str(msg, "category"), kb_imp_str(msg, "rules_primary"),
-                            number_text(a, kb_imp_get(msg, "strike_price")), print_json(a, msg),
+                            number_text(a, kb_imp_get(msg, "strike_price")), kb_imp_metadata(a, msg),
                             kb_imp_str(msg, "series_ticker"), at, at};
+    price_levels(a, msg, params);
     if (!exec_meta(im, &market_upsert, params, reason))
         return false;
     const char *det = kb_imp_ts_param(a, msg, "determination_ts");

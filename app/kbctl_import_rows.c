@@ -1,10 +1,10 @@
-/* kbctl_import_rows.c - Kalshi WebSocket v2 messages -> COPY rows (KALSHI.md).
+/* kbctl_import_rows.c - one import line -> batch rows or a metadata upsert (KALSHI.md).
  *
- * Every value is checked before it reaches a COPY buffer (types, price
- * 1..99, side yes/no), so one bad line never fails a whole batch. Dollar
- * strings ("0.5600") and fixed-point counts ("10.00") are converted exactly
- * with integer arithmetic; cents fields win when both are present.
- * Shared value readers (kb_imp_*) are used by kbctl_import_meta.c too.
+ * A line is read by kb_imp_parse_msg (kbctl_import_msg.c), which checks every
+ * value before it reaches a batch (types, ranges, sides, forms that must
+ * agree), so one bad line never fails a whole batch; here the exact integers
+ * become COPY rows (snapshots, trades) or delta rows, and lifecycle and REST
+ * objects become upserts (kbctl_import_meta.c).
  */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -17,124 +17,12 @@
 #include "kb_time.h"
 #include "kb_banned.h"
 
+static void span(kb_import *im, int64_t us);
+
 static void
 free_json(void *j)
 {
     cJSON_Delete(j);
-}
-
-const cJSON *
-kb_imp_get(const cJSON *o, const char *k)
-{
-    return cJSON_GetObjectItemCaseSensitive(o, k);
-}
-
-/* Non-empty string field or NULL. */
-const char *
-kb_imp_str(const cJSON *o, const char *k)
-{
-    const cJSON *f = kb_imp_get(o, k);
-    return cJSON_IsString(f) && f->valuestring[0] != '\0' ? f->valuestring : NULL;
-}
-
-/* Integral JSON number (or integer string) into *v. */
-static bool
-int_val(const cJSON *f, int64_t *v)
-{
-    if (cJSON_IsNumber(f)) {
-        double d = f->valuedouble;
-        if (!(d >= -9e15 && d <= 9e15) || (double)(int64_t)d != d)
-            return false;
-        *v = (int64_t)d;
-        return true;
-    }
-    const char *err;
-    return cJSON_IsString(f) &&
-           kb_parse_i64(kb_str_c(f->valuestring), -9000000000000000LL, 9000000000000000LL, v,
-                        &err);
-}
-
-/*
- * Exact decimal string "I[.F]" scaled by 10^scale: "0.5600" at scale 2 is 56.
- * Digits beyond the scale must be zeros (no rounding, no floating point).
- */
-static bool
-decimal_scaled(const char *s, int scale, int64_t *v)
-{
-    bool neg = *s == '-';
-    if (neg)
-        s++;
-    int64_t ip = 0;
-    int n = 0;
-    for (; *s >= '0' && *s <= '9'; s++, n++) {
-        if (n > 12)
-            return false;
-        ip = ip * 10 + (*s - '0');
-    }
-    int64_t fp = 0;
-    int f = 0;
-    if (*s == '.') {
-        for (s++; *s >= '0' && *s <= '9'; s++) {
-            if (f < scale) {
-                fp = fp * 10 + (*s - '0');
-                f++;
-            } else if (*s != '0') {
-                return false;
-            }
-            n++;
-        }
-    }
-    if (*s != '\0' || n == 0)
-        return false;
-    for (; f < scale; f++)
-        fp *= 10;
-    int64_t mul = 1;
-    for (int i = 0; i < scale; i++)
-        mul *= 10;
-    *v = (ip * mul + fp) * (neg ? -1 : 1);
-    return true;
-}
-
-/* Integer field k, else the dollar string k_dollars (cents) or fixed-point k_fp. */
-bool
-kb_imp_int_field(const cJSON *o, const char *k, int64_t *v)
-{
-    if (int_val(kb_imp_get(o, k), v))
-        return true;
-    char alt[64];
-    snprintf(alt, sizeof(alt), "%s_dollars", k);
-    const char *d = kb_imp_str(o, alt);
-    if (d != NULL)
-        return decimal_scaled(d, 2, v);
-    snprintf(alt, sizeof(alt), "%s_fp", k);
-    d = kb_imp_str(o, alt);
-    return d != NULL && decimal_scaled(d, 0, v);
-}
-
-/* Kalshi ts: Unix seconds, or milliseconds above 1e12; ISO strings accepted too. */
-static void span(kb_import *im, int64_t us);
-
-static bool
-ts_val(const cJSON *f, int64_t *us)
-{
-    const char *reason;
-    if (cJSON_IsString(f))
-        return kb_time_parse(f->valuestring, strlen(f->valuestring), false, us, &reason);
-    if (!cJSON_IsNumber(f))
-        return false;
-    return kb_imp_ts_number(f->valuedouble, us);
-}
-
-bool
-kb_imp_ts_number(double d, int64_t *us)
-{
-    if (d > 1e12)
-        d /= 1000.0;
-    if (!(d > -6e10 && d < 2.5e11))
-        return false;
-    double x = d * 1e6;
-    *us = (int64_t)(x >= 0 ? x + 0.5 : x - 0.5);
-    return true;
 }
 
 static uint32_t
@@ -209,7 +97,7 @@ const char *
 kb_imp_ts_param(kb_arena *a, const cJSON *o, const char *k)
 {
     int64_t us;
-    return ts_val(kb_imp_get(o, k), &us) ? kb_imp_ts_text(a, us) : NULL;
+    return kb_imp_ts_val(kb_imp_get(o, k), &us) ? kb_imp_ts_text(a, us) : NULL;
 }
 
 /* COPY text format: escape backslash, tab, newline, carriage return. */
@@ -236,180 +124,77 @@ span(kb_import *im, int64_t us)
         im->max_us = us;
 }
 
-static bool
-side_ok(const char *s)
+/* Levels as stored: [[price, quantity], ...] in 1/10,000 $ and 1/100 contract. */
+static void
+levels_json(kb_buf *b, const kb_imp_level *lv, size_t n)
 {
-    return s != NULL && (strcmp(s, "yes") == 0 || strcmp(s, "no") == 0);
+    kb_buf_putc(b, '[');
+    for (size_t i = 0; i < n; i++)
+        kb_buf_printf(b, "%s[%" PRId32 ",%" PRId64 "]", i ? "," : "", lv[i].price, lv[i].qty);
+    kb_buf_putc(b, ']');
 }
 
-/* [[price, qty], ...] (cents) or the _dollars form into normalized JSON; false if malformed. */
-static bool
-levels(const cJSON *msg, const char *side, kb_buf *out)
+static void
+snapshot_row(kb_import *im, const kb_imp_msg *m)
 {
-    char k[32];
-    const cJSON *arr = kb_imp_get(msg, side);
-    bool dollars = false;
-    if (arr == NULL) {
-        snprintf(k, sizeof(k), "%s_dollars", side);
-        arr = kb_imp_get(msg, k);
-        dollars = arr != NULL;
-    }
-    kb_buf_putc(out, '[');
-    if (arr == NULL || cJSON_IsNull(arr)) {
-        kb_buf_putc(out, ']');
-        return true;
-    }
-    if (!cJSON_IsArray(arr))
-        return false;
-    int i = 0;
-    for (const cJSON *lv = arr->child; lv != NULL; lv = lv->next, i++) {
-        if (!cJSON_IsArray(lv) || cJSON_GetArraySize(lv) < 2)
-            return false;
-        const cJSON *p = cJSON_GetArrayItem(lv, 0), *q = cJSON_GetArrayItem(lv, 1);
-        int64_t price, qty;
-        bool ok = dollars && cJSON_IsString(p) ? decimal_scaled(p->valuestring, 2, &price)
-                                               : int_val(p, &price);
-        if (!ok || price < 1 || price > 99)
-            return false;
-        if (!int_val(q, &qty) &&
-            !(cJSON_IsString(q) && decimal_scaled(q->valuestring, 0, &qty)))
-            return false;
-        kb_buf_printf(out, "%s[%" PRId64 ",%" PRId64 "]", i ? "," : "", price, qty);
-    }
-    kb_buf_putc(out, ']');
-    return true;
-}
-
-static bool
-snapshot(kb_import *im, const cJSON *msg, const char *ticker, int64_t ts, int64_t sid,
-         int64_t seq, const char *rcv, const char **reason)
-{
-    kb_buf yes = KB_BUF_INIT, no = KB_BUF_INIT;
-    bool ok = levels(msg, "yes", &yes) && levels(msg, "no", &no);
-    if (!ok) {
-        *reason = "snapshot levels must be [[price 1..99, quantity], ...]";
-    } else {
-        kb_buf *b = &im->snaps;
-        copy_str(b, ticker);
-        kb_buf_printf(b, "\t%s\t%" PRId64 "\t%" PRId64 "\t%s\t%s\t%s\t%" PRId64 "\n",
-                      kb_imp_ts_text(&im->arena, ts), sid, seq, yes.buf, no.buf, rcv ? rcv : "\\N",
-                      im->order);
-        im->nsnaps++;
-        im->snaps_read++;
-        span(im, ts);
-    }
-    kb_buf_release(&yes);
-    kb_buf_release(&no);
-    return ok;
-}
-
-static bool
-delta(kb_import *im, const cJSON *msg, const char *ticker, int64_t ts, int64_t sid, int64_t seq,
-      bool has_seq, int64_t rcv, const char **reason)
-{
-    int64_t price, amount;
-    const char *side = kb_imp_str(msg, "side");
-    if (!has_seq) {
-        *reason = "orderbook_delta needs an integer seq";
-        return false;
-    }
-    if (!kb_imp_int_field(msg, "price", &price) || price < 1 || price > 99) {
-        *reason = "orderbook_delta price must be 1..99 cents";
-        return false;
-    }
-    if (!kb_imp_int_field(msg, "delta", &amount) || amount < INT32_MIN || amount > INT32_MAX) {
-        *reason = "orderbook_delta delta must be an integer";
-        return false;
-    }
-    if (!side_ok(side)) {
-        *reason = "orderbook_delta side must be yes or no";
-        return false;
-    }
-    kb_imp_delta d = {.ts = ts, .rcv = rcv, .sid = sid, .seq = seq, .price = (int32_t)price,
-                      .amount = (int32_t)amount, .yes = strcmp(side, "yes") == 0,
-                      .ticker = kb_imp_ticker_id(im, ticker, strlen(ticker))};
-    kb_imp_add_delta(im, &d);
-    return true;
-}
-
-static bool
-trade(kb_import *im, const cJSON *msg, const char *ticker, int64_t ts, const char *rcv,
-      const char **reason)
-{
-    const char *id = kb_imp_str(msg, "trade_id"), *taker = kb_imp_str(msg, "taker_side");
-    int64_t yes, no, count;
-    if (id == NULL) {
-        *reason = "trade needs a trade_id";
-        return false;
-    }
-    if (!kb_imp_int_field(msg, "yes_price", &yes) || !kb_imp_int_field(msg, "no_price", &no) || yes < 0 ||
-        yes > 100 || no < 0 || no > 100) {
-        *reason = "trade yes_price/no_price must be cents 0..100";
-        return false;
-    }
-    if (!kb_imp_int_field(msg, "count", &count) || count < 0 || count > INT32_MAX) {
-        *reason = "trade count must be a non-negative integer";
-        return false;
-    }
-    if (!side_ok(taker)) {
-        *reason = "trade taker_side must be yes or no";
-        return false;
-    }
-    kb_buf *b = &im->trades;
-    copy_str(b, id);
+    kb_buf *b = &im->snaps;
+    copy_str(b, m->ticker);
+    kb_buf_printf(b, "\t%s\t%" PRId64 "\t%" PRId64 "\t", kb_imp_ts_text(&im->arena, m->ts), m->sid,
+                  m->seq);
+    levels_json(b, m->levels[0], m->nlevels[0]);
     kb_buf_putc(b, '\t');
-    copy_str(b, ticker);
-    kb_buf_printf(b, "\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t%s\t%s\t%s\t%" PRId64 "\n", yes,
-                  no, count, taker, kb_imp_ts_text(&im->arena, ts), rcv ? rcv : "\\N", im->order);
+    levels_json(b, m->levels[1], m->nlevels[1]);
+    kb_buf_printf(b, "\t%s\t%" PRId64 "\n",
+                  m->rcv != KB_IMP_NO_RCV ? kb_imp_ts_text(&im->arena, m->rcv) : "\\N", im->order);
+    im->nsnaps++;
+    im->snaps_read++;
+    span(im, m->ts);
+}
+
+static void
+trade_row(kb_import *im, const kb_imp_msg *m)
+{
+    kb_buf *b = &im->trades;
+    copy_str(b, m->trade_id);
+    kb_buf_putc(b, '\t');
+    copy_str(b, m->ticker);
+    kb_buf_printf(b, "\t%" PRId32 "\t%" PRId32 "\t%" PRId64 "\t%s\t%s\t%s\t%" PRId64 "\n",
+                  m->yes_price, m->no_price, m->count, m->yes ? "yes" : "no",
+                  kb_imp_ts_text(&im->arena, m->ts),
+                  m->rcv != KB_IMP_NO_RCV ? kb_imp_ts_text(&im->arena, m->rcv) : "\\N", im->order);
     im->ntrades++;
     im->trades_read++;
-    span(im, ts);
-    return true;
+    span(im, m->ts);
 }
 
 static bool
 ws_message(kb_import *im, const cJSON *j, const char *type, const char **reason)
 {
-    bool book = strcmp(type, "orderbook_snapshot") == 0 || strcmp(type, "orderbook_delta") == 0;
-    bool is_trade = strcmp(type, "trade") == 0;
-    bool life = strcmp(type, "market_lifecycle_v2") == 0 || strcmp(type, "market_lifecycle") == 0;
-    if (!book && !is_trade && !life) {
-        im->skipped++; /* subscribed, ok, error, other channels */
+    kb_imp_msg m;
+    if (!kb_imp_parse_msg(&im->arena, j, type, &m, reason))
+        return false;
+    switch (m.kind) {
+    case KB_IMP_SKIP:
+        im->skipped++;
+        return true;
+    case KB_IMP_SNAPSHOT:
+        snapshot_row(im, &m);
+        return true;
+    case KB_IMP_DELTA: {
+        kb_imp_delta d = {.ts = m.ts, .rcv = m.rcv, .sid = m.sid, .seq = m.seq,
+                          .price = m.price, .amount = m.amount, .yes = m.yes,
+                          .ticker = kb_imp_ticker_id(im, m.ticker, strlen(m.ticker))};
+        kb_imp_add_delta(im, &d);
         return true;
     }
-    const cJSON *msg = kb_imp_get(j, "msg");
-    if (!cJSON_IsObject(msg)) {
-        *reason = "message has no msg object";
-        return false;
+    case KB_IMP_TRADE:
+        trade_row(im, &m);
+        return true;
+    case KB_IMP_LIFECYCLE:
+        return kb_import_lifecycle(im, m.msg, m.ticker, m.ts, reason);
     }
-    const char *ticker = kb_imp_str(msg, "market_ticker");
-    if (ticker == NULL) {
-        *reason = "msg.market_ticker missing";
-        return false;
-    }
-    int64_t sid = 0, seq = 0, ts;
-    (void)int_val(kb_imp_get(j, "sid"), &sid);
-    bool has_seq = int_val(kb_imp_get(j, "seq"), &seq);
-    int64_t rcv_us;
-    bool has_rcv = ts_val(kb_imp_get(j, "received_at"), &rcv_us);
-    const char *rcv = has_rcv ? kb_imp_ts_text(&im->arena, rcv_us) : NULL;
-    if (!ts_val(kb_imp_get(msg, "ts"), &ts)) {
-        if (kb_imp_get(msg, "ts") != NULL || !has_rcv) {
-            *reason = "msg.ts missing or unreadable and no received_at on the line";
-            return false;
-        }
-        ts = rcv_us;
-    }
-    if (strcmp(type, "orderbook_snapshot") == 0)
-        return snapshot(im, msg, ticker, ts, sid, seq, rcv, reason);
-    if (strcmp(type, "orderbook_delta") == 0)
-        return delta(im, msg, ticker, ts, sid, seq, has_seq, has_rcv ? rcv_us : KB_IMP_NO_RCV,
-                     reason);
-    if (is_trade)
-        return trade(im, msg, ticker, ts, rcv, reason);
-    return kb_import_lifecycle(im, msg, ticker, ts, reason);
+    return true;
 }
-
 /* REST: {"market"}, {"markets": []}, {"event"}, {"events": []}, {"series"}, or bare objects. */
 bool
 kb_import_line(kb_import *im, const char *line, size_t len, const char **reason)

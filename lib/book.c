@@ -2,10 +2,12 @@
  *
  * Invariants: all SQL is prepared with parameters; timestamps cross into SQL
  * as §1.1 text with an explicit +00:00 and come back as kb_us() microseconds;
- * reconstruction is aggregated in Postgres so the rows shipped to the worker
- * do not grow with the number of deltas (at most 2 x 99 levels), and it
- * starts from the latest book_checkpoints row of the snapshot window, so the
- * deltas summed per request are bounded by the checkpoint interval.
+ * prices (1/10,000 $) and quantities (1/100 contract) come back as integers
+ * and are written by kb_fixed, never through a double; reconstruction is
+ * aggregated in Postgres so the rows shipped to the worker do not grow with
+ * the number of deltas (at most one row per price level), and it starts from
+ * the latest book_checkpoints row of the snapshot window, so the deltas
+ * summed per request are bounded by the checkpoint interval.
  */
 #include "kb_book.h"
 
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kb_fixed.h"
 #include "kb_str.h"
 #include "kb_time.h"
 #include "kb_banned.h"
@@ -38,12 +41,12 @@ static const kb_stmt orderbook_stmt = {
     "     AND at <= $2::timestamptz"
     "   ORDER BY at DESC LIMIT 1),"
     " dr AS ("
-    "  SELECT side, price_cents AS price, sum(delta_amount)::bigint AS qty, count(*) AS n"
+    "  SELECT side, price_e4 AS price, sum(delta_e2)::bigint AS qty, count(*) AS n"
     "    FROM deltas"
     "   WHERE market_ticker = $1"
     "     AND ts > coalesce((SELECT at FROM c), (SELECT captured_at FROM s))"
     "     AND ts <= $2::timestamptz"
-    "   GROUP BY side, price_cents),"
+    "   GROUP BY side, price_e4),"
     " d AS ("
     "  SELECT side, price, sum(qty)::bigint AS qty FROM ("
     "    SELECT side, price, qty FROM dr"
@@ -60,11 +63,9 @@ static const kb_stmt orderbook_stmt = {
     "   WHERE q > 0)"
     " SELECT kb_us(s.captured_at),"
     "  (SELECT coalesce(sum(n), 0) FROM dr) + coalesce((SELECT deltas FROM c), 0),"
-    "  (SELECT coalesce(string_agg(format('{\"price\":%s,\"quantity\":%s}', price, q), ','"
-    "          ORDER BY price DESC), '') FROM b"
+    "  (SELECT coalesce(string_agg(price || ' ' || q, ',' ORDER BY price DESC), '') FROM b"
     "    WHERE side = 'yes' AND ($3::int IS NULL OR rn <= $3::int)),"
-    "  (SELECT coalesce(string_agg(format('{\"price\":%s,\"quantity\":%s}', price, q), ','"
-    "          ORDER BY price DESC), '') FROM b"
+    "  (SELECT coalesce(string_agg(price || ' ' || q, ',' ORDER BY price DESC), '') FROM b"
     "    WHERE side = 'no' AND ($3::int IS NULL OR rn <= $3::int))"
     " FROM s",
     3, true};
@@ -78,7 +79,7 @@ static const kb_stmt first_snapshot_stmt = {
 /* $1 ticker, $2 start, $3 end (inclusive), $4/$5 keyset (ts, id), $6 limit + 1. */
 static const kb_stmt deltas_stmt = {
     "book_deltas",
-    "SELECT id, kb_us(ts), seq, price_cents, delta_amount, side FROM deltas"
+    "SELECT id, kb_us(ts), seq, price_e4, delta_e2, side, kb_us(received_at) FROM deltas"
     " WHERE market_ticker = $1 AND ts >= $2::timestamptz AND ts <= $3::timestamptz"
     "   AND ts >= $4::timestamptz AND (ts, id) > ($4::timestamptz, $5::bigint)"
     " ORDER BY ts, id LIMIT $6::int",
@@ -87,7 +88,8 @@ static const kb_stmt deltas_stmt = {
 /* As deltas_stmt with end exclusive. */
 static const kb_stmt trades_stmt = {
     "book_trades",
-    "SELECT id, kb_us(ts), trade_id, yes_price, no_price, count, taker_side FROM trades"
+    "SELECT id, kb_us(ts), trade_id, yes_price_e4, no_price_e4, count_e2, taker_side,"
+    "       kb_us(received_at) FROM trades"
     " WHERE market_ticker = $1 AND ts >= $2::timestamptz AND ts < $3::timestamptz"
     "   AND ts >= $4::timestamptz AND (ts, id) > ($4::timestamptz, $5::bigint)"
     " ORDER BY ts, id LIMIT $6::int",
@@ -97,10 +99,10 @@ static const kb_stmt trades_stmt = {
 static const kb_stmt candles_stmt = {
     "book_candles",
     "SELECT kb_us(date_trunc($4, ts, 'UTC')) AS b,"
-    "       (array_agg(yes_price ORDER BY ts, id))[1],"
-    "       max(yes_price), min(yes_price),"
-    "       (array_agg(yes_price ORDER BY ts DESC, id DESC))[1],"
-    "       sum(count), count(*)"
+    "       (array_agg(yes_price_e4 ORDER BY ts, id))[1],"
+    "       max(yes_price_e4), min(yes_price_e4),"
+    "       (array_agg(yes_price_e4 ORDER BY ts DESC, id DESC))[1],"
+    "       sum(count_e2)::bigint, count(*)"
     "  FROM trades"
     " WHERE market_ticker = $1 AND ts >= $2::timestamptz AND ts < $3::timestamptz"
     " GROUP BY 1 ORDER BY 1",
@@ -151,6 +153,103 @@ jw_int_col(kb_jw *w, const PGresult *r, int row, int col)
         kb_jw_raw(w, PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
 }
 
+static int64_t
+i64_col(const PGresult *r, int row, int col)
+{
+    return us_of(PQgetvalue(r, row, col));
+}
+
+void
+kb_book_jw_cents(kb_jw *w, int64_t price)
+{
+    char b[KB_FIXED_FMT_MAX];
+    kb_jw_raw(w, b, kb_fixed_format_trim(price, 2, b));
+}
+
+void
+kb_book_jw_dollars(kb_jw *w, int64_t price)
+{
+    char b[KB_FIXED_FMT_MAX];
+    kb_fixed_format(price, KB_PRICE_SCALE, b);
+    kb_jw_str(w, b);
+}
+
+void
+kb_book_jw_contracts(kb_jw *w, int64_t qty)
+{
+    char b[KB_FIXED_FMT_MAX];
+    kb_jw_raw(w, b, kb_fixed_format_trim(qty, KB_QTY_SCALE, b));
+}
+
+void
+kb_book_jw_fp(kb_jw *w, int64_t qty)
+{
+    char b[KB_FIXED_FMT_MAX];
+    kb_fixed_format(qty, KB_QTY_SCALE, b);
+    kb_jw_str(w, b);
+}
+
+static void
+dollars_field(kb_jw *w, const char *key, int64_t price)
+{
+    kb_jw_key(w, key);
+    kb_book_jw_dollars(w, price);
+}
+
+/* Integer at *p (an optional '-', digits); *p moves past it. False when there is none. */
+static bool
+next_int(const char **p, int64_t *v)
+{
+    const char *q = *p;
+    bool neg = *q == '-';
+    if (neg)
+        q++;
+    if (*q < '0' || *q > '9')
+        return false;
+    uint64_t u = 0;
+    for (; *q >= '0' && *q <= '9'; q++) {
+        if (u > (uint64_t)INT64_MAX / 10)
+            return false;
+        u = u * 10 + (uint64_t)(*q - '0');
+    }
+    if (u > (uint64_t)INT64_MAX)
+        return false;
+    *v = neg ? -(int64_t)u : (int64_t)u;
+    *p = q;
+    return true;
+}
+
+/*
+ * One side's levels from the statement's "price qty,price qty" text (price
+ * descending) as [{price, quantity, price_dollars, quantity_fp}] or, in
+ * dollars units, [{price_dollars, quantity_fp}].
+ */
+static void
+levels(kb_jw *w, const char *text, kb_book_units units)
+{
+    kb_jw_arr(w);
+    const char *p = text;
+    int64_t price, qty;
+    while (next_int(&p, &price) && *p == ' ' && (p++, next_int(&p, &qty))) {
+        kb_jw_obj(w);
+        if (units == KB_BOOK_UNITS_DEFAULT) {
+            kb_jw_key(w, "price");
+            kb_book_jw_cents(w, price);
+            kb_jw_key(w, "quantity");
+            kb_book_jw_contracts(w, qty);
+        }
+        kb_jw_key(w, "price_dollars");
+        kb_book_jw_dollars(w, price);
+        kb_jw_key(w, "quantity_fp");
+        kb_book_jw_fp(w, qty);
+        kb_jw_obj_end(w);
+        if (*p != ',')
+            break;
+        p++;
+    }
+    kb_jw_arr_end(w);
+}
+
 static char *
 ts_param(kb_arena *a, int64_t us)
 {
@@ -161,7 +260,7 @@ ts_param(kb_arena *a, int64_t us)
 
 kb_err
 kb_book_orderbook(kb_db *db, kb_arena *a, const char *ticker, int64_t ts_us, int depth,
-                  kb_jw *w, const char **msg)
+                  kb_book_units units, kb_jw *w, const char **msg)
 {
     const char *params[3] = {ticker, ts_param(a, ts_us),
                              depth >= 0 ? kb_arena_printf(a, "%d", depth) : NULL};
@@ -197,11 +296,7 @@ kb_book_orderbook(kb_db *db, kb_arena *a, const char *ticker, int64_t ts_us, int
     static const char *const sides[] = {"yes", "no"};
     for (int s = 0; s < 2; s++) {
         kb_jw_key(w, sides[s]);
-        kb_jw_arr(w);
-        int len = PQgetlength(r, 0, 2 + s);
-        if (len > 0)
-            kb_jw_raw(w, PQgetvalue(r, 0, 2 + s), (size_t)len);
-        kb_jw_arr_end(w);
+        levels(w, PQgetvalue(r, 0, 2 + s), units);
     }
     return KB_OK;
 }
@@ -218,12 +313,19 @@ delta_row(kb_jw *w, const PGresult *r, int row, const char *ticker)
     kb_book_jw_ts(w, PQgetvalue(r, row, 1), false);
     kb_jw_key(w, "seq");
     jw_int_col(w, r, row, 2);
+    int64_t price = i64_col(r, row, 3), amount = i64_col(r, row, 4);
     kb_jw_key(w, "price_cents");
-    jw_int_col(w, r, row, 3);
+    kb_book_jw_cents(w, price);
     kb_jw_key(w, "delta_amount");
-    jw_int_col(w, r, row, 4);
+    kb_book_jw_contracts(w, amount);
     kb_jw_key(w, "side");
     kb_jw_str(w, PQgetvalue(r, row, 5));
+    kb_jw_key(w, "price_dollars");
+    kb_book_jw_dollars(w, price);
+    kb_jw_key(w, "delta_fp");
+    kb_book_jw_fp(w, amount);
+    kb_jw_key(w, "received_at");
+    kb_book_jw_ts(w, PQgetvalue(r, row, 6), PQgetisnull(r, row, 6));
     kb_jw_obj_end(w);
 }
 
@@ -235,16 +337,23 @@ trade_row(kb_jw *w, const PGresult *r, int row, const char *ticker)
     kb_jw_str(w, PQgetvalue(r, row, 2));
     kb_jw_key(w, "market_ticker");
     kb_jw_str(w, ticker);
+    int64_t yes = i64_col(r, row, 3), no = i64_col(r, row, 4), count = i64_col(r, row, 5);
     kb_jw_key(w, "yes_price");
-    jw_int_col(w, r, row, 3);
+    kb_book_jw_cents(w, yes);
     kb_jw_key(w, "no_price");
-    jw_int_col(w, r, row, 4);
+    kb_book_jw_cents(w, no);
     kb_jw_key(w, "count");
-    jw_int_col(w, r, row, 5);
+    kb_book_jw_contracts(w, count);
     kb_jw_key(w, "taker_side");
     kb_jw_str(w, PQgetvalue(r, row, 6));
     kb_jw_key(w, "ts");
     kb_book_jw_ts(w, PQgetvalue(r, row, 1), false);
+    dollars_field(w, "yes_price_dollars", yes);
+    dollars_field(w, "no_price_dollars", no);
+    kb_jw_key(w, "count_fp");
+    kb_book_jw_fp(w, count);
+    kb_jw_key(w, "received_at");
+    kb_book_jw_ts(w, PQgetvalue(r, row, 7), PQgetisnull(r, row, 7));
     kb_jw_obj_end(w);
 }
 
@@ -322,12 +431,21 @@ kb_book_candles(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us, in
         kb_jw_str(w, b);
         kb_jw_key(w, "market_ticker");
         kb_jw_str(w, ticker);
-        static const char *const cols[] = {"open", "high", "low", "close", "volume",
-                                           "trade_count"};
-        for (int c = 0; c < 6; c++) {
-            kb_jw_key(w, cols[c]);
-            jw_int_col(w, r, i, 1 + c);
+        static const char *const ohlc[] = {"open", "high", "low", "close"};
+        static const char *const ohlc_dollars[] = {"open_dollars", "high_dollars",
+                                                   "low_dollars", "close_dollars"};
+        for (int c = 0; c < 4; c++) {
+            kb_jw_key(w, ohlc[c]);
+            kb_book_jw_cents(w, i64_col(r, i, 1 + c));
         }
+        kb_jw_key(w, "volume");
+        kb_book_jw_contracts(w, i64_col(r, i, 5));
+        kb_jw_key(w, "trade_count");
+        jw_int_col(w, r, i, 6);
+        for (int c = 0; c < 4; c++)
+            dollars_field(w, ohlc_dollars[c], i64_col(r, i, 1 + c));
+        kb_jw_key(w, "volume_fp");
+        kb_book_jw_fp(w, i64_col(r, i, 5));
         kb_jw_obj_end(w);
     }
     kb_jw_arr_end(w);

@@ -6,6 +6,13 @@
  * written when a function fails. Instants are microseconds since the epoch
  * (kb_time.h); all output timestamps follow API.md §1.1.
  *
+ * Prices and quantities (API.md §7.19) are stored in 1/10,000 dollar and
+ * 1/100 contract (kb_fixed.h). The fields the SDK reads keep their units
+ * (cents, contracts) and are JSON integers when whole, exact decimals (5.5,
+ * 12.25) otherwise; each object then also carries Kalshi's strings
+ * (price_dollars "0.0550", quantity_fp / delta_fp / count_fp "12.50"), after
+ * the original fields so a whole-cent answer keeps its old text as a prefix.
+ *
  * Failures: KB_E_UNAVAILABLE / KB_E_INTERNAL from the database; the not-found
  * codes named per function, with *msg set to an arena-owned client message.
  */
@@ -23,6 +30,10 @@
 #define KB_PAGE_LIMIT_MAX 1000
 #define KB_PAGE_LIMIT_DEFAULT 100
 
+/* Level fields of POST /orderbook: both forms (default), or with "units":"dollars" only the
+ * strings (price_dollars, quantity_fp). */
+typedef enum kb_book_units { KB_BOOK_UNITS_DEFAULT, KB_BOOK_UNITS_DOLLARS } kb_book_units;
+
 /*
  * POST /orderbook fields (market_ticker .. no) for ticker at ts_us, in one SQL
  * statement: the latest snapshot S with captured_at <= ts, then per side and
@@ -35,7 +46,7 @@
  * KB_E_MARKET_NOT_FOUND when it has none at all.
  */
 kb_err kb_book_orderbook(kb_db *db, kb_arena *a, const char *ticker, int64_t ts_us, int depth,
-                         kb_jw *w, const char **msg);
+                         kb_book_units units, kb_jw *w, const char **msg);
 
 /*
  * POST /deltas fields (data, next_cursor, has_more): rows of ticker with
@@ -65,5 +76,13 @@ kb_err kb_book_candles(kb_db *db, kb_arena *a, const char *ticker, int64_t start
 
 /* Write the text of a kb_us() column (microseconds) as a §1.1 timestamp, or null. */
 void kb_book_jw_ts(kb_jw *w, const char *us_text, bool is_null);
+
+/* A price (1/10,000 $) as a cents number (56, 5.5) / as a dollar string ("0.0550"). */
+void kb_book_jw_cents(kb_jw *w, int64_t price);
+void kb_book_jw_dollars(kb_jw *w, int64_t price);
+
+/* A quantity (1/100 contract) as a contracts number (12, 12.25) / as a string ("12.25"). */
+void kb_book_jw_contracts(kb_jw *w, int64_t qty);
+void kb_book_jw_fp(kb_jw *w, int64_t qty);
 
 #endif

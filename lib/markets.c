@@ -1,13 +1,15 @@
 /* markets.c - markets, events and settlements; see kb_markets.h.
  *
  * Output columns are fixed per statement; the writers below take the column
- * numbers from the SELECT lists next to them. Timestamps are kb_us() text.
+ * numbers from the SELECT lists next to them. Timestamps are kb_us() text;
+ * settlement values are 1/10,000 dollar, written as cents by kb_book.
  */
 #include "kb_markets.h"
 
 #include <string.h>
 
 #include "kb_book.h"
+#include "kb_str.h"
 #include "kb_banned.h"
 
 #define SUMMARY_COLS                                                                  \
@@ -24,7 +26,8 @@ static const kb_stmt markets_get_stmt = {
     "markets_get",
     "SELECT " SUMMARY_COLS ", kb_us(st.first_data_at), kb_us(st.last_data_at),"
     "       m.rules, m.strike_price::float8, kb_us(m.discovered_at), m.metadata::text,"
-    "       coalesce(st.snapshot_count, 0), coalesce(st.delta_count, 0)"
+    "       coalesce(st.snapshot_count, 0), coalesce(st.delta_count, 0),"
+    "       m.price_level_structure, m.price_ranges::text, m.fractional_trading_enabled"
     "  FROM markets m LEFT JOIN market_stats st ON st.ticker = m.ticker"
     " WHERE m.ticker = $1",
     1, true};
@@ -52,7 +55,7 @@ static const kb_stmt event_markets_stmt = {
     true};
 
 #define SETTLEMENT_COLS                                                               \
-    "market_ticker, event_ticker, result, settlement_value, kb_us(determined_at), "   \
+    "market_ticker, event_ticker, result, settlement_value_e4, kb_us(determined_at), "\
     "kb_us(settled_at)"
 
 static const kb_stmt settlements_list_stmt = {
@@ -87,6 +90,17 @@ raw_field(kb_jw *w, const char *key, const PGresult *r, int row, int c)
         kb_jw_null(w);
     else
         kb_jw_raw(w, PQgetvalue(r, row, c), (size_t)PQgetlength(r, row, c));
+}
+
+static void
+bool_field(kb_jw *w, const char *key, const PGresult *r, int row, int c)
+{
+    kb_jw_key(w, key);
+    const char *v = col(r, row, c);
+    if (v == NULL)
+        kb_jw_null(w);
+    else
+        kb_jw_bool(w, v[0] == 't');
 }
 
 static void
@@ -227,6 +241,9 @@ kb_markets_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char 
     raw_field(w, "metadata", r, 0, 10);
     raw_field(w, "snapshot_count", r, 0, 11);
     raw_field(w, "delta_count", r, 0, 12);
+    str_field(w, "price_level_structure", r, 0, 13);
+    raw_field(w, "price_ranges", r, 0, 14);
+    bool_field(w, "fractional_trading_enabled", r, 0, 15);
     kb_jw_obj_end(w);
     return KB_OK;
 }
@@ -239,12 +256,7 @@ event_fields(kb_jw *w, const PGresult *r, int row)
     str_field(w, "title", r, row, 2);
     str_field(w, "sub_title", r, row, 3);
     str_field(w, "category", r, row, 4);
-    kb_jw_key(w, "mutually_exclusive");
-    const char *me = col(r, row, 5);
-    if (me == NULL)
-        kb_jw_null(w);
-    else
-        kb_jw_bool(w, me[0] == 't');
+    bool_field(w, "mutually_exclusive", r, row, 5);
     str_field(w, "status", r, row, 6);
 }
 
@@ -301,9 +313,22 @@ settlement(kb_jw *w, const PGresult *r, int row)
     str_field(w, "market_ticker", r, row, 0);
     str_field(w, "event_ticker", r, row, 1);
     str_field(w, "result", r, row, 2);
-    raw_field(w, "settlement_value", r, row, 3);
+    const char *v = col(r, row, 3);
+    int64_t value = 0;
+    const char *why;
+    bool has_value = v != NULL && kb_parse_i64(kb_str_c(v), INT64_MIN, INT64_MAX, &value, &why);
+    kb_jw_key(w, "settlement_value");
+    if (has_value)
+        kb_book_jw_cents(w, value);
+    else
+        kb_jw_null(w);
     ts_field(w, "determined_at", r, row, 4);
     ts_field(w, "settled_at", r, row, 5);
+    kb_jw_key(w, "settlement_value_dollars");
+    if (has_value)
+        kb_book_jw_dollars(w, value);
+    else
+        kb_jw_null(w);
     kb_jw_obj_end(w);
 }
 

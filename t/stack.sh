@@ -950,12 +950,13 @@ demo_psql() {
         -d "$DB_NAME" "$@"
 }
 
-# demo_setup: load `kbctl demo-data` once (skipped when its markets exist) and keep
+# demo_setup: load `kbctl demo-data` once (skipped when its markets exist; a data set from
+# before its fixed-point markets is loaded again, which only adds them) and keep
 # one demo API key on a project account. The raw key lives only in DIR/demo.env
 # (mode 600) so a second run prints the same key; the database holds its SHA-256.
 demo_setup() {
     local loaded key hash
-    loaded=$(demo_psql -c "SELECT count(*) FROM markets WHERE ticker LIKE 'KXBTCD-26JAN15-%'" \
+    loaded=$(demo_psql -c "SELECT count(*) FROM markets WHERE ticker LIKE 'KXRAINNYCM-26JAN-%'" \
         2>>"$DIR/demo.log") || fail_with_log "$DIR/demo.log" "cannot query the demo data"
     if [[ $loaded == 0 ]]; then
         log "loading the demo data set (kbctl demo-data, first run only)"
@@ -990,14 +991,21 @@ print_demo_examples() {
 Demo API key (project account, 4000 credits; also KB_DEMO_API_KEY in $DIR/run.env):
   $DEMO_KEY
 
-Market data (demo set: 20 markets, 2026-01-08 .. 2026-01-15):
+Market data (demo set: 22 markets, 2026-01-08 .. 2026-01-15; KXRAINNYCM-26JAN-T2 ticks
+in \$0.001 (tapered_deci_cent), KXRAINNYCM-26JAN-T3 trades fractional contracts):
   curl --cacert $ca -H '$auth' $base/markets
   curl --cacert $ca -H '$auth' -H '$json' \\
        -d '{"market_ticker":"KXBTCD-26JAN15-T94000","timestamp":"2026-01-12T15:32:30Z","depth":5}' \\
        $base/orderbook
   curl --cacert $ca -H '$auth' -H '$json' \\
+       -d '{"market_ticker":"KXRAINNYCM-26JAN-T2","timestamp":"2026-01-12T15:32:30Z","depth":3}' \\
+       $base/orderbook
+  curl --cacert $ca -H '$auth' -H '$json' \\
        -d '{"market_ticker":"KXBTCD-26JAN15-T94000","start_time":"2026-01-12T15:00:00Z","end_time":"2026-01-12T15:05:00Z","limit":5}' \\
        $base/deltas
+  curl --cacert $ca -H '$auth' -H '$json' \\
+       -d '{"market_ticker":"KXRAINNYCM-26JAN-T3","start_time":"2026-01-12T00:00:00Z","end_time":"2026-01-13T00:00:00Z","limit":5}' \\
+       $base/trades
   curl --cacert $ca -H '$auth' -H '$json' \\
        -d '{"market_ticker":"KXFED-26JAN-T300","start_time":"2026-01-12T00:00:00Z","end_time":"2026-01-13T00:00:00Z","limit":5}' \\
        $base/trades

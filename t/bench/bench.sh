@@ -21,9 +21,14 @@
 #   login       POST /auth/login over ONE connection: argon2id-bound (slow by design;
 #               more connections would mostly measure the 503s of the hash cap)
 #   orderbook-100k  POST /orderbook over ~100k deltas since the snapshot; target p50 <= 25 ms
+#   orderbook-100k-fp  the same on a tapered_deci_cent market ($0.001 ticks, Kalshi's 2026
+#                   fixed-point lines): more price levels per side; target p50 <= 25 ms
 #   deltas-1000     POST /deltas, a page of 1000 rows (ratio to health)
-#   import          kbctl import of a generated ~1M-delta file; rps = deltas/s, target >= 200k
-#   import-again    the same file imported again (nothing new); rps = deltas/s
+#   import          kbctl import of a generated ~1M-delta file (legacy integer lines);
+#                   rps = deltas/s, target >= 200k
+#   import-fp       the same volume in Kalshi's 2026 form (price_dollars, delta_fp, ts +
+#                   ts_ms; half the markets subpenny, half fractional); target >= 200k
+#   import-again    the legacy file imported again (nothing new); rps = deltas/s
 # Everything started here is stopped on exit, failure or Ctrl-C.
 #
 # Environment: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS
@@ -311,10 +316,14 @@ printf 'bench: %s cores, wrk -t%s -c%s, %ss per row, binaries from %s, KB_WORKER
 # import_market DELTAS_PER_HOUR NAME: one generated market, BENCH_TICKER, with a
 # day of deltas at that rate since its only earlier snapshot (the next one is
 # after the instants the rows ask for), imported into the stack.
+# With a third argument "fp": the market is KXRAINNYCM-26JAN-T2 instead, tapered_deci_cent,
+# written in Kalshi's 2026 fixed-point form.
 export BENCH_TICKER=KXBTCD-26JAN15-T94000
 import_market() {
     export KB_DATABASE_URL KB_JWT_SECRET # kbctl reads them
-    "$KB_BIN_DIR/kbctl" demo-data --markets 1 --days 1 --snapshot-minutes 1440 \
+    local markets=(--markets 1 --fp-markets 0)
+    [[ ${3:-} != fp ]] || markets=(--markets 0 --fp-markets 1)
+    "$KB_BIN_DIR/kbctl" demo-data "${markets[@]}" --days 1 --snapshot-minutes 1440 \
         --deltas-per-hour "$1" --trades-per-hour 0 --end 2026-03-02T00:00:00Z \
         --out "$TMP/$2.jsonl" || die "demo-data for the $2 rows failed"
     "$KB_BIN_DIR/kbctl" import --quiet "$TMP/$2.jsonl" || die "$2 data import failed"
@@ -392,36 +401,41 @@ import_market 4200 orderbook
 # Latency row: two clients (one per core), so p50 is the service time, not queueing.
 BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","timestamp":"2026-03-01T23:59:00Z"}' \
     CONNECTIONS=2 bench_row orderbook-100k /orderbook health -s "$REPO/t/bench/post.lua" -H "$AUTH"
+import_market 4200 orderbook-fp fp
+BENCH_BODY='{"market_ticker":"KXRAINNYCM-26JAN-T2","timestamp":"2026-03-01T23:59:00Z"}' \
+    CONNECTIONS=2 bench_row orderbook-100k-fp /orderbook health -s "$REPO/t/bench/post.lua" -H "$AUTH"
 BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","start_time":"2026-03-01T06:00:00Z","end_time":"2026-03-01T23:00:00Z","limit":1000}' \
     bench_row deltas-1000 /deltas health -s "$REPO/t/bench/post.lua" -H "$AUTH"
 
 metered_rows yes
 
-# kbctl import throughput from a generated file (deltas/s in the rps column).
-"$KB_BIN_DIR/kbctl" demo-data --markets 4 --days 1 --snapshot-minutes 1440 --deltas-per-hour 10500 \
-    --trades-per-hour 0 --end 2026-03-10T00:00:00Z --out "$TMP/import.jsonl" ||
-    die "demo-data for the import row failed"
-ndeltas=$(grep -c '"orderbook_delta"' "$TMP/import.jsonl")
-printf 'bench: import       %s deltas from a generated file\n' "$ndeltas" >&2
-t0=$(date +%s.%N)
-"$KB_BIN_DIR/kbctl" import --quiet "$TMP/import.jsonl" || die "import row failed"
-t1=$(date +%s.%N)
-ROWS+=(import)
-RPS[import]=$(awk -v n="$ndeltas" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
-P50[import]=null
-P99[import]=null
-BASE[import]=-
-RATIO[import]=-
+# kbctl import throughput from generated files (deltas/s in the rps column): Kalshi's legacy
+# integer lines, the same volume in its 2026 fixed-point form, then the legacy file again.
+"$KB_BIN_DIR/kbctl" demo-data --markets 4 --fp-markets 0 --days 1 --snapshot-minutes 1440 \
+    --deltas-per-hour 10500 --trades-per-hour 0 --end 2026-03-10T00:00:00Z \
+    --out "$TMP/import.jsonl" || die "demo-data for the import row failed"
+"$KB_BIN_DIR/kbctl" demo-data --markets 0 --fp-markets 4 --days 1 --snapshot-minutes 1440 \
+    --deltas-per-hour 10500 --trades-per-hour 0 --end 2026-03-12T00:00:00Z \
+    --out "$TMP/import-fp.jsonl" || die "demo-data for the import-fp row failed"
+# import_row NAME FILE: one kbctl import of FILE, deltas/s.
+import_row() {
+    local n t0 t1
+    n=$(grep -c '"orderbook_delta"' "$2")
+    printf 'bench: %-12s %s deltas from %s\n' "$1" "$n" "$(basename "$2")" >&2
+    t0=$(date +%s.%N)
+    "$KB_BIN_DIR/kbctl" import --quiet "$2" || die "$1 row failed"
+    t1=$(date +%s.%N)
+    ROWS+=("$1")
+    RPS[$1]=$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
+    P50[$1]=null
+    P99[$1]=null
+    BASE[$1]=-
+    RATIO[$1]=-
+}
+import_row import "$TMP/import.jsonl"
+import_row import-fp "$TMP/import-fp.jsonl"
 # The same file again: every message is stored already, nothing may change.
-t0=$(date +%s.%N)
-"$KB_BIN_DIR/kbctl" import --quiet "$TMP/import.jsonl" || die "import-again row failed"
-t1=$(date +%s.%N)
-ROWS+=(import-again)
-RPS[import-again]=$(awk -v n="$ndeltas" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
-P50[import-again]=null
-P99[import-again]=null
-BASE[import-again]=-
-RATIO[import-again]=-
+import_row import-again "$TMP/import.jsonl"
 
 # ---- report -------------------------------------------------------------------------
 
@@ -431,8 +445,10 @@ verdict=$(awk -v r="$health_ratio" -v t="$HEALTH_TARGET" 'BEGIN { print (r >= t)
 printf '\nhealth / hello-fcgi = %s (target >= %s): %s\n' "$health_ratio" "$HEALTH_TARGET" "$verdict"
 printf 'markets-metered / meter-sql = %s (target >= 0.7); markets-half-load p99 = %s ms (target <= 5)\n' \
     "${RATIO[markets-metered]}" "${P99[markets-half-load]}"
-printf 'orderbook-100k p50 = %s ms (target <= 25); deltas-1000 / health = %s; import = %s deltas/s (target >= 200000)\n' \
-    "${P50[orderbook-100k]}" "${RATIO[deltas-1000]}" "${RPS[import]}"
+printf 'orderbook-100k p50 = %s ms, orderbook-100k-fp p50 = %s ms (target <= 25); deltas-1000 / health = %s\n' \
+    "${P50[orderbook-100k]}" "${P50[orderbook-100k-fp]}" "${RATIO[deltas-1000]}"
+printf 'import = %s deltas/s, import-fp = %s deltas/s (target >= 200000)\n' \
+    "${RPS[import]}" "${RPS[import-fp]}"
 write_json
 if [[ $verdict != met && ${BENCH_ENFORCE:-0} == 1 ]]; then
     exit 1

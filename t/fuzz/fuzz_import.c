@@ -1,12 +1,13 @@
 /* fuzz_import.c - libFuzzer target for the `kbctl import` line parser
- * (kb_import_line in app/kbctl_import_rows.c and kbctl_import_meta.c).
+ * (kb_import_line in app/kbctl_import_rows.c, kbctl_import_msg.c and kbctl_import_meta.c).
  *
  * The parser needs no database for snapshots, deltas and trades (it fills
  * COPY buffers); metadata lines try an upsert, which fails at once here (the
  * connection is "down", as in fuzz_request.c). Input: JSON lines.
  * Invariants: a bad line has a reason; the COPY buffers hold exactly one
  * newline-terminated row per counted row, no NUL bytes, and the same number
- * of tab-separated columns in every row of a table; delta rows are in range;
+ * of tab-separated columns in every row of a table; delta rows are in range
+ * (price $0.0001..$0.9999, |quantity| within the bound, in exact units);
  * and the delta fast path (kbctl_import_json.c) agrees with the cJSON path:
  * every line also goes through a second importer with the fast path off, and
  * both must give the same verdict, reason, counters and rows.
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kb_fixed.h"
 #include "kb_log.h"
 #include "kbctl_import.h"
 #include "kb_banned.h"
@@ -98,7 +100,8 @@ same_rows(const kb_import *a, const kb_import *b)
             x->order != y->order || x->price != y->price || x->amount != y->amount ||
             x->yes != y->yes || tx->len != ty->len || memcmp(tx->name, ty->name, tx->len) != 0)
             abort();
-        if (x->price < 1 || x->price > 99 || x->ticker >= a->ntickers || tx->len == 0)
+        if (x->price < 1 || x->price > 9999 || x->amount > KB_QTY_MAX ||
+            x->amount < -KB_QTY_MAX || x->ticker >= a->ntickers || tx->len == 0)
             abort();
     }
 }

@@ -72,6 +72,32 @@ static const book_case books[] = {
      "[{\"price\":41,\"quantity\":6}]", "[{\"price\":59,\"quantity\":5}]"},
 };
 
+/*
+ * The level array the API writes for the compact whole-cent form of the table above:
+ * each {"price":P,"quantity":Q} gains "price_dollars":"0.PP00","quantity_fp":"Q.00"
+ * (API.md §7.19). Caller frees.
+ */
+static char *
+full_levels(const char *compact)
+{
+    cJSON *arr = cJSON_Parse(compact);
+    ck_assert_ptr_nonnull(arr);
+    kb_buf b = KB_BUF_INIT;
+    kb_buf_putc(&b, '[');
+    const cJSON *lv;
+    cJSON_ArrayForEach(lv, arr)
+    {
+        int p = cJSON_GetObjectItem(lv, "price")->valueint;
+        int q = cJSON_GetObjectItem(lv, "quantity")->valueint;
+        kb_buf_printf(&b, "%s{\"price\":%d,\"quantity\":%d,\"price_dollars\":\"0.%02d00\","
+                          "\"quantity_fp\":\"%d.00\"}",
+                      b.len > 1 ? "," : "", p, q, p, q);
+    }
+    kb_buf_putc(&b, ']');
+    cJSON_Delete(arr);
+    return kb_buf_detach(&b, NULL);
+}
+
 START_TEST(orderbook_matches_hand_checked_books)
 {
     const book_case *bc = &books[_i];
@@ -90,8 +116,32 @@ START_TEST(orderbook_matches_hand_checked_books)
     ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(r->json, "response_time")));
     char *yes = print(cJSON_GetObjectItem(r->json, "yes"));
     char *no = print(cJSON_GetObjectItem(r->json, "no"));
-    ck_assert_str_eq(yes, bc->yes);
-    ck_assert_str_eq(no, bc->no);
+    char *want_yes = full_levels(bc->yes), *want_no = full_levels(bc->no);
+    ck_assert_str_eq(yes, want_yes);
+    ck_assert_str_eq(no, want_no);
+    free(yes);
+    free(no);
+    free(want_yes);
+    free(want_no);
+    kbt_resp_free(r);
+}
+END_TEST
+
+/* "units":"dollars" gives only Kalshi's strings; the rest of the answer is unchanged. */
+START_TEST(orderbook_in_dollar_units)
+{
+    kbt_resp *r = kbt_data_post(&acct, "/orderbook",
+                                "{\"market_ticker\":\"" A "\",\"timestamp\":"
+                                "\"2026-01-15T12:00:09Z\",\"units\":\"dollars\",\"depth\":2}");
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
+    kbt_docs_assert_conforms(r, "POST", "/orderbook");
+    ck_assert_int_eq(cJSON_GetObjectItem(r->json, "deltas_applied")->valueint, 7);
+    char *yes = print(cJSON_GetObjectItem(r->json, "yes"));
+    char *no = print(cJSON_GetObjectItem(r->json, "no"));
+    ck_assert_str_eq(yes, "[{\"price_dollars\":\"0.4500\",\"quantity_fp\":\"70.00\"},"
+                          "{\"price_dollars\":\"0.4000\",\"quantity_fp\":\"25.00\"}]");
+    ck_assert_str_eq(no, "[{\"price_dollars\":\"0.6000\",\"quantity_fp\":\"8.00\"},"
+                         "{\"price_dollars\":\"0.5000\",\"quantity_fp\":\"5.00\"}]");
     free(yes);
     free(no);
     kbt_resp_free(r);
@@ -168,6 +218,10 @@ static const bad_case bads[] = {
      "\"depth\":-1}", 422, "validation_error", "body.depth"},
     {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
      "\"depth\":1.5}", 422, "validation_error", "body.depth"},
+    {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
+     "\"units\":\"cents\"}", 422, "validation_error", "body.units: Input should be 'dollars'"},
+    {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
+     "\"units\":1}", 422, "validation_error", "body.units"},
     {"POST", "/deltas", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\"}",
      422, "validation_error", "body.end_time: Field required"},
     {"POST", "/deltas", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:01Z\","
@@ -296,7 +350,9 @@ START_TEST(deltas_rows_have_api_fields)
     ck_assert_int_eq(r->status, 200);
     char *s = print(cJSON_GetObjectItem(r->json, "data"));
     ck_assert_str_eq(s, "[{\"market_ticker\":\"" A "\",\"ts\":\"2026-01-15T12:00:06.500000+00:00\","
-                        "\"seq\":9,\"price_cents\":60,\"delta_amount\":8,\"side\":\"no\"}]");
+                        "\"seq\":9,\"price_cents\":60,\"delta_amount\":8,\"side\":\"no\","
+                        "\"price_dollars\":\"0.6000\",\"delta_fp\":\"8.00\","
+                        "\"received_at\":null}]");
     free(s);
     ck_assert(cJSON_IsNull(cJSON_GetObjectItem(r->json, "next_cursor")));
     ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r->json, "has_more")));
@@ -320,10 +376,12 @@ START_TEST(trades_end_is_exclusive_and_cursor_walks)
     char *s = print(cJSON_GetObjectItem(r->json, "data"));
     ck_assert_str_eq(s, "[{\"trade_id\":\"tr-1\",\"market_ticker\":\"" A "\",\"yes_price\":40,"
                         "\"no_price\":60,\"count\":10,\"taker_side\":\"yes\","
-                        "\"ts\":\"2026-01-15T12:00:00+00:00\"},"
+                        "\"ts\":\"2026-01-15T12:00:00+00:00\",\"yes_price_dollars\":\"0.4000\","
+                        "\"no_price_dollars\":\"0.6000\",\"count_fp\":\"10.00\",\"received_at\":null},"
                         "{\"trade_id\":\"tr-2\",\"market_ticker\":\"" A "\",\"yes_price\":45,"
                         "\"no_price\":55,\"count\":5,\"taker_side\":\"no\","
-                        "\"ts\":\"2026-01-15T12:00:30+00:00\"}]");
+                        "\"ts\":\"2026-01-15T12:00:30+00:00\",\"yes_price_dollars\":\"0.4500\","
+                        "\"no_price_dollars\":\"0.5500\",\"count_fp\":\"5.00\",\"received_at\":null}]");
     free(s);
     const cJSON *next = cJSON_GetObjectItem(r->json, "next_cursor");
     ck_assert(cJSON_IsString(next));
@@ -357,20 +415,21 @@ typedef struct candle_case {
     const char *data;
 } candle_case;
 
+#define CANDLE(b, o, h, l, c, v, n)                                                        \
+    "{\"bucket\":\"" b "\",\"market_ticker\":\"" A "\",\"open\":" #o ",\"high\":" #h         \
+    ",\"low\":" #l ",\"close\":" #c ",\"volume\":" #v ",\"trade_count\":" #n                  \
+    ",\"open_dollars\":\"0." #o "00\",\"high_dollars\":\"0." #h "00\",\"low_dollars\":\"0." #l \
+    "00\",\"close_dollars\":\"0." #c "00\",\"volume_fp\":\"" #v ".00\"}"
+
 static const candle_case candles[] = {
     {"start_time=2026-01-15T12:00:00%2B00:00&end_time=2026-01-15T13:01:00+00:00&interval=1m",
-     "[{\"bucket\":\"2026-01-15T12:00:00\",\"market_ticker\":\"" A "\",\"open\":40,\"high\":45,"
-     "\"low\":38,\"close\":38,\"volume\":16,\"trade_count\":3},"
-     "{\"bucket\":\"2026-01-15T12:01:00\",\"market_ticker\":\"" A "\",\"open\":50,\"high\":50,"
-     "\"low\":50,\"close\":50,\"volume\":2,\"trade_count\":1},"
-     "{\"bucket\":\"2026-01-15T13:00:00\",\"market_ticker\":\"" A "\",\"open\":55,\"high\":55,"
-     "\"low\":55,\"close\":55,\"volume\":4,\"trade_count\":1}]"},
+     "[" CANDLE("2026-01-15T12:00:00", 40, 45, 38, 38, 16, 3) ","
+     CANDLE("2026-01-15T12:01:00", 50, 50, 50, 50, 2, 1) ","
+     CANDLE("2026-01-15T13:00:00", 55, 55, 55, 55, 4, 1) "]"},
     {"start_time=2026-01-15T12:00:00Z&end_time=2026-01-15T13:00:00Z",
-     "[{\"bucket\":\"2026-01-15T12:00:00\",\"market_ticker\":\"" A "\",\"open\":40,\"high\":50,"
-     "\"low\":38,\"close\":50,\"volume\":18,\"trade_count\":4}]"},
+     "[" CANDLE("2026-01-15T12:00:00", 40, 50, 38, 50, 18, 4) "]"},
     {"start_time=2026-01-15&end_time=2026-01-16&interval=1d",
-     "[{\"bucket\":\"2026-01-15T00:00:00\",\"market_ticker\":\"" A "\",\"open\":40,\"high\":55,"
-     "\"low\":38,\"close\":55,\"volume\":22,\"trade_count\":5}]"},
+     "[" CANDLE("2026-01-15T00:00:00", 40, 55, 38, 55, 22, 5) "]"},
     {"start_time=2026-01-16&end_time=2026-01-17&interval=1h", "[]"},
 };
 
@@ -433,6 +492,7 @@ main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, orderbook_matches_hand_checked_books, 0,
                         (int)(sizeof(books) / sizeof(books[0])));
+    tcase_add_test(tc, orderbook_in_dollar_units);
     tcase_add_test(tc, orderbook_echoes_timestamp_in_utc);
     tcase_add_test(tc, orderbook_404s_are_refunded);
     tcase_add_loop_test(tc, invalid_requests_are_rejected_uncharged, 0,

@@ -66,7 +66,7 @@ START_TEST(markets_list_and_detail)
     static const char *const detail[] = {
         "ticker", "title", "event_ticker", "status", "category", "first_data_at", "last_data_at",
         "rules", "strike_price", "discovered_at", "metadata", "snapshot_count", "delta_count",
-        NULL};
+        "price_level_structure", "price_ranges", "fractional_trading_enabled", NULL};
     kbt_data_assert_keys(d, detail);
     ck_assert_str_eq(cJSON_GetObjectItem(d, "rules")->valuestring, "Resolves yes if A.");
     ck_assert(cJSON_GetObjectItem(d, "strike_price")->valuedouble == 50000.0);
@@ -77,6 +77,18 @@ START_TEST(markets_list_and_detail)
     ck_assert_int_eq(cJSON_GetObjectItem(meta, "open_interest")->valueint, 12);
     ck_assert_int_eq(cJSON_GetObjectItem(d, "snapshot_count")->valueint, 2);
     ck_assert_int_eq(cJSON_GetObjectItem(d, "delta_count")->valueint, 10);
+    /* a REST object without the fields: not known */
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(d, "price_level_structure")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(d, "price_ranges")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(d, "fractional_trading_enabled")));
+    kbt_resp_free(r);
+    /* a lifecycle market: the envelope's ts is not metadata (timestamps are ISO strings) */
+    r = kbt_data_get(&acct, "/markets/KXOTHER-26JAN15-C");
+    ck_assert_int_eq(r->status, 200);
+    meta = cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "data"), "metadata");
+    ck_assert(cJSON_IsObject(meta));
+    ck_assert_ptr_null(cJSON_GetObjectItem(meta, "ts"));
+    ck_assert_str_eq(cJSON_GetObjectItem(meta, "event_type")->valuestring, "determined");
     kbt_resp_free(r);
 
     r = kbt_data_get(&acct, "/markets/KXNOPE");
@@ -143,7 +155,8 @@ START_TEST(settlements_list_filters_and_detail)
     ck_assert_str_eq(s, "[{\"market_ticker\":\"" A "\",\"event_ticker\":\"KXFIX-26JAN15\","
                         "\"result\":\"yes\",\"settlement_value\":100,"
                         "\"determined_at\":\"2026-01-15T17:00:00+00:00\","
-                        "\"settled_at\":\"2026-01-15T17:05:00.250000+00:00\"}]");
+                        "\"settled_at\":\"2026-01-15T17:05:00.250000+00:00\","
+                        "\"settlement_value_dollars\":\"1.0000\"}]");
     free(s);
     kbt_resp_free(r);
     r = kbt_data_get(&acct, "/settlements?result=no");
@@ -169,7 +182,8 @@ START_TEST(settlements_list_filters_and_detail)
     r = kbt_data_get(&acct, "/settlements/" A);
     ck_assert_int_eq(r->status, 200);
     static const char *const keys[] = {"market_ticker", "event_ticker", "result",
-                                       "settlement_value", "determined_at", "settled_at", NULL};
+                                       "settlement_value", "determined_at", "settled_at",
+                                       "settlement_value_dollars", NULL};
     kbt_data_assert_keys(cJSON_GetObjectItem(r->json, "data"), keys);
     kbt_resp_free(r);
     r = kbt_data_get(&acct, "/settlements/" B);
@@ -261,18 +275,18 @@ START_TEST(late_deltas_invalidate_checkpoints)
                                     NULL), 0);
     ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints"
                                       " WHERE market_ticker = $1", "KXFIX-26JAN15-D"), 3);
-    assert_d_book("2026-01-15T12:00:45Z", 4, "[{\"price\":10,\"quantity\":9}]");
+    assert_d_book("2026-01-15T12:00:45Z", 4, "[{\"price\":10,\"quantity\":9,\"price_dollars\":\"0.1000\",\"quantity_fp\":\"9.00\"}]");
     /* --checkpoint-every 0: no rebuild, only the invalidation */
     ck_assert_int_eq(kbt_data_kbctl("import --quiet --checkpoint-every 0 "
                                     "t/data/checkpoints-late.jsonl", NULL), 0);
     ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints"
                                       " WHERE market_ticker = $1", "KXFIX-26JAN15-D"), 0);
-    assert_d_book("2026-01-15T12:00:45Z", 5, "[{\"price\":10,\"quantity\":109}]");
+    assert_d_book("2026-01-15T12:00:45Z", 5, "[{\"price\":10,\"quantity\":109,\"price_dollars\":\"0.1000\",\"quantity_fp\":\"109.00\"}]");
     /* rebuilt by the next import that touches the market (here: a re-import, nothing
      * new, so nothing is rebuilt) and by any import with new rows */
     ck_assert_int_eq(kbt_data_kbctl("import --quiet --checkpoint-every 2 "
                                     "t/data/checkpoints.jsonl", NULL), 0);
-    assert_d_book("2026-01-15T12:01:00Z", 7, "[{\"price\":10,\"quantity\":111}]");
+    assert_d_book("2026-01-15T12:01:00Z", 7, "[{\"price\":10,\"quantity\":111,\"price_dollars\":\"0.1000\",\"quantity_fp\":\"111.00\"}]");
     PQfinish(c);
 }
 END_TEST

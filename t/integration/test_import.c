@@ -141,7 +141,7 @@ stored(PGconn *c, const char *ticker)
     return n;
 }
 
-/* 0004's kb_rebuild_checkpoints, kept here as the reference for 0011's. */
+/* 0004's kb_rebuild_checkpoints (on 0012's columns), kept here as the reference for 0013's. */
 static const char reference_sql[] =
     "CREATE FUNCTION pg_temp.ref_rebuild(p_ticker text, p_every integer) RETURNS integer"
     " LANGUAGE plpgsql AS $$"
@@ -153,7 +153,7 @@ static const char reference_sql[] =
     "     lead(captured_at) OVER (ORDER BY captured_at) AS next_at"
     "     FROM (SELECT DISTINCT captured_at FROM snapshots"
     "           WHERE market_ticker = p_ticker AND captured_at >= s0) x) y),"
-    "  d AS (SELECT s.basis, x.ts, x.side, x.price_cents, x.delta_amount,"
+    "  d AS (SELECT s.basis, x.ts, x.side, x.price_e4, x.delta_e2,"
     "     row_number() OVER (PARTITION BY s.basis ORDER BY x.ts, x.id) AS rn"
     "     FROM s JOIN deltas x ON x.market_ticker = p_ticker AND x.ts > s.basis"
     "      AND (s.next_at IS NULL OR x.ts < s.next_at)),"
@@ -161,12 +161,12 @@ static const char reference_sql[] =
     "     max(rn) OVER (PARTITION BY basis, ts) AS mx FROM d),"
     "  cp AS (SELECT basis, max(rn / p_every) AS j, ts AS at, max(mx) AS cnt"
     "     FROM d2 WHERE rn % p_every = 0 GROUP BY basis, ts),"
-    "  seg AS (SELECT basis, (m + p_every - 1) / p_every AS j, side, price_cents,"
-    "     sum(delta_amount) AS q FROM d2 GROUP BY 1, 2, 3, 4),"
-    "  lv AS (SELECT cp.basis, cp.at, cp.cnt, sg.side, sg.price_cents, sum(sg.q) AS q"
+    "  seg AS (SELECT basis, (m + p_every - 1) / p_every AS j, side, price_e4,"
+    "     sum(delta_e2) AS q FROM d2 GROUP BY 1, 2, 3, 4),"
+    "  lv AS (SELECT cp.basis, cp.at, cp.cnt, sg.side, sg.price_e4, sum(sg.q) AS q"
     "     FROM cp JOIN seg sg ON sg.basis = cp.basis AND sg.j <= cp.j GROUP BY 1, 2, 3, 4, 5)"
     "  INSERT INTO book_checkpoints (market_ticker, basis, at, deltas, levels)"
-    "  SELECT p_ticker, basis, at, cnt, jsonb_agg(jsonb_build_array(side, price_cents, q))"
+    "  SELECT p_ticker, basis, at, cnt, jsonb_agg(jsonb_build_array(side, price_e4, q))"
     "    FROM lv GROUP BY basis, at, cnt;"
     "  GET DIAGNOSTICS made = ROW_COUNT;"
     "  RETURN made;"
@@ -219,10 +219,10 @@ START_TEST(a_file_straddling_stored_data_adds_only_the_new_rows)
     char q[512];
     snprintf(q, sizeof(q),
              "SELECT count(*) FROM deltas WHERE market_ticker = $1 AND"
-             " ((seq = 12 AND price_cents = %d) OR (seq = 32 AND kb_us(ts) = %lld)"
+             " ((seq = 12 AND price_e4 = %d) OR (seq = 32 AND kb_us(ts) = %lld)"
              "  OR (seq = 48 AND received_at = ts + interval '3 ms')"
              "  OR (seq = 24 AND kb_us(ts) = %lld))",
-             1 + (11 * 13) % 99, (long long)(T0 * 1000 + 5 + 31 * 37) * 1000,
+             (1 + (11 * 13) % 99) * 100, (long long)(T0 * 1000 + 5 + 31 * 37) * 1000,
              (long long)(T0 * 1000 + 5 + 23 * 37) * 1000);
     ck_assert_int_eq(kbt_sql_long1(c, q, T), 4);
     assert_reference_checkpoints(c, T);
