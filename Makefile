@@ -150,8 +150,6 @@ tests: $(UNIT_BINS) $(INTEG_BINS)
 
 # libFuzzer targets (clang, ASan + UBSan): build/fuzz/t/fuzz/fuzz_<name>. A target that
 # needs more app objects lists them in FUZZ_EXTRA_<name>.
-FUZZ_EXTRA_fuzz_import := $(B)/app/kbctl_import_rows.o $(B)/app/kbctl_import_meta.o \
-                          $(B)/app/kbctl_import_json.o $(B)/app/kbctl_import_msg.o
 .SECONDEXPANSION:
 build/fuzz/t/fuzz/%: t/fuzz/%.c $(APP_CORE_OBJS) $(LIBKB) $$(FUZZ_EXTRA_$$*)
 	@mkdir -p $(dir $@)

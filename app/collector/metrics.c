@@ -151,6 +151,9 @@ render(kb_buf *b)
     one(b, "kalshibook_collector_writer_errors_total", "counter",
         "writer transactions that failed (retried from the spool)",
         (int64_t)kc_metric_count(KC_M_WRITER_ERRORS));
+    one(b, "kalshibook_collector_writer_refused_total", "counter",
+        "spool records the ingest refused as bad (kept in the spool, logged at debug)",
+        (int64_t)kc_metric_count(KC_M_WRITER_BAD));
     one(b, "kalshibook_collector_writer_spool_reads_total", "counter",
         "times the writer read the spool back (queue full, Postgres slow or down, restart)",
         (int64_t)kc_metric_count(KC_M_WRITER_SPOOL_READS));

@@ -441,17 +441,17 @@ gap_counter(const char *reason)
 }
 
 /*
- * Where a gap starts: messages are sent in exchange-time order, so a lost one is no
- * older than the last in order on its own sid; on a dead link, no older than anything
- * received. A channel that lost nothing itself loses from the resubscription on:
- * after everything received so far.
+ * Where a channel's gap starts: at the last message in order on its own sid. Messages
+ * are sent in exchange-time order, so a lost one is no older than that; and nothing
+ * newer is safe, even on a link that merely died: a message the server dropped on
+ * that sid since (a seq jump not seen yet, for want of a next message) is lost too.
  */
 static int64_t
-gap_start(const kc_shard *s, int loss, int ch)
+gap_start(const kc_shard *s, int ch)
 {
-    int64_t mx = s->ob.last_ts > s->tr.last_ts ? s->ob.last_ts : s->tr.last_ts;
     int64_t own = ch == KC_CH_OB ? s->ob.last_ts : s->tr.last_ts;
-    int64_t t = loss == ch && own > 0 ? own : mx;
+    int64_t mx = s->ob.last_ts > s->tr.last_ts ? s->ob.last_ts : s->tr.last_ts;
+    int64_t t = own > 0 ? own : mx;
     return t > 0 ? t : kc_now_ns() / 1000000;
 }
 
@@ -475,9 +475,9 @@ kc_shard_resync(int shard, int loss, const char *reason, const char *detail)
     }
     kc_conn *c = &K.conns[s->conn];
     int64_t sid = loss == KC_CH_TRADE ? s->tr.sid : s->ob.sid;
-    gap_event("gap_open", "orderbook", reason, gap_start(s, loss, KC_CH_OB), c->epoch, sid,
+    gap_event("gap_open", "orderbook", reason, gap_start(s, KC_CH_OB), c->epoch, sid,
               detail, g, ng);
-    gap_event("gap_open", "trade", reason, gap_start(s, loss, KC_CH_TRADE), c->epoch, sid,
+    gap_event("gap_open", "trade", reason, gap_start(s, KC_CH_TRADE), c->epoch, sid,
               detail, g, ng);
     if (ng > 0) {
         kc_metric_add(gap_counter(reason), (uint64_t)ng);

@@ -26,6 +26,7 @@
 
 #include "collector.h"
 #include "kb_db.h"
+#include "kb_ingest.h"
 #include "kb_log.h"
 #include "kb_spool.h"
 #include "writer.h"
@@ -59,6 +60,12 @@ static const kb_stmt status_up = {
     " ON CONFLICT (instance) DO UPDATE SET role = $2, pid = $3, started_at = to_timestamp($4::bigint),"
     "   heartbeat_at = now(), stats = $5::jsonb",
     5, false};
+static const kb_stmt progress_set_stmt = {
+    "kc_progress_set_b",
+    "INSERT INTO collector_progress (instance, file_no, file_offset, updated_at)"
+    " VALUES ($1, $2, $3, now())"
+    " ON CONFLICT (instance) DO UPDATE SET file_no = $2, file_offset = $3, updated_at = now()",
+    3, false};
 static const kb_stmt progress_get = {
     "kc_progress_get", "SELECT file_no, file_offset FROM collector_progress WHERE instance = $1", 1,
     true};
@@ -137,6 +144,83 @@ lock_now(void)
     return true;
 }
 
+static const kb_stmt leader_since = {
+    "kc_leader_since", "SELECT instance, kb_us(since) FROM collector_leader WHERE id = 1", 0, true};
+
+/* The stored progress of this instance: (0, 0) when none. */
+static void read_progress(long *f, int64_t *o);
+
+/*
+ * A standby that led before (and died or lost the lock) may have spooled messages it
+ * never stored. Those received before the current leader took over are stored now:
+ * they lie inside the takeover gap the leader opened from the last stored data, and
+ * after that instant the leader has its own. Frames and REST bodies only; this
+ * instance's events belong to a past it no longer leads. Once per standby spell.
+ */
+static void
+backlog(void)
+{
+    static bool done;
+    PGresult *r;
+    if (done || !kc_writer_exec(&leader_since, NULL, &r))
+        return;
+    if (PQntuples(r) == 0 || strcmp(PQgetvalue(r, 0, 0), K.instance) == 0) {
+        done = true; /* nobody else led: this instance stores its spool itself as leader */
+        return;
+    }
+    int64_t since = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    long f;
+    int64_t o;
+    read_progress(&f, &o);
+    long last = kb_spool_max_no(K.cfg->collector_spool_dir);
+    if (f <= 0 || last < f) {
+        done = true;
+        return;
+    }
+    kb_ingest ing;
+    kb_ingest_init(&ing, &W.db);
+    ing.in_tx = true;
+    long stored = 0, skipped = 0;
+    bool ok = kb_db_command(&W.db, "BEGIN") == KB_OK;
+    for (long n = f; ok && n <= last; n++) {
+        char *path = kb_spool_find(K.cfg->collector_spool_dir, n);
+        kb_spool_reader rd;
+        if (path == NULL || !kb_spool_reader_open(&rd, path, n == f ? o : 0)) {
+            free(path);
+            continue;
+        }
+        kb_spool_rec rec;
+        int64_t end;
+        while (ok && kb_spool_reader_next(&rd, &rec, &end) == 1) {
+            const char *why;
+            if (rec.kind != 'E' && rec.wall_ns / 1000 < since) {
+                ok = kb_ingest_spool(&ing, &rec, "-", &why) ||
+                     PQtransactionStatus(W.db.conn) == PQTRANS_INTRANS;
+                stored++;
+            } else {
+                skipped++;
+            }
+            f = n;
+            o = end;
+        }
+        kb_spool_reader_close(&rd);
+        free(path);
+    }
+    char fs[24], os[24];
+    snprintf(fs, sizeof(fs), "%ld", f);
+    snprintf(os, sizeof(os), "%" PRId64, o);
+    const char *p[] = {K.instance, fs, os};
+    ok = ok && kb_ingest_flush(&ing) && kc_writer_exec(&progress_set_stmt, p, NULL) &&
+         kb_db_command(&W.db, "COMMIT") == KB_OK;
+    if (!ok)
+        (void)kb_db_command(&W.db, "ROLLBACK");
+    kb_ingest_release(&ing);
+    done = ok;
+    kb_log_info("standby: %s the spool this instance left unstored: %ld records from before "
+                "the leader took over, %ld after (not stored)", ok ? "stored" : "could not store",
+                stored, skipped);
+}
+
 static void
 standby(void)
 {
@@ -144,6 +228,7 @@ standby(void)
         kb_arena_reset(&W.arena);
         if (lock_now())
             return;
+        backlog();
         write_status("standby");
         for (int i = 0; i < 10 && !atomic_load(&K.stop); i++)
             usleep(100000);
@@ -202,7 +287,6 @@ beat(void)
     write_status("leader");
 }
 
-/* The stored progress of this instance: (0, 0) when none. */
 static void
 read_progress(long *f, int64_t *o)
 {

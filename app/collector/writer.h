@@ -41,7 +41,10 @@ void kc_writer_batch(void);
 bool kc_writer_behind(void);
 
 /* ---- store.c ---- */
+struct kb_ingest;
 void kc_store_init(void);
+/* The writer's ingest state (checkpoint upkeep). */
+struct kb_ingest *kc_store_ingest(void);
 void kc_store_release(void);
 bool kc_store_begin(void);
 /* One record at spool position (file_no, off). False on a database failure. */

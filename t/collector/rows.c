@@ -157,9 +157,10 @@ cc_check_spool(PGconn *db, const cc_args *a)
         }
     }
     PQclear(cc_sql(db, "CREATE TEMP TABLE spool_d (market_ticker text, ms bigint, sid bigint,"
-                       " seq bigint); CREATE TEMP TABLE spool_s (market_ticker text, ms bigint,"
-                       " sid bigint, seq bigint); CREATE TEMP TABLE spool_t (trade_id text)",
-                   0, NULL));
+                       " seq bigint)", 0, NULL));
+    PQclear(cc_sql(db, "CREATE TEMP TABLE spool_s (market_ticker text, ms bigint, sid bigint,"
+                       " seq bigint)", 0, NULL));
+    PQclear(cc_sql(db, "CREATE TEMP TABLE spool_t (trade_id text)", 0, NULL));
     copy_in(db, "COPY spool_d FROM STDIN", &k.d);
     copy_in(db, "COPY spool_s FROM STDIN", &k.s);
     copy_in(db, "COPY spool_t FROM STDIN", &k.t);
