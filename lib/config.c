@@ -120,6 +120,11 @@ const kb_config_var kb_config_vars[] = {
      "comma-separated series tickers to collect (e.g. KXBTCD,KXFED); unset = every market"},
     {"KB_COLLECTOR_COMMIT_MS", KB_CFG_INT, false, "200", 10, 60000, OFF(collector_commit_ms),
      "longest time a received message waits before the writer commits it"},
+    {"KB_COLLECTOR_CHECKPOINT_EVERY", KB_CFG_INT, false, "10000", 0, 100000000,
+     OFF(collector_checkpoint_every),
+     "reconstruction checkpoint every N deltas of a live market (kb_extend_checkpoints); 0 = none"},
+    {"KB_COLLECTOR_CHECKPOINT_S", KB_CFG_INT, false, "30", 1, 86400, OFF(collector_checkpoint_s),
+     "seconds between checkpoint rounds over the markets that got data"},
 };
 
 const size_t kb_config_nvars = sizeof(kb_config_vars) / sizeof(kb_config_vars[0]);

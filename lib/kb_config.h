@@ -70,6 +70,8 @@ typedef struct kb_config {
     const char *collector_instance;     /* KB_COLLECTOR_INSTANCE, NULL = the host name */
     const char *collector_series;       /* KB_COLLECTOR_SERIES, NULL = every series */
     long collector_commit_ms;           /* KB_COLLECTOR_COMMIT_MS */
+    long collector_checkpoint_every;    /* KB_COLLECTOR_CHECKPOINT_EVERY, 0 = none */
+    long collector_checkpoint_s;        /* KB_COLLECTOR_CHECKPOINT_S */
 } kb_config;
 
 /* Shortest KB_JWT_SECRET accepted (bytes). */

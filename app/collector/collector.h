@@ -200,6 +200,10 @@ int kc_writer_start(void);
 bool kc_writer_wait_leader(void);
 void kc_writer_stop(void);
 
+/* ---- upkeep.c (checkpoint thread) ---- */
+int kc_upkeep_start(void);
+void kc_upkeep_stop(void);
+
 /* ---- metrics.c ---- */
 enum kc_counter {
     KC_M_FRAMES, KC_M_FRAME_BYTES, KC_M_SNAPSHOTS, KC_M_DELTAS, KC_M_TRADES, KC_M_LIFECYCLE,
@@ -209,7 +213,7 @@ enum kc_counter {
     KC_M_RECONNECTS, KC_M_HANDSHAKE_FAIL, KC_M_REST_OK, KC_M_REST_429, KC_M_REST_5XX,
     KC_M_REST_ERR, KC_M_SPOOL_BYTES, KC_M_QUEUE_DROPS, KC_M_WRITER_RECORDS,
     KC_M_WRITER_COMMITS, KC_M_WRITER_ERRORS, KC_M_WRITER_SPOOL_READS, KC_M_WRITER_BAD,
-    KC_M_COUNT_
+    KC_M_CHECKPOINTS, KC_M_COUNT_
 };
 enum kc_gauge {
     KC_G_LEADER, KC_G_CONNS_UP, KC_G_CONNS_HEALTHY, KC_G_MARKETS_WANTED, KC_G_MARKETS_LIVE, KC_G_MARKETS_GAP,

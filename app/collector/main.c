@@ -150,7 +150,8 @@ main(int argc, char **argv)
     }
     kb_log_info("instance '%s' waiting for the leader lock", K.instance);
     if (kc_writer_wait_leader()) {
-        if (kc_spool_open() == 0 && kc_ws_init() == 0 && kc_rest_start() == 0) {
+        if (kc_spool_open() == 0 && kc_ws_init() == 0 && kc_rest_start() == 0 &&
+            kc_upkeep_start() == 0) {
             kb_log_info("collecting from %s (spool %s)", cfg.kalshi_ws_url,
                         cfg.collector_spool_dir);
             kc_ws_run();
@@ -159,6 +160,7 @@ main(int argc, char **argv)
         }
         atomic_store(&K.stop, 1);
         kc_rest_stop();
+        kc_upkeep_stop();
         kc_spool_close();
         kc_shards_release();
     }

@@ -157,6 +157,9 @@ render(kb_buf *b)
     one(b, "kalshibook_collector_writer_spool_reads_total", "counter",
         "times the writer read the spool back (queue full, Postgres slow or down, restart)",
         (int64_t)kc_metric_count(KC_M_WRITER_SPOOL_READS));
+    one(b, "kalshibook_collector_checkpoints_total", "counter",
+        "reconstruction checkpoints added to live markets",
+        (int64_t)kc_metric_count(KC_M_CHECKPOINTS));
     one(b, "kalshibook_collector_leader", "gauge", "1 while this instance holds the leader lock",
         kc_metric_get(KC_G_LEADER));
     one(b, "kalshibook_collector_db_up", "gauge", "1 while the writer's connection works",

@@ -1,7 +1,9 @@
-/* test_data_gaps.c - what the API says about completeness (API.md §7 items 20-21): POST
+/* test_data_gaps.c - what the API says about a live market (API.md §7 items 20-21): POST
  * /orderbook's complete and gap at instants around recorded gaps (start inclusive, end
- * exclusive, open gaps, trade-channel gaps that leave the book complete). Gap rows are
- * written as the collector's writer writes them; the market comes from an import. */
+ * exclusive, open gaps, trade-channel gaps that leave the book complete), and the live
+ * checkpoints (kb_extend_checkpoints, 0019) that keep its reconstruction short without
+ * changing any answer. Gap rows are written as the collector's writer writes them; the
+ * markets come from imports. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +108,127 @@ START_TEST(orderbook_says_complete_false_inside_a_gap)
 }
 END_TEST
 
+/* ---- live checkpoints ---------------------------------------------------------------- */
+
+#define L "KXLIVE-26JAN15-A"
+
+/* Import deltas i0..i1 of the live market (price and side vary, some removals). */
+static void
+import_live(int i0, int i1, bool snapshot)
+{
+    char path[] = "/tmp/kbt-live-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    if (snapshot)
+        fputs("{\"type\":\"orderbook_snapshot\",\"sid\":1,\"seq\":1,\"msg\":{\"market_ticker\":\"" L
+              "\",\"yes_dollars_fp\":[[\"0.4000\",\"10.00\"],[\"0.3950\",\"2.50\"]],"
+              "\"no_dollars_fp\":[[\"0.5500\",\"7.00\"]],\"ts_ms\":1768478400000}}\n",
+              f);
+    for (int i = i0; i <= i1; i++) {
+        int price = 3900 + (i % 5) * 25;
+        const char *side = i % 3 == 0 ? "no" : "yes";
+        long long d = i % 4 == 3 ? -50 : 125 + i;
+        fprintf(f,
+                "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":%d,\"msg\":{\"market_ticker\":"
+                "\"" L "\",\"price_dollars\":\"0.%04d\",\"delta_fp\":\"%s%lld.%02lld\",\"side\":"
+                "\"%s\",\"ts_ms\":%lld}}\n",
+                i + 1, price, d < 0 ? "-" : "", (d < 0 ? -d : d) / 100, (d < 0 ? -d : d) % 100, side,
+                1768478400000LL + (i == 40 ? 9500LL : i % 2 == 0 && i > 30 ? i * 1000LL - 500
+                                                                          : i * 1000LL));
+    }
+    fclose(f);
+    char args[128];
+    snprintf(args, sizeof(args), "import --quiet --checkpoint-every 0 %s", path);
+    ck_assert_int_eq(kbt_data_kbctl(args, NULL), 0);
+    unlink(path);
+}
+
+static char *
+book_at(const char *ts)
+{
+    char body[160];
+    snprintf(body, sizeof(body), "{\"market_ticker\":\"" L "\",\"timestamp\":\"%s\"}", ts);
+    kbt_resp *r = kbt_data_post(&account, "/orderbook", body);
+    ck_assert_msg(r->status == 200, "%s: %ld %s", ts, r->status, kb_buf_cstr(&r->body));
+    cJSON_DeleteItemFromObject(r->json, "request_id");
+    cJSON_DeleteItemFromObject(r->json, "response_time");
+    char *s = cJSON_PrintUnformatted(r->json);
+    kbt_resp_free(r);
+    return s;
+}
+
+static const char *const live_at[] = {
+    "2026-01-15T12:00:00Z", "2026-01-15T12:00:03Z", "2026-01-15T12:00:04Z",
+    "2026-01-15T12:00:09.5Z", "2026-01-15T12:00:17Z", "2026-01-15T12:00:25Z",
+    "2026-01-15T12:00:31.5Z", "2026-01-15T12:00:38Z", "2026-01-15T13:00:00Z"};
+#define NLIVE (sizeof(live_at) / sizeof(live_at[0]))
+
+/* The answers with no checkpoint at all (the definition) against those with them. */
+static void
+same_answers(PGconn *c, long want_checkpoints)
+{
+    char *with[NLIVE];
+    for (size_t i = 0; i < NLIVE; i++)
+        with[i] = book_at(live_at[i]);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints WHERE market_ticker "
+                                      "= $1", L), want_checkpoints);
+    kbt_sql_ok(c, "BEGIN");
+    kbt_sql_ok(c, "CREATE TEMP TABLE saved AS SELECT * FROM book_checkpoints WHERE market_ticker "
+                  "= '" L "'");
+    kbt_sql_ok(c, "DELETE FROM book_checkpoints WHERE market_ticker = '" L "'");
+    kbt_sql_ok(c, "COMMIT");
+    kbt_data_wait_replica();
+    for (size_t i = 0; i < NLIVE; i++) {
+        char *without = book_at(live_at[i]);
+        ck_assert_msg(strcmp(with[i], without) == 0, "%s:\n with: %s\n without: %s", live_at[i],
+                      with[i], without);
+        free(without);
+        free(with[i]);
+    }
+    kbt_sql_ok(c, "INSERT INTO book_checkpoints SELECT * FROM saved");
+    kbt_sql_ok(c, "DROP TABLE saved");
+    kbt_data_wait_replica();
+}
+
+START_TEST(live_checkpoints_extend_without_changing_answers)
+{
+    PGconn *c = kbt_db();
+    /* From nothing (a re-run of the suite on the same database too). */
+    kbt_sql_ok(c, "DELETE FROM book_checkpoints WHERE market_ticker = '" L "'");
+    kbt_sql_ok(c, "DELETE FROM deltas WHERE market_ticker = '" L "'");
+    kbt_sql_ok(c, "DELETE FROM snapshots WHERE market_ticker = '" L "'");
+    kbt_sql_ok(c, "DELETE FROM market_stats WHERE ticker = '" L "'");
+    import_live(1, 25, true);
+    /* 25 deltas, one checkpoint every 4: six. */
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT kb_extend_checkpoints($1, 4)", L), 6);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT kb_extend_checkpoints($1, 4)", L), 0);
+    kbt_data_wait_replica();
+    same_answers(c, 6);
+    /* Ten more, later: from the last checkpoint on (1 left over + 10), two more. */
+    import_live(26, 35, false);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT kb_extend_checkpoints($1, 4)", L), 2);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT max(deltas) FROM book_checkpoints WHERE "
+                                      "market_ticker = $1", L), 32);
+    kbt_data_wait_replica();
+    same_answers(c, 8);
+    /* A late delta at 12:00:09.5 (a replay): the checkpoints from there on go, the answers
+     * stay exact, and the next extension covers the window again from its last one. */
+    import_live(40, 40, false);
+    ck_assert_int_lt(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints WHERE "
+                                      "market_ticker = $1", L), 8);
+    kbt_data_wait_replica();
+    long left = kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints WHERE market_ticker = $1",
+                              L);
+    same_answers(c, left);
+    ck_assert_int_gt(kbt_sql_long1(c, "SELECT kb_extend_checkpoints($1, 4)", L), 0);
+    kbt_data_wait_replica();
+    same_answers(c, kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints WHERE market_ticker "
+                                     "= $1", L));
+    PQfinish(c);
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -115,6 +238,7 @@ suite(void)
     tcase_add_unchecked_fixture(tc, setup, NULL);
     tcase_add_loop_test(tc, orderbook_says_complete_false_inside_a_gap, 0,
                         (int)(sizeof(ats) / sizeof(ats[0])));
+    tcase_add_test(tc, live_checkpoints_extend_without_changing_answers);
     suite_add_tcase(s, tc);
     return s;
 }
