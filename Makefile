@@ -228,13 +228,19 @@ $(DEB_FILE): $(DEB_INPUTS) $(STATIC_BUILT)
 
 # ---- reliability: chaos and soak (README "Reliability") -------------------------
 # make chaos: 10,000 metered requests from 64 clients through every fault kind, then the money
-# invariants; make soak: 1,000,000 mixed requests against the release build with RSS/FD
-# sampling. make check runs a short version of each (t/run-tests.sh).
+# invariants; then the collector's chaos run (every Kalshi fault, Postgres stops, a leader
+# SIGKILL; gaps, books against the truth, no duplicates, nothing spooled lost); make soak:
+# 1,000,000 mixed requests against the release build with RSS/FD sampling. make check runs a
+# short version of each (t/run-tests.sh).
 CHAOS_BIN := $(B)/t/chaos/chaos
 CHAOS_REQUESTS ?= 10000
 CHAOS_CLIENTS ?= 64
 CHAOS_ROUNDS ?= 2
 SOAK_REQUESTS ?= 1000000
+# The collector's chaos run (t/collector/chaos.sh): markets, messages/s, fault rounds.
+COLLECTOR_CHAOS_MARKETS ?= 200
+COLLECTOR_CHAOS_MPS ?= 3000
+COLLECTOR_CHAOS_ROUNDS ?= 3
 .PHONY: chaos soak
 
 CHAOS_SRCS := $(sort $(wildcard t/chaos/*.c))
@@ -245,8 +251,11 @@ $(B)/t/chaos/chaos: $(CHAOS_SRCS) t/chaos/chaos.h
 tests: $(CHAOS_BIN)
 
 chaos: deps
-	$(MAKE) VARIANT=release all build/release/t/chaos/chaos
+	$(MAKE) VARIANT=release all build/release/t/chaos/chaos build/release/t/kalshi/kalshi-standin \
+		build/release/t/collector/collector-check
 	t/chaos/run.sh build/release $(CHAOS_REQUESTS) $(CHAOS_CLIENTS) $(CHAOS_ROUNDS)
+	t/collector/chaos.sh build/release $(COLLECTOR_CHAOS_MARKETS) $(COLLECTOR_CHAOS_MPS) \
+		$(COLLECTOR_CHAOS_ROUNDS)
 
 soak: deps
 	$(MAKE) VARIANT=release all

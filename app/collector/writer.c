@@ -133,15 +133,18 @@ kc_writer_same_session(void)
            PQbackendPID(W.db.conn) == W.locked_pid;
 }
 
-static bool
+/* 1: this session holds the lock now; 0: another one does; -1: no answer (down). */
+static int
 lock_now(void)
 {
     PGresult *r;
-    if (!kc_writer_exec(&try_lock, NULL, &r) || strcmp(PQgetvalue(r, 0, 0), "t") != 0)
-        return false;
+    if (!kc_writer_exec(&try_lock, NULL, &r))
+        return -1;
+    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0)
+        return 0;
     W.locked_on = W.db.conn;
     W.locked_pid = PQbackendPID(W.db.conn);
-    return true;
+    return 1;
 }
 
 static const kb_stmt leader_since = {
@@ -226,7 +229,7 @@ standby(void)
 {
     while (!atomic_load(&K.stop)) {
         kb_arena_reset(&W.arena);
-        if (lock_now())
+        if (lock_now() == 1)
             return;
         backlog();
         write_status("standby");
@@ -254,7 +257,13 @@ take_leadership(void)
 static bool
 regain(void)
 {
-    if (!lock_now())
+    int l = lock_now();
+    if (l == 0) {
+        kb_log_error("another collector took the leader lock while this one's database session "
+                     "was gone; exiting to restart as a standby");
+        _exit(75);
+    }
+    if (l < 0)
         return false;
     PGresult *r;
     if (!kc_writer_exec(&leader_epoch, NULL, &r) || PQntuples(r) != 1)
@@ -265,6 +274,7 @@ regain(void)
         _exit(75);
     }
     kb_log_info("writer: database connection back, lock held again");
+    kc_metric_set(KC_G_LEADER, 1);
     return true;
 }
 
@@ -399,6 +409,9 @@ run(void *arg)
                 break;
         }
         kb_arena_reset(&W.arena);
+        /* Without its session this instance does not know it still leads: say so. */
+        if (!kc_writer_same_session())
+            kc_metric_set(KC_G_LEADER, 0);
         if (!kc_writer_same_session() && !regain()) {
             if (stop_ms != 0)
                 break; /* Postgres is gone at shutdown: the spool keeps the rest */

@@ -37,9 +37,13 @@ PIDS=()
 log() { printf 'collector-chaos: %s\n' "$*" >&2; }
 
 cleanup() {
-    local rc=$?
+    local rc=$? f
     for p in "${PIDS[@]}"; do
         kill -TERM "$p" 2>/dev/null || true
+    done
+    # The collectors the supervisors started (their pids are in $W/*.pid).
+    for f in "$W"/*.pid; do
+        [[ -f $f ]] && PIDS+=("$(cat "$f")") && kill -TERM "$(cat "$f")" 2>/dev/null || true
     done
     for p in "${PIDS[@]}"; do
         wait_until 15 pid_gone "$p" || kill -KILL "$p" 2>/dev/null || true
@@ -81,11 +85,31 @@ PIDS+=($!)
 standin_up() { curl -sf "$CTL/state" >/dev/null; }
 wait_until 15 standin_up || { log "the stand-in did not start"; exit 1; }
 
-declare -A CPID MPORT
+declare -A CPID MPORT SUP
+# coll_start NAME: a collector under a supervisor loop that restarts it after exit 75
+# (it lost the lead: systemd's Restart=always does this in production); its pid is in
+# $W/NAME.pid.
 coll_start() {
     local name=$1
     MPORT[$name]=$(free_port)
-    env KALSHI_API_KEY_ID=chaos-key KALSHI_PRIVATE_KEY_FILE="$W/kalshi.key" \
+    (
+        while :; do
+            run_collector "$name" &
+            echo $! >"$W/$name.pid"
+            rc=0
+            wait $! || rc=$?
+            [[ $rc == 75 ]] || exit "$rc"
+        done
+    ) 2>>"$W/supervisor.log" &
+    SUP[$name]=$!
+    PIDS+=($!)
+    disown "$!"
+    wait_until 5 test -s "$W/$name.pid"
+}
+coll_pid() { cat "$W/$1.pid"; }
+run_collector() {
+    local name=$1
+    exec env KALSHI_API_KEY_ID=chaos-key KALSHI_PRIVATE_KEY_FILE="$W/kalshi.key" \
         KALSHI_WS_URL="wss://127.0.0.1:$PORT/trade-api/ws/v2" \
         KALSHI_REST_URL="https://127.0.0.1:$PORT/trade-api/v2" KALSHI_CA_FILE="$W/cert.pem" \
         KB_COLLECTOR_SPOOL_DIR="$W/spool-$name" KB_COLLECTOR_METRICS_PORT="${MPORT[$name]}" \
@@ -93,18 +117,18 @@ coll_start() {
         KB_COLLECTOR_MARKETS_PER_SUB=8 KB_COLLECTOR_SUBS_PER_CONN=3 \
         KB_COLLECTOR_BACKOFF_MIN_MS=100 KB_COLLECTOR_BACKOFF_MAX_MS=2000 \
         KB_COLLECTOR_COMMIT_MS=100 KB_COLLECTOR_RECONCILE_S=20 \
-        setsid "$BIN/kalshibook-collector" >>"$W/collector-$name.log" 2>&1 &
-    CPID[$name]=$!
-    PIDS+=($!)
-    disown "$!"
+        KB_COLLECTOR_CHECKPOINT_EVERY=50 KB_COLLECTOR_CHECKPOINT_S=2 \
+        "$BIN/kalshibook-collector" >>"$W/collector-$name.log" 2>&1
 }
 metric() {
     curl -sf "http://127.0.0.1:${MPORT[$1]}/metrics" 2>/dev/null | awk -v s="$2" '$1 == s {print $2}'
 }
 leader_is() { [[ $(metric "$1" kalshibook_collector_leader) == 1 ]]; }
+# The one leader (nothing while none or both say so).
 leader() {
-    if leader_is a; then echo a; elif leader_is b; then echo b; fi
+    if leader_is a && ! leader_is b; then echo a; elif leader_is b && ! leader_is a; then echo b; fi
 }
+has_leader() { [[ -n $(leader) ]]; }
 # Everything the stand-in has open (or paused) is subscribed on a live link, and the
 # leader has a snapshot of each and no gap open.
 all_subscribed() {
@@ -158,12 +182,16 @@ for ((round = 1; round <= ROUNDS; round++)); do
     "$ROOT/t/stack.sh" pg-start "$STACK" >/dev/null
     recovered "Postgres stopped and started"
     # The leader dies: the standby takes over within 5 s; the dead one returns as standby.
-    lead=a standby=b
-    leader_is b && lead=b standby=a
+    wait_until 10 has_leader || { log "no single leader"; exit 1; }
+    lead=$(leader)
+    standby=a
+    [[ $lead == a ]] && standby=b
     curl -sf -XPOST "$CTL/note?kind=sigkill&gap=1" >/dev/null
     t0=$EPOCHREALTIME
-    kill -KILL "${CPID[$lead]}"
+    kill -KILL "$(coll_pid "$lead")"
     wait_until 5 leader_is "$standby" || { log "standby $standby did not lead within 5 s"; exit 1; }
+    # The supervisor sees the SIGKILL (not 75) and ends; start the killed one again.
+    wait_until 10 pid_gone "${SUP[$lead]}" || true
     log "SIGKILL of $lead: $standby leads after $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
     recovered "takeover by $standby"
     coll_start "$lead"
@@ -171,8 +199,8 @@ done
 
 # The end: no more messages; every spool stored.
 curl -sf -XPOST "$CTL/feed?run=0" >/dev/null
-lead=a
-leader_is b && lead=b
+wait_until 10 has_leader || { log "no single leader at the end"; exit 1; }
+lead=$(leader)
 caught_up() {
     [[ $(metric "$lead" kalshibook_collector_writer_lag_bytes) == 0 &&
         $(metric "$lead" kalshibook_collector_queue_bytes) == 0 ]]
@@ -180,10 +208,10 @@ caught_up() {
 wait_until 60 caught_up || { log "the writer did not catch up"; exit 1; }
 curl -sf -XPOST "$CTL/flush" >/dev/null
 for n in a b; do
-    kill -TERM "${CPID[$n]}" 2>/dev/null || true
+    kill -TERM "$(coll_pid "$n")" 2>/dev/null || true
 done
 for n in a b; do
-    wait_until 30 pid_gone "${CPID[$n]}" || { log "collector $n did not stop"; exit 1; }
+    wait_until 30 pid_gone "${SUP[$n]}" || { log "collector $n did not stop"; exit 1; }
 done
 if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$W"/*.log 2>/dev/null; then
     log "sanitizer reports in the logs above"
