@@ -182,7 +182,7 @@ deps:
 	fi
 
 run: deps
-	$(MAKE) VARIANT=release all
+	$(MAKE) VARIANT=release all build/release/t/kalshi/kalshi-standin
 	t/stack.sh run var
 
 # gcc -Werror build, then the clang ASan/UBSan build and its tests.
