@@ -19,6 +19,13 @@
 #include "writer.h"
 #include "kb_banned.h"
 
+/*
+ * Records per transaction at most. A batch's cost is mostly per market (market_stats,
+ * the stale-checkpoint step, the probe of stored spans), so a writer that fell behind
+ * catches up in big batches; one that keeps up commits every KB_COLLECTOR_COMMIT_MS.
+ */
+#define BATCH_MAX 250000
+
 static bool
 pos_before(long f1, int64_t o1, long f2, int64_t o2)
 {
@@ -170,7 +177,7 @@ kc_writer_batch(void)
     bool began = false, ok = true;
     for (;;) {
         int64_t now = kc_mono_ns() / 1000000;
-        if (began && (now >= deadline || n >= 20000))
+        if (began && (now >= deadline || n >= BATCH_MAX))
             break;
         if (W.held == NULL)
             W.held = kc_queue_pop(0);
@@ -208,7 +215,7 @@ kc_writer_batch(void)
             }
         }
         int before = n;
-        int got = from_files(tf, to, &n, 20000, &began);
+        int got = from_files(tf, to, &n, BATCH_MAX, &began);
         if (got < 0) {
             ok = false;
             break;

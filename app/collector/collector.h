@@ -114,6 +114,8 @@ typedef struct kc_state {
     int lc_conn;         /* connection carrying the lifecycle subscription, -1 none */
     int64_t reconcile_due_us;
     bool reconcile_now;
+    bool unassigned;     /* a wanted market may have no shard yet */
+    bool tick_now;       /* run the timers at the next loop turn, whatever the time */
     atomic_int stop;
     atomic_long min_file_no; /* the spool's next file number is at least this */
 } kc_state;

@@ -192,6 +192,9 @@ kc_market_want(const char *t, size_t len, bool want)
     if (want == m->wanted)
         return i;
     m->wanted = want;
+    if (want)
+        K.unassigned = true;
+    K.tick_now = true; /* subscriptions follow at once */
     if (!want && m->shard >= 0) {
         kc_shard *s = &K.sh[m->shard];
         remove_i32(s->m, &s->n, i);
@@ -253,6 +256,9 @@ static void
 assign_markets(void)
 {
     static bool warned;
+    if (!K.unassigned)
+        return;
+    K.unassigned = false;
     for (int32_t i = 0; i < K.nm; i++) {
         kc_market *m = &K.m[i];
         if (!m->wanted || m->shard >= 0)
@@ -264,6 +270,7 @@ assign_markets(void)
                              "(raise KB_COLLECTOR_MAX_CONNS, _SUBS_PER_CONN or _MARKETS_PER_SUB)",
                              m->ticker);
             warned = true;
+            K.unassigned = true; /* again once a connection has room */
             return;
         }
         kc_shard *sh = &K.sh[s];
@@ -405,14 +412,20 @@ kc_shards_sync(void)
             K.lc_conn = c;
         }
     }
-    int wanted = 0, gap = 0;
+    /* The market gauges: a pass over every market, ten times a second at most. */
+    static int64_t gauged;
+    if (now - gauged < 100000)
+        return;
+    gauged = now;
+    int wanted = 0, gap = 0, live = 0;
     for (int32_t i = 0; i < K.nm; i++) {
         wanted += K.m[i].wanted;
         gap += K.m[i].wanted && K.m[i].gap;
+        live += K.m[i].wanted && K.m[i].live;
     }
     kc_metric_set(KC_G_MARKETS_WANTED, wanted);
     kc_metric_set(KC_G_MARKETS_GAP, gap);
-    kc_metric_set(KC_G_MARKETS_LIVE, kc_shards_live_markets());
+    kc_metric_set(KC_G_MARKETS_LIVE, live);
 }
 
 int
@@ -462,6 +475,7 @@ kc_shard_resync(int shard, int loss, const char *reason, const char *detail)
     if (s->resync)
         return;
     s->resync = true;
+    K.tick_now = true;
     /* Every market with a trusted book and trades loses them from the gap's start. */
     int32_t *g = NULL;
     int ng = 0, capg = 0;

@@ -300,11 +300,16 @@ on_tick(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(K.lws, 0, sul, on_tick, 100 * LWS_US_PER_MS);
 }
 
-/* Timers, once per loop turn: heartbeats, command timeouts, connects, reconciles. */
+/* Timers, every 10 ms at most: heartbeats, command timeouts, connects, reconciles. */
 static void
 tick(void)
 {
+    static int64_t last;
     int64_t now = kc_mono_ns() / 1000, hb = K.cfg->collector_heartbeat_s * 1000000;
+    if (now - last < 10000 && !K.tick_now)
+        return;
+    last = now;
+    K.tick_now = false;
     kc_rest_drain();
     for (int i = 0; i < K.nconns; i++) {
         kc_conn *c = &K.conns[i];
