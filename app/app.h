@@ -8,17 +8,16 @@
 #include <stddef.h>
 
 #include "kb_http.h"
+#include "kb_worker.h"
 
 typedef kb_err kb_handler_fn(const kb_req *req, kb_ctx *ctx);
-
-/* Route flags. */
-#define KB_ROUTE_API_KEY 1u /* metered data route: Authorization must carry a kb- key */
 
 typedef struct kb_route {
     const char *method;  /* "GET", "POST", ... */
     const char *pattern; /* "/keys/{key_id}/reveal": {..} matches one segment */
     kb_handler_fn *fn;
-    unsigned flags;      /* KB_ROUTE_* */
+    int cost;            /* credits per request (API.md §5.0); > 0 = a metered data route:
+                          * Authorization must carry a kb- key, the handler charges this */
 } kb_route;
 
 /* The route table (app/routes.c), literal routes before parameterised ones. */
@@ -38,8 +37,13 @@ typedef enum kb_match {
 kb_match kb_router_match(const kb_route *routes, size_t n, kb_req *req, const kb_route **route,
                          char *allow, size_t allowsz);
 
-/* Route, run the handler and leave a complete response in ctx (never fails). */
-void kb_dispatch(kb_req *req, kb_ctx *ctx);
+/*
+ * Route, run the handler and leave a complete response in ctx (never fails);
+ * returns the handler's result (or the routing error). For a metered route it
+ * parses the API key into req->api_key and sets ctx->cost; the caller then ends
+ * the request with kb_meter_end() (lib/kb_meter.h), which sends the answer.
+ */
+kb_err kb_dispatch(kb_req *req, kb_ctx *ctx);
 
 /* Handlers, one file per API area. */
 kb_err h_health(const kb_req *req, kb_ctx *ctx);

@@ -7,7 +7,7 @@
 #include "kb_meter.h"
 #include "kb_banned.h"
 
-void
+kb_err
 kb_dispatch(kb_req *req, kb_ctx *ctx)
 {
     const kb_route *route = NULL;
@@ -22,12 +22,13 @@ kb_dispatch(kb_req *req, kb_ctx *ctx)
         case KB_MATCH_OK: {
             ctx->route = route->pattern;
             ctx->route_index = (int)(route - kb_routes);
+            ctx->cost = route->cost;
             /* API.md §2 order: a missing or malformed key is 401 before any
-             * validation; only the meter can tell an unknown key. */
-            kb_str key;
+             * validation; only the meter can tell an unknown key. The key is
+             * parsed here, once, for the meter. */
             const char *why;
-            if ((route->flags & KB_ROUTE_API_KEY) &&
-                !kb_meter_parse_key(kb_req_header(req, "authorization"), &key, &why))
+            if (route->cost > 0 &&
+                !kb_meter_parse_key(kb_req_header(req, "authorization"), &req->api_key, &why))
                 err = kb_fail(ctx, KB_E_INVALID_API_KEY, "%s", why);
             else
                 err = route->fn(req, ctx);
@@ -42,9 +43,9 @@ kb_dispatch(kb_req *req, kb_ctx *ctx)
             break;
         }
     }
-    /* Refund a charge whose request failed, and add the credit headers. The
-     * error envelope is built first so the refund cannot alter its body. */
+    /* The error envelope is built here, before kb_meter_end() may refund, so a
+     * refund cannot alter its body. */
     if (err != KB_OK)
         kb_resp_error(ctx, req, err);
-    kb_meter_finish(req, ctx, err);
+    return err;
 }

@@ -73,7 +73,7 @@ billing_fail(kb_ctx *ctx, kb_err err, const char *what)
 }
 
 /* A billing function that makes a Stripe-hosted page for the user (checkout, portal). */
-typedef kb_err (*url_fn)(kb_db *db, kb_arena *a, const char *user_id, const char **url);
+typedef kb_err (*url_fn)(kb_worker *w, kb_arena *a, const char *user_id, const char **url);
 
 /* Authenticate, make the page with fn and answer {"<field>": url}; what names it in errors. */
 static kb_err
@@ -84,7 +84,7 @@ url_route(const kb_req *req, kb_ctx *ctx, url_fn fn, const char *what, const cha
     if (err)
         return err;
     const char *url = NULL;
-    err = fn(&ctx->w->db, ctx->arena, u.id, &url);
+    err = fn(ctx->w, ctx->arena, u.id, &url);
     if (err)
         return billing_fail(ctx, err, what);
     kb_jw w;
@@ -132,7 +132,7 @@ h_billing_payg(const kb_req *req, kb_ctx *ctx)
     if ((err = ensure_rows(ctx, &u)) != KB_OK)
         return err;
     kb_payg_result r;
-    err = kb_billing_payg(&ctx->w->db, ctx->arena, u.id, enable, (long)cap, &r);
+    err = kb_billing_payg(ctx->w, ctx->arena, u.id, enable, (long)cap, &r);
     if (err)
         return billing_fail(ctx, err, "pay-as-you-go setup");
     kb_jw w;

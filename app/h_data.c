@@ -23,10 +23,6 @@
 #include "kb_time.h"
 #include "kb_banned.h"
 
-#define COST_ORDERBOOK 5
-#define COST_PAGE 2
-#define COST_CANDLES 3
-
 kb_db *
 h_data_db(kb_ctx *ctx)
 {
@@ -205,7 +201,7 @@ h_orderbook(const kb_req *req, kb_ctx *ctx)
     kb_book_units units = body_units(&v, body);
     if ((err = vfinish(ctx, &v)))
         return err;
-    if ((err = kb_meter_charge(req, ctx, COST_ORDERBOOK)))
+    if ((err = kb_meter_charge(req, ctx, NULL)))
         return err;
 
     kb_jw w;
@@ -253,7 +249,7 @@ page_route(const kb_req *req, kb_ctx *ctx, page_fn *fn)
         vadd(&v.v400, "body.start_time", "start_time must not be after end_time");
     if ((err = vfinish(ctx, &v)))
         return err;
-    if ((err = kb_meter_charge(req, ctx, COST_PAGE)))
+    if ((err = kb_meter_charge(req, ctx, NULL)))
         return err;
 
     kb_jw w;
@@ -317,7 +313,7 @@ h_candles(const kb_req *req, kb_ctx *ctx)
     kb_err err = vfinish(ctx, &v);
     if (err)
         return err;
-    if ((err = kb_meter_charge(req, ctx, COST_CANDLES)))
+    if ((err = kb_meter_charge(req, ctx, NULL)))
         return err;
 
     const char *ticker = kb_str_dup(ctx->arena, req->params[0]);

@@ -1,4 +1,5 @@
-/* h_keys.c - the /keys routes (API.md §5.5, §7.8, §7.11, §7.16).
+/* h_keys.c - the /keys routes (API.md §5.5, §7.8, §7.11, §7.16; GET /keys/usage by
+ * day: README "Usage by day").
  *
  * Every statement is scoped by the token's user id, so a user can never see,
  * change or revoke another user's key: someone else's key id is simply
@@ -37,19 +38,41 @@ static const kb_stmt key_list = {
     "SELECT " KEY_COLS " FROM api_keys WHERE user_id = $1::uuid AND revoked_at IS NULL "
     "ORDER BY created_at DESC, id DESC",
     1, true};
-/* credits_used in the cycle metering would see now (kb_roll_cycle, 0003). */
+/* credits_used in the cycle metering would see now (kb_roll_cycle, 0003): the
+ * key's counted rows plus the counter its account carries (0015_meter_fast_path). */
 static const kb_stmt key_usage = {
     "keys_usage",
     "SELECT k.id, k.name, k.key_prefix, k.key_type, " US("k.created_at") ", "
     US("k.last_used_at") ", "
-    "  coalesce((SELECT sum(u.credits_used) FROM api_key_usage u "
-    "            WHERE u.api_key_id = k.id AND u.cycle_start = c.cs), 0)::bigint "
+    "  (coalesce((SELECT sum(u.credits_used) FROM api_key_usage_day u "
+    "             WHERE u.api_key_id = k.id AND u.cycle_start = c.cs), 0)"
+    "   + CASE WHEN c.usage_key = k.id AND c.usage_cycle = c.cs THEN c.usage_credits"
+    "          ELSE 0 END)::bigint "
     "FROM api_keys k "
-    "LEFT JOIN LATERAL (SELECT (kb_roll_cycle(ba, kb_now())).billing_cycle_start AS cs "
+    "LEFT JOIN LATERAL (SELECT (kb_roll_cycle(ba, kb_now())).billing_cycle_start AS cs, "
+    "                          ba.usage_key, ba.usage_cycle, ba.usage_credits "
     "                   FROM billing_accounts ba WHERE ba.user_id = k.user_id) c ON true "
     "WHERE k.user_id = $1::uuid AND k.revoked_at IS NULL "
     "ORDER BY k.created_at DESC, k.id DESC",
     1, true};
+/* Usage per UTC day, key (live or revoked) and route of the user's keys in
+ * [$2, $3]: counted rows plus the counter the account carries. */
+static const kb_stmt key_usage_days = {
+    "keys_usage_days",
+    "WITH d AS ("
+    " SELECT u.day, u.api_key_id, u.endpoint, u.credits_used, u.requests"
+    "   FROM api_key_usage_day u JOIN api_keys k ON k.id = u.api_key_id"
+    "  WHERE k.user_id = $1::uuid AND u.day BETWEEN $2::date AND $3::date"
+    " UNION ALL"
+    " SELECT ba.usage_day, ba.usage_key, ba.usage_endpoint, ba.usage_credits, ba.usage_requests"
+    "   FROM billing_accounts ba JOIN api_keys k ON k.id = ba.usage_key"
+    "  WHERE ba.user_id = $1::uuid AND k.user_id = $1::uuid"
+    "    AND ba.usage_day BETWEEN $2::date AND $3::date) "
+    "SELECT to_char(day, 'YYYY-MM-DD'), api_key_id::text, endpoint,"
+    "       sum(credits_used)::bigint, sum(requests)::bigint"
+    "  FROM d GROUP BY day, api_key_id, endpoint HAVING sum(requests) > 0"
+    " ORDER BY day, api_key_id, endpoint COLLATE \"C\"",
+    3, true};
 static const kb_stmt key_update = {
     "keys_update",
     "UPDATE api_keys SET name = coalesce($3, name), key_type = coalesce($4, key_type) "
@@ -157,6 +180,113 @@ h_keys_create(const kb_req *req, kb_ctx *ctx)
     return KB_OK;
 }
 
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
+static int64_t
+days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* A calendar date "YYYY-MM-DD" (UTC day) into days since the epoch. */
+static bool
+parse_date(kb_str s, int64_t *days)
+{
+    if (s.p == NULL || s.len != 10 || s.p[4] != '-' || s.p[7] != '-')
+        return false;
+    int v[3] = {0, 0, 0};
+    const int at[3] = {0, 5, 8}, len[3] = {4, 2, 2};
+    for (int f = 0; f < 3; f++) {
+        for (int i = 0; i < len[f]; i++) {
+            char c = s.p[at[f] + i];
+            if (c < '0' || c > '9')
+                return false;
+            v[f] = v[f] * 10 + (c - '0');
+        }
+    }
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (v[0] < 1 || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > mdays[v[1] - 1])
+        return false;
+    bool leap = (v[0] % 4 == 0 && v[0] % 100 != 0) || v[0] % 400 == 0;
+    if (v[1] == 2 && v[2] == 29 && !leap)
+        return false;
+    *days = days_from_civil(v[0], v[1], v[2]);
+    return true;
+}
+
+#define USAGE_MAX_SPAN_DAYS 366
+
+/*
+ * GET /keys/usage?start_date&end_date (helpers/usage_contract.md): both or
+ * neither. *range is false without them; with them, start/end are the dates
+ * as given. 422 for a malformed date or only one of them, 400 for start after
+ * end or a span over USAGE_MAX_SPAN_DAYS days.
+ */
+static kb_err
+usage_range(const kb_req *req, kb_ctx *ctx, bool *range, const char **start, const char **end)
+{
+    kb_str v[2];
+    const char *names[2] = {"start_date", "end_date"};
+    bool has[2];
+    int64_t days[2] = {0, 0};
+    *range = false;
+    for (int i = 0; i < 2; i++) {
+        has[i] = kb_query_get(ctx->arena, req->query, names[i], &v[i]);
+        if (has[i] && !parse_date(v[i], &days[i]))
+            return kb_fail(ctx, KB_E_VALIDATION,
+                           "query.%s: Input should be a valid date in the format YYYY-MM-DD",
+                           names[i]);
+    }
+    if (!has[0] && !has[1])
+        return KB_OK;
+    if (!has[0] || !has[1])
+        return kb_fail(ctx, KB_E_VALIDATION,
+                       "query.%s: Field required (start_date and end_date go together)",
+                       names[has[0] ? 1 : 0]);
+    if (days[0] > days[1])
+        return kb_fail(ctx, KB_E_INVALID_TIMESTAMP,
+                       "query.start_date: start_date must not be after end_date");
+    if (days[1] - days[0] > USAGE_MAX_SPAN_DAYS)
+        return kb_fail(ctx, KB_E_INVALID_TIMESTAMP,
+                       "query.end_date: the range may span at most %d days",
+                       USAGE_MAX_SPAN_DAYS);
+    *range = true;
+    *start = kb_str_dup(ctx->arena, v[0]);
+    *end = kb_str_dup(ctx->arena, v[1]);
+    return KB_OK;
+}
+
+/* "days": one object per (UTC day, key, route) with requests in the range. */
+static void
+write_days(kb_jw *w, const PGresult *r)
+{
+    kb_jw_key(w, "days");
+    kb_jw_arr(w);
+    for (int i = 0; i < PQntuples(r); i++) {
+        int64_t credits = 0, requests = 0;
+        const char *why = NULL;
+        kb_parse_i64(kb_str_c(PQgetvalue(r, i, 3)), 0, INT64_MAX, &credits, &why);
+        kb_parse_i64(kb_str_c(PQgetvalue(r, i, 4)), 0, INT64_MAX, &requests, &why);
+        kb_jw_obj(w);
+        kb_jw_key(w, "date");
+        kb_jw_str(w, PQgetvalue(r, i, 0));
+        kb_jw_key(w, "key_id");
+        kb_jw_str(w, PQgetvalue(r, i, 1));
+        kb_jw_key(w, "endpoint");
+        kb_jw_str(w, PQgetvalue(r, i, 2));
+        kb_jw_key(w, "credits_used");
+        kb_jw_int(w, credits);
+        kb_jw_key(w, "requests");
+        kb_jw_int(w, requests);
+        kb_jw_obj_end(w);
+    }
+    kb_jw_arr_end(w);
+}
+
 static kb_err
 list(const kb_req *req, kb_ctx *ctx, bool usage)
 {
@@ -164,9 +294,15 @@ list(const kb_req *req, kb_ctx *ctx, bool usage)
     kb_err err = kb_auth_user(req, ctx, &u);
     if (err)
         return err;
-    const char *p[] = {u.id};
-    PGresult *r = NULL;
+    bool range = false;
+    const char *start = NULL, *end = NULL;
+    if (usage && (err = usage_range(req, ctx, &range, &start, &end)))
+        return err;
+    const char *p[] = {u.id, start, end};
+    PGresult *r = NULL, *days = NULL;
     err = kb_db_exec(&ctx->w->db, ctx->arena, usage ? &key_usage : &key_list, p, &r);
+    if (!err && range)
+        err = kb_db_exec(&ctx->w->db, ctx->arena, &key_usage_days, p, &days);
     if (err)
         return kb_fail(ctx, err, "unable to list API keys");
     kb_jw w;
@@ -176,6 +312,8 @@ list(const kb_req *req, kb_ctx *ctx, bool usage)
     for (int i = 0; i < PQntuples(r); i++)
         write_key(&w, r, i, NULL, usage);
     kb_jw_arr_end(&w);
+    if (range)
+        write_days(&w, days);
     kb_resp_json_end(ctx, req, &w, false);
     return KB_OK;
 }

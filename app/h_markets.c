@@ -1,5 +1,5 @@
 /* h_markets.c - GET /markets, /markets/{ticker}, /events, /events/{event_ticker},
- * /settlements, /settlements/{ticker}: 1 credit each.
+ * /settlements, /settlements/{ticker}: 1 credit each (app/routes.c).
  *
  * No body; query filters are exact-match strings (absent = no filter). Each
  * handler validates, charges once, then queries the data connection.
@@ -9,8 +9,6 @@
 #include "kb_markets.h"
 #include "kb_meter.h"
 #include "kb_banned.h"
-
-#define COST_META 1
 
 /* Optional query filter: NULL when absent; false (422 recorded) when undecodable. */
 static bool
@@ -44,24 +42,20 @@ typedef void (*ahead_fn)(kb_db *db, const char *id);
 
 /*
  * GET /<things>/{id}: charge, look the path parameter up with get, answer.
- * When the data connection is the meter's (no read replica), the lookup is
- * sent ahead to ride with the meter statement: one round trip for both, the
- * lookup running after the charge has committed, and its result dropped
- * unread when the meter refuses. It is one indexed read, so a refused request
- * costs little more; the heavy data routes never do this.
+ * The lookup goes with the charge (kb_meter_ahead): when the data connection
+ * is the meter's (no read replica) it rides in the charge's commit round trip,
+ * running after the charge has committed, and is not sent when the meter
+ * refuses. The heavy data routes never do this.
  */
 static kb_err
 by_id(const kb_req *req, kb_ctx *ctx, get_fn get, ahead_fn ahead)
 {
     const char *id = kb_str_dup(ctx->arena, req->params[0]);
     kb_db *db = h_data_db(ctx);
-    if (db == &ctx->w->db)
-        ahead(db, id);
-    kb_err err = kb_meter_charge(req, ctx, COST_META);
-    if (err) {
-        kb_db_ahead_clear(db);
+    kb_meter_ahead lookup = {ahead, id, db};
+    kb_err err = kb_meter_charge(req, ctx, &lookup);
+    if (err)
         return err;
-    }
     const char *msg = NULL;
     kb_jw w;
     kb_resp_json_begin(ctx, &w);
@@ -72,7 +66,7 @@ by_id(const kb_req *req, kb_ctx *ctx, get_fn get, ahead_fn ahead)
 kb_err
 h_markets_list(const kb_req *req, kb_ctx *ctx)
 {
-    kb_err err = kb_meter_charge(req, ctx, COST_META);
+    kb_err err = kb_meter_charge(req, ctx, NULL);
     if (err)
         return err;
     kb_jw w;
@@ -95,7 +89,7 @@ h_events_list(const kb_req *req, kb_ctx *ctx)
         !filter(req, ctx, "series_ticker", &series, &err) ||
         !filter(req, ctx, "status", &status, &err))
         return err;
-    if ((err = kb_meter_charge(req, ctx, COST_META)))
+    if ((err = kb_meter_charge(req, ctx, NULL)))
         return err;
     kb_jw w;
     kb_resp_json_begin(ctx, &w);
@@ -117,7 +111,7 @@ h_settlements_list(const kb_req *req, kb_ctx *ctx)
     if (!filter(req, ctx, "event_ticker", &event, &err) ||
         !filter(req, ctx, "result", &result, &err))
         return err;
-    if ((err = kb_meter_charge(req, ctx, COST_META)))
+    if ((err = kb_meter_charge(req, ctx, NULL)))
         return err;
     kb_jw w;
     kb_resp_json_begin(ctx, &w);

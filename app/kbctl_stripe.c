@@ -16,10 +16,11 @@
 #include "kb_log.h"
 #include "kb_stripe.h"
 #include "kb_usage.h"
+#include "kb_worker.h"
 #include "kb_banned.h"
 
 static int
-load(const char *cmd, kb_db *db, bool need_db)
+load(const char *cmd, kb_worker *w, bool need_db)
 {
     kb_buf problems = KB_BUF_INIT;
     if (kb_config_load(&kb_cfg, &problems)) {
@@ -32,13 +33,12 @@ load(const char *cmd, kb_db *db, bool need_db)
         fprintf(stderr, "kbctl %s: STRIPE_SECRET_KEY is not set\n", cmd);
         return KBCTL_CONFIG;
     }
-    if (need_db) {
-        kb_db_init(db, kb_cfg.database_url, "kbctl-stripe", kb_cfg.db_connect_timeout_s, 0);
-        if (kb_db_connect(db)) {
-            fprintf(stderr, "kbctl %s: unable to connect to the database\n", cmd);
-            kb_db_release(db);
-            return KBCTL_FAIL;
-        }
+    kb_worker_init(w, "kbctl-stripe");
+    w->db.statement_timeout_ms = 0; /* an operator's command may run long */
+    if (need_db && kb_db_connect(&w->db)) {
+        fprintf(stderr, "kbctl %s: unable to connect to the database\n", cmd);
+        kb_worker_release(w);
+        return KBCTL_FAIL;
     }
     return KBCTL_OK;
 }
@@ -52,18 +52,17 @@ kbctl_report_usage(int argc, char **argv)
                "or flagged, 1 when some batches must be retried.\n");
         return strcmp(argv[1], "--help") == 0 ? KBCTL_OK : KBCTL_USAGE;
     }
-    kb_db db;
-    int rc = load("report-usage", &db, true);
+    kb_worker w;
+    int rc = load("report-usage", &w, true);
     if (rc)
         return rc;
     kb_usage_stats st;
-    kb_err err = kb_usage_report(&db, &st);
+    kb_err err = kb_usage_report(&w, &st);
     printf("batched_rows=%ld sent=%ld duplicates=%ld failed=%ld flagged=%ld flagged_total=%ld "
            "no_customer=%ld\n",
            st.batched_rows, st.sent, st.duplicates, st.failed, st.flagged, st.flagged_total,
            st.no_customer);
-    kb_db_release(&db);
-    kb_stripe_cleanup();
+    kb_worker_release(&w);
     return err ? KBCTL_FAIL : KBCTL_OK;
 }
 
@@ -82,31 +81,30 @@ kbctl_stripe_sync(int argc, char **argv)
             return strcmp(argv[i], "--help") == 0 ? KBCTL_OK : KBCTL_USAGE;
         }
     }
-    kb_db db;
-    int rc = load("stripe-sync", &db, true);
+    kb_worker w;
+    int rc = load("stripe-sync", &w, true);
     if (rc)
         return rc;
     kb_arena a;
     kb_arena_init(&a, 0);
     kb_sync_stats st;
-    kb_err err = kb_billing_sync(&db, &a, customer, &st);
+    kb_err err = kb_billing_sync(&w, &a, customer, &st);
     printf("customers=%ld subscriptions=%ld applied=%ld failed=%ld events_resolved=%ld\n",
            st.customers, st.subscriptions, st.applied, st.failed, st.events_resolved);
     kb_arena_release(&a);
-    kb_db_release(&db);
-    kb_stripe_cleanup();
+    kb_worker_release(&w);
     return err ? KBCTL_FAIL : KBCTL_OK;
 }
 
 /* GET path?key=value and return data[0] (or the object itself) when found. */
 static const cJSON *
-find_one(kb_arena *a, const char *path, const char *key, const char *value, kb_err *err)
+find_one(kb_worker *w, kb_arena *a, const char *path, const char *key, const char *value, kb_err *err)
 {
     kb_stripe_form q = {KB_BUF_INIT};
     if (key)
         kb_stripe_form_add(&q, key, value);
     kb_stripe_res res;
-    *err = kb_stripe_call(a, "GET", path, key ? &q : NULL, NULL, &res);
+    *err = kb_stripe_call(w, a, "GET", path, key ? &q : NULL, NULL, &res);
     kb_stripe_form_release(&q);
     if (*err) {
         if (res.status == 404)
@@ -120,10 +118,10 @@ find_one(kb_arena *a, const char *path, const char *key, const char *value, kb_e
 }
 
 static const char *
-create(kb_arena *a, const char *path, kb_stripe_form *f, const char *idem)
+create(kb_worker *w, kb_arena *a, const char *path, kb_stripe_form *f, const char *idem)
 {
     kb_stripe_res res;
-    kb_err err = kb_stripe_call(a, "POST", path, f, idem, &res);
+    kb_err err = kb_stripe_call(w, a, "POST", path, f, idem, &res);
     kb_stripe_form_release(f);
     return err ? NULL : kb_stripe_str(res.json, "id");
 }
@@ -153,22 +151,22 @@ kbctl_stripe_setup(int argc, char **argv)
                "kalshibook_payg, per credit), then print the env lines.\n");
         return argc == 0 ? KBCTL_USAGE : KBCTL_OK;
     }
-    kb_db unused;
-    int rc = load("stripe-setup", &unused, false);
+    kb_worker w;
+    int rc = load("stripe-setup", &w, false);
     if (rc)
         return rc;
     kb_arena a;
     kb_arena_init(&a, 0);
     kb_err err;
     const char *product = "kalshibook_api";
-    if (find_one(&a, "/v1/products/kalshibook_api", NULL, NULL, &err) == NULL) {
+    if (find_one(&w, &a, "/v1/products/kalshibook_api", NULL, NULL, &err) == NULL) {
         kb_stripe_form f = {KB_BUF_INIT};
         kb_stripe_form_add(&f, "id", product);
         kb_stripe_form_add(&f, "name", "KalshiBook API");
-        if (err || create(&a, "/v1/products", &f, "kb-setup-product") == NULL)
+        if (err || create(&w, &a, "/v1/products", &f, "kb-setup-product") == NULL)
             goto fail;
     }
-    const cJSON *o = find_one(&a, "/v1/prices", "lookup_keys[0]", "kalshibook_project", &err);
+    const cJSON *o = find_one(&w, &a, "/v1/prices", "lookup_keys[0]", "kalshibook_project", &err);
     const char *project = o ? kb_stripe_str(o, "id") : NULL;
     if (err)
         goto fail;
@@ -179,7 +177,7 @@ kbctl_stripe_setup(int argc, char **argv)
         kb_stripe_form_add(&f, "unit_amount", cents);
         kb_stripe_form_add(&f, "recurring[interval]", "month");
         kb_stripe_form_add(&f, "lookup_key", "kalshibook_project");
-        if ((project = create(&a, "/v1/prices", &f, NULL)) == NULL)
+        if ((project = create(&w, &a, "/v1/prices", &f, NULL)) == NULL)
             goto fail;
     }
     const char *meter = NULL;
@@ -187,7 +185,7 @@ kbctl_stripe_setup(int argc, char **argv)
     kb_stripe_form q = {KB_BUF_INIT};
     kb_stripe_form_add(&q, "status", "active");
     kb_stripe_form_add(&q, "limit", "100");
-    err = kb_stripe_call(&a, "GET", "/v1/billing/meters", &q, NULL, &res);
+    err = kb_stripe_call(&w, &a, "GET", "/v1/billing/meters", &q, NULL, &res);
     kb_stripe_form_release(&q);
     if (err)
         goto fail;
@@ -206,10 +204,10 @@ kbctl_stripe_setup(int argc, char **argv)
         kb_stripe_form_add(&f, "customer_mapping[type]", "by_id");
         kb_stripe_form_add(&f, "customer_mapping[event_payload_key]", "stripe_customer_id");
         kb_stripe_form_add(&f, "value_settings[event_payload_key]", "value");
-        if ((meter = create(&a, "/v1/billing/meters", &f, NULL)) == NULL)
+        if ((meter = create(&w, &a, "/v1/billing/meters", &f, NULL)) == NULL)
             goto fail;
     }
-    o = find_one(&a, "/v1/prices", "lookup_keys[0]", "kalshibook_payg", &err);
+    o = find_one(&w, &a, "/v1/prices", "lookup_keys[0]", "kalshibook_payg", &err);
     const char *payg = o ? kb_stripe_str(o, "id") : NULL;
     if (err)
         goto fail;
@@ -222,18 +220,18 @@ kbctl_stripe_setup(int argc, char **argv)
         kb_stripe_form_add(&f, "recurring[usage_type]", "metered");
         kb_stripe_form_add(&f, "recurring[meter]", meter);
         kb_stripe_form_add(&f, "lookup_key", "kalshibook_payg");
-        if ((payg = create(&a, "/v1/prices", &f, NULL)) == NULL)
+        if ((payg = create(&w, &a, "/v1/prices", &f, NULL)) == NULL)
             goto fail;
     }
     printf("STRIPE_PROJECT_PRICE_ID=%s\nSTRIPE_PAYG_PRICE_ID=%s\nSTRIPE_METER_EVENT_NAME=%s\n"
            "# meter %s; product %s\n",
            project, payg, kb_cfg.stripe_meter_event, meter, product);
     kb_arena_release(&a);
-    kb_stripe_cleanup();
+    kb_worker_release(&w);
     return KBCTL_OK;
 fail:
     fprintf(stderr, "kbctl stripe-setup: a Stripe call failed (see the log line above)\n");
     kb_arena_release(&a);
-    kb_stripe_cleanup();
+    kb_worker_release(&w);
     return KBCTL_FAIL;
 }

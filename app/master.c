@@ -42,6 +42,8 @@
 #include "kb_banned.h"
 
 #define MAX_WORKERS 256
+#define KB_WORKERS_PER_CORE 8
+#define KB_WORKERS_DEFAULT_MAX 64
 #define MAX_RETIRING 512
 #define CRASH_WINDOW_US 5000000
 #define BACKOFF_MAX_US 10000000
@@ -529,8 +531,15 @@ main(void)
     int fl = fcntl(m.listen_fd, F_GETFL);
     fcntl(m.listen_fd, F_SETFL, fl | O_NONBLOCK);
 
+    /* Default: KB_WORKERS_PER_CORE per core (a metered request holds its worker
+     * while Postgres flushes the charge's commit; docs/ops.md step 4 has the
+     * measurements), at most KB_WORKERS_DEFAULT_MAX (each holds a Postgres
+     * connection; Postgres allows 100 by default). */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    m.n = kb_cfg.workers > 0 ? (size_t)kb_cfg.workers : (size_t)(cores > 0 ? cores : 1);
+    size_t dflt = KB_WORKERS_PER_CORE * (size_t)(cores > 0 ? cores : 1);
+    if (dflt > KB_WORKERS_DEFAULT_MAX)
+        dflt = KB_WORKERS_DEFAULT_MAX;
+    m.n = kb_cfg.workers > 0 ? (size_t)kb_cfg.workers : dflt;
     if (m.n > MAX_WORKERS)
         m.n = MAX_WORKERS;
 

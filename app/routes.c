@@ -1,7 +1,9 @@
-/* routes.c - the route table: every API route, literal paths first.
- * KB_ROUTE_API_KEY marks the metered data routes: the dispatcher refuses a
- * missing or malformed API key (401) before the handler validates anything,
- * without a database round trip; the key itself is checked by the meter. */
+/* routes.c - the route table: every API route, literal paths first, with its
+ * credit cost (API.md §5.0; t/docs checks these against the contract). A cost
+ * above 0 marks a metered data route: the dispatcher refuses a missing or
+ * malformed API key (401) before the handler validates anything, without a
+ * database round trip; the handler charges the cost once it has validated, and
+ * the meter checks the key itself. */
 #include "app.h"
 
 #include "kb_banned.h"
@@ -22,16 +24,16 @@ const kb_route kb_routes[] = {
     {"DELETE", "/keys/{key_id}", h_keys_delete, 0},
     {"GET", "/keys/{key_id}/reveal", h_keys_reveal, 0},
     {"GET", "/billing/status", h_billing_status, 0},
-    {"POST", "/orderbook", h_orderbook, KB_ROUTE_API_KEY},
-    {"POST", "/deltas", h_deltas, KB_ROUTE_API_KEY},
-    {"POST", "/trades", h_trades, KB_ROUTE_API_KEY},
-    {"GET", "/markets", h_markets_list, KB_ROUTE_API_KEY},
-    {"GET", "/events", h_events_list, KB_ROUTE_API_KEY},
-    {"GET", "/settlements", h_settlements_list, KB_ROUTE_API_KEY},
-    {"GET", "/candles/{ticker}", h_candles, KB_ROUTE_API_KEY},
-    {"GET", "/markets/{ticker}", h_market_get, KB_ROUTE_API_KEY},
-    {"GET", "/events/{event_ticker}", h_event_get, KB_ROUTE_API_KEY},
-    {"GET", "/settlements/{ticker}", h_settlement_get, KB_ROUTE_API_KEY},
+    {"POST", "/orderbook", h_orderbook, 5},
+    {"POST", "/deltas", h_deltas, 2},
+    {"POST", "/trades", h_trades, 2},
+    {"GET", "/markets", h_markets_list, 1},
+    {"GET", "/events", h_events_list, 1},
+    {"GET", "/settlements", h_settlements_list, 1},
+    {"GET", "/candles/{ticker}", h_candles, 3},
+    {"GET", "/markets/{ticker}", h_market_get, 1},
+    {"GET", "/events/{event_ticker}", h_event_get, 1},
+    {"GET", "/settlements/{ticker}", h_settlement_get, 1},
 };
 
 const size_t kb_nroutes = sizeof(kb_routes) / sizeof(kb_routes[0]);

@@ -32,6 +32,7 @@
 #include "kb_meter.h"
 #include "kb_metrics.h"
 #include "kb_time.h"
+#include "kb_worker.h"
 #include "kb_banned.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -77,16 +78,24 @@ request_budget(void)
     return base + (spread ? randombytes_uniform((uint32_t)(spread > UINT32_MAX ? UINT32_MAX : spread)) : 0);
 }
 
+/* kb_meter_send_fn: the answer goes out through FastCGI. */
+static void
+send_answer(void *ud, const kb_req *req, kb_ctx *ctx)
+{
+    kb_fcgi *f = ud;
+    kb_fcgi_write(f, req, ctx);
+    kb_fcgi_finish(f);
+}
+
 static void
 serve_one(kb_fcgi *f, kb_worker *w, kb_ctx *ctx, kb_arena *arena)
 {
     kb_req req;
     kb_ctx_reset(ctx);
     kb_fcgi_read(f, &req, arena, kb_cfg.max_body);
-    kb_dispatch(&req, ctx);
-    kb_fcgi_write(f, &req, ctx);
-    kb_fcgi_finish(f);
-    kb_meter_answered(ctx);
+    kb_err err = kb_dispatch(&req, ctx);
+    /* Refund and credit headers, the answer, then the charge's journal entry. */
+    kb_meter_end(&req, ctx, err, send_answer, f);
     kb_metrics_request(ctx->route_index, ctx->resp.status, kb_mono_us() - ctx->start_us);
     kb_log_request(ctx, &req);
     kb_arena_reset(arena);
@@ -123,17 +132,11 @@ kb_worker_main(int listen_fd, int ready_fd, pid_t master)
         return 0;
 
     kb_worker w;
-    memset(&w, 0, sizeof(w));
-    kb_db_init(&w.db, kb_cfg.database_url, "kalshibook-worker", kb_cfg.db_connect_timeout_s,
-               kb_cfg.db_statement_timeout_ms);
-    if (kb_cfg.database_read_url != NULL) {
-        kb_db_init(&w.db_read, kb_cfg.database_read_url, "kalshibook-worker-read",
-                   kb_cfg.db_connect_timeout_s, kb_cfg.db_statement_timeout_ms);
-        w.has_read_replica = true;
-    }
+    kb_worker_init(&w, "kalshibook-worker");
     /* Connect eagerly; a failure here is not fatal, requests retry with backoff. */
     (void)kb_db_connect(&w.db);
-    if (!kb_journal_attach())
+    w.journal = kb_journal_attach();
+    if (w.journal == NULL)
         kb_log_warn("no charge journal entry for this worker: a charge cut off by its death "
                     "could not be refunded");
 
@@ -162,7 +165,7 @@ kb_worker_main(int listen_fd, int ready_fd, pid_t master)
         /* Charges left unsettled (this worker's refund hit a dead database, or a
          * worker died holding one) are settled while idle; retried every second. */
         bool unsettled = false;
-        if (kb_journal_work_waiting()) {
+        if (kb_journal_work_waiting(w.journal)) {
             unsettled = !kb_meter_settle_pending(&w, &arena);
             kb_arena_reset(&arena);
         }
@@ -188,16 +191,17 @@ kb_worker_main(int listen_fd, int ready_fd, pid_t master)
             serve_one(f, &w, &ctx, &arena);
     }
 
-    if (kb_journal_state() != KB_J_IDLE)
+    if (kb_journal_state(w.journal) != KB_J_IDLE) {
+        kb_journal_charge c;
+        kb_journal_get(w.journal, &c);
         kb_log_warn("exiting with the charge of request %s unsettled; another worker settles it",
-                    kb_journal_request_id());
+                    c.request_id);
+    }
     kb_ctx_release(&ctx);
     kb_arena_release(&arena);
     kb_fcgi_free(f);
     close(ep);
-    kb_db_release(&w.db);
-    if (w.has_read_replica)
-        kb_db_release(&w.db_read);
+    kb_worker_release(&w);
     close(listen_fd);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* worker.h - the worker loop, entered in a child right after fork. */
-#ifndef KB_WORKER_H
-#define KB_WORKER_H
+#ifndef KB_APP_WORKER_H
+#define KB_APP_WORKER_H
 
 #include <sys/types.h>
 

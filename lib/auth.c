@@ -1,8 +1,8 @@
 /* auth.c - bearer parsing, user tokens, passwords and API key format; see kb_auth.h.
  *
- * The token verifier is built from kb_cfg once per process, on first use
- * (the JWKS file is read then), and never changes afterwards; a restart picks
- * up a new file. Nothing here logs a token, a password or a full key.
+ * The token verifier is the worker's (kb_worker.h), built from kb_cfg on its
+ * first use (the JWKS file is read then), and never changes afterwards; a
+ * restart picks up a new file. Nothing here logs a token, a password or a full key.
  */
 #include "kb_auth.h"
 
@@ -19,6 +19,7 @@
 #include "kb_log.h"
 #include "kb_shared.h"
 #include "kb_time.h"
+#include "kb_worker.h"
 #include "kb_banned.h"
 
 #define JWKS_MAX (256 * 1024)
@@ -27,9 +28,6 @@
 static const char dummy_hash[] =
     "$argon2id$v=19$m=65536,t=2,p=1$pTVU438aJQQcv2kmQo0gLQ$"
     "jG4rAOSLHzSM5J7RN8oOxo5AlqcHNbmfRRYhc+kAAyM";
-
-static kb_jwt_verifier verifier;
-static bool verifier_loaded;
 
 /* Read the JWKS file into v; returns a static reason on failure. */
 static const char *
@@ -50,23 +48,26 @@ load_jwks(kb_jwt_verifier *v, const char *path)
     return NULL;
 }
 
+/* The worker's verifier (kb_worker.h), built from kb_cfg on first use. */
 static const kb_jwt_verifier *
-get_verifier(void)
+get_verifier(kb_worker *w)
 {
-    if (verifier_loaded)
-        return &verifier;
-    verifier_loaded = true;
+    kb_jwt_verifier *v = &w->jwt;
+    if (w->jwt_loaded)
+        return v;
+    w->jwt_loaded = true;
+    memset(v, 0, sizeof(*v));
     if (kb_cfg.jwt_secret != NULL && strlen(kb_cfg.jwt_secret) >= KB_JWT_SECRET_MIN) {
-        verifier.hs_secret = (const unsigned char *)kb_cfg.jwt_secret;
-        verifier.hs_secret_len = strlen(kb_cfg.jwt_secret);
+        v->hs_secret = (const unsigned char *)kb_cfg.jwt_secret;
+        v->hs_secret_len = strlen(kb_cfg.jwt_secret);
     }
     if (kb_cfg.jwt_jwks_file != NULL) {
-        const char *why = load_jwks(&verifier, kb_cfg.jwt_jwks_file);
+        const char *why = load_jwks(v, kb_cfg.jwt_jwks_file);
         if (why != NULL)
             kb_log_error("unable to load KB_JWT_JWKS_FILE '%s': %s; ES256/RS256 tokens refused",
                          kb_cfg.jwt_jwks_file, why);
     }
-    return &verifier;
+    return v;
 }
 
 int
@@ -136,7 +137,7 @@ kb_auth_user(const kb_req *req, kb_ctx *ctx, kb_user *out)
         return kb_fail(ctx, KB_E_INVALID_API_KEY, "Empty access token.");
     kb_jwt_claims c;
     const char *why = NULL;
-    if (!kb_jwt_verify(get_verifier(), tok.p, tok.len, kb_now_us() / 1000000, &c, &why) ||
+    if (!kb_jwt_verify(get_verifier(ctx->w), tok.p, tok.len, kb_now_us() / 1000000, &c, &why) ||
         !kb_auth_is_uuid(kb_str_c(c.sub))) {
         kb_log_debug("access token refused: %s", why ? why : "sub is not a UUID");
         return kb_fail(ctx, KB_E_INVALID_API_KEY, "Invalid or expired access token.");
@@ -154,7 +155,7 @@ kb_auth_user(const kb_req *req, kb_ctx *ctx, kb_user *out)
 kb_err
 kb_auth_issue_token(kb_ctx *ctx, const char *user_id, const char *email, const char **token)
 {
-    const kb_jwt_verifier *v = get_verifier();
+    const kb_jwt_verifier *v = get_verifier(ctx->w);
     if (v->hs_secret == NULL)
         return kb_fail(ctx, KB_E_INTERNAL, "cannot issue tokens: KB_JWT_SECRET is not set");
     int64_t now = kb_now_us() / 1000000;

@@ -15,6 +15,7 @@
 #include "kb_log.h"
 #include "kb_stripe.h"
 #include "kb_time.h"
+#include "kb_worker.h"
 #include "kb_banned.h"
 
 static const kb_stmt account_stmt = {
@@ -88,8 +89,9 @@ db_err(kb_err e)
 }
 
 kb_err
-kb_billing_customer(kb_db *db, kb_arena *a, const char *user_id, const char **customer)
+kb_billing_customer(kb_worker *w, kb_arena *a, const char *user_id, const char **customer)
 {
+    kb_db *db = &w->db;
     if (!kb_stripe_configured())
         return KB_E_BILLING_NOT_CONFIGURED;
     const char *p[] = {user_id, NULL};
@@ -108,7 +110,7 @@ kb_billing_customer(kb_db *db, kb_arena *a, const char *user_id, const char **cu
     kb_stripe_form_add(&f, "email", email);
     kb_stripe_form_add(&f, "metadata[kalshibook_user_id]", user_id);
     kb_stripe_res res;
-    err = kb_stripe_call(a, "POST", "/v1/customers", &f,
+    err = kb_stripe_call(w, a, "POST", "/v1/customers", &f,
                          kb_arena_printf(a, "kb-customer-%s", user_id), &res);
     kb_stripe_form_release(&f);
     if (err)
@@ -135,7 +137,7 @@ kb_billing_customer(kb_db *db, kb_arena *a, const char *user_id, const char **cu
 
 /* Checkout Session for one subscription price (metered: no quantity). */
 static kb_err
-checkout_session(kb_arena *a, const char *user_id, const char *customer, const char *price,
+checkout_session(kb_worker *w, kb_arena *a, const char *user_id, const char *customer, const char *price,
                  bool metered, const char *nsubs, const char **url)
 {
     if (price == NULL)
@@ -158,7 +160,7 @@ checkout_session(kb_arena *a, const char *user_id, const char *customer, const c
     char *key = kb_arena_printf(a, "kb-checkout-%s-%s-%s-%lld", user_id, price, nsubs,
                                 (long long)(kb_now_us() / 1000000 / 600));
     kb_stripe_res res;
-    kb_err err = kb_stripe_call(a, "POST", "/v1/checkout/sessions", &f, key, &res);
+    kb_err err = kb_stripe_call(w, a, "POST", "/v1/checkout/sessions", &f, key, &res);
     kb_stripe_form_release(&f);
     if (err)
         return err;
@@ -167,8 +169,9 @@ checkout_session(kb_arena *a, const char *user_id, const char *customer, const c
 }
 
 kb_err
-kb_billing_checkout(kb_db *db, kb_arena *a, const char *user_id, const char **url)
+kb_billing_checkout(kb_worker *w, kb_arena *a, const char *user_id, const char **url)
 {
+    kb_db *db = &w->db;
     if (!kb_stripe_configured())
         return KB_E_BILLING_NOT_CONFIGURED;
     const char *p[] = {user_id};
@@ -180,15 +183,16 @@ kb_billing_checkout(kb_db *db, kb_arena *a, const char *user_id, const char **ur
         return KB_E_ALREADY_SUBSCRIBED;
     const char *nsubs = kb_arena_strdup(a, PQgetvalue(r, 0, 1));
     const char *customer;
-    if ((err = kb_billing_customer(db, a, user_id, &customer)) != KB_OK)
+    if ((err = kb_billing_customer(w, a, user_id, &customer)) != KB_OK)
         return err;
-    return checkout_session(a, user_id, customer, kb_cfg.stripe_project_price, false, nsubs,
+    return checkout_session(w, a, user_id, customer, kb_cfg.stripe_project_price, false, nsubs,
                             url);
 }
 
 kb_err
-kb_billing_portal(kb_db *db, kb_arena *a, const char *user_id, const char **url)
+kb_billing_portal(kb_worker *w, kb_arena *a, const char *user_id, const char **url)
 {
+    kb_db *db = &w->db;
     if (!kb_stripe_configured())
         return KB_E_BILLING_NOT_CONFIGURED;
     const char *p[] = {user_id};
@@ -203,7 +207,7 @@ kb_billing_portal(kb_db *db, kb_arena *a, const char *user_id, const char **url)
     kb_stripe_form_add(&f, "customer", customer);
     kb_stripe_form_add(&f, "return_url", kb_arena_printf(a, "%s/billing", kb_cfg.app_url));
     kb_stripe_res res;
-    err = kb_stripe_call(a, "POST", "/v1/billing_portal/sessions", &f,
+    err = kb_stripe_call(w, a, "POST", "/v1/billing_portal/sessions", &f,
                          kb_arena_printf(a, "kb-portal-%s-%lld", customer,
                                          (long long)(kb_now_us() / 1000000 / 60)),
                          &res);
@@ -215,15 +219,16 @@ kb_billing_portal(kb_db *db, kb_arena *a, const char *user_id, const char **url)
 }
 
 kb_err
-kb_billing_payg(kb_db *db, kb_arena *a, const char *user_id, bool enable, long overage_cap,
+kb_billing_payg(kb_worker *w, kb_arena *a, const char *user_id, bool enable, long overage_cap,
                 kb_payg_result *out)
 {
+    kb_db *db = &w->db;
     memset(out, 0, sizeof(*out));
     if (!kb_stripe_configured())
         return KB_E_BILLING_NOT_CONFIGURED;
     const char *customer = NULL;
     kb_err err;
-    if (enable && (err = kb_billing_customer(db, a, user_id, &customer)) != KB_OK)
+    if (enable && (err = kb_billing_customer(w, a, user_id, &customer)) != KB_OK)
         return err;
     char cap[24];
     snprintf(cap, sizeof(cap), "%ld", overage_cap);
@@ -246,7 +251,7 @@ kb_billing_payg(kb_db *db, kb_arena *a, const char *user_id, bool enable, long o
         PGresult *h;
         if ((err = kb_db_exec(db, a, &has_project_stmt, p, &h)) != KB_OK)
             return db_err(err);
-        err = checkout_session(a, user_id, customer, kb_cfg.stripe_payg_price, true,
+        err = checkout_session(w, a, user_id, customer, kb_cfg.stripe_payg_price, true,
                                kb_arena_strdup(a, PQgetvalue(h, 0, 1)), &out->checkout_url);
         if (err)
             return err;
@@ -263,7 +268,7 @@ kb_billing_payg(kb_db *db, kb_arena *a, const char *user_id, bool enable, long o
         kb_stripe_form_add(&f, "price", kb_cfg.stripe_payg_price);
         kb_stripe_form_add(&f, "proration_behavior", "none");
         kb_stripe_res res;
-        err = kb_stripe_call(a, "POST", "/v1/subscription_items", &f,
+        err = kb_stripe_call(w, a, "POST", "/v1/subscription_items", &f,
                              kb_arena_printf(a, "kb-payg-item-%s-%s", sub,
                                              kb_cfg.stripe_payg_price),
                              &res);
@@ -290,8 +295,9 @@ kb_billing_payg(kb_db *db, kb_arena *a, const char *user_id, bool enable, long o
 }
 
 static kb_err
-sync_customer(kb_db *db, kb_arena *a, const char *customer, kb_sync_stats *st)
+sync_customer(kb_worker *w, kb_arena *a, const char *customer, kb_sync_stats *st)
 {
+    kb_db *db = &w->db;
     const char *after = NULL;
     st->customers++;
     for (int page = 0; page < 100; page++) {
@@ -302,7 +308,7 @@ sync_customer(kb_db *db, kb_arena *a, const char *customer, kb_sync_stats *st)
         if (after)
             kb_stripe_form_add(&q, "starting_after", after);
         kb_stripe_res res;
-        kb_err err = kb_stripe_call(a, "GET", "/v1/subscriptions", &q, NULL, &res);
+        kb_err err = kb_stripe_call(w, a, "GET", "/v1/subscriptions", &q, NULL, &res);
         kb_stripe_form_release(&q);
         if (err)
             return err;
@@ -338,20 +344,21 @@ sync_customer(kb_db *db, kb_arena *a, const char *customer, kb_sync_stats *st)
 }
 
 kb_err
-kb_billing_sync(kb_db *db, kb_arena *a, const char *customer, kb_sync_stats *st)
+kb_billing_sync(kb_worker *w, kb_arena *a, const char *customer, kb_sync_stats *st)
 {
+    kb_db *db = &w->db;
     memset(st, 0, sizeof(*st));
     if (!kb_stripe_configured())
         return KB_E_BILLING_NOT_CONFIGURED;
     if (customer != NULL)
-        return sync_customer(db, a, customer, st);
+        return sync_customer(w, a, customer, st);
     PGresult *r;
     kb_err err = kb_db_exec(db, a, &customers_stmt, NULL, &r);
     if (err)
         return db_err(err);
     kb_err worst = KB_OK;
     for (int i = 0; i < PQntuples(r); i++) {
-        err = sync_customer(db, a, kb_arena_strdup(a, PQgetvalue(r, i, 0)), st);
+        err = sync_customer(w, a, kb_arena_strdup(a, PQgetvalue(r, i, 0)), st);
         if (err) {
             worst = err;
             st->failed++;

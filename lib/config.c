@@ -20,7 +20,7 @@ const kb_config_var kb_config_vars[] = {
     {"KB_SOCKET_MODE", KB_CFG_OCTAL, false, "0660", 0, 0777, OFF(socket_mode),
      "permissions of the socket the master creates"},
     {"KB_WORKERS", KB_CFG_INT, false, "0", 0, 256, OFF(workers),
-     "worker processes; 0 = one per core"},
+     "worker processes; 0 = eight per core, at most 64"},
     {"KB_MAX_BODY", KB_CFG_INT, false, "1048576", 1024, 64L * 1024 * 1024, OFF(max_body),
      "largest request body in bytes (413 above)"},
     {"KB_MAX_REQUESTS", KB_CFG_INT, false, "100000", 0, INT32_MAX, OFF(max_requests),

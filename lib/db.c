@@ -94,6 +94,7 @@ kb_db_disconnect(kb_db *db)
     db->conn = NULL;
     db->nprepared = 0;
     db->answered_us = 0;
+    db->open = false;
 }
 
 void
@@ -143,8 +144,12 @@ kb_db_connect(kb_db *db)
         return KB_E_UNAVAILABLE;
     }
     if (db->statement_timeout_ms > 0) {
-        char sql[64];
-        snprintf(sql, sizeof(sql), "SET statement_timeout = %ld", db->statement_timeout_ms);
+        /* A transaction kb_db_exec_open() left open is never idle longer than a
+         * statement may run: if its worker stalls, Postgres ends it. */
+        char sql[128];
+        snprintf(sql, sizeof(sql),
+                 "SET statement_timeout = %ld; SET idle_in_transaction_session_timeout = %ld",
+                 db->statement_timeout_ms, db->statement_timeout_ms + DB_REPLY_GRACE_MS);
         PGresult *r = PQexec(conn, sql);
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok)
@@ -332,6 +337,12 @@ kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *par
            PGresult **out)
 {
     db->sqlstate[0] = '\0';
+    if (db->open) {
+        /* A caller forgot kb_db_commit(): dropping the connection aborts it. */
+        kb_log_error("%s: a transaction was left open; aborting it", st->name);
+        kb_db_disconnect(db);
+        db->next_attempt_us = 0;
+    }
     for (int attempt = 0; attempt < 2; attempt++) {
         kb_err err = kb_db_connect(db);
         if (err)
@@ -374,6 +385,193 @@ kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *par
         return KB_E_INTERNAL;
     }
     return KB_E_UNAVAILABLE;
+}
+
+/* The results of the one query just sent in pipeline mode (no Sync): its last
+ * result, once the query is complete. NULL as await_results() fails. */
+static PGresult *
+await_open(kb_db *db, const char *what)
+{
+    bool bounded = db->statement_timeout_ms > 0;
+    long limit_ms = db->statement_timeout_ms + DB_REPLY_GRACE_MS;
+    int64_t deadline = kb_mono_us() + limit_ms * 1000;
+    PGresult *last = NULL;
+    for (;;) {
+        while (PQisBusy(db->conn)) {
+            int64_t left_us = deadline - kb_mono_us();
+            if (bounded && left_us <= 0) {
+                kb_log_error("%s: no reply from the database within %ld ms", what, limit_ms);
+                goto fail;
+            }
+            struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN};
+            int k = poll(&p, 1, bounded ? (int)((left_us + 999) / 1000) : -1);
+            if ((k < 0 && errno != EINTR) || (k > 0 && !PQconsumeInput(db->conn)))
+                goto fail;
+        }
+        PGresult *r = PQgetResult(db->conn);
+        if (r == NULL) {
+            if (last == NULL)
+                goto fail; /* no result at all: the connection broke */
+            return last;
+        }
+        PQclear(last);
+        last = r;
+    }
+fail:
+    PQclear(last);
+    return NULL;
+}
+
+/* After a failed statement in pipeline mode: Postgres skips to the Sync and
+ * aborts; send it and leave pipeline mode. False when that fails too. */
+static bool
+sync_after_error(kb_db *db)
+{
+    PGresult *r;
+    if (!PQpipelineSync(db->conn) || !await_results(db, "sync", &r, 1))
+        return false;
+    PQclear(r);
+    return PQexitPipelineMode(db->conn) == 1;
+}
+
+/* Send st(params) in the open pipeline (no Sync) and wait for its result. On
+ * failure the transaction is over: aborted by the server (after a Sync) or by
+ * a dropped connection. */
+static kb_err
+exec_in_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
+             PGresult **out)
+{
+    bool sent = PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
+                PQsendFlushRequest(db->conn) && PQflush(db->conn) == 0;
+    PGresult *r = sent ? await_open(db, st->name) : NULL;
+    ExecStatusType s = PQresultStatus(r);
+    if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {
+        db->open = true;
+        kb_arena_on_reset(arena, clear_result, r);
+        *out = r;
+        return KB_OK;
+    }
+    db->open = false;
+    set_sqlstate(db, r);
+    if (r != NULL && !connection_lost(db)) {
+        log_pq_error(st->name, PQresultErrorMessage(r));
+        PQclear(r);
+        if (!sync_after_error(db)) {
+            connection_lost(db);
+            return KB_E_UNAVAILABLE;
+        }
+        return KB_E_INTERNAL;
+    }
+    PQclear(r);
+    if (db->conn != NULL)
+        connection_lost(db);
+    return KB_E_UNAVAILABLE;
+}
+
+kb_err
+kb_db_exec_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
+                PGresult **out)
+{
+    db->sqlstate[0] = '\0';
+    if (db->open) {
+        kb_log_error("%s: a transaction was left open; aborting it", st->name);
+        kb_db_disconnect(db);
+        db->next_attempt_us = 0;
+    }
+    for (int attempt = 0;; attempt++) {
+        kb_err err = kb_db_connect(db);
+        if (err)
+            return err;
+        err = prepare(db, st);
+        /* The statement sent ahead goes out with the commit: prepare it now. */
+        if (!err && db->ahead != NULL && db->ahead_result == NULL &&
+            (err = prepare(db, db->ahead)) == KB_E_INTERNAL) {
+            kb_db_ahead_clear(db);
+            err = KB_OK;
+        }
+        if (err == KB_E_UNAVAILABLE && attempt == 0)
+            continue; /* nothing was executed: safe to retry on a new connection */
+        if (err)
+            return err;
+        break;
+    }
+    if (!PQenterPipelineMode(db->conn)) {
+        connection_lost(db);
+        return KB_E_UNAVAILABLE;
+    }
+    return exec_in_open(db, arena, st, params, out);
+}
+
+kb_err
+kb_db_exec_more(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
+                PGresult **out)
+{
+    db->sqlstate[0] = '\0';
+    if (!db->open || db->conn == NULL) {
+        kb_log_error("%s: no transaction open", st->name);
+        return KB_E_INTERNAL;
+    }
+    /* Pipeline mode: the statement is prepared on its own round trip (the first
+     * time on a connection); it leaves the open transaction alone. */
+    if (!is_prepared(db, st)) {
+        bool sent = PQsendPrepare(db->conn, st->name, st->sql, st->nparams, NULL) &&
+                    PQsendFlushRequest(db->conn) && PQflush(db->conn) == 0;
+        PGresult *r = sent ? await_open(db, st->name) : NULL;
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            PQclear(r);
+            db->open = false;
+            set_sqlstate(db, r);
+            connection_lost(db); /* simplest way to end what is open */
+            return KB_E_UNAVAILABLE;
+        }
+        PQclear(r);
+        if (db->nprepared == db->capprepared) {
+            db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
+            db->prepared =
+                kb_xrealloc(db->prepared, kb_st_mult(db->capprepared, sizeof(*db->prepared)));
+        }
+        db->prepared[db->nprepared++] = st;
+    }
+    return exec_in_open(db, arena, st, params, out);
+}
+
+kb_err
+kb_db_commit(kb_db *db)
+{
+    if (!db->open || db->conn == NULL) {
+        kb_log_error("commit: no transaction open");
+        return KB_E_INTERNAL;
+    }
+    db->open = false;
+    const kb_stmt *ahead = carries_ahead(db, NULL) ? db->ahead : NULL;
+    PGresult *res[2] = {NULL, NULL};
+    int n = ahead ? 2 : 1;
+    bool sent = PQpipelineSync(db->conn) &&
+                (ahead == NULL ||
+                 (PQsendQueryPrepared(db->conn, ahead->name, ahead->nparams,
+                                      (const char *const *)db->ahead_params, NULL, NULL, 0) &&
+                  PQpipelineSync(db->conn)));
+    if (!sent || !await_results(db, "commit", res, n) || !PQexitPipelineMode(db->conn)) {
+        PQclear(res[0]);
+        PQclear(res[1]);
+        db->sqlstate[0] = '\0';
+        connection_lost(db);
+        return KB_E_UNAVAILABLE;
+    }
+    db->ahead_result = ahead ? res[1] : NULL;
+    if (res[0] != NULL && PQresultStatus(res[0]) != PGRES_COMMAND_OK &&
+        PQresultStatus(res[0]) != PGRES_TUPLES_OK) {
+        /* The commit itself failed: the transaction aborted. */
+        set_sqlstate(db, res[0]);
+        bool lost = connection_lost(db);
+        if (!lost)
+            log_pq_error("commit", PQresultErrorMessage(res[0]));
+        PQclear(res[0]);
+        return lost ? KB_E_UNAVAILABLE : KB_E_INTERNAL;
+    }
+    PQclear(res[0]);
+    db->answered_us = kb_mono_us();
+    return KB_OK;
 }
 
 kb_err

@@ -33,8 +33,9 @@ kb_ctx_reset(kb_ctx *ctx)
     ctx->resp.content_type = NULL;
     ctx->user_id = NULL;
     ctx->key_prefix = NULL;
+    ctx->cost = 0;
     ctx->credits = -1;
-    memset(&ctx->charge, 0, sizeof(ctx->charge));
+    ctx->charge = NULL;
     ctx->start_us = kb_mono_us();
 }
 

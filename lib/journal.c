@@ -2,8 +2,10 @@
  *
  * Invariants: an entry is free when owner == 0, claim == 0 and state == IDLE.
  * `orphans` counts entries with owner == 0 and state != IDLE; the master
- * raises it when it orphans a pending entry, a claimer lowers it when it
- * settles one. A pending orphan is settled by at most one claimer at a time.
+ * raises it when it orphans a pending entry (a worker when it detaches its
+ * own), a claimer lowers it when it settles one. A pending orphan is settled
+ * by at most one claimer at a time. The charge fields are written only by the
+ * owner (or the claimer) before the state store that publishes them.
  */
 #include "kb_journal.h"
 
@@ -15,22 +17,20 @@
 
 #include "kb_banned.h"
 
-typedef struct entry {
-    atomic_int owner; /* pid of the worker using the entry, 0 when none */
+struct kb_journal_entry {
+    atomic_int owner; /* pid of the process using the entry, 0 when none */
     atomic_int claim; /* pid settling the orphaned entry, 0 when none */
     atomic_int state; /* kb_jstate */
-    char request_id[KB_JOURNAL_REQUEST_ID_MAX];
-} entry;
+    kb_journal_charge charge;
+};
 
 typedef struct region {
     atomic_int orphans;
-    char host[64];
-    entry e[KB_JOURNAL_ENTRIES];
+    kb_journal_entry e[KB_JOURNAL_ENTRIES];
 } region;
 
+/* The mapping, inherited by every worker the master forks. */
 static region *rg;
-static int mine = -1;
-static char my_key[KB_JOURNAL_KEY_MAX];
 
 int
 kb_journal_init(void)
@@ -41,25 +41,17 @@ kb_journal_init(void)
         return -1;
     memset(p, 0, sizeof(region)); /* all zero: every entry free */
     rg = p;
-    if (gethostname(rg->host, sizeof(rg->host) - 1) != 0 || rg->host[0] == '\0')
-        snprintf(rg->host, sizeof(rg->host), "localhost");
     return 0;
 }
 
-static void
-entry_key(int i, char *out, size_t outsz)
-{
-    snprintf(out, outsz, "%s:%d", rg->host, i);
-}
-
-bool
+kb_journal_entry *
 kb_journal_attach(void)
 {
     if (rg == NULL)
-        return false;
+        return NULL;
     int self = (int)getpid();
     for (int i = 0; i < KB_JOURNAL_ENTRIES; i++) {
-        entry *e = &rg->e[i];
+        kb_journal_entry *e = &rg->e[i];
         if (atomic_load(&e->owner) != 0 || atomic_load(&e->claim) != 0 ||
             atomic_load(&e->state) != KB_J_IDLE)
             continue;
@@ -68,60 +60,80 @@ kb_journal_attach(void)
             continue;
         /* An orphan claimer may have just finished (state IDLE, claim not yet
          * cleared); it touches nothing but `claim` after that, so the entry is ours. */
-        mine = i;
-        e->request_id[0] = '\0';
-        entry_key(i, my_key, sizeof(my_key));
-        return true;
+        memset(&e->charge, 0, sizeof(e->charge));
+        return e;
     }
-    return false;
-}
-
-const char *
-kb_journal_key(void)
-{
-    return mine >= 0 ? my_key : NULL;
+    return NULL;
 }
 
 kb_jstate
-kb_journal_state(void)
+kb_journal_state(const kb_journal_entry *e)
 {
-    return mine >= 0 ? (kb_jstate)atomic_load(&rg->e[mine].state) : KB_J_IDLE;
-}
-
-const char *
-kb_journal_request_id(void)
-{
-    return mine >= 0 ? rg->e[mine].request_id : "";
+    return e != NULL ? (kb_jstate)atomic_load(&e->state) : KB_J_IDLE;
 }
 
 void
-kb_journal_set(kb_jstate st, const char *request_id)
+kb_journal_get(const kb_journal_entry *e, kb_journal_charge *out)
 {
-    if (mine < 0)
+    if (e == NULL)
+        memset(out, 0, sizeof(*out));
+    else
+        *out = e->charge;
+}
+
+void
+kb_journal_metering(kb_journal_entry *e, const char *request_id)
+{
+    if (e == NULL)
         return;
-    entry *e = &rg->e[mine];
-    if (request_id != NULL)
-        snprintf(e->request_id, sizeof(e->request_id), "%s", request_id);
+    memset(&e->charge, 0, sizeof(e->charge));
+    snprintf(e->charge.request_id, sizeof(e->charge.request_id), "%s", request_id);
     /* seq_cst store: the request id is visible before the state that needs it. */
-    atomic_store(&e->state, (int)st);
+    atomic_store(&e->state, KB_J_METERING);
+}
+
+void
+kb_journal_charged(kb_journal_entry *e, const kb_journal_charge *c)
+{
+    if (e == NULL)
+        return;
+    e->charge = *c;
+    atomic_store(&e->state, KB_J_CHARGED);
+}
+
+void
+kb_journal_idle(kb_journal_entry *e)
+{
+    if (e != NULL)
+        atomic_store(&e->state, KB_J_IDLE);
+}
+
+void
+kb_journal_detach(kb_journal_entry *e)
+{
+    if (e == NULL)
+        return;
+    if (atomic_load(&e->state) != KB_J_IDLE)
+        atomic_fetch_add(&rg->orphans, 1);
+    atomic_store(&e->owner, 0);
 }
 
 bool
-kb_journal_work_waiting(void)
+kb_journal_work_waiting(const kb_journal_entry *e)
 {
     if (rg == NULL)
         return false;
-    return kb_journal_state() != KB_J_IDLE || atomic_load(&rg->orphans) > 0;
+    return kb_journal_state(e) != KB_J_IDLE || atomic_load(&rg->orphans) > 0;
 }
 
 int
-kb_journal_claim(char *key, size_t keysz, char *request_id, size_t ridsz)
+kb_journal_claim(kb_jstate *state, kb_journal_charge *out)
 {
     if (rg == NULL || atomic_load(&rg->orphans) <= 0)
         return -1;
     int self = (int)getpid();
     for (int i = 0; i < KB_JOURNAL_ENTRIES; i++) {
-        entry *e = &rg->e[i];
+        kb_journal_entry *e = &rg->e[i];
         if (atomic_load(&e->owner) != 0 || atomic_load(&e->state) == KB_J_IDLE)
             continue;
         int zero = 0;
@@ -132,8 +144,8 @@ kb_journal_claim(char *key, size_t keysz, char *request_id, size_t ridsz)
             atomic_store(&e->claim, 0);
             continue;
         }
-        entry_key(i, key, keysz);
-        snprintf(request_id, ridsz, "%s", e->request_id);
+        *state = (kb_jstate)atomic_load(&e->state);
+        *out = e->charge;
         return i;
     }
     return -1;
@@ -144,7 +156,7 @@ kb_journal_release(int index, bool settled)
 {
     if (rg == NULL || index < 0 || index >= KB_JOURNAL_ENTRIES)
         return;
-    entry *e = &rg->e[index];
+    kb_journal_entry *e = &rg->e[index];
     if (settled) {
         atomic_store(&e->state, KB_J_IDLE);
         atomic_fetch_sub(&rg->orphans, 1);
@@ -158,7 +170,7 @@ kb_journal_orphan(pid_t pid)
     if (rg == NULL || pid <= 0)
         return;
     for (int i = 0; i < KB_JOURNAL_ENTRIES; i++) {
-        entry *e = &rg->e[i];
+        kb_journal_entry *e = &rg->e[i];
         int p = (int)pid;
         /* A claim held by the dead process: the orphan is up for grabs again. */
         atomic_compare_exchange_strong(&e->claim, &p, 0);

@@ -2,7 +2,7 @@
  *
  * The logic of POST /billing/checkout, /billing/portal and /billing/payg and
  * of kbctl stripe-sync, independent of HTTP: a handler authenticates the
- * user and calls these with ctx->w->db. Every function returns
+ * user and calls these with ctx->w (its connection and Stripe handle). Every function returns
  * KB_E_BILLING_NOT_CONFIGURED without STRIPE_SECRET_KEY, KB_E_STRIPE when
  * Stripe failed (already logged), KB_E_UNAVAILABLE/KB_E_INTERNAL for the
  * database. Strings returned are arena-owned.
@@ -15,6 +15,7 @@
 #include "kb_arena.h"
 #include "kb_db.h"
 #include "kb_err.h"
+#include "kb_worker.h"
 
 /*
  * The user's Stripe customer, created if missing: exactly one per user even
@@ -22,16 +23,16 @@
  * conditional UPDATE ... WHERE stripe_customer_id IS NULL). Creates the
  * billing account if missing.
  */
-kb_err kb_billing_customer(kb_db *db, kb_arena *a, const char *user_id, const char **customer);
+kb_err kb_billing_customer(kb_worker *w, kb_arena *a, const char *user_id, const char **customer);
 
 /*
  * Checkout Session (mode=subscription) for the Project price. KB_E_ALREADY_SUBSCRIBED when a
  * live Project subscription exists (money rule 10).
  */
-kb_err kb_billing_checkout(kb_db *db, kb_arena *a, const char *user_id, const char **url);
+kb_err kb_billing_checkout(kb_worker *w, kb_arena *a, const char *user_id, const char **url);
 
 /* Billing-portal session; KB_E_NO_BILLING_ACCOUNT without a Stripe customer. */
-kb_err kb_billing_portal(kb_db *db, kb_arena *a, const char *user_id, const char **url);
+kb_err kb_billing_portal(kb_worker *w, kb_arena *a, const char *user_id, const char **url);
 
 typedef struct kb_payg_result {
     bool enabled;             /* PAYG overage allowed from now on */
@@ -48,7 +49,7 @@ typedef struct kb_payg_result {
  * bills only what was already used. overage_cap: < 0 keeps the current cap,
  * 0 removes it, > 0 sets it (credits per cycle).
  */
-kb_err kb_billing_payg(kb_db *db, kb_arena *a, const char *user_id, bool enable,
+kb_err kb_billing_payg(kb_worker *w, kb_arena *a, const char *user_id, bool enable,
                        long overage_cap, kb_payg_result *out);
 
 typedef struct kb_sync_stats {
@@ -60,6 +61,6 @@ typedef struct kb_sync_stats {
  * customer, or for every known customer (and every customer of an event
  * stored as unknown) when customer is NULL.
  */
-kb_err kb_billing_sync(kb_db *db, kb_arena *a, const char *customer, kb_sync_stats *st);
+kb_err kb_billing_sync(kb_worker *w, kb_arena *a, const char *customer, kb_sync_stats *st);
 
 #endif

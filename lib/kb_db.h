@@ -46,6 +46,7 @@ typedef struct kb_db {
     const kb_stmt *ahead;     /* kb_db_send_ahead()'s statement, NULL = none */
     char *ahead_params[KB_DB_AHEAD_MAX_PARAMS];
     PGresult *ahead_result;   /* its result once received, until asked for */
+    bool open;                /* kb_db_exec_open() left a transaction open */
 } kb_db;
 
 /* Fill a caller's kb_db; nothing connects until first use. */
@@ -71,16 +72,40 @@ kb_err kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *con
                   PGresult **out);
 
 /*
+ * Run st(params) as the first statement of a transaction and leave that
+ * transaction open (libpq pipeline mode: no Sync yet), so the caller can record
+ * what the result says before anything commits; kb_db_commit() then commits
+ * it. If the connection or the caller's process dies before that, Postgres
+ * aborts the transaction. Fails like kb_db_exec() (never re-sent); on failure
+ * nothing is left open and nothing committed.
+ */
+kb_err kb_db_exec_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
+                       PGresult **out);
+
+/* Run st(params) in the transaction kb_db_exec_open() left open, leaving it
+ * open. On failure the transaction is aborted and nothing is left open. */
+kb_err kb_db_exec_more(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
+                       PGresult **out);
+
+/*
+ * Commit the transaction kb_db_exec_open() left open (one round trip: a Sync,
+ * then the statement sent ahead, if any, and its own Sync). KB_OK: committed.
+ * KB_E_UNAVAILABLE: the connection was lost, so whether it committed is
+ * unknown (ask pg_xact_status()). KB_E_INTERNAL: the commit failed (aborted).
+ */
+kb_err kb_db_commit(kb_db *db);
+
+/*
  * Send st(params) in the same round trip as the next kb_db_exec() of another
- * statement on db (libpq pipeline mode: that statement, a sync, this one, a
- * sync; so each is its own transaction, run in that order, and this one cannot
- * undo the other), and keep its result until kb_db_exec() asks for st with
- * equal params, which then answers without a round trip. Anything else drops
- * it: kb_db_exec() of a third statement, kb_db_ahead_clear(), a lost
- * connection. For cheap reads that follow a statement deciding whether they
- * are needed (the meter and a by-id lookup): one round trip less. st must be
- * retry_safe; params are copied; at most KB_DB_AHEAD_MAX_PARAMS of them (more:
- * nothing is sent ahead).
+ * statement on db, or the next kb_db_commit() (libpq pipeline mode: that
+ * statement or the commit, a sync, this one, a sync; so this one is its own
+ * transaction, runs after the other has committed, and cannot undo it), and
+ * keep its result until kb_db_exec() asks for st with equal params, which then
+ * answers without a round trip. Anything else drops it: kb_db_exec() of a
+ * third statement, kb_db_ahead_clear(), a lost connection. For cheap reads
+ * that follow a statement deciding whether they are needed (the meter and a
+ * by-id lookup): one round trip less. st must be retry_safe; params are
+ * copied; at most KB_DB_AHEAD_MAX_PARAMS of them (more: nothing is sent ahead).
  */
 void kb_db_send_ahead(kb_db *db, const kb_stmt *st, const char *const *params);
 

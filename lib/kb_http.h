@@ -41,15 +41,12 @@ typedef struct kb_req {
     size_t nparams;
     char request_id[KB_REQUEST_ID_MAX];
     kb_str remote_addr;
+    kb_str api_key;       /* metered routes: the key of Authorization, parsed once by the
+                           * dispatcher (kb_meter_parse_key); NULL string otherwise */
 } kb_req;
 
-/* Long-lived per-process state a handler may use (after redis's client). */
-typedef struct kb_worker {
-    kb_db db;      /* primary: metering, billing, auth, everything that writes */
-    kb_db db_read; /* replica for data routes when KB_DATABASE_READ_URL is set */
-    bool has_read_replica;
-    unsigned long served;
-} kb_worker;
+/* Long-lived per-process handles (lib/kb_worker.h). */
+typedef struct kb_worker kb_worker;
 
 typedef struct kb_resp {
     int status;
@@ -58,21 +55,7 @@ typedef struct kb_resp {
     const char *content_type; /* static string; NULL = application/json */
 } kb_resp;
 
-/* What the meter charged for this request (lib/meter.c), for headers and refunds. */
-typedef struct kb_charge {
-    bool charged;        /* the meter deducted cost (cleared by a refund) */
-    bool refunded;       /* a refund ran: headers show cost 0 */
-    bool refund_failed;  /* refund could not run: leave credit headers out */
-    bool have_limits;    /* rl_* are valid (the key was authenticated) */
-    int64_t cost;
-    int64_t credits_total;
-    int64_t credits_used;
-    int64_t rl_limit, rl_remaining, rl_reset; /* rl_reset: Unix time */
-    char user_id[40];
-    char key_id[40];
-    char cycle_start[64];
-    char outbox_id[24];  /* "" when this charge enqueued no overage */
-} kb_charge;
+struct kb_charge; /* lib/kb_meter.h */
 
 typedef struct kb_ctx {
     kb_arena *arena;
@@ -85,8 +68,9 @@ typedef struct kb_ctx {
     int route_index;    /* its index in the route table, -1 when none matched */
     const char *user_id;    /* for the log line when known (arena-owned) */
     const char *key_prefix; /* for the log line when known (arena-owned) */
+    int cost;               /* credits the route costs (route table), 0 = not metered */
     int64_t credits;        /* charged by this request, -1 when not metered */
-    kb_charge charge;       /* set by kb_meter_charge */
+    struct kb_charge *charge; /* set by kb_meter_charge (arena-owned), NULL when none */
     int64_t start_us;       /* monotonic start of the request */
 } kb_ctx;
 

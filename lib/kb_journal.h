@@ -1,21 +1,29 @@
 /* kb_journal.h - charges not settled yet, in memory the whole pool shares.
  *
  * A charge is settled when its 2xx answer has gone out (the charge stands)
- * or its refund has committed. Until then the worker that made it keeps it
- * in its journal entry: the request id, and whether the meter statement is
- * in flight (its outcome unknown when the connection dies under it) or has
- * committed. An entry outlives its worker: when the master reaps a worker
- * that died (SIGKILL, a crash) it marks the entry orphaned, and another
- * worker claims and settles it. Settling happens in Postgres by the entry's
- * key (kb_meter_settle(), migration 0009), which refunds the charge when the
- * meter committed it and no refund has yet.
+ * or its refund has committed. Until then the worker that made it keeps it in
+ * its journal entry. The meter (lib/meter.c) leaves its transaction open until
+ * the entry holds the transaction id and everything a refund needs, and only
+ * then commits; so an entry is in one of three states:
+ *   IDLE      nothing pending;
+ *   METERING  the meter statement is out and its transaction not committed:
+ *             if the worker or its connection dies now, Postgres aborts it, so
+ *             nothing was charged (settling is just forgetting);
+ *   CHARGED   the charge is journaled (xid and details) and its commit was sent
+ *             or is about to be: whoever settles asks Postgres whether that
+ *             transaction committed (kb_meter_settle(), pg_xact_status()) and
+ *             refunds it if it did.
+ * An entry outlives its worker: when the master reaps a worker that died
+ * (SIGKILL, a crash) it marks the entry orphaned, and another worker claims and
+ * settles it. A worker may also hand its own entry over as an orphan when its
+ * charge cannot be decided yet (kb_journal_detach()).
  *
- * Entry states move only in the owning process (or the one holding the
- * claim of an orphan); the master only orphans entries of dead pids. All
- * fields other than the request id are atomics.
+ * Entry states move only in the owning process (or the one holding the claim
+ * of an orphan); the master only orphans entries of dead pids. The details are
+ * written before the state that needs them (seq_cst stores).
  *
  * Without kb_journal_init() (kbctl, unit tests) the journal is off:
- * kb_journal_key() returns NULL and the state calls do nothing.
+ * kb_journal_attach() returns NULL and the calls on a NULL entry do nothing.
  * What the journal cannot cover: a crash of the master or of the whole host
  * loses the entries (the requests in flight at that moment, at most one per
  * worker, keep their charge).
@@ -25,45 +33,68 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define KB_JOURNAL_ENTRIES 1024
-#define KB_JOURNAL_KEY_MAX 96
 #define KB_JOURNAL_REQUEST_ID_MAX 64
 
 typedef enum kb_jstate {
     KB_J_IDLE = 0, /* nothing pending */
-    KB_J_METERING, /* meter statement sent; it may or may not have committed */
-    KB_J_CHARGED,  /* charge committed; the answer has not gone out as 2xx yet */
+    KB_J_METERING, /* meter statement out, its transaction uncommitted */
+    KB_J_CHARGED,  /* charge journaled; committed or committing; no 2xx answer yet */
 } kb_jstate;
+
+/* A journaled charge: what kb_meter_settle() needs to refund it. Strings as
+ * Postgres printed them (UUIDs, timestamptz, date); outbox_id 0 = none. */
+typedef struct kb_journal_charge {
+    char request_id[KB_JOURNAL_REQUEST_ID_MAX];
+    uint64_t xid;
+    char user_id[40];
+    char key_id[40];
+    int64_t cost;
+    char endpoint[64];
+    char cycle_start[40];
+    char day[16];
+    int64_t outbox_id;
+} kb_journal_charge;
+
+typedef struct kb_journal_entry kb_journal_entry;
 
 /* Map the shared region (master, before it forks). 0, or -1 on failure. */
 int kb_journal_init(void);
 
-/* Take a free entry for the calling worker. False when the journal is off or full. */
-bool kb_journal_attach(void);
+/* Take a free entry for the calling process. NULL when the journal is off or full. */
+kb_journal_entry *kb_journal_attach(void);
 
-/* The database key of the caller's entry ("host:index"), NULL when it has none. */
-const char *kb_journal_key(void);
+/* State of e (KB_J_IDLE for NULL). */
+kb_jstate kb_journal_state(const kb_journal_entry *e);
 
-/* State of the caller's entry (KB_J_IDLE when it has none). */
-kb_jstate kb_journal_state(void);
+/* The charge recorded with e (zeroed for NULL). */
+void kb_journal_get(const kb_journal_entry *e, kb_journal_charge *out);
 
-/* Request id recorded with the caller's entry ("" when none). */
-const char *kb_journal_request_id(void);
+/* Move e to METERING for request_id. */
+void kb_journal_metering(kb_journal_entry *e, const char *request_id);
 
-/* Move the caller's entry to st; request_id (may be NULL) is recorded with METERING. */
-void kb_journal_set(kb_jstate st, const char *request_id);
+/* Record charge c in e and move it to CHARGED. */
+void kb_journal_charged(kb_journal_entry *e, const kb_journal_charge *c);
 
-/* True when the caller's entry is pending or an orphan waits to be settled. */
-bool kb_journal_work_waiting(void);
+/* Move e back to IDLE: nothing pending. */
+void kb_journal_idle(kb_journal_entry *e);
+
+/* Hand e, still pending, over as an orphan for any worker to settle; the caller
+ * no longer owns it (attach a new entry). */
+void kb_journal_detach(kb_journal_entry *e);
+
+/* True when e is pending or an orphan waits to be settled. */
+bool kb_journal_work_waiting(const kb_journal_entry *e);
 
 /*
- * Claim an orphaned pending entry: copies its key and request id out and
+ * Claim an orphaned pending entry: copies its state and charge out and
  * returns its index, or -1 when there is none. The caller settles it and then
  * calls kb_journal_release(index, settled).
  */
-int kb_journal_claim(char *key, size_t keysz, char *request_id, size_t ridsz);
+int kb_journal_claim(kb_jstate *state, kb_journal_charge *out);
 
 /* Give back a claim; settled = the entry is done (it becomes free). */
 void kb_journal_release(int index, bool settled);

@@ -1,48 +1,133 @@
 /* kb_meter.h - credit metering of data routes (DESIGN.md money rules 1-4).
  *
- * A data handler validates its input, then calls kb_meter_charge() once:
- * one SQL round trip (kb_meter_slot() in db/migrations/0009_meter_journal.sql)
- * authenticates the API key, applies the rate window and deducts the cost.
- * The dispatcher then calls kb_meter_finish(): when the handler failed after
- * the charge it refunds (credits and outbox row back), and it writes the
- * X-Credits-* and X-RateLimit-* headers. Handlers never refund themselves.
+ * One begin/end pair per metered request:
+ *   - the dispatcher parses the API key once into req->api_key and the route's
+ *     cost into ctx->cost (the route table, app/routes.c);
+ *   - the handler validates its input, then calls kb_meter_charge() once: one
+ *     plain SQL UPDATE (kb_meter_stmt) authenticates the key, applies the rate
+ *     window and deducts the cost in the common case; anything else is decided
+ *     by kb_meter_slow() (db/migrations/0015_meter_fast_path.sql) in the same
+ *     transaction; a by-id lookup the handler will make rides in the same
+ *     round trips (kb_meter_ahead);
+ *   - the worker calls kb_meter_end() around sending the answer: it refunds a
+ *     charge whose request failed (money rule 3), writes the X-Credits-* and
+ *     X-RateLimit-* headers, sends, and then settles the charge's journal entry.
+ * Handlers never refund themselves.
+ *
+ * A charge's transaction is left open until the worker's journal entry holds
+ * its transaction id and what a refund needs, and is committed only then; a
+ * charge whose commit or answer was lost is settled from the journal
+ * (kb_meter_settle_pending(), pg_xact_status()).
  */
 #ifndef KB_METER_H
 #define KB_METER_H
 
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kb_db.h"
 #include "kb_http.h"
 
+/* What the meter decided. */
+typedef enum kb_meter_outcome {
+    KB_METER_OK = 0,       /* charged */
+    KB_METER_INVALID_KEY,  /* 401 invalid_api_key: unknown or revoked */
+    KB_METER_RATE_LIMITED, /* 429 rate_limit_exceeded */
+    KB_METER_EXHAUSTED,    /* 429 credits_exhausted */
+} kb_meter_outcome;
+
+/* The outcome for its name in the statement's result ("ok", "invalid_key",
+ * "rate_limited", "exhausted"); false for anything else. */
+bool kb_meter_outcome_parse(const char *name, kb_meter_outcome *out);
+
+/* The statement's name for an outcome. */
+const char *kb_meter_outcome_name(kb_meter_outcome o);
+
+/* One row of the meter statement, read by column name. Text fields are as
+ * Postgres prints them, "" when NULL; numbers 0 when NULL. */
+typedef struct kb_meter_result {
+    kb_meter_outcome outcome;
+    char user_id[40];      /* set unless invalid_key */
+    char key_id[40];
+    char key_prefix[16];
+    int64_t credits_total; /* after the charge (or of the refused request) */
+    int64_t credits_used;
+    int64_t cost;          /* charged: the route's cost; 0 when refused */
+    int64_t rl_limit;      /* requests per minute */
+    int64_t rl_remaining;
+    int64_t rl_reset;      /* Unix time the window ends */
+    int64_t retry_after;   /* seconds, refused requests */
+    char cycle_start[40];  /* the account's cycle, for refunds */
+    char day[16];          /* UTC day the usage counts on, for refunds */
+    int64_t outbox_id;     /* PAYG overage row, 0 = none */
+    uint64_t xid;          /* the charge's transaction, 0 unless charged */
+} kb_meter_result;
+
 /*
- * Authenticate the data-route API key of req (API.md §2 "API key check") and
- * charge cost credits to its account for route ctx->route. On success fills
- * ctx->charge and returns KB_OK. Refusals are recorded with kb_fail and
+ * Read row of r (a meter statement's result) into *out by column name.
+ * False with a static *why when a column is missing or a value malformed.
+ */
+bool kb_meter_result_read(const PGresult *r, int row, kb_meter_result *out, const char **why);
+
+/* The meter statement the workers prepare: $1 key SHA-256 hex, $2 cost
+ * (integer), $3 route pattern. It charges in the common case (one UPDATE) and
+ * returns no row otherwise; kb_meter_slow_stmt, same parameters and columns,
+ * then decides in the same transaction with the account row locked. Exposed
+ * for the tests and the benchmark. */
+extern const kb_stmt kb_meter_stmt;
+extern const kb_stmt kb_meter_slow_stmt;
+
+/* What the meter charged for this request (ctx->charge), for headers and refunds. */
+typedef struct kb_charge {
+    kb_meter_result m;   /* the meter's row (m.outcome valid when have_limits) */
+    bool charged;        /* the charge committed and stands (cleared by a refund) */
+    bool refunded;       /* a refund ran: headers show cost 0 */
+    bool refund_failed;  /* a refund could not run: leave credit headers out */
+    bool have_limits;    /* the key was authenticated: rate-limit headers apply */
+} kb_charge;
+
+/* A lookup to send with the charge: send(db, arg) queues it on db
+ * (kb_db_send_ahead) when db is the meter's connection; the handler's own
+ * kb_db_exec() of it then answers from that round trip. */
+typedef struct kb_meter_ahead {
+    void (*send)(kb_db *db, const char *arg);
+    const char *arg;
+    kb_db *db; /* where the handler will run it */
+} kb_meter_ahead;
+
+/*
+ * Authenticate req->api_key (API.md §2 "API key check") and charge ctx->cost
+ * credits to its account for route ctx->route. ahead may be NULL. On success
+ * sets ctx->charge and returns KB_OK. Refusals are recorded with kb_fail and
  * returned: 401 invalid_api_key, 429 rate_limit_exceeded (Retry-After set),
- * 429 credits_exhausted, 503 when the database is unreachable.
+ * 429 credits_exhausted, 503 when the database is unreachable or the charge's
+ * commit was not confirmed (the journal settles it).
  */
-kb_err kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost);
+kb_err kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead);
+
+/* Sends the answer in ctx (the FastCGI adapter, or a test). */
+typedef void kb_meter_send_fn(void *ud, const kb_req *req, kb_ctx *ctx);
 
 /*
- * After the handler ran with result err: refund a charge when err != KB_OK
- * (money rule 3; idempotent per req->request_id, re-sent once on a fresh
- * connection if the first one was lost), then add the credit and rate-limit
- * headers that apply.
- * Does nothing for requests that were not metered.
+ * End of every request, metered or not, after the handler's answer is in ctx
+ * (err as the dispatcher returned it): refund a charge when err != KB_OK
+ * (idempotent per req->request_id, re-sent once on a fresh connection if the
+ * first one was lost), add the credit and rate-limit headers that apply, call
+ * send(ud, req, ctx), and then settle the charge's journal entry: a charge
+ * whose answer went out as 2xx stands; any other stays journaled until it is
+ * settled.
  */
-void kb_meter_finish(const kb_req *req, kb_ctx *ctx, kb_err err);
-
-/*
- * After the response went out: a charge whose answer was 2xx stands, so the
- * worker's journal entry (kb_journal.h) is done. Any other pending charge stays
- * journaled until it is settled.
- */
-void kb_meter_answered(const kb_ctx *ctx);
+void kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *send,
+                  void *ud);
 
 /*
  * Settle what the journal holds: the caller's own pending charge, then any
  * orphaned entry of a worker that died. A charge that committed and got no 2xx
- * answer is refunded (idempotent per request id). Returns false when the
- * database could not be reached (try again later); true when nothing the
- * caller can settle is left. Uses arena for results (reset it afterwards).
+ * answer is refunded (idempotent per request id). Returns false when something
+ * is left for later: the database could not be reached, or a charge's
+ * transaction is still running (try again in a while); true when nothing is
+ * left. Uses arena for results (reset it afterwards).
  */
 bool kb_meter_settle_pending(kb_worker *w, kb_arena *arena);
 

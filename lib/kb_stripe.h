@@ -1,7 +1,7 @@
 /* kb_stripe.h - the Stripe API client (DESIGN.md "Stripe client").
  *
- * One libcurl easy handle per process, reused for every call (keep-alive to
- * STRIPE_API_BASE). Requests are form-encoded with Stripe's bracket notation
+ * One libcurl easy handle per worker (kb_worker.h), reused for every call
+ * (keep-alive to STRIPE_API_BASE). Requests are form-encoded with Stripe's bracket notation
  * for nested parameters, carry the pinned Stripe-Version and, for POST, an
  * Idempotency-Key that is a pure function of the operation and its inputs,
  * so a retry (ours, or a second process doing the same thing) can never
@@ -22,6 +22,8 @@
 #include "kb_arena.h"
 #include "kb_buf.h"
 #include "kb_err.h"
+
+typedef struct kb_worker kb_worker; /* kb_worker.h */
 
 /* Pinned API version (README "Stripe setup" says why this one). */
 #define KB_STRIPE_VERSION "2025-09-30.clover"
@@ -53,20 +55,21 @@ typedef struct kb_stripe_res {
 bool kb_stripe_configured(void);
 
 /*
- * Call Stripe: method "GET", "POST" or "DELETE", path "/v1/customers".
+ * Call Stripe: method "GET", "POST" or "DELETE", path "/v1/customers", on w's
+ * handle (w NULL: a handle for this call only).
  * form may be NULL; for GET/DELETE it becomes the query string. idem_key:
  * NULL derives one from method, path and body; otherwise used as given
  * (callers build "kb-<operation>-<inputs>", at most 255 chars).
  * Returns KB_OK for 2xx; KB_E_BILLING_NOT_CONFIGURED without a key;
  * KB_E_STRIPE otherwise (res says why; logged). res is always filled.
  */
-kb_err kb_stripe_call(kb_arena *a, const char *method, const char *path,
+kb_err kb_stripe_call(kb_worker *w, kb_arena *a, const char *method, const char *path,
                       const kb_stripe_form *form, const char *idem_key, kb_stripe_res *res);
 
 /* String member of an object (NULL when missing or not a string). */
 const char *kb_stripe_str(const cJSON *obj, const char *name);
 
-/* Release the process's curl handle (tests, kbctl). */
-void kb_stripe_cleanup(void);
+/* Release w's curl handle (kb_worker_release() does). */
+void kb_stripe_release(kb_worker *w);
 
 #endif

@@ -17,6 +17,7 @@
 #include <signal.h>
 
 #include "kb_db.h"
+#include "kb_worker.h"
 
 typedef struct kb_usage_stats {
     long batched_rows; /* rows frozen into batches by this run */
@@ -28,8 +29,8 @@ typedef struct kb_usage_stats {
     long no_customer;     /* rows waiting for a Stripe customer */
 } kb_usage_stats;
 
-/* One reporter run on db. KB_OK when every batch was delivered or flagged. */
-kb_err kb_usage_report(kb_db *db, kb_usage_stats *st);
+/* One reporter run on w (its connection and Stripe handle). KB_OK when every batch was delivered or flagged. */
+kb_err kb_usage_report(kb_worker *w, kb_usage_stats *st);
 
 /*
  * The reporter process: run every KB_USAGE_FLUSH_S until *stop becomes

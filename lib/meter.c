@@ -1,8 +1,13 @@
-/* meter.c - charge, refund and credit headers around kb_meter_slot(); see kb_meter.h.
+/* meter.c - charge, refund, credit headers and the charge journal; see kb_meter.h.
  *
- * The success path is exactly one statement. Refunds happen only on the
- * error path, through kb_meter_refund(), which also removes the request's
- * outbox row unless the reporter already claimed it.
+ * A charge is one statement (kb_meter_stmt; kb_meter_slow_stmt after it, in the
+ * same transaction, when it charged nothing) in two round trips: the
+ * statement, its transaction left open (kb_db_exec_open), then the commit with
+ * the by-id lookup that rides along (kb_db_commit). Between the two the worker
+ * journals the transaction id and the charge, so a charge whose commit or
+ * answer is lost can be settled exactly. Refunds happen only on the error
+ * path, through kb_meter_refund(), which also removes the request's outbox row
+ * unless the reporter already claimed it.
  */
 #include "kb_meter.h"
 
@@ -15,27 +20,174 @@
 #include "kb_journal.h"
 #include "kb_log.h"
 #include "kb_metrics.h"
-#include "kb_time.h"
+#include "kb_worker.h"
 #include "kb_banned.h"
 
-/* $4 is the worker's journal slot (NULL without the journal: nothing recorded). */
-static const kb_stmt meter_stmt = {
+/*
+ * The meter statement: one UPDATE of the account row, the fast path. It
+ * charges only when nothing but a charge is due (0015_meter_fast_path.sql says
+ * what that is, and what keeps usage_key, usage_seen_at and rl_limit true),
+ * and its WHERE is re-checked on the newest row version under concurrency, so
+ * it never overdraws or passes the rate window. When it returns no row,
+ * kb_meter_slow_stmt decides with the row locked, in the same transaction.
+ */
+const kb_stmt kb_meter_stmt = {
     "meter",
-    "SELECT outcome, user_id, key_id, key_prefix, credits_total, credits_used, cost,"
-    " rl_limit, rl_remaining, extract(epoch FROM rl_reset)::bigint, retry_after, cycle_start,"
-    " outbox_id"
-    " FROM kb_meter_slot($1, $2::integer, $3, $4, $5)",
-    5, false};
+    "UPDATE billing_accounts ba"
+    "   SET credits_used = ba.credits_used + $3::integer,"
+    "       rl_count = CASE WHEN ba.rl_window_start = date_trunc('minute', kb_now())"
+    "                       THEN ba.rl_count + 1 ELSE 1 END,"
+    "       rl_window_start = date_trunc('minute', kb_now()),"
+    "       usage_credits = ba.usage_credits + $3::integer,"
+    "       usage_requests = ba.usage_requests + 1"
+    " WHERE ba.user_id = $1::uuid AND ba.usage_key = $2::uuid"
+    "   AND ba.usage_seen_at >= kb_now() - interval '1 minute' AND $3::integer >= 0"
+    "   AND CASE WHEN ba.tier = 'project' AND ba.billing_cycle_end IS NOT NULL"
+    "            THEN kb_now() < ba.billing_cycle_end"
+    "            ELSE ba.billing_cycle_start >= kb_cycle_month(kb_now()) END"
+    "   AND ba.credits_used + $3::integer <= ba.credits_total"
+    "   AND (ba.rl_window_start <> date_trunc('minute', kb_now()) OR ba.rl_count < ba.rl_limit)"
+    "   AND ba.usage_cycle = ba.billing_cycle_start"
+    "   AND ba.usage_day = (kb_now() AT TIME ZONE 'UTC')::date AND ba.usage_endpoint = $4"
+    " RETURNING 'ok'::text AS outcome, ba.user_id, ba.usage_key AS key_id,"
+    "   ba.credits_total, ba.credits_used, $3::integer AS cost, ba.rl_limit,"
+    "   greatest(0, ba.rl_limit - ba.rl_count) AS rl_remaining,"
+    "   extract(epoch FROM date_trunc('minute', kb_now()) + interval '1 minute')::bigint"
+    "     AS rl_reset,"
+    "   ba.billing_cycle_start AS cycle_start, ba.usage_day AS day, pg_current_xact_id() AS xid",
+    4, false};
 
-/* Refund a slot's charge if it committed and stands. Idempotent. */
-static const kb_stmt settle_stmt = {"meter_settle", "SELECT kb_meter_settle($1, $2)", 2, true};
+const kb_stmt kb_meter_slow_stmt = {
+    "meter_slow", "SELECT * FROM kb_meter_slow($1, $2::integer, $3)", 3, false};
 
 /* Idempotent per request id, so it may be re-sent after a lost connection. */
 static const kb_stmt refund_stmt = {
     "meter_refund",
     "SELECT credits_total, credits_used FROM kb_meter_refund($1, $2::uuid, $3::uuid,"
-    " $4::integer, $5, $6::timestamptz, $7::bigint)",
-    7, true};
+    " $4::integer, $5, $6::timestamptz, $7::date, $8::bigint)",
+    8, true};
+
+/* Refund a journaled charge if its transaction committed. Idempotent. */
+static const kb_stmt settle_stmt = {
+    "meter_settle",
+    "SELECT kb_meter_settle($1::xid8, $2, $3::uuid, $4::uuid, $5::integer, $6,"
+    " $7::timestamptz, $8::date, $9::bigint)",
+    9, true};
+
+static const char *const outcome_names[] = {
+    [KB_METER_OK] = "ok",
+    [KB_METER_INVALID_KEY] = "invalid_key",
+    [KB_METER_RATE_LIMITED] = "rate_limited",
+    [KB_METER_EXHAUSTED] = "exhausted",
+};
+
+bool
+kb_meter_outcome_parse(const char *name, kb_meter_outcome *out)
+{
+    for (size_t i = 0; i < sizeof(outcome_names) / sizeof(outcome_names[0]); i++) {
+        if (name != NULL && strcmp(name, outcome_names[i]) == 0) {
+            *out = (kb_meter_outcome)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+const char *
+kb_meter_outcome_name(kb_meter_outcome o)
+{
+    return (unsigned)o < sizeof(outcome_names) / sizeof(outcome_names[0]) ? outcome_names[o]
+                                                                          : "unknown";
+}
+
+/* ---- reading the result by name ---- */
+
+typedef struct rd {
+    const PGresult *r;
+    int row;
+    const char *why;
+} rd;
+
+/* Column name's value ("" when NULL); NULL with rd->why set when missing. */
+static const char *
+col(rd *d, const char *name)
+{
+    int c = PQfnumber(d->r, name);
+    if (c < 0) {
+        d->why = "a column is missing";
+        return NULL;
+    }
+    return PQgetisnull(d->r, d->row, c) ? "" : PQgetvalue(d->r, d->row, c);
+}
+
+static void
+col_text(rd *d, const char *name, char *out, size_t outsz)
+{
+    const char *v = col(d, name);
+    if (v == NULL)
+        return;
+    if (strlen(v) >= outsz) {
+        d->why = "a text column is too long";
+        return;
+    }
+    memcpy(out, v, strlen(v) + 1);
+}
+
+static int64_t
+col_i64(rd *d, const char *name)
+{
+    const char *v = col(d, name);
+    if (v == NULL || *v == '\0')
+        return 0;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (*end != '\0') {
+        d->why = "a number column is malformed";
+        return 0;
+    }
+    return x;
+}
+
+bool
+kb_meter_result_read(const PGresult *r, int row, kb_meter_result *out, const char **why)
+{
+    memset(out, 0, sizeof(*out));
+    if (r == NULL || row < 0 || row >= PQntuples(r)) {
+        *why = "no such row";
+        return false;
+    }
+    rd d = {r, row, NULL};
+    const char *o = col(&d, "outcome");
+    if (o != NULL && !kb_meter_outcome_parse(o, &out->outcome))
+        d.why = "unknown outcome";
+    col_text(&d, "user_id", out->user_id, sizeof(out->user_id));
+    col_text(&d, "key_id", out->key_id, sizeof(out->key_id));
+    /* Only the slow path knows these; the fast path's row has no such columns. */
+    if (PQfnumber(r, "key_prefix") >= 0)
+        col_text(&d, "key_prefix", out->key_prefix, sizeof(out->key_prefix));
+    out->credits_total = col_i64(&d, "credits_total");
+    out->credits_used = col_i64(&d, "credits_used");
+    out->cost = col_i64(&d, "cost");
+    out->rl_limit = col_i64(&d, "rl_limit");
+    out->rl_remaining = col_i64(&d, "rl_remaining");
+    out->rl_reset = col_i64(&d, "rl_reset");
+    if (PQfnumber(r, "retry_after") >= 0)
+        out->retry_after = col_i64(&d, "retry_after");
+    col_text(&d, "cycle_start", out->cycle_start, sizeof(out->cycle_start));
+    col_text(&d, "day", out->day, sizeof(out->day));
+    if (PQfnumber(r, "outbox_id") >= 0)
+        out->outbox_id = col_i64(&d, "outbox_id");
+    int64_t xid = col_i64(&d, "xid");
+    out->xid = xid > 0 ? (uint64_t)xid : 0;
+    if (d.why == NULL && out->outcome == KB_METER_OK &&
+        (out->user_id[0] == '\0' || out->key_id[0] == '\0' || out->cycle_start[0] == '\0' ||
+         out->day[0] == '\0' || out->xid == 0))
+        d.why = "a charge without its details";
+    *why = d.why;
+    return d.why == NULL;
+}
+
+/* ---- parsing the key ---- */
 
 bool
 kb_meter_parse_key(kb_str h, kb_str *key, const char **reason)
@@ -58,49 +210,68 @@ kb_meter_parse_key(kb_str h, kb_str *key, const char **reason)
     return true;
 }
 
-static int64_t
-col_i64(const PGresult *r, int col)
-{
-    if (PQgetisnull(r, 0, col))
-        return 0;
-    return strtoll(PQgetvalue(r, 0, col), NULL, 10);
-}
+/* ---- settling the journal ---- */
 
-static void
-col_copy(const PGresult *r, int col, char *out, size_t outsz)
-{
-    snprintf(out, outsz, "%s", PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col));
-}
+typedef enum settled { SETTLED, NOT_YET, DB_DOWN } settled;
 
-/* Settle one journal entry in Postgres. False when the database did not answer. */
-static bool
-settle(kb_worker *w, kb_arena *arena, const char *slot, const char *request_id)
+/* Settle one journaled charge in Postgres. */
+static settled
+settle(kb_worker *w, kb_arena *arena, kb_jstate st, const kb_journal_charge *c)
 {
-    const char *params[] = {slot, request_id};
+    if (st == KB_J_METERING)
+        return SETTLED; /* its transaction never got its commit: nothing was charged */
+    char xid[24], cost[24], outbox[24];
+    snprintf(xid, sizeof(xid), "%" PRIu64, c->xid);
+    snprintf(cost, sizeof(cost), "%" PRId64, c->cost);
+    snprintf(outbox, sizeof(outbox), "%" PRId64, c->outbox_id);
+    const char *params[] = {xid,         c->request_id, c->user_id,
+                            c->key_id,   cost,          c->endpoint,
+                            c->cycle_start, c->day,     c->outbox_id ? outbox : NULL};
     PGresult *r = NULL;
     if (kb_db_exec(&w->db, arena, &settle_stmt, params, &r) != KB_OK || PQntuples(r) != 1)
-        return false;
-    if (strcmp(PQgetvalue(r, 0, 0), "t") == 0) {
+        return DB_DOWN;
+    const char *v = PQgetvalue(r, 0, 0);
+    if (strcmp(v, "pending") == 0)
+        return NOT_YET;
+    if (strcmp(v, "refunded") == 0) {
         kb_metrics_add(KB_M_CHARGES_SETTLED, 1);
-        kb_log_warn("refunded the charge of request %s (slot %s): it got no 2xx answer", request_id,
-                    slot);
+        kb_metrics_add(KB_M_REFUNDS, 1);
+        kb_metrics_add(KB_M_CREDITS_REFUNDED, (uint64_t)c->cost);
+        kb_log_warn("refunded the charge of request %s: it got no 2xx answer", c->request_id);
+    } else if (strcmp(v, "unknown") == 0) {
+        kb_log_error("unable to refund %" PRId64 " credits to user '%s': transaction %s of "
+                     "request %s is too old to tell whether it committed",
+                     c->cost, c->user_id, xid, c->request_id);
     }
-    return true;
+    return SETTLED;
 }
 
-/* Settle the caller's own journal entry when it is pending. False when the database
- * did not answer. */
+/* Settle the caller's own journal entry when it is pending. False when the
+ * database did not answer. A charge whose transaction is still running (an
+ * orphaned backend finishing it) is handed over as an orphan, and the worker
+ * takes a fresh entry. */
 static bool
 settle_own(kb_worker *w, kb_arena *arena)
 {
-    if (kb_journal_state() == KB_J_IDLE)
+    kb_jstate st = kb_journal_state(w->journal);
+    if (st == KB_J_IDLE)
         return true;
-    char rid[KB_JOURNAL_REQUEST_ID_MAX];
-    snprintf(rid, sizeof(rid), "%s", kb_journal_request_id());
-    if (!settle(w, arena, kb_journal_key(), rid))
-        return false;
-    kb_journal_set(KB_J_IDLE, NULL);
-    return true;
+    kb_journal_charge c;
+    kb_journal_get(w->journal, &c);
+    switch (settle(w, arena, st, &c)) {
+    case SETTLED:
+        kb_journal_idle(w->journal);
+        return true;
+    case NOT_YET:
+        kb_journal_detach(w->journal);
+        w->journal = kb_journal_attach();
+        if (w->journal == NULL)
+            kb_log_warn("no free charge journal entry: this worker's charges are not journaled");
+        return true;
+    case DB_DOWN:
+        break;
+    }
+    return false;
 }
 
 bool
@@ -108,148 +279,292 @@ kb_meter_settle_pending(kb_worker *w, kb_arena *arena)
 {
     if (!settle_own(w, arena))
         return false;
-    char key[KB_JOURNAL_KEY_MAX], rid[KB_JOURNAL_REQUEST_ID_MAX];
+    /* Entries still running somewhere stay claimed until the end of the round,
+     * so the loop moves on to the others instead of claiming them again. */
+    int later[16], nlater = 0;
+    bool done = true;
+    kb_jstate st;
+    kb_journal_charge c;
     int i;
-    while ((i = kb_journal_claim(key, sizeof(key), rid, sizeof(rid))) >= 0) {
-        bool ok = settle(w, arena, key, rid);
-        kb_journal_release(i, ok);
-        if (!ok)
-            return false;
+    while (nlater < (int)(sizeof(later) / sizeof(later[0])) &&
+           (i = kb_journal_claim(&st, &c)) >= 0) {
+        settled s = settle(w, arena, st, &c);
+        if (s == SETTLED) {
+            kb_journal_release(i, true);
+            continue;
+        }
+        done = false;
+        if (s == DB_DOWN) {
+            kb_journal_release(i, false);
+            break;
+        }
+        later[nlater++] = i;
     }
-    return true;
+    for (int k = 0; k < nlater; k++)
+        kb_journal_release(later[k], false);
+    return done;
 }
 
-void
-kb_meter_answered(const kb_ctx *ctx)
+/* ---- the charge ---- */
+
+static kb_err
+refused(kb_ctx *ctx, const kb_meter_result *m)
 {
-    const kb_charge *c = &ctx->charge;
-    if (kb_journal_state() == KB_J_CHARGED && c->charged && !c->refund_failed &&
-        ctx->resp.status < 400)
-        kb_journal_set(KB_J_IDLE, NULL);
-}
-
-kb_err
-kb_meter_charge(const kb_req *req, kb_ctx *ctx, int cost)
-{
-    kb_str key;
-    const char *reason;
-    if (!kb_meter_parse_key(kb_req_header(req, "authorization"), &key, &reason))
-        return kb_fail(ctx, KB_E_INVALID_API_KEY, "%s", reason);
-
-    /* The previous charge of this worker must be settled before the next one
-     * can take its journal entry; if that is impossible the database is down. */
-    if (!settle_own(ctx->w, ctx->arena))
-        return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
-
-    char hash[KB_SHA256_HEX_LEN + 1], costs[16];
-    kb_sha256_hex(key.p, key.len, hash);
-    snprintf(costs, sizeof(costs), "%d", cost);
-    const char *params[] = {hash, costs, ctx->route ? ctx->route : "unknown", kb_journal_key(),
-                            req->request_id};
-    PGresult *r = NULL;
-    /* From here until the outcome is known, a lost reply leaves the charge in
-     * doubt: the journal entry says so, and settling resolves it. */
-    kb_journal_set(KB_J_METERING, req->request_id);
-    kb_err err = kb_db_exec(&ctx->w->db, ctx->arena, &meter_stmt, params, &r);
-    if (err == KB_E_UNAVAILABLE)
-        return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
-    if (err)
-        return kb_fail(ctx, KB_E_INTERNAL, "meter statement failed");
-    if (PQntuples(r) != 1)
-        return kb_fail(ctx, KB_E_INTERNAL, "meter returned %d rows", PQntuples(r));
-
-    const char *outcome = PQgetvalue(r, 0, 0);
-    kb_journal_set(strcmp(outcome, "ok") == 0 ? KB_J_CHARGED : KB_J_IDLE, NULL);
-    if (strcmp(outcome, "invalid_key") == 0)
-        return kb_fail(ctx, KB_E_INVALID_API_KEY, "Invalid or revoked API key.");
-
-    kb_charge *c = &ctx->charge;
-    col_copy(r, 1, c->user_id, sizeof(c->user_id));
-    col_copy(r, 2, c->key_id, sizeof(c->key_id));
-    ctx->user_id = kb_arena_strdup(ctx->arena, c->user_id);
-    ctx->key_prefix = kb_arena_strdup(ctx->arena, PQgetvalue(r, 0, 3));
-    c->credits_total = col_i64(r, 4);
-    c->credits_used = col_i64(r, 5);
-    c->rl_limit = col_i64(r, 7);
-    c->rl_remaining = col_i64(r, 8);
-    c->rl_reset = col_i64(r, 9);
-    c->have_limits = true;
-
-    if (strcmp(outcome, "rate_limited") == 0) {
+    switch (m->outcome) {
+    case KB_METER_RATE_LIMITED:
         kb_metrics_add(KB_M_RATE_LIMITED, 1);
         /* Seconds to the next window by the database's clock (kb_now()). */
-        int64_t wait = col_i64(r, 10);
-        ctx->retry_after = wait < 1 ? 1 : wait > 60 ? 60 : (int)wait;
+        ctx->retry_after = m->retry_after < 1 ? 1 : m->retry_after > 60 ? 60 : (int)m->retry_after;
         return kb_fail(ctx, KB_E_RATE_LIMITED,
                        "Rate limit of %" PRId64 " requests per minute exceeded. Retry after %d "
                        "seconds.",
-                       c->rl_limit, ctx->retry_after);
-    }
-    if (strcmp(outcome, "exhausted") == 0) {
+                       m->rl_limit, ctx->retry_after);
+    case KB_METER_EXHAUSTED:
         kb_metrics_add(KB_M_CREDITS_EXHAUSTED, 1);
         return kb_fail(ctx, KB_E_CREDITS_EXHAUSTED,
                        "Credits exhausted for this billing cycle (%" PRId64 " of %" PRId64
                        " used, this request costs %d). Enable pay-as-you-go with POST "
                        "/billing/payg or upgrade with POST /billing/checkout.",
-                       c->credits_used, c->credits_total, cost);
+                       m->credits_used, m->credits_total, ctx->cost);
+    case KB_METER_INVALID_KEY:
+    default:
+        return kb_fail(ctx, KB_E_INVALID_API_KEY, "Invalid or revoked API key.");
     }
-    if (strcmp(outcome, "ok") != 0)
-        return kb_fail(ctx, KB_E_INTERNAL, "meter outcome '%s'", outcome);
-
-    c->charged = true;
-    c->cost = col_i64(r, 6);
-    col_copy(r, 11, c->cycle_start, sizeof(c->cycle_start));
-    col_copy(r, 12, c->outbox_id, sizeof(c->outbox_id));
-    ctx->credits = c->cost;
-    return KB_OK;
 }
 
 static void
-refund(const kb_req *req, kb_ctx *ctx)
+journal_charge(kb_journal_charge *j, const kb_req *req, const kb_ctx *ctx,
+               const kb_meter_result *m)
 {
-    kb_charge *c = &ctx->charge;
-    char costs[24];
-    snprintf(costs, sizeof(costs), "%" PRId64, c->cost);
-    const char *params[] = {req->request_id, c->user_id,     c->key_id,
-                            costs,           ctx->route ? ctx->route : "unknown",
-                            c->cycle_start,  c->outbox_id[0] ? c->outbox_id : NULL};
+    memset(j, 0, sizeof(*j));
+    snprintf(j->request_id, sizeof(j->request_id), "%s", req->request_id);
+    j->xid = m->xid;
+    snprintf(j->user_id, sizeof(j->user_id), "%s", m->user_id);
+    snprintf(j->key_id, sizeof(j->key_id), "%s", m->key_id);
+    j->cost = m->cost;
+    snprintf(j->endpoint, sizeof(j->endpoint), "%s", ctx->route ? ctx->route : "unknown");
+    snprintf(j->cycle_start, sizeof(j->cycle_start), "%s", m->cycle_start);
+    snprintf(j->day, sizeof(j->day), "%s", m->day);
+    j->outbox_id = m->outbox_id;
+}
+
+/* The set of a key hash in the worker's key cache (two ways). */
+static unsigned
+key_set(const char *hash)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 6; i++)
+        v = v * 16 + (unsigned)(hash[i] <= '9' ? hash[i] - '0' : hash[i] - 'a' + 10);
+    return v % (KB_WORKER_KEYS / 2);
+}
+
+/* The cached entry of hash, or NULL. */
+static kb_worker_key *
+key_find(kb_worker *w, const char *hash)
+{
+    unsigned s = key_set(hash);
+    for (unsigned i = 0; i < 2; i++) {
+        kb_worker_key *k = &w->keys[2 * s + i];
+        if (strcmp(k->hash, hash) == 0) {
+            w->keys_lru[s] = (unsigned char)(1 - i); /* the other way goes first */
+            return k;
+        }
+    }
+    return NULL;
+}
+
+/* Remember (or forget) what the meter said about the key of hash. */
+static void
+key_learn(kb_worker *w, const char *hash, const kb_meter_result *m)
+{
+    kb_worker_key *k = key_find(w, hash);
+    if (m->outcome == KB_METER_INVALID_KEY || m->user_id[0] == '\0' || m->key_id[0] == '\0') {
+        if (k != NULL)
+            k->hash[0] = '\0';
+        return;
+    }
+    if (k == NULL) {
+        unsigned s = key_set(hash);
+        k = &w->keys[2 * s + w->keys_lru[s]];
+        w->keys_lru[s] = (unsigned char)(1 - w->keys_lru[s]);
+        k->key_prefix[0] = '\0';
+    }
+    snprintf(k->hash, sizeof(k->hash), "%s", hash);
+    snprintf(k->user_id, sizeof(k->user_id), "%s", m->user_id);
+    snprintf(k->key_id, sizeof(k->key_id), "%s", m->key_id);
+    if (m->key_prefix[0] != '\0')
+        snprintf(k->key_prefix, sizeof(k->key_prefix), "%s", m->key_prefix);
+}
+
+kb_err
+kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
+{
+    kb_worker *w = ctx->w;
+    kb_str key = req->api_key;
+    const char *reason;
+    if (key.p == NULL &&
+        !kb_meter_parse_key(kb_req_header(req, "authorization"), &key, &reason))
+        return kb_fail(ctx, KB_E_INVALID_API_KEY, "%s", reason);
+
+    /* The previous charge of this worker must be settled before the next one
+     * can take its journal entry; if that is impossible the database is down. */
+    if (!settle_own(w, ctx->arena))
+        return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
+
+    kb_db *db = &w->db;
+    if (ahead != NULL && ahead->db == db)
+        ahead->send(db, ahead->arg);
+
+    char hash[KB_SHA256_HEX_LEN + 1], costs[16];
+    kb_sha256_hex(key.p, key.len, hash);
+    snprintf(costs, sizeof(costs), "%d", ctx->cost);
+    const char *route = ctx->route ? ctx->route : "unknown";
+    const char *slow[] = {hash, costs, route};
+    /* A key this worker has seen: straight to its account row. */
+    const kb_worker_key *found = key_find(w, hash);
+    kb_worker_key known_copy;
+    const kb_worker_key *known = NULL;
+    if (found != NULL) {
+        known_copy = *found;
+        known = &known_copy;
+    }
+    PGresult *r = NULL;
+    /* Until the commit is sent nothing can be charged: a worker or connection
+     * that dies meanwhile leaves an aborted transaction. */
+    kb_journal_metering(w->journal, req->request_id);
+    kb_err err;
+    if (known != NULL) {
+        const char *fast[] = {known->user_id, known->key_id, costs, route};
+        err = kb_db_exec_open(db, ctx->arena, &kb_meter_stmt, fast, &r);
+        if (!err && PQntuples(r) == 0)
+            err = kb_db_exec_more(db, ctx->arena, &kb_meter_slow_stmt, slow, &r);
+    } else {
+        err = kb_db_exec_open(db, ctx->arena, &kb_meter_slow_stmt, slow, &r);
+    }
+    if (err) {
+        kb_journal_idle(w->journal);
+        kb_db_ahead_clear(db);
+        if (err == KB_E_UNAVAILABLE)
+            return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
+        return kb_fail(ctx, KB_E_INTERNAL, "meter statement failed");
+    }
+    kb_charge *c = kb_arena_calloc(ctx->arena, 1, sizeof(*c));
+    const char *why = NULL;
+    if (PQntuples(r) != 1 || !kb_meter_result_read(r, 0, &c->m, &why)) {
+        /* Cannot tell what was decided: drop the connection, which aborts it. */
+        kb_journal_idle(w->journal);
+        kb_db_disconnect(db);
+        return kb_fail(ctx, KB_E_INTERNAL, "meter returned %d rows: %s", PQntuples(r),
+                       why ? why : "not one");
+    }
+    key_learn(w, hash, &c->m);
+    if (c->m.key_prefix[0] == '\0' && known != NULL)
+        snprintf(c->m.key_prefix, sizeof(c->m.key_prefix), "%s", known->key_prefix);
+    if (c->m.outcome == KB_METER_OK) {
+        kb_journal_charge j;
+        journal_charge(&j, req, ctx, &c->m);
+        kb_journal_charged(w->journal, &j);
+    } else {
+        /* Nothing charged: nothing to journal, and the lookup is never read. */
+        kb_journal_idle(w->journal);
+        kb_db_ahead_clear(db);
+    }
+    /* Commit: a refusal may still have rolled the cycle. */
+    err = kb_db_commit(db);
+    if (c->m.outcome != KB_METER_OK) {
+        if (c->m.outcome != KB_METER_INVALID_KEY) {
+            ctx->charge = c;
+            c->have_limits = true;
+            ctx->user_id = kb_arena_strdup(ctx->arena, c->m.user_id);
+            ctx->key_prefix = kb_arena_strdup(ctx->arena, c->m.key_prefix);
+        }
+        return refused(ctx, &c->m);
+    }
+    ctx->user_id = kb_arena_strdup(ctx->arena, c->m.user_id);
+    ctx->key_prefix = kb_arena_strdup(ctx->arena, c->m.key_prefix);
+    if (err == KB_E_INTERNAL) {
+        /* The commit failed: the transaction aborted, nothing was charged. */
+        kb_journal_idle(w->journal);
+        kb_db_ahead_clear(db);
+        return kb_fail(ctx, KB_E_INTERNAL, "the charge's commit failed");
+    }
+    if (err) {
+        /* Committed or not, nobody can say now: the journal entry stays, and
+         * settling refunds the charge if it committed. */
+        kb_db_ahead_clear(db);
+        return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
+    }
+    ctx->charge = c;
+    c->charged = true;
+    c->have_limits = true;
+    ctx->credits = c->m.cost;
+    return KB_OK;
+}
+
+/* ---- the end of the request ---- */
+
+static void
+refund(const kb_req *req, kb_ctx *ctx, kb_charge *c)
+{
+    char costs[24], outbox[24];
+    snprintf(costs, sizeof(costs), "%" PRId64, c->m.cost);
+    snprintf(outbox, sizeof(outbox), "%" PRId64, c->m.outbox_id);
+    const char *params[] = {req->request_id,  c->m.user_id,
+                            c->m.key_id,      costs,
+                            ctx->route ? ctx->route : "unknown",
+                            c->m.cycle_start, c->m.day,
+                            c->m.outbox_id ? outbox : NULL};
     PGresult *r = NULL;
     kb_err err = kb_db_exec(&ctx->w->db, ctx->arena, &refund_stmt, params, &r);
     if (err || PQntuples(r) != 1) {
-        /* The charge stands; say so loudly (no secret in this line). */
-        kb_log_error("unable to refund %" PRId64 " credits to user '%s'", c->cost, c->user_id);
+        /* The charge stands until the journal settles it; say so loudly (no
+         * secret in this line). */
+        kb_log_error("unable to refund %" PRId64 " credits to user '%s'", c->m.cost,
+                     c->m.user_id);
         c->refund_failed = true;
         return;
     }
-    kb_journal_set(KB_J_IDLE, NULL);
+    kb_journal_idle(ctx->w->journal);
     kb_metrics_add(KB_M_REFUNDS, 1);
-    kb_metrics_add(KB_M_CREDITS_REFUNDED, (uint64_t)c->cost);
+    kb_metrics_add(KB_M_CREDITS_REFUNDED, (uint64_t)c->m.cost);
     c->charged = false;
     c->refunded = true;
-    c->credits_total = col_i64(r, 0);
-    c->credits_used = col_i64(r, 1);
-    c->cost = 0;
+    c->m.credits_total = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    c->m.credits_used = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    c->m.cost = 0;
     ctx->credits = 0;
 }
 
-void
-kb_meter_finish(const kb_req *req, kb_ctx *ctx, kb_err err)
+static void
+headers(kb_ctx *ctx, const kb_charge *c)
 {
-    kb_charge *c = &ctx->charge;
-    if (c->charged && err != KB_OK)
-        refund(req, ctx);
-    if (c->charged)
-        kb_metrics_add(KB_M_CREDITS_CHARGED, (uint64_t)c->cost);
     if (c->have_limits) {
-        kb_resp_header(ctx, "X-RateLimit-Limit", "%" PRId64, c->rl_limit);
-        kb_resp_header(ctx, "X-RateLimit-Remaining", "%" PRId64, c->rl_remaining);
-        kb_resp_header(ctx, "X-RateLimit-Reset", "%" PRId64, c->rl_reset);
+        kb_resp_header(ctx, "X-RateLimit-Limit", "%" PRId64, c->m.rl_limit);
+        kb_resp_header(ctx, "X-RateLimit-Remaining", "%" PRId64, c->m.rl_remaining);
+        kb_resp_header(ctx, "X-RateLimit-Reset", "%" PRId64, c->m.rl_reset);
     }
     if ((c->charged || c->refunded) && !c->refund_failed) {
-        int64_t remaining = c->credits_total - c->credits_used;
+        int64_t remaining = c->m.credits_total - c->m.credits_used;
         kb_resp_header(ctx, "X-Credits-Remaining", "%" PRId64, remaining > 0 ? remaining : 0);
-        kb_resp_header(ctx, "X-Credits-Used", "%" PRId64, c->credits_used);
-        kb_resp_header(ctx, "X-Credits-Total", "%" PRId64, c->credits_total);
-        kb_resp_header(ctx, "X-Credits-Cost", "%" PRId64, c->cost);
+        kb_resp_header(ctx, "X-Credits-Used", "%" PRId64, c->m.credits_used);
+        kb_resp_header(ctx, "X-Credits-Total", "%" PRId64, c->m.credits_total);
+        kb_resp_header(ctx, "X-Credits-Cost", "%" PRId64, c->m.cost);
     }
+}
+
+void
+kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *send, void *ud)
+{
+    kb_charge *c = ctx->charge;
+    if (c != NULL) {
+        if (c->charged && err != KB_OK)
+            refund(req, ctx, c);
+        if (c->charged)
+            kb_metrics_add(KB_M_CREDITS_CHARGED, (uint64_t)c->m.cost);
+        headers(ctx, c);
+    }
+    send(ud, req, ctx);
+    /* The 2xx answer went out: the charge stands and its journal entry is done. */
+    if (c != NULL && c->charged && !c->refund_failed && ctx->resp.status < 400)
+        kb_journal_idle(ctx->w->journal);
 }

@@ -1,4 +1,4 @@
-/* stripe.c - Stripe HTTP client over one reused libcurl handle; see kb_stripe.h.
+/* stripe.c - Stripe HTTP client over the worker's reused libcurl handle; see kb_stripe.h.
  *
  * Invariants: the secret key appears only in the Authorization header (never
  * in a log line or an error message); every POST carries an Idempotency-Key;
@@ -19,13 +19,12 @@
 #include "kb_config.h"
 #include "kb_crypto.h"
 #include "kb_log.h"
+#include "kb_worker.h"
 #include "kb_banned.h"
 
 #define BACKOFF_BASE_MS 300
 #define BACKOFF_MAX_MS 5000
 #define MAX_RESPONSE (4 * 1024 * 1024)
-
-static CURL *handle;
 
 static void
 form_escape(kb_buf *b, const char *s)
@@ -84,11 +83,12 @@ kb_stripe_str(const cJSON *obj, const char *name)
 }
 
 void
-kb_stripe_cleanup(void)
+kb_stripe_release(kb_worker *w)
 {
-    if (handle != NULL)
-        curl_easy_cleanup(handle);
-    handle = NULL;
+    if (w != NULL && w->stripe_curl != NULL)
+        curl_easy_cleanup(w->stripe_curl);
+    if (w != NULL)
+        w->stripe_curl = NULL;
 }
 
 typedef struct exchange {
@@ -133,16 +133,20 @@ on_header(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
+/* The worker's handle (made on first use), or for w == NULL a handle of its own
+ * that the caller cleans up. */
 static CURL *
-get_handle(void)
+get_handle(kb_worker *w)
 {
-    if (handle == NULL) {
-        handle = curl_easy_init();
-        if (handle == NULL)
+    if (w == NULL)
+        return curl_easy_init();
+    if (w->stripe_curl == NULL) {
+        w->stripe_curl = curl_easy_init();
+        if (w->stripe_curl == NULL)
             return NULL;
     }
-    curl_easy_reset(handle);
-    return handle;
+    curl_easy_reset(w->stripe_curl);
+    return w->stripe_curl;
 }
 
 static void
@@ -226,13 +230,13 @@ retryable(CURLcode rc, long status, const exchange *x)
 }
 
 kb_err
-kb_stripe_call(kb_arena *a, const char *method, const char *path, const kb_stripe_form *form,
-               const char *idem_key, kb_stripe_res *res)
+kb_stripe_call(kb_worker *w, kb_arena *a, const char *method, const char *path,
+               const kb_stripe_form *form, const char *idem_key, kb_stripe_res *res)
 {
     memset(res, 0, sizeof(*res));
     if (!kb_stripe_configured())
         return KB_E_BILLING_NOT_CONFIGURED;
-    CURL *c = get_handle();
+    CURL *c = get_handle(w);
     if (c == NULL)
         return KB_E_STRIPE;
 
@@ -286,6 +290,8 @@ kb_stripe_call(kb_arena *a, const char *method, const char *path, const kb_strip
                     i + 1 < max_attempts ? "retrying" : "giving up");
     }
     curl_slist_free_all(h);
+    if (w == NULL)
+        curl_easy_cleanup(c);
     /* The Authorization line lives in the arena; wipe it now. */
     sodium_memzero(auth, strlen(auth));
 

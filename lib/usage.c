@@ -19,6 +19,7 @@
 #include "kb_log.h"
 #include "kb_stripe.h"
 #include "kb_time.h"
+#include "kb_worker.h"
 #include "kb_banned.h"
 
 #define CLAIM_LIMIT "5000"
@@ -64,7 +65,7 @@ is_too_old(const kb_stripe_res *r)
 
 /* Returns false when Stripe is rate limiting us (stop this run). */
 static bool
-send_batch(kb_db *db, kb_arena *a, const char *ident, const char *cus, const char *credits,
+send_batch(kb_worker *w, kb_arena *a, const char *ident, const char *cus, const char *credits,
            const char *ts, kb_usage_stats *st)
 {
     kb_stripe_form f = {KB_BUF_INIT};
@@ -75,7 +76,7 @@ send_batch(kb_db *db, kb_arena *a, const char *ident, const char *cus, const cha
     kb_stripe_form_add(&f, "timestamp", ts);
     kb_stripe_res r;
     char *key = kb_arena_printf(a, "kb-meter-%s", ident);
-    kb_err err = kb_stripe_call(a, "POST", "/v1/billing/meter_events", &f, key, &r);
+    kb_err err = kb_stripe_call(w, a, "POST", "/v1/billing/meter_events", &f, key, &r);
     if (err != KB_OK && r.replayed && r.status >= 500) {
         /* Stripe keeps a 5xx that happened after it began processing as the key's
          * answer for 24 hours. The identifier, not the key, is what makes the
@@ -86,9 +87,10 @@ send_batch(kb_db *db, kb_arena *a, const char *ident, const char *cus, const cha
         randombytes_buf(rnd, sizeof(rnd));
         sodium_bin2hex(hex, sizeof(hex), rnd, sizeof(rnd));
         key = kb_arena_printf(a, "kb-meter-%s-%s", ident, hex);
-        err = kb_stripe_call(a, "POST", "/v1/billing/meter_events", &f, key, &r);
+        err = kb_stripe_call(w, a, "POST", "/v1/billing/meter_events", &f, key, &r);
     }
     kb_stripe_form_release(&f);
+    kb_db *db = &w->db;
     const char *params[] = {ident, NULL};
     if (err == KB_OK || is_duplicate(&r)) {
         if (kb_db_exec(db, a, &mark_stmt, params, NULL) != KB_OK) {
@@ -118,8 +120,9 @@ send_batch(kb_db *db, kb_arena *a, const char *ident, const char *cus, const cha
 }
 
 kb_err
-kb_usage_report(kb_db *db, kb_usage_stats *st)
+kb_usage_report(kb_worker *w, kb_usage_stats *st)
 {
+    kb_db *db = &w->db;
     memset(st, 0, sizeof(*st));
     if (!kb_stripe_configured())
         return KB_E_BILLING_NOT_CONFIGURED;
@@ -136,7 +139,7 @@ kb_usage_report(kb_db *db, kb_usage_stats *st)
     if (err == KB_OK)
         err = kb_db_exec(db, &a, &pending_stmt, pp, &r);
     for (int i = 0; err == KB_OK && i < PQntuples(r); i++) {
-        if (!send_batch(db, &a, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+        if (!send_batch(w, &a, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
                         PQgetvalue(r, i, 3), st)) {
             st->failed += PQntuples(r) - i - 1;
             break;
@@ -161,14 +164,13 @@ kb_usage_report(kb_db *db, kb_usage_stats *st)
 int
 kb_usage_reporter_main(volatile sig_atomic_t *stop)
 {
-    kb_db db;
-    kb_db_init(&db, kb_cfg.database_url, "kalshibook-reporter", kb_cfg.db_connect_timeout_s,
-               kb_cfg.db_statement_timeout_ms);
+    kb_worker w;
+    kb_worker_init(&w, "kalshibook-reporter");
     kb_log_info("usage reporter started (every %ld s, margin %ld s)", kb_cfg.usage_flush_s,
                 kb_cfg.usage_margin_s);
     while (!*stop) {
         kb_usage_stats st;
-        kb_err err = kb_usage_report(&db, &st);
+        kb_err err = kb_usage_report(&w, &st);
         if (err || st.sent || st.duplicates || st.flagged)
             kb_log(err ? KB_LOG_WARN : KB_LOG_INFO,
                    "usage run: %ld rows batched, %ld sent, %ld duplicates, %ld failed, %ld flagged",
@@ -182,8 +184,7 @@ kb_usage_reporter_main(volatile sig_atomic_t *stop)
                 break;
         }
     }
-    kb_db_release(&db);
-    kb_stripe_cleanup();
+    kb_worker_release(&w);
     kb_log_info("usage reporter stopped");
     return 0;
 }

@@ -5,16 +5,22 @@
 #
 # Starts a private stack in a temp dir with t/stack.sh (Postgres with fsync
 # on, as in production), using the release binaries in REPO/app, plus
-# t/bench/hello-fcgi (a trivial FastCGI pool, one worker per core) behind the
+# t/bench/hello-fcgi (a trivial FastCGI pool as big as the app's) behind the
 # same nginx at /__hello. Each row is one wrk run over HTTPS; the table and
 # REPO/var/bench/latest.json list name, rps, p50_ms, p99_ms, baseline, ratio
 # (rps / the baseline row's rps). Rows:
 #   static      nginx serving /llms.txt: the ceiling of this box
 #   hello-fcgi  nginx + FastCGI doing nothing: the ceiling for any app
 #   health      GET /health: the pool, one DB round trip; target >= 0.8 x hello-fcgi
-#   meter-sql   pgbench: kb_meter() alone over BENCH_ACCOUNTS accounts (default 100)
-#   meter-sql-hot  the same on one account (row lock and commit latency bound it)
-#   markets-metered      GET /markets/{ticker} through the stack, 100 rotating keys (vs meter-sql)
+#   floor       pgbench: a bare durable UPDATE ... SET credits_used = credits_used + 1 WHERE
+#               user_id = $1 AND credits_used + 1 <= credits_total RETURNING ..., on a copy
+#               of billing_accounts (same columns, checks, indexes, keys, fillfactor) over the
+#               same BENCH_ACCOUNTS accounts (default 100): what one charge cannot beat
+#   meter-sql   pgbench: the workers' meter statements (t/bench/meter-sql.c prints their exact
+#               text) over the same accounts, as a worker runs them; target >= 0.8 x floor
+#   floor-hot, meter-sql-hot  the same on one account (row lock and commit latency bound it)
+#   markets-metered      GET /markets/{ticker} through the stack, 100 rotating keys (vs floor:
+#                        target >= 0.3)
 #   markets-metered-hot  the same with one key (vs meter-sql-hot)
 #   markets-half-load    the 100-key mix paced at half the measured rate: its p99
 #   keys        GET /keys with a user token: JWT check (HMAC) + one indexed query
@@ -29,6 +35,12 @@
 #   import-fp       the same volume in Kalshi's 2026 form (price_dollars, delta_fp, ts +
 #                   ts_ms; half the markets subpenny, half fractional); target >= 200k
 #   import-again    the legacy file imported again (nothing new); rps = deltas/s
+# The floor, meter-sql and markets-metered rows also report cpu_us: CPU microseconds per
+# request (per transaction for pgbench) of every process involved, summed from /proc:
+# Postgres (all backends, reaped ones included), and for HTTP rows nginx and the
+# kalshibook-fcgi pool, plus the load generator itself (pgbench or wrk).
+# BENCH_WORKERS_SWEEP="2 3 4 6" adds markets-metered-wN rows: the same request with the
+# pool restarted with N workers (how the default pool size, app/master.c, was chosen).
 # Everything started here is stopped on exit, failure or Ctrl-C.
 #
 # Environment: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS
@@ -37,7 +49,7 @@
 # and health only; BENCH_QUICK=metered adds meter-sql, markets-metered and the
 # half-load row), BENCH_ENFORCE=1 (exit 1 when
 # health misses its target), BENCH_KEEP=1 (keep the temp dir and its logs).
-# KB_WORKERS (default here: two per core, see below) and other KB_* settings
+# KB_WORKERS (default: the app's, eight per core, see below) and other KB_* settings
 # reach the app through t/stack.sh.
 
 set -euo pipefail
@@ -48,11 +60,14 @@ WARMUP=${BENCH_WARMUP_SECONDS:-2}
 THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 HEALTH_TARGET=0.8
-# Two workers per core unless KB_WORKERS says otherwise (docs/ops.md): a
-# metered request holds its worker while Postgres flushes the charge's commit
-# to disk, and with one worker per core the CPU idles through those flushes.
-# hello-fcgi runs the same number, so the health ratio stays like for like.
-export KB_WORKERS=${KB_WORKERS:-$((2 * $(nproc)))}
+# The app's default pool unless KB_WORKERS says otherwise: eight workers per core,
+# at most 64 (app/master.c, docs/ops.md step 4: a metered request holds its
+# worker while Postgres flushes the charge's commit, and BENCH_WORKERS_SWEEP
+# measured this best). hello-fcgi runs the same number, so the health ratio
+# stays like for like.
+default_workers=$((8 * $(nproc)))
+((default_workers > 64)) && default_workers=64
+export KB_WORKERS=${KB_WORKERS:-$default_workers}
 export KB_BIN_DIR=${BENCH_BIN_DIR:-$REPO/app}
 STACK=$REPO/t/stack.sh
 OUT_DIR=$REPO/var/bench
@@ -60,7 +75,7 @@ OUT_DIR=$REPO/var/bench
 # Rows, in order, and their figures by name; extra curl arguments for a row's check.
 ROWS=()
 BENCH_CURL_EXTRA=()
-declare -A RPS P50 P99 BASE RATIO
+declare -A RPS P50 P99 BASE RATIO CPU
 
 TMP=
 HELLO_PID=
@@ -96,6 +111,46 @@ to_ms() {
         if (f < 0) exit 1
         printf "%.3f", n * f
     }'
+}
+
+# stack_ticks [http]: CPU clock ticks used so far by Postgres (the postmaster, its live
+# children and the children it reaped) and, with "http", nginx and the kalshibook-fcgi
+# pool (the same for each master). Differences of two readings are what a row cost.
+proc_ticks() {
+    local pid=$1 own=${2:-0} t
+    # utime stime (fields 14 15) of pid; with own=0 also cutime cstime (16 17).
+    t=$(awk -v o="$own" '{ print (o ? $14 + $15 : $14 + $15 + $16 + $17) }' "/proc/$pid/stat" 2>/dev/null) || t=0
+    echo "${t:-0}"
+}
+tree_ticks() {
+    local master=$1 sum c
+    [[ -n $master ]] || { echo 0; return; }
+    sum=$(proc_ticks "$master")
+    for c in $(pgrep -P "$master" 2>/dev/null); do
+        sum=$((sum + $(proc_ticks "$c" 1)))
+    done
+    echo "$sum"
+}
+stack_ticks() {
+    local sum
+    sum=$(tree_ticks "$(head -n1 "$KB_PGDATA/postmaster.pid" 2>/dev/null)")
+    if [[ ${1:-} == http ]]; then
+        sum=$((sum + $(tree_ticks "$KB_NGINX_PID") + $(tree_ticks "$KB_FCGI_PID")))
+    fi
+    echo "$sum"
+}
+# Wait until the postmaster has reaped the backends a load generator left (so their CPU
+# is in its cutime), at most 5 s.
+pg_settled() {
+    local pm want
+    pm=$(head -n1 "$KB_PGDATA/postmaster.pid")
+    want=$1
+    [[ $(pgrep -P "$pm" | wc -l) -le $want ]]
+}
+# cpu_us TICKS_BEFORE TICKS_AFTER LOADGEN_SECONDS REQUESTS: CPU us per request.
+cpu_us() {
+    awk -v a="$1" -v b="$2" -v g="$3" -v n="$4" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.1f", (n > 0) ? ((b - a) / hz + g) * 1e6 / n : 0 }'
 }
 
 # bench_row NAME URL_PATH BASELINE_NAME [ARGS...] [-- WRK_ONLY_ARGS...]
@@ -140,7 +195,12 @@ bench_row() {
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$@" "$url" >/dev/null
     fi
     printf 'bench: %-12s %s (%ss)\n' "$name" "$path" "$DURATION" >&2
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
+    local t0 t1 gen
+    t0=$(stack_ticks http)
+    # bash's time: the user + system seconds of wrk itself.
+    gen=$( { TIMEFORMAT='%U %S'; time wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$TMP/wrk.out"; } 2>&1 | awk 'END { print $1 + $2 }')
+    t1=$(stack_ticks http)
+    out=$(cat "$TMP/wrk.out")
     rps=$(awk '$1 == "Requests/sec:" { print $2 }' <<<"$out")
     p50=$(awk '$1 == "50%" { print $2; exit }' <<<"$out")
     p99=$(awk '$1 == "99%" { print $2; exit }' <<<"$out")
@@ -159,6 +219,7 @@ bench_row() {
     P50[$name]=$p50
     P99[$name]=$p99
     BASE[$name]=$baseline
+    CPU[$name]=$(cpu_us "$t0" "$t1" "$gen" "$(awk '/requests in/ { print $1; exit }' <<<"$out")")
     if [[ $baseline == - ]]; then
         RATIO[$name]=-
     else
@@ -166,7 +227,7 @@ bench_row() {
     fi
 }
 
-# record_row NAME RPS P50_MS P99_MS BASELINE_NAME: a row measured by other means.
+# record_row NAME RPS P50_MS P99_MS BASELINE_NAME [CPU_US]: a row measured by other means.
 record_row() {
     local name=$1 rps=$2 baseline=$5
     ROWS+=("$name")
@@ -174,6 +235,7 @@ record_row() {
     P50[$name]=$3
     P99[$name]=$4
     BASE[$name]=$baseline
+    CPU[$name]=${6:--}
     if [[ $baseline == - ]]; then
         RATIO[$name]=-
     else
@@ -181,8 +243,8 @@ record_row() {
     fi
 }
 
-# ---- metering: the meter statement alone (pgbench) over the same accounts as
-# ---- the HTTP rows. BENCH_ACCOUNTS accounts (default 100), each with one key
+# ---- metering: the meter statements (pgbench) and their floor, over the same accounts
+# ---- as the HTTP rows. BENCH_ACCOUNTS accounts (default 100), each with one key
 # ---- "kb-bench-<n, 40 digits>", project tier, limits lifted by overrides.
 
 BENCH_ACCOUNTS=${BENCH_ACCOUNTS:-100}
@@ -191,8 +253,12 @@ bench_key() {
     printf 'kb-bench-%040d' "$1"
 }
 
+# The accounts, bench_keys (n -> key hash, user id, key id: pgbench's way to pass one of
+# the N keys to a statement) and bench_floor: a copy of billing_accounts with its
+# columns, defaults, checks, indexes, foreign keys and fillfactor, holding the same rows.
 setup_bench_accounts() {
     psql "$KB_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -v n="$BENCH_ACCOUNTS" <<'SQL' >/dev/null
+SET client_min_messages = warning;
 WITH u AS (
     INSERT INTO users (email, password_hash)
     SELECT 'bench-' || g || '@example.test', 'x' FROM generate_series(1, :n) g
@@ -208,43 +274,100 @@ INSERT INTO billing_accounts (user_id, tier, credits_total, credits_override, rp
 SELECT id, 'project', 2000000000, 2000000000, 2000000000 FROM u
 ON CONFLICT (user_id) DO UPDATE SET credits_used = 0, credits_total = 2000000000,
     credits_override = 2000000000, rpm_override = 2000000000;
+DROP TABLE IF EXISTS bench_keys, bench_floor;
+CREATE TABLE bench_keys AS
+SELECT split_part(split_part(u.email, '@', 1), '-', 2)::int AS n, k.key_hash, k.user_id, k.id AS key_id
+  FROM users u JOIN api_keys k ON k.user_id = u.id
+ WHERE u.email LIKE 'bench-%@example.test' AND k.key_prefix = 'kb-benc';
+ALTER TABLE bench_keys ADD PRIMARY KEY (n);
+CREATE TABLE bench_floor (LIKE billing_accounts INCLUDING ALL);
+ALTER TABLE bench_floor
+    ADD FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE,
+    ADD FOREIGN KEY (tier) REFERENCES tiers (name);
+INSERT INTO bench_floor SELECT ba.* FROM billing_accounts ba JOIN bench_keys b ON b.user_id = ba.user_id;
+ANALYZE bench_keys;
+ANALYZE bench_floor;
+ANALYZE billing_accounts;
 SQL
+    # Same storage parameters (fillfactor) as the table it copies.
+    local opts
+    opts=$(psql "$KB_DATABASE_URL" -qAt -c "SELECT array_to_string(reloptions, ', ') FROM pg_class WHERE relname = 'billing_accounts'")
+    if [[ -n $opts ]]; then
+        psql "$KB_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -c "ALTER TABLE bench_floor SET ($opts)" >/dev/null
+    fi
 }
 
-# pgbench_row NAME BASELINE_NAME N: pgbench runs the workers' meter statement
-# (kb_meter_slot: kb_meter plus the charge-journal slot row, one slot per
-# client like one per worker) for keys 1..N, one script per key picked at
-# random (-f file@1 each), prepared statements.
+# pgbench_script NAME FILE N: the pgbench script of row NAME over keys 1..N.
+#   floor: the bare UPDATE of one account row;
+#   meter: the workers' meter statement (t/bench/meter-sql.c prints it; a worker runs it for
+#          a key it has seen), then its slow path when it charged nothing, as a worker does.
+# Each picks a key at random per transaction and reads its ids from bench_keys by n (the
+# same subquery in both, standing for the statement's parameter).
+sub() {
+    printf '(SELECT %s FROM bench_keys WHERE n = :n)' "$1"
+}
+pgbench_script() {
+    local name=$1 file=$2 n=$3
+    {
+        printf '\\set n random(1, %s)\n' "$n"
+        case $name in
+        floor*)
+            printf 'UPDATE bench_floor SET credits_used = credits_used + 1 WHERE user_id = %s AND credits_used + 1 <= credits_total RETURNING credits_used, credits_total;\n' "$(sub user_id)"
+            ;;
+        *)
+            printf '\\set xid 0\n'
+            "$TMP/meter-sql" fast | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g"
+            printf '\\aset\n\\if :xid = 0\n'
+            "$TMP/meter-sql" slow | tr '\n' ' ' | sed -e "s|\\\$1|$(sub key_hash)|g; s|\\\$2|1|g; s|\\\$3|'/markets/{ticker}'|g"
+            printf ';\n\\endif\n'
+            ;;
+        esac
+    } >"$file"
+}
+
+# pgbench_row NAME BASELINE_NAME N: pgbench of NAME's script (pgbench_script) with the
+# HTTP rows' clients and threads, prepared statements; cpu_us from Postgres and pgbench.
 pgbench_row() {
-    local name=$1 baseline=$2 n=$3 i hash dir=$TMP/pgbench-$1 args=() out tps p50 p99
+    local name=$1 baseline=$2 n=$3 dir=$TMP/pgbench-$1 out tps p50 p99 t0 t1 gen nb pm count
     mkdir -p "$dir"
-    for ((i = 1; i <= n; i++)); do
-        hash=$(printf '%s' "$(bench_key "$i")" | sha256sum | cut -d' ' -f1)
-        printf "SELECT outcome FROM kb_meter_slot('%s', 1, '/markets/{ticker}', 'bench:' || :client_id, 'req_bench' || :client_id);\n" \
-            "$hash" >"$dir/k$i.sql"
-        args+=(-f "$dir/k$i.sql@1")
-    done
-    printf 'bench: %-12s pgbench kb_meter over %s keys (%ss)\n' "$name" "$n" "$DURATION" >&2
-    out=$(cd "$dir" && "$KB_PG_BIN/pgbench" -n -M prepared -c "$CONNECTIONS" -j "$THREADS" \
-        -T "$DURATION" -l --log-prefix=tx "${args[@]}" "$KB_DATABASE_URL" 2>&1) ||
-        die "row '$name': pgbench failed:"$'\n'"$out"
+    pgbench_script "$name" "$dir/script.sql" "$n"
+    printf 'bench: %-12s pgbench over %s keys (%ss)\n' "$name" "$n" "$DURATION" >&2
+    pm=$(head -n1 "$KB_PGDATA/postmaster.pid")
+    nb=$(pgrep -P "$pm" | wc -l)
+    t0=$(stack_ticks)
+    gen=$( { TIMEFORMAT='%U %S'; time (cd "$dir" && "$KB_PG_BIN/pgbench" -n -M prepared -c "$CONNECTIONS" -j "$THREADS" \
+        -T "$DURATION" -l --log-prefix=tx -f script.sql "$KB_DATABASE_URL" >"$dir/out" 2>&1); } 2>&1 | awk 'END { print $1 + $2 }') ||
+        die "row '$name': pgbench failed:"$'\n'"$(cat "$dir/out")"
+    wait_until 5 pg_settled "$nb" || true
+    t1=$(stack_ticks)
+    out=$(cat "$dir/out")
+    grep -q '^tps = ' <<<"$out" || die "row '$name': pgbench failed:"$'\n'"$out"
     tps=$(awk '/^tps = / { print $3; exit }' <<<"$out")
+    count=$(awk '/number of transactions actually processed/ { split($NF, a, "/"); print a[1]; exit }' <<<"$out")
     read -r p50 p99 < <(cat "$dir"/tx.* | awk '{ print $3 }' | sort -n |
         awk '{ v[NR] = $1 } END { printf "%.3f %.3f\n", v[int(NR * 0.5) + 1] / 1000, v[int(NR * 0.99) + 1] / 1000 }')
-    record_row "$name" "$tps" "$p50" "$p99" "$baseline"
+    record_row "$name" "$tps" "$p50" "$p99" "$baseline" "$(cpu_us "$t0" "$t1" "$gen" "$count")"
+}
+
+# The metering targets, and CPU per request next to the floor's.
+metered_verdicts() {
+    printf '\nmeter-sql / floor = %s (target >= 0.8); markets-metered / floor = %s (target >= 0.3); markets-half-load p99 = %s ms (target <= 5)\n' \
+        "${RATIO[meter-sql]}" "${RATIO[markets-metered]}" "${P99[markets-half-load]}"
+    printf 'CPU us per request, all processes: floor %s, meter-sql %s, markets-metered %s (KB_WORKERS=%s)\n' \
+        "${CPU[floor]}" "${CPU[meter-sql]}" "${CPU[markets-metered]}" "$KB_WORKERS"
 }
 
 print_table() {
     local name
-    printf '\n%-16s %10s %9s %9s  %-12s %6s\n' name rps p50_ms p99_ms baseline ratio
+    printf '\n%-20s %10s %9s %9s  %-16s %6s %8s\n' name rps p50_ms p99_ms baseline ratio cpu_us
     for name in "${ROWS[@]}"; do
-        printf '%-16s %10s %9s %9s  %-12s %6s\n' "$name" "${RPS[$name]}" "${P50[$name]}" \
-            "${P99[$name]}" "${BASE[$name]}" "${RATIO[$name]}"
+        printf '%-20s %10s %9s %9s  %-16s %6s %8s\n' "$name" "${RPS[$name]}" "${P50[$name]}" \
+            "${P99[$name]}" "${BASE[$name]}" "${RATIO[$name]}" "${CPU[$name]:--}"
     done
 }
 
 write_json() {
-    local name sep='' base ratio file=$OUT_DIR/latest.json
+    local name sep='' base ratio cpu file=$OUT_DIR/latest.json
     mkdir -p "$OUT_DIR"
     {
         printf '['
@@ -255,8 +378,10 @@ write_json() {
                 base="\"${BASE[$name]}\""
                 ratio=${RATIO[$name]}
             fi
-            printf '%s\n  {"name":"%s","rps":%s,"p50_ms":%s,"p99_ms":%s,"baseline":%s,"ratio":%s}' \
-                "$sep" "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "$base" "$ratio"
+            cpu=${CPU[$name]:--}
+            [[ $cpu == - ]] && cpu=null
+            printf '%s\n  {"name":"%s","rps":%s,"p50_ms":%s,"p99_ms":%s,"baseline":%s,"ratio":%s,"cpu_us":%s}' \
+                "$sep" "$name" "${RPS[$name]}" "${P50[$name]}" "${P99[$name]}" "$base" "$ratio" "$cpu"
             sep=,
         done
         printf '\n]\n'
@@ -280,6 +405,13 @@ trap 'exit 130' INT TERM
 cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -o "$TMP/hello-fcgi" \
     "$REPO/t/bench/hello-fcgi.c" $(pkg-config --cflags --libs fcgi) ||
     die "cannot build hello-fcgi"
+# The workers' meter statements, printed from the library they are compiled into.
+[[ -f $REPO/lib/libkb.a ]] || die "$REPO/lib/libkb.a not found: build the release library first (make)"
+# shellcheck disable=SC2046  # pkg-config's flags are meant to split
+cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I"$REPO/lib" -o "$TMP/meter-sql" \
+    "$REPO/t/bench/meter-sql.c" "$REPO/lib/libkb.a" \
+    $(pkg-config --cflags --libs libpq libcurl libcjson libsodium openssl) ||
+    die "cannot build meter-sql"
 
 cat >"$TMP/extra.conf" <<EOF
 # Benchmark only: the hello-fcgi baseline behind the same nginx.
@@ -329,14 +461,14 @@ import_market() {
     "$KB_BIN_DIR/kbctl" import --quiet "$TMP/$2.jsonl" || die "$2 data import failed"
 }
 
-# metered_rows HOT: the whole metered request (nginx -> worker -> kb_meter_slot ->
-# data query) over the same accounts as meter-sql (ratio to it: target >= 0.7),
+# metered_rows HOT: the whole metered request (nginx -> worker -> meter ->
+# data query) over the same accounts as the floor (ratio to it: target >= 0.3),
 # the hot account alone when HOT is "yes", and the same mix paced at half the
 # measured rate (target p99 <= 5 ms).
 metered_rows() {
     local auth half_delay
     auth="Authorization: Bearer $(bench_key 1)"
-    BENCH_KEYS=$BENCH_ACCOUNTS bench_row markets-metered "/markets/$BENCH_TICKER" meter-sql \
+    BENCH_KEYS=$BENCH_ACCOUNTS bench_row markets-metered "/markets/$BENCH_TICKER" floor \
         -H "$auth" -- -s "$REPO/t/bench/metered.lua"
     if [[ $1 == yes ]]; then
         BENCH_KEYS=1 bench_row markets-metered-hot "/markets/$BENCH_TICKER" meter-sql-hot \
@@ -345,6 +477,34 @@ metered_rows() {
     half_delay=$(awk -v r="${RPS[markets-metered]}" -v c="$CONNECTIONS" 'BEGIN { printf "%d", (r > 0) ? 2000 * c / r : 100 }')
     BENCH_KEYS=$BENCH_ACCOUNTS BENCH_DELAY_MS=$half_delay bench_row markets-half-load \
         "/markets/$BENCH_TICKER" markets-metered -H "$auth" -- -s "$REPO/t/bench/metered.lua"
+}
+
+# pool_ready N: /health answers and the pool has N workers.
+pool_ready() {
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$KB_CA_CERT" "$KB_BASE_URL/health") == 200 ]] &&
+        (($(pgrep -P "$KB_FCGI_PID" | wc -l) >= $1))
+}
+
+# workers_sweep: markets-metered again with the pool restarted with each worker count of
+# BENCH_WORKERS_SWEEP (ratio to the floor), then the pool as it was.
+workers_sweep() {
+    local n auth keep=$KB_WORKERS
+    [[ -n ${BENCH_WORKERS_SWEEP:-} ]] || return 0
+    auth="Authorization: Bearer $(bench_key 1)"
+    for n in $BENCH_WORKERS_SWEEP; do
+        pool_restart "$n"
+        BENCH_KEYS=$BENCH_ACCOUNTS bench_row "markets-metered-w$n" "/markets/$BENCH_TICKER" floor \
+            -H "$auth" -- -s "$REPO/t/bench/metered.lua"
+    done
+    pool_restart "$keep"
+}
+
+# pool_restart N: the kalshibook-fcgi pool again, with N workers.
+pool_restart() {
+    "$STACK" app-stop "$TMP" >/dev/null 2>&1
+    KB_WORKERS=$1 "$STACK" app-start "$TMP" >/dev/null 2>&1 || die "pool with $1 workers did not start"
+    KB_FCGI_PID=$(cat "$TMP/fcgi.pid")
+    wait_until 30 pool_ready "$1" || die "pool with $1 workers not ready"
 }
 
 # ---- rows (add new ones here) ------------------------------------------------------
@@ -361,16 +521,20 @@ if [[ ${BENCH_QUICK:-0} == 1 ]]; then
 fi
 
 setup_bench_accounts
-pgbench_row meter-sql - "$BENCH_ACCOUNTS"
-# BENCH_QUICK=metered: the rows above, meter-sql, and the metered HTTP rows only.
+pgbench_row floor - "$BENCH_ACCOUNTS"
+pgbench_row meter-sql floor "$BENCH_ACCOUNTS"
+# BENCH_QUICK=metered: the rows above, the floor, meter-sql, and the metered HTTP rows only.
 if [[ ${BENCH_QUICK:-0} == metered ]]; then
     import_market 100 market
     metered_rows no
+    workers_sweep
     print_table
+    metered_verdicts
     write_json
     exit 0
 fi
-pgbench_row meter-sql-hot meter-sql 1
+pgbench_row floor-hot - 1
+pgbench_row meter-sql-hot floor-hot 1
 # A user and a token for the auth rows (signup is one argon2 run).
 # shellcheck disable=SC2089,SC2090  # JSON text for login.lua, never split into words
 export BENCH_LOGIN_BODY='{"email":"bench@example.test","password":"bench password 1"}'
@@ -408,6 +572,7 @@ BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","start_time":"2026-03-01T06
     bench_row deltas-1000 /deltas health -s "$REPO/t/bench/post.lua" -H "$AUTH"
 
 metered_rows yes
+workers_sweep
 
 # kbctl import throughput from generated files (deltas/s in the rps column): Kalshi's legacy
 # integer lines, the same volume in its 2026 fixed-point form, then the legacy file again.
@@ -443,8 +608,7 @@ print_table
 health_ratio=${RATIO[health]}
 verdict=$(awk -v r="$health_ratio" -v t="$HEALTH_TARGET" 'BEGIN { print (r >= t) ? "met" : "MISSED" }')
 printf '\nhealth / hello-fcgi = %s (target >= %s): %s\n' "$health_ratio" "$HEALTH_TARGET" "$verdict"
-printf 'markets-metered / meter-sql = %s (target >= 0.7); markets-half-load p99 = %s ms (target <= 5)\n' \
-    "${RATIO[markets-metered]}" "${P99[markets-half-load]}"
+metered_verdicts
 printf 'orderbook-100k p50 = %s ms, orderbook-100k-fp p50 = %s ms (target <= 25); deltas-1000 / health = %s\n' \
     "${P50[orderbook-100k]}" "${P50[orderbook-100k-fp]}" "${RATIO[deltas-1000]}"
 printf 'import = %s deltas/s, import-fp = %s deltas/s (target >= 200000)\n' \

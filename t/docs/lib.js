@@ -36,6 +36,18 @@ function routerRoutes(file = path.join(ROOT, 'app', 'routes.c')) {
     return out;
 }
 
+// The credit cost each route of app/routes.c carries (its last field): {"GET /markets": 1, ...}.
+function routerCosts(file = path.join(ROOT, 'app', 'routes.c')) {
+    const src = fs.readFileSync(file, 'utf8');
+    const start = src.indexOf('kb_routes[]');
+    const table = src.slice(start, src.indexOf('};', start));
+    const out = {};
+    const re = /\{\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*,\s*([0-9]+)\s*\}/g;
+    let m;
+    while ((m = re.exec(table)) !== null) out[`${m[1]} ${normalisePath(m[2])}`] = Number(m[3]);
+    return out;
+}
+
 function specRoutes(spec) {
     const out = [];
     for (const [p, item] of Object.entries(spec.paths || {}))
@@ -182,6 +194,6 @@ function fieldPaths(v, prefix = '', out = new Set()) {
 }
 
 module.exports = {
-    ROOT, SPEC_FILE, METHODS, loadSpec, normalisePath, routerRoutes, specRoutes, routerHas,
+    ROOT, SPEC_FILE, METHODS, loadSpec, normalisePath, routerRoutes, routerCosts, specRoutes, routerHas,
     matchPath, resolve, responseFor, validateResponse, fieldPaths, headerGet,
 };

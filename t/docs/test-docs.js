@@ -119,6 +119,17 @@ async function specTests() {
         }
         noErrors(errs);
     });
+    await test('each route\'s cost in the router table (app/routes.c) is the API.md cost', () => {
+        const costs = L.routerCosts();
+        const errs = [];
+        for (const [m, p, , cost] of CONTRACT) {
+            const k = `${m} ${L.normalisePath(p)}`;
+            if (!(k in costs)) errs.push(`${k}: no cost in app/routes.c`);
+            else if (costs[k] !== cost) errs.push(`${k}: app/routes.c says ${costs[k]}, API.md ${cost}`);
+        }
+        assert(Object.keys(costs).length === router.length, `${Object.keys(costs).length} costs for ${router.length} routes`);
+        noErrors(errs);
+    });
     await test('ErrorCode lists exactly the API.md codes with their statuses', () => {
         const ec = spec.components.schemas.ErrorCode;
         const byCode = ec['x-status-by-code'];

@@ -1,9 +1,12 @@
 /* test_journal.c - charges of requests that never got a 2xx answer are refunded
  * even when the worker dies or the refund itself fails (DESIGN.md money rule 3;
- * lib/kb_journal.h, db/migrations/0009_meter_journal.sql):
+ * lib/kb_journal.h, db/migrations/0015_meter_fast_path.sql):
+ *   - a worker SIGKILLed after its charge committed, while its data query waits
+ *     on a lock: the client gets 503, and another worker refunds the charge
+ *     from the journal (the transaction id it holds committed);
  *   - a worker SIGKILLed while its meter statement waits on a lock: the
- *     statement still commits on its orphaned backend, the client gets 503,
- *     and another worker refunds the charge from the journal;
+ *     statement's transaction never gets its commit, so the orphaned backend
+ *     aborts it: nothing charged, nothing to refund;
  *   - a refund that cannot reach the database (its connection killed twice):
  *     the 404 goes out without credit headers and the idle worker refunds it
  *     as soon as the database answers again. */
@@ -52,6 +55,29 @@ pool_full(void *arg)
     return kbt_children(kbt_master_pid(), w, MAXW) == nworkers();
 }
 
+/* SIGKILL every worker of the pool. */
+static void
+kill_all_workers(void)
+{
+    pid_t w[MAXW];
+    size_t n = kbt_children(kbt_master_pid(), w, MAXW);
+    ck_assert_uint_eq(n, nworkers());
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(kill(w[i], SIGKILL), 0);
+}
+
+/* Where the data query runs: the replica when the suite has one. */
+static PGconn *
+data_db(void)
+{
+    const char *read = getenv("KB_DATABASE_READ_URL");
+    if (read == NULL || read[0] == '\0')
+        return kbt_db();
+    PGconn *c = PQconnectdb(read);
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "replica: %s", PQerrorMessage(c));
+    return c;
+}
+
 START_TEST(charge_of_a_killed_worker_is_refunded_by_another)
 {
     PGconn *c = kbt_db();
@@ -59,7 +85,83 @@ START_TEST(charge_of_a_killed_worker_is_refunded_by_another)
     kbt_account_new(c, &a, "project", 100, 0, false);
     long before = (long)kbt_metric("kalshibook_charges_settled_total");
 
-    /* The meter statement will wait on this row lock, after it took its slot lock. */
+    /* The data query (after the charge committed) will wait on this lock; on a
+     * streaming replica too (the lock is WAL-logged: flush it and wait for it). */
+    PGconn *lock = kbt_db();
+    kbt_sql_ok(lock, "BEGIN");
+    kbt_sql_ok(lock, "LOCK TABLE markets IN ACCESS EXCLUSIVE MODE");
+    PGconn *data = data_db();
+    if (getenv("KB_DATABASE_READ_URL") != NULL && getenv("KB_DATABASE_READ_URL")[0] != '\0') {
+        kbt_sql_ok(c, "SELECT pg_switch_wal()");
+        kbt_data_wait_replica();
+    }
+
+    kbt_keyed_get f = {a.key, "/markets", NULL};
+    pthread_t th;
+    pthread_create(&th, NULL, kbt_keyed_get_thread, &f);
+    ck_assert_msg(kbt_wait_until(kbt_one_worker_waits_on_lock, data, 10000),
+                  "request not in flight");
+    /* It did commit: the refund below is not vacuous. */
+    ck_assert_int_eq(used(c, &a), 1);
+
+    /* Kill every worker: the one in flight dies with its charge unanswered. */
+    kill_all_workers();
+    pthread_join(th, NULL);
+    /* nginx turns the dead upstream's 502 into its JSON 503. */
+    kbt_assert_envelope(f.resp, 503, "service_unavailable");
+    char *rid = kbt_header(f.resp, "X-Request-ID");
+    ck_assert_ptr_nonnull(rid);
+    ck_assert_ptr_null(kbt_header(f.resp, "X-Credits-Cost"));
+
+    /* Another worker settles the journal entry the dead one left. */
+    refunded rr = {c, rid};
+    ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded", rid);
+    kbt_sql_ok(lock, "COMMIT");
+    ck_assert_int_eq(used(c, &a), 0);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT coalesce(sum(requests), 0) FROM api_key_usage"
+                                      " WHERE api_key_id = $1",
+                                   a.key_id),
+                     0);
+    ck_assert_msg(kbt_wait_until(pool_full, NULL, 15000), "pool not back");
+    ck_assert_int_eq((long)kbt_metric("kalshibook_charges_settled_total"), before + 1);
+
+    /* The account works normally afterwards, and that charge stands. */
+    kbt_keyed_get g = {a.key, "/markets", NULL};
+    kbt_keyed_get_thread(&g);
+    ck_assert_int_eq(g.resp->status, 200);
+    ck_assert_int_eq(used(c, &a), 1);
+    kbt_resp_free(g.resp);
+    kbt_resp_free(f.resp);
+    free(rid);
+    PQfinish(data);
+    PQfinish(lock);
+    PQfinish(c);
+}
+END_TEST
+
+typedef struct backend {
+    PGconn *c;
+    char pid[16];
+} backend;
+
+static bool
+backend_gone(void *arg)
+{
+    backend *b = arg;
+    return kbt_sql_long1(b->c, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int",
+                         b->pid) == 0;
+}
+
+/* A worker killed while its meter statement waits on the account row: the
+ * statement's transaction was never sent its commit, so when the orphaned
+ * backend gets the row it finishes the statement and aborts. Nothing is
+ * charged and nothing needs a refund. */
+START_TEST(meter_statement_of_a_killed_worker_never_commits)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+
     PGconn *lock = kbt_db();
     kbt_sql_ok(lock, "BEGIN");
     const char *p[] = {a.user_id};
@@ -73,36 +175,32 @@ START_TEST(charge_of_a_killed_worker_is_refunded_by_another)
     pthread_create(&th, NULL, kbt_keyed_get_thread, &f);
     ck_assert_msg(kbt_wait_until(kbt_one_worker_waits_on_lock, c, 10000),
                   "request not in flight");
+    backend b = {c, ""};
+    char *pid = kbt_sql_value(c, "SELECT pid FROM pg_stat_activity WHERE application_name"
+                                 " LIKE 'kalshibook-worker%' AND wait_event_type = 'Lock'");
+    ck_assert_ptr_nonnull(pid);
+    snprintf(b.pid, sizeof(b.pid), "%s", pid);
+    free(pid);
 
-    /* Kill every worker: the one in flight dies with its charge in doubt. */
-    pid_t w[MAXW];
-    size_t n = kbt_children(kbt_master_pid(), w, MAXW);
-    ck_assert_uint_eq(n, nworkers());
-    for (size_t i = 0; i < n; i++)
-        ck_assert_int_eq(kill(w[i], SIGKILL), 0);
+    kill_all_workers();
     pthread_join(th, NULL);
-    /* nginx turns the dead upstream's 502 into its JSON 503. */
     kbt_assert_envelope(f.resp, 503, "service_unavailable");
     char *rid = kbt_header(f.resp, "X-Request-ID");
     ck_assert_ptr_nonnull(rid);
-    ck_assert_ptr_null(kbt_header(f.resp, "X-Credits-Cost"));
 
-    /* Let the orphaned statement go on: it commits the charge nobody answered. */
+    /* Let the orphaned statement go on; its backend then sees its client gone. */
     kbt_sql_ok(lock, "COMMIT");
-    refunded rr = {c, rid};
-    ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded", rid);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_slots WHERE request_id = $1",
-                                   rid),
-                     1); /* it did commit: the refund is not vacuous */
+    ck_assert_msg(kbt_wait_until(backend_gone, &b, 15000), "backend %s still there", b.pid);
     ck_assert_int_eq(used(c, &a), 0);
     ck_assert_int_eq(kbt_sql_long1(c, "SELECT coalesce(sum(requests), 0) FROM api_key_usage"
                                       " WHERE api_key_id = $1",
                                    a.key_id),
                      0);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
+                                   rid),
+                     0);
     ck_assert_msg(kbt_wait_until(pool_full, NULL, 15000), "pool not back");
-    ck_assert_int_eq((long)kbt_metric("kalshibook_charges_settled_total"), before + 1);
 
-    /* The account works normally afterwards, and that charge stands. */
     kbt_keyed_get g = {a.key, "/markets", NULL};
     kbt_keyed_get_thread(&g);
     ck_assert_int_eq(g.resp->status, 200);
@@ -165,6 +263,7 @@ main(void)
     TCase *tc = tcase_create("journal");
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, charge_of_a_killed_worker_is_refunded_by_another);
+    tcase_add_test(tc, meter_statement_of_a_killed_worker_never_commits);
     tcase_add_test(tc, refund_that_failed_is_settled_when_the_database_answers);
     suite_add_tcase(s, tc);
     return kb_check_run(s);

@@ -1,19 +1,55 @@
-/* test_meter.c - the meter statement itself, against the real database:
- * money rules 1-4 and 9, concurrently where the rule is about concurrency.
- * (HTTP-level metering is covered by test_metered_http.c.) */
+/* test_meter.c - the meter statements themselves (kb_meter_stmt and its slow path,
+ * the texts the workers prepare), against the real database: money rules 1-4 and 9, concurrently
+ * where the rule is about concurrency. (HTTP-level metering is covered by
+ * test_metered_http.c.) */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "check_main.h"
+#include "kb_meter.h"
 #include "kbt.h"
 #include "kb_banned.h"
+
+/* What a worker learned about a key from earlier answers (lib/meter.c). */
+typedef struct seen {
+    char user_id[40], key_id[40];
+} seen;
+
+/* One charge as a worker runs it, in one transaction: for a key seen before,
+ * the meter statement (the account row's UPDATE), then its slow path when that
+ * charged nothing; for a key not seen, the slow path. */
+static PGresult *
+meter_exec(PGconn *c, seen *s, const char *hash, const char *cost, const char *endpoint)
+{
+    const char *slow[] = {hash, cost, endpoint};
+    PGresult *r = NULL;
+    PQclear(PQexec(c, "BEGIN"));
+    if (s != NULL && s->key_id[0] != '\0') {
+        const char *fast[] = {s->user_id, s->key_id, cost, endpoint};
+        r = PQexecParams(c, kb_meter_stmt.sql, 4, NULL, fast, NULL, NULL, 0);
+    }
+    if (r == NULL || (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0)) {
+        PQclear(r);
+        r = PQexecParams(c, kb_meter_slow_stmt.sql, 3, NULL, slow, NULL, NULL, 0);
+    }
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    PQclear(PQexec(c, ok ? "COMMIT" : "ROLLBACK"));
+    if (ok && s != NULL && !PQgetisnull(r, 0, PQfnumber(r, "key_id"))) {
+        snprintf(s->user_id, sizeof(s->user_id), "%s", PQgetvalue(r, 0, PQfnumber(r, "user_id")));
+        snprintf(s->key_id, sizeof(s->key_id), "%s", PQgetvalue(r, 0, PQfnumber(r, "key_id")));
+    }
+    return r;
+}
 
 typedef struct call {
     const char *hash;
     int cost;
     char outcome[32];
+    seen s;
 } call;
 
 static void
@@ -21,11 +57,10 @@ meter_once(PGconn *c, call *k)
 {
     char cost[16];
     snprintf(cost, sizeof(cost), "%d", k->cost);
-    const char *p[] = {k->hash, cost};
-    PGresult *r = PQexecParams(c, "SELECT outcome FROM kb_meter($1, $2::int, '/markets')", 2,
-                               NULL, p, NULL, NULL, 0);
+    PGresult *r = meter_exec(c, &k->s, k->hash, cost, "/markets");
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-        snprintf(k->outcome, sizeof(k->outcome), "%s", PQgetvalue(r, 0, 0));
+        snprintf(k->outcome, sizeof(k->outcome), "%s",
+                 PQgetvalue(r, 0, PQfnumber(r, "outcome")));
     else
         snprintf(k->outcome, sizeof(k->outcome), "error");
     PQclear(r);
@@ -43,8 +78,8 @@ worker(void *arg)
 {
     worker_arg *w = arg;
     PGconn *c = PQconnectdb(getenv("KB_DATABASE_URL"));
+    call k = {w->hash, w->cost, "", {"", ""}};
     for (int i = 0; i < w->calls; i++) {
-        call k = {w->hash, w->cost, ""};
         meter_once(c, &k);
         if (strcmp(k.outcome, "ok") == 0)
             w->ok++;
@@ -181,12 +216,13 @@ START_TEST(meter_refusal_order_invalid_then_rate_then_credits)
     /* 2 credits and 1 request per minute: the 2nd call is rate limited even
      * though credits would also refuse it. */
     kbt_account_new(c, &a, "free", 2, 1, false);
-    call k = {a.key_hash, 2, ""};
+    call k = {a.key_hash, 2, "", {"", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "ok");
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "rate_limited");
-    call bad = {"0000000000000000000000000000000000000000000000000000000000000000", 1, ""};
+    call bad = {"0000000000000000000000000000000000000000000000000000000000000000", 1, "",
+                {"", ""}};
     meter_once(c, &bad);
     ck_assert_str_eq(bad.outcome, "invalid_key");
     /* A revoked key is refused on its very next call. */
@@ -211,7 +247,7 @@ START_TEST(meter_sets_last_used_at_even_when_refused)
     const char *p[] = {a.key_id};
     PQclear(PQexecParams(c, "UPDATE api_keys SET last_used_at = NULL WHERE id = $1", 1, NULL, p,
                          NULL, NULL, 0));
-    call k = {a.key_hash, 5, ""};
+    call k = {a.key_hash, 5, "", {"", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "exhausted");
     ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM api_keys WHERE id = $1"
@@ -257,7 +293,7 @@ START_TEST(meter_free_cycle_rolls_on_calendar_month)
                          " billing_cycle_start = kb_cycle_month(kb_now()) - interval '1 month'"
                          " WHERE user_id = $1",
                          1, NULL, p, NULL, NULL, 0));
-    call k = {a.key_hash, 5, ""};
+    call k = {a.key_hash, 5, "", {"", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "ok");
     ck_assert_int_eq(used(c, &a), 5);
@@ -281,7 +317,7 @@ START_TEST(meter_project_cycle_rolls_at_period_end)
                          " billing_cycle_start = kb_now() - interval '1 month' - interval '1 minute',"
                          " billing_cycle_end = kb_now() - interval '1 minute' WHERE user_id = $1",
                          1, NULL, p, NULL, NULL, 0));
-    call k = {a.key_hash, 5, ""};
+    call k = {a.key_hash, 5, "", {"", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "ok");
     ck_assert_int_eq(used(c, &a), 5);
@@ -303,31 +339,66 @@ START_TEST(meter_project_cycle_rolls_at_period_end)
 }
 END_TEST
 
+/* The account row's UPDATE trusts the allowance and the rate limit stored on the
+ * row: an edit of the tier reaches it at once (0015's trigger), and an account
+ * that used more than a lowered allowance is exhausted, not overdrawn. */
+START_TEST(meter_follows_a_tier_edit_at_once)
+{
+    PGconn *c = kbt_db();
+    char tier[40];
+    unsigned char rnd[4];
+    randombytes_buf(rnd, sizeof(rnd));
+    snprintf(tier, sizeof(tier), "kbt_%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    kbt_sqlp_ok(c, "INSERT INTO tiers (name, credits_per_cycle, requests_per_minute)"
+                   " VALUES ($1, 10, 100)", 1, tier);
+    kbt_account a;
+    kbt_account_new(c, &a, tier, 0, 0, false);
+    call k = {a.key_hash, 1, "", {"", ""}};
+    for (int i = 0; i < 4; i++) {
+        meter_once(c, &k);
+        ck_assert_str_eq(k.outcome, "ok");
+    }
+    ck_assert_int_eq(used(c, &a), 4);
+    kbt_sqlp_ok(c, "UPDATE tiers SET credits_per_cycle = 6, requests_per_minute = 3"
+                   " WHERE name = $1", 1, tier);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT rl_limit * 1000 + credits_total FROM"
+                                      " billing_accounts WHERE user_id = $1",
+                                   a.user_id),
+                     3006);
+    kbt_sqlp_ok(c, "UPDATE tiers SET credits_per_cycle = 2, requests_per_minute = 100"
+                   " WHERE name = $1", 1, tier);
+    ck_assert_int_eq(used(c, &a), 2);
+    meter_once(c, &k);
+    ck_assert_str_eq(k.outcome, "exhausted");
+    ck_assert_int_eq(used(c, &a), 2);
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(meter_refund_restores_credits_usage_and_outbox)
 {
     PGconn *c = kbt_db();
     kbt_account a;
     kbt_account_new(c, &a, "payg", 4, 0, true);
-    const char *p[] = {a.key_hash};
-    PGresult *r = PQexecParams(c,
-                               "SELECT user_id, key_id, cycle_start, outbox_id FROM "
-                               "kb_meter($1, 5, '/orderbook')",
-                               1, NULL, p, NULL, NULL, 0);
+    PGresult *r = meter_exec(c, NULL, a.key_hash, "5", "/orderbook");
     ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
-    ck_assert(!PQgetisnull(r, 0, 3));
+    ck_assert(!PQgetisnull(r, 0, PQfnumber(r, "outbox_id")));
     ck_assert_int_eq(used(c, &a), 5);
     ck_assert_int_eq(outbox_sum(c, &a), 1);
     /* A request id of this run only (meter_refunds keeps ids for good). */
     char rid[32];
     snprintf(rid, sizeof(rid), "req_%.12s", a.key_hash);
-    const char *rp[] = {PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2),
-                        PQgetvalue(r, 0, 3), rid};
+    const char *rp[] = {PQgetvalue(r, 0, PQfnumber(r, "user_id")),
+                        PQgetvalue(r, 0, PQfnumber(r, "key_id")),
+                        PQgetvalue(r, 0, PQfnumber(r, "cycle_start")),
+                        PQgetvalue(r, 0, PQfnumber(r, "outbox_id")), rid,
+                        PQgetvalue(r, 0, PQfnumber(r, "day"))};
     for (int attempt = 0; attempt < 2; attempt++) {
         /* The second call is a retry of the same request: it changes nothing. */
         PGresult *f = PQexecParams(c,
                                    "SELECT credits_used, outbox_removed FROM kb_meter_refund("
-                                   "$5, $1, $2, 5, '/orderbook', $3, $4)",
-                                   5, NULL, rp, NULL, NULL, 0);
+                                   "$5, $1, $2, 5, '/orderbook', $3, $6, $4)",
+                                   6, NULL, rp, NULL, NULL, 0);
         ck_assert_int_eq(PQresultStatus(f), PGRES_TUPLES_OK);
         ck_assert_str_eq(PQgetvalue(f, 0, 0), "0");
         ck_assert_str_eq(PQgetvalue(f, 0, 1), attempt == 0 ? "t" : "f");
@@ -360,6 +431,7 @@ main(void)
     tcase_add_test(tc, meter_free_cycle_rolls_on_calendar_month);
     tcase_add_test(tc, meter_project_cycle_rolls_at_period_end);
     tcase_add_test(tc, meter_refund_restores_credits_usage_and_outbox);
+    tcase_add_test(tc, meter_follows_a_tier_edit_at_once);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }

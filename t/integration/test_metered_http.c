@@ -1,7 +1,8 @@
 /* test_metered_http.c - metering through the whole stack (nginx -> worker ->
- * kb_meter -> data route): headers, no overdraft and exact overage under
- * concurrency, the rate window, refunds (404 and a database failure), and
- * nothing charged for 401/422/429. DESIGN.md money rules 1-4. */
+ * meter -> data route): headers, no overdraft and exact overage under
+ * concurrency, the rate window, refunds (404 and a database failure), nothing
+ * charged or counted for 401/422/429, and GET /keys/usage by day. DESIGN.md
+ * money rules 1-4. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -284,6 +285,289 @@ START_TEST(nothing_charged_for_401_422_or_revoked)
 }
 END_TEST
 
+/* Credits used, and Σ credits and requests counted for the account's keys. */
+typedef struct money {
+    long used, key_credits, key_requests, outbox, refunds;
+} money;
+
+static money
+money_of(PGconn *c, const kbt_account *a)
+{
+    money m;
+    m.used = used(c, a);
+    m.key_credits = kbt_sql_long1(c, "SELECT coalesce(sum(u.credits_used), 0) FROM api_key_usage u"
+                                     " JOIN api_keys k ON k.id = u.api_key_id WHERE k.user_id = $1",
+                                  a->user_id);
+    m.key_requests = kbt_sql_long1(c, "SELECT coalesce(sum(u.requests), 0) FROM api_key_usage u"
+                                      " JOIN api_keys k ON k.id = u.api_key_id WHERE k.user_id = $1",
+                                   a->user_id);
+    m.outbox = kbt_sql_long1(c, "SELECT count(*) FROM usage_outbox WHERE user_id = $1", a->user_id);
+    m.refunds = kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE user_id = $1",
+                              a->user_id);
+    return m;
+}
+
+static void
+assert_money_eq(const money *a, const money *b)
+{
+    ck_assert_int_eq(a->used, b->used);
+    ck_assert_int_eq(a->key_credits, b->key_credits);
+    ck_assert_int_eq(a->key_requests, b->key_requests);
+    ck_assert_int_eq(a->outbox, b->outbox);
+    ck_assert_int_eq(a->refunds, b->refunds);
+}
+
+/* A refused request, and what it must not carry. */
+static void
+refused(const char *key, const char *path, long status, const char *code)
+{
+    kbt_resp *r = get_with_key(path, key);
+    kbt_assert_envelope(r, status, code);
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), -1);
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Used"), -1);
+    kbt_resp_free(r);
+}
+
+static void
+ok_request(const char *key, const char *path)
+{
+    kbt_resp *r = get_with_key(path, key);
+    ck_assert_msg(r->status == 200, "%s: %ld %s", path, r->status, kb_buf_cstr(&r->body));
+    ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), 1);
+    kbt_resp_free(r);
+}
+
+/* 401 and 429 charge nothing and count nothing, on the account row's fast path
+ * (a key the workers have seen, its counter carried by the account) as on the
+ * slow path: credits, per-key usage, outbox and refunds stay as they were. */
+START_TEST(refused_requests_charge_and_count_nothing)
+{
+    PGconn *c = kbt_db();
+    /* The window cannot roll during the test: the top of the next minute. */
+    char shift[32];
+    long to_next = kbt_sql_long1(c, "SELECT (60 - floor(extract(second FROM now())))::int", NULL);
+    snprintf(shift, sizeof(shift), "%ld seconds", to_next);
+    set_clock_offset(shift);
+
+    /* Exhausted: 3 credits, every worker gets to see the key first. */
+    kbt_account x;
+    kbt_account_new(c, &x, "project", 3, 1000, false);
+    for (int i = 0; i < 3; i++)
+        ok_request(x.key, "/markets");
+    money before = money_of(c, &x);
+    ck_assert_int_eq(before.used, 3);
+    ck_assert_int_eq(before.key_requests, 3);
+    for (int i = 0; i < 6; i++)
+        refused(x.key, "/markets", 429, "credits_exhausted");
+    money after = money_of(c, &x);
+    assert_money_eq(&before, &after);
+
+    /* Rate limited: 4 requests a minute. */
+    kbt_account l;
+    kbt_account_new(c, &l, "project", 1000, 4, false);
+    for (int i = 0; i < 4; i++)
+        ok_request(l.key, "/markets");
+    before = money_of(c, &l);
+    ck_assert_int_eq(before.used, 4);
+    for (int i = 0; i < 6; i++)
+        refused(l.key, "/markets", 429, "rate_limit_exceeded");
+    after = money_of(c, &l);
+    assert_money_eq(&before, &after);
+
+    /* Revoked while the account carries its counter: refused at once, and what
+     * it had used stays counted. */
+    kbt_account v;
+    kbt_account_new(c, &v, "project", 1000, 1000, false);
+    for (int i = 0; i < 4; i++)
+        ok_request(v.key, "/markets");
+    before = money_of(c, &v);
+    const char *p[] = {v.key_id};
+    PQclear(PQexecParams(c, "UPDATE api_keys SET revoked_at = now() WHERE id = $1", 1, NULL, p,
+                         NULL, NULL, 0));
+    for (int i = 0; i < 6; i++)
+        refused(v.key, "/markets", 401, "invalid_api_key");
+    after = money_of(c, &v);
+    assert_money_eq(&before, &after);
+    ck_assert_int_eq(after.key_requests, 4);
+
+    /* Unknown and malformed keys touch no account. */
+    refused("kb-unknownunknownunknownunknownunknownunkno", "/markets", 401, "invalid_api_key");
+    refused("not-a-kb-key", "/markets", 401, "invalid_api_key");
+    assert_money_eq(&before, &after);
+    PQfinish(c);
+}
+END_TEST
+
+/* ---- GET /keys/usage by day (helpers/usage_contract.md) -------------------- */
+
+static const cJSON *
+day_of(const cJSON *days, const char *date, const char *key_id, const char *endpoint)
+{
+    const cJSON *d;
+    cJSON_ArrayForEach(d, days)
+    {
+        if (strcmp(cJSON_GetObjectItem(d, "date")->valuestring, date) == 0 &&
+            strcmp(cJSON_GetObjectItem(d, "key_id")->valuestring, key_id) == 0 &&
+            strcmp(cJSON_GetObjectItem(d, "endpoint")->valuestring, endpoint) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+static void
+assert_day(const cJSON *days, const char *date, const char *key_id, const char *endpoint,
+           long credits, long requests)
+{
+    const cJSON *d = day_of(days, date, key_id, endpoint);
+    ck_assert_msg(d != NULL, "no %s %s %s", date, key_id, endpoint);
+    ck_assert_int_eq((long)cJSON_GetObjectItem(d, "credits_used")->valuedouble, credits);
+    ck_assert_int_eq((long)cJSON_GetObjectItem(d, "requests")->valuedouble, requests);
+}
+
+static kbt_resp *
+usage(const char *token, const char *query)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "/keys/usage%s", query);
+    return kbt_auth_json("GET", path, token, NULL);
+}
+
+START_TEST(usage_by_day_for_a_date_range)
+{
+    PGconn *c = kbt_db();
+    /* Noon of a UTC day, so that "the next day" is one day on. */
+    long shift_s = kbt_sql_long1(c, "SELECT extract(epoch FROM date_trunc('day', now() AT TIME"
+                                    " ZONE 'UTC') + interval '12 hours' - (now() AT TIME ZONE"
+                                    " 'UTC'))::bigint", NULL);
+    char shift[48];
+    snprintf(shift, sizeof(shift), "%ld seconds", shift_s);
+    set_clock_offset(shift);
+    char *today = kbt_sql_value(c, "SELECT to_char(kb_now() AT TIME ZONE 'UTC', 'YYYY-MM-DD')");
+    char *tomorrow = kbt_sql_value(c, "SELECT to_char(kb_now() AT TIME ZONE 'UTC' + interval"
+                                      " '1 day', 'YYYY-MM-DD')");
+
+    char *email = kbt_auth_email("days"), *tok = NULL, *uid = NULL;
+    kbt_auth_signup(email, "usage by day 1", &tok, &uid);
+    char *key[2], *kid[2];
+    for (int i = 0; i < 2; i++) {
+        kbt_resp *r = kbt_auth_json("POST", "/keys", tok, "{}");
+        ck_assert_int_eq(r->status, 200);
+        key[i] = strdup(kbt_auth_str(r, "key"));
+        kid[i] = strdup(kbt_auth_str(r, "id"));
+        kbt_secret_note(key[i]);
+        kbt_resp_free(r);
+    }
+    ok_request(key[0], "/markets");
+    ok_request(key[0], "/markets");
+    ok_request(key[0], "/events");
+    ok_request(key[1], "/markets");
+    ok_request(key[0], "/markets");
+    /* A refunded request is not counted. */
+    kbt_resp *r = get_with_key("/markets/KB-NO-SUCH-MARKET", key[0]);
+    kbt_assert_envelope(r, 404, "market_not_found");
+    kbt_resp_free(r);
+    /* The next UTC day. */
+    snprintf(shift, sizeof(shift), "%ld seconds", shift_s + 86400);
+    set_clock_offset(shift);
+    ok_request(key[0], "/markets");
+    /* A revoked key's spend still shows by day; the key leaves "data". */
+    snprintf(shift, sizeof(shift), "/keys/%s", kid[1]);
+    r = kbt_auth_json("DELETE", shift, tok, NULL);
+    ck_assert_int_eq(r->status, 200);
+    kbt_resp_free(r);
+
+    char q[128];
+    snprintf(q, sizeof(q), "?start_date=%s&end_date=%s", today, tomorrow);
+    r = usage(tok, q);
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
+    /* data, then days, then request_id */
+    ck_assert_str_eq(r->json->child->string, "data");
+    ck_assert_str_eq(r->json->child->next->string, "days");
+    ck_assert_str_eq(r->json->child->next->next->string, "request_id");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r->json, "data")), 1);
+    const cJSON *days = cJSON_GetObjectItem(r->json, "days");
+    ck_assert_int_eq(cJSON_GetArraySize(days), 4);
+    assert_day(days, today, kid[0], "/events", 1, 1);
+    assert_day(days, today, kid[0], "/markets", 3, 3);
+    assert_day(days, today, kid[1], "/markets", 1, 1);
+    assert_day(days, tomorrow, kid[0], "/markets", 1, 1);
+    ck_assert_ptr_null(day_of(days, today, kid[0], "/markets/{ticker}"));
+    /* Ordered by date, key_id, endpoint. */
+    const cJSON *prev = NULL, *d;
+    cJSON_ArrayForEach(d, days)
+    {
+        if (prev != NULL) {
+            char a[160], b[160];
+            snprintf(a, sizeof(a), "%s %s %s", cJSON_GetObjectItem(prev, "date")->valuestring,
+                     cJSON_GetObjectItem(prev, "key_id")->valuestring,
+                     cJSON_GetObjectItem(prev, "endpoint")->valuestring);
+            snprintf(b, sizeof(b), "%s %s %s", cJSON_GetObjectItem(d, "date")->valuestring,
+                     cJSON_GetObjectItem(d, "key_id")->valuestring,
+                     cJSON_GetObjectItem(d, "endpoint")->valuestring);
+            ck_assert_msg(strcmp(a, b) < 0, "%s before %s", a, b);
+        }
+        prev = d;
+    }
+    kbt_resp_free(r);
+
+    /* One day only; an empty range. */
+    snprintf(q, sizeof(q), "?start_date=%s&end_date=%s", tomorrow, tomorrow);
+    r = usage(tok, q);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r->json, "days")), 1);
+    kbt_resp_free(r);
+    r = usage(tok, "?start_date=2020-01-01&end_date=2020-12-31");
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r->json, "days")), 0);
+    kbt_resp_free(r);
+    /* Without the range: exactly as before, no "days". */
+    r = usage(tok, "");
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_ptr_null(cJSON_GetObjectItem(r->json, "days"));
+    kbt_resp_free(r);
+    /* 366 days apart is the most. */
+    r = usage(tok, "?start_date=2024-01-01&end_date=2025-01-01");
+    ck_assert_int_eq(r->status, 200);
+    kbt_resp_free(r);
+
+    const struct {
+        const char *q;
+        long status;
+        const char *code, *loc;
+    } bad[] = {
+        {"?start_date=2026-13-01&end_date=2026-12-31", 422, "validation_error", "query.start_date"},
+        {"?start_date=2026-02-29&end_date=2026-03-01", 422, "validation_error", "query.start_date"},
+        {"?start_date=2026-01-01&end_date=26-01-02", 422, "validation_error", "query.end_date"},
+        {"?start_date=2026-01-01", 422, "validation_error", "query.end_date"},
+        {"?end_date=2026-01-01", 422, "validation_error", "query.start_date"},
+        {"?start_date=2026-01-02&end_date=2026-01-01", 400, "invalid_timestamp",
+         "query.start_date"},
+        {"?start_date=2024-01-01&end_date=2025-01-02", 400, "invalid_timestamp", "query.end_date"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = usage(tok, bad[i].q);
+        kbt_assert_envelope(r, bad[i].status, bad[i].code);
+        const char *msg =
+            cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")->valuestring;
+        ck_assert_msg(strncmp(msg, bad[i].loc, strlen(bad[i].loc)) == 0, "%s: %s", bad[i].q, msg);
+        kbt_resp_free(r);
+    }
+    /* A user token is needed, as for the rest of /keys. */
+    r = usage(NULL, q);
+    kbt_assert_envelope(r, 401, "invalid_api_key");
+    kbt_resp_free(r);
+    for (int i = 0; i < 2; i++) {
+        free(key[i]);
+        free(kid[i]);
+    }
+    free(today);
+    free(tomorrow);
+    free(email);
+    free(tok);
+    free(uid);
+    PQfinish(c);
+}
+END_TEST
+
 
 /* Where the data query runs: the replica when the suite has one. */
 static PGconn *
@@ -441,6 +725,8 @@ main(void)
     tcase_add_test(tc, refund_after_404_with_zero_cost_headers);
     tcase_add_test(tc, nothing_charged_for_401_422_or_revoked);
     tcase_add_test(tc, refund_after_database_failure_mid_request);
+    tcase_add_test(tc, refused_requests_charge_and_count_nothing);
+    tcase_add_test(tc, usage_by_day_for_a_date_range);
     suite_add_tcase(s, tc);
     TCase *ta = tcase_create("primary-only");
     tcase_set_timeout(ta, 90);

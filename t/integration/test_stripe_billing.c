@@ -14,16 +14,18 @@
 #include "kb_config.h"
 #include "kb_log.h"
 #include "kb_stripe.h"
+#include "kb_worker.h"
 #include "kbt.h"
 #include "kb_banned.h"
 
-static kb_db db;
+static kb_worker w; /* the connection and Stripe handle billing uses */
 static kb_arena arena;
 
 static void
 setup(void)
 {
-    kb_db_init(&db, kb_cfg.database_url, "test-stripe", 3, 0);
+    memset(&w, 0, sizeof(w));
+    kb_db_init(&w.db, kb_cfg.database_url, "test-stripe", 3, 0);
     kb_arena_init(&arena, 0);
     kbt_resp *r = kbt_stripe_control("POST", "reset", NULL);
     kbt_resp_free(r);
@@ -34,8 +36,7 @@ teardown(void)
 {
     kbt_resp_free(kbt_stripe_control("POST", "reset", NULL));
     kb_arena_release(&arena);
-    kb_db_release(&db);
-    kb_stripe_cleanup();
+    kb_worker_release(&w);
 }
 
 /* Column col of user's billing account as text (NULL when SQL NULL); the column name is a
@@ -75,7 +76,7 @@ subscribed(PGconn *c, kbt_account *a)
 {
     kbt_account_new(c, a, "free", 0, 0, false);
     const char *url = NULL;
-    ck_assert_int_eq(kb_billing_checkout(&db, &arena, a->user_id, &url), KB_OK);
+    ck_assert_int_eq(kb_billing_checkout(&w, &arena, a->user_id, &url), KB_OK);
     complete(url);
     assert_field(c, a->user_id, "tier", "project");
     return field(c, a->user_id, "stripe_subscription_id");
@@ -133,7 +134,7 @@ START_TEST(checkout_complete_gives_project_4000_and_second_checkout_is_409)
     cJSON_Delete(req);
 
     const char *url = NULL;
-    ck_assert_int_eq(kb_billing_checkout(&db, &arena, a.user_id, &url), KB_E_ALREADY_SUBSCRIBED);
+    ck_assert_int_eq(kb_billing_checkout(&w, &arena, a.user_id, &url), KB_E_ALREADY_SUBSCRIBED);
     free(sub);
     PQfinish(c);
 }
@@ -178,7 +179,7 @@ START_TEST(payg_with_subscription_adds_metered_item_and_enables_at_once)
     kbt_account a;
     char *sub = subscribed(c, &a);
     kb_payg_result pr;
-    ck_assert_int_eq(kb_billing_payg(&db, &arena, a.user_id, true, 500, &pr), KB_OK);
+    ck_assert_int_eq(kb_billing_payg(&w, &arena, a.user_id, true, 500, &pr), KB_OK);
     ck_assert(pr.enabled);
     ck_assert_ptr_null(pr.checkout_url);
     assert_field(c, a.user_id, "payg_enabled", "true");
@@ -190,14 +191,14 @@ START_TEST(payg_with_subscription_adds_metered_item_and_enables_at_once)
     ck_assert_str_eq(cJSON_GetObjectItem(params, "subscription")->valuestring, sub);
     cJSON_Delete(req);
     /* Enabling again adds nothing (idempotent). */
-    ck_assert_int_eq(kb_billing_payg(&db, &arena, a.user_id, true, -1, &pr), KB_OK);
+    ck_assert_int_eq(kb_billing_payg(&w, &arena, a.user_id, true, -1, &pr), KB_OK);
     ck_assert(pr.enabled);
     /* A failed payment pauses PAYG; disabling stops it at once. */
     control_sub(sub, "fail_payment");
     assert_field(c, a.user_id, "payg_enabled", "false");
     control_sub(sub, "pay");
     assert_field(c, a.user_id, "payg_enabled", "true");
-    ck_assert_int_eq(kb_billing_payg(&db, &arena, a.user_id, false, -1, &pr), KB_OK);
+    ck_assert_int_eq(kb_billing_payg(&w, &arena, a.user_id, false, -1, &pr), KB_OK);
     ck_assert(!pr.enabled);
     assert_field(c, a.user_id, "payg_enabled", "false");
     control_sub(sub, "renew"); /* a later webhook does not turn it back on */
@@ -213,7 +214,7 @@ START_TEST(payg_without_subscription_answers_checkout_and_enables_on_webhook)
     kbt_account a;
     kbt_account_new(c, &a, "free", 0, 0, false);
     kb_payg_result pr;
-    ck_assert_int_eq(kb_billing_payg(&db, &arena, a.user_id, true, -1, &pr), KB_OK);
+    ck_assert_int_eq(kb_billing_payg(&w, &arena, a.user_id, true, -1, &pr), KB_OK);
     ck_assert(!pr.enabled);
     ck_assert_ptr_nonnull(pr.checkout_url);
     assert_field(c, a.user_id, "payg_enabled", "false");
@@ -243,15 +244,15 @@ START_TEST(twenty_concurrent_checkouts_make_one_customer)
         kids[i] = fork();
         ck_assert_int_ge(kids[i], 0);
         if (kids[i] == 0) {
-            kb_db d;
+            kb_worker d;
             kb_arena ar;
-            kb_db_init(&d, kb_cfg.database_url, "test-stripe-kid", 3, 0);
+            memset(&d, 0, sizeof(d));
+            kb_db_init(&d.db, kb_cfg.database_url, "test-stripe-kid", 3, 0);
             kb_arena_init(&ar, 0);
             const char *url = NULL;
             kb_err err = kb_billing_checkout(&d, &ar, a.user_id, &url);
             kb_arena_release(&ar);
-            kb_db_release(&d);
-            kb_stripe_cleanup();
+            kb_worker_release(&d);
             _exit(err == KB_OK ? 0 : 1);
         }
     }
@@ -283,7 +284,7 @@ START_TEST(missed_webhooks_are_repaired_by_kbctl_stripe_sync)
     kbt_account a;
     kbt_account_new(c, &a, "free", 0, 0, false);
     const char *url = NULL;
-    ck_assert_int_eq(kb_billing_checkout(&db, &arena, a.user_id, &url), KB_OK);
+    ck_assert_int_eq(kb_billing_checkout(&w, &arena, a.user_id, &url), KB_OK);
     kbt_resp_free(kbt_stripe_control("POST", "hold", "{\"on\":true}"));
     complete(url);
     kbt_resp_free(kbt_stripe_control("POST", "reset", NULL)); /* drop the held webhooks */
@@ -307,11 +308,11 @@ START_TEST(stripe_failures_retry_then_502_and_no_key_is_503)
     kbt_resp_free(kbt_stripe_control("POST", "fail",
                                      "{\"status\":429,\"count\":1,\"prefix\":\"/v1/customers\"}"));
     const char *cus = NULL;
-    ck_assert_int_eq(kb_billing_customer(&db, &arena, a.user_id, &cus), KB_OK);
+    ck_assert_int_eq(kb_billing_customer(&w, &arena, a.user_id, &cus), KB_OK);
     /* An outage: bounded attempts, then stripe_error. */
     kbt_resp_free(kbt_stripe_control("POST", "outage", "{\"on\":true}"));
     const char *url = NULL;
-    kb_err err = kb_billing_checkout(&db, &arena, a.user_id, &url);
+    kb_err err = kb_billing_checkout(&w, &arena, a.user_id, &url);
     kbt_resp_free(kbt_stripe_control("POST", "reset", NULL));
     ck_assert_int_eq(err, KB_E_STRIPE);
     ck_assert_int_eq(kb_err_status(err), 502);
@@ -319,18 +320,19 @@ START_TEST(stripe_failures_retry_then_502_and_no_key_is_503)
     kb_stripe_form f = {KB_BUF_INIT};
     kb_stripe_form_add(&f, "email", "a@example.test");
     kb_stripe_res res;
-    ck_assert_int_eq(kb_stripe_call(&arena, "POST", "/v1/customers", &f, "kb-test-reuse-x", &res),
-                     KB_OK);
+    ck_assert_int_eq(
+        kb_stripe_call(&w, &arena, "POST", "/v1/customers", &f, "kb-test-reuse-x", &res), KB_OK);
     kb_stripe_form_release(&f);
     kb_stripe_form_add(&f, "email", "b@example.test");
-    ck_assert_int_eq(kb_stripe_call(&arena, "POST", "/v1/customers", &f, "kb-test-reuse-x", &res),
-                     KB_E_STRIPE);
+    ck_assert_int_eq(
+        kb_stripe_call(&w, &arena, "POST", "/v1/customers", &f, "kb-test-reuse-x", &res),
+        KB_E_STRIPE);
     kb_stripe_form_release(&f);
     ck_assert_int_eq(res.status, 400);
     ck_assert_str_eq(res.err_type, "idempotency_error");
     /* No key: billing_not_configured. */
     kb_cfg.stripe_secret_key = NULL;
-    ck_assert_int_eq(kb_billing_checkout(&db, &arena, a.user_id, &url),
+    ck_assert_int_eq(kb_billing_checkout(&w, &arena, a.user_id, &url),
                      KB_E_BILLING_NOT_CONFIGURED);
     ck_assert_int_eq(kb_err_status(KB_E_BILLING_NOT_CONFIGURED), 503);
     PQfinish(c);
@@ -347,7 +349,7 @@ START_TEST(stripe_timeout_is_retried_with_the_same_idempotency_key)
     kbt_resp_free(kbt_stripe_control("POST", "fail", "{\"timeout\":true,\"count\":1,"
                                      "\"prefix\":\"/v1/customers\"}"));
     const char *cus = NULL;
-    ck_assert_int_eq(kb_billing_customer(&db, &arena, a.user_id, &cus), KB_OK);
+    ck_assert_int_eq(kb_billing_customer(&w, &arena, a.user_id, &cus), KB_OK);
     cJSON *req = last_request("/v1/customers");
     ck_assert_str_eq(cJSON_GetObjectItem(req, "idempotency_key")->valuestring,
                      kb_arena_printf(&arena, "kb-customer-%s", a.user_id));
@@ -468,10 +470,10 @@ START_TEST(portal_needs_a_customer)
     kbt_account a;
     kbt_account_new(c, &a, "free", 0, 0, false);
     const char *url = NULL;
-    ck_assert_int_eq(kb_billing_portal(&db, &arena, a.user_id, &url), KB_E_NO_BILLING_ACCOUNT);
+    ck_assert_int_eq(kb_billing_portal(&w, &arena, a.user_id, &url), KB_E_NO_BILLING_ACCOUNT);
     const char *cus = NULL;
-    ck_assert_int_eq(kb_billing_customer(&db, &arena, a.user_id, &cus), KB_OK);
-    ck_assert_int_eq(kb_billing_portal(&db, &arena, a.user_id, &url), KB_OK);
+    ck_assert_int_eq(kb_billing_customer(&w, &arena, a.user_id, &cus), KB_OK);
+    ck_assert_int_eq(kb_billing_portal(&w, &arena, a.user_id, &url), KB_OK);
     ck_assert_ptr_nonnull(strstr(url, "/portal/"));
     cJSON *req = last_request("/v1/billing_portal/sessions");
     cJSON *p = cJSON_GetObjectItem(req, "params");

@@ -9,6 +9,7 @@
 #include "kb_http.h"
 #include "kb_str.h"
 #include "kb_time.h"
+#include "kb_worker.h"
 #include "kb_banned.h"
 
 typedef struct jcase {

@@ -1,7 +1,9 @@
 /* test_journal.c - the charge journal shared by the pool (lib/kb_journal.h):
- * entries outlive their worker, orphans are claimed by one process at a time,
- * a dead claimer's claim is dropped, and settled entries become free again. */
+ * entries outlive their worker with the charge they hold, orphans are claimed
+ * by one process at a time, a dead claimer's claim is dropped, a worker can
+ * hand its own entry over, and settled entries become free again. */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -25,40 +27,73 @@ in_child(int (*fn)(void))
     return pid;
 }
 
+/* A charge as the meter journals it. */
+static kb_journal_charge
+charge_of(const char *request_id)
+{
+    kb_journal_charge c;
+    memset(&c, 0, sizeof(c));
+    snprintf(c.request_id, sizeof(c.request_id), "%s", request_id);
+    c.xid = 4294967396u; /* past 2^32: the full 64-bit id is kept */
+    snprintf(c.user_id, sizeof(c.user_id), "%s", "8539643a-9d13-4df2-9ec4-4ad93bbec7fa");
+    snprintf(c.key_id, sizeof(c.key_id), "%s", "1d1f00a2-0d11-45c3-b164-c93f8aa10878");
+    c.cost = 5;
+    snprintf(c.endpoint, sizeof(c.endpoint), "%s", "/orderbook");
+    snprintf(c.cycle_start, sizeof(c.cycle_start), "%s", "2026-12-01 00:00:00+00");
+    snprintf(c.day, sizeof(c.day), "%s", "2026-12-04");
+    c.outbox_id = 77;
+    return c;
+}
+
 static int
 child_dies_charged(void)
 {
-    if (!kb_journal_attach() || kb_journal_key() == NULL)
+    kb_journal_entry *e = kb_journal_attach();
+    if (e == NULL)
         return 1;
-    kb_journal_set(KB_J_METERING, "req_0123456789ab");
-    kb_journal_set(KB_J_CHARGED, NULL);
-    return kb_journal_state() == KB_J_CHARGED ? 0 : 2;
+    kb_journal_metering(e, "req_0123456789ab");
+    kb_journal_charge c = charge_of("req_0123456789ab");
+    kb_journal_charged(e, &c);
+    return kb_journal_state(e) == KB_J_CHARGED ? 0 : 2;
+}
+
+static int
+child_dies_metering(void)
+{
+    kb_journal_entry *e = kb_journal_attach();
+    if (e == NULL)
+        return 1;
+    kb_journal_metering(e, "req_bbbbbbbbbbbb");
+    return 0;
 }
 
 static int
 child_dies_idle(void)
 {
-    if (!kb_journal_attach())
+    kb_journal_entry *e = kb_journal_attach();
+    if (e == NULL)
         return 1;
-    kb_journal_set(KB_J_METERING, "req_aaaaaaaaaaaa");
-    kb_journal_set(KB_J_IDLE, NULL);
+    kb_journal_metering(e, "req_aaaaaaaaaaaa");
+    kb_journal_idle(e);
     return 0;
 }
 
 static int
 child_claims_and_dies(void)
 {
-    char key[KB_JOURNAL_KEY_MAX], rid[KB_JOURNAL_REQUEST_ID_MAX];
-    return kb_journal_claim(key, sizeof(key), rid, sizeof(rid)) >= 0 ? 0 : 1;
+    kb_jstate st;
+    kb_journal_charge c;
+    return kb_journal_claim(&st, &c) >= 0 ? 0 : 1;
 }
 
 START_TEST(journal_is_off_until_initialised)
 {
-    ck_assert_ptr_null(kb_journal_key());
-    ck_assert(!kb_journal_attach());
-    kb_journal_set(KB_J_CHARGED, "x");
-    ck_assert_int_eq(kb_journal_state(), KB_J_IDLE);
-    ck_assert(!kb_journal_work_waiting());
+    kb_journal_entry *e = kb_journal_attach();
+    ck_assert_ptr_null(e);
+    kb_journal_charge c = charge_of("x");
+    kb_journal_charged(e, &c);
+    ck_assert_int_eq(kb_journal_state(e), KB_J_IDLE);
+    ck_assert(!kb_journal_work_waiting(e));
 }
 END_TEST
 
@@ -67,26 +102,31 @@ START_TEST(orphaned_charge_is_claimed_once_and_freed_when_settled)
     ck_assert_int_eq(kb_journal_init(), 0);
     pid_t dead = in_child(child_dies_charged);
     /* Still owned by the dead pid until the master reaps it. */
-    ck_assert(!kb_journal_work_waiting());
+    ck_assert(!kb_journal_work_waiting(NULL));
     kb_journal_orphan(dead);
-    ck_assert(kb_journal_work_waiting());
+    ck_assert(kb_journal_work_waiting(NULL));
 
-    char key[KB_JOURNAL_KEY_MAX], rid[KB_JOURNAL_REQUEST_ID_MAX];
-    int i = kb_journal_claim(key, sizeof(key), rid, sizeof(rid));
+    kb_jstate st;
+    kb_journal_charge c;
+    int i = kb_journal_claim(&st, &c);
     ck_assert_int_ge(i, 0);
-    ck_assert_str_eq(rid, "req_0123456789ab");
-    ck_assert_ptr_nonnull(strchr(key, ':'));
+    ck_assert_str_eq(c.request_id, "req_0123456789ab");
+    /* The whole charge outlived its worker: what kb_meter_settle() needs. */
+    kb_journal_charge want = charge_of("req_0123456789ab");
+    ck_assert_int_eq(st, KB_J_CHARGED);
+    ck_assert(memcmp(&c, &want, sizeof(c)) == 0);
     /* Claimed: nobody else gets it. */
-    char key2[KB_JOURNAL_KEY_MAX], rid2[KB_JOURNAL_REQUEST_ID_MAX];
-    ck_assert_int_eq(kb_journal_claim(key2, sizeof(key2), rid2, sizeof(rid2)), -1);
+    kb_jstate st2;
+    kb_journal_charge c2;
+    ck_assert_int_eq(kb_journal_claim(&st2, &c2), -1);
     /* Not settled (database down): up for grabs again. */
     kb_journal_release(i, false);
-    ck_assert(kb_journal_work_waiting());
-    ck_assert_int_eq(kb_journal_claim(key2, sizeof(key2), rid2, sizeof(rid2)), i);
-    ck_assert_str_eq(key2, key);
+    ck_assert(kb_journal_work_waiting(NULL));
+    ck_assert_int_eq(kb_journal_claim(&st2, &c2), i);
+    ck_assert_str_eq(c2.request_id, c.request_id);
     kb_journal_release(i, true);
-    ck_assert(!kb_journal_work_waiting());
-    ck_assert_int_eq(kb_journal_claim(key2, sizeof(key2), rid2, sizeof(rid2)), -1);
+    ck_assert(!kb_journal_work_waiting(NULL));
+    ck_assert_int_eq(kb_journal_claim(&st2, &c2), -1);
 }
 END_TEST
 
@@ -95,13 +135,14 @@ START_TEST(claim_of_a_dead_claimer_is_dropped)
     ck_assert_int_eq(kb_journal_init(), 0);
     kb_journal_orphan(in_child(child_dies_charged));
     pid_t claimer = in_child(child_claims_and_dies);
-    char key[KB_JOURNAL_KEY_MAX], rid[KB_JOURNAL_REQUEST_ID_MAX];
-    ck_assert_int_eq(kb_journal_claim(key, sizeof(key), rid, sizeof(rid)), -1);
+    kb_jstate st;
+    kb_journal_charge c;
+    ck_assert_int_eq(kb_journal_claim(&st, &c), -1);
     kb_journal_orphan(claimer);
-    int i = kb_journal_claim(key, sizeof(key), rid, sizeof(rid));
+    int i = kb_journal_claim(&st, &c);
     ck_assert_int_ge(i, 0);
     kb_journal_release(i, true);
-    ck_assert(!kb_journal_work_waiting());
+    ck_assert(!kb_journal_work_waiting(NULL));
 }
 END_TEST
 
@@ -109,18 +150,67 @@ START_TEST(idle_entry_of_a_dead_worker_is_free_not_orphaned)
 {
     ck_assert_int_eq(kb_journal_init(), 0);
     kb_journal_orphan(in_child(child_dies_idle));
-    ck_assert(!kb_journal_work_waiting());
+    ck_assert(!kb_journal_work_waiting(NULL));
     /* Entries in use are not handed out twice; a settled orphan is reused. */
     kb_journal_orphan(in_child(child_dies_charged));
-    ck_assert(kb_journal_attach());
-    const char *mine = kb_journal_key();
+    kb_journal_entry *mine = kb_journal_attach();
     ck_assert_ptr_nonnull(mine);
-    char key[KB_JOURNAL_KEY_MAX], rid[KB_JOURNAL_REQUEST_ID_MAX];
-    int i = kb_journal_claim(key, sizeof(key), rid, sizeof(rid));
+    kb_jstate st;
+    kb_journal_charge c;
+    int i = kb_journal_claim(&st, &c);
     ck_assert_int_ge(i, 0);
-    ck_assert_str_ne(key, mine);
+    ck_assert_str_eq(c.request_id, "req_0123456789ab"); /* the orphan's, not ours */
     kb_journal_release(i, true);
-    ck_assert_int_eq(kb_journal_state(), KB_J_IDLE);
+    ck_assert_int_eq(kb_journal_state(mine), KB_J_IDLE);
+    ck_assert(!kb_journal_work_waiting(mine));
+}
+END_TEST
+
+/* A statement out, no commit sent: the orphan says METERING (nothing can have
+ * been charged) and carries its request id. */
+START_TEST(metering_orphan_is_claimed_as_metering)
+{
+    ck_assert_int_eq(kb_journal_init(), 0);
+    kb_journal_orphan(in_child(child_dies_metering));
+    kb_jstate st;
+    kb_journal_charge c;
+    int i = kb_journal_claim(&st, &c);
+    ck_assert_int_ge(i, 0);
+    ck_assert_int_eq(st, KB_J_METERING);
+    ck_assert_str_eq(c.request_id, "req_bbbbbbbbbbbb");
+    ck_assert_uint_eq(c.xid, 0);
+    kb_journal_release(i, true);
+    ck_assert(!kb_journal_work_waiting(NULL));
+}
+END_TEST
+
+/* A worker whose charge cannot be decided yet hands its entry over and takes a
+ * fresh one; the handed-over charge is settled by whoever claims it. */
+START_TEST(detached_entry_becomes_an_orphan)
+{
+    ck_assert_int_eq(kb_journal_init(), 0);
+    kb_journal_entry *e = kb_journal_attach();
+    ck_assert_ptr_nonnull(e);
+    kb_journal_charge c = charge_of("req_cccccccccccc");
+    kb_journal_charged(e, &c);
+    ck_assert(kb_journal_work_waiting(e));
+    kb_journal_detach(e);
+    kb_journal_entry *fresh = kb_journal_attach();
+    ck_assert_ptr_nonnull(fresh);
+    ck_assert_ptr_ne(fresh, e);
+    ck_assert_int_eq(kb_journal_state(fresh), KB_J_IDLE);
+    ck_assert(kb_journal_work_waiting(fresh)); /* the orphan waits */
+    kb_jstate st;
+    kb_journal_charge got;
+    int i = kb_journal_claim(&st, &got);
+    ck_assert_int_ge(i, 0);
+    ck_assert_int_eq(st, KB_J_CHARGED);
+    ck_assert_str_eq(got.request_id, "req_cccccccccccc");
+    kb_journal_release(i, true);
+    ck_assert(!kb_journal_work_waiting(fresh));
+    /* An idle entry detached is simply free again. */
+    kb_journal_detach(fresh);
+    ck_assert(!kb_journal_work_waiting(NULL));
 }
 END_TEST
 
@@ -133,6 +223,8 @@ main(void)
     tcase_add_test(tc, orphaned_charge_is_claimed_once_and_freed_when_settled);
     tcase_add_test(tc, claim_of_a_dead_claimer_is_dropped);
     tcase_add_test(tc, idle_entry_of_a_dead_worker_is_free_not_orphaned);
+    tcase_add_test(tc, metering_orphan_is_claimed_as_metering);
+    tcase_add_test(tc, detached_entry_becomes_an_orphan);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }

@@ -1,10 +1,13 @@
-/* test_router.c - method/path matching, parameters, 404 vs 405, and dispatch. */
+/* test_router.c - method/path matching, parameters, 404 vs 405, dispatch, and the
+ * route table's credit costs. */
 #include <check.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "app.h"
 #include "check_main.h"
 #include "kb_config.h"
+#include "kb_meter.h"
 #include "kb_banned.h"
 
 static kb_err
@@ -162,6 +165,160 @@ START_TEST(dispatch_oversized_body_is_413_before_routing)
 }
 END_TEST
 
+/* API.md §5.0: every route and its cost in credits. */
+static const struct {
+    const char *method, *pattern;
+    int cost;
+} contract[] = {
+    {"GET", "/health", 0},
+    {"POST", "/billing/webhook", 0},
+    {"POST", "/billing/checkout", 0},
+    {"POST", "/billing/portal", 0},
+    {"POST", "/billing/payg", 0},
+    {"GET", "/metrics", 0},
+    {"POST", "/auth/signup", 0},
+    {"POST", "/auth/login", 0},
+    {"POST", "/keys", 0},
+    {"GET", "/keys", 0},
+    {"GET", "/keys/usage", 0},
+    {"PATCH", "/keys/{key_id}", 0},
+    {"DELETE", "/keys/{key_id}", 0},
+    {"GET", "/keys/{key_id}/reveal", 0},
+    {"GET", "/billing/status", 0},
+    {"POST", "/orderbook", 5},
+    {"POST", "/deltas", 2},
+    {"POST", "/trades", 2},
+    {"GET", "/markets", 1},
+    {"GET", "/events", 1},
+    {"GET", "/settlements", 1},
+    {"GET", "/candles/{ticker}", 3},
+    {"GET", "/markets/{ticker}", 1},
+    {"GET", "/events/{event_ticker}", 1},
+    {"GET", "/settlements/{ticker}", 1},
+};
+
+/* The route table is the one place costs live: each route costs what API.md
+ * says, and the table has no route the contract lacks (nor lacks one). */
+START_TEST(route_table_costs_are_the_contract)
+{
+    size_t n = sizeof(contract) / sizeof(contract[0]);
+    ck_assert_uint_eq(kb_nroutes, n);
+    for (size_t i = 0; i < kb_nroutes; i++) {
+        const kb_route *r = &kb_routes[i];
+        size_t j = 0;
+        while (j < n && !(strcmp(contract[j].method, r->method) == 0 &&
+                          strcmp(contract[j].pattern, r->pattern) == 0))
+            j++;
+        ck_assert_msg(j < n, "%s %s is not in API.md 5.0", r->method, r->pattern);
+        ck_assert_msg(r->cost == contract[j].cost, "%s %s costs %d, API.md says %d", r->method,
+                      r->pattern, r->cost, contract[j].cost);
+    }
+}
+END_TEST
+
+/* A worker whose database is never tried (no network in unit tests). */
+static void
+offline_worker(kb_worker *w)
+{
+    memset(w, 0, sizeof(*w));
+    kb_db_init(&w->db, "", "test", 1, 0);
+    w->db.next_attempt_us = INT64_MAX;
+}
+
+static void
+dispatch_auth(const char *method, const char *path, const char *authorization, kb_ctx *ctx,
+              kb_req *req, kb_arena *a, kb_worker *w, kb_header *h)
+{
+    memset(req, 0, sizeof(*req));
+    req->arena = a;
+    req->method = kb_str_c(method);
+    req->path = kb_str_c(path);
+    if (authorization != NULL) {
+        h->name = kb_str_c("authorization");
+        h->value = kb_str_c(authorization);
+        req->headers = h;
+        req->nheaders = 1;
+    }
+    kb_req_set_id(req, kb_str_c("req_0123456789ab"));
+    kb_ctx_init(ctx, w, a);
+    kb_dispatch(req, ctx);
+}
+
+/* The dispatcher parses a metered route's key once, into req->api_key, and
+ * takes the route's cost from the table; a malformed key is 401 before the
+ * handler. Other routes get neither. */
+START_TEST(dispatch_parses_the_key_once_and_takes_the_cost)
+{
+    kb_arena a;
+    kb_worker w;
+    kb_ctx ctx;
+    kb_req req;
+    kb_header h;
+    kb_arena_init(&a, 0);
+    offline_worker(&w);
+
+    dispatch_auth("POST", "/orderbook", "Bearer not-a-kb-key", &ctx, &req, &a, &w, &h);
+    ck_assert_int_eq(ctx.resp.status, 401);
+    ck_assert(strstr(kb_buf_cstr(&ctx.resp.body), "\"code\":\"invalid_api_key\"") != NULL);
+    ck_assert_int_eq(ctx.cost, 5);
+    ck_assert_ptr_null(req.api_key.p);
+    ck_assert_ptr_null(ctx.charge);
+    kb_ctx_release(&ctx);
+
+    /* Well formed: parsed (scheme in any case, spaces trimmed), then the handler
+     * runs and the meter finds the database down. */
+    dispatch_auth("GET", "/markets", "bEaReR   kb-abcdef  ", &ctx, &req, &a, &w, &h);
+    ck_assert_int_eq(ctx.cost, 1);
+    ck_assert_uint_eq(req.api_key.len, 9);
+    ck_assert(memcmp(req.api_key.p, "kb-abcdef", 9) == 0);
+    ck_assert_int_eq(ctx.resp.status, 503);
+    ck_assert_ptr_null(ctx.charge);
+    kb_ctx_release(&ctx);
+
+    dispatch_auth("GET", "/keys/usage", "Bearer kb-abcdef", &ctx, &req, &a, &w, &h);
+    ck_assert_int_eq(ctx.cost, 0);
+    ck_assert_ptr_null(req.api_key.p);
+    kb_ctx_release(&ctx);
+    kb_db_release(&w.db);
+    kb_arena_release(&a);
+}
+END_TEST
+
+static int sent;
+
+static void
+count_send(void *ud, const kb_req *req, kb_ctx *ctx)
+{
+    (void)req;
+    (void)ctx;
+    ck_assert_ptr_eq(ud, &sent);
+    sent++;
+}
+
+/* kb_meter_end() sends every answer once; one that was not metered gets no
+ * credit or rate-limit headers and touches no database. */
+START_TEST(end_sends_an_unmetered_answer_unchanged)
+{
+    kb_arena a;
+    kb_worker w;
+    kb_ctx ctx;
+    kb_req req;
+    kb_header h;
+    kb_arena_init(&a, 0);
+    offline_worker(&w);
+    dispatch_auth("GET", "/nope", NULL, &ctx, &req, &a, &w, &h);
+    sent = 0;
+    kb_meter_end(&req, &ctx, KB_E_NOT_FOUND, count_send, &sent);
+    ck_assert_int_eq(sent, 1);
+    ck_assert_int_eq(ctx.resp.status, 404);
+    ck_assert_ptr_null(strstr(kb_buf_cstr(&ctx.resp.headers), "X-Credits"));
+    ck_assert_ptr_null(strstr(kb_buf_cstr(&ctx.resp.headers), "X-RateLimit"));
+    kb_ctx_release(&ctx);
+    kb_db_release(&w.db);
+    kb_arena_release(&a);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -171,6 +328,9 @@ main(void)
     tcase_add_test(tc, dispatch_unknown_path_is_enveloped_404);
     tcase_add_test(tc, dispatch_wrong_method_is_405_with_allow);
     tcase_add_test(tc, dispatch_oversized_body_is_413_before_routing);
+    tcase_add_test(tc, route_table_costs_are_the_contract);
+    tcase_add_test(tc, dispatch_parses_the_key_once_and_takes_the_cost);
+    tcase_add_test(tc, end_sends_an_unmetered_answer_unchanged);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }

@@ -100,7 +100,7 @@ START_TEST(stripe_call_without_key_is_billing_not_configured)
     kb_arena a;
     kb_arena_init(&a, 0);
     kb_stripe_res r;
-    ck_assert_int_eq(kb_stripe_call(&a, "POST", "/v1/customers", NULL, NULL, &r),
+    ck_assert_int_eq(kb_stripe_call(NULL, &a, "POST", "/v1/customers", NULL, NULL, &r),
                      KB_E_BILLING_NOT_CONFIGURED);
     ck_assert_int_eq(r.attempts, 0);
     kb_arena_release(&a);

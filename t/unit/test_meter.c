@@ -1,0 +1,220 @@
+/* test_meter.c - reading the meter's row (lib/kb_meter.h) without a database:
+ * columns are found by name in any order, outcomes are an enum, missing or
+ * malformed values are refused, and a charge must carry what a refund needs.
+ * Rows are built with libpq's own result constructors. */
+#include <check.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "check_main.h"
+#include "kb_meter.h"
+#include "kb_banned.h"
+
+typedef struct col {
+    const char *name;
+    const char *value; /* NULL = SQL NULL */
+} col;
+
+/* A one-row result with the given columns (text format). */
+static PGresult *
+row_of(const col *cols, int n)
+{
+    PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    ck_assert_ptr_nonnull(r);
+    PGresAttDesc att[32];
+    memset(att, 0, sizeof(att));
+    for (int i = 0; i < n; i++) {
+        att[i].name = (char *)cols[i].name;
+        att[i].typid = 25; /* text */
+        att[i].typlen = -1;
+        att[i].atttypmod = -1;
+    }
+    ck_assert(PQsetResultAttrs(r, n, att));
+    for (int i = 0; i < n; i++) {
+        const char *v = cols[i].value;
+        ck_assert(PQsetvalue(r, 0, i, (char *)v, v ? (int)strlen(v) : -1));
+    }
+    return r;
+}
+
+/* The fast path's row: no key_prefix, retry_after or outbox_id column. */
+static const col fast_row[] = {
+    {"outcome", "ok"},
+    {"user_id", "8539643a-9d13-4df2-9ec4-4ad93bbec7fa"},
+    {"key_id", "1d1f00a2-0d11-45c3-b164-c93f8aa10878"},
+    {"credits_total", "1000"},
+    {"credits_used", "7"},
+    {"cost", "5"},
+    {"rl_limit", "60"},
+    {"rl_remaining", "58"},
+    {"rl_reset", "1796410740"},
+    {"cycle_start", "2026-12-01 00:00:00+00"},
+    {"day", "2026-12-04"},
+    {"xid", "4294967396"},
+};
+
+START_TEST(fast_row_is_read_by_name)
+{
+    PGresult *r = row_of(fast_row, sizeof(fast_row) / sizeof(fast_row[0]));
+    kb_meter_result m;
+    const char *why = "unset";
+    ck_assert_msg(kb_meter_result_read(r, 0, &m, &why), "%s", why);
+    ck_assert_ptr_null(why);
+    ck_assert_int_eq(m.outcome, KB_METER_OK);
+    ck_assert_str_eq(m.user_id, "8539643a-9d13-4df2-9ec4-4ad93bbec7fa");
+    ck_assert_str_eq(m.key_id, "1d1f00a2-0d11-45c3-b164-c93f8aa10878");
+    ck_assert_str_eq(m.key_prefix, "");
+    ck_assert_int_eq(m.credits_total, 1000);
+    ck_assert_int_eq(m.credits_used, 7);
+    ck_assert_int_eq(m.cost, 5);
+    ck_assert_int_eq(m.rl_limit, 60);
+    ck_assert_int_eq(m.rl_remaining, 58);
+    ck_assert_int_eq(m.rl_reset, 1796410740);
+    ck_assert_int_eq(m.retry_after, 0);
+    ck_assert_str_eq(m.cycle_start, "2026-12-01 00:00:00+00");
+    ck_assert_str_eq(m.day, "2026-12-04");
+    ck_assert_int_eq(m.outbox_id, 0);
+    ck_assert(m.xid == UINT64_C(4294967396)); /* a 64-bit xid8, past 2^32 */
+    PQclear(r);
+}
+END_TEST
+
+/* The slow path's row, columns in another order, a refusal with NULLs. */
+START_TEST(refused_row_in_any_column_order)
+{
+    const col cols[] = {
+        {"retry_after", "17"},        {"xid", NULL},
+        {"outbox_id", NULL},          {"day", "2026-12-04"},
+        {"cycle_start", "2026-12-01 00:00:00+00"},
+        {"rl_reset", "1796410740"},   {"rl_remaining", "0"},
+        {"rl_limit", "30"},           {"cost", "0"},
+        {"credits_used", "30"},       {"credits_total", "1000"},
+        {"key_prefix", "kb-Ab3x"},    {"key_id", "1d1f00a2-0d11-45c3-b164-c93f8aa10878"},
+        {"user_id", "8539643a-9d13-4df2-9ec4-4ad93bbec7fa"},
+        {"outcome", "rate_limited"},
+    };
+    PGresult *r = row_of(cols, sizeof(cols) / sizeof(cols[0]));
+    kb_meter_result m;
+    const char *why = NULL;
+    ck_assert_msg(kb_meter_result_read(r, 0, &m, &why), "%s", why);
+    ck_assert_int_eq(m.outcome, KB_METER_RATE_LIMITED);
+    ck_assert_int_eq(m.retry_after, 17);
+    ck_assert_str_eq(m.key_prefix, "kb-Ab3x");
+    ck_assert_int_eq(m.rl_limit, 30);
+    ck_assert_int_eq(m.cost, 0);
+    ck_assert(m.xid == 0);
+    ck_assert_int_eq(m.outbox_id, 0);
+    PQclear(r);
+}
+END_TEST
+
+/* An unknown key: everything but the outcome is NULL. */
+START_TEST(invalid_key_row)
+{
+    col cols[sizeof(fast_row) / sizeof(fast_row[0])];
+    memcpy(cols, fast_row, sizeof(cols));
+    for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
+        cols[i].value = NULL;
+    cols[0].value = "invalid_key";
+    cols[5].value = "0";
+    PGresult *r = row_of(cols, sizeof(cols) / sizeof(cols[0]));
+    kb_meter_result m;
+    const char *why = NULL;
+    ck_assert_msg(kb_meter_result_read(r, 0, &m, &why), "%s", why);
+    ck_assert_int_eq(m.outcome, KB_METER_INVALID_KEY);
+    ck_assert_str_eq(m.user_id, "");
+    ck_assert_int_eq(m.credits_total, 0);
+    PQclear(r);
+}
+END_TEST
+
+typedef struct bad {
+    const char *column, *value; /* set column to value (NULL: drop the column) */
+    const char *why;
+} bad;
+
+static const bad bads[] = {
+    {"outcome", "charged", "unknown outcome"},
+    {"outcome", NULL, "a column is missing"},
+    {"credits_used", "12x", "a number column is malformed"},
+    {"rl_limit", NULL, "a column is missing"},
+    {"day", NULL, "a column is missing"},
+    {"xid", NULL, "a column is missing"},
+    {"user_id", "8539643a-9d13-4df2-9ec4-4ad93bbec7fa-much-too-long-for-a-uuid",
+     "a text column is too long"},
+};
+
+/* A row the meter cannot trust is refused, never half read; and a charge
+ * without what settling it needs (its xid, its day) is not a charge. */
+START_TEST(malformed_rows_are_refused)
+{
+    const bad *b = &bads[_i];
+    col cols[sizeof(fast_row) / sizeof(fast_row[0])];
+    int n = 0;
+    for (size_t i = 0; i < sizeof(fast_row) / sizeof(fast_row[0]); i++) {
+        if (strcmp(fast_row[i].name, b->column) == 0) {
+            if (b->value == NULL)
+                continue;
+            cols[n] = fast_row[i];
+            cols[n++].value = b->value;
+        } else {
+            cols[n++] = fast_row[i];
+        }
+    }
+    PGresult *r = row_of(cols, n);
+    kb_meter_result m;
+    const char *why = NULL;
+    ck_assert(!kb_meter_result_read(r, 0, &m, &why));
+    ck_assert_str_eq(why, b->why);
+    ck_assert(!kb_meter_result_read(r, 1, &m, &why)); /* no such row */
+    PQclear(r);
+}
+END_TEST
+
+START_TEST(a_charge_without_its_xid_is_refused)
+{
+    col cols[sizeof(fast_row) / sizeof(fast_row[0])];
+    memcpy(cols, fast_row, sizeof(cols));
+    cols[11].value = NULL; /* xid NULL on an 'ok' row */
+    PGresult *r = row_of(cols, sizeof(cols) / sizeof(cols[0]));
+    kb_meter_result m;
+    const char *why = NULL;
+    ck_assert(!kb_meter_result_read(r, 0, &m, &why));
+    ck_assert_str_eq(why, "a charge without its details");
+    PQclear(r);
+}
+END_TEST
+
+START_TEST(outcome_names_round_trip)
+{
+    const kb_meter_outcome all[] = {KB_METER_OK, KB_METER_INVALID_KEY, KB_METER_RATE_LIMITED,
+                                    KB_METER_EXHAUSTED};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        kb_meter_outcome o;
+        ck_assert(kb_meter_outcome_parse(kb_meter_outcome_name(all[i]), &o));
+        ck_assert_int_eq(o, all[i]);
+    }
+    kb_meter_outcome o;
+    ck_assert(!kb_meter_outcome_parse("OK", &o));
+    ck_assert(!kb_meter_outcome_parse("", &o));
+    ck_assert(!kb_meter_outcome_parse(NULL, &o));
+    ck_assert_str_eq(kb_meter_outcome_name((kb_meter_outcome)99), "unknown");
+}
+END_TEST
+
+int
+main(void)
+{
+    Suite *s = suite_create("meter_result");
+    TCase *tc = tcase_create("result");
+    tcase_add_test(tc, fast_row_is_read_by_name);
+    tcase_add_test(tc, refused_row_in_any_column_order);
+    tcase_add_test(tc, invalid_key_row);
+    tcase_add_loop_test(tc, malformed_rows_are_refused, 0, sizeof(bads) / sizeof(bads[0]));
+    tcase_add_test(tc, a_charge_without_its_xid_is_refused);
+    tcase_add_test(tc, outcome_names_round_trip);
+    suite_add_tcase(s, tc);
+    return kb_check_run(s);
+}
