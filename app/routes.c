@@ -32,6 +32,7 @@ const kb_route kb_routes[] = {
     {"GET", "/settlements", h_settlements_list, 1},
     {"GET", "/candles/{ticker}", h_candles, 3},
     {"GET", "/markets/{ticker}", h_market_get, 1},
+    {"GET", "/markets/{ticker}/coverage", h_market_coverage, 1},
     {"GET", "/events/{event_ticker}", h_event_get, 1},
     {"GET", "/settlements/{ticker}", h_settlement_get, 1},
 };

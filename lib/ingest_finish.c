@@ -292,7 +292,9 @@ rebuild_local(kb_ingest *im, PGresult *t, long every, bool *done, long *made)
             int64_t e = PQgetisnull(w, x, 3) ? INT64_MAX : strtoll(PQgetvalue(w, x, 3), NULL, 10);
             long from = after(k->kept, k->nkept, b);
             long upto = e == INT64_MAX ? k->nkept : after(k->kept, k->nkept, e - 1);
-            ok = window_local(c, name, b, k->kept + from, upto - from, every, made);
+            /* no kept deltas (a snapshot alone): no pointer arithmetic on NULL */
+            ok = window_local(c, name, b, upto > from ? k->kept + from : NULL, upto - from,
+                              every, made);
         }
     }
     PQclear(w);

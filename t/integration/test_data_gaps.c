@@ -1,4 +1,5 @@
-/* test_data_gaps.c - what the API says about a live market (API.md §7 items 20-21): POST
+/* test_data_gaps.c - what the API says about a live market (API.md §7 items 20-21): GET
+ * /markets/{ticker}/coverage (span, gaps by start, both channels, 404), POST
  * /orderbook's complete and gap at instants around recorded gaps (start inclusive, end
  * exclusive, open gaps, trade-channel gaps that leave the book complete), and the live
  * checkpoints (kb_extend_checkpoints, 0019) that keep its reconstruction short without
@@ -14,6 +15,7 @@
 #include "kb_banned.h"
 
 #define M "KXGAP-26JAN15-A"
+#define M2 "KXGAP-26JAN15-B" /* a snapshot and nothing else: no gaps */
 
 static kbt_account account;
 
@@ -27,6 +29,9 @@ setup(void)
     FILE *f = fdopen(fd, "w");
     fputs("{\"type\":\"orderbook_snapshot\",\"sid\":1,\"seq\":1,\"msg\":{\"market_ticker\":\"" M
           "\",\"yes_dollars_fp\":[[\"0.4000\",\"10.00\"]],\"ts_ms\":1768478400000}}\n",
+          f);
+    fputs("{\"type\":\"orderbook_snapshot\",\"sid\":2,\"seq\":1,\"msg\":{\"market_ticker\":\"" M2
+          "\",\"no_dollars_fp\":[[\"0.5000\",\"1.00\"]],\"ts_ms\":1768478400000}}\n",
           f);
     for (int i = 1; i <= 20; i++)
         fprintf(f,
@@ -104,6 +109,81 @@ START_TEST(orderbook_says_complete_false_inside_a_gap)
     /* The book itself is what the rows say, gap or not: 10 + one per second. */
     const cJSON *yes = cJSON_GetObjectItem(r->json, "yes");
     ck_assert_int_eq(cJSON_GetArraySize(yes), 1);
+    kbt_resp_free(r);
+}
+END_TEST
+
+/* ---- GET /markets/{ticker}/coverage -------------------------------------------------- */
+
+static void
+assert_gap(const cJSON *g, const char *start, const char *end, const char *reason,
+           const char *channel)
+{
+    static const char *const keys[] = {"start", "end", "reason", "channel", NULL};
+    kbt_data_assert_keys(g, keys);
+    ck_assert_str_eq(cJSON_GetObjectItem(g, "start")->valuestring, start);
+    const cJSON *e = cJSON_GetObjectItem(g, "end");
+    if (end == NULL)
+        ck_assert(cJSON_IsNull(e));
+    else
+        ck_assert_str_eq(e->valuestring, end);
+    ck_assert_str_eq(cJSON_GetObjectItem(g, "reason")->valuestring, reason);
+    ck_assert_str_eq(cJSON_GetObjectItem(g, "channel")->valuestring, channel);
+}
+
+START_TEST(coverage_lists_every_gap_by_start)
+{
+    kbt_resp *r = kbt_data_get(&account, "/markets/" M "/coverage");
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
+    kbt_docs_assert_conforms(r, "GET", "/markets/" M "/coverage");
+    char *cost = kbt_header(r, "X-Credits-Cost");
+    ck_assert_str_eq(cost, "1");
+    free(cost);
+    static const char *const keys[] = {"market_ticker", "first_data_at", "last_data_at", "gaps",
+                                       "request_id",    "response_time", NULL};
+    kbt_data_assert_keys(r->json, keys);
+    ck_assert_str_eq(cJSON_GetObjectItem(r->json, "market_ticker")->valuestring, M);
+    ck_assert_str_eq(cJSON_GetObjectItem(r->json, "first_data_at")->valuestring,
+                     "2026-01-15T12:00:00+00:00");
+    ck_assert_str_eq(cJSON_GetObjectItem(r->json, "last_data_at")->valuestring,
+                     "2026-01-15T12:00:20+00:00");
+    const cJSON *gaps = cJSON_GetObjectItem(r->json, "gaps");
+    ck_assert_int_eq(cJSON_GetArraySize(gaps), 3);
+    assert_gap(cJSON_GetArrayItem(gaps, 0), "2026-01-15T12:00:02+00:00",
+               "2026-01-15T12:00:04+00:00", "seq_jump", "trade");
+    assert_gap(cJSON_GetArrayItem(gaps, 1), "2026-01-15T12:00:05+00:00",
+               "2026-01-15T12:00:10+00:00", "seq_jump", "orderbook");
+    assert_gap(cJSON_GetArrayItem(gaps, 2), "2026-01-15T12:00:15+00:00", NULL, "heartbeat",
+               "orderbook");
+    kbt_resp_free(r);
+}
+END_TEST
+
+START_TEST(coverage_of_a_market_without_gaps)
+{
+    kbt_resp *r = kbt_data_get(&account, "/markets/" M2 "/coverage");
+    ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
+    kbt_docs_assert_conforms(r, "GET", "/markets/" M2 "/coverage");
+    ck_assert_str_eq(cJSON_GetObjectItem(r->json, "first_data_at")->valuestring,
+                     "2026-01-15T12:00:00+00:00");
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(r->json, "last_data_at"))); /* no delta yet */
+    const cJSON *gaps = cJSON_GetObjectItem(r->json, "gaps");
+    ck_assert(cJSON_IsArray(gaps));
+    ck_assert_int_eq(cJSON_GetArraySize(gaps), 0);
+    kbt_resp_free(r);
+}
+END_TEST
+
+START_TEST(coverage_of_an_unknown_market_is_404_and_free)
+{
+    kbt_resp *r = kbt_data_get(&account, "/markets/KXGAP-NO-SUCH/coverage");
+    ck_assert_int_eq(r->status, 404);
+    kbt_docs_assert_conforms(r, "GET", "/markets/KXGAP-NO-SUCH/coverage");
+    const cJSON *e = cJSON_GetObjectItem(r->json, "error");
+    ck_assert_str_eq(cJSON_GetObjectItem(e, "code")->valuestring, "market_not_found");
+    char *cost = kbt_header(r, "X-Credits-Cost");
+    ck_assert_str_eq(cost, "0");
+    free(cost);
     kbt_resp_free(r);
 }
 END_TEST
@@ -238,6 +318,9 @@ suite(void)
     tcase_add_unchecked_fixture(tc, setup, NULL);
     tcase_add_loop_test(tc, orderbook_says_complete_false_inside_a_gap, 0,
                         (int)(sizeof(ats) / sizeof(ats[0])));
+    tcase_add_test(tc, coverage_lists_every_gap_by_start);
+    tcase_add_test(tc, coverage_of_a_market_without_gaps);
+    tcase_add_test(tc, coverage_of_an_unknown_market_is_404_and_free);
     tcase_add_test(tc, live_checkpoints_extend_without_changing_answers);
     suite_add_tcase(s, tc);
     return s;
