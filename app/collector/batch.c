@@ -1,10 +1,10 @@
 /* batch.c - which records the writer stores next, and from where.
  *
  * The writer stands at a spool position (file, offset) and stores records strictly in
- * spool order. A queue chunk that starts exactly there is used as it is; one that
- * starts further on means chunks were dropped (the queue was full), so the bytes in
- * between are read back from the file; one that lies behind was already read from
- * the file and is skipped. With the queue empty, the published end of the spool says
+ * spool order. A queue chunk that starts exactly there is used as it is (from where the
+ * writer stands, when the file was read into it); one that starts further on means
+ * chunks were dropped (the queue was full), so the bytes in between are read back from
+ * the file; one that lies behind was already read from the file and is skipped. With the queue empty, the published end of the spool says
  * whether there is more to read. A file the reader has left is read to its end (a
  * record cut short by a crash ends it) and the next file follows.
  */
@@ -62,8 +62,18 @@ close_reader(void)
 static bool
 open_reader(void)
 {
-    if (W.rd_open && W.rd_file == W.file_no)
-        return true;
+    if (W.rd_open && W.rd_file == W.file_no) {
+        /* Queue chunks may have moved the writer on since the reader last stopped: it
+         * must go on from the writer's position, never from its own (that would store
+         * those chunks' records again and move the writer back). */
+        int64_t at = W.rd.base + (int64_t)W.rd.pos;
+        if (at == W.off)
+            return true;
+        if (W.off > at && W.off <= W.rd.base + (int64_t)W.rd.buf.len) {
+            W.rd.pos = (size_t)(W.off - W.rd.base);
+            return true;
+        }
+    }
     close_reader();
     char *path = kb_spool_find(K.cfg->collector_spool_dir, W.file_no);
     bool ok = path != NULL && kb_spool_reader_open(&W.rd, path, W.off);
@@ -141,15 +151,18 @@ from_files(long tf, int64_t to, int *n, int max, bool *began)
         }
         break;
     }
-    if (got > 0)
+    if (got > 0) {
         kc_metric_add(KC_M_WRITER_SPOOL_READS, 1);
+        kc_metric_add(KC_M_WRITER_SPOOL_RECORDS, (uint64_t)got);
+    }
     return got;
 }
 
+/* The records of a queued chunk from byte skip on (where the writer stands in it). */
 static bool
-from_chunk(kc_chunk *ch, int *n, bool *began)
+from_chunk(kc_chunk *ch, size_t skip, int *n, bool *began)
 {
-    size_t p = 0;
+    size_t p = skip;
     while (p < ch->len) {
         kb_spool_rec rec;
         long k = kb_spool_parse(ch->data + p, ch->len - p, &rec);
@@ -190,9 +203,11 @@ kc_writer_batch(void)
                 W.held = NULL;
                 continue;
             }
-            if (ch->file_no == W.file_no && ch->off == W.off) {
+            /* At the chunk's start, or inside it: the file was read up to a record of
+             * it (a batch full, or the spool's published end came before the chunk). */
+            if (ch->file_no == W.file_no && ch->off <= W.off) {
                 int before = n;
-                ok = from_chunk(ch, &n, &began);
+                ok = from_chunk(ch, (size_t)(W.off - ch->off), &n, &began);
                 free(ch);
                 W.held = NULL;
                 if (!ok)

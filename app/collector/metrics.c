@@ -157,6 +157,9 @@ render(kb_buf *b)
     one(b, "kalshibook_collector_writer_spool_reads_total", "counter",
         "times the writer read the spool back (queue full, Postgres slow or down, restart)",
         (int64_t)kc_metric_count(KC_M_WRITER_SPOOL_READS));
+    one(b, "kalshibook_collector_writer_spool_records_total", "counter",
+        "records the writer read back from the spool files (the rest came from the queue)",
+        (int64_t)kc_metric_count(KC_M_WRITER_SPOOL_RECORDS));
     one(b, "kalshibook_collector_checkpoints_total", "counter",
         "reconstruction checkpoints added to live markets",
         (int64_t)kc_metric_count(KC_M_CHECKPOINTS));

@@ -30,6 +30,10 @@ kc_store_init(void)
 {
     kb_ingest_init(&ing, &W.db);
     ing.in_tx = true;
+    /* No rows kept for checkpoints: this writer never runs kb_ingest_finish (upkeep.c
+     * extends a live market's checkpoints), and a long-lived ingest would otherwise
+     * keep up to KB_INGEST_KEEP_MAX rows (~200 MB) before giving up on them. */
+    ing.kept = -1;
     ing.start_reason = W.handover ? "handover" : "restart";
     ready = true;
 }

@@ -35,6 +35,14 @@
 #   import-fp       the same volume in Kalshi's 2026 form (price_dollars, delta_fp, ts +
 #                   ts_ms; half the markets subpenny, half fractional); target >= 200k
 #   import-again    the legacy file imported again (nothing new); rps = deltas/s
+#   collector-*     the live collector fed by the Kalshi stand-in (t/bench/collector.sh says
+#                   how): collector-visible (exchange time -> visible through the API at
+#                   5,000 msgs/s: p50/p99, target p99 <= 1 s), collector-subscribe (5,000
+#                   markets: p99_ms = until all have a snapshot), collector-ingest (records
+#                   stored/s at 60,000 msgs/s offered, target >= 50,000), collector-resnapshot
+#                   (a connection reset: per-market p50/p99 to its new snapshot, target <= 2 s +
+#                   1 s per 1,000 markets); its RSS over BENCH_COLLECTOR_RSS_SECONDS in
+#                   var/bench/collector.json. BENCH_COLLECTOR=0 leaves them out.
 # The floor, meter-sql and markets-metered rows also report cpu_us: CPU microseconds per
 # request (per transaction for pgbench) of every process involved, summed from /proc:
 # Postgres (all backends, reaped ones included), and for HTTP rows nginx and the
@@ -602,6 +610,16 @@ import_row import-fp "$TMP/import-fp.jsonl"
 # The same file again: every message is stored already, nothing may change.
 import_row import-again "$TMP/import.jsonl"
 
+# The live collector's rows (t/bench/collector.sh) against this stack.
+if [[ ${BENCH_COLLECTOR:-1} == 1 ]]; then
+    while read -r tag name rps p50 p99; do
+        [[ $tag == ROW ]] && record_row "$name" "$rps" "$p50" "$p99" -
+    done < <(KB_DATABASE_URL=$KB_DATABASE_URL KB_BASE_URL=$KB_BASE_URL KB_CA_CERT=$KB_CA_CERT \
+        KB_PG_BIN=$KB_PG_BIN BENCH_KEY=$BENCH_KEY BENCH_BIN_DIR=$KB_BIN_DIR \
+        "$REPO/t/bench/collector.sh" "$REPO" || echo "FAILED")
+    [[ -n ${RPS[collector-resnapshot]:-} ]] || die "the collector rows failed (above)"
+fi
+
 # ---- report -------------------------------------------------------------------------
 
 print_table
@@ -613,6 +631,10 @@ printf 'orderbook-100k p50 = %s ms, orderbook-100k-fp p50 = %s ms (target <= 25)
     "${P50[orderbook-100k]}" "${P50[orderbook-100k-fp]}" "${RATIO[deltas-1000]}"
 printf 'import = %s deltas/s, import-fp = %s deltas/s (target >= 200000)\n' \
     "${RPS[import]}" "${RPS[import-fp]}"
+if [[ -n ${RPS[collector-ingest]:-} ]]; then
+    printf 'collector-ingest = %s records/s (target >= 50000); collector-visible p99 = %s ms (target <= 1000); collector-resnapshot p99 = %s ms (target <= 2000 + 1 per market)\n' \
+        "${RPS[collector-ingest]}" "${P99[collector-visible]}" "${P99[collector-resnapshot]}"
+fi
 write_json
 if [[ $verdict != met && ${BENCH_ENFORCE:-0} == 1 ]]; then
     exit 1
