@@ -1,7 +1,8 @@
 /* test_collector.c - kalshibook-collector against the Kalshi stand-in (t/kalshi), with the
  * stack's Postgres: subscriptions, every network fault and the gap it must leave,
  * backoff, REST 429s, command errors, lifecycle churn, standby takeover, a Postgres
- * outage, configuration errors and a wrong key. Each test starts its own stand-in and
+ * outage, every spool record stored once, the spool replayed by kbctl import,
+ * configuration errors and a wrong key. Each test starts its own stand-in and
  * collector(s) (logs in KB_STACK_DIR, scanned for sanitizer reports) and stops them. */
 #include <errno.h>
 #include <fcntl.h>
@@ -302,6 +303,81 @@ START_TEST(collector_writer_stores_every_record_once)
 }
 END_TEST
 
+/* ---- the repair path: kbctl import replays the spool ---------------------------------- */
+
+#define KXSI "market_ticker LIKE 'KXSI%'"
+
+/* Everything the collector stored for the stand-in's markets, as one text. */
+static char *
+stored_digest(PGconn *db)
+{
+    return kbt_sql_value(
+        db, "SELECT concat_ws(' | ',"
+            " (SELECT concat_ws(',', count(*), sum(delta_e2), sum(price_e4::bigint * delta_e2),"
+            "                  count(received_at), max(ts), sum(seq)) FROM deltas WHERE " KXSI "),"
+            " (SELECT concat_ws(',', count(*), sum(count_e2), count(received_at))"
+            "    FROM trades WHERE " KXSI "),"
+            " (SELECT concat_ws(',', count(*), max(captured_at)) FROM snapshots WHERE " KXSI "),"
+            " (SELECT string_agg(concat_ws(',', market_ticker, channel, start_at, end_at, reason,"
+            "                              source), ';' ORDER BY market_ticker, channel, start_at,"
+            "                              source) FROM gaps WHERE " KXSI "),"
+            " (SELECT string_agg(concat_ws(',', ticker, first_data_at, last_data_at,"
+            "                              snapshot_count, delta_count, trade_count), ';'"
+            "                    ORDER BY ticker) FROM market_stats WHERE ticker LIKE 'KXSI%'))");
+}
+
+static void
+forget_markets(PGconn *db)
+{
+    kbt_sql_ok(db, "DELETE FROM deltas WHERE " KXSI);
+    kbt_sql_ok(db, "DELETE FROM trades WHERE " KXSI);
+    kbt_sql_ok(db, "DELETE FROM snapshots WHERE " KXSI);
+    kbt_sql_ok(db, "DELETE FROM book_checkpoints WHERE " KXSI);
+    kbt_sql_ok(db, "DELETE FROM gaps WHERE " KXSI);
+    kbt_sql_ok(db, "DELETE FROM market_stats WHERE ticker LIKE 'KXSI%'");
+    kbt_sql_ok(db, "DELETE FROM collector_markets WHERE ticker LIKE 'KXSI%'");
+}
+
+/*
+ * A collector run with a gap, stopped; the database then loses those markets. `kbctl
+ * import` of the spool files brings back exactly what the writer had stored (rows,
+ * receive times, counts, gaps with their sources), and a second import adds nothing.
+ */
+START_TEST(collector_spool_replays_through_kbctl_import)
+{
+    PGconn *db = kbt_db();
+    forget_markets(db);
+    kbtc_standin_start(6, 400, "--trade-permille 100");
+    kbtc_coll *c = kbtc_coll_start("replay", NULL, NULL);
+    ck_assert(kbtc_wait_live(c, 6, 30000));
+    kbtc_wait_flow(c, 1500);
+    kbt_resp_free(kbtc_fault("kind=skip&n=2"));
+    ck_assert(kbtc_wait_sql(db, "SELECT (count(*) >= 2)::int FROM gaps WHERE reason = 'seq_jump'"
+                                " AND end_at IS NOT NULL", 1, 20000));
+    kbtc_wait_flow(c, 500);
+    ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
+    char *before = stored_digest(db);
+    ck_assert_ptr_nonnull(before);
+    forget_markets(db);
+    char args[600];
+    snprintf(args, sizeof(args), "import --quiet %s/*.spool", c->spool);
+    kb_buf out = KB_BUF_INIT;
+    ck_assert_msg(kbt_data_kbctl(args, &out) == 0, "%s", kb_buf_cstr(&out));
+    char *after = stored_digest(db);
+    ck_assert_str_eq(after, before);
+    kb_buf_reset(&out);
+    ck_assert_msg(kbt_data_kbctl(args, &out) == 0, "%s", kb_buf_cstr(&out));
+    char *again = stored_digest(db);
+    ck_assert_str_eq(again, before);
+    fprintf(stderr, "collector spool replay: %s\n", before);
+    kb_buf_release(&out);
+    free(before);
+    free(after);
+    free(again);
+    PQfinish(db);
+}
+END_TEST
+
 /* ---- configuration and credentials --------------------------------------------------- */
 
 START_TEST(collector_refuses_bad_configuration)
@@ -360,6 +436,7 @@ suite(void)
     tcase_add_test(tc, collector_standby_takes_over_within_5s);
     tcase_add_test(tc, collector_spools_through_a_postgres_outage);
     tcase_add_test(tc, collector_writer_stores_every_record_once);
+    tcase_add_test(tc, collector_spool_replays_through_kbctl_import);
     tcase_add_test(tc, collector_refuses_bad_configuration);
     tcase_add_test(tc, collector_with_a_wrong_key_is_refused);
     suite_add_tcase(s, tc);
