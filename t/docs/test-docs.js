@@ -202,6 +202,24 @@ async function specTests() {
 
 const examples = parseExamples();
 
+// static/plans.json is the one source of the plans' figures (t/docs/plans.js).
+async function planTests() {
+    const P = require('./plans');
+    await test('static/plans.json: the llms.txt, llms-full.txt and openapi.json plan blocks are generated from it, no other figure disagrees, the dashboard states none', () => {
+        noErrors(P.check());
+    });
+    await test('plans check fails when a figure drifts (a changed rate limit, price or allowance)', () => {
+        const p = P.load();
+        for (const [what, change] of [['rpm', (x) => { x.plans[0].requests_per_minute = 31; }],
+            ['price', (x) => { x.plans[2].price_per_month = '31'; }], ['credit price', (x) => { x.payg_price_per_credit = '0.009'; }],
+            ['credits', (x) => { x.plans[1].credits_per_month = 1001; }]]) {
+            const q = JSON.parse(JSON.stringify(p));
+            change(q);
+            assert(P.check(q).length > 0, `a drift of the ${what} went unnoticed`);
+        }
+    });
+}
+
 async function exampleStaticTests() {
     await test(`llms-full.txt: ${examples.length} examples parse and cover every spec route`, () => {
         const covered = new Set(examples.map((e) => `${e.method} ${L.normalisePath(L.matchPath(spec, e.path) || e.path)}`));
@@ -237,6 +255,7 @@ module.exports = { test, assert, noErrors, spec, router, examples, notes, CONTRA
 async function main() {
     await specTests();
     await exampleStaticTests();
+    await planTests();
     if (process.env.KB_BASE_URL) {
         await require('./live').run(module.exports);
     } else {
