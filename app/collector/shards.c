@@ -472,8 +472,8 @@ void
 kc_shard_resync(int shard, int loss, const char *reason, const char *detail)
 {
     kc_shard *s = &K.sh[shard];
-    if (s->resync)
-        return;
+    /* Even when a resync is pending already: a snapshot on the old subscription may have
+     * made some of its markets live again meanwhile, and they lose data now too. */
     s->resync = true;
     K.tick_now = true;
     /* Every market with a trusted book and trades loses them from the gap's start. */

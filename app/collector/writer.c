@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "collector.h"
 #include "kb_db.h"
 #include "kb_ingest.h"
@@ -155,15 +157,191 @@ static void read_progress(long *f, int64_t *o);
 
 /*
  * A standby that led before (and died or lost the lock) may have spooled messages it
- * never stored. Those received before the current leader took over are stored now:
- * they lie inside the takeover gap the leader opened from the last stored data, and
- * after that instant the leader has its own. Frames and REST bodies only; this
- * instance's events belong to a past it no longer leads. Once per standby spell.
+ * never stored. They all lie inside the takeover gap the current leader opened from the
+ * last stored data, up to that leader's first snapshot of each market, so they are
+ * stored now: frames and REST bodies received before the leader took over, and after
+ * that instant trades (one row per trade_id whoever stores it), lifecycle messages and
+ * REST bodies, and a market's book messages older than the leader's first snapshot of
+ * it (later ones the leader has under its own sids: storing them too would count each
+ * change twice). That cutoff must be known: each market with book messages after the
+ * takeover needs the leader's snapshot in the database (or to be closed); until then
+ * the backlog waits, for 120 s at most (then those book messages are left out). At
+ * final (this instance takes the lead: the old leader is gone, what it stored is all
+ * there is) it runs regardless. This instance's events belong to a past it no longer
+ * leads. Once per standby spell.
  */
+static const kb_stmt leader_cutoffs = {
+    "kc_leader_cutoffs",
+    "SELECT t, kb_us((SELECT min(captured_at) FROM snapshots WHERE market_ticker = t"
+    "                   AND captured_at >= 'epoch'::timestamptz + $2::bigint * interval '1 us')),"
+    "       coalesce((SELECT status NOT IN ('active', 'initialized', 'inactive') FROM markets"
+    "                  WHERE ticker = t), false)"
+    "  FROM unnest($1::text[]) t",
+    2, true};
+
+/* At final: the takeover gap of every market this instance is about to collect, from
+ * its last stored data, before the leftover is stored. The old leader may have died
+ * before storing its own (its start event), and this instance's start event, stored
+ * after the leftover, would start from the leftover's end: holes in the leftover (its
+ * gap events are not stored) would lie outside any gap. An open gap wins. */
+static const kb_stmt takeover_gaps = {
+    "kc_takeover_gaps",
+    "INSERT INTO gaps (market_ticker, channel, start_at, reason, source)"
+    " SELECT c.ticker, ch, coalesce(greatest(s.first_data_at, s.last_data_at), c.updated_at),"
+    "        'handover', $1"
+    "   FROM collector_markets c LEFT JOIN market_stats s ON s.ticker = c.ticker,"
+    "        unnest(ARRAY['orderbook', 'trade']) AS ch"
+    "  WHERE c.collecting"
+    " ON CONFLICT DO NOTHING",
+    1, false};
+
+/* What a leftover frame is: its type, market and exchange time (ms; -1 unknown). */
+typedef struct leftover {
+    char type; /* 'd' delta, 's' snapshot, 't' trade, 'l' lifecycle, 0 other */
+    char ticker[128];
+    int64_t ts_ms;
+} leftover;
+
 static void
-backlog(void)
+leftover_of(const kb_spool_rec *rec, leftover *lo)
+{
+    lo->type = 0;
+    lo->ticker[0] = '\0';
+    lo->ts_ms = -1;
+    cJSON *j = cJSON_ParseWithLength(rec->data, rec->len);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "type");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "msg");
+    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(m, "market_ticker");
+    if (cJSON_IsString(t) && cJSON_IsString(tk) && strlen(tk->valuestring) < sizeof(lo->ticker)) {
+        const char *ty = t->valuestring;
+        lo->type = strcmp(ty, "orderbook_delta") == 0      ? 'd'
+                   : strcmp(ty, "orderbook_snapshot") == 0 ? 's'
+                   : strcmp(ty, "trade") == 0              ? 't'
+                   : strncmp(ty, "market_lifecycle", 16) == 0 ? 'l'
+                                                              : 0;
+        snprintf(lo->ticker, sizeof(lo->ticker), "%s", tk->valuestring);
+        const cJSON *ms = cJSON_GetObjectItemCaseSensitive(m, "ts_ms");
+        const cJSON *sec = cJSON_GetObjectItemCaseSensitive(m, "ts");
+        if (cJSON_IsNumber(ms))
+            lo->ts_ms = (int64_t)ms->valuedouble;
+        else if (cJSON_IsNumber(sec))
+            lo->ts_ms = (int64_t)sec->valuedouble * 1000;
+    }
+    cJSON_Delete(j);
+}
+
+/* One book market's cutoff (µs; INT64_MAX: none needed) by ticker. */
+typedef struct cutoff {
+    char *ticker;
+    int64_t before_us;
+} cutoff;
+
+static int
+cutoff_cmp(const void *a, const void *b)
+{
+    return strcmp(((const cutoff *)a)->ticker, ((const cutoff *)b)->ticker);
+}
+
+/* Each file of the leftover from the progress on, rec by rec: fn(rec, after, arg). */
+static bool
+each_leftover(long f, int64_t o, long last, int64_t since,
+              bool (*fn)(const kb_spool_rec *, bool, void *), void *arg, long *ef,
+              int64_t *eo)
+{
+    *ef = f;
+    *eo = o;
+    for (long n = f; n <= last; n++) {
+        char *path = kb_spool_find(K.cfg->collector_spool_dir, n);
+        kb_spool_reader rd;
+        if (path == NULL || !kb_spool_reader_open(&rd, path, n == f ? o : 0)) {
+            free(path);
+            continue;
+        }
+        kb_spool_rec rec;
+        int64_t end;
+        bool ok = true;
+        while (ok && kb_spool_reader_next(&rd, &rec, &end) == 1) {
+            ok = fn(&rec, rec.wall_ns / 1000 >= since, arg);
+            *ef = n;
+            *eo = end;
+        }
+        kb_spool_reader_close(&rd);
+        free(path);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+typedef struct backlog_run {
+    kb_ingest *ing;
+    cutoff *cut;
+    size_t ncut, capcut;
+    long stored, skipped;
+    bool collect; /* first pass: the book markets after the takeover */
+} backlog_run;
+
+static bool
+collect_or_store(const kb_spool_rec *rec, bool after, void *arg)
+{
+    backlog_run *b = arg;
+    if (rec->kind == 'E') {
+        b->skipped += !b->collect;
+        return true;
+    }
+    bool keep = true;
+    if (after && rec->kind == 'F') {
+        leftover lo;
+        leftover_of(rec, &lo);
+        if (lo.type == 'd' || lo.type == 's') {
+            cutoff key = {lo.ticker, 0};
+            cutoff *c = b->ncut ? bsearch(&key, b->cut, b->ncut, sizeof(*b->cut), cutoff_cmp)
+                                : NULL;
+            if (b->collect) {
+                if (c == NULL) {
+                    if (b->ncut == b->capcut) {
+                        b->capcut = b->capcut ? 2 * b->capcut : 64;
+                        b->cut = realloc(b->cut, b->capcut * sizeof(*b->cut));
+                        if (b->cut == NULL)
+                            abort();
+                    }
+                    /* Kept sorted: insert in place. */
+                    size_t at = 0, hi = b->ncut;
+                    while (at < hi) {
+                        size_t mid = (at + hi) / 2;
+                        if (strcmp(b->cut[mid].ticker, lo.ticker) < 0)
+                            at = mid + 1;
+                        else
+                            hi = mid;
+                    }
+                    memmove(b->cut + at + 1, b->cut + at, (b->ncut - at) * sizeof(*b->cut));
+                    b->cut[at] = (cutoff){kb_xstrdup(lo.ticker), INT64_MAX};
+                    b->ncut++;
+                }
+                return true;
+            }
+            keep = c != NULL && lo.ts_ms >= 0 && lo.ts_ms * 1000 < c->before_us;
+        } else {
+            keep = lo.type != 0;
+        }
+    }
+    if (b->collect)
+        return true;
+    if (!keep) {
+        b->skipped++;
+        return true;
+    }
+    const char *why;
+    b->stored++;
+    return kb_ingest_spool(b->ing, rec, "-", &why) ||
+           PQtransactionStatus(W.db.conn) == PQTRANS_INTRANS;
+}
+
+static void
+backlog(bool final)
 {
     static bool done;
+    static int64_t first_try;
     PGresult *r;
     if (done || !kc_writer_exec(&leader_since, NULL, &r))
         return;
@@ -180,48 +358,93 @@ backlog(void)
         done = true;
         return;
     }
+    int64_t now = kc_mono_ns() / 1000000;
+    if (first_try == 0)
+        first_try = now;
+    backlog_run b = {NULL, NULL, 0, 0, 0, 0, true};
+    long ef;
+    int64_t eo;
+    (void)each_leftover(f, o, last, since, collect_or_store, &b, &ef, &eo);
+    /* The leader's first snapshot of each of those markets, or closed, or wait. */
+    bool ready = true;
+    if (b.ncut > 0) {
+        kb_buf arr = KB_BUF_INIT;
+        kb_buf_putc(&arr, '{');
+        for (size_t i = 0; i < b.ncut; i++) {
+            if (i > 0)
+                kb_buf_putc(&arr, ',');
+            kb_buf_putc(&arr, '"');
+            for (const char *c = b.cut[i].ticker; *c; c++) {
+                if (*c == '"' || *c == '\\')
+                    kb_buf_putc(&arr, '\\');
+                kb_buf_putc(&arr, *c);
+            }
+            kb_buf_putc(&arr, '"');
+        }
+        kb_buf_putc(&arr, '}');
+        char sb[24];
+        snprintf(sb, sizeof(sb), "%" PRId64, since);
+        const char *cp[] = {kb_buf_cstr(&arr), sb};
+        PGresult *cr;
+        if (!kc_writer_exec(&leader_cutoffs, cp, &cr)) {
+            ready = false;
+            final = false; /* no answer: nothing is known */
+        } else {
+            for (int i = 0; i < PQntuples(cr); i++) {
+                cutoff key = {PQgetvalue(cr, i, 0), 0};
+                cutoff *c = bsearch(&key, b.cut, b.ncut, sizeof(*b.cut), cutoff_cmp);
+                if (c == NULL)
+                    continue;
+                if (!PQgetisnull(cr, i, 1))
+                    c->before_us = strtoll(PQgetvalue(cr, i, 1), NULL, 10);
+                else if (strcmp(PQgetvalue(cr, i, 2), "t") != 0)
+                    ready = false; /* open, and no snapshot of the leader's yet */
+            }
+        }
+        kb_buf_release(&arr);
+    }
+    bool give_up = !ready && !final && now - first_try > 120000;
+    if (!ready && !final && !give_up) {
+        for (size_t i = 0; i < b.ncut; i++)
+            free(b.cut[i].ticker);
+        free(b.cut);
+        return; /* again in a second */
+    }
+    if (give_up) {
+        /* Without a known cutoff no book message after the takeover is stored. */
+        for (size_t i = 0; i < b.ncut; i++)
+            b.cut[i].before_us = 0;
+    }
     kb_ingest ing;
     kb_ingest_init(&ing, &W.db);
     ing.in_tx = true;
-    long stored = 0, skipped = 0;
-    bool ok = kb_db_command(&W.db, "BEGIN") == KB_OK;
-    for (long n = f; ok && n <= last; n++) {
-        char *path = kb_spool_find(K.cfg->collector_spool_dir, n);
-        kb_spool_reader rd;
-        if (path == NULL || !kb_spool_reader_open(&rd, path, n == f ? o : 0)) {
-            free(path);
-            continue;
-        }
-        kb_spool_rec rec;
-        int64_t end;
-        while (ok && kb_spool_reader_next(&rd, &rec, &end) == 1) {
-            const char *why;
-            if (rec.kind != 'E' && rec.wall_ns / 1000 < since) {
-                ok = kb_ingest_spool(&ing, &rec, "-", &why) ||
-                     PQtransactionStatus(W.db.conn) == PQTRANS_INTRANS;
-                stored++;
-            } else {
-                skipped++;
-            }
-            f = n;
-            o = end;
-        }
-        kb_spool_reader_close(&rd);
-        free(path);
-    }
+    ing.kept = -1;
+    b.ing = &ing;
+    b.collect = false;
+    char src[200];
+    snprintf(src, sizeof(src), "%s/takeover/%" PRId64, K.instance, since);
+    const char *tp[] = {src};
+    bool ok = kb_db_command(&W.db, "BEGIN") == KB_OK &&
+              (!final || kc_writer_exec(&takeover_gaps, tp, NULL)) &&
+              each_leftover(f, o, last, since, collect_or_store, &b, &ef, &eo);
     char fs[24], os[24];
-    snprintf(fs, sizeof(fs), "%ld", f);
-    snprintf(os, sizeof(os), "%" PRId64, o);
+    snprintf(fs, sizeof(fs), "%ld", ef);
+    snprintf(os, sizeof(os), "%" PRId64, eo);
     const char *p[] = {K.instance, fs, os};
     ok = ok && kb_ingest_flush(&ing) && kc_writer_exec(&progress_set_stmt, p, NULL) &&
          kb_db_command(&W.db, "COMMIT") == KB_OK;
     if (!ok)
         (void)kb_db_command(&W.db, "ROLLBACK");
     kb_ingest_release(&ing);
+    for (size_t i = 0; i < b.ncut; i++)
+        free(b.cut[i].ticker);
+    free(b.cut);
     done = ok;
-    kb_log_info("standby: %s the spool this instance left unstored: %ld records from before "
-                "the leader took over, %ld after (not stored)", ok ? "stored" : "could not store",
-                stored, skipped);
+    kb_log_info("standby: %s the spool this instance left unstored: %ld records, %ld left out "
+                "(its events; book messages the leader has itself%s)",
+                ok ? "stored" : "could not store", b.stored, b.skipped,
+                give_up ? "; the leader had no snapshot of some markets after 120 s: all "
+                          "their book messages after the takeover" : "");
 }
 
 static void
@@ -229,9 +452,11 @@ standby(void)
 {
     while (!atomic_load(&K.stop)) {
         kb_arena_reset(&W.arena);
-        if (lock_now() == 1)
+        if (lock_now() == 1) {
+            backlog(true); /* the old leader is gone: what it stored is all there is */
             return;
-        backlog();
+        }
+        backlog(false);
         write_status("standby");
         for (int i = 0; i < 10 && !atomic_load(&K.stop); i++)
             usleep(100000);

@@ -186,6 +186,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
     lead=$(leader)
     standby=a
     [[ $lead == a ]] && standby=b
+    # Frozen first, then the note, then the kill: nothing the leader stores can be later
+    # than the instant the note records (its links stay up until the kill, so the note
+    # still names their markets).
+    kill -STOP "$(coll_pid "$lead")"
     curl -sf -XPOST "$CTL/note?kind=sigkill&gap=1" >/dev/null
     t0=$EPOCHREALTIME
     kill -KILL "$(coll_pid "$lead")"

@@ -80,7 +80,7 @@ cc_check_gaps(PGconn *db, const cc_args *a, cc_truth *t)
     int n;
     fline *v = load(a->faults, &n);
     long faults = 0, checked = 0, missing = 0, no_effect = 0;
-    char first_miss[512] = "";
+    char first_miss[2048] = "";
     for (int i = 0; i < n; i++) {
         const cJSON *gap = cJSON_GetObjectItemCaseSensitive(v[i].j, "gap");
         if (!cJSON_IsTrue(gap))
@@ -128,10 +128,27 @@ cc_check_gaps(PGconn *db, const cc_args *a, cc_truth *t)
                 continue;
             checked++;
             if (!covered) {
-                if (missing++ == 0)
-                    snprintf(first_miss, sizeof(first_miss), "%s at %" PRId64 " (%s, conn %" PRId64
-                             " sid %" PRId64 ", %s)", m->valuestring, at, v[i].kind, v[i].conn,
-                             v[i].sid, ch);
+                if (missing++ == 0) {
+                    /* What the database has around it: the gaps of the channel within a
+                     * minute, and the market's last data before the instant. */
+                    PGresult *g = cc_sql(
+                        db,
+                        "SELECT coalesce(string_agg(format('%s..%s %s %s', kb_us(start_at),"
+                        "   coalesce(kb_us(end_at)::text, 'open'), reason, source), '; '"
+                        "   ORDER BY start_at), 'none'),"
+                        " (SELECT kb_us(max(ts)) FROM deltas WHERE market_ticker = $1"
+                        "   AND ts <= 'epoch'::timestamptz + $2::bigint * interval '1 ms')"
+                        " FROM gaps WHERE market_ticker = $1 AND channel = $3 AND start_at"
+                        "   BETWEEN 'epoch'::timestamptz + ($2::bigint - 60000) * interval '1 ms'"
+                        "   AND 'epoch'::timestamptz + ($2::bigint + 60000) * interval '1 ms'",
+                        3, p);
+                    snprintf(first_miss, sizeof(first_miss),
+                             "%s at %" PRId64 " (%s, conn %" PRId64 " sid %" PRId64
+                             ", %s); its gaps near it (us): %s; last delta before it: %s us",
+                             m->valuestring, at, v[i].kind, v[i].conn, v[i].sid, ch,
+                             PQgetvalue(g, 0, 0), PQgetvalue(g, 0, 1));
+                    PQclear(g);
+                }
             }
         }
     }

@@ -86,6 +86,7 @@ cc_check_dups(PGconn *db, cc_truth *t)
 typedef struct keys {
     kb_buf d, s, t;
     long nd, ns, nt, bad;
+    int spool; /* which --spool the records come from */
 } keys;
 
 static const char *
@@ -115,7 +116,8 @@ record(keys *k, const kb_spool_rec *r)
     if (type == NULL || tk == NULL) {
         k->bad += j == NULL;
     } else if (strcmp(type, "orderbook_delta") == 0) {
-        kb_buf_printf(&k->d, "%s\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\n", tk, ms, sid, seq);
+        kb_buf_printf(&k->d, "%s\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t%d\t%" PRId64 "\n", tk,
+                      ms, sid, seq, k->spool, r->wall_ns / 1000000);
         k->nd++;
     } else if (strcmp(type, "orderbook_snapshot") == 0) {
         /* Without ts the receive time is the snapshot's. */
@@ -124,7 +126,8 @@ record(keys *k, const kb_spool_rec *r)
         kb_buf_printf(&k->s, "%s\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\n", tk, ms, sid, seq);
         k->ns++;
     } else if (strcmp(type, "trade") == 0 && str(msg, "trade_id") != NULL) {
-        kb_buf_printf(&k->t, "%s\n", str(msg, "trade_id"));
+        kb_buf_printf(&k->t, "%s\t%d\t%" PRId64 "\n", str(msg, "trade_id"), k->spool,
+                      r->wall_ns / 1000000);
         k->nt++;
     }
     cJSON_Delete(j);
@@ -133,9 +136,10 @@ record(keys *k, const kb_spool_rec *r)
 void
 cc_check_spool(PGconn *db, const cc_args *a)
 {
-    keys k = {KB_BUF_INIT, KB_BUF_INIT, KB_BUF_INIT, 0, 0, 0, 0};
+    keys k = {KB_BUF_INIT, KB_BUF_INIT, KB_BUF_INIT, 0, 0, 0, 0, 0};
     long files = 0, damaged = 0;
     for (int i = 0; i < a->nspool; i++) {
+        k.spool = i;
         long max = kb_spool_max_no(a->spool[i]);
         for (long f = 1; f <= max; f++) {
             char *path = kb_spool_find(a->spool[i], f);
@@ -157,10 +161,11 @@ cc_check_spool(PGconn *db, const cc_args *a)
         }
     }
     PQclear(cc_sql(db, "CREATE TEMP TABLE spool_d (market_ticker text, ms bigint, sid bigint,"
-                       " seq bigint)", 0, NULL));
+                       " seq bigint, spool int, rcv bigint)", 0, NULL));
     PQclear(cc_sql(db, "CREATE TEMP TABLE spool_s (market_ticker text, ms bigint, sid bigint,"
                        " seq bigint)", 0, NULL));
-    PQclear(cc_sql(db, "CREATE TEMP TABLE spool_t (trade_id text)", 0, NULL));
+    PQclear(cc_sql(db, "CREATE TEMP TABLE spool_t (trade_id text, spool int, rcv bigint)", 0,
+                   NULL));
     copy_in(db, "COPY spool_d FROM STDIN", &k.d);
     copy_in(db, "COPY spool_s FROM STDIN", &k.s);
     copy_in(db, "COPY spool_t FROM STDIN", &k.t);
@@ -173,6 +178,20 @@ cc_check_spool(PGconn *db, const cc_args *a)
                            " AND d.captured_at = 'epoch'::timestamptz + s.ms * interval '1 ms')");
     long mt = one_long(db, "SELECT count(*) FROM spool_t s WHERE NOT EXISTS (SELECT 1 FROM trades t"
                            " WHERE t.trade_id = s.trade_id)");
+    if (md > 0 || mt > 0) {
+        /* Where the missing ones come from: per spool, how many, received when. */
+        PGresult *w = cc_sql(
+            db,
+            "SELECT string_agg(format('spool %s: %s deltas received %s..%s ms', spool, n, lo, hi),"
+            "                  '; ' ORDER BY spool)"
+            "  FROM (SELECT spool, count(*) n, min(rcv) lo, max(rcv) hi FROM spool_d s"
+            "         WHERE NOT EXISTS (SELECT 1 FROM deltas d WHERE d.market_ticker ="
+            "           s.market_ticker AND d.sid = s.sid AND d.seq = s.seq AND"
+            "           d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms') GROUP BY spool) x",
+            0, NULL);
+        fprintf(stderr, "collector-check: missing: %s\n", PQgetvalue(w, 0, 0));
+        PQclear(w);
+    }
     cc_verdict("spool", md == 0 && ms == 0 && mt == 0 && damaged == 0 && k.nd > 0,
                "%ld spool files: %ld deltas, %ld snapshots, %ld trades (%ld frames not JSON); "
                "missing from the database: %ld deltas, %ld snapshots, %ld trades; %ld damaged files",

@@ -273,19 +273,28 @@ END_TEST
 /* ---- the writer: every record once, from the queue or the file ----------------------- */
 
 /*
- * A queue of 1 MB and a multi-MB snapshot: the writer takes records from the queue and
- * from the spool file by turns. However it goes, every spool record is stored exactly
- * once: the number it reports equals the records in the spool (before the fix it read
- * the file on from where its reader had stopped, records the queue had given it since).
+ * A queue of 1 MB filled while Postgres is stopped: the writer then takes records from
+ * the spool file (the dropped batches) and from the queue by turns. However it goes,
+ * every spool record is stored exactly once: the number it reports equals the records
+ * in the spool (before the fix it read the file on from where its reader had stopped,
+ * records the queue had given it since).
  */
 START_TEST(collector_writer_stores_every_record_once)
 {
-    kbtc_standin_start(16, 3000, "--big 2");
+    kbtc_standin_start(16, 3000, "--big 1");
     static const char *const env[] = {"KB_COLLECTOR_QUEUE_MB=1", "KB_COLLECTOR_COMMIT_MS=20",
                                       NULL};
     kbtc_coll *c = kbtc_coll_start("once", NULL, env);
     ck_assert(kbtc_wait_live(c, 16, 30000));
-    kbtc_wait_flow(c, 15000);
+    kbtc_wait_flow(c, 3000);
+    ck_assert_int_eq(kbt_stack("pg-stop", "fast"), 0);
+    ck_assert(kbtc_wait_metric(c, "kalshibook_collector_db_up", 0, 10000));
+    /* 3,000 messages/s fill 1 MB in well under a second: batches are dropped. */
+    kbtc_wait_flow(c, 6000);
+    ck_assert_int_gt(kbtc_metric(c, "kalshibook_collector_queue_dropped_total"), 0);
+    ck_assert_int_eq(kbt_stack("pg-start", NULL), 0);
+    ck_assert(kbtc_wait_metric(c, "kalshibook_collector_db_up", 1, 20000));
+    kbtc_wait_flow(c, 6000);
     kbt_resp_free(kbtc_control("POST", "/_control/feed?run=0"));
     PGconn *db = kbt_db();
     double spooled = kbtc_metric(c, "kalshibook_collector_spool_bytes_total");
