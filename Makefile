@@ -195,7 +195,7 @@ check: check-build
 	t/run-tests.sh build/asan
 
 bench: deps
-	$(MAKE) VARIANT=release all
+	$(MAKE) VARIANT=release all build/release/t/kalshi/kalshi-standin
 	t/bench/bench.sh "$(CURDIR)"
 
 format:
