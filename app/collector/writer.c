@@ -231,15 +231,15 @@ leftover_of(const kb_spool_rec *rec, leftover *lo)
 }
 
 /* One book market's cutoff (µs; INT64_MAX: none needed) by ticker. */
-typedef struct cutoff {
+typedef struct book_cutoff {
     char *ticker;
     int64_t before_us;
-} cutoff;
+} book_cutoff;
 
 static int
 cutoff_cmp(const void *a, const void *b)
 {
-    return strcmp(((const cutoff *)a)->ticker, ((const cutoff *)b)->ticker);
+    return strcmp(((const book_cutoff *)a)->ticker, ((const book_cutoff *)b)->ticker);
 }
 
 /* Each file of the leftover from the progress on, rec by rec: fn(rec, after, arg). */
@@ -275,7 +275,7 @@ each_leftover(long f, int64_t o, long last, int64_t since,
 
 typedef struct backlog_run {
     kb_ingest *ing;
-    cutoff *cut;
+    book_cutoff *cut;
     size_t ncut, capcut;
     long stored, skipped;
     bool collect; /* first pass: the book markets after the takeover */
@@ -294,8 +294,8 @@ collect_or_store(const kb_spool_rec *rec, bool after, void *arg)
         leftover lo;
         leftover_of(rec, &lo);
         if (lo.type == 'd' || lo.type == 's') {
-            cutoff key = {lo.ticker, 0};
-            cutoff *c = b->ncut ? bsearch(&key, b->cut, b->ncut, sizeof(*b->cut), cutoff_cmp)
+            book_cutoff key = {lo.ticker, 0};
+            book_cutoff *c = b->ncut ? bsearch(&key, b->cut, b->ncut, sizeof(*b->cut), cutoff_cmp)
                                 : NULL;
             if (b->collect) {
                 if (c == NULL) {
@@ -315,7 +315,7 @@ collect_or_store(const kb_spool_rec *rec, bool after, void *arg)
                             hi = mid;
                     }
                     memmove(b->cut + at + 1, b->cut + at, (b->ncut - at) * sizeof(*b->cut));
-                    b->cut[at] = (cutoff){kb_xstrdup(lo.ticker), INT64_MAX};
+                    b->cut[at] = (book_cutoff){kb_xstrdup(lo.ticker), INT64_MAX};
                     b->ncut++;
                 }
                 return true;
@@ -391,8 +391,8 @@ backlog(bool final)
             final = false; /* no answer: nothing is known */
         } else {
             for (int i = 0; i < PQntuples(cr); i++) {
-                cutoff key = {PQgetvalue(cr, i, 0), 0};
-                cutoff *c = bsearch(&key, b.cut, b.ncut, sizeof(*b.cut), cutoff_cmp);
+                book_cutoff key = {PQgetvalue(cr, i, 0), 0};
+                book_cutoff *c = bsearch(&key, b.cut, b.ncut, sizeof(*b.cut), cutoff_cmp);
                 if (c == NULL)
                     continue;
                 if (!PQgetisnull(cr, i, 1))
