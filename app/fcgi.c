@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kb_log.h"
 #include "kb_banned.h"
@@ -88,25 +89,66 @@ reason(int status)
     }
 }
 
+/*
+ * End an answer whose body cannot be completed so that the client sees it
+ * fail. Closing the connection alone would not do: without fastcgi_keep_conn
+ * nginx takes the end of the connection for the end of the answer and sends
+ * the last chunk, and the client would get a short body that looks whole.
+ * FastCGI has no record for the application to abort a request, but nginx
+ * treats a malformed record as an upstream error: after the header went out
+ * it then closes the client's connection (HTTP/1.1: no last chunk) or resets
+ * the stream (HTTP/2). So: what was written goes out, then one record header
+ * with protocol version 0, then the connection closes without END_REQUEST.
+ */
+static void
+abort_answer(kb_fcgi *f)
+{
+    static const unsigned char bad_record[8] = {0};
+    FCGX_FFlush(f->req.out);
+    ssize_t n;
+    do
+        n = write(f->req.ipcFd, bad_record, sizeof(bad_record));
+    while (n < 0 && errno == EINTR);
+    FCGX_Free(&f->req, 1);
+}
+
+/* kb_resp_write_fn over the request's stdout. */
+static bool
+put_body(void *ud, const char *p, size_t n)
+{
+    FCGX_Stream *out = ud;
+    while (n > 0) {
+        int k = n > (size_t)1 << 30 ? 1 << 30 : (int)n;
+        if (FCGX_PutStr(p, k, out) != k)
+            return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
 void
-kb_fcgi_write(kb_fcgi *f, const kb_req *req, const kb_ctx *ctx)
+kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx)
 {
     const kb_resp *r = &ctx->resp;
-    /* libfcgi's own printf lacks %zu; format here. */
-    char head[256];
+    /* libfcgi's own printf lacks %zu; format here. A streamed body has no
+     * Content-Length: nginx sends it chunked, and a body cut off mid-way is
+     * then visibly incomplete to the client. */
+    char head[256], length[48] = "";
+    if (r->stream == NULL)
+        snprintf(length, sizeof(length), "Content-Length: %zu\r\n", r->body.len);
     int n = snprintf(head, sizeof(head),
-                     "Status: %d %s\r\nContent-Type: %s\r\n"
-                     "Content-Length: %zu\r\nX-Request-ID: %s\r\n",
+                     "Status: %d %s\r\nContent-Type: %s\r\n%sX-Request-ID: %s\r\n",
                      r->status, reason(r->status),
-                     r->content_type ? r->content_type : "application/json", r->body.len,
+                     r->content_type ? r->content_type : "application/json", length,
                      req->request_id);
     if (n > 0 && (size_t)n < sizeof(head))
         FCGX_PutStr(head, n, f->req.out);
     if (r->headers.len)
         FCGX_PutStr(r->headers.buf, (int)r->headers.len, f->req.out);
     FCGX_PutStr("\r\n", 2, f->req.out);
-    if (r->body.len)
-        FCGX_PutStr(r->body.buf, (int)r->body.len, f->req.out);
+    if (!kb_resp_send_body(ctx, put_body, f->req.out))
+        abort_answer(f);
 }
 
 void

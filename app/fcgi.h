@@ -19,8 +19,13 @@ int kb_fcgi_accept(kb_fcgi *f);
 /* Build req from the FastCGI params and body (at most max_body bytes). */
 void kb_fcgi_read(kb_fcgi *f, kb_req *req, kb_arena *arena, long max_body);
 
-/* Write ctx->resp with Status, Content-Type, X-Request-ID and extra headers. */
-void kb_fcgi_write(kb_fcgi *f, const kb_req *req, const kb_ctx *ctx);
+/*
+ * Write ctx->resp with Status, Content-Type, X-Request-ID and extra headers,
+ * then its body (kb_resp_send_body: a stream piece by piece). A stream that
+ * fails after the first byte is recorded in ctx and its connection closed
+ * without ending the request (kb_fcgi_finish then has nothing left to do).
+ */
+void kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx);
 
 /* Finish the request (flushes and closes the connection). */
 void kb_fcgi_finish(kb_fcgi *f);

@@ -245,14 +245,6 @@ kbctl_import(int argc, char **argv)
         fprintf(stderr, "kbctl import: no input files (use - for stdin)\n");
         return KBCTL_USAGE;
     }
-    kb_buf problems = KB_BUF_INIT;
-    if (kb_config_load(&kb_cfg, &problems)) {
-        fprintf(stderr, "kbctl import: invalid configuration:\n%s", kb_buf_cstr(&problems));
-        kb_buf_release(&problems);
-        return KBCTL_CONFIG;
-    }
-    kb_buf_release(&problems);
-
     kb_db db;
     kb_db_init(&db, kb_cfg.database_url, "kbctl-import", kb_cfg.db_connect_timeout_s, 0);
     kb_ingest *im = kb_xcalloc(1, sizeof(*im));

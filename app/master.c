@@ -9,8 +9,8 @@
  *   SIGTERM  (or SIGINT) workers finish in-flight requests and exit; after
  *            KB_DRAIN_TIMEOUT_S the rest are killed.
  * With STRIPE_SECRET_KEY set (and KB_USAGE_REPORTER=1) one more child runs the
- * usage reporter loop (lib/usage.c); see the "usage reporter child" section:
- * respawned when it dies, sent SIGTERM on stop, untouched by SIGHUP reloads.
+ * usage reporter loop (app/reporter.c): respawned when it dies, sent SIGTERM on
+ * stop, untouched by SIGHUP reloads.
  * The master itself never touches the database or a request.
  */
 #include <errno.h>
@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,8 +34,8 @@
 #include "kb_str.h"
 #include "kb_time.h"
 #include "kb_journal.h"
-#include "kb_usage.h"
 #include "listen.h"
+#include "reporter.h"
 #include "sdnotify.h"
 #include "worker.h"
 #include "kb_banned.h"
@@ -77,8 +76,7 @@ typedef struct master {
     bool announced_ready;
     bool reloading;
     int64_t stop_deadline;
-    pid_t reporter;             /* usage reporter child, 0 when none */
-    int64_t reporter_respawn_at; /* monotonic; 0 = none scheduled */
+    kb_reporter reporter; /* the usage reporter child (app/reporter.c) */
 } master;
 
 static pid_t
@@ -130,80 +128,16 @@ retire(master *m, pid_t pid)
     }
 }
 
-/* ---- usage reporter child ------------------------------------------------------
- * Self-contained: reporter_* below plus one line each in run(), reap(),
- * live_children(), begin_stop(), kill_all(), next_timeout_ms() and timers().
- * The reporter is not a worker: it never serves requests, so reloads leave it
- * alone; its work is idempotent (kb_usage.h), so killing it anywhere is safe. */
-
-static volatile sig_atomic_t reporter_stop;
-
-static void
-reporter_on_term(int sig)
-{
-    (void)sig;
-    reporter_stop = 1;
-}
-
-static bool
-reporter_wanted(void)
-{
-    return kb_cfg.stripe_secret_key != NULL && kb_cfg.usage_reporter != 0;
-}
-
+/* The master's descriptors, which the reporter child closes. */
 static void
 reporter_start(master *m)
 {
-    m->reporter_respawn_at = 0;
-    if (!reporter_wanted() || m->stopping || m->reporter != 0)
-        return;
-    pid_t master_pid = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        kb_log_error("unable to fork the usage reporter: %s", strerror(errno));
-        m->reporter_respawn_at = kb_mono_us() + 5000000;
+    if (m->stopping) {
+        m->reporter.respawn_at = 0;
         return;
     }
-    if (pid == 0) {
-        close(m->sig_fd);
-        close(m->ready_r);
-        close(m->ready_w);
-        close(m->listen_fd);
-        kb_log_set_role("reporter");
-        prctl(PR_SET_NAME, "kb-reporter");
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = reporter_on_term;
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        sa.sa_handler = SIG_IGN;
-        sigaction(SIGHUP, &sa, NULL);
-        sa.sa_handler = SIG_DFL;
-        sigaction(SIGCHLD, &sa, NULL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != master_pid)
-            _exit(0);
-        exit(kb_usage_reporter_main(&reporter_stop));
-    }
-    m->reporter = pid;
-    kb_log_info("started usage reporter %ld", (long)pid);
-}
-
-/* True when pid was the reporter; schedules its respawn. */
-static bool
-reporter_reaped(master *m, pid_t pid, const char *how)
-{
-    if (pid == 0 || pid != m->reporter)
-        return false;
-    m->reporter = 0;
-    if (!m->stopping) {
-        kb_log_error("usage reporter %ld %s; respawning in 2 s", (long)pid, how);
-        m->reporter_respawn_at = kb_mono_us() + 2000000;
-    }
-    return true;
+    const int fds[] = {m->sig_fd, m->ready_r, m->ready_w, m->listen_fd};
+    kb_reporter_start(&m->reporter, fds, sizeof(fds) / sizeof(fds[0]));
 }
 
 /* Reload: start the replacement of the next slot from an older generation. */
@@ -296,7 +230,7 @@ reap(master *m)
         char how[64];
         describe_exit(status, how, sizeof(how));
         kb_journal_orphan(pid); /* its unsettled charge, if any, goes to another worker */
-        bool found = reporter_reaped(m, pid, how);
+        bool found = kb_reporter_reaped(&m->reporter, pid, how, m->stopping);
         for (size_t k = 0; k < m->nret; k++) {
             if (m->ret[k].pid == pid) {
                 m->ret[k] = m->ret[--m->nret];
@@ -356,7 +290,7 @@ reap(master *m)
 static size_t
 live_children(const master *m)
 {
-    size_t n = m->nret + (m->reporter != 0);
+    size_t n = m->nret + (m->reporter.pid != 0);
     for (size_t i = 0; i < m->n; i++)
         n += (m->slots[i].pid != 0) + (m->slots[i].next_pid != 0);
     return n;
@@ -381,9 +315,7 @@ begin_stop(master *m, int sig)
     }
     for (size_t k = 0; k < m->nret; k++)
         kill(m->ret[k].pid, SIGTERM);
-    m->reporter_respawn_at = 0;
-    if (m->reporter)
-        kill(m->reporter, SIGTERM);
+    kb_reporter_stop(&m->reporter);
 }
 
 static void
@@ -397,8 +329,7 @@ kill_all(master *m)
     }
     for (size_t k = 0; k < m->nret; k++)
         kill(m->ret[k].pid, SIGKILL);
-    if (m->reporter)
-        kill(m->reporter, SIGKILL);
+    kb_reporter_kill(&m->reporter);
 }
 
 /* Milliseconds until the next timed event, -1 for none. */
@@ -416,8 +347,8 @@ next_timeout_ms(const master *m, int64_t now)
     }
     if (m->stopping && m->stop_deadline < next)
         next = m->stop_deadline;
-    if (m->reporter_respawn_at && m->reporter_respawn_at < next)
-        next = m->reporter_respawn_at;
+    if (m->reporter.respawn_at && m->reporter.respawn_at < next)
+        next = m->reporter.respawn_at;
     if (next == INT64_MAX)
         return -1;
     int64_t ms = (next - now) / 1000 + 1;
@@ -432,7 +363,7 @@ timers(master *m)
         if (m->slots[i].respawn_at && m->slots[i].respawn_at <= now)
             start_slot(m, i);
     }
-    if (m->reporter_respawn_at && m->reporter_respawn_at <= now)
+    if (m->reporter.respawn_at && m->reporter.respawn_at <= now)
         reporter_start(m);
     for (size_t k = 0; k < m->nret; k++) {
         if (m->ret[k].kill_at <= now) {

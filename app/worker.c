@@ -96,6 +96,7 @@ serve_one(kb_fcgi *f, kb_worker *w, kb_ctx *ctx, kb_arena *arena)
     kb_err err = kb_dispatch(&req, ctx);
     /* Refund and credit headers, the answer, then the charge's journal entry. */
     kb_meter_end(&req, ctx, err, send_answer, f);
+    kb_resp_stream_drop(ctx); /* only when nothing was sent: sending closes it */
     kb_metrics_request(ctx->route_index, ctx->resp.status, kb_mono_us() - ctx->start_us);
     kb_log_request(ctx, &req);
     kb_arena_reset(arena);

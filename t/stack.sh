@@ -11,6 +11,7 @@
 #   t/stack.sh pg-start DIR            stop/start only Postgres ("DB down" tests)
 #   t/stack.sh app-stop DIR
 #   t/stack.sh app-start DIR           stop/start only kalshibook-fcgi (drain tests)
+#   t/stack.sh demo DIR                the demo data set and key of `run`, on a started stack
 #   t/stack.sh replica-start DIR       add a streaming replica (pg_basebackup) and restart the
 #                                      app with KB_DATABASE_READ_URL pointing at it
 #   t/stack.sh nginx-test-prod         nginx -t on the production site nginx/kalshibook.conf
@@ -27,6 +28,7 @@
 #   KB_NGINX_EXTRA_CONF file of extra server-level nginx directives (benchmarks)
 #   KB_START_TIMEOUT_S  deadline for each wait during start (default 60)
 #   KB_KEEP_ON_FAILURE  set to 1 to leave a failed start running for inspection
+#   KB_DEMO_ARGS        options for the demo set's `kbctl demo-data` (run, demo; default none)
 # The app inherits the caller's environment (KB_*, STRIPE_*), then DIR/app.env
 # (sourced, optional), then the stack's own KB_DATABASE_URL and KB_SOCKET.
 #
@@ -844,6 +846,14 @@ cmd_app_start() {
     app_start
 }
 
+cmd_demo() {
+    set_dir "$1" no || die "no stack dir '$1'"
+    load_ports
+    [[ -n $PG_PORT ]] || die "no stack in '$DIR' (run start first)"
+    PG_BIN=$(find_pg_bin)
+    demo_setup
+}
+
 cmd_app_stop() {
     set_dir "$1" no || die "no stack dir '$1'"
     app_stop
@@ -1088,18 +1098,23 @@ demo_psql() {
         -d "$DB_NAME" "$@"
 }
 
-# demo_setup: load `kbctl demo-data` once (skipped when its markets exist; a data set from
-# before its fixed-point markets is loaded again, which only adds them) and keep
-# one demo API key on a project account. The raw key lives only in DIR/demo.env
-# (mode 600) so a second run prints the same key; the database holds its SHA-256.
+# The demo set DIR/demo.loaded says is complete: bump DEMO_SET when kbctl demo-data's
+# default set changes (2: with its fixed-point markets), so a run loads it again.
+DEMO_SET="2 ${KB_DEMO_ARGS:-}"
+
+# demo_setup: load `kbctl demo-data [$KB_DEMO_ARGS]` until it has finished once: only
+# then is DIR/demo.loaded written, so a run stopped while it loads (leaving part of the
+# set) loads it again next time, and the idempotent import completes it. Then keep one
+# demo API key on a project account. The raw key lives only in DIR/demo.env (mode 600) so
+# a second run prints the same key; the database holds its SHA-256.
 demo_setup() {
-    local loaded key hash
-    loaded=$(demo_psql -c "SELECT count(*) FROM markets WHERE ticker LIKE 'KXRAINNYCM-26JAN-%'" \
-        2>>"$DIR/demo.log") || fail_with_log "$DIR/demo.log" "cannot query the demo data"
-    if [[ $loaded == 0 ]]; then
-        log "loading the demo data set (kbctl demo-data, first run only)"
-        (app_exec "$KB_BIN_DIR/kbctl" demo-data) >>"$DIR/demo.log" 2>&1 ||
+    local key hash
+    if [[ $(cat "$DIR/demo.loaded" 2>/dev/null) != "$DEMO_SET" ]]; then
+        log "loading the demo data set (kbctl demo-data; a load that was stopped is completed)"
+        # shellcheck disable=SC2086  # KB_DEMO_ARGS is a list of options
+        (app_exec "$KB_BIN_DIR/kbctl" demo-data ${KB_DEMO_ARGS:-}) >>"$DIR/demo.log" 2>&1 ||
             fail_with_log "$DIR/demo.log" "kbctl demo-data failed"
+        printf '%s\n' "$DEMO_SET" >"$DIR/demo.loaded"
     fi
     key=$(kv_get "$DIR/demo.env" KB_DEMO_API_KEY)
     if ! [[ $key =~ ^kb-[A-Za-z0-9_-]{43}$ ]]; then
@@ -1244,6 +1259,7 @@ main() {
     pg-start) [[ $# == 1 ]] || usage; cmd_pg_start "$1" ;;
     app-start) [[ $# == 1 ]] || usage; cmd_app_start "$1" ;;
     app-stop) [[ $# == 1 ]] || usage; cmd_app_stop "$1" ;;
+    demo) [[ $# == 1 ]] || usage; cmd_demo "$1" ;;
     replica-start) [[ $# == 1 ]] || usage; cmd_replica_start "$1" ;;
     nginx-test-prod) [[ $# == 0 ]] || usage; cmd_nginx_test_prod ;;
     *) usage ;;

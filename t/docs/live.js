@@ -226,7 +226,10 @@ async function run(T) {
             noErrors(L.validateResponse(spec, { method: ex.method, path: p.split('?')[0], status: r.status, body: r.json, headers: r.headers }));
         });
     }
-    notes.push(`llms-full.txt examples replayed against the stack: ${replayed}; not replayed (route not in app/routes.c yet): ${notReplayed.length ? notReplayed.join(', ') : 'none'}`);
+    await test('every llms-full.txt example of a spec route is replayed (its route is routed)', () => {
+        assert(!notReplayed.length, `examples of routes not in app/routes.c: ${notReplayed.join(', ')}`);
+    });
+    notes.push(`llms-full.txt examples replayed against the stack: ${replayed}`);
     if (notStripe.length) notes.push(`NOT replayed because the test stack has no STRIPE_SECRET_KEY (billing_not_configured): ${notStripe.join(', ')}`);
 }
 
