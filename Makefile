@@ -16,7 +16,7 @@ PKGS_BUILD := build-essential pkg-config clang libclang-rt-14-dev \
 	libfcgi-dev libpq-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev check \
 	libwebsockets-dev
 PKGS_RUN := postgresql nginx openssl curl ca-certificates procps iproute2
-PKGS_TEST := wrk python3 nodejs npm chromium
+PKGS_TEST := wrk python3 nodejs npm chromium jq
 PKGS := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)
 
 PC_LIBS := libpq libcurl libcjson libsodium openssl fcgi
