@@ -117,6 +117,7 @@ typedef struct kc_state {
     bool unassigned;     /* a wanted market may have no shard yet */
     bool tick_now;       /* run the timers at the next loop turn, whatever the time */
     atomic_int stop;
+    atomic_int reader_done;  /* the reader closed its links and the spool: nothing more comes */
     atomic_long min_file_no; /* the spool's next file number is at least this */
 } kc_state;
 

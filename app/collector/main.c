@@ -165,6 +165,7 @@ main(int argc, char **argv)
         kc_shards_release();
     }
     atomic_store(&K.stop, 1);
+    atomic_store(&K.reader_done, 1);
     kc_writer_stop();
     kc_metrics_stop();
     kb_kalshi_key_release(&K.key);

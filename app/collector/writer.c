@@ -622,12 +622,15 @@ run(void *arg)
     } while (f == 0 && !atomic_load(&K.stop));
     start_position(pf, po);
     kc_store_init();
-    /* At a stop, what the spool holds beyond the progress is stored while that goes
-     * forward, for KB_COLLECTOR_COMMIT_MS x 50 at most; the next start reads the rest. */
+    /* At a stop, once the reader has closed its links and the spool (their shutdown
+     * gaps are its last records: a writer that stopped at the signal would leave them to
+     * the next start), what the spool holds beyond the progress is stored while that
+     * goes forward, for KB_COLLECTOR_COMMIT_MS x 50 at most; the next start reads the
+     * rest. */
     int64_t stop_ms = 0;
     for (;;) {
         int64_t now = kc_mono_ns() / 1000000;
-        if (atomic_load(&K.stop)) {
+        if (atomic_load(&K.stop) && atomic_load(&K.reader_done)) {
             if (stop_ms == 0)
                 stop_ms = now;
             if (!kc_writer_behind() || now - stop_ms > K.cfg->collector_commit_ms * 50)

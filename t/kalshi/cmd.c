@@ -281,6 +281,30 @@ cmd_unsubscribe(si_conn *c, int64_t id, const cJSON *params)
     }
 }
 
+/* The message Kalshi sends with an error code the tests inject (cmd_error). */
+static const char *
+injected_error_text(int code)
+{
+    switch (code) {
+    case 4:
+        return "Subscription IDs required";
+    case 6:
+        return "Already subscribed";
+    case 7:
+        return "Unknown subscription ID";
+    case 12:
+        return "Exactly one subscription ID is required";
+    case 14:
+        return "Market Ticker required";
+    case 16:
+        return "Market not found";
+    case 18:
+        return "Command timeout";
+    default:
+        return "Internal error";
+    }
+}
+
 static void
 command(si_conn *c, const char *p, size_t n)
 {
@@ -294,7 +318,7 @@ command(si_conn *c, const char *p, size_t n)
     if (j == NULL || !cJSON_IsString(cmd)) {
         reply_error(c, idv, 1, "Unable to process message");
     } else if ((code = si_refuse_pop(&S.cmd_fail)) != 0) {
-        reply_error(c, idv, code, code == 18 ? "Command timeout" : "Internal error");
+        reply_error(c, idv, code, injected_error_text(code));
     } else if (!cJSON_IsObject(params) && strcmp(cmd->valuestring, "list_subscriptions") != 0) {
         reply_error(c, idv, 2, "Params required");
     } else if (strcmp(cmd->valuestring, "subscribe") == 0) {
