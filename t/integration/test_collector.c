@@ -519,6 +519,60 @@ START_TEST(collector_refuses_bad_configuration)
 }
 END_TEST
 
+/* kbctl check-config judges the collector's settings when KALSHI_API_KEY_ID is set (exit 78
+ * naming the variable, 0 when they are good); kbctl status shows the leading collector,
+ * its markets and every instance. */
+typedef struct status_wait {
+    kb_buf out;
+    const char *want[3];
+} status_wait;
+
+static bool
+status_says(void *arg)
+{
+    status_wait *w = arg;
+    kb_buf_reset(&w->out);
+    if (kbt_data_kbctl("status", &w->out) != 0)
+        return false;
+    for (int i = 0; i < 3; i++) {
+        if (strstr(kb_buf_cstr(&w->out), w->want[i]) == NULL)
+            return false;
+    }
+    return true;
+}
+
+START_TEST(collector_settings_in_check_config_and_kbctl_status)
+{
+    kbtc_standin_start(5, 50, "");
+    setenv("KALSHI_API_KEY_ID", "kbtc-key", 1);
+    setenv("KALSHI_PRIVATE_KEY_FILE", kbtc_key_file(), 1);
+    setenv("KALSHI_REST_URL", kbtc_rest_url(), 1);
+    setenv("KALSHI_WS_URL", "ftp://example.com/x", 1);
+    kb_buf out = KB_BUF_INIT;
+    ck_assert_int_eq(kbt_data_kbctl("check-config", &out), 78);
+    ck_assert_msg(strstr(kb_buf_cstr(&out), "KALSHI_WS_URL") != NULL, "%s", kb_buf_cstr(&out));
+    setenv("KALSHI_WS_URL", kbtc_ws_url(), 1);
+    setenv("KALSHI_PRIVATE_KEY_FILE", "/nonexistent.pem", 1);
+    kb_buf_reset(&out);
+    ck_assert_int_eq(kbt_data_kbctl("check-config", &out), 78);
+    ck_assert_msg(strstr(kb_buf_cstr(&out), "/nonexistent.pem") != NULL, "%s",
+                  kb_buf_cstr(&out));
+    setenv("KALSHI_PRIVATE_KEY_FILE", kbtc_key_file(), 1);
+    kb_buf_reset(&out);
+    ck_assert_msg(kbt_data_kbctl("check-config", &out) == 0, "%s", kb_buf_cstr(&out));
+    kb_buf_release(&out);
+
+    kbtc_coll *c = kbtc_coll_start("status", NULL, NULL);
+    ck_assert(kbtc_wait_live(c, 5, 30000));
+    status_wait w = {KB_BUF_INIT, {"collector  leader kbtc-status", "5 live, 0 in a gap",
+                                   "instances: kbtc-status leader"}};
+    ck_assert_msg(kbt_wait_until(status_says, &w, 15000), "kbctl status: %s",
+                  kb_buf_cstr(&w.out));
+    kb_buf_release(&w.out);
+    ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
+}
+END_TEST
+
 START_TEST(collector_with_a_wrong_key_is_refused)
 {
     kbtc_standin_start(4, 50, "");
@@ -554,6 +608,7 @@ suite(void)
     tcase_add_test(tc, collector_spool_replays_through_kbctl_import);
     tcase_add_test(tc, collector_refuses_bad_configuration);
     tcase_add_test(tc, collector_with_a_wrong_key_is_refused);
+    tcase_add_test(tc, collector_settings_in_check_config_and_kbctl_status);
     suite_add_tcase(s, tc);
     return s;
 }
