@@ -227,6 +227,24 @@ END_TEST
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
+/* Discovery over REST: the stand-in answers at most 3 markets a page, so the 10 open ones
+ * take 4 pages followed by cursor; 2 markets created later without any lifecycle message
+ * are found by the reconcile (every 5 s here) and subscribed. */
+START_TEST(collector_pages_rest_discovery_and_reconciles)
+{
+    kbtc_standin_start(10, 100, "--rest-page 3");
+    static const char *const env[] = {"KB_COLLECTOR_RECONCILE_S=5", NULL};
+    kbtc_coll *c = kbtc_coll_start("pages", NULL, env);
+    ck_assert_msg(kbtc_wait_live(c, 10, 30000), "not every market of 4 pages subscribed");
+    ck_assert_int_ge(kbtc_metric(c, "kalshibook_collector_rest_requests_total{result=\"ok\"}"),
+                     4);
+    kbt_resp_free(kbtc_control("POST", "/_control/churn?quiet=2"));
+    ck_assert_msg(kbtc_wait_live(c, 12, 30000), "markets without lifecycle messages not found");
+    ck_assert(kbtc_wait_subscribed_equals_wanted(10000));
+    ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
+}
+END_TEST
+
 START_TEST(collector_follows_lifecycle_churn)
 {
     kbtc_standin_start(10, 300, "");
@@ -602,6 +620,7 @@ suite(void)
     tcase_add_loop_test(tc, collector_recovers_from_every_command_error, 0,
                         (int)(sizeof(command_errors) / sizeof(command_errors[0])));
     tcase_add_test(tc, collector_follows_lifecycle_churn);
+    tcase_add_test(tc, collector_pages_rest_discovery_and_reconciles);
     tcase_add_test(tc, collector_standby_takes_over_within_5s);
     tcase_add_test(tc, collector_spools_through_a_postgres_outage);
     tcase_add_test(tc, collector_writer_stores_every_record_once);

@@ -482,7 +482,7 @@ lifecycle(si_market *m, const char *event_type, const char *extra)
 }
 
 void
-si_feed_churn(int create, int pause, int resume, int close)
+si_feed_churn(int create, int quiet, int pause, int resume, int close)
 {
     int64_t now = si_now_ms();
     for (int i = 0; i < create; i++) {
@@ -490,6 +490,8 @@ si_feed_churn(int create, int pause, int resume, int close)
         lifecycle(m, "created", NULL);
         lifecycle(m, "activated", "\"is_deactivated\":false");
     }
+    for (int i = 0; i < quiet; i++)
+        market_new((int)S.next_market_no++, 25, 25, 0, now);
     for (int n = 0; n < pause + resume + close; n++) {
         bool want_paused = n >= pause && n < pause + resume;
         /* A random market in the state the action needs (a bounded search). */

@@ -10,7 +10,8 @@
  *   GET  /_control/subscribed              tickers with an orderbook subscription on a live link
  *   POST /_control/rate?mps=N              feed rate (book events per second)
  *   POST /_control/feed?run=0|1            stop / restart the feed
- *   POST /_control/churn?create=&pause=&resume=&close=
+ *   POST /_control/churn?create=&quiet=&pause=&resume=&close=   (quiet: created without
+ *                                          lifecycle messages; REST lists them)
  *   POST /_control/flush                   write the truth log out
  *   POST /_control/note?kind=K&gap=0|1     log an outside fault (a collector killed, Postgres
  *        stopped); gap=1 names every market subscribed on a live link now
@@ -96,6 +97,8 @@ rest(si_conn *c, const si_http_req *r)
     static const char list[] = "/trade-api/v2/markets";
     if (strcmp(r->path, list) == 0) {
         long limit = qnum(r, "limit", 100, 1, 1000);
+        if (limit > S.rest_page)
+            limit = S.rest_page; /* Kalshi may answer fewer than asked: the cursor goes on */
         long cursor = 0;
         char cur[32], stq[32];
         if (si_http_query(r, "cursor", cur, sizeof(cur)) != NULL && cur[0] != '\0') {
@@ -388,10 +391,11 @@ control(si_conn *c, const si_http_req *r)
     } else if (post && strcmp(r->path, "/_control/churn") == 0) {
         int cr = (int)qnum(r, "create", 0, 0, 10000), pa = (int)qnum(r, "pause", 0, 0, 10000);
         int re = (int)qnum(r, "resume", 0, 0, 10000), cl = (int)qnum(r, "close", 0, 0, 10000);
-        if (cr < 0 || pa < 0 || re < 0 || cl < 0) {
+        int qu = (int)qnum(r, "quiet", 0, 0, 10000);
+        if (cr < 0 || pa < 0 || re < 0 || cl < 0 || qu < 0) {
             status = 400;
         } else {
-            si_feed_churn(cr, pa, re, cl);
+            si_feed_churn(cr, qu, pa, re, cl);
             si_fault_log("churn", 0, 0, NULL, 0, false, "lifecycle churn");
         }
         kb_buf_printf(&b, "{\"markets\":%d}", S.nm);

@@ -3,7 +3,7 @@
  *   kalshi-standin --port P --control-port C --cert CERT --key KEY --pubkey PUB --key-id ID
  *                  [--markets N] [--mps N] [--seed N] [--truth FILE] [--faults FILE]
  *                  [--ping-ms MS] [--subpenny PCT] [--fractional PCT] [--big N]
- *                  [--trade-permille N] [--overflow-bytes N] [--paused]
+ *                  [--trade-permille N] [--overflow-bytes N] [--rest-page N] [--paused]
  *
  * Port P speaks TLS: WebSocket v2 at /trade-api/ws/v2 and REST v2 under /trade-api/v2.
  * Port C is plain HTTP on 127.0.0.1 for the tests (http.c lists the /_control paths).
@@ -317,6 +317,7 @@ main(int argc, char **argv)
     S.ping_ms = 10000;
     S.trade_permille = 50;
     S.overflow_bytes = 32u << 20;
+    S.rest_page = 1000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool used = true;
@@ -352,6 +353,8 @@ main(int argc, char **argv)
             big = (int)num_arg(v, 0, 100, a);
         else if (strcmp(a, "--trade-permille") == 0)
             S.trade_permille = (int)num_arg(v, 0, 1000, a);
+        else if (strcmp(a, "--rest-page") == 0)
+            S.rest_page = num_arg(v, 1, 1000, a);
         else if (strcmp(a, "--overflow-bytes") == 0)
             S.overflow_bytes = (size_t)num_arg(v, 4096, 1L << 32, a);
         else if (strcmp(a, "--paused") == 0) {

@@ -127,6 +127,7 @@ typedef struct si_state {
     /* settings */
     int ping_ms;
     size_t overflow_bytes;
+    long rest_page; /* REST list pages hold at most this many markets, whatever the limit */
     int ts_skew_ms;
     /* pending handshake / REST / command refusals */
     si_refusals hs_fail, rest_fail, cmd_fail;
@@ -187,7 +188,10 @@ si_market *si_market_find(const char *ticker, size_t len);
 /* Append the orderbook_snapshot msg body of m (and bump its times). */
 void si_feed_snapshot_body(si_market *m, kb_buf *b, bool use_yes_price, int64_t *ts);
 /* Lifecycle: create / pause / resume / close N markets (messages to subscribers). */
-void si_feed_churn(int create, int pause, int resume, int close);
+/* create markets (created + activated lifecycle messages), quiet more without any (Kalshi's
+ * lifecycle feed is not a guarantee: only the REST reconcile finds those), pause, resume,
+ * close random ones. */
+void si_feed_churn(int create, int quiet, int pause, int resume, int close);
 void si_truth_flush(void);
 /* REST object of m (Kalshi's market shape). */
 void si_market_json(const si_market *m, kb_buf *b);
