@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -97,14 +98,19 @@ kbtc_setup(void)
     standin = -1;
 }
 
-/* fork + exec argv with extra environment, output appended to log; own session. */
+/* fork + exec argv with extra environment, output appended to log; own session. It dies
+ * with the test process (PR_SET_PDEATHSIG): a failed assertion ends the test without its
+ * teardown, and the stand-in or collector must not outlive it. */
 static pid_t
 spawn(const char *const *argv, const char *const *env, const char *log)
 {
+    pid_t parent = getpid();
     pid_t p = fork();
     ck_assert(p >= 0);
     if (p == 0) {
         setsid();
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
