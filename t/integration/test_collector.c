@@ -537,6 +537,73 @@ START_TEST(collector_refuses_bad_configuration)
 }
 END_TEST
 
+/* The metrics issue 18 asks for, in Prometheus' text format: each family with its # TYPE,
+ * messages by type, the message age histogram (cumulative buckets ending in +Inf equal to
+ * its count), queue depth, spool bytes, gaps by reason, subscribed vs open markets,
+ * reconnects; values that follow the feed and a fault. */
+START_TEST(collector_metrics_in_prometheus_format)
+{
+    kbtc_standin_start(6, 300, "");
+    kbtc_coll *c = kbtc_coll_start("metrics", NULL, NULL);
+    ck_assert(kbtc_wait_live(c, 6, 30000));
+    kbtc_wait_flow(c, 600);
+    kbt_resp_free(kbtc_fault("kind=reset"));
+    ck_assert(kbtc_wait_metric(c, "kalshibook_collector_reconnects_total", 1, 10000));
+    ck_assert(kbtc_wait_live(c, 6, 30000));
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", c->metrics_port);
+    kbt_resp *r = kbt_request_url("GET", url, NULL, NULL, 0);
+    ck_assert_int_eq(r->status, 200);
+    const char *m = kb_buf_cstr(&r->body);
+    static const char *const types[] = {
+        "# TYPE kalshibook_collector_messages_total counter",
+        "# TYPE kalshibook_collector_message_age_seconds histogram",
+        "# TYPE kalshibook_collector_queue_bytes gauge",
+        "# TYPE kalshibook_collector_spool_bytes_total counter",
+        "# TYPE kalshibook_collector_gaps_total counter",
+        "# TYPE kalshibook_collector_markets gauge",
+        "# TYPE kalshibook_collector_reconnects_total counter",
+        "# TYPE kalshibook_collector_writer_lag_bytes gauge",
+    };
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+        ck_assert_msg(strstr(m, types[i]) != NULL, "no '%s' in\n%s", types[i], m);
+    const char *d = "kalshibook_collector_messages_total{type=\"orderbook_delta\"}";
+    const char *sn = "kalshibook_collector_messages_total{type=\"orderbook_snapshot\"}";
+    ck_assert_int_ge(kbt_metrics_sample(m, d), 600);
+    ck_assert_int_ge(kbt_metrics_sample(m, sn), 12); /* before and after the reset */
+    ck_assert_int_gt(kbt_metrics_sample(m, "kalshibook_collector_spool_bytes_total"), 0);
+    ck_assert_int_ge(kbt_metrics_sample(m, "kalshibook_collector_queue_bytes"), 0);
+    ck_assert_int_ge(kbt_metrics_sample(m, "kalshibook_collector_gaps_total{reason=\"disconnect\"}"),
+                     6);
+    ck_assert_int_eq(kbt_metrics_sample(m, "kalshibook_collector_markets{state=\"open\"}"), 6);
+    ck_assert_int_eq(kbt_metrics_sample(m, "kalshibook_collector_markets{state=\"live\"}"), 6);
+    /* The histogram: cumulative, its +Inf bucket is its count, which counts the deltas. */
+    double prev = 0, inf = -1;
+    int buckets = 0;
+    for (const char *p = m; (p = strstr(p, "kalshibook_collector_message_age_seconds_bucket{le=\""));
+         p++) {
+        const char *v = strchr(p, ' ');
+        ck_assert_ptr_nonnull(v);
+        double x = strtod(v + 1, NULL);
+        ck_assert_msg(x >= prev, "bucket %d below the one before", buckets);
+        prev = x;
+        buckets++;
+        if (strncmp(p + strlen("kalshibook_collector_message_age_seconds_bucket{le=\""), "+Inf",
+                    4) == 0)
+            inf = x;
+    }
+    ck_assert_int_ge(buckets, 5);
+    ck_assert_msg(inf > 0, "no +Inf bucket");
+    double count = kbt_metrics_sample(m, "kalshibook_collector_message_age_seconds_count");
+    /* Read a moment apart while messages flow: equal but for those in between. */
+    ck_assert_msg(count - inf < 1000 && inf - count < 1000, "+Inf %.0f, count %.0f", inf, count);
+    ck_assert_int_ge(count, 600);
+    ck_assert_int_ge(kbt_metrics_sample(m, "kalshibook_collector_message_age_seconds_sum"), 0);
+    kbt_resp_free(r);
+    ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
+}
+END_TEST
+
 /* kbctl check-config judges the collector's settings when KALSHI_API_KEY_ID is set (exit 78
  * naming the variable, 0 when they are good); kbctl status shows the leading collector,
  * its markets and every instance. */
@@ -628,6 +695,7 @@ suite(void)
     tcase_add_test(tc, collector_refuses_bad_configuration);
     tcase_add_test(tc, collector_with_a_wrong_key_is_refused);
     tcase_add_test(tc, collector_settings_in_check_config_and_kbctl_status);
+    tcase_add_test(tc, collector_metrics_in_prometheus_format);
     suite_add_tcase(s, tc);
     return s;
 }
