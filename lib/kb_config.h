@@ -56,6 +56,7 @@ typedef struct kb_config {
     const char *kalshi_ca_file;    /* KALSHI_CA_FILE, NULL = the system store */
     const char *collector_spool_dir;    /* KB_COLLECTOR_SPOOL_DIR */
     long collector_spool_keep_h;        /* KB_COLLECTOR_SPOOL_KEEP_H, 0 = keep every file */
+    long collector_spool_file_s;        /* KB_COLLECTOR_SPOOL_FILE_S */
     long collector_markets_per_sub;     /* KB_COLLECTOR_MARKETS_PER_SUB */
     long collector_subs_per_conn;       /* KB_COLLECTOR_SUBS_PER_CONN */
     long collector_max_conns;           /* KB_COLLECTOR_MAX_CONNS */

@@ -2,7 +2,8 @@
  * loop turn, the batch is written to the current file with one write(2), handed to
  * the writer's queue, and only then are its frames parsed (feed.c).
  *
- * A new file starts at every start and at every wall-clock hour. A syncer thread
+ * A new file starts at every start and at every wall-clock hour (KB_COLLECTOR_SPOOL_FILE_S,
+ * 3600 s by default). A syncer thread
  * fdatasync()s the current file once a second, on a dup of its descriptor, so the
  * reader never waits for the disk. A batch that cannot be written stops the process:
  * the spool is the record of what was received, and the writer reads it back by
@@ -32,7 +33,7 @@ static struct {
     int fd;
     long file_no;
     int64_t off;       /* bytes in the current file */
-    int64_t hour;      /* wall-clock hour the current file belongs to */
+    int64_t period;    /* wall-clock period (KB_COLLECTOR_SPOOL_FILE_S) of the current file */
     kb_buf batch, cur; /* records being collected / being parsed */
     frame *fr, *curfr;
     int nfr, capfr, ncur, capcur;
@@ -70,7 +71,7 @@ open_file(int64_t now_us)
         close(old);
     }
     SP.off = (int64_t)hdr.len;
-    SP.hour = now_us / 3600000000LL;
+    SP.period = now_us / (K.cfg->collector_spool_file_s * 1000000LL);
     kc_spool_publish(SP.file_no, SP.off);
     kb_log_info("spool file %s", path.buf);
     kb_buf_release(&path);
@@ -176,7 +177,7 @@ kc_spool_flush(void)
     if (SP.batch.len == 0 || SP.fd < 0)
         return;
     int64_t now_us = kc_now_ns() / 1000;
-    if (now_us / 3600000000LL != SP.hour) {
+    if (now_us / (K.cfg->collector_spool_file_s * 1000000LL) != SP.period) {
         SP.file_no++;
         if (open_file(now_us) < 0)
             _exit(1);

@@ -386,6 +386,51 @@ START_TEST(collector_writer_stores_every_record_once)
 }
 END_TEST
 
+/* Spool files rotate on the wall clock (a file a second here, an hour by default): the
+ * writer follows the records from file to file, stores each once, and a clean stop
+ * leaves its progress at the end of the last file. */
+START_TEST(collector_spool_rotates_and_the_writer_follows)
+{
+    kbtc_standin_start(6, 500, "");
+    static const char *const env[] = {"KB_COLLECTOR_SPOOL_FILE_S=1", NULL};
+    long t0 = kbtc_wall_ms();
+    kbtc_coll *c = kbtc_coll_start("rotate", NULL, env);
+    ck_assert(kbtc_wait_live(c, 6, 30000));
+    kbtc_wait_flow(c, 2000);
+    ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
+    long last = kb_spool_max_no(c->spool);
+    ck_assert_int_ge(last, 3);
+    long records = kbtc_spool_count(c, 'E', NULL) + kbtc_spool_count(c, 'F', NULL) +
+                   kbtc_spool_count(c, 'R', NULL);
+    ck_assert(kbtc_log_has(c, "stopped"));
+    char *path = kb_spool_find(c->spool, last);
+    ck_assert_ptr_nonnull(path);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    free(path);
+    PGconn *db = kbt_db();
+    char *progress = kbt_sql_value(db, "SELECT file_no || ' ' || file_offset FROM "
+                                       "collector_progress WHERE instance = 'kbtc-rotate'");
+    char want[64];
+    snprintf(want, sizeof(want), "%ld %lld", last, (long long)st.st_size);
+    ck_assert_ptr_nonnull(progress);
+    ck_assert_str_eq(progress, want);
+    free(progress);
+    /* Every delta of every file stored once: the rows equal the spooled delta messages. */
+    long spooled = kbtc_spool_count(c, 'F', "{\"type\":\"orderbook_delta\"");
+    ck_assert_int_gt(spooled, 1500);
+    char since[32];
+    snprintf(since, sizeof(since), "%ld", t0);
+    ck_assert_int_eq(kbt_sql_long1(db, "SELECT count(*) FROM deltas WHERE received_at >="
+                                       " 'epoch'::timestamptz + $1::bigint * interval '1 ms'",
+                                   since),
+                     spooled);
+    fprintf(stderr, "collector spool rotation: %ld files, %ld records, %ld deltas\n", last,
+            records, spooled);
+    PQfinish(db);
+}
+END_TEST
+
 /* ---- the repair path: kbctl import replays the spool ---------------------------------- */
 
 #define KXSI "market_ticker LIKE 'KXSI%'"
@@ -691,6 +736,7 @@ suite(void)
     tcase_add_test(tc, collector_standby_takes_over_within_5s);
     tcase_add_test(tc, collector_spools_through_a_postgres_outage);
     tcase_add_test(tc, collector_writer_stores_every_record_once);
+    tcase_add_test(tc, collector_spool_rotates_and_the_writer_follows);
     tcase_add_test(tc, collector_spool_replays_through_kbctl_import);
     tcase_add_test(tc, collector_refuses_bad_configuration);
     tcase_add_test(tc, collector_with_a_wrong_key_is_refused);
