@@ -140,7 +140,8 @@ run_prog "$ROOT/t/docs/test-docs.js"
 run_prog "$ROOT/t/browser/test-browser.js"
 
 # Short reliability runs (make chaos / make soak are the full ones; docs/testing.md "Reliability"):
-# chaos with the Stripe-side faults and every money invariant, and a soak under ASan with leak
+# chaos with the Stripe-side faults and every money invariant, the collector's chaos run (24
+# markets, one round of every fault; its data checks), and a soak under ASan with leak
 # detection. Each starts its own stack from a clean environment; one "passed failed" line each.
 echo "### reliability, short (t/chaos/run.sh, t/soak/run.sh under ASan)"
 run_reliability() {
@@ -156,4 +157,5 @@ run_reliability() {
     fi
 }
 run_reliability chaos-short "$ROOT/t/chaos/run.sh" "$B" "${KB_CHAOS_SHORT_REQUESTS:-2000}" 64 1
+run_reliability collector-chaos-short "$ROOT/t/collector/chaos.sh" "$B"
 run_reliability soak-short "$ROOT/t/soak/run.sh" "$B" "${KB_SOAK_SHORT_REQUESTS:-3000}"
