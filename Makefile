@@ -63,11 +63,12 @@ LIB_SRCS := $(sort $(wildcard lib/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
 
 # app objects shared by the server and the unit tests (no FastCGI, no main)
-APP_CORE_SRCS := app/router.c app/routes.c app/dispatch.c $(sort $(wildcard app/h_*.c))
+APP_CORE_SRCS := app/fcgi/router.c app/fcgi/routes.c app/fcgi/dispatch.c $(sort $(wildcard app/fcgi/h_*.c))
 APP_CORE_OBJS := $(APP_CORE_SRCS:%.c=$(B)/%.o)
-FCGI_SRCS := app/master.c app/reporter.c app/listen.c app/worker.c app/fcgi.c app/sdnotify.c
+# kalshibook-fcgi: every other file of app/fcgi/ (master, reporter, listen, worker, fcgi, sdnotify, ...)
+FCGI_SRCS := $(filter-out $(APP_CORE_SRCS),$(sort $(wildcard app/fcgi/*.c)))
 FCGI_OBJS := $(FCGI_SRCS:%.c=$(B)/%.o)
-KBCTL_SRCS := app/kbctl.c $(sort $(wildcard app/kbctl_*.c))
+KBCTL_SRCS := app/ctl/kbctl.c $(sort $(wildcard app/ctl/kbctl_*.c))
 KBCTL_OBJS := $(KBCTL_SRCS:%.c=$(B)/%.o)
 
 UNIT_SRCS := $(sort $(wildcard t/unit/test_*.c))
@@ -144,7 +145,7 @@ $(APPDIR)/kalshibook-collector: $(COLLECTOR_OBJS) $(LIBKB)
 
 $(B)/t/unit/%: t/unit/%.c $(APP_CORE_OBJS) $(LIBKB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Iapp -It $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
+	$(CC) $(CFLAGS_ALL) -Iapp/fcgi -It $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
 		$(APP_CORE_OBJS) $(LIBKB) $(PC_LDLIBS) $(CHECK_LDLIBS)
 
 # An integration test that needs app objects lists them in INTEG_EXTRA_<name>: the
@@ -154,7 +155,7 @@ $(B)/t/integration/test_malformed_bytes: $(INTEG_EXTRA_test_malformed_bytes)
 
 $(B)/t/integration/%: t/integration/%.c $(INTEG_HARNESS) $(wildcard t/integration/*.h) $(LIBKB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Iapp -It -It/integration $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
+	$(CC) $(CFLAGS_ALL) -Iapp/fcgi -It -It/integration $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
 		$(INTEG_HARNESS) $(INTEG_EXTRA_$*) $(LIBKB) $(PC_LDLIBS) $(CHECK_LDLIBS)
 
 tests: $(UNIT_BINS) $(INTEG_BINS)
@@ -164,7 +165,7 @@ tests: $(UNIT_BINS) $(INTEG_BINS)
 .SECONDEXPANSION:
 build/fuzz/t/fuzz/%: t/fuzz/%.c $(APP_CORE_OBJS) $(LIBKB) $$(FUZZ_EXTRA_$$*)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Iapp -fsanitize=fuzzer $(LDFLAGS_ALL) -o $@ $< \
+	$(CC) $(CFLAGS_ALL) -Iapp/fcgi -fsanitize=fuzzer $(LDFLAGS_ALL) -o $@ $< \
 		$(FUZZ_EXTRA_$*) $(APP_CORE_OBJS) $(LIBKB) $(PC_LDLIBS)
 
 fuzz-build: deps

@@ -28,7 +28,7 @@ typedef struct kb_config {
     long health_max_age_ms;        /* KB_HEALTH_MAX_AGE_MS */
     const char *log_level;         /* KB_LOG_LEVEL */
     const char *migrations_dir;    /* KB_MIGRATIONS_DIR */
-    /* Stripe (lib/stripe.c, lib/usage.c, app/h_webhook.c); see README "Stripe setup". */
+    /* Stripe (lib/stripe.c, lib/usage.c, app/fcgi/h_webhook.c); see README "Stripe setup". */
     const char *stripe_secret_key;      /* STRIPE_SECRET_KEY, NULL = billing off */
     const char *stripe_webhook_secrets; /* STRIPE_WEBHOOK_SECRETS, comma-separated */
     const char *stripe_project_price;   /* STRIPE_PROJECT_PRICE_ID */

@@ -1,6 +1,6 @@
 /* kb_http.h - request, response and per-request context shared by handlers.
  *
- * A kb_req is built by the FastCGI adapter (app/fcgi.c) or by a unit test;
+ * A kb_req is built by the FastCGI adapter (app/fcgi/fcgi.c) or by a unit test;
  * everything in it is arena-owned or borrowed, valid until the arena reset.
  * A handler is `kb_err h(const kb_req *, kb_ctx *)`: it fills ctx->resp and
  * returns KB_OK, or records an error with kb_fail() and returns its code; the

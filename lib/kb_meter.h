@@ -2,7 +2,7 @@
  *
  * One begin/end pair per metered request:
  *   - the dispatcher parses the API key once into req->api_key and the route's
- *     cost into ctx->cost (the route table, app/routes.c);
+ *     cost into ctx->cost (the route table, app/fcgi/routes.c);
  *   - the handler validates its input, then calls kb_meter_charge() once: one
  *     plain SQL UPDATE (kb_meter_stmt) authenticates the key, applies the rate
  *     window and deducts the cost in the common case; anything else is decided

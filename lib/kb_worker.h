@@ -1,6 +1,6 @@
 /* kb_worker.h - the long-lived handles of a process that serves requests.
  *
- * One kb_worker per FastCGI worker (app/worker.c), reached from every request
+ * One kb_worker per FastCGI worker (app/fcgi/worker.c), reached from every request
  * as ctx->w: its Postgres connections, its charge-journal entry, the access
  * token verifier and the Stripe client's libcurl handle. Each is made on first
  * use (or by the worker at start) and released by kb_worker_release(), so

@@ -54,7 +54,7 @@
 # Postgres (all backends, reaped ones included), and for HTTP rows nginx and the
 # kalshibook-fcgi pool, plus the load generator itself (pgbench or wrk).
 # BENCH_WORKERS_SWEEP="2 3 4 6" adds markets-metered-wN rows: the same request with the
-# pool restarted with N workers (how the default pool size, app/master.c, was chosen).
+# pool restarted with N workers (how the default pool size, app/fcgi/master.c, was chosen).
 # Everything started here is stopped on exit, failure or Ctrl-C.
 #
 # Environment: BENCH_SECONDS (per row, default 10), BENCH_WARMUP_SECONDS
@@ -76,7 +76,7 @@ THREADS=${BENCH_THREADS:-2}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 HEALTH_TARGET=0.8
 # The app's default pool unless KB_WORKERS says otherwise: eight workers per core,
-# at most 64 (app/master.c, docs/ops.md step 4: a metered request holds its
+# at most 64 (app/fcgi/master.c, docs/ops.md step 4: a metered request holds its
 # worker while Postgres flushes the charge's commit, and BENCH_WORKERS_SWEEP
 # measured this best). hello-fcgi runs the same number, so the health ratio
 # stays like for like.

@@ -1,5 +1,5 @@
 // lib.js - shared helpers for the static-surface tests: load static/openapi.json, parse the
-// router table (app/routes.c), find the operation for (method, path), and validate a
+// router table (app/fcgi/routes.c), find the operation for (method, path), and validate a
 // response (status, headers, body) against the spec with Ajv (JSON Schema 2020-12).
 // Invariants: no network here; paths are matched segment by segment, a {param} matches one
 // non-empty segment; literal segments win over {param} ones, as in the router.
@@ -25,7 +25,7 @@ function normalisePath(p) {
 // The router table: lines like  {"GET", "/health", h_health, 0, KB_OK},  inside kb_routes[]
 // (method, pattern, handler, then optionally the cost and the code for an undecodable {param}).
 const ROUTE_RE = /\{\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*(?:,\s*([0-9]+)\s*(?:,\s*[A-Z_][A-Z0-9_]*\s*)?)?\}/g;
-function routerRoutes(file = path.join(ROOT, 'app', 'routes.c')) {
+function routerRoutes(file = path.join(ROOT, 'app', 'fcgi', 'routes.c')) {
     const src = fs.readFileSync(file, 'utf8');
     const start = src.indexOf('kb_routes[]');
     if (start < 0) throw new Error(`${file}: no kb_routes[] table`);
@@ -38,8 +38,8 @@ function routerRoutes(file = path.join(ROOT, 'app', 'routes.c')) {
     return out;
 }
 
-// The credit cost each route of app/routes.c carries (its fourth field): {"GET /markets": 1, ...}.
-function routerCosts(file = path.join(ROOT, 'app', 'routes.c')) {
+// The credit cost each route of app/fcgi/routes.c carries (its fourth field): {"GET /markets": 1, ...}.
+function routerCosts(file = path.join(ROOT, 'app', 'fcgi', 'routes.c')) {
     const src = fs.readFileSync(file, 'utf8');
     const start = src.indexOf('kb_routes[]');
     const table = src.slice(start, src.indexOf('};', start));

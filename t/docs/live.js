@@ -227,7 +227,7 @@ async function run(T) {
         });
     }
     await test('every llms-full.txt example of a spec route is replayed (its route is routed)', () => {
-        assert(!notReplayed.length, `examples of routes not in app/routes.c: ${notReplayed.join(', ')}`);
+        assert(!notReplayed.length, `examples of routes not in app/fcgi/routes.c: ${notReplayed.join(', ')}`);
     });
     notes.push(`llms-full.txt examples replayed against the stack: ${replayed}`);
     if (notStripe.length) notes.push(`NOT replayed because the test stack has no STRIPE_SECRET_KEY (billing_not_configured): ${notStripe.join(', ')}`);

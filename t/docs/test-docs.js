@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // test-docs.js - tests of the static surface: the OpenAPI document (validated by
 // swagger-parser), the spec against the API.md contract and against the router table
-// (app/routes.c), the examples of llms-full.txt against the spec, and, when KB_BASE_URL
+// (app/fcgi/routes.c), the examples of llms-full.txt against the spec, and, when KB_BASE_URL
 // names a running stack, what nginx and the app really answer (static files with their
 // types, ETags and CSPs; live responses validated against the spec; every llms-full.txt
 // example replayed).
@@ -79,11 +79,11 @@ async function specTests() {
         const extra = specR.filter((r) => !contract.includes(r));
         assert(!missing.length && !extra.length, `missing from spec: ${missing.join(', ') || '-'}; not in API.md: ${extra.join(', ') || '-'}`);
     });
-    await test('router table parses (app/routes.c)', () => {
+    await test('router table parses (app/fcgi/routes.c)', () => {
         assert(router.length >= 1 && router.includes('GET /health'), `parsed: ${router.join(', ')}`);
     });
     await test('router parser: every table entry parsed, {param} names normalised, a route missing from the spec is caught', () => {
-        const src = fs.readFileSync(path.join(L.ROOT, 'app', 'routes.c'), 'utf8');
+        const src = fs.readFileSync(path.join(L.ROOT, 'app', 'fcgi', 'routes.c'), 'utf8');
         const table = src.slice(src.indexOf('kb_routes[]'), src.indexOf('};', src.indexOf('kb_routes[]')));
         const entries = (table.match(/\{\s*"/g) || []).length;
         assert(entries === router.length, `${entries} table entries, ${router.length} parsed: ${router.join(', ')}`);
@@ -107,9 +107,9 @@ async function specTests() {
     // A documented route the server does not route would answer 404 not_found to every
     // client that reads the spec: no route is "pending", a branch adds both or neither.
     const unrouted = (routes) => specR.filter((r) => !routes.includes(r));
-    await test('every spec route is in the router (app/routes.c)', () => {
+    await test('every spec route is in the router (app/fcgi/routes.c)', () => {
         const notRouted = unrouted(router);
-        assert(!notRouted.length, `in openapi.json but not in app/routes.c: ${notRouted.join(', ')}`);
+        assert(!notRouted.length, `in openapi.json but not in app/fcgi/routes.c: ${notRouted.join(', ')}`);
         notes.push(`router: ${router.length} routes; all ${specR.length} spec routes routed`);
     });
     await test('a spec route missing from the router is caught', () => {
@@ -128,13 +128,13 @@ async function specTests() {
         }
         noErrors(errs);
     });
-    await test('each route\'s cost in the router table (app/routes.c) is the API.md cost', () => {
+    await test('each route\'s cost in the router table (app/fcgi/routes.c) is the API.md cost', () => {
         const costs = L.routerCosts();
         const errs = [];
         for (const [m, p, , cost] of CONTRACT) {
             const k = `${m} ${L.normalisePath(p)}`;
-            if (!(k in costs)) errs.push(`${k}: no cost in app/routes.c`);
-            else if (costs[k] !== cost) errs.push(`${k}: app/routes.c says ${costs[k]}, API.md ${cost}`);
+            if (!(k in costs)) errs.push(`${k}: no cost in app/fcgi/routes.c`);
+            else if (costs[k] !== cost) errs.push(`${k}: app/fcgi/routes.c says ${costs[k]}, API.md ${cost}`);
         }
         assert(Object.keys(costs).length === router.length, `${Object.keys(costs).length} costs for ${router.length} routes`);
         noErrors(errs);

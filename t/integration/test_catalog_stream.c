@@ -1,5 +1,5 @@
 /* test_catalog_stream.c - the whole-list answers of GET /markets and GET /events are streamed
- * (issue 23; lib/kb_http.h kb_resp_send_body, app/fcgi.c):
+ * (issue 23; lib/kb_http.h kb_resp_send_body, app/fcgi/fcgi.c):
  *   - a database failure after the first byte never ends the answer as if it were whole:
  *     the worker sends what it has, then a malformed FastCGI record and closes without
  *     END_REQUEST (seen on the FastCGI socket itself, with the worker held mid-list by a

@@ -282,7 +282,7 @@ is_socket(pid_t p, long fd)
 /* The pool's workers, traced: stopped at each system call until one of them
  * enters close(2) or shutdown(2) on a socket, which it does to close a FastCGI
  * connection once the answer, end of request included, has been written to
- * nginx (app/fcgi.c closes at once; libfcgi's way starts with shutdown). That
+ * nginx (app/fcgi/fcgi.c closes at once; libfcgi's way starts with shutdown). That
  * one is SIGKILLed there; the others are let go. Returns the killed worker's
  * pid. */
 static pid_t

@@ -1,5 +1,5 @@
 /* test_malformed_bytes.c - the generated malformed-bytes sweep: every route of the route
- * table (app/routes.c, linked in) x every string parameter its operation in
+ * table (app/fcgi/routes.c, linked in) x every string parameter its operation in
  * static/openapi.json declares (path segments, query values, JSON body members, and the
  * headers it reads: its credential, Stripe-Signature, the Content-Type of a JSON body) x a
  * set of byte sequences that are not UTF-8 (lone, truncated, overlong, surrogate, above

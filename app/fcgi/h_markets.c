@@ -1,5 +1,5 @@
 /* h_markets.c - GET /markets, /markets/{ticker}, /markets/{ticker}/coverage, /events,
- * /events/{event_ticker}, /settlements, /settlements/{ticker}: 1 credit each (app/routes.c).
+ * /events/{event_ticker}, /settlements, /settlements/{ticker}: 1 credit each (app/fcgi/routes.c).
  *
  * No body; query filters are exact-match strings (absent = no filter). Each
  * handler validates, charges once, then queries the data connection.

@@ -1,6 +1,6 @@
 /* app.h - what the programs in app/ share: the router, the dispatcher, handlers.
  *
- * Includes point app -> lib, never back. Only app/fcgi.c includes fcgiapp.h.
+ * Includes point app -> lib, never back. Only app/fcgi/fcgi.c includes fcgiapp.h.
  */
 #ifndef KB_APP_H
 #define KB_APP_H
@@ -24,7 +24,7 @@ typedef struct kb_route {
                           * KB_E_VALIDATION; KB_OK for a route without parameters */
 } kb_route;
 
-/* The route table (app/routes.c), literal routes before parameterised ones. */
+/* The route table (app/fcgi/routes.c), literal routes before parameterised ones. */
 extern const kb_route kb_routes[];
 extern const size_t kb_nroutes;
 
@@ -57,8 +57,8 @@ kb_err kb_dispatch(kb_req *req, kb_ctx *ctx);
 
 /* Handlers, one file per API area. */
 kb_err h_health(const kb_req *req, kb_ctx *ctx);
-kb_err h_webhook(const kb_req *req, kb_ctx *ctx); /* app/h_webhook.c */
-kb_err h_billing_checkout(const kb_req *req, kb_ctx *ctx); /* app/h_billing.c */
+kb_err h_webhook(const kb_req *req, kb_ctx *ctx); /* app/fcgi/h_webhook.c */
+kb_err h_billing_checkout(const kb_req *req, kb_ctx *ctx); /* app/fcgi/h_billing.c */
 kb_err h_billing_portal(const kb_req *req, kb_ctx *ctx);
 kb_err h_billing_payg(const kb_req *req, kb_ctx *ctx);
 kb_err h_metrics(const kb_req *req, kb_ctx *ctx);
@@ -72,7 +72,7 @@ kb_err h_keys_delete(const kb_req *req, kb_ctx *ctx);
 kb_err h_keys_reveal(const kb_req *req, kb_ctx *ctx);
 kb_err h_billing_status(const kb_req *req, kb_ctx *ctx);
 
-/* Market data (app/h_data.c, app/h_markets.c): metered, API.md §5.6-5.12. */
+/* Market data (app/fcgi/h_data.c, app/fcgi/h_markets.c): metered, API.md §5.6-5.12. */
 kb_err h_orderbook(const kb_req *req, kb_ctx *ctx);
 kb_err h_deltas(const kb_req *req, kb_ctx *ctx);
 kb_err h_trades(const kb_req *req, kb_ctx *ctx);

@@ -1,6 +1,6 @@
 /* master.c - kalshibook-fcgi: the prefork master (socket, workers, signals).
  *
- * The master owns the FastCGI listen socket (app/listen.c: bound, or inherited
+ * The master owns the FastCGI listen socket (app/fcgi/listen.c: bound, or inherited
  * from systemd via LISTEN_FDS), forks KB_WORKERS workers and then only supervises:
  *   SIGCHLD  a dead worker is respawned; crash loops back off up to 10 s.
  *   SIGHUP   workers are replaced one at a time: the old one is told to stop
@@ -9,7 +9,7 @@
  *   SIGTERM  (or SIGINT) workers finish in-flight requests and exit; after
  *            KB_DRAIN_TIMEOUT_S the rest are killed.
  * With STRIPE_SECRET_KEY set (and KB_USAGE_REPORTER=1) one more child runs the
- * usage reporter loop (app/reporter.c): respawned when it dies, sent SIGTERM on
+ * usage reporter loop (app/fcgi/reporter.c): respawned when it dies, sent SIGTERM on
  * stop, untouched by SIGHUP reloads.
  * The master itself never touches the database or a request.
  */
@@ -76,7 +76,7 @@ typedef struct master {
     bool announced_ready;
     bool reloading;
     int64_t stop_deadline;
-    kb_reporter reporter; /* the usage reporter child (app/reporter.c) */
+    kb_reporter reporter; /* the usage reporter child (app/fcgi/reporter.c) */
 } master;
 
 static pid_t

@@ -15,7 +15,7 @@ int kbctl_load_config(const char *cmd);
 
 int kbctl_migrate(int argc, char **argv);
 int kbctl_check_config(int argc, char **argv);
-int kbctl_report_usage(int argc, char **argv); /* app/kbctl_stripe.c */
+int kbctl_report_usage(int argc, char **argv); /* app/ctl/kbctl_stripe.c */
 int kbctl_stripe_sync(int argc, char **argv);
 int kbctl_stripe_setup(int argc, char **argv);
 int kbctl_user(int argc, char **argv);
