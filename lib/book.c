@@ -455,8 +455,8 @@ kb_book_candles(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us, in
         kb_jw_key(w, "market_ticker");
         kb_jw_str(w, ticker);
         static const char *const ohlc[] = {"open", "high", "low", "close"};
-        static const char *const ohlc_dollars[] = {"open_dollars", "high_dollars",
-                                                   "low_dollars", "close_dollars"};
+        static const char *const ohlc_dollars[] = {"open_dollars", "high_dollars", "low_dollars",
+                                                   "close_dollars"};
         for (int c = 0; c < 4; c++) {
             kb_jw_key(w, ohlc[c]);
             kb_book_jw_cents(w, i64_col(r, i, 1 + c));

@@ -60,11 +60,10 @@ bool kb__ingest_fast_delta(const char *s, size_t len, int64_t rcv_us, kb_ingest_
 bool kb__ingest_deltas_prepare(kb_ingest *im, kb_buf *direct, kb_buf *staged, long *ndirect,
                                long *nstaged);
 
-
 /* ---- one WebSocket message, exactly (kbctl_import_msg.c) ---- */
 
 typedef enum kb_ingest_kind {
-    KB_INGEST_SKIP,       /* a type the importer does not store (subscribed, ok, error, ...) */
+    KB_INGEST_SKIP, /* a type the importer does not store (subscribed, ok, error, ...) */
     KB_INGEST_SNAPSHOT,
     KB_INGEST_DELTA,
     KB_INGEST_TRADE,
@@ -85,10 +84,10 @@ typedef struct kb_ingest_msg {
     int64_t rcv;             /* receive time recorded by the capture, µs, or KB_INGEST_NO_RCV */
     int64_t sid, seq;
     bool has_seq;
-    bool yes;                /* delta: side; trade: taker_side */
-    int32_t price;           /* delta */
-    int64_t amount;          /* delta, signed */
-    const char *trade_id;    /* trade */
+    bool yes;             /* delta: side; trade: taker_side */
+    int32_t price;        /* delta */
+    int64_t amount;       /* delta, signed */
+    const char *trade_id; /* trade */
     int32_t yes_price, no_price;
     int64_t count;
     kb_ingest_level *levels[2]; /* snapshot: [0] yes, [1] no (arena-owned), nlevels each */
@@ -103,7 +102,7 @@ typedef struct kb_ingest_msg {
  * one, including a value given in two forms that disagree.
  */
 bool kb__ingest_parse_msg(kb_arena *a, const struct cJSON *j, const char *type, kb_ingest_msg *m,
-                      const char **reason);
+                          const char **reason);
 
 /* Member k of o, or NULL. */
 const struct cJSON *kb__ingest_get(const struct cJSON *o, const char *k);
@@ -120,7 +119,7 @@ bool kb__ingest_int_val(const struct cJSON *f, int64_t *v);
  * forms must agree.
  */
 bool kb__ingest_price(kb_arena *a, const struct cJSON *o, const char *k, bool *found, int64_t *v,
-                  const char **reason);
+                      const char **reason);
 
 /* A timestamp value (Kalshi seconds/ms number or ISO string) -> µs. */
 bool kb__ingest_ts_val(const struct cJSON *f, int64_t *us);
@@ -151,11 +150,10 @@ char *kb__ingest_metadata(kb_arena *a, const struct cJSON *o);
 /* market_lifecycle_v2 message -> markets (and settlements) upsert. The caller has
  * drained any batch in flight (the connection is free). */
 bool kb__ingest_lifecycle(kb_ingest *im, const struct cJSON *msg, const char *ticker, int64_t ts,
-                         const char **reason);
+                          const char **reason);
 
 /* REST market/event/series object or list response -> upserts (drained first, too). */
 bool kb__ingest_rest(kb_ingest *im, const struct cJSON *j, const char **reason);
-
 
 /* A collector event (kalshibook-collector's spool, E records) -> gaps and collector_markets
  * rows (ingest_gaps.c); source keys its gap rows. False on a database failure. */

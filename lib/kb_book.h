@@ -55,12 +55,12 @@ kb_err kb_book_orderbook(kb_db *db, kb_arena *a, const char *ticker, int64_t ts_
  * start <= ts <= end (end inclusive), after cursor when not NULL, ordered by
  * (ts, id), at most limit (1..1000).
  */
-kb_err kb_book_deltas(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us,
-                      int64_t end_us, const kb_cursor *cursor, int limit, kb_jw *w);
+kb_err kb_book_deltas(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us, int64_t end_us,
+                      const kb_cursor *cursor, int limit, kb_jw *w);
 
 /* POST /trades fields: as kb_book_deltas with end exclusive (start <= ts < end). */
-kb_err kb_book_trades(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us,
-                      int64_t end_us, const kb_cursor *cursor, int limit, kb_jw *w);
+kb_err kb_book_trades(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us, int64_t end_us,
+                      const kb_cursor *cursor, int limit, kb_jw *w);
 
 /* Candle interval names accepted by GET /candles ("1m", "1h", "1d"). */
 extern const char *const kb_candle_intervals[];
@@ -73,8 +73,8 @@ int kb_candle_interval(const char *interval);
  * one bucket per minute/hour/day (interval index from kb_candle_interval)
  * that has trades, ascending; ties on ts broken by id.
  */
-kb_err kb_book_candles(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us,
-                       int64_t end_us, int interval, kb_jw *w);
+kb_err kb_book_candles(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us, int64_t end_us,
+                       int interval, kb_jw *w);
 
 /* Write the text of a kb_us() column (microseconds) as a §1.1 timestamp, or null. */
 void kb_book_jw_ts(kb_jw *w, const char *us_text, bool is_null);

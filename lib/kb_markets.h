@@ -22,20 +22,17 @@ kb_err kb_markets_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, cons
  * snapshot), gaps [{start, end (null while open), reason, channel}] by start; or
  * KB_E_MARKET_NOT_FOUND as for GET /markets/{ticker}.
  */
-kb_err kb_markets_coverage(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w,
-                           const char **msg);
+kb_err kb_markets_coverage(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char **msg);
 
 /* GET /events/{event_ticker}: EventDetail, or KB_E_EVENT_NOT_FOUND. */
-kb_err kb_events_get(kb_db *db, kb_arena *a, const char *event_ticker, kb_jw *w,
-                     const char **msg);
+kb_err kb_events_get(kb_db *db, kb_arena *a, const char *event_ticker, kb_jw *w, const char **msg);
 
 /* GET /settlements: filters may be NULL; determined_at descending, nulls last. */
-kb_err kb_settlements_list(kb_db *db, kb_arena *a, const char *event_ticker, const char *result,
-                           kb_jw *w);
+kb_err
+kb_settlements_list(kb_db *db, kb_arena *a, const char *event_ticker, const char *result, kb_jw *w);
 
 /* GET /settlements/{ticker}: the record, or KB_E_SETTLEMENT_NOT_FOUND. */
-kb_err kb_settlements_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w,
-                          const char **msg);
+kb_err kb_settlements_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char **msg);
 
 /*
  * The first lookup of kb_markets_get, kb_markets_coverage, kb_events_get or kb_settlements_get for

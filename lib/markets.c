@@ -13,8 +13,7 @@
 #include "kb_str.h"
 #include "kb_banned.h"
 
-#define SUMMARY_COLS                                                                  \
-    "m.ticker, m.title, m.event_ticker, m.status, m.category"
+#define SUMMARY_COLS "m.ticker, m.title, m.event_ticker, m.status, m.category"
 
 static const kb_stmt markets_get_stmt = {
     "markets_get",
@@ -38,9 +37,9 @@ static const kb_stmt markets_coverage_stmt = {
     " ORDER BY g.start_at, g.channel",
     1, true};
 
-#define EVENT_COLS                                                                    \
-    "e.event_ticker, e.series_ticker, e.title, e.sub_title, e.category, "             \
-    "e.mutually_exclusive, e.status, "                                                \
+#define EVENT_COLS                                                                                 \
+    "e.event_ticker, e.series_ticker, e.title, e.sub_title, e.category, "                          \
+    "e.mutually_exclusive, e.status, "                                                             \
     "(SELECT count(*) FROM markets m WHERE m.event_ticker = e.event_ticker)"
 
 static const kb_stmt events_get_stmt = {
@@ -48,11 +47,10 @@ static const kb_stmt events_get_stmt = {
 
 static const kb_stmt event_markets_stmt = {
     "events_markets",
-    "SELECT " SUMMARY_COLS " FROM markets m WHERE m.event_ticker = $1 ORDER BY m.ticker", 1,
-    true};
+    "SELECT " SUMMARY_COLS " FROM markets m WHERE m.event_ticker = $1 ORDER BY m.ticker", 1, true};
 
-#define SETTLEMENT_COLS                                                               \
-    "market_ticker, event_ticker, result, settlement_value_e4, kb_us(determined_at), "\
+#define SETTLEMENT_COLS                                                                            \
+    "market_ticker, event_ticker, result, settlement_value_e4, kb_us(determined_at), "             \
     "kb_us(settled_at)"
 
 static const kb_stmt settlements_list_stmt = {
@@ -62,9 +60,10 @@ static const kb_stmt settlements_list_stmt = {
     " ORDER BY determined_at DESC NULLS LAST, market_ticker",
     2, true};
 
-static const kb_stmt settlements_get_stmt = {
-    "settlements_get", "SELECT " SETTLEMENT_COLS " FROM settlements WHERE market_ticker = $1",
-    1, true};
+static const kb_stmt settlements_get_stmt = {"settlements_get",
+                                             "SELECT " SETTLEMENT_COLS
+                                             " FROM settlements WHERE market_ticker = $1",
+                                             1, true};
 
 static const char *
 col(const PGresult *r, int row, int c)
@@ -112,8 +111,7 @@ typedef void (*row_fn)(kb_jw *w, const PGresult *r, int row);
 
 /* "data": [rows of s(params), each written by row]. */
 static kb_err
-list_rows(kb_db *db, kb_arena *a, const kb_stmt *s, const char *const *params, row_fn row,
-          kb_jw *w)
+list_rows(kb_db *db, kb_arena *a, const kb_stmt *s, const char *const *params, row_fn row, kb_jw *w)
 {
     PGresult *r;
     kb_err err = kb_db_exec(db, a, s, params, &r);
@@ -217,8 +215,8 @@ kb_err
 kb_markets_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char **msg)
 {
     PGresult *r;
-    kb_err err =
-        get_row(db, a, &markets_get_stmt, ticker, KB_E_MARKET_NOT_FOUND, "Market", &r, msg);
+    kb_err err = get_row(db, a, &markets_get_stmt, ticker, KB_E_MARKET_NOT_FOUND, "Market", &r,
+                         msg);
     if (err)
         return err;
     kb_jw_key(w, "data");
@@ -241,8 +239,8 @@ kb_err
 kb_markets_coverage(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char **msg)
 {
     PGresult *r;
-    kb_err err =
-        get_row(db, a, &markets_coverage_stmt, ticker, KB_E_MARKET_NOT_FOUND, "Market", &r, msg);
+    kb_err err = get_row(db, a, &markets_coverage_stmt, ticker, KB_E_MARKET_NOT_FOUND, "Market", &r,
+                         msg);
     if (err)
         return err;
     str_field(w, "market_ticker", r, 0, 0);
@@ -281,8 +279,8 @@ kb_events_get(kb_db *db, kb_arena *a, const char *event_ticker, kb_jw *w, const 
 {
     PGresult *r, *m;
     const char *params[] = {event_ticker};
-    kb_err err = get_row(db, a, &events_get_stmt, event_ticker, KB_E_EVENT_NOT_FOUND, "Event",
-                         &r, msg);
+    kb_err err = get_row(db, a, &events_get_stmt, event_ticker, KB_E_EVENT_NOT_FOUND, "Event", &r,
+                         msg);
     if (err)
         return err;
     err = kb_db_exec(db, a, &event_markets_stmt, params, &m);
@@ -332,8 +330,7 @@ settlement(kb_jw *w, const PGresult *r, int row)
 }
 
 kb_err
-kb_settlements_list(kb_db *db, kb_arena *a, const char *event_ticker, const char *result,
-                    kb_jw *w)
+kb_settlements_list(kb_db *db, kb_arena *a, const char *event_ticker, const char *result, kb_jw *w)
 {
     const char *params[] = {event_ticker, result};
     return list_rows(db, a, &settlements_list_stmt, params, settlement, w);

@@ -32,8 +32,8 @@ kbctl_check_config(int argc, char **argv)
     if (list) {
         for (size_t i = 0; i < kb_config_nvars; i++) {
             const kb_config_var *v = &kb_config_vars[i];
-            printf("%-28s %-9s default=%-28s %s\n", v->name,
-                   v->required ? "required" : "optional", v->def ? v->def : "-", v->help);
+            printf("%-28s %-9s default=%-28s %s\n", v->name, v->required ? "required" : "optional",
+                   v->def ? v->def : "-", v->help);
         }
         return KBCTL_OK;
     }

@@ -183,24 +183,25 @@ import_file(kb_ingest *im, const char *path, long batch, bool strict, bool tty)
 static int
 usage(void)
 {
-    printf("usage: kbctl import [--strict] [--batch N] [--checkpoint-every N] [--quiet] FILE...|-\n\n"
-           "Loads Kalshi WebSocket v2 messages (orderbook_snapshot, orderbook_delta, trade,\n"
-           "market_lifecycle_v2) and Kalshi REST market/event/series objects, one JSON\n"
-           "object per line (t/data/README.md), in every form Kalshi has sent: integer\n"
-           "cents and counts, *_dollars prices (4 decimals), *_fp counts (2 decimals),\n"
-           "*_dollars_fp level arrays, ts (seconds, ms or ISO) and ts_ms, stored exactly\n"
-           "(1/10,000 dollar, 1/100 contract); a value given in two forms that disagree\n"
-           "refuses the line. A top-level received_at is kept as the receive time.\n"
-           "Idempotent: importing a file twice changes nothing. Bad lines are reported as\n"
-           "FILE:LINE: reason and skipped; --strict stops at the first one. Exit 0 when\n"
-           "every line was good, 1 otherwise.\n"
-           "kalshibook-collector spool files (KB_COLLECTOR_SPOOL_DIR/kb-*.spool) are\n"
-           "recognised by their first line and replayed: each message with the receive\n"
-           "time recorded beside it, REST bodies, and the collector's gap events (the\n"
-           "repair path; what the collector stored already is not stored again).\n"
-           "Afterwards, orderbook reconstruction checkpoints are rebuilt for the markets\n"
-           "that got new rows, one every N deltas of a snapshot window (default 10000;\n"
-           "0 = skip: stale ones are still removed, so answers stay exact, only slower).\n");
+    printf(
+        "usage: kbctl import [--strict] [--batch N] [--checkpoint-every N] [--quiet] FILE...|-\n\n"
+        "Loads Kalshi WebSocket v2 messages (orderbook_snapshot, orderbook_delta, trade,\n"
+        "market_lifecycle_v2) and Kalshi REST market/event/series objects, one JSON\n"
+        "object per line (t/data/README.md), in every form Kalshi has sent: integer\n"
+        "cents and counts, *_dollars prices (4 decimals), *_fp counts (2 decimals),\n"
+        "*_dollars_fp level arrays, ts (seconds, ms or ISO) and ts_ms, stored exactly\n"
+        "(1/10,000 dollar, 1/100 contract); a value given in two forms that disagree\n"
+        "refuses the line. A top-level received_at is kept as the receive time.\n"
+        "Idempotent: importing a file twice changes nothing. Bad lines are reported as\n"
+        "FILE:LINE: reason and skipped; --strict stops at the first one. Exit 0 when\n"
+        "every line was good, 1 otherwise.\n"
+        "kalshibook-collector spool files (KB_COLLECTOR_SPOOL_DIR/kb-*.spool) are\n"
+        "recognised by their first line and replayed: each message with the receive\n"
+        "time recorded beside it, REST bodies, and the collector's gap events (the\n"
+        "repair path; what the collector stored already is not stored again).\n"
+        "Afterwards, orderbook reconstruction checkpoints are rebuilt for the markets\n"
+        "that got new rows, one every N deltas of a snapshot window (default 10000;\n"
+        "0 = skip: stale ones are still removed, so answers stay exact, only slower).\n");
     return KBCTL_OK;
 }
 

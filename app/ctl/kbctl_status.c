@@ -79,8 +79,8 @@ print_collector(kb_db *db, kb_arena *a)
         return;
     }
 #define V(i) (PQgetisnull(r, 0, i) ? "?" : PQgetvalue(r, 0, i))
-    printf("collector  leader %s (epoch %s) since %s, heartbeat %s s ago; %d on this host\n",
-           V(0), V(1), V(2), V(3), here);
+    printf("collector  leader %s (epoch %s) since %s, heartbeat %s s ago; %d on this host\n", V(0),
+           V(1), V(2), V(3), here);
     printf("           markets: %s open on Kalshi, %s wanted, %s live, %s in a gap; "
            "%s connections, %s reconnects, writer %s bytes behind\n",
            V(4), V(5), V(6), V(7), V(8), V(10), V(9));
@@ -159,8 +159,8 @@ kbctl_status(int argc, char **argv)
     } else {
         printf("database   ok, schema %s, %s users, %s live keys\n", PQgetvalue(r, 0, 0),
                PQgetvalue(r, 0, 5), PQgetvalue(r, 0, 6));
-        printf("outbox     %s unreported, oldest %s s, %s flagged too old\n",
-               PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3));
+        printf("outbox     %s unreported, oldest %s s, %s flagged too old\n", PQgetvalue(r, 0, 1),
+               PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3));
         printf("webhook    %s\n", PQgetisnull(r, 0, 4) ? "none received" : PQgetvalue(r, 0, 4));
         print_collector(&db, &a);
     }

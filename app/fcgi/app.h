@@ -16,9 +16,9 @@ typedef struct kb_route {
     const char *method;  /* "GET", "POST", ... */
     const char *pattern; /* "/keys/{key_id}/reveal": {..} matches one segment */
     kb_handler_fn *fn;
-    int cost;            /* credits per request (API.md §5.0); > 0 = a metered data route:
+    int cost;         /* credits per request (API.md §5.0); > 0 = a metered data route:
                           * Authorization must carry a kb- key, the handler charges this */
-    kb_err bad_param;    /* the answer, uncharged, when a {param} segment does not decode
+    kb_err bad_param; /* the answer, uncharged, when a {param} segment does not decode
                           * (a bad escape, NUL, bytes that are not UTF-8): the route's
                           * not-found code, as for an id that does not exist, or
                           * KB_E_VALIDATION; KB_OK for a route without parameters */
@@ -29,11 +29,11 @@ extern const kb_route kb_routes[];
 extern const size_t kb_nroutes;
 
 typedef enum kb_match {
-    KB_MATCH_OK,          /* *route set, req->params filled */
-    KB_MATCH_NO_PATH,     /* 404 not_found */
-    KB_MATCH_BAD_PARAM,   /* *route set, but a {param} segment did not decode: its
+    KB_MATCH_OK,         /* *route set, req->params filled */
+    KB_MATCH_NO_PATH,    /* 404 not_found */
+    KB_MATCH_BAD_PARAM,  /* *route set, but a {param} segment did not decode: its
                            * req->params entry is the null string; route->bad_param */
-    KB_MATCH_BAD_METHOD,  /* 405; allow holds "GET, POST" */
+    KB_MATCH_BAD_METHOD, /* 405; allow holds "GET, POST" */
 } kb_match;
 
 /*
@@ -57,7 +57,7 @@ kb_err kb_dispatch(kb_req *req, kb_ctx *ctx);
 
 /* Handlers, one file per API area. */
 kb_err h_health(const kb_req *req, kb_ctx *ctx);
-kb_err h_webhook(const kb_req *req, kb_ctx *ctx); /* app/fcgi/h_webhook.c */
+kb_err h_webhook(const kb_req *req, kb_ctx *ctx);          /* app/fcgi/h_webhook.c */
 kb_err h_billing_checkout(const kb_req *req, kb_ctx *ctx); /* app/fcgi/h_billing.c */
 kb_err h_billing_portal(const kb_req *req, kb_ctx *ctx);
 kb_err h_billing_payg(const kb_req *req, kb_ctx *ctx);

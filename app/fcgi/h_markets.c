@@ -38,8 +38,7 @@ filter(const kb_req *req, kb_ctx *ctx, const char *name, const char **out, kb_er
     if (!kb_query_get(ctx->arena, req->query, name, &v))
         return true;
     if (v.p == NULL) {
-        *err = kb_fail(ctx, KB_E_VALIDATION, "query.%s: invalid percent-encoding or UTF-8",
-                       name);
+        *err = kb_fail(ctx, KB_E_VALIDATION, "query.%s: invalid percent-encoding or UTF-8", name);
         return false;
     }
     *out = kb_str_dup(ctx->arena, v);

@@ -86,8 +86,8 @@ same_rows(const kb_ingest *a, const kb_ingest *b)
             x->order != y->order || x->price != y->price || x->amount != y->amount ||
             x->yes != y->yes || tx->len != ty->len || memcmp(tx->name, ty->name, tx->len) != 0)
             abort();
-        if (x->price < 1 || x->price > 9999 || x->amount > KB_QTY_MAX ||
-            x->amount < -KB_QTY_MAX || x->ticker >= a->ntickers || tx->len == 0)
+        if (x->price < 1 || x->price > 9999 || x->amount > KB_QTY_MAX || x->amount < -KB_QTY_MAX ||
+            x->ticker >= a->ntickers || tx->len == 0)
             abort();
     }
 }

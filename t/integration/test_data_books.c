@@ -85,12 +85,12 @@ full_levels(const char *compact)
     kb_buf b = KB_BUF_INIT;
     kb_buf_putc(&b, '[');
     const cJSON *lv;
-    cJSON_ArrayForEach(lv, arr)
-    {
+    cJSON_ArrayForEach(lv, arr) {
         int p = cJSON_GetObjectItem(lv, "price")->valueint;
         int q = cJSON_GetObjectItem(lv, "quantity")->valueint;
-        kb_buf_printf(&b, "%s{\"price\":%d,\"quantity\":%d,\"price_dollars\":\"0.%02d00\","
-                          "\"quantity_fp\":\"%d.00\"}",
+        kb_buf_printf(&b,
+                      "%s{\"price\":%d,\"quantity\":%d,\"price_dollars\":\"0.%02d00\","
+                      "\"quantity_fp\":\"%d.00\"}",
                       b.len > 1 ? "," : "", p, q, p, q);
     }
     kb_buf_putc(&b, ']');
@@ -106,9 +106,10 @@ START_TEST(orderbook_matches_hand_checked_books)
              bc->depth ? ",\"depth\":" : "", bc->depth ? bc->depth : "");
     kbt_resp *r = kbt_data_post(&acct, "/orderbook", body);
     ck_assert_msg(r->status == 200, "%s: %ld %s", bc->ts, r->status, kb_buf_cstr(&r->body));
-    static const char *const keys[] = {"market_ticker", "timestamp", "snapshot_basis",
-                                       "deltas_applied", "yes", "no", "complete", "gap", "request_id",
-                                       "response_time", NULL};
+    static const char *const keys[] = {"market_ticker",  "timestamp", "snapshot_basis",
+                                       "deltas_applied", "yes",       "no",
+                                       "complete",       "gap",       "request_id",
+                                       "response_time",  NULL};
     kbt_data_assert_keys(r->json, keys);
     ck_assert_str_eq(cJSON_GetObjectItem(r->json, "market_ticker")->valuestring, A);
     ck_assert_str_eq(cJSON_GetObjectItem(r->json, "snapshot_basis")->valuestring, bc->basis);
@@ -167,8 +168,8 @@ START_TEST(orderbook_404s_are_refunded)
                                 "{\"market_ticker\":\"" A "\",\"timestamp\":"
                                 "\"2026-01-15T11:59:59Z\"}");
     kbt_assert_envelope(r, 404, "no_data_available");
-    const char *msg =
-        cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")->valuestring;
+    const char *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")
+                          ->valuestring;
     ck_assert_msg(strstr(msg, "2026-01-15T12:00:00+00:00") != NULL, "%s", msg);
     char *cost = kbt_header(r, "X-Credits-Cost");
     ck_assert_str_eq(cost, "0");
@@ -200,8 +201,7 @@ typedef struct bad_case {
 
 #define OB "\"market_ticker\":\"" A "\""
 static const bad_case bads[] = {
-    {"POST", "/orderbook", "application/json", "", 422, "validation_error",
-     "body: Field required"},
+    {"POST", "/orderbook", "application/json", "", 422, "validation_error", "body: Field required"},
     {"POST", "/orderbook", "text/plain", "{}", 422, "validation_error", "body"},
     {"POST", "/orderbook", "application/json", "{\"market_ticker\":", 422, "validation_error",
      "body"},
@@ -214,34 +214,48 @@ static const bad_case bads[] = {
      "invalid_timestamp", "body.timestamp"},
     {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"2026-02-30T00:00:00Z\"}",
      400, "invalid_timestamp", "body.timestamp"},
-    {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
-     "\"depth\":-1}", 422, "validation_error", "body.depth"},
-    {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
-     "\"depth\":1.5}", 422, "validation_error", "body.depth"},
-    {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
-     "\"units\":\"cents\"}", 422, "validation_error", "body.units: Input should be 'dollars'"},
-    {"POST", "/orderbook", "application/json", "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
-     "\"units\":1}", 422, "validation_error", "body.units"},
-    {"POST", "/deltas", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\"}",
-     422, "validation_error", "body.end_time: Field required"},
-    {"POST", "/deltas", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:01Z\","
-     "\"end_time\":\"2026-01-15T12:00:00Z\"}", 400, "invalid_timestamp", "start_time"},
-    {"POST", "/deltas", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\","
-     "\"end_time\":\"2026-01-15T12:00:10Z\",\"limit\":0}", 422, "validation_error",
-     "body.limit"},
-    {"POST", "/trades", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\","
-     "\"end_time\":\"2026-01-15T12:00:10Z\",\"limit\":1001}", 422, "validation_error",
-     "body.limit"},
-    {"POST", "/trades", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\","
-     "\"end_time\":\"2026-01-15T12:00:10Z\",\"cursor\":\"not-a-cursor!\"}", 422,
-     "validation_error", "invalid pagination cursor"},
-    {"POST", "/deltas", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\","
-     "\"end_time\":\"2026-01-15T12:00:10Z\",\"cursor\":\"eyJ0cyI6MX0=\"}", 422,
-     "validation_error", "invalid pagination cursor"},
-    {"GET", "/candles/" A "?start_time=2026-01-15T12:00:00Z&end_time=2026-01-16&interval=5m",
-     NULL, NULL, 422, "validation_error", "'1m', '1h' or '1d'"},
-    {"GET", "/candles/" A "?start_time=2026-01-15T12:00:00Z", NULL, NULL, 422,
-     "validation_error", "query.end_time: Field required"},
+    {"POST", "/orderbook", "application/json",
+     "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
+     "\"depth\":-1}",
+     422, "validation_error", "body.depth"},
+    {"POST", "/orderbook", "application/json",
+     "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
+     "\"depth\":1.5}",
+     422, "validation_error", "body.depth"},
+    {"POST", "/orderbook", "application/json",
+     "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
+     "\"units\":\"cents\"}",
+     422, "validation_error", "body.units: Input should be 'dollars'"},
+    {"POST", "/orderbook", "application/json",
+     "{" OB ",\"timestamp\":\"2026-01-15T12:00:00Z\","
+     "\"units\":1}",
+     422, "validation_error", "body.units"},
+    {"POST", "/deltas", "application/json", "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\"}", 422,
+     "validation_error", "body.end_time: Field required"},
+    {"POST", "/deltas", "application/json",
+     "{" OB ",\"start_time\":\"2026-01-15T12:00:01Z\","
+     "\"end_time\":\"2026-01-15T12:00:00Z\"}",
+     400, "invalid_timestamp", "start_time"},
+    {"POST", "/deltas", "application/json",
+     "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\","
+     "\"end_time\":\"2026-01-15T12:00:10Z\",\"limit\":0}",
+     422, "validation_error", "body.limit"},
+    {"POST", "/trades", "application/json",
+     "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\","
+     "\"end_time\":\"2026-01-15T12:00:10Z\",\"limit\":1001}",
+     422, "validation_error", "body.limit"},
+    {"POST", "/trades", "application/json",
+     "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\","
+     "\"end_time\":\"2026-01-15T12:00:10Z\",\"cursor\":\"not-a-cursor!\"}",
+     422, "validation_error", "invalid pagination cursor"},
+    {"POST", "/deltas", "application/json",
+     "{" OB ",\"start_time\":\"2026-01-15T12:00:00Z\","
+     "\"end_time\":\"2026-01-15T12:00:10Z\",\"cursor\":\"eyJ0cyI6MX0=\"}",
+     422, "validation_error", "invalid pagination cursor"},
+    {"GET", "/candles/" A "?start_time=2026-01-15T12:00:00Z&end_time=2026-01-16&interval=5m", NULL,
+     NULL, 422, "validation_error", "'1m', '1h' or '1d'"},
+    {"GET", "/candles/" A "?start_time=2026-01-15T12:00:00Z", NULL, NULL, 422, "validation_error",
+     "query.end_time: Field required"},
     {"GET", "/candles/" A "?start_time=2026-13-01&end_time=2026-01-16", NULL, NULL, 400,
      "invalid_timestamp", "query.start_time"},
 };
@@ -257,10 +271,9 @@ START_TEST(invalid_requests_are_rejected_uncharged)
     const char *h[] = {auth, ct, NULL};
     kbt_resp *r = kbt_request(bc->method, bc->path, h, bc->body, bc->body ? strlen(bc->body) : 0);
     kbt_assert_envelope(r, bc->status, bc->code);
-    const char *msg =
-        cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")->valuestring;
-    ck_assert_msg(strstr(msg, bc->msg_part) != NULL, "message '%s' lacks '%s'", msg,
-                  bc->msg_part);
+    const char *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")
+                          ->valuestring;
+    ck_assert_msg(strstr(msg, bc->msg_part) != NULL, "message '%s' lacks '%s'", msg, bc->msg_part);
     char *cost = kbt_header(r, "X-Credits-Cost");
     ck_assert_msg(cost == NULL, "charged: X-Credits-Cost %s", cost);
     kbt_resp_free(r);
@@ -283,8 +296,7 @@ END_TEST
 
 /* Walk B's 57 deltas with a page size; every seq 2..58 exactly once, in order. */
 static void
-walk(const char *path, int limit, const char *start, const char *end, int want_rows,
-     int first_seq)
+walk(const char *path, int limit, const char *start, const char *end, int want_rows, int first_seq)
 {
     char *cursor = NULL;
     int seen = 0, pages = 0;
@@ -297,8 +309,8 @@ walk(const char *path, int limit, const char *start, const char *end, int want_r
                  cursor ? "\"" : "");
         kbt_resp *r = kbt_data_post(&acct, path, body);
         ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
-        static const char *const keys[] = {"data", "next_cursor", "has_more", "request_id",
-                                           "response_time", NULL};
+        static const char *const keys[] = {"data",       "next_cursor",   "has_more",
+                                           "request_id", "response_time", NULL};
         kbt_data_assert_keys(r->json, keys);
         const cJSON *data = cJSON_GetObjectItem(r->json, "data");
         const cJSON *more = cJSON_GetObjectItem(r->json, "has_more");
@@ -308,8 +320,7 @@ walk(const char *path, int limit, const char *start, const char *end, int want_r
         /* next_cursor is non-null exactly when has_more is true */
         ck_assert_int_eq(cJSON_IsTrue(more), cJSON_IsString(next));
         const cJSON *row;
-        cJSON_ArrayForEach(row, data)
-        {
+        cJSON_ArrayForEach(row, data) {
             ck_assert_int_eq(cJSON_GetObjectItem(row, "seq")->valueint, first_seq + seen);
             seen++;
         }
@@ -334,11 +345,9 @@ START_TEST(deltas_pagination_returns_every_row_once)
     /* B's deltas: 57 rows, two per 250 ms step from 12:00:00.001, seq 2..58. */
     walk("/deltas", page_sizes[_i], "2026-01-15T12:00:00Z", "2026-01-15T12:01:00Z", 57, 2);
     /* end is inclusive: 12:00:00.251 holds seq 4 and 5 */
-    walk("/deltas", page_sizes[_i], "2026-01-15T12:00:00.001Z", "2026-01-15T12:00:00.251Z", 4,
-         2);
+    walk("/deltas", page_sizes[_i], "2026-01-15T12:00:00.001Z", "2026-01-15T12:00:00.251Z", 4, 2);
     /* start is inclusive too */
-    walk("/deltas", page_sizes[_i], "2026-01-15T12:00:00.251Z", "2026-01-15T12:00:00.251Z", 2,
-         4);
+    walk("/deltas", page_sizes[_i], "2026-01-15T12:00:00.251Z", "2026-01-15T12:00:00.251Z", 2, 4);
 }
 END_TEST
 
@@ -374,14 +383,15 @@ START_TEST(trades_end_is_exclusive_and_cursor_walks)
                                 "\"limit\":2}");
     ck_assert_int_eq(r->status, 200);
     char *s = print(cJSON_GetObjectItem(r->json, "data"));
-    ck_assert_str_eq(s, "[{\"trade_id\":\"tr-1\",\"market_ticker\":\"" A "\",\"yes_price\":40,"
-                        "\"no_price\":60,\"count\":10,\"taker_side\":\"yes\","
-                        "\"ts\":\"2026-01-15T12:00:00+00:00\",\"yes_price_dollars\":\"0.4000\","
-                        "\"no_price_dollars\":\"0.6000\",\"count_fp\":\"10.00\",\"received_at\":null},"
-                        "{\"trade_id\":\"tr-2\",\"market_ticker\":\"" A "\",\"yes_price\":45,"
-                        "\"no_price\":55,\"count\":5,\"taker_side\":\"no\","
-                        "\"ts\":\"2026-01-15T12:00:30+00:00\",\"yes_price_dollars\":\"0.4500\","
-                        "\"no_price_dollars\":\"0.5500\",\"count_fp\":\"5.00\",\"received_at\":null}]");
+    ck_assert_str_eq(
+        s, "[{\"trade_id\":\"tr-1\",\"market_ticker\":\"" A "\",\"yes_price\":40,"
+           "\"no_price\":60,\"count\":10,\"taker_side\":\"yes\","
+           "\"ts\":\"2026-01-15T12:00:00+00:00\",\"yes_price_dollars\":\"0.4000\","
+           "\"no_price_dollars\":\"0.6000\",\"count_fp\":\"10.00\",\"received_at\":null},"
+           "{\"trade_id\":\"tr-2\",\"market_ticker\":\"" A "\",\"yes_price\":45,"
+           "\"no_price\":55,\"count\":5,\"taker_side\":\"no\","
+           "\"ts\":\"2026-01-15T12:00:30+00:00\",\"yes_price_dollars\":\"0.4500\","
+           "\"no_price_dollars\":\"0.5500\",\"count_fp\":\"5.00\",\"received_at\":null}]");
     free(s);
     const cJSON *next = cJSON_GetObjectItem(r->json, "next_cursor");
     ck_assert(cJSON_IsString(next));
@@ -415,17 +425,17 @@ typedef struct candle_case {
     const char *data;
 } candle_case;
 
-#define CANDLE(b, o, h, l, c, v, n)                                                        \
-    "{\"bucket\":\"" b "\",\"market_ticker\":\"" A "\",\"open\":" #o ",\"high\":" #h         \
-    ",\"low\":" #l ",\"close\":" #c ",\"volume\":" #v ",\"trade_count\":" #n                  \
-    ",\"open_dollars\":\"0." #o "00\",\"high_dollars\":\"0." #h "00\",\"low_dollars\":\"0." #l \
+#define CANDLE(b, o, h, l, c, v, n)                                                                \
+    "{\"bucket\":\"" b "\",\"market_ticker\":\"" A "\",\"open\":" #o ",\"high\":" #h               \
+    ",\"low\":" #l ",\"close\":" #c ",\"volume\":" #v ",\"trade_count\":" #n                       \
+    ",\"open_dollars\":\"0." #o "00\",\"high_dollars\":\"0." #h "00\",\"low_dollars\":\"0." #l     \
     "00\",\"close_dollars\":\"0." #c "00\",\"volume_fp\":\"" #v ".00\"}"
 
 static const candle_case candles[] = {
     {"start_time=2026-01-15T12:00:00%2B00:00&end_time=2026-01-15T13:01:00+00:00&interval=1m",
-     "[" CANDLE("2026-01-15T12:00:00", 40, 45, 38, 38, 16, 3) ","
-     CANDLE("2026-01-15T12:01:00", 50, 50, 50, 50, 2, 1) ","
-     CANDLE("2026-01-15T13:00:00", 55, 55, 55, 55, 4, 1) "]"},
+     "[" CANDLE("2026-01-15T12:00:00", 40, 45, 38, 38, 16,
+                3) "," CANDLE("2026-01-15T12:01:00", 50, 50, 50, 50, 2,
+                              1) "," CANDLE("2026-01-15T13:00:00", 55, 55, 55, 55, 4, 1) "]"},
     {"start_time=2026-01-15T12:00:00Z&end_time=2026-01-15T13:00:00Z",
      "[" CANDLE("2026-01-15T12:00:00", 40, 50, 38, 50, 18, 4) "]"},
     {"start_time=2026-01-15&end_time=2026-01-16&interval=1d",
@@ -470,13 +480,17 @@ START_TEST(data_queries_use_the_replica_and_metering_the_primary)
     char *rec = kbt_sql_value(rep, "SELECT pg_is_in_recovery()::text");
     ck_assert_str_eq(rec, "true");
     free(rec);
-    ck_assert_int_ge(kbt_sql_long1(rep, "SELECT count(*) FROM pg_stat_activity"
-                                        " WHERE application_name = $1",
-                                   "kalshibook-worker-read"), 1);
+    ck_assert_int_ge(kbt_sql_long1(rep,
+                                   "SELECT count(*) FROM pg_stat_activity"
+                                   " WHERE application_name = $1",
+                                   "kalshibook-worker-read"),
+                     1);
     PQfinish(rep);
     PGconn *c = kbt_db();
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM pg_stat_activity"
-                                      " WHERE application_name = $1", "kalshibook-worker-read"),
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM pg_stat_activity"
+                                   " WHERE application_name = $1",
+                                   "kalshibook-worker-read"),
                      0);
     PQfinish(c);
 }

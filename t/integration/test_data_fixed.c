@@ -30,7 +30,7 @@ typedef struct lv {
 } lv;
 
 typedef struct ev {
-    char kind; /* 's' snapshot, 'd' delta, 't' trade */
+    char kind;          /* 's' snapshot, 'd' delta, 't' trade */
     int64_t ms, rcv_ms; /* rcv_ms 0: none */
     int price, amount;  /* delta: yes side when side == 'y' */
     char side;
@@ -120,8 +120,9 @@ write_book(FILE *f, int enc, const char *ticker)
             side_levels(&body, enc, "yes", e->yes, e->nyes);
             kb_buf_putc(&body, ',');
             side_levels(&body, enc, "no", e->no, e->nno);
-            fprintf(f, "{\"type\":\"orderbook_snapshot\",\"sid\":5,%s\"seq\":%ld,\"msg\":{"
-                       "\"market_ticker\":\"%s\",%s,%s}}\n",
+            fprintf(f,
+                    "{\"type\":\"orderbook_snapshot\",\"sid\":5,%s\"seq\":%ld,\"msg\":{"
+                    "\"market_ticker\":\"%s\",%s,%s}}\n",
                     top.buf ? top.buf : "", seq++, ticker, body.buf, ts.buf);
         } else if (e->kind == 'd') {
             const char *side = e->side == 'y' ? "yes" : "no";
@@ -133,14 +134,16 @@ write_book(FILE *f, int enc, const char *ticker)
             else if (enc == ENC_FP)
                 kb_buf_printf(&body, "\"price\":%d,\"delta_fp\":\"%d.00\"", e->price, e->amount);
             else if (i % 2) /* both forms, agreeing */
-                kb_buf_printf(&body, "\"price\":%d,\"price_dollars\":\"0.%02d00\",\"delta\":%d,"
-                                     "\"delta_fp\":\"%d.00\"",
+                kb_buf_printf(&body,
+                              "\"price\":%d,\"price_dollars\":\"0.%02d00\",\"delta\":%d,"
+                              "\"delta_fp\":\"%d.00\"",
                               e->price, e->price, e->amount, e->amount);
             else
                 kb_buf_printf(&body, "\"price_dollars\":\"0.%02d00\",\"delta_fp\":\"%d.00\"",
                               e->price, e->amount);
-            fprintf(f, "{\"type\":\"orderbook_delta\",\"sid\":5,%s\"seq\":%ld,\"msg\":{"
-                       "\"market_ticker\":\"%s\",%s,\"side\":\"%s\",%s}}\n",
+            fprintf(f,
+                    "{\"type\":\"orderbook_delta\",\"sid\":5,%s\"seq\":%ld,\"msg\":{"
+                    "\"market_ticker\":\"%s\",%s,\"side\":\"%s\",%s}}\n",
                     top.buf ? top.buf : "", seq++, ticker, body.buf, side, ts.buf);
         } else {
             int y = e->yes_price, n = 100 - e->yes_price;
@@ -148,19 +151,22 @@ write_book(FILE *f, int enc, const char *ticker)
                 kb_buf_printf(&body, "\"yes_price\":%d,\"no_price\":%d,\"count\":%d", y, n,
                               e->count);
             else if (enc == ENC_DOLLARS)
-                kb_buf_printf(&body, "\"yes_price_dollars\":\"0.%02d00\",\"no_price_dollars\":"
-                                     "\"0.%02d00\",\"count\":%d",
+                kb_buf_printf(&body,
+                              "\"yes_price_dollars\":\"0.%02d00\",\"no_price_dollars\":"
+                              "\"0.%02d00\",\"count\":%d",
                               y, n, e->count);
             else if (enc == ENC_FP)
-                kb_buf_printf(&body, "\"yes_price\":%d,\"no_price\":%d,\"count_fp\":\"%d.00\"",
-                              y, n, e->count);
+                kb_buf_printf(&body, "\"yes_price\":%d,\"no_price\":%d,\"count_fp\":\"%d.00\"", y,
+                              n, e->count);
             else
-                kb_buf_printf(&body, "\"yes_price_dollars\":\"0.%02d00\",\"no_price_dollars\":"
-                                     "\"0.%02d00\",\"count\":%d,\"count_fp\":\"%d.00\"",
+                kb_buf_printf(&body,
+                              "\"yes_price_dollars\":\"0.%02d00\",\"no_price_dollars\":"
+                              "\"0.%02d00\",\"count\":%d,\"count_fp\":\"%d.00\"",
                               y, n, e->count, e->count);
             tno++;
-            fprintf(f, "{\"type\":\"trade\",\"sid\":6,%s\"seq\":%ld,\"msg\":{\"trade_id\":"
-                       "\"enc-%c-%ld\",\"market_ticker\":\"%s\",%s,\"taker_side\":\"%s\",%s}}\n",
+            fprintf(f,
+                    "{\"type\":\"trade\",\"sid\":6,%s\"seq\":%ld,\"msg\":{\"trade_id\":"
+                    "\"enc-%c-%ld\",\"market_ticker\":\"%s\",%s,\"taker_side\":\"%s\",%s}}\n",
                     top.buf ? top.buf : "", tno, encs[enc], tno, ticker, body.buf,
                     e->side == 'y' ? "yes" : "no", ts.buf);
         }
@@ -241,24 +247,24 @@ START_TEST(four_encodings_store_identical_rows_and_answers)
             char ticker[32];
             snprintf(ticker, sizeof(ticker), "KXENC-26FEB20-%c", encs[enc]);
             char *got = kbt_sqlp_value(c, q[i], 1, ticker);
-            ck_assert_msg(strcmp(got, want) == 0, "%s\n%c: %s\nL: %s", q[i], encs[enc], got,
-                          want);
+            ck_assert_msg(strcmp(got, want) == 0, "%s\n%c: %s\nL: %s", q[i], encs[enc], got, want);
             free(got);
         }
         free(want);
     }
     /* the stored values themselves: x100, receive times where recorded, else NULL */
-    char *v = kbt_sqlp_value(c, "SELECT string_agg(concat_ws('|', price_e4, delta_e2,"
-                                " coalesce(kb_us(received_at) - kb_us(ts), -1)), ';'"
-                                " ORDER BY ts, seq) FROM deltas WHERE market_ticker = $1",
+    char *v = kbt_sqlp_value(c,
+                             "SELECT string_agg(concat_ws('|', price_e4, delta_e2,"
+                             " coalesce(kb_us(received_at) - kb_us(ts), -1)), ';'"
+                             " ORDER BY ts, seq) FROM deltas WHERE market_ticker = $1",
                              1, "KXENC-26FEB20-X");
     ck_assert_str_eq(v, "4000|2500|-1;4500|-7000|-1;5200|-4500|-1;5200|2000|-1;3000|1200|-1;"
                         "6000|800|12000;4500|300|-1;4100|-400|-1");
     free(v);
     PQfinish(c);
     /* answers: identical but for the ticker, and right */
-    static const char *const inst[] = {"00", "01.250", "02.5", "03", "03.001", "05",
-                                       "09.999", "10", "12", "59"};
+    static const char *const inst[] = {"00", "01.250", "02.5", "03", "03.001",
+                                       "05", "09.999", "10",   "12", "59"};
     for (size_t i = 0; i < sizeof(inst) / sizeof(inst[0]); i++) {
         char *want = NULL;
         for (int enc = 0; enc < 4; enc++) {
@@ -291,12 +297,15 @@ START_TEST(four_encodings_store_identical_rows_and_answers)
     }
     /* '@' stands for the encoding's letter */
     static const char *const pages[] = {
-        "POST /deltas", "{\"market_ticker\":\"KXENC-26FEB20-@\",\"start_time\":"
-                        "\"2026-02-20T12:00:00Z\",\"end_time\":\"2026-02-20T12:01:00Z\"}",
-        "POST /trades", "{\"market_ticker\":\"KXENC-26FEB20-@\",\"start_time\":"
-                        "\"2026-02-20T12:00:00Z\",\"end_time\":\"2026-02-20T12:02:00Z\"}",
+        "POST /deltas",
+        "{\"market_ticker\":\"KXENC-26FEB20-@\",\"start_time\":"
+        "\"2026-02-20T12:00:00Z\",\"end_time\":\"2026-02-20T12:01:00Z\"}",
+        "POST /trades",
+        "{\"market_ticker\":\"KXENC-26FEB20-@\",\"start_time\":"
+        "\"2026-02-20T12:00:00Z\",\"end_time\":\"2026-02-20T12:02:00Z\"}",
         "GET /candles/KXENC-26FEB20-@?start_time=2026-02-20T12:00:00Z&"
-        "end_time=2026-02-20T12:02:00Z&interval=1m", NULL};
+        "end_time=2026-02-20T12:02:00Z&interval=1m",
+        NULL};
     for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i += 2) {
         char *want = NULL;
         for (int enc = 0; enc < 4; enc++) {
@@ -329,29 +338,37 @@ START_TEST(disagreeing_forms_refuse_the_line_with_its_number)
     static const char *const lines[] = {
         /* 1 */ "{\"type\":\"orderbook_snapshot\",\"sid\":1,\"seq\":1,\"msg\":{" BAD_T
                 ",\"yes_dollars_fp\":[[\"0.4500\",\"10.50\"]],\"ts_ms\":1771588800000}}",
-        /* 2 */ "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":2,\"msg\":{" BAD_T
-                ",\"price\":45,\"price_dollars\":\"0.4550\",\"delta\":1,\"side\":\"yes\","
-                "\"ts_ms\":1771588801000}}",
-        /* 3 */ "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":3,\"msg\":{" BAD_T
-                ",\"price\":45,\"delta\":3,\"delta_fp\":\"3.50\",\"side\":\"yes\","
-                "\"ts_ms\":1771588801000}}",
-        /* 4 */ "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":4,\"msg\":{" BAD_T
-                ",\"price\":45,\"delta\":3,\"side\":\"yes\",\"ts\":1771588801,"
-                "\"ts_ms\":1771588802500}}",
-        /* 5 */ "{\"type\":\"trade\",\"sid\":2,\"seq\":1,\"msg\":{\"trade_id\":\"bad-1\"," BAD_T
-                ",\"yes_price\":45,\"no_price\":55,\"count\":2,\"count_fp\":\"2.01\","
-                "\"taker_side\":\"yes\",\"ts_ms\":1771588801000}}",
-        /* 6 */ "{\"type\":\"orderbook_snapshot\",\"sid\":1,\"seq\":5,\"msg\":{" BAD_T
-                ",\"yes\":[[45,10]],\"yes_dollars_fp\":[[\"0.4500\",\"10.50\"]],"
-                "\"ts_ms\":1771588805000}}",
-        /* 7 */ "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":6,\"msg\":{" BAD_T
-                ",\"price_dollars\":\"0.04505\",\"delta\":1,\"side\":\"yes\","
-                "\"ts_ms\":1771588801000}}",
-        /* 8 */ "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":7,\"msg\":{" BAD_T
-                ",\"price_dollars\":\"0.0450\",\"delta_fp\":\"1.005\",\"side\":\"yes\","
-                "\"ts_ms\":1771588801000}}",
-        /* 9 */ "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":8,\"msg\":{" BAD_T
-                ",\"price\":5.5,\"delta\":1,\"side\":\"yes\",\"ts_ms\":1771588801000}}",
+        /* 2 */
+        "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":2,\"msg\":{" BAD_T
+        ",\"price\":45,\"price_dollars\":\"0.4550\",\"delta\":1,\"side\":\"yes\","
+        "\"ts_ms\":1771588801000}}",
+        /* 3 */
+        "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":3,\"msg\":{" BAD_T
+        ",\"price\":45,\"delta\":3,\"delta_fp\":\"3.50\",\"side\":\"yes\","
+        "\"ts_ms\":1771588801000}}",
+        /* 4 */
+        "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":4,\"msg\":{" BAD_T
+        ",\"price\":45,\"delta\":3,\"side\":\"yes\",\"ts\":1771588801,"
+        "\"ts_ms\":1771588802500}}",
+        /* 5 */
+        "{\"type\":\"trade\",\"sid\":2,\"seq\":1,\"msg\":{\"trade_id\":\"bad-1\"," BAD_T
+        ",\"yes_price\":45,\"no_price\":55,\"count\":2,\"count_fp\":\"2.01\","
+        "\"taker_side\":\"yes\",\"ts_ms\":1771588801000}}",
+        /* 6 */
+        "{\"type\":\"orderbook_snapshot\",\"sid\":1,\"seq\":5,\"msg\":{" BAD_T
+        ",\"yes\":[[45,10]],\"yes_dollars_fp\":[[\"0.4500\",\"10.50\"]],"
+        "\"ts_ms\":1771588805000}}",
+        /* 7 */
+        "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":6,\"msg\":{" BAD_T
+        ",\"price_dollars\":\"0.04505\",\"delta\":1,\"side\":\"yes\","
+        "\"ts_ms\":1771588801000}}",
+        /* 8 */
+        "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":7,\"msg\":{" BAD_T
+        ",\"price_dollars\":\"0.0450\",\"delta_fp\":\"1.005\",\"side\":\"yes\","
+        "\"ts_ms\":1771588801000}}",
+        /* 9 */
+        "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":8,\"msg\":{" BAD_T
+        ",\"price\":5.5,\"delta\":1,\"side\":\"yes\",\"ts_ms\":1771588801000}}",
         /* 10: good; ts in seconds agrees with ts_ms to the second, ts_ms is kept */
         "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":9,\"msg\":{" BAD_T
         ",\"price\":45,\"price_dollars\":\"0.4500\",\"delta\":2,\"delta_fp\":\"2.00\","
@@ -360,12 +377,14 @@ START_TEST(disagreeing_forms_refuse_the_line_with_its_number)
         "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":10,\"msg\":{" BAD_T
         ",\"price_dollars\":\"0.0450\",\"delta_fp\":\"-0.25\",\"side\":\"yes\","
         "\"ts\":\"2026-02-20T12:00:02.500Z\",\"ts_ms\":1771588802500}}",
-        /* 12 */ "{\"type\":\"trade\",\"sid\":2,\"seq\":2,\"msg\":{\"trade_id\":\"bad-2\"," BAD_T
-                 ",\"yes_price_dollars\":\"1.0001\",\"no_price_dollars\":\"0.0000\","
-                 "\"count_fp\":\"1.00\",\"taker_side\":\"yes\",\"ts_ms\":1771588801000}}",
-        /* 13 */ "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":11,\"msg\":{" BAD_T
-                 ",\"price_dollars\":\"0.0450\",\"delta_fp\":\"1.00\",\"side\":\"yes\","
-                 "\"ts\":\"2026-02-20T12:00:02.4Z\",\"ts_ms\":1771588802500}}",
+        /* 12 */
+        "{\"type\":\"trade\",\"sid\":2,\"seq\":2,\"msg\":{\"trade_id\":\"bad-2\"," BAD_T
+        ",\"yes_price_dollars\":\"1.0001\",\"no_price_dollars\":\"0.0000\","
+        "\"count_fp\":\"1.00\",\"taker_side\":\"yes\",\"ts_ms\":1771588801000}}",
+        /* 13 */
+        "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":11,\"msg\":{" BAD_T
+        ",\"price_dollars\":\"0.0450\",\"delta_fp\":\"1.00\",\"side\":\"yes\","
+        "\"ts\":\"2026-02-20T12:00:02.4Z\",\"ts_ms\":1771588802500}}",
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
         fprintf(f, "%s\n", lines[i]);
@@ -395,9 +414,10 @@ START_TEST(disagreeing_forms_refuse_the_line_with_its_number)
     kb_buf_release(&out);
     (void)unlink(path);
     PGconn *c = kbt_db();
-    char *v = kbt_sqlp_value(c, "SELECT string_agg(concat_ws('|', seq, kb_us(ts), price_e4,"
-                                " delta_e2), ';' ORDER BY seq) FROM deltas"
-                                " WHERE market_ticker = $1",
+    char *v = kbt_sqlp_value(c,
+                             "SELECT string_agg(concat_ws('|', seq, kb_us(ts), price_e4,"
+                             " delta_e2), ';' ORDER BY seq) FROM deltas"
+                             " WHERE market_ticker = $1",
                              1, "KXENC-26FEB20-BAD");
     ck_assert_str_eq(v, "9|1771588801999000|4500|200;10|1771588802500000|450|-25");
     free(v);
@@ -429,8 +449,10 @@ START_TEST(receive_times_are_kept_or_null)
                      "2026-02-20T12:00:05+00:00");
     kbt_resp_free(r);
     PGconn *c = kbt_db();
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM deltas WHERE market_ticker = $1"
-                                      " AND received_at IS NULL", "KXENC-26FEB20-L"),
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM deltas WHERE market_ticker = $1"
+                                   " AND received_at IS NULL",
+                                   "KXENC-26FEB20-L"),
                      7);
     PQfinish(c);
 }
@@ -444,24 +466,32 @@ START_TEST(market_tick_structure_from_rest_and_lifecycle)
     snprintf(t, sizeof(t), "KXPLS-26FEB22-M%d", (int)getpid());
     const char *path;
     FILE *f = capture(3, &path);
-    fprintf(f, "{\"market\":{\"ticker\":\"%s\",\"event_ticker\":\"KXPLS-26FEB22\","
-               "\"title\":\"Tick test\",\"status\":\"active\",\"price_level_structure\":"
-               "\"linear_cent\",\"price_ranges\":[{\"start\":\"0.0000\",\"end\":\"1.0000\","
-               "\"step\":\"0.0100\"}],\"fractional_trading_enabled\":false,"
-               "\"created_time\":\"2026-02-21T00:00:00Z\"}}\n", t);
-    fprintf(f, "{\"type\":\"market_lifecycle_v2\",\"sid\":9,\"seq\":4,\"msg\":{"
-               "\"market_ticker\":\"%s\",\"event_type\":"
-               "\"price_level_structure_updated\",\"price_level_structure\":\"tapered_deci_cent\","
-               "\"price_ranges\":[{\"start\":\"0.0000\",\"end\":\"0.1000\",\"step\":\"0.0010\"},"
-               "{\"start\":\"0.1000\",\"end\":\"0.9000\",\"step\":\"0.0100\"},{\"start\":"
-               "\"0.9000\",\"end\":\"1.0000\",\"step\":\"0.0010\"}],\"ts\":1771718400,"
-               "\"ts_ms\":1771718400250,\"sid\":9,\"seq\":4}}\n", t);
-    fprintf(f, "{\"type\":\"market_lifecycle_v2\",\"sid\":9,\"seq\":5,\"msg\":{"
-               "\"market_ticker\":\"%s\",\"event_type\":\"metadata_updated\","
-               "\"fractional_trading_enabled\":true,\"ts\":1771718460}}\n", t);
+    fprintf(f,
+            "{\"market\":{\"ticker\":\"%s\",\"event_ticker\":\"KXPLS-26FEB22\","
+            "\"title\":\"Tick test\",\"status\":\"active\",\"price_level_structure\":"
+            "\"linear_cent\",\"price_ranges\":[{\"start\":\"0.0000\",\"end\":\"1.0000\","
+            "\"step\":\"0.0100\"}],\"fractional_trading_enabled\":false,"
+            "\"created_time\":\"2026-02-21T00:00:00Z\"}}\n",
+            t);
+    fprintf(f,
+            "{\"type\":\"market_lifecycle_v2\",\"sid\":9,\"seq\":4,\"msg\":{"
+            "\"market_ticker\":\"%s\",\"event_type\":"
+            "\"price_level_structure_updated\",\"price_level_structure\":\"tapered_deci_cent\","
+            "\"price_ranges\":[{\"start\":\"0.0000\",\"end\":\"0.1000\",\"step\":\"0.0010\"},"
+            "{\"start\":\"0.1000\",\"end\":\"0.9000\",\"step\":\"0.0100\"},{\"start\":"
+            "\"0.9000\",\"end\":\"1.0000\",\"step\":\"0.0010\"}],\"ts\":1771718400,"
+            "\"ts_ms\":1771718400250,\"sid\":9,\"seq\":4}}\n",
+            t);
+    fprintf(f,
+            "{\"type\":\"market_lifecycle_v2\",\"sid\":9,\"seq\":5,\"msg\":{"
+            "\"market_ticker\":\"%s\",\"event_type\":\"metadata_updated\","
+            "\"fractional_trading_enabled\":true,\"ts\":1771718460}}\n",
+            t);
     /* a later REST object without the fields keeps them */
-    fprintf(f, "{\"market\":{\"ticker\":\"%s\",\"title\":\"Tick test\","
-               "\"open_interest\":3}}\n", t);
+    fprintf(f,
+            "{\"market\":{\"ticker\":\"%s\",\"title\":\"Tick test\","
+            "\"open_interest\":3}}\n",
+            t);
     fclose(f);
     import_ok("", path);
     char path_t[96];
@@ -474,11 +504,10 @@ START_TEST(market_tick_structure_from_rest_and_lifecycle)
     ck_assert_str_eq(cJSON_GetObjectItem(d, "price_level_structure")->valuestring,
                      "tapered_deci_cent");
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(d, "price_ranges")), 3);
-    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(d, "price_ranges"),
-                                                            0),
-                                         "step")
-                         ->valuestring,
-                     "0.0010");
+    ck_assert_str_eq(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(d, "price_ranges"), 0), "step")
+            ->valuestring,
+        "0.0010");
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(d, "fractional_trading_enabled")));
     const cJSON *meta = cJSON_GetObjectItem(d, "metadata");
     static const char *const envelope[] = {"ts", "ts_ms", "sid", "seq", "received_at"};
@@ -510,17 +539,25 @@ START_TEST(demo_data_has_a_subpenny_and_a_fractional_market)
     ck_assert_str_eq(v, "KXRAINNYCM-26JAN-T2|tapered_deci_cent|f;"
                         "KXRAINNYCM-26JAN-T3|linear_cent|t");
     free(v);
-    ck_assert_int_gt(kbt_sql_long1(c, "SELECT count(*) FROM deltas WHERE market_ticker = $1"
-                                      " AND price_e4 % 100 <> 0", "KXRAINNYCM-26JAN-T2"),
+    ck_assert_int_gt(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM deltas WHERE market_ticker = $1"
+                                   " AND price_e4 % 100 <> 0",
+                                   "KXRAINNYCM-26JAN-T2"),
                      100);
-    ck_assert_int_gt(kbt_sql_long1(c, "SELECT count(*) FROM deltas WHERE market_ticker = $1"
-                                      " AND delta_e2 % 100 <> 0", "KXRAINNYCM-26JAN-T3"),
+    ck_assert_int_gt(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM deltas WHERE market_ticker = $1"
+                                   " AND delta_e2 % 100 <> 0",
+                                   "KXRAINNYCM-26JAN-T3"),
                      100);
-    ck_assert_int_gt(kbt_sql_long1(c, "SELECT count(*) FROM trades WHERE market_ticker = $1"
-                                      " AND count_e2 % 100 <> 0", "KXRAINNYCM-26JAN-T3"),
+    ck_assert_int_gt(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM trades WHERE market_ticker = $1"
+                                   " AND count_e2 % 100 <> 0",
+                                   "KXRAINNYCM-26JAN-T3"),
                      10);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM deltas WHERE market_ticker = $1"
-                                      " AND delta_e2 % 100 <> 0", "KXRAINNYCM-26JAN-T2"),
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM deltas WHERE market_ticker = $1"
+                                   " AND delta_e2 % 100 <> 0",
+                                   "KXRAINNYCM-26JAN-T2"),
                      0);
     PQfinish(c);
     kbt_resp *r = kbt_data_post(&account, "/orderbook",

@@ -93,8 +93,8 @@ START_TEST(orderbook_says_complete_false_inside_a_gap)
     kbt_docs_assert_conforms(r, "POST", "/orderbook");
     const cJSON *complete = cJSON_GetObjectItem(r->json, "complete");
     const cJSON *gap = cJSON_GetObjectItem(r->json, "gap");
-    ck_assert_msg(cJSON_IsBool(complete) && cJSON_IsTrue(complete) == c->complete, "%s: %s",
-                  c->ts, kb_buf_cstr(&r->body));
+    ck_assert_msg(cJSON_IsBool(complete) && cJSON_IsTrue(complete) == c->complete, "%s: %s", c->ts,
+                  kb_buf_cstr(&r->body));
     if (c->complete) {
         ck_assert(cJSON_IsNull(gap));
     } else {
@@ -139,8 +139,13 @@ START_TEST(coverage_lists_every_gap_by_start)
     char *cost = kbt_header(r, "X-Credits-Cost");
     ck_assert_str_eq(cost, "1");
     free(cost);
-    static const char *const keys[] = {"market_ticker", "first_data_at", "last_data_at", "gaps",
-                                       "request_id",    "response_time", NULL};
+    static const char *const keys[] = {"market_ticker",
+                                       "first_data_at",
+                                       "last_data_at",
+                                       "gaps",
+                                       "request_id",
+                                       "response_time",
+                                       NULL};
     kbt_data_assert_keys(r->json, keys);
     ck_assert_str_eq(cJSON_GetObjectItem(r->json, "market_ticker")->valuestring, M);
     ck_assert_str_eq(cJSON_GetObjectItem(r->json, "first_data_at")->valuestring,
@@ -213,9 +218,11 @@ import_live(int i0, int i1, bool snapshot)
                 "{\"type\":\"orderbook_delta\",\"sid\":1,\"seq\":%d,\"msg\":{\"market_ticker\":"
                 "\"" L "\",\"price_dollars\":\"0.%04d\",\"delta_fp\":\"%s%lld.%02lld\",\"side\":"
                 "\"%s\",\"ts_ms\":%lld}}\n",
-                i + 1, price, d < 0 ? "-" : "", (d < 0 ? -d : d) / 100, (d < 0 ? -d : d) % 100, side,
-                1768478400000LL + (i == 40 ? 9500LL : i % 2 == 0 && i > 30 ? i * 1000LL - 500
-                                                                          : i * 1000LL));
+                i + 1, price, d < 0 ? "-" : "", (d < 0 ? -d : d) / 100, (d < 0 ? -d : d) % 100,
+                side,
+                1768478400000LL + (i == 40                ? 9500LL
+                                   : i % 2 == 0 && i > 30 ? i * 1000LL - 500
+                                                          : i * 1000LL));
     }
     fclose(f);
     char args[128];
@@ -238,10 +245,11 @@ book_at(const char *ts)
     return s;
 }
 
-static const char *const live_at[] = {
-    "2026-01-15T12:00:00Z", "2026-01-15T12:00:03Z", "2026-01-15T12:00:04Z",
-    "2026-01-15T12:00:09.5Z", "2026-01-15T12:00:17Z", "2026-01-15T12:00:25Z",
-    "2026-01-15T12:00:31.5Z", "2026-01-15T12:00:38Z", "2026-01-15T13:00:00Z"};
+static const char *const live_at[] = {"2026-01-15T12:00:00Z",   "2026-01-15T12:00:03Z",
+                                      "2026-01-15T12:00:04Z",   "2026-01-15T12:00:09.5Z",
+                                      "2026-01-15T12:00:17Z",   "2026-01-15T12:00:25Z",
+                                      "2026-01-15T12:00:31.5Z", "2026-01-15T12:00:38Z",
+                                      "2026-01-15T13:00:00Z"};
 #define NLIVE (sizeof(live_at) / sizeof(live_at[0]))
 
 /* The answers with no checkpoint at all (the definition) against those with them. */
@@ -251,8 +259,11 @@ same_answers(PGconn *c, long want_checkpoints)
     char *with[NLIVE];
     for (size_t i = 0; i < NLIVE; i++)
         with[i] = book_at(live_at[i]);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints WHERE market_ticker "
-                                      "= $1", L), want_checkpoints);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM book_checkpoints WHERE market_ticker "
+                                   "= $1",
+                                   L),
+                     want_checkpoints);
     kbt_sql_ok(c, "BEGIN");
     kbt_sql_ok(c, "CREATE TEMP TABLE saved AS SELECT * FROM book_checkpoints WHERE market_ticker "
                   "= '" L "'");
@@ -288,23 +299,31 @@ START_TEST(live_checkpoints_extend_without_changing_answers)
     /* Ten more, later: from the last checkpoint on (1 left over + 10), two more. */
     import_live(26, 35, false);
     ck_assert_int_eq(kbt_sql_long1(c, "SELECT kb_extend_checkpoints($1, 4)", L), 2);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT max(deltas) FROM book_checkpoints WHERE "
-                                      "market_ticker = $1", L), 32);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT max(deltas) FROM book_checkpoints WHERE "
+                                   "market_ticker = $1",
+                                   L),
+                     32);
     kbt_data_wait_replica();
     same_answers(c, 8);
     /* A late delta at 12:00:09.5 (a replay): the checkpoints from there on go, the answers
      * stay exact, and the next extension covers the window again from its last one. */
     import_live(40, 40, false);
-    ck_assert_int_lt(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints WHERE "
-                                      "market_ticker = $1", L), 8);
+    ck_assert_int_lt(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM book_checkpoints WHERE "
+                                   "market_ticker = $1",
+                                   L),
+                     8);
     kbt_data_wait_replica();
     long left = kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints WHERE market_ticker = $1",
                               L);
     same_answers(c, left);
     ck_assert_int_gt(kbt_sql_long1(c, "SELECT kb_extend_checkpoints($1, 4)", L), 0);
     kbt_data_wait_replica();
-    same_answers(c, kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints WHERE market_ticker "
-                                     "= $1", L));
+    same_answers(c, kbt_sql_long1(c,
+                                  "SELECT count(*) FROM book_checkpoints WHERE market_ticker "
+                                  "= $1",
+                                  L));
     PQfinish(c);
 }
 END_TEST

@@ -40,18 +40,17 @@ static char old_url[1024], new_url[1024];
 static char tmpdir[64];
 
 /* The fixture runs once, outside the tests' processes: a failure there stops the program. */
-#define need(cond, ...)                                                                    \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "test_data_migration setup: " __VA_ARGS__);                    \
-            fputc('\n', stderr);                                                           \
-            teardown();                                                                    \
-            abort();                                                                       \
-        }                                                                                  \
+#define need(cond, ...)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "test_data_migration setup: " __VA_ARGS__);                            \
+            fputc('\n', stderr);                                                                   \
+            teardown();                                                                            \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static void teardown(void);
-
 
 /* The stack's conninfo with dbname replaced (keyword form; values without spaces). */
 static void
@@ -108,7 +107,7 @@ static void
 psql_file(const char *url, const char *file)
 {
     const char *argv[] = {"psql", "-X", "-q", "-o", "/dev/null", "-v", "ON_ERROR_STOP=1",
-                          "-d", url, "-f", file, NULL};
+                          "-d",   url,  "-f", file, NULL};
     need(run(url, argv) == 0, "psql -f %s failed", file);
 }
 
@@ -144,10 +143,10 @@ slurp(const char *path, size_t *len)
 /* ---- the recorded answers ---- */
 
 typedef struct answer {
-    cJSON *req;     /* [kind, args...] */
+    cJSON *req; /* [kind, args...] */
     long status;
     const char *body; /* exact text, without request_id and response_time */
-    cJSON *line;    /* owner */
+    cJSON *line;      /* owner */
 } answer;
 
 static answer *answers;
@@ -212,12 +211,11 @@ setup(void)
     snprintf(dir, sizeof(dir), "%s/m", tmpdir);
     need(mkdir(dir, 0700) == 0, "mkdir %s", dir);
     static const char *const old_files[] = {
-        "0001_clock.sql", "0002_users_keys.sql", "0003_billing.sql", "0004_market_data.sql",
-        "0007_stripe.sql", "0008_admin_audit.sql", "0009_meter_journal.sql",
-        "0010_kb_us_inline.sql", "0011_import_checkpoints.sql"};
+        "0001_clock.sql",         "0002_users_keys.sql",   "0003_billing.sql",
+        "0004_market_data.sql",   "0007_stripe.sql",       "0008_admin_audit.sql",
+        "0009_meter_journal.sql", "0010_kb_us_inline.sql", "0011_import_checkpoints.sql"};
     for (size_t i = 0; i < sizeof(old_files) / sizeof(old_files[0]); i++) {
-        snprintf(src, sizeof(src), "%s/db/migrations/%s", kbt_env("KB_REPO_ROOT"),
-                 old_files[i]);
+        snprintf(src, sizeof(src), "%s/db/migrations/%s", kbt_env("KB_REPO_ROOT"), old_files[i]);
         snprintf(dst, sizeof(dst), "%s/%s", dir, old_files[i]);
         need(symlink(src, dst) == 0, "symlink %s", dst);
     }
@@ -428,11 +426,24 @@ value_len(const char *p)
 static char *
 without_new_fields(const char *body)
 {
-    static const char *const added[] = {
-        "price_dollars", "quantity_fp", "delta_fp", "received_at", "yes_price_dollars",
-        "no_price_dollars", "count_fp", "open_dollars", "high_dollars", "low_dollars",
-        "close_dollars", "volume_fp", "settlement_value_dollars", "price_level_structure",
-        "price_ranges", "fractional_trading_enabled", "complete", "gap"};
+    static const char *const added[] = {"price_dollars",
+                                        "quantity_fp",
+                                        "delta_fp",
+                                        "received_at",
+                                        "yes_price_dollars",
+                                        "no_price_dollars",
+                                        "count_fp",
+                                        "open_dollars",
+                                        "high_dollars",
+                                        "low_dollars",
+                                        "close_dollars",
+                                        "volume_fp",
+                                        "settlement_value_dollars",
+                                        "price_level_structure",
+                                        "price_ranges",
+                                        "fractional_trading_enabled",
+                                        "complete",
+                                        "gap"};
     kb_buf b = KB_BUF_INIT;
     const char *p = body;
     while (*p) {
@@ -489,11 +500,10 @@ check_answer(kb_db *old, kb_db *imp, const answer *x)
     long st_old, st_new;
     char *got_old = ask(old, x, &st_old), *got_new = ask(imp, x, &st_new);
     ck_assert_msg(st_old == x->status, "%s: status %ld, recorded %ld", req, st_old, x->status);
-    char *want = strcmp(arg(x, 0), "market") == 0 ? without_metadata_ts(x->body)
-                                                  : strdup(x->body);
+    char *want = strcmp(arg(x, 0), "market") == 0 ? without_metadata_ts(x->body) : strdup(x->body);
     char *old_text = without_new_fields(got_old);
-    ck_assert_msg(strcmp(old_text, want) == 0, "%s:\n migrated: %s\n recorded: %s", req,
-                  old_text, want);
+    ck_assert_msg(strcmp(old_text, want) == 0, "%s:\n migrated: %s\n recorded: %s", req, old_text,
+                  want);
     /* the same data imported by today's kbctl answers exactly the same, new fields included */
     ck_assert_msg(st_new == st_old && strcmp(got_new, got_old) == 0,
                   "%s:\n migrated: %s\n imported: %s", req, got_old, got_new);

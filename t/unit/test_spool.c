@@ -222,8 +222,8 @@ START_TEST(kalshi_signature_verifies_over_timestamp_method_path)
     ck_assert(verify("1765000000123GET/trade-api/ws/v2", sig));
     ck_assert(!verify("1765000000124GET/trade-api/ws/v2", sig));
     /* The query is not signed; PSS is randomised, so two signatures differ. */
-    ck_assert(kb_kalshi_sign(&k, 1765000000123, "GET", "/trade-api/v2/markets?status=open&limit=1000",
-                             sig2, sizeof(sig2)));
+    ck_assert(kb_kalshi_sign(&k, 1765000000123, "GET",
+                             "/trade-api/v2/markets?status=open&limit=1000", sig2, sizeof(sig2)));
     ck_assert(verify("1765000000123GET/trade-api/v2/markets", sig2));
     ck_assert(kb_kalshi_sign(&k, 1765000000123, "GET", "/trade-api/ws/v2", sig2, sizeof(sig2)));
     ck_assert_str_ne(sig, sig2);
