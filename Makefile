@@ -223,6 +223,8 @@ CHAOS_BIN := $(B)/t/chaos/chaos
 CHAOS_REQUESTS ?= 10000
 CHAOS_CLIENTS ?= 64
 CHAOS_ROUNDS ?= 2
+# CHAOS_HOSTS=2: two app hosts on one Postgres, with host-level faults (t/lib/hosts.sh).
+CHAOS_HOSTS ?= 1
 SOAK_REQUESTS ?= 1000000
 .PHONY: chaos soak
 
@@ -235,7 +237,7 @@ tests: $(CHAOS_BIN)
 
 chaos: deps
 	$(MAKE) VARIANT=release all build/release/t/chaos/chaos
-	t/chaos/run.sh build/release $(CHAOS_REQUESTS) $(CHAOS_CLIENTS) $(CHAOS_ROUNDS)
+	CHAOS_HOSTS=$(CHAOS_HOSTS) t/chaos/run.sh build/release $(CHAOS_REQUESTS) $(CHAOS_CLIENTS) $(CHAOS_ROUNDS)
 
 soak: deps
 	$(MAKE) VARIANT=release all

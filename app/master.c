@@ -11,7 +11,11 @@
  * With STRIPE_SECRET_KEY set (and KB_USAGE_REPORTER=1) one more child runs the
  * usage reporter loop (lib/usage.c); see the "usage reporter child" section:
  * respawned when it dies, sent SIGTERM on stop, untouched by SIGHUP reloads.
- * The master itself never touches the database or a request.
+ * Before it forks anything the master claims its host id's lease in Postgres
+ * (lib/kb_host.h) and refuses to start when another live pool holds it; then one
+ * more child, the lease keeper ("kb-host" section), renews the lease and settles
+ * what dead hosts left in flight. The master touches the database only for that
+ * claim, never for a request.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +28,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -34,6 +39,8 @@
 #include "kb_shared.h"
 #include "kb_str.h"
 #include "kb_time.h"
+#include "kb_db.h"
+#include "kb_host.h"
 #include "kb_journal.h"
 #include "kb_usage.h"
 #include "listen.h"
@@ -79,6 +86,10 @@ typedef struct master {
     int64_t stop_deadline;
     pid_t reporter;             /* usage reporter child, 0 when none */
     int64_t reporter_respawn_at; /* monotonic; 0 = none scheduled */
+    pid_t keeper;               /* host lease keeper child, 0 when none */
+    int64_t keeper_respawn_at;  /* monotonic; 0 = none scheduled */
+    bool leased;                /* the master's claim got the lease */
+    int rc;                     /* exit status of the master */
 } master;
 
 static pid_t
@@ -206,6 +217,132 @@ reporter_reaped(master *m, pid_t pid, const char *how)
     return true;
 }
 
+/* ---- host lease keeper child ---------------------------------------------------
+ * Renews this pool's lease of its host id every quarter of KB_HOST_LEASE_MS and
+ * settles the charges dead pools left in flight (kb_host_settle_dead), on every
+ * host, so whichever sees a dead one first settles it. It dies with the master
+ * (SIGKILL on the master's death: the lease then runs out). On SIGTERM it ends
+ * the lease, which the master sends only once every worker is gone (a worker
+ * still answering must not have its charge taken for an orphan). Exit 78: the id
+ * is held by another live pool; exit 75: this pool lost its lease (another host
+ * took it for dead); the master stops the pool on either. */
+
+#define KEEPER_HELD 78
+#define KEEPER_LOST 75
+
+static volatile sig_atomic_t keeper_stop;
+
+static void
+keeper_on_term(int sig)
+{
+    (void)sig;
+    keeper_stop = 1;
+}
+
+static int
+keeper_main(bool leased)
+{
+    kb_db db;
+    kb_db_init(&db, kb_cfg.database_url, "kalshibook-host", kb_cfg.db_connect_timeout_s, 5000);
+    long lease = kb_cfg.host_lease_ms;
+    long tick = lease / 4 < 250 ? 250 : lease / 4;
+    int rc = 0;
+    int64_t next_renew = 0;
+    while (!keeper_stop) {
+        int64_t now = kb_mono_us();
+        if (now >= next_renew) {
+            kb_buf why = KB_BUF_INIT;
+            kb_host_lease l = leased ? kb_host_renew(&db, lease) : kb_host_claim(&db, lease, 0, &why);
+            if (l == KB_HOST_OURS && !leased) {
+                kb_log_info("host id '%s' leased", kb_host_self_get()->id);
+                leased = true;
+            } else if (l == KB_HOST_HELD && !leased) {
+                kb_log_error("refusing to serve: %s", kb_buf_cstr(&why));
+                rc = KEEPER_HELD;
+            } else if (l == KB_HOST_HELD) {
+                kb_log_error("this pool lost the lease of host id '%s' (another host took it for "
+                             "dead after %ld ms without a renewal and settled its charges in "
+                             "flight); stopping",
+                             kb_host_self_get()->id, lease);
+                rc = KEEPER_LOST;
+            }
+            kb_buf_release(&why);
+            if (rc != 0)
+                break;
+            /* A renewal that failed is retried soon; the lease has three more ticks. */
+            next_renew = now + (l == KB_HOST_UNREACHABLE ? 250000 : tick * 1000);
+            long refunded, pending;
+            kb_host_settle_dead(&db, 64, &refunded, &pending);
+        }
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (rc == 0 && leased)
+        kb_host_release(&db);
+    kb_db_release(&db);
+    return rc;
+}
+
+static void
+keeper_start(master *m)
+{
+    m->keeper_respawn_at = 0;
+    if (m->stopping || m->keeper != 0)
+        return;
+    pid_t master_pid = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        kb_log_error("unable to fork the host lease keeper: %s", strerror(errno));
+        m->keeper_respawn_at = kb_mono_us() + 1000000;
+        return;
+    }
+    if (pid == 0) {
+        close(m->sig_fd);
+        close(m->ready_r);
+        close(m->ready_w);
+        close(m->listen_fd);
+        kb_log_set_role("host");
+        prctl(PR_SET_NAME, "kb-host");
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = keeper_on_term;
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sa.sa_handler = SIG_IGN;
+        sigaction(SIGHUP, &sa, NULL);
+        sa.sa_handler = SIG_DFL;
+        sigaction(SIGCHLD, &sa, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != master_pid)
+            _exit(0);
+        exit(keeper_main(m->leased));
+    }
+    m->keeper = pid;
+}
+
+static void begin_stop(master *m, int sig);
+
+/* True when pid was the keeper: respawned, or the pool stops when it said so. */
+static bool
+keeper_reaped(master *m, pid_t pid, int status, const char *how)
+{
+    if (pid == 0 || pid != m->keeper)
+        return false;
+    m->keeper = 0;
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code == KEEPER_HELD || code == KEEPER_LOST) {
+        m->rc = code;
+        begin_stop(m, SIGTERM);
+    } else if (!m->stopping) {
+        kb_log_error("host lease keeper %ld %s; respawning in 1 s", (long)pid, how);
+        m->keeper_respawn_at = kb_mono_us() + 1000000;
+    }
+    return true;
+}
+
 /* Reload: start the replacement of the next slot from an older generation. */
 static void
 reload_step(master *m)
@@ -298,7 +435,7 @@ reap(master *m)
         /* Its unsettled charge, if any, goes to another worker. */
         if (kb_journal_orphan(pid) > 0)
             kb_metrics_add(KB_M_CHARGES_ORPHANED, 1);
-        bool found = reporter_reaped(m, pid, how);
+        bool found = reporter_reaped(m, pid, how) || keeper_reaped(m, pid, status, how);
         for (size_t k = 0; k < m->nret; k++) {
             if (m->ret[k].pid == pid) {
                 m->ret[k] = m->ret[--m->nret];
@@ -355,6 +492,7 @@ reap(master *m)
     }
 }
 
+/* Children but the keeper. */
 static size_t
 live_children(const master *m)
 {
@@ -384,6 +522,7 @@ begin_stop(master *m, int sig)
     for (size_t k = 0; k < m->nret; k++)
         kill(m->ret[k].pid, SIGTERM);
     m->reporter_respawn_at = 0;
+    m->keeper_respawn_at = 0;
     if (m->reporter)
         kill(m->reporter, SIGTERM);
 }
@@ -401,6 +540,8 @@ kill_all(master *m)
         kill(m->ret[k].pid, SIGKILL);
     if (m->reporter)
         kill(m->reporter, SIGKILL);
+    if (m->keeper)
+        kill(m->keeper, SIGKILL);
 }
 
 /* Milliseconds until the next timed event, -1 for none. */
@@ -420,6 +561,8 @@ next_timeout_ms(const master *m, int64_t now)
         next = m->stop_deadline;
     if (m->reporter_respawn_at && m->reporter_respawn_at < next)
         next = m->reporter_respawn_at;
+    if (m->keeper_respawn_at && m->keeper_respawn_at < next)
+        next = m->keeper_respawn_at;
     if (next == INT64_MAX)
         return -1;
     int64_t ms = (next - now) / 1000 + 1;
@@ -436,6 +579,8 @@ timers(master *m)
     }
     if (m->reporter_respawn_at && m->reporter_respawn_at <= now)
         reporter_start(m);
+    if (m->keeper_respawn_at && m->keeper_respawn_at <= now)
+        keeper_start(m);
     for (size_t k = 0; k < m->nret; k++) {
         if (m->ret[k].kill_at <= now) {
             kb_log_warn("worker %ld did not drain in time; killing it", (long)m->ret[k].pid);
@@ -453,12 +598,21 @@ timers(master *m)
 static int
 run(master *m)
 {
+    keeper_start(m);
     for (size_t i = 0; i < m->n; i++)
         start_slot(m, i);
     reporter_start(m);
+    bool keeper_told = false;
     for (;;) {
-        if (m->stopping && live_children(m) == 0)
-            break;
+        if (m->stopping && live_children(m) == 0) {
+            /* Every worker is gone: now the keeper may end the lease. */
+            if (m->keeper == 0)
+                break;
+            if (!keeper_told) {
+                kill(m->keeper, SIGTERM);
+                keeper_told = true;
+            }
+        }
         struct pollfd pfd[2] = {{m->sig_fd, POLLIN, 0}, {m->ready_r, POLLIN, 0}};
         int n = poll(pfd, 2, next_timeout_ms(m, kb_mono_us()));
         if (n < 0 && errno != EINTR) {
@@ -491,7 +645,7 @@ run(master *m)
         }
         timers(m);
     }
-    return 0;
+    return m->rc;
 }
 
 int
@@ -522,6 +676,35 @@ main(void)
                      "dying worker will not be refunded");
 
     static master m;
+    /* The host id and its lease, before anything is forked or bound. */
+    char host_id[KB_HOST_ID_MAX + 1];
+    const char *why_id;
+    if (!kb_host_id_resolve(kb_cfg.host_id, host_id, &why_id)) {
+        fprintf(stderr, "kalshibook-fcgi: invalid configuration:\n%s\n", why_id);
+        return 78;
+    }
+    kb_host_self_set(host_id);
+    {
+        kb_db db;
+        kb_buf why = KB_BUF_INIT;
+        kb_db_init(&db, kb_cfg.database_url, "kalshibook-host", kb_cfg.db_connect_timeout_s, 5000);
+        kb_host_lease l = kb_host_claim(&db, kb_cfg.host_lease_ms, kb_cfg.host_lease_ms + 1000, &why);
+        kb_db_release(&db);
+        if (l == KB_HOST_HELD) {
+            kb_log_error("refusing to start: %s", kb_buf_cstr(&why));
+            fprintf(stderr, "kalshibook-fcgi: refusing to start: %s\n", kb_buf_cstr(&why));
+            kb_buf_release(&why);
+            return 78;
+        }
+        kb_buf_release(&why);
+        m.leased = l == KB_HOST_OURS;
+        if (m.leased)
+            kb_log_info("host id '%s' leased (life %s)", host_id, kb_host_self_get()->life);
+        else
+            kb_log_warn("host id '%s': the database is unreachable; the lease keeper claims the "
+                        "id when it answers, and no charge commits before",
+                        host_id);
+    }
     m.listen_fd = kb_listen_inherited();
     if (m.listen_fd < 0) {
         m.listen_fd = kb_listen_bind(kb_cfg.socket_path, kb_cfg.socket_mode);

@@ -92,6 +92,9 @@ send_answer(void *ud, const kb_req *req, kb_ctx *ctx)
     kb_fcgi *f = ud;
     kb_fcgi_write(f, req, ctx);
     kb_fcgi_complete(f, answered, ctx);
+    /* The end of request is with nginx: mark the charge's row now, before the
+     * close below waits for nginx. */
+    kb_meter_sent(ctx);
     kb_fcgi_finish(f);
 }
 

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "kb_crypto.h"
+#include "kb_host.h"
 #include "kb_journal.h"
 #include "kb_log.h"
 #include "kb_metrics.h"
@@ -84,6 +85,36 @@ static const kb_stmt settle_stmt = {
     "SELECT kb_meter_settle($1::xid8, $2::uuid, $3::bigint, $4, $5::uuid, $6::uuid,"
     " $7::integer, $8, $9::timestamptz, $10::date, $11::bigint)",
     11, true};
+
+/*
+ * The charge's row in meter_inflight (migration 0024), written in the charge's
+ * transaction just before it commits (kb_db_commit_with(): same round trip), so
+ * a host that dies whole leaves its unanswered charges where any host finds them.
+ * The life comes from app_hosts: a pool whose lease another host ended gets NULL
+ * there, and the transaction fails on the NOT NULL (nothing is charged).
+ */
+const kb_stmt kb_meter_inflight_stmt = {
+    "meter_inflight",
+    "INSERT INTO meter_inflight AS m (host_id, slot, life, request_id, answered, xid, token,"
+    "   seq, user_id, key_id, cost, endpoint, cycle_start, day, outbox_id, charged_at)"
+    " VALUES ($1, $2::integer,"
+    "   (SELECT a.life FROM app_hosts a WHERE a.host_id = $1 AND a.life = $3::uuid),"
+    "   $4, false, $5::xid8, $6::uuid, $7::bigint, $8::uuid, $9::uuid, $10::integer, $11,"
+    "   $12::timestamptz, $13::date, $14::bigint, now())"
+    " ON CONFLICT (host_id, slot) DO UPDATE SET life = excluded.life,"
+    "   request_id = excluded.request_id, answered = false, xid = excluded.xid,"
+    "   token = excluded.token, seq = excluded.seq, user_id = excluded.user_id,"
+    "   key_id = excluded.key_id, cost = excluded.cost, endpoint = excluded.endpoint,"
+    "   cycle_start = excluded.cycle_start, day = excluded.day,"
+    "   outbox_id = excluded.outbox_id, charged_at = excluded.charged_at",
+    14, false};
+
+/* The 2xx answer of the row's charge has been written: it stands. */
+const kb_stmt kb_meter_answered_stmt = {
+    "meter_answered",
+    "UPDATE meter_inflight SET answered = true"
+    " WHERE host_id = $1 AND slot = $2::integer AND request_id = $3",
+    3, false};
 
 static const char *const outcome_names[] = {
     [KB_METER_OK] = "ok",
@@ -507,8 +538,32 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
         kb_journal_idle(w->journal);
         kb_db_ahead_clear(db);
     }
-    /* Commit: a refusal may still have rolled the cycle. */
-    err = kb_db_commit(db);
+    /* Commit: a refusal may still have rolled the cycle. A charge also writes its
+     * row of meter_inflight, in the same transaction and round trip. */
+    const kb_host_self *host = kb_host_self_get();
+    int slot = kb_journal_index(w->journal);
+    if (c->m.outcome == KB_METER_OK && host->id[0] != '\0' && slot >= 0) {
+        char slots[16], xid[24], seq[24], cost[24], outbox[24];
+        snprintf(slots, sizeof(slots), "%d", slot);
+        snprintf(xid, sizeof(xid), "%" PRIu64, c->m.xid);
+        snprintf(seq, sizeof(seq), "%" PRId64, c->m.seq);
+        snprintf(cost, sizeof(cost), "%" PRId64, c->m.cost);
+        snprintf(outbox, sizeof(outbox), "%" PRId64, c->m.outbox_id);
+        const char *p[] = {host->id,      slots,          host->life,       req->request_id,
+                           xid,           c->m.token,     seq,              c->m.user_id,
+                           c->m.key_id,   cost,           route,            c->m.cycle_start,
+                           c->m.day,      c->m.outbox_id ? outbox : NULL};
+        err = kb_db_commit_with(db, &kb_meter_inflight_stmt, p);
+        if (err == KB_E_INTERNAL && kb_db_sqlstate_is(db, "23502")) {
+            kb_journal_idle(w->journal);
+            kb_db_ahead_clear(db);
+            kb_log_error("charge refused: this pool no longer holds the lease of host id '%s'",
+                         host->id);
+            return kb_fail(ctx, KB_E_UNAVAILABLE, "Service unavailable.");
+        }
+    } else {
+        err = kb_db_commit(db);
+    }
     if (c->m.outcome != KB_METER_OK) {
         if (c->m.outcome != KB_METER_INVALID_KEY) {
             ctx->charge = c;
@@ -534,6 +589,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     }
     ctx->charge = c;
     c->charged = true;
+    snprintf(c->request_id, sizeof(c->request_id), "%s", req->request_id);
     c->have_limits = true;
     ctx->credits = c->m.cost;
     return KB_OK;
@@ -602,7 +658,7 @@ kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *send,
         headers(ctx, c);
     }
     send(ud, req, ctx);
-    kb_meter_answered(ctx);
+    kb_meter_sent(ctx);
 }
 
 void
@@ -612,4 +668,25 @@ kb_meter_answered(kb_ctx *ctx)
     /* The 2xx answer is out: the charge stands and its journal entry is done. */
     if (c != NULL && c->charged && !c->refund_failed && ctx->resp.status < 400)
         kb_journal_idle(ctx->w->journal);
+}
+
+void
+kb_meter_sent(kb_ctx *ctx)
+{
+    kb_charge *c = ctx->charge;
+    if (c == NULL || !c->charged || c->refund_failed || ctx->resp.status >= 400 || c->marked)
+        return;
+    kb_meter_answered(ctx);
+    c->marked = true;
+    /* Its row in meter_inflight says so too, right after the answer's last write:
+     * sent now, its result read on the connection's next use. */
+    const kb_host_self *host = kb_host_self_get();
+    int slot = kb_journal_index(ctx->w->journal);
+    if (host->id[0] == '\0' || slot < 0)
+        return;
+    char slots[16];
+    snprintf(slots, sizeof(slots), "%d", slot);
+    const char *p[] = {host->id, slots, c->request_id};
+    if (!kb_db_send_async(&ctx->w->db, &kb_meter_answered_stmt, p))
+        kb_log_warn("unable to mark the answer of request %s in meter_inflight", c->request_id);
 }

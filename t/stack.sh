@@ -12,6 +12,8 @@
 #   t/stack.sh replica-start DIR       add a streaming replica (pg_basebackup) and restart the
 #                                      app with KB_DATABASE_READ_URL pointing at it
 #   t/stack.sh nginx-test-prod         nginx -t on the production site nginx/kalshibook.conf
+#   t/stack.sh host-start|host-stop|host-kill|host-app-start DIR N
+#                                      more app hosts on this stack's Postgres (t/lib/hosts.sh)
 #
 # DIR holds all state (created if missing): pg/ (cluster), pgsock/, tls/
 # (self-signed cert), nginx/ (instantiated config), fcgi.sock, *.pid, *.log,
@@ -798,6 +800,7 @@ start_all() {
 
 stop_all() {
     PG_BIN=${PG_BIN:-$(find_pg_bin)}
+    hosts_stop_all || true
     app_stop || true
     nginx_stop || true
     replica_stop || true
@@ -1093,6 +1096,9 @@ EOF
     "$NGINX" -t -p "$tmp/" -c "$tmp/nginx.conf" -e "$tmp/log/error.log"
 }
 
+# shellcheck source=t/lib/hosts.sh
+. "$REPO/t/lib/hosts.sh"
+
 main() {
     local cmd=${1:-}
     shift || true
@@ -1106,6 +1112,10 @@ main() {
     app-stop) [[ $# == 1 ]] || usage; cmd_app_stop "$1" ;;
     replica-start) [[ $# == 1 ]] || usage; cmd_replica_start "$1" ;;
     nginx-test-prod) [[ $# == 0 ]] || usage; cmd_nginx_test_prod ;;
+    host-start | host-stop | host-kill | host-app-start)
+        [[ $# == 2 ]] || usage
+        "cmd_${cmd//-/_}" "$@"
+        ;;
     *) usage ;;
     esac
 }

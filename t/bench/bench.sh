@@ -17,7 +17,9 @@
 #               of billing_accounts (same columns, checks, indexes, keys, fillfactor) over the
 #               same BENCH_ACCOUNTS accounts (default 100): what one charge cannot beat
 #   meter-sql   pgbench: the workers' meter statements (t/bench/meter-sql.c prints their exact
-#               text) over the same accounts, as a worker runs them; target >= 0.8 x floor
+#               text) over the same accounts, as a worker runs them, with the charge's row in
+#               meter_inflight and its answered mark (migration 0024); target >= 0.8 x floor
+#   meter-sql-bare  the meter statements alone (before 0024), beside meter-sql
 #   floor-hot, meter-sql-hot  the same on one account (row lock and commit latency bound it)
 #   markets-metered      GET /markets/{ticker} through the stack, 100 rotating keys (vs floor:
 #                        target >= 0.3)
@@ -310,18 +312,28 @@ pgbench_script() {
     local name=$1 file=$2 n=$3
     # The server's life, which a worker passes to the meter statement as a parameter.
     BENCH_LIFE=$(psql "$KB_DATABASE_URL" -qAt -c 'SELECT kb_incarnation()')
+    # A host holding its lease (app_hosts), as the pool's is, for the rows in meter_inflight.
+    BENCH_HOST_LIFE=$(psql "$KB_DATABASE_URL" -qAt -c "INSERT INTO app_hosts (host_id, life, expires_at) VALUES ('bench-host', gen_random_uuid(), now() + interval '1 day') ON CONFLICT (host_id) DO UPDATE SET expires_at = excluded.expires_at RETURNING life" | head -n1)
     {
         printf '\\set n random(1, %s)\n' "$n"
         case $name in
         floor*)
             printf 'UPDATE bench_floor SET credits_used = credits_used + 1 WHERE user_id = %s AND credits_used + 1 <= credits_total RETURNING credits_used, credits_total;\n' "$(sub user_id)"
             ;;
-        *)
+        meter*)
             printf '\\set xid 0\n'
             "$TMP/meter-sql" fast | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g; s|\\\$5|'req_bench000000'|g; s|\\\$6|'$BENCH_LIFE'|g"
             printf '\\aset\n\\if :xid = 0\n'
             "$TMP/meter-sql" slow | tr '\n' ' ' | sed -e "s|\\\$1|$(sub key_hash)|g; s|\\\$2|1|g; s|\\\$3|'/markets/{ticker}'|g; s|\\\$4|'req_bench000000'|g"
-            printf ';\n\\endif\n'
+            printf '\n\\aset\n\\endif\n'
+            # The charge's row (in the worker it rides in the charge's transaction, before
+            # the commit; here a transaction of its own) and, after the answer, its mark.
+            if [[ $name != *-bare ]]; then
+                "$TMP/meter-sql" inflight | tr '\n' ' ' | sed -e "s|\\\$10|:cost|g; s|\\\$11|'/markets/{ticker}'|g; s|\\\$12|:cycle_start|g; s|\\\$13|:day|g; s|\\\$14|NULL|g; s|\\\$1|'bench-host'|g; s|\\\$2|:client_id|g; s|\\\$3|'$BENCH_HOST_LIFE'|g; s|\\\$4|'req_bench000000'|g; s|\\\$5|:xid|g; s|\\\$6|:token|g; s|\\\$7|:seq|g; s|\\\$8|:user_id|g; s|\\\$9|:key_id|g"
+                printf ';\n'
+                "$TMP/meter-sql" answered | tr '\n' ' ' | sed -e "s|\\\$1|'bench-host'|g; s|\\\$2|:client_id|g; s|\\\$3|'req_bench000000'|g"
+                printf ';\n'
+            fi
             ;;
         esac
     } >"$file"
@@ -353,8 +365,8 @@ pgbench_row() {
 
 # The metering targets, and CPU per request next to the floor's.
 metered_verdicts() {
-    printf '\nmeter-sql / floor = %s (target >= 0.8); markets-metered / floor = %s (target >= 0.3); markets-half-load p99 = %s ms (target <= 5)\n' \
-        "${RATIO[meter-sql]}" "${RATIO[markets-metered]}" "${P99[markets-half-load]}"
+    printf '\nmeter-sql / floor = %s (target >= 0.8; meter-sql-bare %s); markets-metered / floor = %s (target >= 0.3); markets-half-load p99 = %s ms (target <= 5)\n' \
+        "${RATIO[meter-sql]}" "${RATIO[meter-sql-bare]}" "${RATIO[markets-metered]}" "${P99[markets-half-load]}"
     printf 'CPU us per request, all processes: floor %s, meter-sql %s, markets-metered %s (KB_WORKERS=%s)\n' \
         "${CPU[floor]}" "${CPU[meter-sql]}" "${CPU[markets-metered]}" "$KB_WORKERS"
 }
@@ -525,6 +537,7 @@ fi
 setup_bench_accounts
 pgbench_row floor - "$BENCH_ACCOUNTS"
 pgbench_row meter-sql floor "$BENCH_ACCOUNTS"
+pgbench_row meter-sql-bare floor "$BENCH_ACCOUNTS"
 # BENCH_QUICK=metered: the rows above, the floor, meter-sql, and the metered HTTP rows only.
 if [[ ${BENCH_QUICK:-0} == metered ]]; then
     import_market 100 market

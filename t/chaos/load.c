@@ -95,17 +95,24 @@ on_body(char *b, size_t sz, size_t n, void *u)
 long
 req(CURL *cu, const account *a, int route, long *cost)
 {
+    return req_on(cu, rand() % nhosts, a, route, cost);
+}
+
+long
+req_on(CURL *cu, int host, const account *a, int route, long *cost)
+{
+    const char *b = bases[host];
     char url[512], body[256], auth[128];
     struct curl_slist *hl = NULL;
     hdrs h = {-1};
     const char *t = tickers[rand() % nticker];
     curl_easy_reset(cu);
     if (route == 0) {
-        snprintf(url, sizeof(url), "%s/markets?limit=5", base);
+        snprintf(url, sizeof(url), "%s/markets?limit=5", b);
     } else if (route == 1) {
-        snprintf(url, sizeof(url), "%s/markets/%s", base, t);
+        snprintf(url, sizeof(url), "%s/markets/%s", b, t);
     } else if (route == 2) {
-        snprintf(url, sizeof(url), "%s/orderbook", base);
+        snprintf(url, sizeof(url), "%s/orderbook", b);
         snprintf(body, sizeof(body),
                  "{\"market_ticker\":\"%s\",\"timestamp\":\"2026-01-14T%02d:30:00Z\","
                  "\"depth\":5}",
@@ -113,7 +120,7 @@ req(CURL *cu, const account *a, int route, long *cost)
         curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body);
         hl = curl_slist_append(hl, "Content-Type: application/json");
     } else {
-        snprintf(url, sizeof(url), "%s/health", base);
+        snprintf(url, sizeof(url), "%s/health", b);
     }
     if (a != NULL) {
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", a->key);
