@@ -15,7 +15,7 @@ VARIANT ?= release
 PKGS_BUILD := build-essential pkg-config clang libclang-rt-14-dev \
 	libfcgi-dev libpq-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev check
 PKGS_RUN := postgresql nginx openssl curl ca-certificates procps iproute2
-PKGS_TEST := wrk python3 nodejs npm chromium
+PKGS_TEST := wrk python3 nodejs npm chromium pgbouncer
 PKGS := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST)
 
 PC_LIBS := libpq libcurl libcjson libsodium openssl fcgi
@@ -225,6 +225,8 @@ CHAOS_CLIENTS ?= 64
 CHAOS_ROUNDS ?= 2
 # CHAOS_HOSTS=2: two app hosts on one Postgres, with host-level faults (t/lib/hosts.sh).
 CHAOS_HOSTS ?= 1
+# CHAOS_BOUNCER=1: the pools reach Postgres through PgBouncer (session mode).
+CHAOS_BOUNCER ?= 0
 SOAK_REQUESTS ?= 1000000
 .PHONY: chaos soak
 
@@ -237,7 +239,7 @@ tests: $(CHAOS_BIN)
 
 chaos: deps
 	$(MAKE) VARIANT=release all build/release/t/chaos/chaos
-	CHAOS_HOSTS=$(CHAOS_HOSTS) t/chaos/run.sh build/release $(CHAOS_REQUESTS) $(CHAOS_CLIENTS) $(CHAOS_ROUNDS)
+	CHAOS_HOSTS=$(CHAOS_HOSTS) CHAOS_BOUNCER=$(CHAOS_BOUNCER) t/chaos/run.sh build/release $(CHAOS_REQUESTS) $(CHAOS_CLIENTS) $(CHAOS_ROUNDS)
 
 soak: deps
 	$(MAKE) VARIANT=release all

@@ -252,6 +252,9 @@ keeper_main(bool leased)
         int64_t now = kb_mono_us();
         if (now >= next_renew) {
             kb_buf why = KB_BUF_INIT;
+            /* The keeper keeps its own pace (250 ms while the database is away): a
+             * lease must not run out in kb_db's reconnect backoff (up to 5 s). */
+            db.next_attempt_us = 0;
             kb_host_lease l = leased ? kb_host_renew(&db, lease) : kb_host_claim(&db, lease, 0, &why);
             if (l == KB_HOST_OURS && !leased) {
                 kb_log_info("host id '%s' leased", kb_host_self_get()->id);

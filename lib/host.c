@@ -114,12 +114,17 @@ kb_host_self_get(void)
 }
 
 /* This machine's boot and pid namespace: a holder with the same one whose pid is
- * gone is provably dead. */
+ * gone is provably dead. "" when the boot id is unreadable (systemd's
+ * ProcSubset=pid hides /proc/sys): then no holder is provably dead, and a restart
+ * waits for its predecessor's lease to run out (a pid namespace's inode alone is
+ * the same on every machine). */
 static void
 boot_of_self(char *out, size_t outsz)
 {
     char boot[64] = "", ns[64] = "";
-    read_line("/proc/sys/kernel/random/boot_id", boot, sizeof(boot));
+    out[0] = '\0';
+    if (!read_line("/proc/sys/kernel/random/boot_id", boot, sizeof(boot)))
+        return;
     ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
     ns[n > 0 ? n : 0] = '\0';
     snprintf(out, outsz, "%s/%s", boot, ns);
@@ -170,7 +175,7 @@ claim_once(kb_db *db, kb_arena *arena, long lease_ms, const char *prev, holder *
     snprintf(h->boot, sizeof(h->boot), "%s", PQgetvalue(r, 0, 4));
     h->expires_in_ms = strtol(PQgetvalue(r, 0, 5), NULL, 10);
     snprintf(h->renewed, sizeof(h->renewed), "%s", PQgetvalue(r, 0, 6));
-    h->ours = strcmp(h->boot, boot) == 0;
+    h->ours = boot[0] != '\0' && strcmp(h->boot, boot) == 0;
     return KB_HOST_HELD;
 }
 

@@ -14,6 +14,10 @@
 #   t/stack.sh nginx-test-prod         nginx -t on the production site nginx/kalshibook.conf
 #   t/stack.sh host-start|host-stop|host-kill|host-app-start DIR N
 #                                      more app hosts on this stack's Postgres (t/lib/hosts.sh)
+#   t/stack.sh replica-resync DIR      stop the replica, rebuild it from the primary, start it
+#                                      (the app keeps running; t/lib/hosts.sh)
+#   t/stack.sh bouncer-start DIR       PgBouncer in session mode between the pools and the
+#                                      primary; app restarted through it (t/lib/hosts.sh)
 #
 # DIR holds all state (created if missing): pg/ (cluster), pgsock/, tls/
 # (self-signed cert), nginx/ (instantiated config), fcgi.sock, *.pid, *.log,
@@ -879,6 +883,18 @@ cmd_replica_start() {
     PG_BIN=$(find_pg_bin)
     load_ports
     pg_running || die "the primary is not running in '$DIR'"
+    replica_build
+    if [[ -f $DIR/app.env ]]; then
+        sed -i '/^KB_DATABASE_READ_URL=/d' "$DIR/app.env"
+    fi
+    printf "KB_DATABASE_READ_URL='%s'\n" "$(replica_url)" >>"$DIR/app.env"
+    app_stop
+    app_start
+    write_run_env
+}
+
+# The replica of the running primary, made with pg_basebackup unless it runs already.
+replica_build() {
     local port
     port=$(kv_get "$DIR/ports.env" KB_PG_REPLICA_PORT)
     if [[ -z $port ]]; then
@@ -913,13 +929,6 @@ EOF
     fi
     wait_until "$START_TIMEOUT_S" replica_in_recovery "$port" ||
         fail_with_log "$DIR/pg-replica.log" "the replica is not answering"
-    if [[ -f $DIR/app.env ]]; then
-        sed -i '/^KB_DATABASE_READ_URL=/d' "$DIR/app.env"
-    fi
-    printf "KB_DATABASE_READ_URL='%s'\n" "$(replica_url)" >>"$DIR/app.env"
-    app_stop
-    app_start
-    write_run_env
 }
 
 print_examples() {
@@ -1112,6 +1121,8 @@ main() {
     app-stop) [[ $# == 1 ]] || usage; cmd_app_stop "$1" ;;
     replica-start) [[ $# == 1 ]] || usage; cmd_replica_start "$1" ;;
     nginx-test-prod) [[ $# == 0 ]] || usage; cmd_nginx_test_prod ;;
+    replica-resync) [[ $# == 1 ]] || usage; cmd_replica_resync "$1" ;;
+    bouncer-start) [[ $# == 1 ]] || usage; cmd_bouncer_start "$1" ;;
     host-start | host-stop | host-kill | host-app-start)
         [[ $# == 2 ]] || usage
         "cmd_${cmd//-/_}" "$@"

@@ -9,6 +9,8 @@
 #   t/stack.sh host-kill DIR N     SIGKILL the host's pool whole (master, workers, reporter,
 #                                  lease keeper at once), as a host that dies; nginx stays
 #   t/stack.sh host-app-start DIR N   start the pool again (after host-kill)
+#   t/stack.sh replica-resync DIR  stop the stack's replica, rebuild it, start it again
+#   t/stack.sh bouncer-start DIR   PgBouncer (session mode) between every pool and the primary
 #
 # The stack's own pool is host 1 (its default host id). Stopping the stack (stop) stops its
 # hosts first. Functions here run inside stack.sh and use its helpers; host_dir switches
@@ -50,13 +52,88 @@ host_dir() {
     chmod 600 "$DIR/app.env"
 }
 
-# The app of a host reaches the stack's primary, not a cluster of its own.
+# The app of a host reaches the stack's primary, not a cluster of its own; through the
+# stack's PgBouncer when it runs one (bouncer-start).
 database_url() {
+    local bp
+    bp=$(kv_get "${HOST_MAIN_DIR:-$DIR}/bouncer.env" KB_BOUNCER_PORT)
     if [[ -n $HOST_DB_URL ]]; then
         printf '%s\n' "$HOST_DB_URL"
+    elif [[ -n $bp ]]; then
+        printf 'host=127.0.0.1 port=%s user=%s dbname=%s\n' "$bp" "$DB_USER" "$DB_NAME"
     else
         printf 'host=%s port=%s user=%s dbname=%s\n' "$PGSOCK_DIR" "$PG_PORT" "$DB_USER" "$DB_NAME"
     fi
+}
+
+# ---- PgBouncer (session mode) between the app and the primary --------------------------
+
+bouncer_pid() {
+    local pid
+    pid=$(read_pid "$DIR/pgbouncer/pgbouncer.pid")
+    [[ -n $pid ]] && pid_is "$pid" pgbouncer && printf '%s\n' "$pid"
+    return 0
+}
+
+bouncer_answers() {
+    "$PG_BIN/psql" -X -q -t -A -h 127.0.0.1 -p "$1" -U "$DB_USER" -d "$DB_NAME" -c 'SELECT 1' \
+        >/dev/null 2>&1
+}
+
+# t/stack.sh bouncer-start DIR: PgBouncer in session mode on the stack's primary (run as
+# postgres; trust on 127.0.0.1, as the test cluster itself), then the app (and kbctl and
+# run.env) restarted to go through it.
+cmd_bouncer_start() {
+    set_dir "$1" no || die "no stack dir '$1'"
+    PG_BIN=$(find_pg_bin)
+    load_ports
+    local bin port
+    bin=$(command -v pgbouncer || printf '/usr/sbin/pgbouncer')
+    [[ -x $bin ]] || die "pgbouncer not found (make deps)"
+    port=$(kv_get "$DIR/bouncer.env" KB_BOUNCER_PORT)
+    [[ -n $port ]] || port=$(pick_port "$HTTPS_PORT" "$HTTP_PORT" "$PG_PORT")
+    mkdir -p "$DIR/pgbouncer"
+    cat >"$DIR/pgbouncer/pgbouncer.ini" <<INI
+; Written by t/stack.sh bouncer-start: session pooling in front of $PGDATA_DIR.
+[databases]
+$DB_NAME = host=$PGSOCK_DIR port=$PG_PORT dbname=$DB_NAME
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $DIR/pgbouncer/userlist.txt
+pool_mode = session
+max_client_conn = 400
+default_pool_size = 200
+server_reset_query = DISCARD ALL
+pidfile = $DIR/pgbouncer/pgbouncer.pid
+logfile = $DIR/pgbouncer.log
+INI
+    printf '"%s" ""\n' "$DB_USER" >"$DIR/pgbouncer/userlist.txt"
+    touch "$DIR/pgbouncer.log"
+    if is_root; then
+        chown -R postgres: "$DIR/pgbouncer" "$DIR/pgbouncer.log"
+    fi
+    if [[ -z $(bouncer_pid) ]]; then
+        as_pg "$bin" -d "$DIR/pgbouncer/pgbouncer.ini" >>"$DIR/pgbouncer.log" 2>&1 ||
+            fail_with_log "$DIR/pgbouncer.log" "pgbouncer did not start"
+    fi
+    wait_until "$START_TIMEOUT_S" bouncer_answers "$port" ||
+        fail_with_log "$DIR/pgbouncer.log" "pgbouncer does not answer on 127.0.0.1:$port"
+    printf 'KB_BOUNCER_PORT=%s\n' "$port" >"$DIR/bouncer.env"
+    log "pgbouncer (session mode) on 127.0.0.1:$port"
+    app_stop
+    app_start
+    write_run_env
+}
+
+bouncer_stop() {
+    local pid
+    pid=$(bouncer_pid)
+    [[ -n $pid ]] || return 0
+    kill -INT "$pid" 2>/dev/null || true
+    wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
 }
 
 host_write_env() {
@@ -119,7 +196,7 @@ cmd_host_app_start() {
     host_write_env
 }
 
-# Stop every host N of the stack in DIR (before the stack itself).
+# Stop every host N of the stack in DIR (before the stack itself), and its PgBouncer.
 hosts_stop_all() {
     local d n
     for d in "$DIR"/h[2-9]; do
@@ -127,4 +204,19 @@ hosts_stop_all() {
         n=${d##*/h}
         (cmd_host_stop "$DIR" "$n") || true
     done
+    if [[ -f $DIR/bouncer.env ]]; then
+        app_stop || true
+        bouncer_stop || true
+    fi
+}
+
+# The replica stopped, thrown away and rebuilt from the primary (pg_basebackup), while the
+# app keeps running: its data routes answer from the primary or 503 meanwhile.
+cmd_replica_resync() {
+    set_dir "$1" no || die "no stack dir '$1'"
+    PG_BIN=$(find_pg_bin)
+    load_ports
+    [[ -f $REPLICA_DIR/PG_VERSION ]] || die "no replica in '$DIR' (run replica-start first)"
+    replica_stop
+    replica_build
 }
