@@ -77,7 +77,7 @@ OUT_DIR=$REPO/var/bench
 # Rows, in order, and their figures by name; extra curl arguments for a row's check.
 ROWS=()
 BENCH_CURL_EXTRA=()
-declare -A RPS P50 P99 BASE RATIO CPU
+declare -A RPS P50 P99 BASE RATIO CPU TIERS
 
 TMP=
 HELLO_PID=
@@ -141,6 +141,21 @@ stack_ticks() {
     fi
     echo "$sum"
 }
+# tier_ticks: "nginx pool postgres" CPU ticks so far (docs/ops.md sizing table).
+tier_ticks() {
+    printf '%s %s %s\n' "$(tree_ticks "$KB_NGINX_PID")" "$(tree_ticks "$KB_FCGI_PID")" \
+        "$(tree_ticks "$(head -n1 "$KB_PGDATA/postmaster.pid" 2>/dev/null)")"
+}
+# tier_us BEFORE AFTER REQUESTS: "nginx/pool/postgres" CPU us per request.
+tier_us() {
+    awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        if (n <= 0) { print "-"; exit }
+        printf "%.0f/%.0f/%.0f", (y[1] - x[1]) / hz * 1e6 / n, (y[2] - x[2]) / hz * 1e6 / n,
+            (y[3] - x[3]) / hz * 1e6 / n
+    }'
+}
+
 # Wait until the postmaster has reaped the backends a load generator left (so their CPU
 # is in its cutime), at most 5 s.
 pg_settled() {
@@ -197,11 +212,13 @@ bench_row() {
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$@" "$url" >/dev/null
     fi
     printf 'bench: %-12s %s (%ss)\n' "$name" "$path" "$DURATION" >&2
-    local t0 t1 gen
+    local t0 t1 gen tiers0 tiers1
+    tiers0=$(tier_ticks)
     t0=$(stack_ticks http)
     # bash's time: the user + system seconds of wrk itself.
     gen=$( { TIMEFORMAT='%U %S'; time wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$TMP/wrk.out"; } 2>&1 | awk 'END { print $1 + $2 }')
     t1=$(stack_ticks http)
+    tiers1=$(tier_ticks)
     out=$(cat "$TMP/wrk.out")
     rps=$(awk '$1 == "Requests/sec:" { print $2 }' <<<"$out")
     p50=$(awk '$1 == "50%" { print $2; exit }' <<<"$out")
@@ -222,6 +239,7 @@ bench_row() {
     P99[$name]=$p99
     BASE[$name]=$baseline
     CPU[$name]=$(cpu_us "$t0" "$t1" "$gen" "$(awk '/requests in/ { print $1; exit }' <<<"$out")")
+    TIERS[$name]=$(tier_us "$tiers0" "$tiers1" "$(awk '/requests in/ { print $1; exit }' <<<"$out")")
     if [[ $baseline == - ]]; then
         RATIO[$name]=-
     else
@@ -373,10 +391,11 @@ metered_verdicts() {
 
 print_table() {
     local name
-    printf '\n%-20s %10s %9s %9s  %-16s %6s %8s\n' name rps p50_ms p99_ms baseline ratio cpu_us
+    printf '\n%-20s %10s %9s %9s  %-16s %6s %8s  %s\n' name rps p50_ms p99_ms baseline ratio cpu_us \
+        'nginx/pool/pg_us'
     for name in "${ROWS[@]}"; do
-        printf '%-20s %10s %9s %9s  %-16s %6s %8s\n' "$name" "${RPS[$name]}" "${P50[$name]}" \
-            "${P99[$name]}" "${BASE[$name]}" "${RATIO[$name]}" "${CPU[$name]:--}"
+        printf '%-20s %10s %9s %9s  %-16s %6s %8s  %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" \
+            "${P99[$name]}" "${BASE[$name]}" "${RATIO[$name]}" "${CPU[$name]:--}" "${TIERS[$name]:--}"
     done
 }
 
@@ -535,6 +554,21 @@ if [[ ${BENCH_QUICK:-0} == 1 ]]; then
 fi
 
 setup_bench_accounts
+# BENCH_QUICK=tiers: the sizing rows of docs/ops.md only (CPU per request per tier): health
+# (above), a metered by-id request, /orderbook and /deltas on one market.
+if [[ ${BENCH_QUICK:-0} == tiers ]]; then
+    import_market 4200 orderbook
+    BENCH_KEYS=$BENCH_ACCOUNTS bench_row markets-metered "/markets/$BENCH_TICKER" health \
+        -H "Authorization: Bearer $(bench_key 1)" -- -s "$REPO/t/bench/metered.lua"
+    AUTH="Authorization: Bearer $(bench_key 1)"
+    BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","timestamp":"2026-03-01T23:59:00Z"}' \
+        bench_row orderbook-100k /orderbook health -s "$REPO/t/bench/post.lua" -H "$AUTH"
+    BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","start_time":"2026-03-01T06:00:00Z","end_time":"2026-03-01T23:00:00Z","limit":1000}' \
+        bench_row deltas-1000 /deltas health -s "$REPO/t/bench/post.lua" -H "$AUTH"
+    print_table
+    write_json
+    exit 0
+fi
 pgbench_row floor - "$BENCH_ACCOUNTS"
 pgbench_row meter-sql floor "$BENCH_ACCOUNTS"
 pgbench_row meter-sql-bare floor "$BENCH_ACCOUNTS"

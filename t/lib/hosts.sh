@@ -107,6 +107,9 @@ pool_mode = session
 max_client_conn = 400
 default_pool_size = 200
 server_reset_query = DISCARD ALL
+; After Postgres restarts, PgBouncer waits server_login_retry (15 s by default) before
+; it tries the server again; a host lease (KB_HOST_LEASE_MS) must outlast that.
+server_login_retry = 1
 pidfile = $DIR/pgbouncer/pgbouncer.pid
 logfile = $DIR/pgbouncer.log
 INI
