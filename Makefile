@@ -62,7 +62,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(B)/%.o)
 # app objects shared by the server and the unit tests (no FastCGI, no main)
 APP_CORE_SRCS := app/router.c app/routes.c app/dispatch.c $(sort $(wildcard app/h_*.c))
 APP_CORE_OBJS := $(APP_CORE_SRCS:%.c=$(B)/%.o)
-FCGI_SRCS := app/master.c app/listen.c app/worker.c app/fcgi.c app/sdnotify.c
+FCGI_SRCS := app/master.c app/keeper.c app/listen.c app/worker.c app/fcgi.c app/sdnotify.c
 FCGI_OBJS := $(FCGI_SRCS:%.c=$(B)/%.o)
 KBCTL_SRCS := app/kbctl.c $(sort $(wildcard app/kbctl_*.c))
 KBCTL_OBJS := $(KBCTL_SRCS:%.c=$(B)/%.o)

@@ -39,10 +39,10 @@
 #include "kb_shared.h"
 #include "kb_str.h"
 #include "kb_time.h"
-#include "kb_db.h"
 #include "kb_host.h"
 #include "kb_journal.h"
 #include "kb_usage.h"
+#include "keeper.h"
 #include "listen.h"
 #include "sdnotify.h"
 #include "worker.h"
@@ -227,9 +227,6 @@ reporter_reaped(master *m, pid_t pid, const char *how)
  * is held by another live pool; exit 75: this pool lost its lease (another host
  * took it for dead); the master stops the pool on either. */
 
-#define KEEPER_HELD 78
-#define KEEPER_LOST 75
-
 static volatile sig_atomic_t keeper_stop;
 
 static void
@@ -237,53 +234,6 @@ keeper_on_term(int sig)
 {
     (void)sig;
     keeper_stop = 1;
-}
-
-static int
-keeper_main(bool leased)
-{
-    kb_db db;
-    kb_db_init(&db, kb_cfg.database_url, "kalshibook-host", kb_cfg.db_connect_timeout_s, 5000);
-    long lease = kb_cfg.host_lease_ms;
-    long tick = lease / 4 < 250 ? 250 : lease / 4;
-    int rc = 0;
-    int64_t next_renew = 0;
-    while (!keeper_stop) {
-        int64_t now = kb_mono_us();
-        if (now >= next_renew) {
-            kb_buf why = KB_BUF_INIT;
-            /* The keeper keeps its own pace (250 ms while the database is away): a
-             * lease must not run out in kb_db's reconnect backoff (up to 5 s). */
-            db.next_attempt_us = 0;
-            kb_host_lease l = leased ? kb_host_renew(&db, lease) : kb_host_claim(&db, lease, 0, &why);
-            if (l == KB_HOST_OURS && !leased) {
-                kb_log_info("host id '%s' leased", kb_host_self_get()->id);
-                leased = true;
-            } else if (l == KB_HOST_HELD && !leased) {
-                kb_log_error("refusing to serve: %s", kb_buf_cstr(&why));
-                rc = KEEPER_HELD;
-            } else if (l == KB_HOST_HELD) {
-                kb_log_error("this pool lost the lease of host id '%s' (another host took it for "
-                             "dead after %ld ms without a renewal and settled its charges in "
-                             "flight); stopping",
-                             kb_host_self_get()->id, lease);
-                rc = KEEPER_LOST;
-            }
-            kb_buf_release(&why);
-            if (rc != 0)
-                break;
-            /* A renewal that failed is retried soon; the lease has three more ticks. */
-            next_renew = now + (l == KB_HOST_UNREACHABLE ? 250000 : tick * 1000);
-            long refunded, pending;
-            kb_host_settle_dead(&db, 64, &refunded, &pending);
-        }
-        struct timespec ts = {0, 50 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    if (rc == 0 && leased)
-        kb_host_release(&db);
-    kb_db_release(&db);
-    return rc;
 }
 
 static void
@@ -321,7 +271,7 @@ keeper_start(master *m)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != master_pid)
             _exit(0);
-        exit(keeper_main(m->leased));
+        exit(kb_keeper_main(m->leased, &keeper_stop));
     }
     m->keeper = pid;
 }
@@ -336,7 +286,7 @@ keeper_reaped(master *m, pid_t pid, int status, const char *how)
         return false;
     m->keeper = 0;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    if (code == KEEPER_HELD || code == KEEPER_LOST) {
+    if (code == KB_KEEPER_HELD || code == KB_KEEPER_LOST) {
         m->rc = code;
         begin_stop(m, SIGTERM);
     } else if (!m->stopping) {

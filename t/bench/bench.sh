@@ -339,16 +339,26 @@ pgbench_script() {
             printf 'UPDATE bench_floor SET credits_used = credits_used + 1 WHERE user_id = %s AND credits_used + 1 <= credits_total RETURNING credits_used, credits_total;\n' "$(sub user_id)"
             ;;
         meter*)
+            # The fast statement writes the charge's meter_inflight row ($7..$9: the host,
+            # the journal entry, the pool's life; NULL for -bare: no row, the statements
+            # before migration 0024). After the slow path the worker sends the row's
+            # statement in the commit's round trip (here on its own), and after the answer
+            # the answered mark.
+            local host=NULL slot=NULL life=NULL
+            if [[ $name != *-bare ]]; then
+                host="'bench-host'" slot=:client_id life="'$BENCH_HOST_LIFE'"
+            fi
             printf '\\set xid 0\n'
-            "$TMP/meter-sql" fast | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g; s|\\\$5|'req_bench000000'|g; s|\\\$6|'$BENCH_LIFE'|g"
+            "$TMP/meter-sql" fast | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g; s|\\\$5|'req_bench000000'|g; s|\\\$6|'$BENCH_LIFE'|g; s|\\\$7|$host|g; s|\\\$8|$slot|g; s|\\\$9|$life|g"
             printf '\\aset\n\\if :xid = 0\n'
             "$TMP/meter-sql" slow | tr '\n' ' ' | sed -e "s|\\\$1|$(sub key_hash)|g; s|\\\$2|1|g; s|\\\$3|'/markets/{ticker}'|g; s|\\\$4|'req_bench000000'|g"
-            printf '\n\\aset\n\\endif\n'
-            # The charge's row (in the worker it rides in the charge's transaction, before
-            # the commit; here a transaction of its own) and, after the answer, its mark.
+            printf '\n\\aset\n'
             if [[ $name != *-bare ]]; then
                 "$TMP/meter-sql" inflight | tr '\n' ' ' | sed -e "s|\\\$10|:cost|g; s|\\\$11|'/markets/{ticker}'|g; s|\\\$12|:cycle_start|g; s|\\\$13|:day|g; s|\\\$14|NULL|g; s|\\\$1|'bench-host'|g; s|\\\$2|:client_id|g; s|\\\$3|'$BENCH_HOST_LIFE'|g; s|\\\$4|'req_bench000000'|g; s|\\\$5|:xid|g; s|\\\$6|:token|g; s|\\\$7|:seq|g; s|\\\$8|:user_id|g; s|\\\$9|:key_id|g"
                 printf ';\n'
+            fi
+            printf '\\endif\n'
+            if [[ $name != *-bare ]]; then
                 "$TMP/meter-sql" answered | tr '\n' ' ' | sed -e "s|\\\$1|'bench-host'|g; s|\\\$2|:client_id|g; s|\\\$3|'req_bench000000'|g"
                 printf ';\n'
             fi
