@@ -663,8 +663,9 @@ kb_db_command(kb_db *db, const char *sql)
 bool
 kb_db_send_async(kb_db *db, const kb_stmt *st, const char *const *params)
 {
-    if (db->conn == NULL || db->open || db->ahead != NULL)
+    if (db->conn == NULL || db->open)
         return false;
+    kb_db_ahead_clear(db); /* a lookup sent ahead that nobody asked for is stale now */
     if (db->async != NULL)
         drain_async(db);
     if (db->conn == NULL || prepare(db, st) != KB_OK)

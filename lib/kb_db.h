@@ -109,8 +109,9 @@ kb_err kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params
  * Send st(params) as a transaction of its own and return without waiting: the
  * next use of db reads (and logs a failure of) its result first. For a write
  * that must leave at once but whose outcome the caller does not wait for (the
- * answered mark, lib/meter.c). No-op while the connection is down or a
- * transaction is open; false then (and when sending failed).
+ * answered mark, lib/meter.c). A statement sent ahead and not asked for is
+ * dropped. No-op while the connection is down or a transaction is open; false
+ * then (and when sending failed).
  */
 bool kb_db_send_async(kb_db *db, const kb_stmt *st, const char *const *params);
 

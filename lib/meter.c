@@ -77,7 +77,7 @@ const kb_stmt kb_meter_stmt = {
     "   (SELECT a.life FROM app_hosts a WHERE a.host_id = $7 AND a.life = $9::uuid),"
     "   $5, false, c.xid, c.token, c.seq, c.user_id, c.key_id, c.cost, $4, c.cycle_start,"
     "   c.day, NULL, now() FROM c WHERE $7::text IS NOT NULL"
-    " ON CONFLICT (host_id, slot) DO UPDATE SET life = excluded.life,"
+    " ON CONFLICT (host_id, life, slot) DO UPDATE SET"
     "   request_id = excluded.request_id, answered = false, xid = excluded.xid,"
     "   token = excluded.token, seq = excluded.seq, user_id = excluded.user_id,"
     "   key_id = excluded.key_id, cost = excluded.cost, endpoint = excluded.endpoint,"
@@ -118,7 +118,7 @@ const kb_stmt kb_meter_inflight_stmt = {
     "   (SELECT a.life FROM app_hosts a WHERE a.host_id = $1 AND a.life = $3::uuid),"
     "   $4, false, $5::xid8, $6::uuid, $7::bigint, $8::uuid, $9::uuid, $10::integer, $11,"
     "   $12::timestamptz, $13::date, $14::bigint, now())"
-    " ON CONFLICT (host_id, slot) DO UPDATE SET life = excluded.life,"
+    " ON CONFLICT (host_id, life, slot) DO UPDATE SET"
     "   request_id = excluded.request_id, answered = false, xid = excluded.xid,"
     "   token = excluded.token, seq = excluded.seq, user_id = excluded.user_id,"
     "   key_id = excluded.key_id, cost = excluded.cost, endpoint = excluded.endpoint,"
@@ -130,8 +130,8 @@ const kb_stmt kb_meter_inflight_stmt = {
 const kb_stmt kb_meter_answered_stmt = {
     "meter_answered",
     "UPDATE meter_inflight SET answered = true"
-    " WHERE host_id = $1 AND slot = $2::integer AND request_id = $3",
-    3, false};
+    " WHERE host_id = $1 AND life = $2::uuid AND slot = $3::integer AND request_id = $4",
+    4, false};
 
 static const char *const outcome_names[] = {
     [KB_METER_OK] = "ok",
@@ -724,7 +724,7 @@ kb_meter_sent(kb_ctx *ctx)
         return;
     char slots[16];
     snprintf(slots, sizeof(slots), "%d", slot);
-    const char *p[] = {host->id, slots, c->request_id};
+    const char *p[] = {host->id, host->life, slots, c->request_id};
     if (!kb_db_send_async(&ctx->w->db, &kb_meter_answered_stmt, p))
         kb_log_warn("unable to mark the answer of request %s in meter_inflight", c->request_id);
 }

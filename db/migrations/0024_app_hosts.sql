@@ -8,7 +8,7 @@
 --     The pool that holds it ("life", a random uuid per start of the master) renews
 --     expires_at every few seconds. A second pool with the same id finds the lease
 --     held and refuses to start; a lease that expired is taken over.
---   * meter_inflight: one row per journal entry of a host (host_id, slot), written in
+--   * meter_inflight: one row per journal entry of a pool (host_id, life, slot), written in
 --     the charge's own transaction (so it exists exactly when the charge committed)
 --     with what kb_meter_settle() needs, and marked answered right after the 2xx
 --     answer's last write (lib/meter.c). A row of a life that is not its host's
@@ -68,7 +68,9 @@ CREATE UNLOGGED TABLE meter_inflight (
     day         date NOT NULL,
     outbox_id   bigint,
     charged_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (host_id, slot)
+    -- The life is part of the key: a restarted pool writes rows of its own and
+    -- never overwrites what its dead predecessor left unsettled on the same slot.
+    PRIMARY KEY (host_id, life, slot)
 ) WITH (fillfactor = 50);
 
 -- Claim host p_host for the pool p_life. Takes a free id, a lease that expired, or the
@@ -164,7 +166,7 @@ BEGIN
         SELECT m.* INTO r
           FROM meter_inflight m LEFT JOIN app_hosts a ON a.host_id = m.host_id
          WHERE NOT m.answered AND a.life IS DISTINCT FROM m.life
-           AND NOT (m.host_id || ':' || m.slot) = ANY (skip)
+           AND NOT (m.host_id || ':' || m.life || ':' || m.slot) = ANY (skip)
          ORDER BY m.charged_at
          LIMIT 1
            FOR UPDATE OF m SKIP LOCKED;
@@ -180,7 +182,7 @@ BEGIN
         IF st = 'pending' THEN
             -- Its transaction is still running: leave the row for a later round.
             pending := pending + 1;
-            skip := skip || (r.host_id || ':' || r.slot);
+            skip := skip || (r.host_id || ':' || r.life || ':' || r.slot);
             CONTINUE;
         END IF;
         IF st = 'refunded' THEN
@@ -188,7 +190,12 @@ BEGIN
         ELSE
             cleared := cleared + 1;
         END IF;
-        DELETE FROM meter_inflight m WHERE m.host_id = r.host_id AND m.slot = r.slot;
+        DELETE FROM meter_inflight m
+         WHERE m.host_id = r.host_id AND m.life = r.life AND m.slot = r.slot;
     END LOOP;
+    -- The answered rows of lives that are over need no settling.
+    DELETE FROM meter_inflight m
+     WHERE m.answered
+       AND m.life IS DISTINCT FROM (SELECT a.life FROM app_hosts a WHERE a.host_id = m.host_id);
 END
 $$;

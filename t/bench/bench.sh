@@ -359,7 +359,7 @@ pgbench_script() {
             fi
             printf '\\endif\n'
             if [[ $name != *-bare ]]; then
-                "$TMP/meter-sql" answered | tr '\n' ' ' | sed -e "s|\\\$1|'bench-host'|g; s|\\\$2|:client_id|g; s|\\\$3|'req_bench000000'|g"
+                "$TMP/meter-sql" answered | tr '\n' ' ' | sed -e "s|\\\$1|'bench-host'|g; s|\\\$2|'$BENCH_HOST_LIFE'|g; s|\\\$3|:client_id|g; s|\\\$4|'req_bench000000'|g"
                 printf ';\n'
             fi
             ;;

@@ -4,7 +4,8 @@
  *   - a lease held elsewhere is waited for: taken over once it expires, refused when
  *     its holder renews it meanwhile;
  *   - the charges a dead host left in flight are settled exactly once while two
- *     "hosts" (connections) settle at once, and the stack's own keeper too;
+ *     "hosts" (connections) settle at once, and the stack's own keeper too; a
+ *     restarted pool's first charges on the same journal entries keep them;
  *   - a whole pool SIGKILLed (master, workers, keeper) with a charge committed and
  *     unanswered: the restarted pool takes the lease over and refunds it, and
  *     another host does so when the dead one's lease runs out. */
@@ -21,6 +22,7 @@
 #include <sodium.h>
 
 #include "check_main.h"
+#include "kb_meter.h"
 #include "kbt.h"
 
 #define MAXW 64
@@ -363,6 +365,67 @@ START_TEST(dead_host_charges_are_settled_exactly_once_by_racing_hosts)
 }
 END_TEST
 
+/* A pool restarted on the same host id charges on the same journal entries at once: its
+ * rows must not replace what the dead life left there unsettled (found by chaos: three
+ * charges of a SIGKILLed pool lost their refund to the new pool's first charges). */
+START_TEST(restarted_pool_on_the_same_slot_keeps_what_the_dead_life_left)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+    char host[40], rid[40], rid2[40];
+    tag(host, sizeof(host), "restarted");
+    char *l1 = kbt_sql_value(c, "SELECT gen_random_uuid()");
+    char *l2 = kbt_sql_value(c, "SELECT gen_random_uuid()");
+    kbt_sqlp_ok(c, "INSERT INTO app_hosts (host_id, life, expires_at, lease_ms)"
+                   " VALUES ($1, $2::uuid, clock_timestamp() + interval '1 min', 60000)",
+                2, host, l1);
+    /* The dead life's charge on entry 0, committed, never answered. */
+    charge_in_flight(c, &a, host, l1, 0, false, rid, sizeof(rid));
+    /* The restart takes the lease over (kb_host_claim with the dead life proven)... */
+    kbt_sqlp_ok(c, "UPDATE app_hosts SET life = $2::uuid WHERE host_id = $1", 2, host, l2);
+    /* ...and its first charge lands on entry 0 through the workers' fast path. */
+    char *token = kbt_sqlp_value(c, "SELECT charge_token FROM billing_accounts WHERE user_id = $1",
+                                 1, a.user_id);
+    tag(rid2, sizeof(rid2), "req_host");
+    const char *fast[] = {a.user_id, a.key_id, "1", "/markets", rid2, token, host, "0", l2};
+    kbt_sql_ok(c, "BEGIN");
+    PGresult *r = PQexecParams(c, kb_meter_stmt.sql, 9, NULL, fast, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1,
+                  "fast path did not charge: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    kbt_sql_ok(c, "COMMIT");
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_inflight WHERE host_id = $1",
+                                   host),
+                     2);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts"
+                                      " WHERE user_id = $1",
+                                   a.user_id),
+                     2);
+    /* Any keeper's round settles the dead life's row, and only it. */
+    PGresult *st = PQexec(c, "SELECT refunded FROM kb_host_settle(100)");
+    ck_assert_int_eq(PQresultStatus(st), PGRES_TUPLES_OK);
+    PQclear(st);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
+                                   rid),
+                     1);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
+                                   rid2),
+                     0);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts"
+                                      " WHERE user_id = $1",
+                                   a.user_id),
+                     1);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_inflight WHERE request_id = $1",
+                                   rid2),
+                     1);
+    free(token);
+    free(l1);
+    free(l2);
+    PQfinish(c);
+}
+END_TEST
+
 /* A pool whose lease another host ended can commit no charge. */
 START_TEST(pool_whose_lease_was_ended_charges_nothing)
 {
@@ -581,6 +644,7 @@ main(void)
     tcase_add_test(tc, second_live_pool_with_the_same_host_id_refuses_to_start);
     tcase_add_test(tc, lease_held_elsewhere_is_taken_over_after_expiry_refused_while_renewed);
     tcase_add_test(tc, dead_host_charges_are_settled_exactly_once_by_racing_hosts);
+    tcase_add_test(tc, restarted_pool_on_the_same_slot_keeps_what_the_dead_life_left);
     tcase_add_test(tc, pool_whose_lease_was_ended_charges_nothing);
     suite_add_tcase(s, tc);
     TCase *tk = tcase_create("whole pool killed");
