@@ -10,10 +10,11 @@
  * namespace, its pid gone), is taken over. Then the lease keeper child renews
  * it (kb_host_renew()) and settles what dead pools left (kb_host_settle_dead()).
  *
- * Every charge writes its row of meter_inflight (host id, journal entry) in its
- * own transaction, and marks it answered right after the answer's last write
- * (lib/meter.c); the life it writes must hold the host's lease, so a pool whose
- * lease another host ended can commit no charge.
+ * Every charge writes its row of meter_inflight (host id, life, journal entry)
+ * in its own transaction, and marks it answered right after the answer's last
+ * write (lib/meter.c); the life it writes must hold the host's lease, so a pool
+ * whose lease another host ended can commit no charge, and a restarted pool
+ * never writes over the rows its dead predecessor left.
  *
  * Invariant: kb_host_self_set() runs in the master before any fork; the id and
  * life are read-only afterwards (like kb_cfg).

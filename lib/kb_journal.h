@@ -28,7 +28,7 @@
  * kb_journal_attach() returns NULL and the calls on a NULL entry do nothing.
  * What the journal cannot cover, a crash of the master or of the whole host
  * (the entries are lost with it), meter_inflight does: each charge also writes
- * its row there, keyed by host id and entry index (kb_host.h).
+ * its row there, keyed by host id, the pool's life and entry index (kb_host.h).
  */
 #ifndef KB_JOURNAL_H
 #define KB_JOURNAL_H
