@@ -18,6 +18,10 @@ typedef struct kb_route {
     kb_handler_fn *fn;
     int cost;            /* credits per request (API.md §5.0); > 0 = a metered data route:
                           * Authorization must carry a kb- key, the handler charges this */
+    kb_err bad_param;    /* the answer, uncharged, when a {param} segment does not decode
+                          * (a bad escape, NUL, bytes that are not UTF-8): the route's
+                          * not-found code, as for an id that does not exist, or
+                          * KB_E_VALIDATION; KB_OK for a route without parameters */
 } kb_route;
 
 /* The route table (app/routes.c), literal routes before parameterised ones. */
@@ -27,15 +31,21 @@ extern const size_t kb_nroutes;
 typedef enum kb_match {
     KB_MATCH_OK,          /* *route set, req->params filled */
     KB_MATCH_NO_PATH,     /* 404 not_found */
+    KB_MATCH_BAD_PARAM,   /* *route set, but a {param} segment did not decode: its
+                           * req->params entry is the null string; route->bad_param */
     KB_MATCH_BAD_METHOD,  /* 405; allow holds "GET, POST" */
 } kb_match;
 
 /*
  * Match req->method and req->path against the table. Path segments are
- * percent-decoded before comparison; decoded parameters go to req->params.
+ * percent-decoded before comparison; decoded parameters go to req->params,
+ * and on KB_MATCH_OK each is valid UTF-8 without NUL.
  */
 kb_match kb_router_match(const kb_route *routes, size_t n, kb_req *req, const kb_route **route,
                          char *allow, size_t allowsz);
+
+/* Name of the k-th {param} of pattern into out ("ticker"); false when there is none. */
+bool kb_router_param_name(const char *pattern, size_t k, char *out, size_t outsz);
 
 /*
  * Route, run the handler and leave a complete response in ctx (never fails);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kb_log.h"
 #include "kb_banned.h"
@@ -89,25 +90,68 @@ reason(int status)
     }
 }
 
-void
-kb_fcgi_write(kb_fcgi *f, const kb_req *req, const kb_ctx *ctx)
+/*
+ * End an answer whose body cannot be completed so that the client sees it
+ * fail. Closing the connection alone would not do: without fastcgi_keep_conn
+ * nginx takes the end of the connection for the end of the answer and sends
+ * the last chunk, and the client would get a short body that looks whole.
+ * FastCGI has no record for the application to abort a request, but nginx
+ * treats a malformed record as an upstream error: after the header went out
+ * it then closes the client's connection (HTTP/1.1: no last chunk) or resets
+ * the stream (HTTP/2). So: what was written goes out, then one record header
+ * with protocol version 0, then the connection closes without END_REQUEST.
+ */
+static void
+abort_answer(kb_fcgi *f)
+{
+    static const unsigned char bad_record[8] = {0};
+    FCGX_FFlush(f->req.out);
+    ssize_t n;
+    do
+        n = write(f->req.ipcFd, bad_record, sizeof(bad_record));
+    while (n < 0 && errno == EINTR);
+    FCGX_Free(&f->req, 1);
+}
+
+/* kb_resp_write_fn over the request's stdout. */
+static bool
+put_body(void *ud, const char *p, size_t n)
+{
+    FCGX_Stream *out = ud;
+    while (n > 0) {
+        int k = n > (size_t)1 << 30 ? 1 << 30 : (int)n;
+        if (FCGX_PutStr(p, k, out) != k)
+            return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+bool
+kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx)
 {
     const kb_resp *r = &ctx->resp;
-    /* libfcgi's own printf lacks %zu; format here. */
-    char head[256];
+    /* libfcgi's own printf lacks %zu; format here. A streamed body has no
+     * Content-Length: nginx sends it chunked, and a body cut off mid-way is
+     * then visibly incomplete to the client. */
+    char head[256], length[48] = "";
+    if (r->stream == NULL)
+        snprintf(length, sizeof(length), "Content-Length: %zu\r\n", r->body.len);
     int n = snprintf(head, sizeof(head),
-                     "Status: %d %s\r\nContent-Type: %s\r\n"
-                     "Content-Length: %zu\r\nX-Request-ID: %s\r\n",
+                     "Status: %d %s\r\nContent-Type: %s\r\n%sX-Request-ID: %s\r\n",
                      r->status, reason(r->status),
-                     r->content_type ? r->content_type : "application/json", r->body.len,
+                     r->content_type ? r->content_type : "application/json", length,
                      req->request_id);
     if (n > 0 && (size_t)n < sizeof(head))
         FCGX_PutStr(head, n, f->req.out);
     if (r->headers.len)
         FCGX_PutStr(r->headers.buf, (int)r->headers.len, f->req.out);
     FCGX_PutStr("\r\n", 2, f->req.out);
-    if (r->body.len)
-        FCGX_PutStr(r->body.buf, (int)r->body.len, f->req.out);
+    if (kb_resp_send_body(ctx, put_body, f->req.out))
+        return true;
+    abort_answer(f);
+    return false;
 }
 
 void
@@ -118,6 +162,8 @@ kb_fcgi_complete(kb_fcgi *f, void (*answered)(void *), void *arg)
      * alone, one small write that nothing interrupts once it started when the
      * socket has room; libfcgi writes the end of request when the last output
      * stream closes. */
+    if (f->req.out == NULL)
+        return; /* aborted (abort_answer): there is no end to write */
     FCGX_FFlush(f->req.out);
     struct pollfd p = {.fd = f->req.ipcFd, .events = POLLOUT};
     if (answered != NULL && poll(&p, 1, 0) == 1 && (p.revents & POLLOUT))
@@ -129,5 +175,24 @@ kb_fcgi_complete(kb_fcgi *f, void (*answered)(void *), void *arg)
 void
 kb_fcgi_finish(kb_fcgi *f)
 {
-    FCGX_Finish_r(&f->req);
+    FCGX_Request *r = &f->req;
+    /*
+     * libfcgi closes a connection gracefully: shutdown(), then select() and
+     * read() until nginx has closed its end (up to 2 s), so that data nginx is
+     * still sending cannot turn into a reset. When the request's input was read
+     * to its end (kb_req_build reads the body to EOF) and the answer, end of
+     * request included, went out whole, nginx sends nothing more on a connection
+     * without FCGI_KEEP_CONN: close it at once. The worker then takes the next
+     * connection instead of sleeping until nginx gets round to closing this
+     * one, which under load cost a wake-up and three system calls per request.
+     */
+    int fd = -1;
+    if (r->in != NULL && r->in->isClosed && FCGX_GetError(r->in) == 0 && !r->keepConnection &&
+        FCGX_FClose(r->err) == 0 && FCGX_FClose(r->out) == 0) {
+        fd = r->ipcFd;
+        r->ipcFd = -1; /* so libfcgi does not close it its way */
+    }
+    FCGX_Finish_r(r);
+    if (fd >= 0)
+        close(fd);
 }

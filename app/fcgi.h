@@ -19,17 +19,28 @@ int kb_fcgi_accept(kb_fcgi *f);
 /* Build req from the FastCGI params and body (at most max_body bytes). */
 void kb_fcgi_read(kb_fcgi *f, kb_req *req, kb_arena *arena, long max_body);
 
-/* Write ctx->resp with Status, Content-Type, X-Request-ID and extra headers. */
-void kb_fcgi_write(kb_fcgi *f, const kb_req *req, const kb_ctx *ctx);
+/*
+ * Write ctx->resp with Status, Content-Type, X-Request-ID and extra headers,
+ * then its body (kb_resp_send_body: a stream piece by piece). A stream that
+ * fails after the first byte is recorded in ctx and its connection closed
+ * without ending the request (kb_fcgi_finish then has nothing left to do).
+ * Returns true when the answer is written and waits for kb_fcgi_complete(),
+ * false when it was cut off that way (it must not be completed or counted as
+ * answered).
+ */
+bool kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx);
 
 /*
  * End the answer written so far: flush it, then call answered(arg) and write
  * the FastCGI end of request, the write after which nginx has the whole answer
  * (answered() is skipped when that write might block: the socket is full).
+ * A streamed body is flushed whole first, so its answer too is marked only at
+ * that final write. Does nothing after kb_fcgi_write() returned false.
  */
 void kb_fcgi_complete(kb_fcgi *f, void (*answered)(void *), void *arg);
 
-/* Finish the request (flushes and closes the connection). */
+/* Finish the request: flush, end it and close the connection (at once when
+ * its input was read to the end and the answer went out whole). */
 void kb_fcgi_finish(kb_fcgi *f);
 
 #endif

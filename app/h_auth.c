@@ -11,18 +11,8 @@
 #include <string.h>
 
 #include "kb_auth.h"
+#include "kb_users.h"
 #include "kb_banned.h"
-
-static const kb_stmt user_exists = {
-    "auth_user_exists", "SELECT 1 FROM users WHERE email = lower($1)", 1, true};
-static const kb_stmt user_insert = {
-    "auth_user_insert",
-    "INSERT INTO users (email, password_hash) VALUES (lower($1), $2) "
-    "ON CONFLICT (email) DO NOTHING RETURNING id, email",
-    2, false};
-static const kb_stmt user_find = {
-    "auth_user_find", "SELECT id, email, password_hash FROM users WHERE email = lower($1)", 1,
-    true};
 
 /* The email/password body shared by both routes. */
 static kb_err
@@ -58,13 +48,10 @@ respond(const kb_req *req, kb_ctx *ctx, const char *user_id, const char *email)
     return KB_OK;
 }
 
-static size_t
-utf8_chars(const char *s)
+static kb_err
+exists(kb_ctx *ctx)
 {
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
+    return kb_fail(ctx, KB_E_USER_EXISTS, "A user with this email address already exists.");
 }
 
 kb_err
@@ -74,7 +61,7 @@ h_auth_signup(const kb_req *req, kb_ctx *ctx)
     kb_err err = read_credentials(req, ctx, &email, &password);
     if (err)
         return err;
-    if (utf8_chars(password) < KB_PASSWORD_MIN)
+    if (kb_utf8_chars(password, strlen(password)) < KB_PASSWORD_MIN)
         return kb_fail(ctx, KB_E_WEAK_PASSWORD, "Password should be at least %d characters.",
                        KB_PASSWORD_MIN);
     if (email[0] == '\0')
@@ -82,25 +69,24 @@ h_auth_signup(const kb_req *req, kb_ctx *ctx)
 
     /* Cheap check first, so a taken email costs no argon2 run. The insert
      * below stays the arbiter when two signups race. */
-    const char *p1[] = {email};
-    PGresult *r = NULL;
-    err = kb_db_exec(&ctx->w->db, ctx->arena, &user_exists, p1, &r);
+    bool taken = false;
+    err = kb_users_email_taken(&ctx->w->db, ctx->arena, email, &taken);
     if (err)
         return kb_fail(ctx, err, "unable to look up a user");
-    if (PQntuples(r) > 0)
-        return kb_fail(ctx, KB_E_USER_EXISTS, "A user with this email address already exists.");
+    if (taken)
+        return exists(ctx);
 
     char hash[KB_PWHASH_LEN];
     err = kb_auth_password_hash(ctx, password, hash);
     if (err)
         return err;
-    const char *p2[] = {email, hash};
-    err = kb_db_exec(&ctx->w->db, ctx->arena, &user_insert, p2, &r);
+    kb_user u;
+    err = kb_users_create(&ctx->w->db, ctx->arena, email, hash, &u);
+    if (err == KB_E_USER_EXISTS)
+        return exists(ctx);
     if (err)
         return kb_fail(ctx, err, "unable to create a user");
-    if (PQntuples(r) != 1)
-        return kb_fail(ctx, KB_E_USER_EXISTS, "A user with this email address already exists.");
-    return respond(req, ctx, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+    return respond(req, ctx, u.id, u.email);
 }
 
 kb_err
@@ -110,16 +96,16 @@ h_auth_login(const kb_req *req, kb_ctx *ctx)
     kb_err err = read_credentials(req, ctx, &email, &password);
     if (err)
         return err;
-    const char *p[] = {email};
-    PGresult *r = NULL;
-    err = kb_db_exec(&ctx->w->db, ctx->arena, &user_find, p, &r);
+    kb_user u;
+    const char *hash = NULL;
+    err = kb_users_find(&ctx->w->db, ctx->arena, email, &u, &hash);
     if (err)
         return kb_fail(ctx, err, "unable to look up a user");
-    bool found = PQntuples(r) == 1, ok = false;
-    err = kb_auth_password_verify(ctx, found ? PQgetvalue(r, 0, 2) : NULL, password, &ok);
+    bool ok = false;
+    err = kb_auth_password_verify(ctx, hash, password, &ok);
     if (err)
         return err;
     if (!ok)
         return kb_fail(ctx, KB_E_INVALID_CREDENTIALS, "Invalid email or password.");
-    return respond(req, ctx, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+    return respond(req, ctx, u.id, u.email);
 }

@@ -14,28 +14,16 @@
 #include "kb_auth.h"
 #include "kb_billing.h"
 #include "kb_config.h"
+#include "kb_users.h"
 #include "kb_banned.h"
-
-static const kb_stmt ensure_user = {
-    "billing_ensure_user",
-    "INSERT INTO users (id, email, password_hash)"
-    " VALUES ($1::uuid, lower(coalesce(nullif($2, ''), $1 || '@external.invalid')), '!external')"
-    " ON CONFLICT DO NOTHING",
-    2, false};
-static const kb_stmt ensure_account = {
-    "billing_ensure_account",
-    "INSERT INTO billing_accounts (user_id) SELECT id FROM users WHERE id = $1::uuid"
-    " ON CONFLICT DO NOTHING",
-    1, false};
 
 /* Make sure the authenticated user has users + billing_accounts rows. */
 static kb_err
 ensure_rows(kb_ctx *ctx, const kb_user *u)
 {
-    const char *p[] = {u->id, u->email};
-    kb_err err = kb_db_exec(&ctx->w->db, ctx->arena, &ensure_user, p, NULL);
-    if (!err)
-        err = kb_db_exec(&ctx->w->db, ctx->arena, &ensure_account, p, NULL);
+    kb_err err = kb_users_ensure_account(&ctx->w->db, ctx->arena, u);
+    if (err == KB_E_INVALID_API_KEY)
+        return kb_fail(ctx, err, "Unknown user for this access token.");
     if (err)
         return kb_fail(ctx, err, "billing: unable to create the account");
     return KB_OK;
@@ -124,8 +112,7 @@ h_billing_payg(const kb_req *req, kb_ctx *ctx)
     kb_json_get_int(ctx, body, "overage_cap", KB_JSON_NULLABLE, 0, INT32_MAX, &cap, &cap_set);
     if (ctx->err)
         return ctx->err;
-    const cJSON *capv = cJSON_GetObjectItemCaseSensitive(body, "overage_cap");
-    if (cJSON_IsNull(capv))
+    if (kb_json_is_null(body, "overage_cap"))
         cap = 0; /* null removes the cap */
     else if (!cap_set)
         cap = enable && kb_cfg.payg_overage_cap > 0 ? kb_cfg.payg_overage_cap : -1;

@@ -1,139 +1,21 @@
 /* h_keys.c - the /keys routes (API.md §5.5, §7.8, §7.11, §7.16; GET /keys/usage by
  * day: README "Usage by day").
  *
- * Every statement is scoped by the token's user id, so a user can never see,
- * change or revoke another user's key: someone else's key id is simply
- * "not found". Only the SHA-256 and the display prefix of a key are stored;
- * the raw key appears once, in the POST /keys response, and reveal always
- * answers 404 key_not_found.
+ * Validate, authenticate, then lib/keys.c, which scopes every statement by the
+ * token's user id (someone else's key id is simply "not found"). The raw key
+ * appears once, in the POST /keys response; reveal always answers 404
+ * key_not_found.
  */
 #include "app.h"
 
 #include <string.h>
 
 #include "kb_auth.h"
+#include "kb_keys.h"
 #include "kb_time.h"
 #include "kb_banned.h"
 
 #define KEY_NAME_MAX 100
-/* Instants as microseconds since the epoch, formatted by kb_time_format. */
-#define US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
-#define KEY_COLS "id, name, key_prefix, key_type, " US("created_at") ", " US("last_used_at")
-
-/*
- * A token from an outside issuer (Supabase, via KB_JWT_JWKS_FILE or its
- * HS256 secret) names a user this database may not have yet: the first key
- * creates that user row, with a password hash that never verifies.
- */
-static const kb_stmt key_insert = {
-    "keys_insert",
-    "WITH u AS (INSERT INTO users (id, email, password_hash) "
-    "  VALUES ($1::uuid, lower(coalesce(nullif($2, ''), $1 || '@external.invalid')), "
-    "          '!external') ON CONFLICT DO NOTHING) "
-    "INSERT INTO api_keys (user_id, key_hash, key_prefix, name, key_type) "
-    "VALUES ($1::uuid, $3, $4, $5, $6) RETURNING " KEY_COLS,
-    6, false};
-static const kb_stmt key_list = {
-    "keys_list",
-    "SELECT " KEY_COLS " FROM api_keys WHERE user_id = $1::uuid AND revoked_at IS NULL "
-    "ORDER BY created_at DESC, id DESC",
-    1, true};
-/* credits_used in the cycle metering would see now (kb_roll_cycle, 0003): the
- * key's counted rows plus the counter its account carries (0015_meter_fast_path). */
-static const kb_stmt key_usage = {
-    "keys_usage",
-    "SELECT k.id, k.name, k.key_prefix, k.key_type, " US("k.created_at") ", "
-    US("k.last_used_at") ", "
-    "  (coalesce((SELECT sum(u.credits_used) FROM api_key_usage_day u "
-    "             WHERE u.api_key_id = k.id AND u.cycle_start = c.cs), 0)"
-    "   + CASE WHEN c.usage_key = k.id AND c.usage_cycle = c.cs THEN c.usage_credits"
-    "          ELSE 0 END)::bigint "
-    "FROM api_keys k "
-    "LEFT JOIN LATERAL (SELECT (kb_roll_cycle(ba, kb_now())).billing_cycle_start AS cs, "
-    "                          ba.usage_key, ba.usage_cycle, ba.usage_credits "
-    "                   FROM billing_accounts ba WHERE ba.user_id = k.user_id) c ON true "
-    "WHERE k.user_id = $1::uuid AND k.revoked_at IS NULL "
-    "ORDER BY k.created_at DESC, k.id DESC",
-    1, true};
-/* Usage per UTC day, key (live or revoked) and route of the user's keys in
- * [$2, $3]: counted rows plus the counter the account carries. */
-static const kb_stmt key_usage_days = {
-    "keys_usage_days",
-    "WITH d AS ("
-    " SELECT u.day, u.api_key_id, u.endpoint, u.credits_used, u.requests"
-    "   FROM api_key_usage_day u JOIN api_keys k ON k.id = u.api_key_id"
-    "  WHERE k.user_id = $1::uuid AND u.day BETWEEN $2::date AND $3::date"
-    " UNION ALL"
-    " SELECT ba.usage_day, ba.usage_key, ba.usage_endpoint, ba.usage_credits, ba.usage_requests"
-    "   FROM billing_accounts ba JOIN api_keys k ON k.id = ba.usage_key"
-    "  WHERE ba.user_id = $1::uuid AND k.user_id = $1::uuid"
-    "    AND ba.usage_day BETWEEN $2::date AND $3::date) "
-    "SELECT to_char(day, 'YYYY-MM-DD'), api_key_id::text, endpoint,"
-    "       sum(credits_used)::bigint, sum(requests)::bigint"
-    "  FROM d GROUP BY day, api_key_id, endpoint HAVING sum(requests) > 0"
-    " ORDER BY day, api_key_id, endpoint COLLATE \"C\"",
-    3, true};
-static const kb_stmt key_update = {
-    "keys_update",
-    "UPDATE api_keys SET name = coalesce($3, name), key_type = coalesce($4, key_type) "
-    "WHERE id = $2::uuid AND user_id = $1::uuid AND revoked_at IS NULL RETURNING " KEY_COLS,
-    4, false};
-static const kb_stmt key_revoke = {
-    "keys_revoke",
-    "UPDATE api_keys SET revoked_at = now() "
-    "WHERE id = $2::uuid AND user_id = $1::uuid AND revoked_at IS NULL RETURNING id",
-    2, false};
-
-static void
-write_time(kb_jw *w, const PGresult *r, int row, int col)
-{
-    if (PQgetisnull(r, row, col)) {
-        kb_jw_null(w);
-        return;
-    }
-    int64_t us = 0;
-    const char *why = NULL;
-    char out[40];
-    if (!kb_parse_i64(kb_str_c(PQgetvalue(r, row, col)), INT64_MIN, INT64_MAX, &us, &why)) {
-        kb_jw_null(w);
-        return;
-    }
-    kb_time_format(us, out, sizeof(out));
-    kb_jw_str(w, out);
-}
-
-/* One key object from a KEY_COLS row; raw (POST only) goes after id. */
-static void
-write_key(kb_jw *w, const PGresult *r, int row, const char *raw, bool usage)
-{
-    kb_jw_obj(w);
-    kb_jw_key(w, "id");
-    kb_jw_str(w, PQgetvalue(r, row, 0));
-    if (raw != NULL) {
-        kb_jw_key(w, "key");
-        kb_jw_str(w, raw);
-    }
-    kb_jw_key(w, "name");
-    kb_jw_str(w, PQgetvalue(r, row, 1));
-    kb_jw_key(w, "key_prefix");
-    kb_jw_str(w, PQgetvalue(r, row, 2));
-    kb_jw_key(w, "key_type");
-    kb_jw_str(w, PQgetvalue(r, row, 3));
-    kb_jw_key(w, "created_at");
-    write_time(w, r, row, 4);
-    if (raw == NULL) {
-        kb_jw_key(w, "last_used_at");
-        write_time(w, r, row, 5);
-    }
-    if (usage) {
-        int64_t used = 0;
-        const char *why = NULL;
-        kb_parse_i64(kb_str_c(PQgetvalue(r, row, 6)), 0, INT64_MAX, &used, &why);
-        kb_jw_key(w, "credits_used");
-        kb_jw_int(w, used);
-    }
-    kb_jw_obj_end(w);
-}
 
 static bool
 valid_key_type(const char *t)
@@ -159,63 +41,16 @@ h_keys_create(const kb_req *req, kb_ctx *ctx)
     if (ctx->err)
         return ctx->err;
 
-    char key[KB_API_KEY_LEN + 1], hash[65], prefix[KB_API_KEY_PREFIX_LEN + 1];
-    kb_auth_key_new(key, hash, prefix);
-    const char *p[] = {u.id, u.email, hash, prefix, name, type};
-    PGresult *r = NULL;
-    err = kb_db_exec(&ctx->w->db, ctx->arena, &key_insert, p, &r);
-    /* An outside user whose email is already taken by another account: no row to own keys. */
-    if (err == KB_E_INTERNAL && kb_db_sqlstate_is(&ctx->w->db, "23503"))
-        return kb_fail(ctx, KB_E_INVALID_API_KEY, "Unknown user for this access token.");
-    if (err)
-        return kb_fail(ctx, err, "unable to create an API key");
-    if (PQntuples(r) != 1)
-        return kb_fail(ctx, KB_E_INTERNAL, "API key insert returned no row");
-    ctx->key_prefix = kb_arena_strdup(ctx->arena, prefix);
     kb_jw w;
     kb_resp_json_begin(ctx, &w);
-    kb_jw_key(&w, "data");
-    write_key(&w, r, 0, key, false);
+    err = kb_keys_create(&ctx->w->db, ctx->arena, &u, name, type, &w, &ctx->key_prefix);
+    /* An outside user whose email is already taken by another account: no row to own keys. */
+    if (err == KB_E_INVALID_API_KEY)
+        return kb_fail(ctx, err, "Unknown user for this access token.");
+    if (err)
+        return kb_fail(ctx, err, "unable to create an API key");
     kb_resp_json_end(ctx, req, &w, false);
     return KB_OK;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
-static int64_t
-days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/* A calendar date "YYYY-MM-DD" (UTC day) into days since the epoch. */
-static bool
-parse_date(kb_str s, int64_t *days)
-{
-    if (s.p == NULL || s.len != 10 || s.p[4] != '-' || s.p[7] != '-')
-        return false;
-    int v[3] = {0, 0, 0};
-    const int at[3] = {0, 5, 8}, len[3] = {4, 2, 2};
-    for (int f = 0; f < 3; f++) {
-        for (int i = 0; i < len[f]; i++) {
-            char c = s.p[at[f] + i];
-            if (c < '0' || c > '9')
-                return false;
-            v[f] = v[f] * 10 + (c - '0');
-        }
-    }
-    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (v[0] < 1 || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > mdays[v[1] - 1])
-        return false;
-    bool leap = (v[0] % 4 == 0 && v[0] % 100 != 0) || v[0] % 400 == 0;
-    if (v[1] == 2 && v[2] == 29 && !leap)
-        return false;
-    *days = days_from_civil(v[0], v[1], v[2]);
-    return true;
 }
 
 #define USAGE_MAX_SPAN_DAYS 366
@@ -236,7 +71,7 @@ usage_range(const kb_req *req, kb_ctx *ctx, bool *range, const char **start, con
     *range = false;
     for (int i = 0; i < 2; i++) {
         has[i] = kb_query_get(ctx->arena, req->query, names[i], &v[i]);
-        if (has[i] && !parse_date(v[i], &days[i]))
+        if (has[i] && !kb_time_parse_date(v[i].p, v[i].len, &days[i]))
             return kb_fail(ctx, KB_E_VALIDATION,
                            "query.%s: Input should be a valid date in the format YYYY-MM-DD",
                            names[i]);
@@ -260,33 +95,6 @@ usage_range(const kb_req *req, kb_ctx *ctx, bool *range, const char **start, con
     return KB_OK;
 }
 
-/* "days": one object per (UTC day, key, route) with requests in the range. */
-static void
-write_days(kb_jw *w, const PGresult *r)
-{
-    kb_jw_key(w, "days");
-    kb_jw_arr(w);
-    for (int i = 0; i < PQntuples(r); i++) {
-        int64_t credits = 0, requests = 0;
-        const char *why = NULL;
-        kb_parse_i64(kb_str_c(PQgetvalue(r, i, 3)), 0, INT64_MAX, &credits, &why);
-        kb_parse_i64(kb_str_c(PQgetvalue(r, i, 4)), 0, INT64_MAX, &requests, &why);
-        kb_jw_obj(w);
-        kb_jw_key(w, "date");
-        kb_jw_str(w, PQgetvalue(r, i, 0));
-        kb_jw_key(w, "key_id");
-        kb_jw_str(w, PQgetvalue(r, i, 1));
-        kb_jw_key(w, "endpoint");
-        kb_jw_str(w, PQgetvalue(r, i, 2));
-        kb_jw_key(w, "credits_used");
-        kb_jw_int(w, credits);
-        kb_jw_key(w, "requests");
-        kb_jw_int(w, requests);
-        kb_jw_obj_end(w);
-    }
-    kb_jw_arr_end(w);
-}
-
 static kb_err
 list(const kb_req *req, kb_ctx *ctx, bool usage)
 {
@@ -298,22 +106,11 @@ list(const kb_req *req, kb_ctx *ctx, bool usage)
     const char *start = NULL, *end = NULL;
     if (usage && (err = usage_range(req, ctx, &range, &start, &end)))
         return err;
-    const char *p[] = {u.id, start, end};
-    PGresult *r = NULL, *days = NULL;
-    err = kb_db_exec(&ctx->w->db, ctx->arena, usage ? &key_usage : &key_list, p, &r);
-    if (!err && range)
-        err = kb_db_exec(&ctx->w->db, ctx->arena, &key_usage_days, p, &days);
-    if (err)
-        return kb_fail(ctx, err, "unable to list API keys");
     kb_jw w;
     kb_resp_json_begin(ctx, &w);
-    kb_jw_key(&w, "data");
-    kb_jw_arr(&w);
-    for (int i = 0; i < PQntuples(r); i++)
-        write_key(&w, r, i, NULL, usage);
-    kb_jw_arr_end(&w);
-    if (range)
-        write_days(&w, days);
+    err = kb_keys_list(&ctx->w->db, ctx->arena, u.id, usage, range ? start : NULL, end, &w);
+    if (err)
+        return kb_fail(ctx, err, "unable to list API keys");
     kb_resp_json_end(ctx, req, &w, false);
     return KB_OK;
 }
@@ -330,31 +127,23 @@ h_keys_usage(const kb_req *req, kb_ctx *ctx)
     return list(req, ctx, true);
 }
 
+/* The key id of the path, when it is a UUID; else key_not_found (API.md §7.11). */
 static kb_err
-not_found(kb_ctx *ctx)
-{
-    return kb_fail(ctx, KB_E_KEY_NOT_FOUND, "API key not found.");
-}
-
-/*
- * Run s on the key req->params[0] of the user u: p[0] and p[1] are filled with the user and
- * key ids (the caller sets the rest). The one row it returns in *out; key_not_found when
- * the id is no UUID or no live key of this user matched (someone else's key looks absent).
- */
-static kb_err
-own_key_exec(const kb_req *req, kb_ctx *ctx, const kb_user *u, const kb_stmt *s,
-             const char **p, const char *verb, PGresult **out)
+key_id(const kb_req *req, kb_ctx *ctx, const char **id)
 {
     if (!kb_auth_is_uuid(req->params[0]))
-        return not_found(ctx);
-    p[0] = u->id;
-    p[1] = kb_str_dup(ctx->arena, req->params[0]);
-    kb_err err = kb_db_exec(&ctx->w->db, ctx->arena, s, p, out);
-    if (err)
-        return kb_fail(ctx, err, "unable to %s an API key", verb);
-    if (PQntuples(*out) != 1)
-        return not_found(ctx);
+        return kb_fail(ctx, KB_E_KEY_NOT_FOUND, "API key not found.");
+    *id = kb_str_dup(ctx->arena, req->params[0]);
     return KB_OK;
+}
+
+/* A lib/keys.c failure: someone else's or a revoked key looks absent. */
+static kb_err
+key_fail(kb_ctx *ctx, kb_err err, const char *verb)
+{
+    if (err == KB_E_KEY_NOT_FOUND)
+        return kb_fail(ctx, err, "API key not found.");
+    return kb_fail(ctx, err, "unable to %s an API key", verb);
 }
 
 kb_err
@@ -377,14 +166,14 @@ h_keys_update(const kb_req *req, kb_ctx *ctx)
         return kb_fail(ctx, KB_E_NO_FIELDS, "Provide at least one of name or key_type.");
     if (type != NULL && !valid_key_type(type))
         return kb_fail(ctx, KB_E_INVALID_KEY_TYPE, "key_type must be 'dev' or 'prod'.");
-    const char *p[] = {NULL, NULL, name, type};
-    PGresult *r = NULL;
-    if ((err = own_key_exec(req, ctx, &u, &key_update, p, "update", &r)))
+    const char *id = NULL;
+    if ((err = key_id(req, ctx, &id)))
         return err;
     kb_jw w;
     kb_resp_json_begin(ctx, &w);
-    kb_jw_key(&w, "data");
-    write_key(&w, r, 0, NULL, false);
+    err = kb_keys_update(&ctx->w->db, ctx->arena, u.id, id, name, type, &w);
+    if (err)
+        return key_fail(ctx, err, "update");
     kb_resp_json_end(ctx, req, &w, false);
     return KB_OK;
 }
@@ -396,10 +185,11 @@ h_keys_delete(const kb_req *req, kb_ctx *ctx)
     kb_err err = kb_auth_user(req, ctx, &u);
     if (err)
         return err;
-    const char *p[] = {NULL, NULL};
-    PGresult *r = NULL;
-    if ((err = own_key_exec(req, ctx, &u, &key_revoke, p, "revoke", &r)))
+    const char *id = NULL;
+    if ((err = key_id(req, ctx, &id)))
         return err;
+    if ((err = kb_keys_revoke(&ctx->w->db, ctx->arena, u.id, id)))
+        return key_fail(ctx, err, "revoke");
     kb_jw w;
     kb_resp_json_begin(ctx, &w);
     kb_jw_key(&w, "message");

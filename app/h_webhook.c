@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kb_config.h"
+#include "kb_json.h"
 #include "kb_log.h"
 #include "kb_time.h"
 #include "kb_webhook.h"
@@ -37,11 +38,15 @@ h_webhook(const kb_req *req, kb_ctx *ctx)
         return kb_fail(ctx, KB_E_INVALID_SIGNATURE, "Invalid Stripe signature: %s.",
                        kb_webhook_verdict_str(v));
     }
-    if (req->body.len == 0 || !kb_utf8_valid(req->body.p, req->body.len))
-        return kb_fail(ctx, KB_E_INVALID_PAYLOAD, "Webhook body is not UTF-8 JSON.");
-    cJSON *ev = cJSON_ParseWithLength(req->body.p, req->body.len);
-    if (ev == NULL)
-        return kb_fail(ctx, KB_E_INVALID_PAYLOAD, "Webhook body is not JSON.");
+    /* The strict parser (lib/json_parse.c) refuses what Postgres's jsonb would
+     * (invalid UTF-8, \u0000, lone surrogates), so a signed body it accepts is
+     * stored; anything else is 400 here, never a 500 that Stripe would retry. */
+    cJSON *ev = NULL;
+    const char *why = NULL;
+    size_t at = 0;
+    if (!kb_json_parse(req->body.p, req->body.len, &ev, &why, &at))
+        return kb_fail(ctx, KB_E_INVALID_PAYLOAD, "Webhook body is not UTF-8 JSON: %s at byte %zu.",
+                       why, at);
     kb_arena_on_reset(ctx->arena, delete_json, ev);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(ev, "id");
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(ev, "type");

@@ -8,6 +8,11 @@
 #define KBCTL_USAGE 64    /* bad command line (EX_USAGE) */
 #define KBCTL_CONFIG 78   /* invalid configuration (EX_CONFIG) */
 
+/* Load the configuration into kb_cfg, or name every problem on stderr ("kbctl cmd: invalid
+ * configuration:") and return KBCTL_CONFIG. main() does it for the commands its table marks;
+ * a command that needs it only sometimes (demo-data without --out) calls it itself. */
+int kbctl_load_config(const char *cmd);
+
 int kbctl_migrate(int argc, char **argv);
 int kbctl_check_config(int argc, char **argv);
 int kbctl_report_usage(int argc, char **argv);  /* app/kbctl_stripe.c */

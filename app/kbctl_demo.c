@@ -346,6 +346,10 @@ kbctl_demo_data(int argc, char **argv)
     }
     o.end_us -= o.end_us % 60000000; /* whole minutes */
     o.seed = (uint64_t)seed * 0x9E3779B97F4A7C15ULL;
+    /* Writing a file needs no configuration; loading the set does, checked before it is made. */
+    int rc;
+    if (out == NULL && (rc = kbctl_load_config("demo-data")) != KBCTL_OK)
+        return rc;
 
     char tmp[] = "/tmp/kbdemo.XXXXXX";
     FILE *f;
@@ -395,7 +399,7 @@ kbctl_demo_data(int argc, char **argv)
         return KBCTL_OK;
     char arg0[] = "import";
     char *args[] = {arg0, tmp, NULL};
-    int rc = kbctl_import(2, args);
+    rc = kbctl_import(2, args);
     unlink(tmp);
     return rc;
 }

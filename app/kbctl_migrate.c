@@ -231,13 +231,6 @@ kbctl_migrate(int argc, char **argv)
             return KBCTL_USAGE;
         }
     }
-    kb_buf problems = KB_BUF_INIT;
-    if (kb_config_load(&kb_cfg, &problems)) {
-        fprintf(stderr, "kbctl migrate: invalid configuration:\n%s", kb_buf_cstr(&problems));
-        kb_buf_release(&problems);
-        return KBCTL_CONFIG;
-    }
-    kb_buf_release(&problems);
     if (dir == NULL)
         dir = kb_cfg.migrations_dir;
 

@@ -43,13 +43,6 @@ kbctl_partitions(int argc, char **argv)
             return KBCTL_USAGE;
         }
     }
-    kb_buf problems = KB_BUF_INIT;
-    if (kb_config_load(&kb_cfg, &problems)) {
-        fprintf(stderr, "kbctl partitions: invalid configuration:\n%s", kb_buf_cstr(&problems));
-        kb_buf_release(&problems);
-        return KBCTL_CONFIG;
-    }
-    kb_buf_release(&problems);
     kb_db db;
     kb_db_init(&db, kb_cfg.database_url, "kbctl-partitions", kb_cfg.db_connect_timeout_s, 0);
     kb_arena arena;

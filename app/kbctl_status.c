@@ -74,14 +74,6 @@ kbctl_status(int argc, char **argv)
                 "unreachable, 78 configuration.\n");
         return help ? KBCTL_OK : KBCTL_USAGE;
     }
-    kb_buf problems = KB_BUF_INIT;
-    if (kb_config_load(&kb_cfg, &problems)) {
-        fprintf(stderr, "kbctl status: invalid configuration:\n%s", kb_buf_cstr(&problems));
-        kb_buf_release(&problems);
-        return KBCTL_CONFIG;
-    }
-    kb_buf_release(&problems);
-
     int masters, children;
     count_pool(&masters, &children);
     printf("pool       %d master%s, %d children (workers + reporter)\n", masters,

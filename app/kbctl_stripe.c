@@ -22,13 +22,6 @@
 static int
 load(const char *cmd, kb_worker *w, bool need_db)
 {
-    kb_buf problems = KB_BUF_INIT;
-    if (kb_config_load(&kb_cfg, &problems)) {
-        fprintf(stderr, "kbctl %s: invalid configuration:\n%s", cmd, kb_buf_cstr(&problems));
-        kb_buf_release(&problems);
-        return KBCTL_CONFIG;
-    }
-    kb_buf_release(&problems);
     if (!kb_stripe_configured()) {
         fprintf(stderr, "kbctl %s: STRIPE_SECRET_KEY is not set\n", cmd);
         return KBCTL_CONFIG;
@@ -130,6 +123,7 @@ int
 kbctl_stripe_setup(int argc, char **argv)
 {
     const char *cents = NULL, *credit_cents = "0.8", *currency = "usd";
+    bool help = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--project-cents") == 0 && i + 1 < argc) {
             cents = argv[++i];
@@ -138,8 +132,8 @@ kbctl_stripe_setup(int argc, char **argv)
         } else if (strcmp(argv[i], "--currency") == 0 && i + 1 < argc) {
             currency = argv[++i];
         } else {
+            help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
             cents = NULL;
-            argc = 0;
             break;
         }
     }
@@ -149,7 +143,7 @@ kbctl_stripe_setup(int argc, char **argv)
                "monthly Project price (lookup key\nkalshibook_project), the billing meter "
                "(STRIPE_METER_EVENT_NAME, sum) and the metered\nPAYG price (lookup key "
                "kalshibook_payg, per credit), then print the env lines.\n");
-        return argc == 0 ? KBCTL_USAGE : KBCTL_OK;
+        return help ? KBCTL_OK : KBCTL_USAGE;
     }
     kb_worker w;
     int rc = load("stripe-setup", &w, false);

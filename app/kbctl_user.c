@@ -10,48 +10,8 @@
 #include "kb_config.h"
 #include "kb_db.h"
 #include "kb_str.h"
+#include "kb_users.h"
 #include "kb_banned.h"
-
-static const kb_stmt show_stmt = {
-    "user_show",
-    "SELECT u.id, u.email, u.created_at, coalesce(b.tier, 'free'), b.credits_total,"
-    " b.credits_used, b.billing_cycle_start, b.billing_cycle_end, b.payg_enabled,"
-    " b.overage_cap, b.credits_override, b.rpm_override, b.stripe_customer_id,"
-    " (SELECT count(*) FROM api_keys k WHERE k.user_id = u.id AND k.revoked_at IS NULL)"
-    " FROM users u LEFT JOIN billing_accounts b ON b.user_id = u.id WHERE u.email = lower($1)",
-    1, true};
-
-static const kb_stmt ensure_stmt = {
-    "user_ensure",
-    "INSERT INTO billing_accounts (user_id) SELECT id FROM users WHERE email = lower($1)"
-    " ON CONFLICT DO NOTHING",
-    1, false};
-
-/* Apply the changes given (NULL = keep; 'default'/'none' = clear an
- * override), recompute the cycle allowance, and audit before/after. */
-#define OVERRIDE(n, word, col)                                                  \
-    "CASE WHEN $" #n "::text IS NULL THEN b." col " WHEN $" #n "::text = '" word "' THEN NULL" \
-    " ELSE $" #n "::integer END"
-static const kb_stmt set_stmt = {
-    "user_set",
-    "WITH before AS (SELECT b.* FROM billing_accounts b JOIN users u ON u.id = b.user_id"
-    "                WHERE u.email = lower($1) FOR UPDATE OF b),"
-    " upd AS (UPDATE billing_accounts b SET"
-    "   tier = coalesce($2::text, b.tier),"
-    "   credits_override = " OVERRIDE(3, "default", "credits_override") ","
-    "   rpm_override = " OVERRIDE(4, "default", "rpm_override") ","
-    "   overage_cap = " OVERRIDE(5, "none", "overage_cap") ","
-    "   credits_total = coalesce(" OVERRIDE(3, "default", "credits_override") ","
-    "     (SELECT t.credits_per_cycle FROM tiers t WHERE t.name = coalesce($2::text, b.tier))),"
-    "   credits_used = greatest(0, b.credits_used - coalesce($6::integer, 0)),"
-    "   updated_at = now()"
-    "  FROM before WHERE b.user_id = before.user_id RETURNING b.*),"
-    " audit AS (INSERT INTO admin_audit (actor, user_id, action, details)"
-    "   SELECT $7::text, upd.user_id, $8::text, jsonb_build_object('before', to_jsonb(before),"
-    "          'after', to_jsonb(upd), 'reason', $9::text) FROM upd, before RETURNING id)"
-    " SELECT upd.tier, upd.credits_total, upd.credits_used, upd.rpm_override, audit.id"
-    " FROM upd, audit",
-    9, false};
 
 static void
 usage(FILE *f)
@@ -72,13 +32,6 @@ usage(FILE *f)
 static int
 connect_db(kb_db *db)
 {
-    kb_buf problems = KB_BUF_INIT;
-    if (kb_config_load(&kb_cfg, &problems)) {
-        fprintf(stderr, "kbctl user: invalid configuration:\n%s", kb_buf_cstr(&problems));
-        kb_buf_release(&problems);
-        return KBCTL_CONFIG;
-    }
-    kb_buf_release(&problems);
     kb_db_init(db, kb_cfg.database_url, "kbctl-user", kb_cfg.db_connect_timeout_s, 0);
     if (kb_db_connect(db)) {
         fprintf(stderr, "kbctl user: unable to connect to the database\n");
@@ -88,28 +41,22 @@ connect_db(kb_db *db)
 }
 
 static const char *
-val(const PGresult *r, int col)
+val(const char *v)
 {
-    return PQgetisnull(r, 0, col) ? "-" : PQgetvalue(r, 0, col);
+    return v != NULL ? v : "-";
 }
 
 static int
 show(kb_db *db, kb_arena *a, const char *email)
 {
-    const char *p[] = {email};
-    PGresult *r;
-    if (kb_db_exec(db, a, &show_stmt, p, &r))
-        return KBCTL_FAIL;
-    if (PQntuples(r) == 0) {
+    const char *vals[KB_USERS_SHOW_FIELDS];
+    kb_err err = kb_users_show(db, a, email, vals);
+    if (err == KB_E_NOT_FOUND)
         fprintf(stderr, "kbctl user: no user '%s'\n", email);
+    if (err)
         return KBCTL_FAIL;
-    }
-    static const char *const names[] = {
-        "id", "email", "created_at", "tier", "credits_total", "credits_used",
-        "billing_cycle_start", "billing_cycle_end", "payg_enabled", "overage_cap",
-        "credits_override", "rpm_override", "stripe_customer_id", "live_keys"};
-    for (int i = 0; i < 14; i++)
-        printf("%-20s %s\n", names[i], val(r, i));
+    for (int i = 0; i < KB_USERS_SHOW_FIELDS; i++)
+        printf("%-20s %s\n", kb_users_show_names[i], val(vals[i]));
     return KBCTL_OK;
 }
 
@@ -185,25 +132,20 @@ kbctl_user(int argc, char **argv)
             actor = getenv("USER");
         if (actor == NULL)
             actor = "unknown";
-        const char *p[] = {email, tier, credits, rpm, cap, grant, actor,
-                           strcmp(cmd, "grant") == 0 ? "grant_credits" : "set_account", reason};
-        PGresult *r;
-        rc = KBCTL_FAIL;
-        if (kb_db_command(&db, "BEGIN") == KB_OK &&
-            kb_db_exec(&db, &a, &ensure_stmt, p, NULL) == KB_OK &&
-            kb_db_exec(&db, &a, &set_stmt, p, &r) == KB_OK &&
-            kb_db_command(&db, "COMMIT") == KB_OK) {
-            if (PQntuples(r) == 0) {
-                fprintf(stderr, "kbctl user: no user '%s'\n", email);
-            } else {
-                printf("tier=%s credits_total=%s credits_used=%s rpm_override=%s audit_id=%s\n",
-                       val(r, 0), val(r, 1), val(r, 2), val(r, 3), val(r, 4));
-                rc = KBCTL_OK;
-            }
-        } else {
-            (void)kb_db_command(&db, "ROLLBACK");
+        kb_users_change c = {email, tier, credits, rpm, cap, grant, actor,
+                             strcmp(cmd, "grant") == 0 ? "grant_credits" : "set_account",
+                             reason};
+        kb_users_changed out;
+        kb_err err = kb_users_apply(&db, &a, &c, &out);
+        rc = err ? KBCTL_FAIL : KBCTL_OK;
+        if (err == KB_E_NOT_FOUND)
+            fprintf(stderr, "kbctl user: no user '%s'\n", email);
+        else if (err)
             fprintf(stderr, "kbctl user: change refused (see the error above)\n");
-        }
+        else
+            printf("tier=%s credits_total=%s credits_used=%s rpm_override=%s audit_id=%s\n",
+                   val(out.tier), val(out.credits_total), val(out.credits_used),
+                   val(out.rpm_override), val(out.audit_id));
     }
     kb_arena_release(&a);
     kb_db_release(&db);

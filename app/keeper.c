@@ -1,13 +1,13 @@
-/* keeper.c - the host lease keeper child of the master ("kb-host"); see keeper.h.
- *
- * Renews this pool's lease of its host id every quarter of KB_HOST_LEASE_MS and
- * settles the charges dead pools left in flight (kb_host_settle_dead) on every
- * host, so whichever host sees a dead one first settles it (lib/kb_host.h).
- */
+/* keeper.c - the host lease keeper child of the master ("kb-host"); see keeper.h. */
 #include "keeper.h"
 
-#include <stdint.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kb_buf.h"
 #include "kb_config.h"
@@ -62,4 +62,93 @@ kb_keeper_main(bool leased, volatile sig_atomic_t *stop)
         kb_host_release(&db);
     kb_db_release(&db);
     return rc;
+}
+
+static volatile sig_atomic_t keeper_stop;
+
+static void
+on_term(int sig)
+{
+    (void)sig;
+    keeper_stop = 1;
+}
+
+/* In the child: signals of its own, then the loop; never returns. */
+static void
+child(pid_t master_pid, const int *close_fds, size_t n, bool leased)
+{
+    for (size_t i = 0; i < n; i++)
+        close(close_fds[i]);
+    kb_log_set_role("host");
+    prctl(PR_SET_NAME, "kb-host");
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* The lease must stop being renewed the moment the master is gone. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != master_pid)
+        _exit(0);
+    exit(kb_keeper_main(leased, &keeper_stop));
+}
+
+void
+kb_keeper_start(kb_keeper *k, const int *close_fds, size_t n)
+{
+    k->respawn_at = 0;
+    if (k->pid != 0)
+        return;
+    pid_t master_pid = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        kb_log_error("unable to fork the host lease keeper: %s", strerror(errno));
+        k->respawn_at = kb_mono_us() + 1000000;
+        return;
+    }
+    if (pid == 0)
+        child(master_pid, close_fds, n, k->leased);
+    k->pid = pid;
+    k->told = false;
+}
+
+bool
+kb_keeper_reaped(kb_keeper *k, pid_t pid, int status, const char *how, bool stopping,
+                 int *stop_rc)
+{
+    if (pid == 0 || pid != k->pid)
+        return false;
+    k->pid = 0;
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (code == KB_KEEPER_HELD || code == KB_KEEPER_LOST) {
+        *stop_rc = code;
+    } else if (!stopping) {
+        kb_log_error("host lease keeper %ld %s; respawning in 1 s", (long)pid, how);
+        k->respawn_at = kb_mono_us() + 1000000;
+    }
+    return true;
+}
+
+void
+kb_keeper_stop(kb_keeper *k)
+{
+    k->respawn_at = 0;
+    if (k->pid != 0 && !k->told) {
+        kill(k->pid, SIGTERM);
+        k->told = true;
+    }
+}
+
+void
+kb_keeper_kill(const kb_keeper *k)
+{
+    if (k->pid != 0)
+        kill(k->pid, SIGKILL);
 }

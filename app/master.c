@@ -9,13 +9,13 @@
  *   SIGTERM  (or SIGINT) workers finish in-flight requests and exit; after
  *            KB_DRAIN_TIMEOUT_S the rest are killed.
  * With STRIPE_SECRET_KEY set (and KB_USAGE_REPORTER=1) one more child runs the
- * usage reporter loop (lib/usage.c); see the "usage reporter child" section:
- * respawned when it dies, sent SIGTERM on stop, untouched by SIGHUP reloads.
+ * usage reporter loop (app/reporter.c): respawned when it dies, sent SIGTERM on
+ * stop, untouched by SIGHUP reloads.
  * Before it forks anything the master claims its host id's lease in Postgres
- * (lib/kb_host.h) and refuses to start when another live pool holds it; then one
- * more child, the lease keeper ("kb-host" section), renews the lease and settles
- * what dead hosts left in flight. The master touches the database only for that
- * claim, never for a request.
+ * (lib/kb_host.h) and refuses to start when another live pool holds it; the
+ * lease keeper child (app/keeper.c) then renews it and settles what dead hosts
+ * left in flight; it ends the lease once every worker is gone. The master
+ * touches the database only for that claim, never for a request.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,10 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -41,9 +39,9 @@
 #include "kb_time.h"
 #include "kb_host.h"
 #include "kb_journal.h"
-#include "kb_usage.h"
 #include "keeper.h"
 #include "listen.h"
+#include "reporter.h"
 #include "sdnotify.h"
 #include "worker.h"
 #include "kb_banned.h"
@@ -84,12 +82,9 @@ typedef struct master {
     bool announced_ready;
     bool reloading;
     int64_t stop_deadline;
-    pid_t reporter;             /* usage reporter child, 0 when none */
-    int64_t reporter_respawn_at; /* monotonic; 0 = none scheduled */
-    pid_t keeper;               /* host lease keeper child, 0 when none */
-    int64_t keeper_respawn_at;  /* monotonic; 0 = none scheduled */
-    bool leased;                /* the master's claim got the lease */
-    int rc;                     /* exit status of the master */
+    kb_reporter reporter; /* the usage reporter child (app/reporter.c) */
+    kb_keeper keeper;     /* the host lease keeper child (app/keeper.c) */
+    int rc;               /* exit status of the master */
 } master;
 
 static pid_t
@@ -141,160 +136,31 @@ retire(master *m, pid_t pid)
     }
 }
 
-/* ---- usage reporter child ------------------------------------------------------
- * Self-contained: reporter_* below plus one line each in run(), reap(),
- * live_children(), begin_stop(), kill_all(), next_timeout_ms() and timers().
- * The reporter is not a worker: it never serves requests, so reloads leave it
- * alone; its work is idempotent (kb_usage.h), so killing it anywhere is safe. */
-
-static volatile sig_atomic_t reporter_stop;
-
-static void
-reporter_on_term(int sig)
-{
-    (void)sig;
-    reporter_stop = 1;
-}
-
-static bool
-reporter_wanted(void)
-{
-    return kb_cfg.stripe_secret_key != NULL && kb_cfg.usage_reporter != 0;
-}
-
+/* The master's descriptors, which the reporter child closes. */
 static void
 reporter_start(master *m)
 {
-    m->reporter_respawn_at = 0;
-    if (!reporter_wanted() || m->stopping || m->reporter != 0)
-        return;
-    pid_t master_pid = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        kb_log_error("unable to fork the usage reporter: %s", strerror(errno));
-        m->reporter_respawn_at = kb_mono_us() + 5000000;
+    if (m->stopping) {
+        m->reporter.respawn_at = 0;
         return;
     }
-    if (pid == 0) {
-        close(m->sig_fd);
-        close(m->ready_r);
-        close(m->ready_w);
-        close(m->listen_fd);
-        kb_log_set_role("reporter");
-        prctl(PR_SET_NAME, "kb-reporter");
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = reporter_on_term;
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        sa.sa_handler = SIG_IGN;
-        sigaction(SIGHUP, &sa, NULL);
-        sa.sa_handler = SIG_DFL;
-        sigaction(SIGCHLD, &sa, NULL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != master_pid)
-            _exit(0);
-        exit(kb_usage_reporter_main(&reporter_stop));
-    }
-    m->reporter = pid;
-    kb_log_info("started usage reporter %ld", (long)pid);
+    const int fds[] = {m->sig_fd, m->ready_r, m->ready_w, m->listen_fd};
+    kb_reporter_start(&m->reporter, fds, sizeof(fds) / sizeof(fds[0]));
 }
 
-/* True when pid was the reporter; schedules its respawn. */
-static bool
-reporter_reaped(master *m, pid_t pid, const char *how)
-{
-    if (pid == 0 || pid != m->reporter)
-        return false;
-    m->reporter = 0;
-    if (!m->stopping) {
-        kb_log_error("usage reporter %ld %s; respawning in 2 s", (long)pid, how);
-        m->reporter_respawn_at = kb_mono_us() + 2000000;
-    }
-    return true;
-}
-
-/* ---- host lease keeper child ---------------------------------------------------
- * Renews this pool's lease of its host id every quarter of KB_HOST_LEASE_MS and
- * settles the charges dead pools left in flight (kb_host_settle_dead), on every
- * host, so whichever sees a dead one first settles it. It dies with the master
- * (SIGKILL on the master's death: the lease then runs out). On SIGTERM it ends
- * the lease, which the master sends only once every worker is gone (a worker
- * still answering must not have its charge taken for an orphan). Exit 78: the id
- * is held by another live pool; exit 75: this pool lost its lease (another host
- * took it for dead); the master stops the pool on either. */
-
-static volatile sig_atomic_t keeper_stop;
-
-static void
-keeper_on_term(int sig)
-{
-    (void)sig;
-    keeper_stop = 1;
-}
-
+/* The master's descriptors, which the keeper child closes. */
 static void
 keeper_start(master *m)
 {
-    m->keeper_respawn_at = 0;
-    if (m->stopping || m->keeper != 0)
-        return;
-    pid_t master_pid = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        kb_log_error("unable to fork the host lease keeper: %s", strerror(errno));
-        m->keeper_respawn_at = kb_mono_us() + 1000000;
+    if (m->stopping) {
+        m->keeper.respawn_at = 0;
         return;
     }
-    if (pid == 0) {
-        close(m->sig_fd);
-        close(m->ready_r);
-        close(m->ready_w);
-        close(m->listen_fd);
-        kb_log_set_role("host");
-        prctl(PR_SET_NAME, "kb-host");
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = keeper_on_term;
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGINT, &sa, NULL);
-        sa.sa_handler = SIG_IGN;
-        sigaction(SIGHUP, &sa, NULL);
-        sa.sa_handler = SIG_DFL;
-        sigaction(SIGCHLD, &sa, NULL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != master_pid)
-            _exit(0);
-        exit(kb_keeper_main(m->leased, &keeper_stop));
-    }
-    m->keeper = pid;
+    const int fds[] = {m->sig_fd, m->ready_r, m->ready_w, m->listen_fd};
+    kb_keeper_start(&m->keeper, fds, sizeof(fds) / sizeof(fds[0]));
 }
 
 static void begin_stop(master *m, int sig);
-
-/* True when pid was the keeper: respawned, or the pool stops when it said so. */
-static bool
-keeper_reaped(master *m, pid_t pid, int status, const char *how)
-{
-    if (pid == 0 || pid != m->keeper)
-        return false;
-    m->keeper = 0;
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    if (code == KB_KEEPER_HELD || code == KB_KEEPER_LOST) {
-        m->rc = code;
-        begin_stop(m, SIGTERM);
-    } else if (!m->stopping) {
-        kb_log_error("host lease keeper %ld %s; respawning in 1 s", (long)pid, how);
-        m->keeper_respawn_at = kb_mono_us() + 1000000;
-    }
-    return true;
-}
 
 /* Reload: start the replacement of the next slot from an older generation. */
 static void
@@ -388,7 +254,16 @@ reap(master *m)
         /* Its unsettled charge, if any, goes to another worker. */
         if (kb_journal_orphan(pid) > 0)
             kb_metrics_add(KB_M_CHARGES_ORPHANED, 1);
-        bool found = reporter_reaped(m, pid, how) || keeper_reaped(m, pid, status, how);
+        bool found = kb_reporter_reaped(&m->reporter, pid, how, m->stopping);
+        int stop_rc = 0;
+        if (!found && kb_keeper_reaped(&m->keeper, pid, status, how, m->stopping, &stop_rc)) {
+            found = true;
+            if (stop_rc != 0) {
+                /* Refused (78) or lease lost (75): the pool stops with it. */
+                m->rc = stop_rc;
+                begin_stop(m, SIGTERM);
+            }
+        }
         for (size_t k = 0; k < m->nret; k++) {
             if (m->ret[k].pid == pid) {
                 m->ret[k] = m->ret[--m->nret];
@@ -445,11 +320,11 @@ reap(master *m)
     }
 }
 
-/* Children but the keeper. */
+/* Children but the keeper (it goes last). */
 static size_t
 live_children(const master *m)
 {
-    size_t n = m->nret + (m->reporter != 0);
+    size_t n = m->nret + (m->reporter.pid != 0);
     for (size_t i = 0; i < m->n; i++)
         n += (m->slots[i].pid != 0) + (m->slots[i].next_pid != 0);
     return n;
@@ -474,10 +349,7 @@ begin_stop(master *m, int sig)
     }
     for (size_t k = 0; k < m->nret; k++)
         kill(m->ret[k].pid, SIGTERM);
-    m->reporter_respawn_at = 0;
-    m->keeper_respawn_at = 0;
-    if (m->reporter)
-        kill(m->reporter, SIGTERM);
+    kb_reporter_stop(&m->reporter);
 }
 
 static void
@@ -491,10 +363,8 @@ kill_all(master *m)
     }
     for (size_t k = 0; k < m->nret; k++)
         kill(m->ret[k].pid, SIGKILL);
-    if (m->reporter)
-        kill(m->reporter, SIGKILL);
-    if (m->keeper)
-        kill(m->keeper, SIGKILL);
+    kb_reporter_kill(&m->reporter);
+    kb_keeper_kill(&m->keeper);
 }
 
 /* Milliseconds until the next timed event, -1 for none. */
@@ -512,10 +382,10 @@ next_timeout_ms(const master *m, int64_t now)
     }
     if (m->stopping && m->stop_deadline < next)
         next = m->stop_deadline;
-    if (m->reporter_respawn_at && m->reporter_respawn_at < next)
-        next = m->reporter_respawn_at;
-    if (m->keeper_respawn_at && m->keeper_respawn_at < next)
-        next = m->keeper_respawn_at;
+    if (m->reporter.respawn_at && m->reporter.respawn_at < next)
+        next = m->reporter.respawn_at;
+    if (m->keeper.respawn_at && m->keeper.respawn_at < next)
+        next = m->keeper.respawn_at;
     if (next == INT64_MAX)
         return -1;
     int64_t ms = (next - now) / 1000 + 1;
@@ -530,9 +400,9 @@ timers(master *m)
         if (m->slots[i].respawn_at && m->slots[i].respawn_at <= now)
             start_slot(m, i);
     }
-    if (m->reporter_respawn_at && m->reporter_respawn_at <= now)
+    if (m->reporter.respawn_at && m->reporter.respawn_at <= now)
         reporter_start(m);
-    if (m->keeper_respawn_at && m->keeper_respawn_at <= now)
+    if (m->keeper.respawn_at && m->keeper.respawn_at <= now)
         keeper_start(m);
     for (size_t k = 0; k < m->nret; k++) {
         if (m->ret[k].kill_at <= now) {
@@ -555,16 +425,12 @@ run(master *m)
     for (size_t i = 0; i < m->n; i++)
         start_slot(m, i);
     reporter_start(m);
-    bool keeper_told = false;
     for (;;) {
         if (m->stopping && live_children(m) == 0) {
             /* Every worker is gone: now the keeper may end the lease. */
-            if (m->keeper == 0)
+            if (m->keeper.pid == 0)
                 break;
-            if (!keeper_told) {
-                kill(m->keeper, SIGTERM);
-                keeper_told = true;
-            }
+            kb_keeper_stop(&m->keeper);
         }
         struct pollfd pfd[2] = {{m->sig_fd, POLLIN, 0}, {m->ready_r, POLLIN, 0}};
         int n = poll(pfd, 2, next_timeout_ms(m, kb_mono_us()));
@@ -641,17 +507,18 @@ main(void)
         kb_db db;
         kb_buf why = KB_BUF_INIT;
         kb_db_init(&db, kb_cfg.database_url, "kalshibook-host", kb_cfg.db_connect_timeout_s, 5000);
-        kb_host_lease l = kb_host_claim(&db, kb_cfg.host_lease_ms, kb_cfg.host_lease_ms + 1000, &why);
+        kb_host_lease l =
+            kb_host_claim(&db, kb_cfg.host_lease_ms, kb_cfg.host_lease_ms + 1000, &why);
         kb_db_release(&db);
         if (l == KB_HOST_HELD) {
             kb_log_error("refusing to start: %s", kb_buf_cstr(&why));
             fprintf(stderr, "kalshibook-fcgi: refusing to start: %s\n", kb_buf_cstr(&why));
             kb_buf_release(&why);
-            return 78;
+            return KB_KEEPER_HELD;
         }
         kb_buf_release(&why);
-        m.leased = l == KB_HOST_OURS;
-        if (m.leased)
+        m.keeper.leased = l == KB_HOST_OURS;
+        if (m.keeper.leased)
             kb_log_info("host id '%s' leased (life %s)", host_id, kb_host_self_get()->life);
         else
             kb_log_warn("host id '%s': the database is unreachable; the lease keeper claims the "

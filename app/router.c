@@ -8,7 +8,13 @@
 
 #define MAX_SEGMENTS 16
 
-/* Split a raw path into percent-decoded segments; false when malformed. */
+/*
+ * Split a raw path into percent-decoded segments; false when no route could
+ * have this shape (no leading '/', too many segments). A segment that does not
+ * decode (kb_str_unescape: a bad escape, NUL, bytes that are not UTF-8) is
+ * kept as the null string: it matches no literal, and a {param} it would fill
+ * makes the match KB_MATCH_BAD_PARAM, so it never reaches a handler.
+ */
 static bool
 split_path(kb_arena *a, kb_str path, kb_str *segs, size_t *nsegs)
 {
@@ -23,7 +29,7 @@ split_path(kb_arena *a, kb_str path, kb_str *segs, size_t *nsegs)
             return false;
         kb_str raw = {path.p + i, end - i};
         if (!kb_str_unescape(a, raw, false, &segs[n]))
-            return false;
+            segs[n] = KB_STR_NULL;
         n++;
         if (end >= path.len)
             break;
@@ -33,7 +39,8 @@ split_path(kb_arena *a, kb_str path, kb_str *segs, size_t *nsegs)
     return true;
 }
 
-/* Does pattern match segs? Fills params when it does. */
+/* Does pattern match segs? Fills params when it does (a segment that did not
+ * decode fills its {param} with the null string). */
 static bool
 pattern_match(const char *pattern, const kb_str *segs, size_t nsegs, kb_str *params,
               size_t *nparams)
@@ -46,10 +53,10 @@ pattern_match(const char *pattern, const kb_str *segs, size_t nsegs, kb_str *par
         if (k == nsegs)
             return false;
         if (len >= 2 && p[0] == '{' && p[len - 1] == '}') {
-            if (segs[k].len == 0 || np == KB_MAX_PATH_PARAMS)
+            if ((segs[k].p != NULL && segs[k].len == 0) || np == KB_MAX_PATH_PARAMS)
                 return false;
             params[np++] = segs[k];
-        } else if (segs[k].len != len || memcmp(segs[k].p, p, len) != 0) {
+        } else if (segs[k].p == NULL || segs[k].len != len || memcmp(segs[k].p, p, len) != 0) {
             return false;
         }
         k++;
@@ -85,6 +92,9 @@ kb_router_match(const kb_route *routes, size_t n, kb_req *req, const kb_route **
             memcpy(req->params, params, sizeof(params[0]) * np);
             req->nparams = np;
             *route = &routes[i];
+            for (size_t k = 0; k < np; k++)
+                if (params[k].p == NULL)
+                    return KB_MATCH_BAD_PARAM;
             return KB_MATCH_OK;
         }
         path_known = true;
@@ -97,4 +107,19 @@ kb_router_match(const kb_route *routes, size_t n, kb_req *req, const kb_route **
         }
     }
     return path_known ? KB_MATCH_BAD_METHOD : KB_MATCH_NO_PATH;
+}
+
+bool
+kb_router_param_name(const char *pattern, size_t k, char *out, size_t outsz)
+{
+    for (const char *p = strchr(pattern, '{'); p != NULL; p = strchr(p + 1, '{')) {
+        const char *end = strchr(p, '}');
+        if (end == NULL)
+            break;
+        if (k-- == 0) {
+            int w = snprintf(out, outsz, "%.*s", (int)(end - p - 1), p + 1);
+            return w >= 0 && (size_t)w < outsz;
+        }
+    }
+    return false;
 }

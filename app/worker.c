@@ -90,11 +90,16 @@ static void
 send_answer(void *ud, const kb_req *req, kb_ctx *ctx)
 {
     kb_fcgi *f = ud;
-    kb_fcgi_write(f, req, ctx);
-    kb_fcgi_complete(f, answered, ctx);
-    /* The end of request is with nginx: mark the charge's row now, before the
-     * close below waits for nginx. */
-    kb_meter_sent(ctx);
+    /* A streamed answer cut off mid-way is no answer: not marked, and its
+     * charge is settled (refunded) like any other failed one. */
+    if (!kb_fcgi_write(f, req, ctx)) {
+        kb_meter_cut(ctx);
+    } else {
+        kb_fcgi_complete(f, answered, ctx);
+        /* The end of request is with nginx: mark the charge's row now, before the
+         * connection is closed. */
+        kb_meter_sent(ctx);
+    }
     kb_fcgi_finish(f);
 }
 
@@ -107,6 +112,7 @@ serve_one(kb_fcgi *f, kb_worker *w, kb_ctx *ctx, kb_arena *arena)
     kb_err err = kb_dispatch(&req, ctx);
     /* Refund and credit headers, the answer, then the charge's journal entry. */
     kb_meter_end(&req, ctx, err, send_answer, f);
+    kb_resp_stream_drop(ctx); /* only when nothing was sent: sending closes it */
     kb_metrics_request(ctx->route_index, ctx->resp.status, kb_mono_us() - ctx->start_us);
     kb_log_request(ctx, &req);
     kb_arena_reset(arena);

@@ -26,8 +26,8 @@ struct kb_arena_cleanup {
     void *data;
 };
 
-static void
-die_oom(size_t size)
+void
+kb_oom(size_t size)
 {
     /* No allocation and no stdio buffering here: we are out of memory. */
     char msg[128];
@@ -43,7 +43,7 @@ size_t
 kb_st_add(size_t a, size_t b)
 {
     if (SIZE_MAX - a < b)
-        die_oom(SIZE_MAX);
+        kb_oom(SIZE_MAX);
     return a + b;
 }
 
@@ -51,7 +51,7 @@ size_t
 kb_st_mult(size_t a, size_t b)
 {
     if (a != 0 && SIZE_MAX / a < b)
-        die_oom(SIZE_MAX);
+        kb_oom(SIZE_MAX);
     return a * b;
 }
 
@@ -60,7 +60,7 @@ kb_xmalloc(size_t size)
 {
     void *p = malloc(size ? size : 1);
     if (p == NULL)
-        die_oom(size);
+        kb_oom(size);
     return p;
 }
 
@@ -69,7 +69,7 @@ kb_xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (p == NULL)
-        die_oom(kb_st_mult(n, size));
+        kb_oom(kb_st_mult(n, size));
     return p;
 }
 
@@ -78,7 +78,7 @@ kb_xrealloc(void *p, size_t size)
 {
     void *q = realloc(p, size ? size : 1);
     if (q == NULL)
-        die_oom(size);
+        kb_oom(size);
     return q;
 }
 

@@ -31,6 +31,11 @@ kb_ctx_reset(kb_ctx *ctx)
     ctx->route = NULL;
     ctx->route_index = -1;
     ctx->resp.content_type = NULL;
+    /* Sending closes a stream (kb_resp_send_body); one left here was never sent,
+     * and its memory went with the last arena reset. */
+    if (ctx->resp.stream != NULL)
+        kb_log_error("a streamed answer was never sent or closed");
+    ctx->resp.stream = NULL;
     ctx->user_id = NULL;
     ctx->key_prefix = NULL;
     ctx->cost = 0;
@@ -134,6 +139,7 @@ kb_resp_error(kb_ctx *ctx, const kb_req *req, kb_err err)
     const char *msg = public_message(ctx, err);
     kb_jw w;
     int status = kb_err_status(err);
+    kb_resp_stream_drop(ctx);
     kb_buf_reset(&ctx->resp.body);
     ctx->resp.status = status;
     kb_jw_init(&w, &ctx->resp.body);
@@ -155,6 +161,51 @@ kb_resp_error(kb_ctx *ctx, const kb_req *req, kb_err err)
     else if (err == KB_E_UNAVAILABLE)
         kb_resp_header(ctx, "Retry-After", "1");
     ctx->err = err;
+}
+
+void
+kb_resp_stream_set(kb_ctx *ctx, kb_resp_stream *s)
+{
+    ctx->resp.stream = s;
+}
+
+void
+kb_resp_stream_drop(kb_ctx *ctx)
+{
+    kb_resp_stream *s = ctx->resp.stream;
+    if (s == NULL)
+        return;
+    ctx->resp.stream = NULL;
+    s->close(s->ud, ctx);
+}
+
+bool
+kb_resp_send_body(kb_ctx *ctx, kb_resp_write_fn *write, void *ud)
+{
+    kb_resp_stream *s = ctx->resp.stream;
+    kb_buf *b = &ctx->resp.body;
+    bool gone = b->len > 0 && !write(ud, b->buf, b->len);
+    if (s == NULL)
+        return true;
+    kb_err err = KB_OK;
+    bool done = false;
+    while (!gone && !done) {
+        kb_buf_reset(b);
+        if ((err = s->next(s->ud, ctx, b, &done)) != KB_OK)
+            break;
+        gone = b->len > 0 && !write(ud, b->buf, b->len);
+    }
+    kb_buf_reset(b);
+    kb_resp_stream_drop(ctx);
+    if (err == KB_OK)
+        return true;
+    /* After the first byte an error is no longer an answer of its own: the
+     * status and code are recorded for the log line, the metrics and the meter. */
+    if (ctx->err == KB_OK)
+        ctx->err = err;
+    ctx->resp.status = kb_err_status(ctx->err);
+    kb_log_error("streamed answer cut off after its first byte: %s", kb_err_code(ctx->err));
+    return false;
 }
 
 void

@@ -1,28 +1,39 @@
-/* json_get.c - the typed getters over a parsed body (kb_json_get_*, kb_json_problem); see
+/* json_get.c - the typed getters over a parsed body (kb_json_get_*) and the problem
+ * recorders every request validator uses (kb_json_problem, kb_json_time_problem); see
  * kb_json.h.
  *
  * Each getter checks type and range and records "body.<name>: <reason>" in the context,
- * several problems joined by "; " (API.md 3.2); every one is 422 validation_error.
+ * several problems joined by "; " (API.md 3.2). They are 422 validation_error, except
+ * instants that cannot be read (400 invalid_timestamp), which a 422 problem replaces.
  */
 #include "kb_json.h"
 
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kb_http.h"
+#include "kb_str.h"
+#include "kb_time.h"
 
 #include "kb_banned.h"
 
-static void __attribute__((format(printf, 4, 0)))
-vproblem(kb_ctx *ctx, const char *loc, const char *name, const char *fmt, va_list ap)
+/* Record "<loc>[.<name>]: <reason>" as a problem of kind (KB_E_VALIDATION or
+ * KB_E_INVALID_TIMESTAMP): joined to problems of the same kind, replacing
+ * timestamp problems with a validation one, dropped after a validation one. */
+static void __attribute__((format(printf, 5, 0)))
+vproblem(kb_ctx *ctx, kb_err kind, const char *loc, const char *name, const char *fmt,
+         va_list ap)
 {
-    if (ctx->err == KB_E_VALIDATION && ctx->err_msg.len > 0) {
+    if (kind == KB_E_INVALID_TIMESTAMP && ctx->err == KB_E_VALIDATION)
+        return;
+    if (ctx->err == kind && ctx->err_msg.len > 0) {
         kb_buf_puts(&ctx->err_msg, "; ");
     } else {
         kb_buf_reset(&ctx->err_msg);
-        ctx->err = KB_E_VALIDATION;
+        ctx->err = kind;
     }
     kb_buf_puts(&ctx->err_msg, loc);
     if (name != NULL) {
@@ -38,7 +49,16 @@ kb_json_problem(kb_ctx *ctx, const char *loc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vproblem(ctx, loc, NULL, fmt, ap);
+    vproblem(ctx, KB_E_VALIDATION, loc, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void
+kb_json_time_problem(kb_ctx *ctx, const char *loc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vproblem(ctx, KB_E_INVALID_TIMESTAMP, loc, NULL, fmt, ap);
     va_end(ap);
 }
 
@@ -48,7 +68,7 @@ field_problem(kb_ctx *ctx, const char *name, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vproblem(ctx, "body", name, fmt, ap);
+    vproblem(ctx, KB_E_VALIDATION, "body", name, fmt, ap);
     va_end(ap);
     return KB_E_VALIDATION;
 }
@@ -80,15 +100,6 @@ member(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags, bool *se
     return m;
 }
 
-static size_t
-utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
-    return n;
-}
-
 kb_err
 kb_json_get_str(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags,
                 size_t max_chars, const char **out, bool *set)
@@ -99,7 +110,7 @@ kb_json_get_str(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags,
         return res;
     if (!cJSON_IsString(m) || m->valuestring == NULL)
         return field_problem(ctx, name, "Input should be a valid string");
-    if (max_chars > 0 && utf8_chars(m->valuestring) > max_chars)
+    if (max_chars > 0 && kb_utf8_chars(m->valuestring, strlen(m->valuestring)) > max_chars)
         return field_problem(ctx, name, "String should have at most %zu character%s", max_chars,
                              max_chars == 1 ? "" : "s");
     *out = m->valuestring;
@@ -117,10 +128,15 @@ kb_json_get_int(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags,
     if (m == NULL)
         return res;
     const char *lit = kb_json_num_literal(m);
-    if (lit == NULL)
-        return field_problem(ctx, name, "Input should be a valid integer");
     int64_t v;
-    if (strpbrk(lit, ".eE") == NULL) {
+    if (lit == NULL && (flags & KB_JSON_LAX) && cJSON_IsString(m)) {
+        const char *why = NULL;
+        if (!kb_parse_i64(kb_str_trim(kb_str_c(m->valuestring)), INT64_MIN, INT64_MAX, &v, &why))
+            return field_problem(ctx, name, "Input should be a valid integer, %s",
+                                 "unable to parse string as an integer");
+    } else if (lit == NULL) {
+        return field_problem(ctx, name, "Input should be a valid integer");
+    } else if (strpbrk(lit, ".eE") == NULL) {
         const char *why = NULL;
         if (!kb_parse_i64(kb_str_c(lit), INT64_MIN, INT64_MAX, &v, &why))
             return field_problem(ctx, name, "Input should be a valid integer, %s",
@@ -162,4 +178,33 @@ kb_json_get_bool(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags
     if (set != NULL)
         *set = true;
     return KB_OK;
+}
+
+kb_err
+kb_json_get_time(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags, int64_t *us,
+                 bool *set)
+{
+    kb_err res;
+    const cJSON *m = member(ctx, obj, name, flags, set, &res);
+    if (m == NULL)
+        return res;
+    const char *reason = "Input should be a valid datetime";
+    bool ok = cJSON_IsString(m)
+                  ? kb_time_parse(m->valuestring, strlen(m->valuestring), false, us, &reason)
+                  : cJSON_IsNumber(m) && kb_time_from_unix(m->valuedouble, us, &reason);
+    if (!ok) {
+        char loc[80];
+        snprintf(loc, sizeof(loc), "body.%s", name);
+        kb_json_time_problem(ctx, loc, "%s", reason);
+        return KB_E_INVALID_TIMESTAMP;
+    }
+    if (set != NULL)
+        *set = true;
+    return KB_OK;
+}
+
+bool
+kb_json_is_null(const cJSON *obj, const char *name)
+{
+    return cJSON_IsNull(obj ? cJSON_GetObjectItemCaseSensitive(obj, name) : NULL);
 }

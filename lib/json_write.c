@@ -1,5 +1,9 @@
 /* json_write.c - the JSON writer (kb_jw_*); see kb_json.h.
  *
+ * Our own rather than cJSON_Print: it streams into the response buffer with no tree per
+ * response, writes exact integers and decimals we format ourselves (cJSON prints numbers
+ * from doubles), and escapes invalid UTF-8 instead of passing it through.
+ *
  * Appends to a kb_buf and tracks commas itself, so handlers emit fields in API.md order;
  * nesting deeper than KB_JW_MAX_DEPTH is a programming error (assert).
  */

@@ -54,6 +54,10 @@ char *kb_arena_printf(kb_arena *a, const char *fmt, ...)
 /* Call fn(data) at the next reset (e.g. PQclear, cJSON_Delete). */
 void kb_arena_on_reset(kb_arena *a, kb_cleanup_fn *fn, void *data);
 
+/* Log "out of memory allocating <size> bytes" and _exit(71), as every checked
+ * allocation does on exhaustion; for a library call that reports it as NULL. */
+_Noreturn void kb_oom(size_t size);
+
 /* Checked allocation: these never return NULL (they exit on exhaustion). */
 void *kb_xmalloc(size_t size);
 void *kb_xcalloc(size_t n, size_t size);

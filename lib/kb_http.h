@@ -48,16 +48,36 @@ typedef struct kb_req {
 /* Long-lived per-process handles (lib/kb_worker.h). */
 typedef struct kb_worker kb_worker;
 
+typedef struct kb_ctx kb_ctx;
+
+/*
+ * A body too big to build in memory (a whole catalogue list): produced piece
+ * by piece while it is sent. Status and headers are final before the first
+ * byte; resp.body holds the body's first bytes, and next() the rest.
+ */
+typedef struct kb_resp_stream {
+    /* Append the next piece of the body to out (empty when called): KB_OK with
+     * *done after the last one; an error, recorded with kb_fail(), when the body
+     * cannot be completed. */
+    kb_err (*next)(void *ud, kb_ctx *ctx, kb_buf *out, bool *done);
+    /* Called exactly once, when the body is complete, failed, or abandoned:
+     * releases what the producer holds (a database cursor). */
+    void (*close)(void *ud, kb_ctx *ctx);
+    void *ud;
+} kb_resp_stream;
+
 typedef struct kb_resp {
     int status;
-    kb_buf body;    /* response body (JSON unless content_type says otherwise) */
+    kb_buf body;    /* response body (JSON unless content_type says otherwise); with a
+                     * stream, its first bytes */
     kb_buf headers; /* extra header lines, each "Name: value\r\n" */
     const char *content_type; /* static string; NULL = application/json */
+    kb_resp_stream *stream;   /* arena-owned; NULL = the body is all in body */
 } kb_resp;
 
 struct kb_charge; /* lib/kb_meter.h */
 
-typedef struct kb_ctx {
+struct kb_ctx {
     kb_arena *arena;
     kb_worker *w;
     kb_resp resp;
@@ -72,7 +92,7 @@ typedef struct kb_ctx {
     int64_t credits;        /* charged by this request, -1 when not metered */
     struct kb_charge *charge; /* set by kb_meter_charge (arena-owned), NULL when none */
     int64_t start_us;       /* monotonic start of the request */
-} kb_ctx;
+};
 
 /* Set up a context with its own buffers (kept across requests). */
 void kb_ctx_init(kb_ctx *ctx, kb_worker *w, kb_arena *arena);
@@ -108,9 +128,35 @@ void kb_resp_json_end(kb_ctx *ctx, const kb_req *req, kb_jw *w, bool with_time);
 
 /*
  * Turn the recorded error (ctx->err, or err when nothing was recorded) into
- * the API.md envelope, replacing any body. Adds Retry-After when set.
+ * the API.md envelope, replacing any body (a stream is closed unsent). Adds
+ * Retry-After when set.
  */
 void kb_resp_error(kb_ctx *ctx, const kb_req *req, kb_err err);
+
+/* Make the body a stream (kb_resp_stream): s is arena-owned, resp.body holds
+ * its first bytes. */
+void kb_resp_stream_set(kb_ctx *ctx, kb_resp_stream *s);
+
+/* Close a stream that will not be sent (an error replaced it, or no body is
+ * sent); nothing when there is none. */
+void kb_resp_stream_drop(kb_ctx *ctx);
+
+/* Writes n bytes of the answer's body; false when they could not be (the peer is gone). */
+typedef bool kb_resp_write_fn(void *ud, const char *p, size_t n);
+
+/*
+ * Send the body through write: resp.body, then for a stream every further
+ * piece (each built in resp.body, so memory is one piece), then close it.
+ * True when all of it went out, or the peer went away (nothing more can be
+ * done for it; the answer stands as sent). False when a stream's producer
+ * failed after the first byte: that can no longer become an error envelope,
+ * so ctx records it for the log, the metrics and kb_meter_end() (resp.status
+ * of the error, 500 or 503, and ctx->err; kb_meter_end() then leaves the
+ * charge to be refunded from the journal), and the caller must cut the
+ * connection without ending the answer, so that the client sees an
+ * incomplete transfer instead of a short body that might parse.
+ */
+bool kb_resp_send_body(kb_ctx *ctx, kb_resp_write_fn *write, void *ud);
 
 /* Append the one-per-request JSON log line for this response to stderr. */
 void kb_log_request(const kb_ctx *ctx, const kb_req *req);

@@ -87,6 +87,8 @@ bool kb_json_content_type_ok(const char *ct, size_t len);
 /* Flags for the getters. */
 #define KB_JSON_REQUIRED 1u /* absent -> "Field required" */
 #define KB_JSON_NULLABLE 2u /* null is accepted and reads as not set */
+#define KB_JSON_LAX 4u      /* kb_json_get_int also reads an integer string ("100", " 5 "),
+                             * as the original's Pydantic lax mode did on the data routes */
 
 /*
  * Typed getters over a body object. Each looks up the member `name`
@@ -98,7 +100,8 @@ bool kb_json_content_type_ok(const char *ct, size_t len);
  *   - otherwise *out is the value and *set = true.
  * Problems are appended to ctx (kb_json_problem), so a handler calls every
  * getter and then `if (ctx->err) return ctx->err;` to report them all.
- * set may be NULL. Return KB_OK or KB_E_VALIDATION.
+ * set may be NULL. Return KB_OK or KB_E_VALIDATION (kb_json_get_time also
+ * KB_E_INVALID_TIMESTAMP).
  */
 
 /* String of at most max_chars code points (0 = only the parser bound). *out
@@ -116,11 +119,32 @@ kb_err kb_json_get_int(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned
 kb_err kb_json_get_bool(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags,
                         bool *out, bool *set);
 
+/* An instant (API.md §1.1, §7.10) as microseconds since the epoch: an ISO
+ * string (kb_time_parse) or a number of Unix seconds or milliseconds
+ * (kb_time_from_unix). Absent is "Field required" (422) as for every getter;
+ * a value that is no instant is a timestamp problem (400, kb_json_time_problem). */
+kb_err kb_json_get_time(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags,
+                        int64_t *us, bool *set);
+
+/* True when member name is present and JSON null (a nullable field whose null
+ * means something other than absent, e.g. "remove the cap"). */
+bool kb_json_is_null(const cJSON *obj, const char *name);
+
 /*
  * Append the validation problem "<loc>: <reason>" to ctx (joined to earlier
- * ones by "; ") and set ctx->err = KB_E_VALIDATION.
+ * ones by "; ") and set ctx->err = KB_E_VALIDATION. loc is "body.limit",
+ * "query.interval", ... Replaces timestamp problems: 422 wins over 400.
  */
 void kb_json_problem(kb_ctx *ctx, const char *loc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Append the timestamp problem "<loc>: <reason>" (API.md §7.10: a time that
+ * cannot be read, or start after end) and set ctx->err =
+ * KB_E_INVALID_TIMESTAMP, unless a validation problem is already recorded:
+ * when both kinds occur the answer is the 422 with its problems only.
+ */
+void kb_json_time_problem(kb_ctx *ctx, const char *loc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* The literal text of a number node from kb_json_parse ("1e3"), else NULL. */

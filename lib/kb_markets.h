@@ -1,4 +1,5 @@
-/* kb_markets.h - market, event and settlement metadata queries (API.md §5.10-5.12).
+/* kb_markets.h - market, event and settlement metadata queries (API.md §5.10-5.12);
+ * the market and event lists are kb_catalog.h.
  *
  * Like kb_book.h: each function runs on the connection it is given, writes
  * the response field "data" into an open JSON object writer, and writes
@@ -12,15 +13,8 @@
 #include "kb_db.h"
 #include "kb_json.h"
 
-/* GET /markets: every market, discovered_at descending. */
-kb_err kb_markets_list(kb_db *db, kb_arena *a, kb_jw *w);
-
 /* GET /markets/{ticker}: MarketDetail, or KB_E_MARKET_NOT_FOUND. */
 kb_err kb_markets_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char **msg);
-
-/* GET /events: filters may be NULL (no filter); event_ticker ascending. */
-kb_err kb_events_list(kb_db *db, kb_arena *a, const char *category, const char *series_ticker,
-                      const char *status, kb_jw *w);
 
 /* GET /events/{event_ticker}: EventDetail, or KB_E_EVENT_NOT_FOUND. */
 kb_err kb_events_get(kb_db *db, kb_arena *a, const char *event_ticker, kb_jw *w,

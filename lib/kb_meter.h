@@ -94,6 +94,7 @@ typedef struct kb_charge {
     bool refund_failed;  /* a refund could not run: leave credit headers out */
     bool have_limits;    /* the key was authenticated: rate-limit headers apply */
     bool marked;         /* kb_meter_sent() marked the answer in meter_inflight */
+    bool cut;            /* the answer was cut off on its way out (kb_meter_cut) */
     char request_id[KB_JOURNAL_REQUEST_ID_MAX];
 } kb_charge;
 
@@ -149,6 +150,10 @@ void kb_meter_answered(kb_ctx *ctx);
  * that write, before anything that may block. Idempotent.
  */
 void kb_meter_sent(kb_ctx *ctx);
+
+/* The answer was cut off on its way out (a streamed body that failed mid-way):
+ * its charge does not stand; the journal settles (refunds) it. */
+void kb_meter_cut(kb_ctx *ctx);
 
 /* The statements of a charge's row in meter_inflight (for t/bench/meter-sql.c). */
 extern const kb_stmt kb_meter_inflight_stmt;

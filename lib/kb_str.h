@@ -48,14 +48,16 @@ bool kb_parse_i64(kb_str s, int64_t min, int64_t max, int64_t *out, const char *
 /*
  * Percent-decode s into an arena-owned string. With plus_is_space, '+' is
  * read as a space (application/x-www-form-urlencoded). Fails (false) on a
- * malformed escape or a decoded NUL byte.
+ * malformed escape, a decoded NUL byte, or a result that is not valid UTF-8
+ * (kb_utf8_valid: raw or escaped, truncated, overlong, surrogate, > U+10FFFF).
  */
 bool kb_str_unescape(kb_arena *a, kb_str s, bool plus_is_space, kb_str *out);
 
 /*
  * Look up the first query parameter called name in a raw query string and
  * form-decode its value into *out. Returns false when absent; a present but
- * undecodable value returns true with out->p == NULL.
+ * undecodable value (kb_str_unescape fails: a bad escape, NUL, not UTF-8)
+ * returns true with out->p == NULL.
  */
 bool kb_query_get(kb_arena *a, kb_str query, const char *name, kb_str *out);
 
@@ -67,5 +69,9 @@ size_t kb_utf8_seq(const char *s, size_t left);
 
 /* True when s is valid UTF-8 (no overlongs, no surrogates). */
 bool kb_utf8_valid(const char *s, size_t len);
+
+/* Code points in s, which must be valid UTF-8 (kb_utf8_valid): the bytes that
+ * do not continue a sequence. */
+size_t kb_utf8_chars(const char *s, size_t len);
 
 #endif

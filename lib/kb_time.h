@@ -44,4 +44,8 @@ bool kb_time_parse(const char *s, size_t len, bool query_rules, int64_t *us,
 /* A JSON number of Unix seconds (ms above 2e10) to microseconds; false when out of range. */
 bool kb_time_from_unix(double v, int64_t *us, const char **reason);
 
+/* A calendar date exactly "YYYY-MM-DD" (years 0001..9999) as days since
+ * 1970-01-01; false for anything else. */
+bool kb_time_parse_date(const char *s, size_t len, int64_t *days);
+
 #endif

@@ -16,6 +16,7 @@
 
 #include <signal.h>
 
+#include "kb_buf.h"
 #include "kb_db.h"
 #include "kb_worker.h"
 
@@ -31,6 +32,13 @@ typedef struct kb_usage_stats {
 
 /* One reporter run on w (its connection and Stripe handle). KB_OK when every batch was delivered or flagged. */
 kb_err kb_usage_report(kb_worker *w, kb_usage_stats *st);
+
+/*
+ * GET /metrics's database gauges in Prometheus text, appended to out:
+ * kalshibook_database_up (0 when the query failed, and nothing more), then
+ * the outbox backlog, the age of its oldest row and its flagged rows.
+ */
+void kb_usage_metrics(kb_db *db, kb_arena *a, kb_buf *out);
 
 /*
  * The reporter process: run every KB_USAGE_FLUSH_S until *stop becomes

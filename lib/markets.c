@@ -1,4 +1,5 @@
-/* markets.c - markets, events and settlements; see kb_markets.h.
+/* markets.c - markets, events and settlements by id, and the settlements list; see
+ * kb_markets.h. The market and event lists are lib/catalog.c.
  *
  * Output columns are fixed per statement; the writers below take the column
  * numbers from the SELECT lists next to them. Timestamps are kb_us() text;
@@ -15,13 +16,6 @@
 #define SUMMARY_COLS                                                                  \
     "m.ticker, m.title, m.event_ticker, m.status, m.category"
 
-static const kb_stmt markets_list_stmt = {
-    "markets_list",
-    "SELECT " SUMMARY_COLS ", kb_us(st.first_data_at), kb_us(st.last_data_at)"
-    "  FROM markets m LEFT JOIN market_stats st ON st.ticker = m.ticker"
-    " ORDER BY m.discovered_at DESC, m.ticker",
-    0, true};
-
 static const kb_stmt markets_get_stmt = {
     "markets_get",
     "SELECT " SUMMARY_COLS ", kb_us(st.first_data_at), kb_us(st.last_data_at),"
@@ -36,15 +30,6 @@ static const kb_stmt markets_get_stmt = {
     "e.event_ticker, e.series_ticker, e.title, e.sub_title, e.category, "             \
     "e.mutually_exclusive, e.status, "                                                \
     "(SELECT count(*) FROM markets m WHERE m.event_ticker = e.event_ticker)"
-
-static const kb_stmt events_list_stmt = {
-    "events_list",
-    "SELECT " EVENT_COLS " FROM events e"
-    " WHERE ($1::text IS NULL OR e.category = $1)"
-    "   AND ($2::text IS NULL OR e.series_ticker = $2)"
-    "   AND ($3::text IS NULL OR e.status = $3)"
-    " ORDER BY e.event_ticker",
-    3, true};
 
 static const kb_stmt events_get_stmt = {
     "events_get", "SELECT " EVENT_COLS " FROM events e WHERE e.event_ticker = $1", 1, true};
@@ -195,20 +180,6 @@ summary_fields(kb_jw *w, const PGresult *r, int row, bool with_data_times)
     }
 }
 
-static void
-market_row(kb_jw *w, const PGresult *r, int row)
-{
-    kb_jw_obj(w);
-    summary_fields(w, r, row, true);
-    kb_jw_obj_end(w);
-}
-
-kb_err
-kb_markets_list(kb_db *db, kb_arena *a, kb_jw *w)
-{
-    return list_rows(db, a, &markets_list_stmt, NULL, market_row, w);
-}
-
 /* A float8 as a JSON float: "50000" -> 50000.0, like Python's float repr. */
 static void
 float_field(kb_jw *w, const char *key, const PGresult *r, int row, int c, kb_arena *a)
@@ -258,23 +229,6 @@ event_fields(kb_jw *w, const PGresult *r, int row)
     str_field(w, "category", r, row, 4);
     bool_field(w, "mutually_exclusive", r, row, 5);
     str_field(w, "status", r, row, 6);
-}
-
-static void
-event_row(kb_jw *w, const PGresult *r, int row)
-{
-    kb_jw_obj(w);
-    event_fields(w, r, row);
-    raw_field(w, "market_count", r, row, 7);
-    kb_jw_obj_end(w);
-}
-
-kb_err
-kb_events_list(kb_db *db, kb_arena *a, const char *category, const char *series_ticker,
-               const char *status, kb_jw *w)
-{
-    const char *params[] = {category, series_ticker, status};
-    return list_rows(db, a, &events_list_stmt, params, event_row, w);
 }
 
 kb_err

@@ -704,15 +704,24 @@ kb_meter_answered(kb_ctx *ctx)
 {
     const kb_charge *c = ctx->charge;
     /* The 2xx answer is out: the charge stands and its journal entry is done. */
-    if (c != NULL && c->charged && !c->refund_failed && ctx->resp.status < 400)
+    if (c != NULL && c->charged && !c->refund_failed && !c->cut && ctx->resp.status < 400)
         kb_journal_idle(ctx->w->journal);
+}
+
+void
+kb_meter_cut(kb_ctx *ctx)
+{
+    kb_charge *c = ctx->charge;
+    if (c != NULL)
+        c->cut = true;
 }
 
 void
 kb_meter_sent(kb_ctx *ctx)
 {
     kb_charge *c = ctx->charge;
-    if (c == NULL || !c->charged || c->refund_failed || ctx->resp.status >= 400 || c->marked)
+    if (c == NULL || !c->charged || c->refund_failed || c->cut || ctx->resp.status >= 400 ||
+        c->marked)
         return;
     kb_meter_answered(ctx);
     c->marked = true;

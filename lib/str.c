@@ -132,6 +132,12 @@ kb_str_unescape(kb_arena *a, kb_str s, bool plus_is_space, kb_str *out)
         }
         d[n++] = c;
     }
+    /* Every value we decode ends up as Postgres text or in a JSON answer, both
+     * UTF-8: bytes that are not (a lone %FF, an overlong, a surrogate) are as
+     * malformed as a bad escape, and are refused here, once, for paths and
+     * queries alike. */
+    if (!kb_utf8_valid(d, n))
+        return false;
     d[n] = '\0';
     out->p = d;
     out->len = n;
@@ -211,4 +217,13 @@ kb_utf8_valid(const char *s, size_t len)
         i += n;
     }
     return true;
+}
+
+size_t
+kb_utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
 }

@@ -26,20 +26,17 @@
 #define BACKOFF_MAX_MS 5000
 #define MAX_RESPONSE (4 * 1024 * 1024)
 
+/* libcurl's percent-encoder (every byte but A-Z a-z 0-9 - . _ ~ as %XX), the
+ * one the project uses; NULL means out of memory (values are far below its
+ * 8 MB cap). */
 static void
 form_escape(kb_buf *b, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            kb_buf_putc(b, (char)*p);
-        } else {
-            kb_buf_putc(b, '%');
-            kb_buf_putc(b, hex[*p >> 4]);
-            kb_buf_putc(b, hex[*p & 15]);
-        }
-    }
+    char *e = curl_easy_escape(NULL, s, 0);
+    if (e == NULL)
+        kb_oom(strlen(s) * 3 + 1);
+    kb_buf_puts(b, e);
+    curl_free(e);
 }
 
 void

@@ -1,7 +1,9 @@
 /* time.c - clocks, timestamp formatting and parsing; see kb_time.h.
  *
- * Parsing is pure arithmetic on the proleptic Gregorian calendar (no libc
- * time zone state), so it is thread-safe and independent of TZ.
+ * Our own rather than strptime/timegm: libc parses no ISO 8601 offsets or
+ * fractions the way Pydantic does (API.md §1.1), and its calendar state is
+ * TZ-dependent. Parsing is pure arithmetic on the proleptic Gregorian
+ * calendar (no libc time zone state), so it is thread-safe and independent of TZ.
  */
 #include "kb_time.h"
 
@@ -93,6 +95,15 @@ static bool
 is_leap(int64_t y)
 {
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* A calendar date of years 0001..9999. */
+static bool
+valid_date(int64_t y, int64_t mo, int64_t d)
+{
+    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return y >= 1 && y <= 9999 && mo >= 1 && mo <= 12 && d >= 1 &&
+           d <= mdays[mo - 1] + (mo == 2 && is_leap(y) ? 1 : 0);
 }
 
 /* Exactly n digits at s[*i] into *v. */
@@ -259,9 +270,7 @@ kb_time_parse(const char *s, size_t len, bool query_rules, int64_t *us, const ch
     }
     if (i != len)
         return false;
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (y < 1 || mo < 1 || mo > 12 || d < 1 ||
-        d > mdays[mo - 1] + (mo == 2 && is_leap(y) ? 1 : 0)) {
+    if (!valid_date(y, mo, d)) {
         *reason = "date out of range";
         return false;
     }
@@ -276,5 +285,18 @@ kb_time_parse(const char *s, size_t len, bool query_rules, int64_t *us, const ch
         return false;
     }
     *us = v;
+    return true;
+}
+
+bool
+kb_time_parse_date(const char *s, size_t len, int64_t *days)
+{
+    size_t i = 0;
+    int64_t y, mo, d;
+    if (s == NULL || len != 10 || !digits(s, len, &i, 4, &y) || s[i++] != '-' ||
+        !digits(s, len, &i, 2, &mo) || s[i++] != '-' || !digits(s, len, &i, 2, &d) ||
+        !valid_date(y, mo, d))
+        return false;
+    *days = days_from_civil(y, mo, d);
     return true;
 }

@@ -27,6 +27,12 @@
 /* Stripe accepts meter events up to 35 days old; flag a little before. */
 #define WINDOW "34 days"
 
+static const kb_stmt metrics_stmt = {
+    "usage_metrics",
+    "SELECT count(*), coalesce(extract(epoch FROM kb_now() - min(created_at)), 0),"
+    " count(*) FILTER (WHERE flagged_at IS NOT NULL)"
+    " FROM usage_outbox WHERE reported_at IS NULL",
+    0, true};
 static const kb_stmt claim_stmt = {
     "usage_claim", "SELECT kb_usage_claim(make_interval(secs => $1::int), $2::interval, $3::int)",
     3, false};
@@ -187,4 +193,27 @@ kb_usage_reporter_main(volatile sig_atomic_t *stop)
     kb_worker_release(&w);
     kb_log_info("usage reporter stopped");
     return 0;
+}
+
+void
+kb_usage_metrics(kb_db *db, kb_arena *a, kb_buf *out)
+{
+    PGresult *r = NULL;
+    int up = kb_db_exec(db, a, &metrics_stmt, NULL, &r) == KB_OK;
+    kb_buf_puts(out, "# HELP kalshibook_database_up Whether this worker's database query worked.\n"
+                     "# TYPE kalshibook_database_up gauge\n");
+    kb_buf_printf(out, "kalshibook_database_up %d\n", up);
+    if (!up)
+        return;
+    kb_buf_printf(out,
+                  "# HELP kalshibook_outbox_backlog Unreported PAYG overage rows.\n"
+                  "# TYPE kalshibook_outbox_backlog gauge\n"
+                  "kalshibook_outbox_backlog %s\n"
+                  "# HELP kalshibook_outbox_oldest_seconds Age of the oldest unreported row.\n"
+                  "# TYPE kalshibook_outbox_oldest_seconds gauge\n"
+                  "kalshibook_outbox_oldest_seconds %s\n"
+                  "# HELP kalshibook_outbox_flagged Unreported rows flagged as too old.\n"
+                  "# TYPE kalshibook_outbox_flagged gauge\n"
+                  "kalshibook_outbox_flagged %s\n",
+                  PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
 }

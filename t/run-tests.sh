@@ -68,7 +68,8 @@ finish() {
         "$ROOT/t/stack.sh" stop "$STACK" >/dev/null 2>&1 || true
         scan_logs "$STACK"
         scan_secrets "$STACK"
-        rm -rf "$LOGDIR" && mkdir -p "$LOGDIR"
+        # the stack's logs replace the last run's; browser/ (screenshots) is the browser run's own
+        mkdir -p "$LOGDIR" && rm -f "$LOGDIR"/*.log
         cp "$STACK"/*.log "$LOGDIR"/ 2>/dev/null || true
         rm -rf "$STACK"
     fi
@@ -130,15 +131,15 @@ done
 # The static surface: openapi.json (validated, against API.md and the router table),
 # llms*.txt (every example checked against the spec; replayed when its route is routed),
 # nginx's static answers, and the pages in Debian's Chromium. Screenshots stay in
-# build/test-output/browser.
+# build/test-logs/browser.
 echo "### static surface (t/docs, t/browser: node + Chromium)"
 export NODE_EXTRA_CA_CERTS="$KB_CA_CERT"
-export KB_TEST_OUTPUT_DIR="$ROOT/build/test-output/browser"
+export KB_TEST_OUTPUT_DIR="$ROOT/build/test-logs/browser"
 rm -rf "$KB_TEST_OUTPUT_DIR"
 run_prog "$ROOT/t/docs/test-docs.js"
 run_prog "$ROOT/t/browser/test-browser.js"
 
-# Short reliability runs (make chaos / make soak are the full ones; README "Reliability"):
+# Short reliability runs (make chaos / make soak are the full ones; docs/testing.md "Reliability"):
 # chaos with the Stripe-side faults and every money invariant (two app hosts on one Postgres
 # with a replica, whole-host kills: CHAOS_HOSTS=2; KB_CHAOS_SHORT_HOSTS=1 for one host), and a
 # soak under ASan with leak detection. Each starts its own stack from a clean environment;

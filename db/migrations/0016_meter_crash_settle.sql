@@ -92,7 +92,8 @@ CREATE TABLE meter_crash_receipts (
 
 -- ---- the slow path, leaving the footprint --------------------------------------------
 
-DROP FUNCTION kb_meter(text, integer, text);
+-- 0015's kb_meter() wrapper is left alone: 0022 drops it, and a database that
+-- already ran 0022 (numbers are given out per branch) applies this file after it.
 
 -- 0015's kb_meter_slow() with the request id (p_request_id, NULL for tools) and the
 -- footprint; its decisions are unchanged. 0015's three-argument kb_meter_slow() and
@@ -271,16 +272,6 @@ BEGIN
     seq := a.charge_seq + 1;
 END
 $$;
-
--- 0003's entry point, kept for tools and tests: the meter's decisions in one
--- call, always through the locked path (the workers run kb_meter_stmt).
-CREATE FUNCTION kb_meter(p_key_hash text, p_cost integer, p_endpoint text)
-RETURNS TABLE (outcome text, user_id uuid, key_id uuid, key_prefix text, credits_total integer,
-               credits_used integer, cost integer, rl_limit integer, rl_remaining integer,
-               rl_reset bigint, retry_after integer, cycle_start timestamptz, day date,
-               outbox_id bigint, xid xid8, token uuid, seq bigint)
-LANGUAGE sql
-AS $$ SELECT * FROM kb_meter_slow(p_key_hash, p_cost, p_endpoint, NULL) $$;
 
 -- ---- settling -------------------------------------------------------------------------
 

@@ -32,6 +32,12 @@
 #   orderbook-100k-fp  the same on a tapered_deci_cent market ($0.001 ticks, Kalshi's 2026
 #                   fixed-point lines): more price levels per side; target p50 <= 25 ms
 #   deltas-1000     POST /deltas, a page of 1000 rows (ratio to health)
+#   markets-100k-page   GET /markets?limit=100 over 100,000 markets (t/bench/catalog.sql),
+#                   two clients (service time); target p50 <= 10 ms
+#   markets-100k-whole  GET /markets without a parameter: the whole list (~20 MB) streamed,
+#                   BENCH_WHOLE_RUNS (default 5) runs one after another (rps = 1 / p50);
+#                   with the serving worker's peak RSS over its RSS just before (VmHWM
+#                   after clear_refs; target <= 8 MiB) and gzip on the wire checked
 #   import          kbctl import of a generated ~1M-delta file (legacy integer lines);
 #                   rps = deltas/s, target >= 200k
 #   import-fp       the same volume in Kalshi's 2026 form (price_dollars, delta_fp, ts +
@@ -49,7 +55,7 @@
 # (default 2), BENCH_THREADS (wrk -t, default 2), BENCH_CONNECTIONS (wrk -c,
 # default 32), BENCH_BIN_DIR (default REPO/app), BENCH_QUICK=1 (static, hello-fcgi
 # and health only; BENCH_QUICK=metered adds meter-sql, markets-metered and the
-# half-load row), BENCH_ENFORCE=1 (exit 1 when
+# half-load row; BENCH_QUICK=catalog the two markets-100k rows), BENCH_ENFORCE=1 (exit 1 when
 # health misses its target), BENCH_KEEP=1 (keep the temp dir and its logs).
 # KB_WORKERS (default: the app's, eight per core, see below) and other KB_* settings
 # reach the app through t/stack.sh.
@@ -550,6 +556,81 @@ pool_restart() {
     wait_until 30 pool_ready "$1" || die "pool with $1 workers not ready"
 }
 
+# ---- the market catalogue at Kalshi's scale (issue 23) ----------------------------------
+
+# worker_kb PID FIELD: a /proc/PID/status size field (VmRSS, VmHWM) in KiB, 0 if gone.
+worker_kb() {
+    awk -v f="$2:" '$1 == f { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# catalog_rows: 100,000 markets (t/bench/catalog.sql) and an account of their own, then the
+# markets-100k-page and markets-100k-whole rows, the worker RSS and gzip checks.
+CATALOG_RSS_TARGET_KB=8192
+catalog_rows() {
+    local key auth i t w grow size enc gz runs=${BENCH_WHOLE_RUNS:-5}
+    local -a times=() workers=()
+    local -A before=()
+    "$KB_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -v n=100000 "$KB_DATABASE_URL" \
+        -f "$REPO/t/bench/catalog.sql" || die "cannot make the 100,000 markets"
+    key="kb-$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')"
+    "$KB_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$KB_DATABASE_URL" \
+        -v hash="$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)" -v prefix="${key:0:7}" <<'SQL' ||
+WITH u AS (INSERT INTO users (email, password_hash) VALUES ('catalog@kalshibook.local', 'x')
+           ON CONFLICT (email) DO UPDATE SET email = excluded.email RETURNING id),
+     k AS (INSERT INTO api_keys (user_id, key_hash, key_prefix) SELECT id, :'hash', :'prefix' FROM u)
+INSERT INTO billing_accounts (user_id, tier, credits_total, credits_override, rpm_override)
+SELECT id, 'project', 2000000000, 2000000000, 1000000000 FROM u
+ON CONFLICT (user_id) DO NOTHING;
+SQL
+        die "cannot create the catalogue account"
+    auth="Authorization: Bearer $key"
+    CONNECTIONS=2 bench_row markets-100k-page '/markets?limit=100' health -H "$auth"
+
+    # The whole list, one request at a time: before each, every worker's RSS and its peak
+    # reset (clear_refs 5); after it, the largest peak over the RSS before is the growth of
+    # the worker that served it.
+    printf 'bench: %-12s %s (%s runs)\n' markets-100k-whole /markets "$runs" >&2
+    CATALOG_RSS_KB=0
+    for ((i = 0; i < runs; i++)); do
+        mapfile -t workers < <(pgrep -P "$KB_FCGI_PID")
+        for w in "${workers[@]}"; do
+            before[$w]=$(worker_kb "$w" VmRSS)
+            echo 5 >"/proc/$w/clear_refs" 2>/dev/null || true
+        done
+        read -r t size < <(curl -s -o /dev/null -w '%{time_total} %{size_download}\n' \
+            --cacert "$KB_CA_CERT" -H "$auth" "$KB_BASE_URL/markets") || die "whole list failed"
+        times+=("$t")
+        for w in "${workers[@]}"; do
+            grow=$(($(worker_kb "$w" VmHWM) - ${before[$w]:-0}))
+            ((grow > CATALOG_RSS_KB)) && CATALOG_RSS_KB=$grow
+        done
+    done
+    CATALOG_WHOLE_BYTES=$size
+    local p50 p99
+    read -r p50 p99 < <(printf '%s\n' "${times[@]}" | sort -n |
+        awk '{ v[NR] = $1 * 1000 } END { printf "%.3f %.3f\n", v[int((NR + 1) / 2)], v[NR] }')
+    record_row markets-100k-whole "$(awk -v p="$p50" 'BEGIN { printf "%.2f", 1000 / p }')" \
+        "$p50" "$p99" -
+    # gzip on the wire: what a client asking for it gets.
+    gz=$(curl -s -o /dev/null -D "$TMP/catalog-gz.headers" -w '%{size_download}' \
+        --cacert "$KB_CA_CERT" -H "$auth" -H 'Accept-Encoding: gzip' "$KB_BASE_URL/markets") ||
+        die "whole list with gzip failed"
+    enc=$(awk 'tolower($1) == "content-encoding:" { print $2 }' "$TMP/catalog-gz.headers" | tr -d '\r')
+    CATALOG_GZIP=${enc:-none}
+    CATALOG_GZIP_BYTES=$gz
+}
+
+catalog_verdicts() {
+    local rss_ok gzip_ok
+    rss_ok=$( ((CATALOG_RSS_KB <= CATALOG_RSS_TARGET_KB)) && echo met || echo MISSED)
+    gzip_ok=$([[ $CATALOG_GZIP == gzip ]] && echo met || echo MISSED)
+    printf 'markets-100k-page p50 = %s ms (target <= 10); markets-100k-whole p50 = %s ms for %s bytes\n' \
+        "${P50[markets-100k-page]}" "${P50[markets-100k-whole]}" "$CATALOG_WHOLE_BYTES"
+    printf 'whole list: worker peak RSS %s KiB over its RSS before (target <= %s): %s; gzip on the wire: %s, %s -> %s bytes: %s\n' \
+        "$CATALOG_RSS_KB" "$CATALOG_RSS_TARGET_KB" "$rss_ok" "$CATALOG_GZIP" \
+        "$CATALOG_WHOLE_BYTES" "$CATALOG_GZIP_BYTES" "$gzip_ok"
+}
+
 # ---- rows (add new ones here) ------------------------------------------------------
 
 bench_row static /llms.txt -
@@ -559,6 +640,14 @@ bench_row health /health hello-fcgi
 # BENCH_QUICK=1: only the three rows above (the foundation's ratio).
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
     print_table
+    write_json
+    exit 0
+fi
+# BENCH_QUICK=catalog: the rows above and the market catalogue rows.
+if [[ ${BENCH_QUICK:-0} == catalog ]]; then
+    catalog_rows
+    print_table
+    catalog_verdicts
     write_json
     exit 0
 fi
@@ -632,6 +721,7 @@ BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","start_time":"2026-03-01T06
 
 metered_rows yes
 workers_sweep
+catalog_rows
 
 # kbctl import throughput from generated files (deltas/s in the rps column): Kalshi's legacy
 # integer lines, the same volume in its 2026 fixed-point form, then the legacy file again.
@@ -672,6 +762,7 @@ printf 'orderbook-100k p50 = %s ms, orderbook-100k-fp p50 = %s ms (target <= 25)
     "${P50[orderbook-100k]}" "${P50[orderbook-100k-fp]}" "${RATIO[deltas-1000]}"
 printf 'import = %s deltas/s, import-fp = %s deltas/s (target >= 200000)\n' \
     "${RPS[import]}" "${RPS[import-fp]}"
+catalog_verdicts
 write_json
 if [[ $verdict != met && ${BENCH_ENFORCE:-0} == 1 ]]; then
     exit 1

@@ -22,7 +22,9 @@ function normalisePath(p) {
     return p.replace(/\{[^}/]*\}/g, '{}');
 }
 
-// The router table: lines like  {"GET", "/health", h_health},  inside kb_routes[].
+// The router table: lines like  {"GET", "/health", h_health, 0, KB_OK},  inside kb_routes[]
+// (method, pattern, handler, then optionally the cost and the code for an undecodable {param}).
+const ROUTE_RE = /\{\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*(?:,\s*([0-9]+)\s*(?:,\s*[A-Z_][A-Z0-9_]*\s*)?)?\}/g;
 function routerRoutes(file = path.join(ROOT, 'app', 'routes.c')) {
     const src = fs.readFileSync(file, 'utf8');
     const start = src.indexOf('kb_routes[]');
@@ -30,21 +32,21 @@ function routerRoutes(file = path.join(ROOT, 'app', 'routes.c')) {
     const end = src.indexOf('};', start);
     const table = src.slice(start, end);
     const out = [];
-    const re = /\{\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*(?:,\s*[A-Z_0-9|\s]+)?\}/g;
+    const re = new RegExp(ROUTE_RE);
     let m;
     while ((m = re.exec(table)) !== null) out.push(`${m[1]} ${normalisePath(m[2])}`);
     return out;
 }
 
-// The credit cost each route of app/routes.c carries (its last field): {"GET /markets": 1, ...}.
+// The credit cost each route of app/routes.c carries (its fourth field): {"GET /markets": 1, ...}.
 function routerCosts(file = path.join(ROOT, 'app', 'routes.c')) {
     const src = fs.readFileSync(file, 'utf8');
     const start = src.indexOf('kb_routes[]');
     const table = src.slice(start, src.indexOf('};', start));
     const out = {};
-    const re = /\{\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,\s*[A-Za-z_][A-Za-z0-9_]*\s*,\s*([0-9]+)\s*\}/g;
+    const re = new RegExp(ROUTE_RE);
     let m;
-    while ((m = re.exec(table)) !== null) out[`${m[1]} ${normalisePath(m[2])}`] = Number(m[3]);
+    while ((m = re.exec(table)) !== null) if (m[3] !== undefined) out[`${m[1]} ${normalisePath(m[2])}`] = Number(m[3]);
     return out;
 }
 

@@ -29,7 +29,7 @@ async function run(T) {
 
     for (const [p, f, type] of [['/llms.txt', 'llms.txt', 'text/plain; charset=utf-8'],
         ['/llms-full.txt', 'llms-full.txt', 'text/plain; charset=utf-8'],
-        ['/openapi.json', 'openapi.json', 'application/json']]) {
+        ['/openapi.json', 'openapi.json', 'application/json'], ['/plans.json', 'plans.json', 'application/json']]) {
         await test(`GET ${p}: ${type}, the repo file, ETag, Cache-Control, 304 on If-None-Match`, async () => {
             const r = await call('GET', p);
             assert(r.status === 200, `status ${r.status}`);
@@ -45,7 +45,8 @@ async function run(T) {
     const CSP = {};
     for (const [p, want] of [['/docs', ["script-src 'self'", 'worker-src', "default-src 'none'"]],
         ['/redoc', ["script-src 'self'", 'worker-src']],
-        ['/billing', ["default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"]]]) {
+        ...['/billing', '/dashboard', '/dashboard/keys', '/dashboard/billing', '/dashboard/playground'].map((x) =>
+            [x, ["default-src 'none'", "script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"]])]) {
         await test(`GET ${p}: HTML with a strict Content-Security-Policy`, async () => {
             const r = await call('GET', p);
             assert(r.status === 200, `status ${r.status}`);
@@ -55,10 +56,28 @@ async function run(T) {
             for (const w of want) assert(csp.includes(w), `CSP lacks ${w}: ${csp}`);
             assert(!/unsafe-eval|\*/.test(csp) && !/script-src[^;]*unsafe-inline/.test(csp), `CSP too loose: ${csp}`);
             assert(!/https?:\/\//.test(r.text), 'page loads something from another origin');
+            if (p === '/billing' || p.startsWith('/dashboard')) {
+                assert(r.text === file('dashboard/index.html'), `${p} is not static/dashboard/index.html`);
+                assert(r.headers.get('cache-control') === 'no-cache', `cache-control ${r.headers.get('cache-control')}`);
+            }
         });
     }
-    for (const [p, type] of [['/docs/redoc.standalone.js', 'application/javascript; charset=utf-8'],
-        ['/assets/billing.js', 'application/javascript; charset=utf-8'], ['/assets/billing.css', 'text/css; charset=utf-8']]) {
+    await test('GET /dashboard/other and /dashboard/index.html: the JSON 404 of the app, no page', async () => {
+        for (const p of ['/dashboard/other', '/dashboard/index.html', '/dashboard/']) {
+            const r = await call('GET', p);
+            assert(r.status === 404 && r.json && r.json.error.code === 'not_found', `${p}: ${r.status} ${r.text.slice(0, 100)}`);
+        }
+    });
+    await test('the tiers table the meter charges by agrees with static/plans.json', () => {
+        const P = require('./plans');
+        noErrors(P.checkDb(process.env.KB_DATABASE_URL));
+        const drift = P.load();
+        drift.plans[2].requests_per_minute += 1;
+        assert(P.checkDb(process.env.KB_DATABASE_URL, drift).length === 1, 'a rate that differs from the tiers row went unnoticed');
+    });
+    const assets = fs.readdirSync(path.join(L.ROOT, 'static', 'assets')).map((f) =>
+        [`/assets/${f}`, f.endsWith('.css') ? 'text/css; charset=utf-8' : 'application/javascript; charset=utf-8']);
+    for (const [p, type] of [['/docs/redoc.standalone.js', 'application/javascript; charset=utf-8'], ...assets]) {
         await test(`GET ${p}: served as ${type}`, async () => {
             const r = await call('GET', p);
             assert(r.status === 200 && r.headers.get('content-type') === type, `${r.status} ${r.headers.get('content-type')}`);
@@ -207,7 +226,10 @@ async function run(T) {
             noErrors(L.validateResponse(spec, { method: ex.method, path: p.split('?')[0], status: r.status, body: r.json, headers: r.headers }));
         });
     }
-    notes.push(`llms-full.txt examples replayed against the stack: ${replayed}; not replayed (route not in app/routes.c yet): ${notReplayed.length ? notReplayed.join(', ') : 'none'}`);
+    await test('every llms-full.txt example of a spec route is replayed (its route is routed)', () => {
+        assert(!notReplayed.length, `examples of routes not in app/routes.c: ${notReplayed.join(', ')}`);
+    });
+    notes.push(`llms-full.txt examples replayed against the stack: ${replayed}`);
     if (notStripe.length) notes.push(`NOT replayed because the test stack has no STRIPE_SECRET_KEY (billing_not_configured): ${notStripe.join(', ')}`);
 }
 

@@ -4,11 +4,12 @@
 // (app/routes.c), the examples of llms-full.txt against the spec, and, when KB_BASE_URL
 // names a running stack, what nginx and the app really answer (static files with their
 // types, ETags and CSPs; live responses validated against the spec; every llms-full.txt
-// example whose route is in the router replayed).
+// example replayed).
 // Prints "ok"/"not ok" per test and closes with "N passed, N failed"; appends
 // "passed failed" to $KB_TEST_COUNTS when set. Exit 1 when anything failed.
-// Invariants: a test never skips silently - an example or route that is not checked is
-// listed by name with the reason (its route is not in the router yet).
+// Invariants: a test never skips silently: every spec route is routed and every example of
+// a spec route is replayed, or a test fails; only the billing examples wait for a stack with
+// Stripe configured, and are listed by name.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -33,7 +34,7 @@ const CONTRACT = [
     ['POST', '/billing/webhook', 'stripe', 0],
 ];
 // Operator-only routes: routed, but not part of the public API, so not in the
-// spec. nginx lets only localhost reach them (README "Metrics").
+// spec. nginx lets only localhost reach them (docs/running.md "Metrics").
 const OPERATOR_ONLY = ['GET /metrics'];
 // API.md 3.2 and 7: every error code and its HTTP status.
 const CODES = {
@@ -102,11 +103,18 @@ async function specTests() {
         const missing = router.filter((r) => !specR.includes(r) && !OPERATOR_ONLY.includes(r));
         assert(!missing.length, `routed but not in openapi.json: ${missing.join(', ')}`);
     });
-    await test('every spec route is in the router or still pending a branch merge', () => {
-        const notRouted = specR.filter((r) => !router.includes(r));
-        const unknown = notRouted.filter((r) => !contract.includes(r));
-        assert(!unknown.length, `in the spec, not routed and not in API.md: ${unknown.join(', ')}`);
-        notes.push(`router: ${router.length} of ${specR.length} spec routes routed; not routed yet: ${notRouted.join(', ') || 'none'}`);
+    // A documented route the server does not route would answer 404 not_found to every
+    // client that reads the spec: no route is "pending", a branch adds both or neither.
+    const unrouted = (routes) => specR.filter((r) => !routes.includes(r));
+    await test('every spec route is in the router (app/routes.c)', () => {
+        const notRouted = unrouted(router);
+        assert(!notRouted.length, `in openapi.json but not in app/routes.c: ${notRouted.join(', ')}`);
+        notes.push(`router: ${router.length} routes; all ${specR.length} spec routes routed`);
+    });
+    await test('a spec route missing from the router is caught', () => {
+        const without = router.filter((r) => r !== 'GET /settlements/{}');
+        assert(JSON.stringify(unrouted(without)) === JSON.stringify(['GET /settlements/{}']),
+            `unrouted: ${unrouted(without).join(', ')}`);
     });
     await test('credit cost (x-credits and description) and security per operation match API.md', () => {
         const errs = [];
@@ -201,6 +209,24 @@ async function specTests() {
 
 const examples = parseExamples();
 
+// static/plans.json is the one source of the plans' figures (t/docs/plans.js).
+async function planTests() {
+    const P = require('./plans');
+    await test('static/plans.json: the llms.txt, llms-full.txt and openapi.json plan blocks are generated from it, no other figure disagrees, the dashboard states none', () => {
+        noErrors(P.check());
+    });
+    await test('plans check fails when a figure drifts (a changed rate limit, price or allowance)', () => {
+        const p = P.load();
+        for (const [what, change] of [['rpm', (x) => { x.plans[0].requests_per_minute = 31; }],
+            ['price', (x) => { x.plans[2].price_per_month = '31'; }], ['credit price', (x) => { x.payg_price_per_credit = '0.009'; }],
+            ['credits', (x) => { x.plans[1].credits_per_month = 1001; }]]) {
+            const q = JSON.parse(JSON.stringify(p));
+            change(q);
+            assert(P.check(q).length > 0, `a drift of the ${what} went unnoticed`);
+        }
+    });
+}
+
 async function exampleStaticTests() {
     await test(`llms-full.txt: ${examples.length} examples parse and cover every spec route`, () => {
         const covered = new Set(examples.map((e) => `${e.method} ${L.normalisePath(L.matchPath(spec, e.path) || e.path)}`));
@@ -236,6 +262,7 @@ module.exports = { test, assert, noErrors, spec, router, examples, notes, CONTRA
 async function main() {
     await specTests();
     await exampleStaticTests();
+    await planTests();
     if (process.env.KB_BASE_URL) {
         await require('./live').run(module.exports);
     } else {

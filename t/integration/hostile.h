@@ -41,6 +41,9 @@ typedef struct tally {
     long sampled, sample_bad;
     long charged;          /* credits the accepted cases must have cost */
     long charged_requests; /* and how many requests they were */
+    bool before_meter;     /* refused cases must also carry no X-Credits-* header: refused
+                            * before the meter, not charged and refunded */
+    long sample_every;     /* every Nth answer through the spec checker; 0 = 60 */
 } tally;
 static tally T;
 
@@ -90,6 +93,7 @@ send_case(const char *cls, const char *method, const char *path, const char *aut
     const cJSON *msg = cJSON_GetObjectItemCaseSensitive(err, "message");
     const cJSON *rid = r->json ? cJSON_GetObjectItemCaseSensitive(r->json, "request_id") : NULL;
     char *xrid = kbt_header(r, "X-Request-ID");
+    char *xcost = kbt_header(r, "X-Credits-Cost");
     if (r->curl_code != 0)
         why = "transport error";
     else if (r->status >= 500)
@@ -107,6 +111,8 @@ send_case(const char *cls, const char *method, const char *path, const char *aut
         why = "envelope";
     else if (!cJSON_IsString(rid) || xrid == NULL || strcmp(rid->valuestring, xrid) != 0)
         why = "request_id";
+    else if (T.before_meter && xcost != NULL)
+        why = "metered (X-Credits-Cost) before it was refused";
     if (why != NULL) {
         T.bad++;
         if (T.bad <= 200) {
@@ -117,8 +123,8 @@ send_case(const char *cls, const char *method, const char *path, const char *aut
     } else {
         T.ok++;
     }
-    /* Every 40th answer also goes through the spec checker (node, slow). */
-    if (why == NULL && T.sent % 60 == 1) {
+    /* Every 60th answer also goes through the spec checker (node, slow: ~0.5 s). */
+    if (why == NULL && T.sent % (T.sample_every > 0 ? T.sample_every : 60) == 1) {
         char m[2048];
         T.sampled++;
         char *q = strchr(path, '?');
@@ -130,6 +136,7 @@ send_case(const char *cls, const char *method, const char *path, const char *aut
         }
     }
     free(xrid);
+    free(xcost);
     kbt_resp_free(r);
 }
 

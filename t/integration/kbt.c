@@ -206,6 +206,26 @@ kbt_assert_envelope(const kbt_resp *r, long status, const char *code)
     free(hdr);
 }
 
+char *
+kbt_file_read(const char *path, size_t *len)
+{
+    char full[4096];
+    if (path[0] == '/')
+        snprintf(full, sizeof(full), "%s", path);
+    else
+        snprintf(full, sizeof(full), "%s/%s", kbt_env("KB_REPO_ROOT"), path);
+    FILE *f = fopen(full, "rb");
+    if (f == NULL)
+        return NULL;
+    kb_buf b = KB_BUF_INIT;
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        kb_buf_append(&b, chunk, n);
+    fclose(f);
+    return kb_buf_detach(&b, len);
+}
+
 PGconn *
 kbt_db(void)
 {

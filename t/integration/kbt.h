@@ -72,6 +72,10 @@ void kbt_assert_envelope(const kbt_resp *r, long status, const char *code);
 /* Assert X-Request-ID is present in req_ + 12 hex form. */
 void kbt_assert_request_id(const kbt_resp *r);
 
+/* The bytes of file path (relative to KB_REPO_ROOT unless absolute), NUL-terminated and
+ * malloc'd, *len (may be NULL) their count; NULL when it cannot be read. */
+char *kbt_file_read(const char *path, size_t *len);
+
 /* A fresh libpq connection to KB_DATABASE_URL (aborts the test on failure). */
 PGconn *kbt_db(void);
 
@@ -225,9 +229,10 @@ void kbt_sqlp_ok(PGconn *c, const char *sql, int nparams, ...);
 
 /* ---- requests held in flight (test_journal.c, test_metered_http.c) ---- */
 
-/* kbt_wait_until condition: exactly one worker connection of the database c (a
- * PGconn *) is waiting on a lock. */
+/* kbt_wait_until conditions: exactly one (two) worker connections of the database c (a
+ * PGconn *) are waiting on a lock. */
 bool kbt_one_worker_waits_on_lock(void *c);
+bool kbt_two_workers_wait_on_lock(void *c);
 
 /* GET path with "Authorization: Bearer key", for a thread: resp is set when it returns. */
 typedef struct kbt_keyed_get {

@@ -413,14 +413,27 @@ kbt_sqlp_ok(PGconn *c, const char *sql, int nparams, ...)
     va_end(ap);
 }
 
-bool
-kbt_one_worker_waits_on_lock(void *c)
+/* Worker connections of the database c waiting on a lock. */
+static long
+workers_waiting_on_lock(PGconn *c)
 {
     char *v = kbt_sql_value(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
                                " LIKE 'kalshibook-worker%' AND wait_event_type = 'Lock'");
-    bool ok = v != NULL && strcmp(v, "1") == 0;
+    long n = v != NULL ? strtol(v, NULL, 10) : -1;
     free(v);
-    return ok;
+    return n;
+}
+
+bool
+kbt_one_worker_waits_on_lock(void *c)
+{
+    return workers_waiting_on_lock(c) == 1;
+}
+
+bool
+kbt_two_workers_wait_on_lock(void *c)
+{
+    return workers_waiting_on_lock(c) == 2;
 }
 
 void *

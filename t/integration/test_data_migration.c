@@ -26,6 +26,7 @@
 #include "check_main.h"
 #include "kbt.h"
 #include "kb_book.h"
+#include "kb_catalog.h"
 #include "kb_cursor.h"
 #include "kb_markets.h"
 #include "kb_str.h"
@@ -135,20 +136,9 @@ admin(const char *what, const char *db)
 static char *
 slurp(const char *path, size_t *len)
 {
-    char full[1024];
-    if (path[0] == '/')
-        snprintf(full, sizeof(full), "%s", path);
-    else
-        snprintf(full, sizeof(full), "%s/%s", kbt_env("KB_REPO_ROOT"), path);
-    FILE *f = fopen(full, "r");
-    need(f != NULL, "%s", full);
-    kb_buf b = KB_BUF_INIT;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        kb_buf_append(&b, chunk, n);
-    fclose(f);
-    return kb_buf_detach(&b, len);
+    char *s = kbt_file_read(path, len);
+    need(s != NULL, "cannot read %s", path);
+    return s;
 }
 
 /* ---- the recorded answers ---- */
@@ -308,6 +298,26 @@ instant(const char *s)
     return us;
 }
 
+/* A whole catalogue list (no parameter: GET /markets, GET /events) as the streamed
+ * answer writes it, piece by piece (lib/kb_catalog.h). */
+static kb_err
+whole_list(kb_db *db, kb_arena *a, kb_catalog_list list, kb_jw *w)
+{
+    kb_catalog_query q = {.list = list};
+    kb_catalog_stream *s;
+    kb_err err = kb_catalog_open(db, a, &q, &s);
+    if (err)
+        return err;
+    kb_jw_key(w, "data");
+    kb_jw_arr(w);
+    bool done = false;
+    while (!done && (err = kb_catalog_next(s, w, &done)) == KB_OK) {
+    }
+    kb_catalog_close(s);
+    kb_jw_arr_end(w);
+    return err;
+}
+
 /*
  * The body the route would send for x's request, asked of url through libkb, without
  * request_id and response_time; *status its HTTP status. Caller frees.
@@ -339,11 +349,11 @@ ask(kb_db *db_, const answer *x, long *status)
         err = kb_book_candles(db, &a, arg(x, 1), instant(arg(x, 2)), instant(arg(x, 3)),
                               kb_candle_interval(arg(x, 4)), &w);
     } else if (strcmp(kind, "markets") == 0) {
-        err = kb_markets_list(db, &a, &w);
+        err = whole_list(db, &a, KB_CATALOG_MARKETS, &w);
     } else if (strcmp(kind, "market") == 0) {
         err = kb_markets_get(db, &a, arg(x, 1), &w, &msg);
     } else if (strcmp(kind, "events") == 0) {
-        err = kb_events_list(db, &a, NULL, NULL, NULL, &w);
+        err = whole_list(db, &a, KB_CATALOG_EVENTS, &w);
     } else if (strcmp(kind, "event") == 0) {
         err = kb_events_get(db, &a, arg(x, 1), &w, &msg);
     } else if (strcmp(kind, "settlements") == 0) {

@@ -465,6 +465,39 @@ START_TEST(check_config_names_every_problem)
 }
 END_TEST
 
+/* Every command but check-config (which judges the configuration itself) gets it loaded by
+ * kbctl's command table: an invalid one is exit 78 naming the problem, before the command
+ * runs; --help needs none. */
+START_TEST(kbctl_commands_refuse_an_invalid_configuration)
+{
+    static const char *const cmds[][3] = {
+        {"migrate", NULL, NULL},       {"report-usage", NULL, NULL}, {"stripe-sync", NULL, NULL},
+        {"stripe-setup", NULL, NULL},  {"user", "show", "a@b.test"}, {"status", NULL, NULL},
+        {"import", "/dev/null", NULL}, {"demo-data", NULL, NULL},    {"partitions", NULL, NULL},
+    };
+    const char *env[] = {"KB_DATABASE_URL", NULL, NULL};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        kb_buf out = KB_BUF_INIT;
+        int rc = kbctl(env, cmds[i], &out);
+        ck_assert_msg(rc == 78, "%s: exit %d: %s", cmds[i][0], rc, kb_buf_cstr(&out));
+        ck_assert_msg(strstr(kb_buf_cstr(&out), "invalid configuration") != NULL &&
+                          strstr(kb_buf_cstr(&out), "KB_DATABASE_URL: is required") != NULL,
+                      "%s: %s", cmds[i][0], kb_buf_cstr(&out));
+        kb_buf_reset(&out);
+        const char *help[] = {cmds[i][0], "--help", NULL};
+        rc = kbctl(env, help, &out);
+        ck_assert_msg(rc == 0, "%s --help: exit %d: %s", cmds[i][0], rc, kb_buf_cstr(&out));
+        kb_buf_release(&out);
+    }
+    /* demo-data writing a file needs none either */
+    const char *to_file[] = {"demo-data", "--markets", "1", "--fp-markets", "0", "--days", "1",
+                             "--out", "/dev/null", NULL};
+    kb_buf out = KB_BUF_INIT;
+    ck_assert_int_eq(kbctl(env, to_file, &out), 0);
+    kb_buf_release(&out);
+}
+END_TEST
+
 START_TEST(check_config_never_prints_secrets)
 {
     kb_buf out = KB_BUF_INIT;
@@ -573,6 +606,7 @@ main(void)
     tcase_add_test(tm, migrate_rolls_back_a_failing_file);
     tcase_add_test(tm, check_config_names_every_problem);
     tcase_add_test(tm, check_config_never_prints_secrets);
+    tcase_add_test(tm, kbctl_commands_refuse_an_invalid_configuration);
     tcase_add_test(tm, kbctl_user_sets_overrides_with_audit);
     tcase_add_test(tm, kbctl_status_reports_pool_database_and_outbox);
     suite_add_tcase(s, tm);

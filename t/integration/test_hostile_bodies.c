@@ -3,6 +3,7 @@
  * query value and header, out-of-range numbers and timestamps in other time zones. Each case
  * gets its exact status and API.md code and changes nothing (t/integration/hostile.h).
  */
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,21 +127,14 @@ make_big_bodies(void)
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-/* Percent-encode s for a path segment or query value. */
+/* Percent-encode s for a path segment or query value (libcurl's encoder). */
 static void
 pct(kb_buf *b, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            kb_buf_putc(b, (char)*p);
-        } else {
-            kb_buf_putc(b, '%');
-            kb_buf_putc(b, hex[*p >> 4]);
-            kb_buf_putc(b, hex[*p & 15]);
-        }
-    }
+    char *e = curl_easy_escape(NULL, s, 0);
+    ck_assert_ptr_nonnull(e);
+    kb_buf_puts(b, e);
+    curl_free(e);
 }
 
 /* Decode a JSON-escaped hostile value to raw text (for URLs and headers); malloc'd. */
@@ -260,14 +254,21 @@ cases_hostile_strings(void)
                  "/candles/KXH?start_time=" TS_OK "&end_time=" TS_OK2 "&interval=%s", enc);
         send_case("candles_interval", "GET", path, bearer_key, "", NULL, 0, 422,
                   "validation_error");
-        /* The list routes take no parameters (API.md §5.10-5.12): hostile ones are ignored,
-         * and the request is answered and charged like any other (1 credit, counted). */
+        /* /settlements takes no limit or cursor (API.md §5.12): hostile ones are ignored,
+         * and the request is answered and charged like any other (1 credit, counted).
+         * /markets and /events page with them (§5.10-5.11): a hostile limit is never a
+         * valid one, so 422, uncharged. */
         static const char *const lists[] = {"/markets", "/events", "/settlements"};
         snprintf(path, sizeof(path), "%s?limit=%s&status=%s&cursor=%s", lists[i % 3], enc, enc,
                  enc);
-        send_case("ignored_list_query", "GET", path, bearer_key, "", NULL, 0, 200, NULL);
-        T.charged += 1;
-        T.charged_requests++;
+        if (i % 3 == 2) {
+            send_case("ignored_list_query", "GET", path, bearer_key, "", NULL, 0, 200, NULL);
+            T.charged += 1;
+            T.charged_requests++;
+        } else {
+            send_case("list_paging_query", "GET", path, bearer_key, "", NULL, 0, 422,
+                      "validation_error");
+        }
 
         /* Key routes: the id, other users' ids; and the key type. */
         snprintf(path, sizeof(path), "/keys/%s", enc);

@@ -10,7 +10,7 @@
  *   - a refund that cannot reach the database (its connection killed twice):
  *     the 404 goes out without credit headers and the idle worker refunds it
  *     as soon as the database answers again;
- *   - a worker SIGKILLed after its 2xx answer reached nginx, while it closes
+ *   - a worker SIGKILLed after its 2xx answer reached nginx, as it closes
  *     the FastCGI connection (stopped there with ptrace): the client has its
  *     200 and the charge stands; nothing is left to settle. */
 #include <pthread.h>
@@ -22,6 +22,7 @@
 #include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "check_main.h"
 #include "kbt.h"
@@ -262,10 +263,26 @@ START_TEST(refund_that_failed_is_settled_when_the_database_answers)
 }
 END_TEST
 
+/* True when fd of process p is a socket (the FastCGI connection: a worker
+ * closes no other socket while it serves a request). */
+static bool
+is_socket(pid_t p, long fd)
+{
+    char path[64], link[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)p, fd);
+    ssize_t n = readlink(path, link, sizeof(link) - 1);
+    if (n <= 0)
+        return false;
+    link[n] = '\0';
+    return strncmp(link, "socket:", 7) == 0;
+}
+
 /* The pool's workers, traced: stopped at each system call until one of them
- * enters shutdown(2), which libfcgi calls to close a FastCGI connection once the
- * answer, end of request included, has been written to nginx. That one is
- * SIGKILLed there; the others are let go. Returns the killed worker's pid. */
+ * enters close(2) or shutdown(2) on a socket, which it does to close a FastCGI
+ * connection once the answer, end of request included, has been written to
+ * nginx (app/fcgi.c closes at once; libfcgi's way starts with shutdown). That
+ * one is SIGKILLed there; the others are let go. Returns the killed worker's
+ * pid. */
 static pid_t
 kill_worker_closing_its_connection(void)
 {
@@ -298,12 +315,12 @@ kill_worker_closing_its_connection(void)
 #if defined(__x86_64__)
             struct user_regs_struct regs;
             ck_assert_int_eq(ptrace(PTRACE_GETREGS, p, NULL, &regs), 0);
-            long nr = (long)regs.orig_rax;
+            long nr = (long)regs.orig_rax, fd = (long)regs.rdi;
 #else
-            long nr = -1;
+            long nr = -1, fd = -1;
             ck_abort_msg("reading the system call number is written for x86-64 only");
 #endif
-            if (nr == SYS_shutdown) {
+            if ((nr == SYS_shutdown || nr == SYS_close) && is_socket(p, fd)) {
                 ck_assert_int_eq(kill(p, SIGKILL), 0);
                 killed = p;
                 for (size_t i = 0; i < n; i++)

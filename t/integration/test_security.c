@@ -378,9 +378,9 @@ END_TEST
 
 /* ---- constant-time comparisons ------------------------------------------------------- */
 
-/* True when object lib/<name>.o of this build imports symbol (nm -u). */
-static bool
-object_imports(const char *name, const char *symbol)
+/* The undefined symbols (nm -u) of object lib/<name>.o of this build, one per line, in out. */
+static void
+object_imports_all(const char *name, kb_buf *out)
 {
     char cmd[1024];
     snprintf(cmd, sizeof(cmd), "nm -u '%s/../lib/%s.o' 2>/dev/null", kbt_env("KB_BIN_DIR"),
@@ -388,38 +388,114 @@ object_imports(const char *name, const char *symbol)
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     char line[256];
-    bool found = false, any = false;
+    kb_buf_reset(out);
     while (fgets(line, sizeof(line), p) != NULL) {
-        any = true;
         char *s = strrchr(line, ' ');
         s = s ? s + 1 : line;
         s[strcspn(s, "\n")] = '\0';
-        if (strcmp(s, symbol) == 0)
-            found = true;
+        kb_buf_printf(out, "\n%s\n", s);
     }
     pclose(p);
-    ck_assert_msg(any, "nm found no object %s.o next to KB_BIN_DIR", name);
+    ck_assert_msg(out->len > 0, "nm found no object %s.o next to KB_BIN_DIR", name);
+}
+
+/* True when object lib/<name>.o of this build imports symbol. */
+static bool
+object_imports(const char *name, const char *symbol)
+{
+    kb_buf all = KB_BUF_INIT, want = KB_BUF_INIT;
+    object_imports_all(name, &all);
+    kb_buf_printf(&want, "\n%s\n", symbol);
+    bool found = strstr(kb_buf_cstr(&all), kb_buf_cstr(&want)) != NULL;
+    kb_buf_release(&all);
+    kb_buf_release(&want);
     return found;
 }
 
+/* Byte compares that stop at the first difference: none may touch a secret. */
+static const char *const early_exit_compares[] = {
+    "memcmp",  "bcmp",   "strcmp",     "strncmp",    "strcasecmp",        "strncasecmp",
+    "strcoll", "wmemcmp", "CRYPTO_memcmp", "kb_str_eq", "kb_str_eq_nocase", "kb_str_has_prefix",
+};
+/* Primitives that compute a MAC (a tag someone could then compare by hand). */
+static const char *const mac_prefixes[] = {"crypto_auth", "HMAC", "EVP_MAC", "CMAC",
+                                           "crypto_generichash", "crypto_onetimeauth"};
+
+/*
+ * Secrets (Stripe v1 signatures, HS256 tags) are compared only inside lib/crypto.c, the one
+ * object that computes a MAC, with sodium_memcmp; crypto.o is built with -fno-builtin (see the
+ * Makefile), so a memcmp there stays a call that nm sees instead of being inlined. Every other
+ * object may compare public text, but can hold no tag to compare: it imports no MAC primitive.
+ * Passwords go through libsodium's verifier, ES256/RS256 through EVP_DigestVerify, API keys
+ * are compared in SQL by their SHA-256.
+ */
 START_TEST(secret_comparisons_use_constant_time_primitives)
 {
-    /* Stripe-Signature v1 against the HMAC: kb_ct_equal, which is sodium_memcmp. */
-    ck_assert(object_imports("webhook", "kb_ct_equal"));
-    ck_assert(object_imports("crypto", "sodium_memcmp"));
-    /* HS256 JWT signatures: CRYPTO_memcmp. ES256/RS256 go through EVP_DigestVerify. */
-    ck_assert(object_imports("jwt", "CRYPTO_memcmp"));
-    ck_assert(object_imports("jwt", "EVP_DigestVerify"));
-    /* Passwords: libsodium's argon2id verifier, never a byte compare of hashes. */
-    ck_assert(object_imports("auth", "crypto_pwhash_str_verify"));
-    /* (webhook.o and jwt.o do import memcmp/strcmp: for the "v1=" prefix, "HS256", "kid"
-     * and "aud", which are public; README "Reliability / security" lists every compare.) */
+    kb_buf crypto = KB_BUF_INIT;
+    object_imports_all("crypto", &crypto);
+    ck_assert_msg(strstr(kb_buf_cstr(&crypto), "\nsodium_memcmp\n") != NULL,
+                  "crypto.o does not compare with sodium_memcmp");
+    for (size_t i = 0; i < sizeof(early_exit_compares) / sizeof(early_exit_compares[0]); i++) {
+        char needle[64];
+        snprintf(needle, sizeof(needle), "\n%s\n", early_exit_compares[i]);
+        ck_assert_msg(strstr(kb_buf_cstr(&crypto), needle) == NULL,
+                      "lib/crypto.c, where secrets are compared, calls %s", early_exit_compares[i]);
+    }
+    kb_buf_release(&crypto);
 
-    /* and the primitive itself behaves */
+    /* No other object of libkb computes a MAC. */
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "ls '%s/../lib'", kbt_env("KB_BIN_DIR"));
+    FILE *ls = popen(cmd, "r");
+    ck_assert_ptr_nonnull(ls);
+    char file[256];
+    int objects = 0;
+    kb_buf imp = KB_BUF_INIT;
+    while (fgets(file, sizeof(file), ls) != NULL) {
+        file[strcspn(file, "\n")] = '\0';
+        size_t n = strlen(file);
+        if (n < 3 || strcmp(file + n - 2, ".o") != 0 || strcmp(file, "crypto.o") == 0)
+            continue;
+        file[n - 2] = '\0';
+        objects++;
+        object_imports_all(file, &imp);
+        for (size_t i = 0; i < sizeof(mac_prefixes) / sizeof(mac_prefixes[0]); i++) {
+            char needle[64];
+            snprintf(needle, sizeof(needle), "\n%s", mac_prefixes[i]);
+            ck_assert_msg(strstr(kb_buf_cstr(&imp), needle) == NULL,
+                          "lib/%s.c computes a MAC itself (%s...): only lib/crypto.c may", file,
+                          mac_prefixes[i]);
+        }
+        /* kb_hmac_sha256 hands out a tag: only for signing tokens (lib/jwt.c), whose
+         * verifying goes through kb_hmac_sha256_verify (asserted below). */
+        ck_assert_msg(strcmp(file, "jwt") == 0 ||
+                          strstr(kb_buf_cstr(&imp), "\nkb_hmac_sha256\n") == NULL,
+                      "lib/%s.c holds an HMAC tag (kb_hmac_sha256): verify with "
+                      "kb_hmac_sha256_verify",
+                      file);
+    }
+    pclose(ls);
+    kb_buf_release(&imp);
+    ck_assert_int_ge(objects, 20);
+
+    /* The verifiers go through it, and the other secrets through their libraries. */
+    ck_assert(object_imports("webhook", "kb_hmac_sha256_verify"));
+    ck_assert(object_imports("jwt", "kb_hmac_sha256_verify"));
+    ck_assert(object_imports("jwt", "EVP_DigestVerify"));
+    ck_assert(object_imports("auth", "crypto_pwhash_str_verify"));
+
+    /* and the primitives themselves behave */
     ck_assert(kb_ct_equal("abcdef", 6, "abcdef", 6));
     ck_assert(!kb_ct_equal("abcdef", 6, "abcdeg", 6));
     ck_assert(!kb_ct_equal("abcdef", 6, "abcde", 5));
     ck_assert(!kb_ct_equal("", 0, "a", 1));
+    unsigned char tag[2][KB_HMAC_SHA256_LEN];
+    const kb_str parts[] = {KB_STR_LIT("12345"), KB_STR_LIT("."), KB_STR_LIT("{}")};
+    kb_hmac_sha256("k", 1, parts, 3, tag[1]);
+    memset(tag[0], 0, sizeof(tag[0]));
+    ck_assert(kb_hmac_sha256_verify("k", 1, parts, 3, tag, 2));
+    ck_assert(!kb_hmac_sha256_verify("k", 1, parts, 3, tag, 1));
+    ck_assert(!kb_hmac_sha256_verify("K", 1, parts, 3, tag, 2));
 }
 END_TEST
 

@@ -177,6 +177,37 @@ START_TEST(payg_validates_its_body)
 }
 END_TEST
 
+/* overage_cap: a number sets it, absent keeps it, null removes it (the handler tells null
+ * from absent with kb_json_is_null). */
+START_TEST(payg_overage_cap_null_removes_absent_keeps)
+{
+    static const struct {
+        const char *body, *cap; /* cap after the call, NULL = none */
+    } steps[] = {{"{\"enable\":false,\"overage_cap\":500}", "500"},
+                 {"{\"enable\":false}", "500"},
+                 {"{\"enable\":false,\"overage_cap\":null}", NULL}};
+    user u;
+    user_new(&u, "stripe-payg-cap");
+    PGconn *db = kbt_db();
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        kbt_resp *r = kbt_auth_json("POST", "/billing/payg", u.token, steps[i].body);
+        ck_assert_msg(r->status == 200, "%s: %ld %s", steps[i].body, r->status,
+                      kb_buf_cstr(&r->body));
+        kbt_resp_free(r);
+        char *cap = kbt_sqlp_value(db, "SELECT overage_cap FROM billing_accounts"
+                                       " WHERE user_id = $1::uuid", 1, u.id);
+        if (steps[i].cap == NULL)
+            ck_assert_msg(cap == NULL, "%s: cap %s", steps[i].body, cap);
+        else
+            ck_assert_msg(cap != NULL && strcmp(cap, steps[i].cap) == 0, "%s: cap %s",
+                          steps[i].body, cap ? cap : "none");
+        free(cap);
+    }
+    PQfinish(db);
+    user_free(&u);
+}
+END_TEST
+
 START_TEST(payg_without_subscription_returns_checkout_then_webhook_enables)
 {
     user u;
@@ -235,6 +266,7 @@ main(void)
     tcase_add_test(tc, checkout_then_webhook_gives_project_and_second_checkout_is_409);
     tcase_add_test(tc, portal_without_customer_is_400_no_billing_account);
     tcase_add_test(tc, payg_validates_its_body);
+    tcase_add_test(tc, payg_overage_cap_null_removes_absent_keeps);
     tcase_add_test(tc, payg_without_subscription_returns_checkout_then_webhook_enables);
     tcase_add_test(tc, stripe_outage_is_502_stripe_error);
     tcase_add_test(tc, twenty_concurrent_checkouts_through_nginx_make_one_customer);

@@ -221,5 +221,5 @@ cmd_replica_resync() {
     load_ports
     [[ -f $REPLICA_DIR/PG_VERSION ]] || die "no replica in '$DIR' (run replica-start first)"
     replica_stop
-    replica_build
+    replica_start
 }

@@ -1,4 +1,5 @@
-/* test_base.c - libkb base layer: buffers, strings, integers, time, arena, errors, envelope. */
+/* test_base.c - libkb base layer: buffers, strings, integers, time, arena, errors, envelope,
+ * streamed bodies. */
 #include <check.h>
 #include <stdint.h>
 #include <string.h>
@@ -127,6 +128,54 @@ START_TEST(query_get_form_decodes)
 }
 END_TEST
 
+/* What kb_str_unescape (and so every path segment and query value) decodes or
+ * refuses: the malformed byte sequences of issue 20, escaped and raw. */
+static const struct {
+    const char *in;
+    const char *out; /* NULL: refused */
+} unescape_cases[] = {
+    {"abc", "abc"},
+    {"a%20b+c", "a b c"},
+    {"%E2%82%AC", "\xe2\x82\xac"},
+    {"%F0%9F%98%80", "\xf0\x9f\x98\x80"},
+    {"\xc3\xa9", "\xc3\xa9"},
+    {"%FF", NULL},
+    {"A%FEB", NULL},
+    {"\xff", NULL},
+    {"%E2%82", NULL},
+    {"%E2%82x", NULL},
+    {"%C0%AF", NULL},
+    {"%E0%80%AF", NULL},
+    {"%ED%A0%80", NULL},
+    {"%ED%BF%BF", NULL},
+    {"%F4%90%80%80", NULL},
+    {"%F8%88%80%80%80", NULL},
+    {"%80", NULL},
+    {"%00", NULL},
+    {"%zz", NULL},
+    {"%4", NULL},
+};
+
+START_TEST(unescape_refuses_bytes_that_are_not_utf8)
+{
+    kb_arena a;
+    kb_arena_init(&a, 0);
+    kb_str out = {"untouched", 9};
+    bool ok = kb_str_unescape(&a, kb_str_c(unescape_cases[_i].in), true, &out);
+    const char *want = unescape_cases[_i].out;
+    ck_assert_msg(ok == (want != NULL), "'%s'", unescape_cases[_i].in);
+    if (want != NULL)
+        ck_assert(kb_str_eq(out, want));
+    /* a query value is "present but undecodable" */
+    kb_buf q = KB_BUF_INIT;
+    kb_buf_printf(&q, "x=1&v=%s&y=2", unescape_cases[_i].in);
+    ck_assert(kb_query_get(&a, kb_str_c(kb_buf_cstr(&q)), "v", &out));
+    ck_assert(want != NULL ? kb_str_eq(out, want) : out.p == NULL);
+    kb_buf_release(&q);
+    kb_arena_release(&a);
+}
+END_TEST
+
 START_TEST(utf8_validation)
 {
     ck_assert(kb_utf8_valid("abc\xc3\xa9\xf0\x9f\x98\x80", 9));
@@ -135,6 +184,10 @@ START_TEST(utf8_validation)
     ck_assert(!kb_utf8_valid("\xf4\x90\x80\x80", 4));
     ck_assert(!kb_utf8_valid("\xe2\x82", 2));
     ck_assert(kb_utf8_valid("", 0));
+    /* code points, not bytes (password and name lengths) */
+    ck_assert_uint_eq(kb_utf8_chars("abc\xc3\xa9\xf0\x9f\x98\x80", 9), 5);
+    ck_assert_uint_eq(kb_utf8_chars("\xe2\x82\xac\xe2\x82\xac", 6), 2);
+    ck_assert_uint_eq(kb_utf8_chars("", 0), 0);
 }
 END_TEST
 
@@ -281,6 +334,152 @@ START_TEST(request_id_from_nginx_or_generated)
 }
 END_TEST
 
+/* ---- streamed bodies (kb_resp_stream, kb_resp_send_body) ---- */
+
+/* A producer of `pieces` pieces "<n>,", failing at piece `fail_at` (0 = never). */
+typedef struct producer {
+    int pieces, next, fail_at, closed;
+} producer;
+
+static kb_err
+produce(void *ud, kb_ctx *ctx, kb_buf *out, bool *done)
+{
+    producer *p = ud;
+    ck_assert_uint_eq(out->len, 0);
+    ck_assert_int_eq(p->closed, 0);
+    p->next++;
+    if (p->next == p->fail_at)
+        return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
+    kb_buf_printf(out, "%d,", p->next);
+    *done = p->next == p->pieces;
+    return KB_OK;
+}
+
+static void
+close_producer(void *ud, kb_ctx *ctx)
+{
+    (void)ctx;
+    ((producer *)ud)->closed++;
+}
+
+/* A peer that takes at most `room` bytes, then is gone. */
+typedef struct peer {
+    kb_buf got;
+    size_t room;
+    int writes;
+} peer;
+
+static bool
+peer_write(void *ud, const char *p, size_t n)
+{
+    peer *w = ud;
+    w->writes++;
+    if (w->got.len + n > w->room)
+        return false;
+    kb_buf_append(&w->got, p, n);
+    return true;
+}
+
+static void
+stream_ctx(kb_ctx *ctx, kb_arena *a, kb_worker *w, producer *p, kb_resp_stream *s)
+{
+    kb_ctx_init(ctx, w, a);
+    kb_buf_puts(&ctx->resp.body, "[");
+    *s = (kb_resp_stream){produce, close_producer, p};
+    kb_resp_stream_set(ctx, s);
+}
+
+START_TEST(stream_sends_every_piece_then_closes)
+{
+    kb_arena a;
+    kb_worker w;
+    kb_ctx ctx;
+    kb_resp_stream s;
+    producer p = {.pieces = 4};
+    peer to = {KB_BUF_INIT, 1000, 0};
+    kb_arena_init(&a, 0);
+    stream_ctx(&ctx, &a, &w, &p, &s);
+    ck_assert(kb_resp_send_body(&ctx, peer_write, &to));
+    ck_assert_str_eq(kb_buf_cstr(&to.got), "[1,2,3,4,");
+    ck_assert_int_eq(to.writes, 5); /* the head, then one write per piece */
+    ck_assert_int_eq(p.closed, 1);
+    ck_assert_ptr_null(ctx.resp.stream);
+    ck_assert_int_eq(ctx.resp.status, 200);
+    ck_assert_int_eq(ctx.err, KB_OK);
+    kb_buf_release(&to.got);
+    kb_ctx_release(&ctx);
+    kb_arena_release(&a);
+}
+END_TEST
+
+START_TEST(stream_failing_after_the_first_byte_is_recorded_and_cut)
+{
+    kb_arena a;
+    kb_worker w;
+    kb_ctx ctx;
+    kb_resp_stream s;
+    producer p = {.pieces = 9, .fail_at = 3};
+    peer to = {KB_BUF_INIT, 1000, 0};
+    kb_arena_init(&a, 0);
+    stream_ctx(&ctx, &a, &w, &p, &s);
+    ck_assert(!kb_resp_send_body(&ctx, peer_write, &to));
+    ck_assert_str_eq(kb_buf_cstr(&to.got), "[1,2,");
+    ck_assert_int_eq(p.closed, 1);
+    ck_assert_int_eq(p.next, 3);
+    /* what the log line, the metrics and kb_meter_end see */
+    ck_assert_int_eq(ctx.resp.status, 503);
+    ck_assert_int_eq(ctx.err, KB_E_UNAVAILABLE);
+    kb_buf_release(&to.got);
+    kb_ctx_release(&ctx);
+    kb_arena_release(&a);
+}
+END_TEST
+
+START_TEST(stream_to_a_peer_that_went_away_stops_and_closes)
+{
+    kb_arena a;
+    kb_worker w;
+    kb_ctx ctx;
+    kb_resp_stream s;
+    producer p = {.pieces = 100};
+    peer to = {KB_BUF_INIT, 5, 0};
+    kb_arena_init(&a, 0);
+    stream_ctx(&ctx, &a, &w, &p, &s);
+    ck_assert(kb_resp_send_body(&ctx, peer_write, &to));
+    ck_assert_str_eq(kb_buf_cstr(&to.got), "[1,2,");
+    ck_assert_int_eq(p.next, 3); /* nothing produced after the failed write */
+    ck_assert_int_eq(p.closed, 1);
+    ck_assert_int_eq(ctx.resp.status, 200);
+    kb_buf_release(&to.got);
+    kb_ctx_release(&ctx);
+    kb_arena_release(&a);
+}
+END_TEST
+
+START_TEST(error_envelope_replaces_and_closes_a_stream)
+{
+    kb_arena a;
+    kb_worker w;
+    kb_ctx ctx;
+    kb_req req;
+    kb_resp_stream s;
+    producer p = {.pieces = 2};
+    kb_arena_init(&a, 0);
+    memset(&req, 0, sizeof(req));
+    kb_req_set_id(&req, kb_str_c("req_aaaaaaaaaaaa"));
+    stream_ctx(&ctx, &a, &w, &p, &s);
+    kb_resp_error(&ctx, &req, KB_E_INTERNAL);
+    ck_assert_int_eq(p.closed, 1);
+    ck_assert_int_eq(p.next, 0);
+    ck_assert_ptr_null(ctx.resp.stream);
+    ck_assert_int_eq(ctx.resp.status, 500);
+    kb_resp_stream_drop(&ctx); /* nothing left: no second close */
+    ck_assert_int_eq(p.closed, 1);
+    kb_ctx_release(&ctx);
+    kb_arena_release(&a);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -293,6 +492,8 @@ main(void)
                         sizeof(int_cases) / sizeof(int_cases[0]));
     tcase_add_test(tc, query_get_form_decodes);
     tcase_add_test(tc, utf8_validation);
+    tcase_add_loop_test(tc, unescape_refuses_bytes_that_are_not_utf8, 0,
+                        sizeof(unescape_cases) / sizeof(unescape_cases[0]));
     tcase_add_test(tc, time_format_is_python_isoformat);
     tcase_add_test(tc, arena_reset_runs_cleanups_and_reuses);
     tcase_add_test(tc, error_table_maps_status_and_code);
@@ -300,6 +501,10 @@ main(void)
     tcase_add_test(tc, unavailable_sends_retry_after);
     tcase_add_test(tc, client_error_message_is_escaped);
     tcase_add_test(tc, request_id_from_nginx_or_generated);
+    tcase_add_test(tc, stream_sends_every_piece_then_closes);
+    tcase_add_test(tc, stream_failing_after_the_first_byte_is_recorded_and_cut);
+    tcase_add_test(tc, stream_to_a_peer_that_went_away_stops_and_closes);
+    tcase_add_test(tc, error_envelope_replaces_and_closes_a_stream);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }

@@ -245,7 +245,7 @@ START_TEST(body_requires_a_json_object)
 }
 END_TEST
 
-typedef enum gkind { G_STR, G_INT, G_BOOL } gkind;
+typedef enum gkind { G_STR, G_INT, G_BOOL, G_TIME } gkind;
 
 typedef struct gcase {
     const char *body;
@@ -297,6 +297,17 @@ static const gcase get_cases[] = {
     {"{\"v\":1001}", G_INT, 0, 1, 1000, false, NULL,
      "body.v: Input should be less than or equal to 1000"},
     {"{\"v\":\"5\"}", G_INT, 0, 1, 1000, false, NULL, "body.v: Input should be a valid integer"},
+    /* lax: integer strings too (the data routes) */
+    {"{\"v\":\"5\"}", G_INT, KB_JSON_LAX, 1, 1000, true, "5", NULL},
+    {"{\"v\":\" 7\\t\"}", G_INT, KB_JSON_LAX, 1, 1000, true, "7", NULL},
+    {"{\"v\":\"5x\"}", G_INT, KB_JSON_LAX, 1, 1000, false, NULL,
+     "body.v: Input should be a valid integer, unable to parse string as an integer"},
+    {"{\"v\":\"1.5\"}", G_INT, KB_JSON_LAX, 1, 1000, false, NULL,
+     "body.v: Input should be a valid integer, unable to parse string as an integer"},
+    {"{\"v\":\"0\"}", G_INT, KB_JSON_LAX, 1, 1000, false, NULL,
+     "body.v: Input should be greater than or equal to 1"},
+    {"{\"v\":true}", G_INT, KB_JSON_LAX, 0, 1, false, NULL,
+     "body.v: Input should be a valid integer"},
     {"{\"v\":true}", G_INT, 0, 0, 1, false, NULL, "body.v: Input should be a valid integer"},
     {"{\"v\":null}", G_INT, NUL, 0, 1, false, NULL, NULL},
     {"{\"v\":null}", G_INT, REQ, 0, 1, false, NULL, "body.v: Input should be a valid integer"},
@@ -309,6 +320,16 @@ static const gcase get_cases[] = {
      "body.v: Input should be a valid boolean"},
     {"{\"v\":null}", G_BOOL, NUL, 0, 0, false, NULL, NULL},
     {"{}", G_BOOL, REQ, 0, 0, false, NULL, "body.v: Field required"},
+    /* instants: ISO strings and Unix numbers; what is no instant is 400, absent 422 */
+    {"{\"v\":\"2026-01-15T12:00:00Z\"}", G_TIME, REQ, 0, 0, true, "1768478400000000", NULL},
+    {"{\"v\":\"2026-01-15T13:00:00+01:00\"}", G_TIME, REQ, 0, 0, true, "1768478400000000",
+     NULL},
+    {"{\"v\":1768478400}", G_TIME, REQ, 0, 0, true, "1768478400000000", NULL},
+    {"{\"v\":1768478400500}", G_TIME, REQ, 0, 0, true, "1768478400500000", NULL},
+    {"{\"v\":null}", G_TIME, NUL, 0, 0, false, NULL, NULL},
+    {"{}", G_TIME, REQ, 0, 0, false, NULL, "body.v: Field required"},
+    {"{\"v\":true}", G_TIME, REQ, 0, 0, false, NULL, "body.v: Input should be a valid datetime"},
+    {"{\"v\":[]}", G_TIME, REQ, 0, 0, false, NULL, "body.v: Input should be a valid datetime"},
 };
 
 START_TEST(getters_check_type_and_range)
@@ -333,10 +354,14 @@ START_TEST(getters_check_type_and_range)
         int64_t v = 0;
         err = kb_json_get_int(&ctx, root, "v", c->flags, c->min, c->max, &v, &set);
         snprintf(got, sizeof(got), "%lld", (long long)v);
-    } else {
+    } else if (c->kind == G_BOOL) {
         bool v = false;
         err = kb_json_get_bool(&ctx, root, "v", c->flags, &v, &set);
         snprintf(got, sizeof(got), "%s", v ? "true" : "false");
+    } else {
+        int64_t v = 0;
+        err = kb_json_get_time(&ctx, root, "v", c->flags, &v, &set);
+        snprintf(got, sizeof(got), "%lld", (long long)v);
     }
     ck_assert_msg(set == c->set, "case %d: set %d", _i, set);
     if (c->msg == NULL) {
@@ -345,8 +370,12 @@ START_TEST(getters_check_type_and_range)
         if (c->set)
             ck_assert_str_eq(got, c->want);
     } else {
-        ck_assert_int_eq(err, KB_E_VALIDATION);
-        ck_assert_int_eq(ctx.err, KB_E_VALIDATION);
+        /* an instant that cannot be read is a timestamp problem (API.md §7.10) */
+        kb_err want = c->kind == G_TIME && strstr(c->msg, "Field required") == NULL
+                          ? KB_E_INVALID_TIMESTAMP
+                          : KB_E_VALIDATION;
+        ck_assert_int_eq(err, want);
+        ck_assert_int_eq(ctx.err, want);
         ck_assert_str_eq(kb_buf_cstr(&ctx.err_msg), c->msg);
     }
     kb_arena_reset(&a);
@@ -380,6 +409,40 @@ START_TEST(getters_collect_every_problem)
 }
 END_TEST
 
+/* 400 timestamp problems join each other; any 422 problem replaces them, before or after
+ * (API.md §7.10: a missing field stays 422). */
+START_TEST(validation_problems_win_over_timestamp_problems)
+{
+    kb_arena a;
+    kb_ctx ctx;
+    kb_req req;
+    setup_ctx(&ctx, &a, &req);
+    kb_json_time_problem(&ctx, "body.start_time", "invalid datetime");
+    kb_json_time_problem(&ctx, "body.end_time", "invalid datetime");
+    ck_assert_int_eq(ctx.err, KB_E_INVALID_TIMESTAMP);
+    ck_assert_str_eq(kb_buf_cstr(&ctx.err_msg),
+                     "body.start_time: invalid datetime; body.end_time: invalid datetime");
+    kb_json_problem(&ctx, "body.limit", "Field required");
+    kb_json_time_problem(&ctx, "query.start_time", "start_time must not be after end_time");
+    kb_json_problem(&ctx, "body.cursor", "invalid pagination cursor");
+    ck_assert_int_eq(ctx.err, KB_E_VALIDATION);
+    ck_assert_str_eq(kb_buf_cstr(&ctx.err_msg),
+                     "body.limit: Field required; body.cursor: invalid pagination cursor");
+    teardown_ctx(&ctx, &a);
+}
+END_TEST
+
+START_TEST(null_member_is_told_from_an_absent_one)
+{
+    cJSON *o = cJSON_Parse("{\"a\":null,\"b\":0}");
+    ck_assert(kb_json_is_null(o, "a"));
+    ck_assert(!kb_json_is_null(o, "b"));
+    ck_assert(!kb_json_is_null(o, "c"));
+    ck_assert(!kb_json_is_null(NULL, "a"));
+    cJSON_Delete(o);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -396,6 +459,8 @@ main(void)
     tcase_add_loop_test(tc, getters_check_type_and_range, 0,
                         (int)(sizeof(get_cases) / sizeof(get_cases[0])));
     tcase_add_test(tc, getters_collect_every_problem);
+    tcase_add_test(tc, validation_problems_win_over_timestamp_problems);
+    tcase_add_test(tc, null_member_is_told_from_an_absent_one);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }

@@ -86,6 +86,32 @@ START_TEST(time_from_unix_numbers)
 }
 END_TEST
 
+/* GET /keys/usage's start_date/end_date: exactly YYYY-MM-DD, a real date. */
+START_TEST(date_parse_takes_calendar_dates_only)
+{
+    static const struct {
+        const char *in;
+        bool ok;
+        int64_t days;
+    } c[] = {
+        {"1970-01-01", true, 0},   {"2026-01-15", true, 20468}, {"2024-02-29", true, 19782},
+        {"0001-01-01", true, -719162}, {"9999-12-31", true, 2932896},
+        {"2026-02-29", false, 0},  {"2026-13-01", false, 0},    {"2026-00-10", false, 0},
+        {"2026-01-32", false, 0},  {"0000-01-01", false, 0},    {"2026-1-015", false, 0},
+        {"2026-01-15T", false, 0}, {"2026/01/15", false, 0},    {"", false, 0},
+        {"+026-01-15", false, 0},  {"2026-01-1\xff", false, 0},
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        int64_t d = -1;
+        bool ok = kb_time_parse_date(c[i].in, strlen(c[i].in), &d);
+        ck_assert_msg(ok == c[i].ok, "'%s'", c[i].in);
+        if (ok)
+            ck_assert_msg(d == c[i].days, "'%s': %lld", c[i].in, (long long)d);
+    }
+    ck_assert(!kb_time_parse_date(NULL, 0, NULL));
+}
+END_TEST
+
 START_TEST(naive_format_drops_the_offset)
 {
     char out[KB_TIME_FMT_MAX];
@@ -143,6 +169,87 @@ START_TEST(candle_intervals_are_exactly_1m_1h_1d)
 }
 END_TEST
 
+START_TEST(list_cursor_round_trips_url_safe)
+{
+    kb_arena a;
+    kb_arena_init(&a, 0);
+    char *c = kb_cursor_list_encode(&a, "markets", true, 1768478400LL * 1000000 + 5, "KX-A?+/\"");
+    /* base64url, no padding, of {"list":"markets","at":"2026-01-15T12:00:00.000005+00:00",
+     * "key":"KX-A?+/\""} */
+    ck_assert_str_eq(c, "eyJsaXN0IjoibWFya2V0cyIsImF0IjoiMjAyNi0wMS0xNVQxMjowMDowMC4wMDAwMDUrMDA6"
+                        "MDAiLCJrZXkiOiJLWC1BPysvXCIifQ");
+    ck_assert(strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") ==
+              strlen(c));
+    kb_list_cursor cur;
+    ck_assert(kb_cursor_list_decode(&a, kb_str_c(c), "markets", true, &cur));
+    ck_assert_int_eq(cur.at_us, 1768478400LL * 1000000 + 5);
+    ck_assert_str_eq(cur.key, "KX-A?+/\"");
+    c = kb_cursor_list_encode(&a, "events", false, 0, "KXFIX-26JAN15");
+    ck_assert(kb_cursor_list_decode(&a, kb_str_c(c), "events", false, &cur));
+    ck_assert_str_eq(cur.key, "KXFIX-26JAN15");
+    /* padded is accepted too */
+    ck_assert(kb_cursor_list_decode(&a, kb_str_c("eyJsaXN0IjoiZXZlbnRzIiwia2V5IjoiQSJ9"), "events",
+                                    false, &cur));
+    ck_assert(kb_cursor_list_decode(&a, kb_str_c("eyJsaXN0IjoiZXZlbnRzIiwia2V5IjoiQUIifQ=="),
+                                    "events", false, &cur));
+    ck_assert_str_eq(cur.key, "AB");
+    kb_arena_release(&a);
+}
+END_TEST
+
+static const struct {
+    const char *cursor, *list;
+    bool with_at;
+} bad_list_cursors[] = {
+    {"", "events", false},
+    {"!!!!", "events", false},
+    {"eyJsaXN0IjoiZXZlbnRzIiwia2V5IjoiQSJ9", "markets", true},  /* an events cursor */
+    {"eyJsaXN0IjoiZXZlbnRzIiwia2V5IjoiQSJ9", "markets", false}, /* ... whatever the shape */
+    /* {"list":"markets","key":"A"}: no "at" */
+    {"eyJsaXN0IjoibWFya2V0cyIsImtleSI6IkEifQ", "markets", true},
+    /* {"list":"events","key":"A","x":1}: an extra member */
+    {"eyJsaXN0IjoiZXZlbnRzIiwia2V5IjoiQSIsIngiOjF9", "events", false},
+    /* {"list":"events","key":1} */
+    {"eyJsaXN0IjoiZXZlbnRzIiwia2V5IjoxfQ", "events", false},
+    /* {"list":"markets","at":"soon","key":"A"} */
+    {"eyJsaXN0IjoibWFya2V0cyIsImF0Ijoic29vbiIsImtleSI6IkEifQ", "markets", true},
+    /* a /deltas cursor */
+    {"eyJ0cyI6IjIwMjYtMDEtMTVUMTI6MDA6MDArMDA6MDAiLCJpZCI6MX0=", "markets", true},
+    /* standard base64 where base64url is written: '+' and '/' */
+    {"eyJsaXN0IjoiZXZlbnRzIiwia2V5IjoiPz8/Pj4ifQ==", "events", false},
+};
+
+START_TEST(list_cursor_rejects_anything_else)
+{
+    kb_arena a;
+    kb_arena_init(&a, 0);
+    kb_list_cursor cur;
+    ck_assert_msg(!kb_cursor_list_decode(&a, kb_str_c(bad_list_cursors[_i].cursor),
+                                         bad_list_cursors[_i].list, bad_list_cursors[_i].with_at,
+                                         &cur),
+                  "%s", bad_list_cursors[_i].cursor);
+    kb_arena_release(&a);
+}
+END_TEST
+
+START_TEST(list_cursor_keys_are_bounded)
+{
+    kb_arena a;
+    kb_arena_init(&a, 0);
+    char key[KB_LIST_CURSOR_KEY_MAX + 2];
+    memset(key, 'K', sizeof(key) - 1);
+    key[KB_LIST_CURSOR_KEY_MAX] = '\0';
+    kb_list_cursor cur;
+    char *c = kb_cursor_list_encode(&a, "events", false, 0, key);
+    ck_assert(kb_cursor_list_decode(&a, kb_str_c(c), "events", false, &cur));
+    key[KB_LIST_CURSOR_KEY_MAX] = 'K';
+    key[KB_LIST_CURSOR_KEY_MAX + 1] = '\0';
+    c = kb_cursor_list_encode(&a, "events", false, 0, key);
+    ck_assert(!kb_cursor_list_decode(&a, kb_str_c(c), "events", false, &cur));
+    kb_arena_release(&a);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -151,11 +258,16 @@ main(void)
     tcase_add_loop_test(tc, time_parse_accepts_the_documented_forms_only, 0,
                         (int)(sizeof(ts_cases) / sizeof(ts_cases[0])));
     tcase_add_test(tc, time_from_unix_numbers);
+    tcase_add_test(tc, date_parse_takes_calendar_dates_only);
     tcase_add_test(tc, naive_format_drops_the_offset);
     tcase_add_test(tc, cursor_round_trips_and_matches_the_documented_encoding);
     tcase_add_loop_test(tc, cursor_rejects_anything_else, 0,
                         (int)(sizeof(bad_cursors) / sizeof(bad_cursors[0])));
     tcase_add_test(tc, candle_intervals_are_exactly_1m_1h_1d);
+    tcase_add_test(tc, list_cursor_round_trips_url_safe);
+    tcase_add_loop_test(tc, list_cursor_rejects_anything_else, 0,
+                        (int)(sizeof(bad_list_cursors) / sizeof(bad_list_cursors[0])));
+    tcase_add_test(tc, list_cursor_keys_are_bounded);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }

@@ -19,14 +19,14 @@ h_dummy(const kb_req *req, kb_ctx *ctx)
 }
 
 static const kb_route table[] = {
-    {"GET", "/health", h_dummy, 0},
-    {"POST", "/keys", h_dummy, 0},
-    {"GET", "/keys", h_dummy, 0},
-    {"GET", "/keys/usage", h_dummy, 0},
-    {"PATCH", "/keys/{key_id}", h_dummy, 0},
-    {"DELETE", "/keys/{key_id}", h_dummy, 0},
-    {"GET", "/keys/{key_id}/reveal", h_dummy, 0},
-    {"GET", "/markets/{ticker}", h_dummy, 0},
+    {"GET", "/health", h_dummy, 0, KB_OK},
+    {"POST", "/keys", h_dummy, 0, KB_OK},
+    {"GET", "/keys", h_dummy, 0, KB_OK},
+    {"GET", "/keys/usage", h_dummy, 0, KB_OK},
+    {"PATCH", "/keys/{key_id}", h_dummy, 0, KB_E_KEY_NOT_FOUND},
+    {"DELETE", "/keys/{key_id}", h_dummy, 0, KB_E_KEY_NOT_FOUND},
+    {"GET", "/keys/{key_id}/reveal", h_dummy, 0, KB_E_KEY_NOT_FOUND},
+    {"GET", "/markets/{ticker}", h_dummy, 0, KB_E_MARKET_NOT_FOUND},
 };
 
 typedef struct rcase {
@@ -57,9 +57,23 @@ static const rcase cases[] = {
     {"GET", "/markets/KXBTC-25%2B1", KB_MATCH_OK, "/markets/{ticker}", "KXBTC-25+1"},
     {"GET", "/markets/A+B", KB_MATCH_OK, "/markets/{ticker}", "A+B"},
     {"GET", "/markets/%41bc", KB_MATCH_OK, "/markets/{ticker}", "Abc"},
-    {"GET", "/markets/bad%zz", KB_MATCH_NO_PATH, NULL, NULL},
-    {"GET", "/markets/bad%4", KB_MATCH_NO_PATH, NULL, NULL},
-    {"GET", "/markets/nul%00", KB_MATCH_NO_PATH, NULL, NULL},
+    /* a {param} segment that does not decode (a bad escape, NUL, bytes that are
+     * not UTF-8, escaped or raw) matches, flagged; it never matches a literal */
+    {"GET", "/markets/bad%zz", KB_MATCH_BAD_PARAM, "/markets/{ticker}", NULL},
+    {"GET", "/markets/bad%4", KB_MATCH_BAD_PARAM, "/markets/{ticker}", NULL},
+    {"GET", "/markets/nul%00", KB_MATCH_BAD_PARAM, "/markets/{ticker}", NULL},
+    {"GET", "/markets/%FF", KB_MATCH_BAD_PARAM, "/markets/{ticker}", NULL},
+    {"GET", "/markets/A\xff", KB_MATCH_BAD_PARAM, "/markets/{ticker}", NULL},
+    {"GET", "/markets/%E2%82", KB_MATCH_BAD_PARAM, "/markets/{ticker}", NULL},
+    {"GET", "/markets/%C0%AF", KB_MATCH_BAD_PARAM, "/markets/{ticker}", NULL},
+    {"GET", "/markets/%ED%A0%80", KB_MATCH_BAD_PARAM, "/markets/{ticker}", NULL},
+    {"GET", "/markets/%F4%90%80%80", KB_MATCH_BAD_PARAM, "/markets/{ticker}", NULL},
+    {"GET", "/keys/%FF/reveal", KB_MATCH_BAD_PARAM, "/keys/{key_id}/reveal", NULL},
+    {"GET", "/keys/%FF", KB_MATCH_BAD_METHOD, "PATCH, DELETE", NULL},
+    {"GET", "/%FF/markets", KB_MATCH_NO_PATH, NULL, NULL},
+    {"GET", "/k%FFeys", KB_MATCH_NO_PATH, NULL, NULL},
+    {"GET", "/markets/%E2%82%AC", KB_MATCH_OK, "/markets/{ticker}", "\xe2\x82\xac"},
+    {"GET", "/markets/\xf0\x9f\x98\x80", KB_MATCH_OK, "/markets/{ticker}", "\xf0\x9f\x98\x80"},
     {"GET", "/markets/", KB_MATCH_NO_PATH, NULL, NULL},
     {"GET", "/markets/a/b", KB_MATCH_NO_PATH, NULL, NULL},
     {"GET", "/%6Beys", KB_MATCH_OK, "/keys", NULL},
@@ -81,7 +95,11 @@ START_TEST(router_matches_table_of_cases)
     kb_match m = kb_router_match(table, sizeof(table) / sizeof(table[0]), &req, &route, allow,
                                  sizeof(allow));
     ck_assert_msg(m == c->want, "%s %s: got %d want %d", c->method, c->path, m, c->want);
-    if (m == KB_MATCH_OK) {
+    if (m == KB_MATCH_BAD_PARAM) {
+        ck_assert_str_eq(route->pattern, c->pattern);
+        ck_assert_uint_eq(req.nparams, 1);
+        ck_assert_ptr_null(req.params[0].p);
+    } else if (m == KB_MATCH_OK) {
         ck_assert_str_eq(route->pattern, c->pattern);
         if (c->param) {
             ck_assert_uint_eq(req.nparams, 1);
@@ -216,32 +234,50 @@ START_TEST(route_table_costs_are_the_contract)
 }
 END_TEST
 
-/* A worker whose database is never tried (no network in unit tests). */
-static void
-offline_worker(kb_worker *w)
-{
-    memset(w, 0, sizeof(*w));
-    kb_db_init(&w->db, "", "test", 1, 0);
-    w->db.next_attempt_us = INT64_MAX;
-}
+/* A dispatch through the real route table with a worker whose database is never tried (no
+ * network in unit tests). */
+typedef struct offline {
+    kb_arena a;
+    kb_worker w;
+    kb_ctx ctx;
+    kb_req req;
+    kb_header h;
+} offline;
 
 static void
-dispatch_auth(const char *method, const char *path, const char *authorization, kb_ctx *ctx,
-              kb_req *req, kb_arena *a, kb_worker *w, kb_header *h)
+offline_init(offline *o)
 {
+    memset(o, 0, sizeof(*o));
+    kb_arena_init(&o->a, 0);
+    kb_db_init(&o->w.db, "", "test", 1, 0);
+    o->w.db.next_attempt_us = INT64_MAX;
+}
+
+/* Dispatch method path with an Authorization header (NULL = none) into o->ctx. */
+static void
+offline_dispatch(offline *o, const char *method, const char *path, const char *authorization)
+{
+    kb_req *req = &o->req;
     memset(req, 0, sizeof(*req));
-    req->arena = a;
+    req->arena = &o->a;
     req->method = kb_str_c(method);
     req->path = kb_str_c(path);
     if (authorization != NULL) {
-        h->name = kb_str_c("authorization");
-        h->value = kb_str_c(authorization);
-        req->headers = h;
+        o->h.name = kb_str_c("authorization");
+        o->h.value = kb_str_c(authorization);
+        req->headers = &o->h;
         req->nheaders = 1;
     }
     kb_req_set_id(req, kb_str_c("req_0123456789ab"));
-    kb_ctx_init(ctx, w, a);
-    kb_dispatch(req, ctx);
+    kb_ctx_init(&o->ctx, &o->w, &o->a);
+    kb_dispatch(req, &o->ctx);
+}
+
+static void
+offline_release(offline *o)
+{
+    kb_db_release(&o->w.db);
+    kb_arena_release(&o->a);
 }
 
 /* The dispatcher parses a metered route's key once, into req->api_key, and
@@ -249,38 +285,70 @@ dispatch_auth(const char *method, const char *path, const char *authorization, k
  * handler. Other routes get neither. */
 START_TEST(dispatch_parses_the_key_once_and_takes_the_cost)
 {
-    kb_arena a;
-    kb_worker w;
-    kb_ctx ctx;
-    kb_req req;
-    kb_header h;
-    kb_arena_init(&a, 0);
-    offline_worker(&w);
+    offline o;
+    offline_init(&o);
 
-    dispatch_auth("POST", "/orderbook", "Bearer not-a-kb-key", &ctx, &req, &a, &w, &h);
-    ck_assert_int_eq(ctx.resp.status, 401);
-    ck_assert(strstr(kb_buf_cstr(&ctx.resp.body), "\"code\":\"invalid_api_key\"") != NULL);
-    ck_assert_int_eq(ctx.cost, 5);
-    ck_assert_ptr_null(req.api_key.p);
-    ck_assert_ptr_null(ctx.charge);
-    kb_ctx_release(&ctx);
+    offline_dispatch(&o, "POST", "/orderbook", "Bearer not-a-kb-key");
+    ck_assert_int_eq(o.ctx.resp.status, 401);
+    ck_assert(strstr(kb_buf_cstr(&o.ctx.resp.body), "\"code\":\"invalid_api_key\"") != NULL);
+    ck_assert_int_eq(o.ctx.cost, 5);
+    ck_assert_ptr_null(o.req.api_key.p);
+    ck_assert_ptr_null(o.ctx.charge);
+    kb_ctx_release(&o.ctx);
 
     /* Well formed: parsed (scheme in any case, spaces trimmed), then the handler
      * runs and the meter finds the database down. */
-    dispatch_auth("GET", "/markets", "bEaReR   kb-abcdef  ", &ctx, &req, &a, &w, &h);
-    ck_assert_int_eq(ctx.cost, 1);
-    ck_assert_uint_eq(req.api_key.len, 9);
-    ck_assert(memcmp(req.api_key.p, "kb-abcdef", 9) == 0);
-    ck_assert_int_eq(ctx.resp.status, 503);
-    ck_assert_ptr_null(ctx.charge);
-    kb_ctx_release(&ctx);
+    offline_dispatch(&o, "GET", "/markets", "bEaReR   kb-abcdef  ");
+    ck_assert_int_eq(o.ctx.cost, 1);
+    ck_assert_uint_eq(o.req.api_key.len, 9);
+    ck_assert(memcmp(o.req.api_key.p, "kb-abcdef", 9) == 0);
+    ck_assert_int_eq(o.ctx.resp.status, 503);
+    ck_assert_ptr_null(o.ctx.charge);
+    kb_ctx_release(&o.ctx);
 
-    dispatch_auth("GET", "/keys/usage", "Bearer kb-abcdef", &ctx, &req, &a, &w, &h);
-    ck_assert_int_eq(ctx.cost, 0);
-    ck_assert_ptr_null(req.api_key.p);
-    kb_ctx_release(&ctx);
-    kb_db_release(&w.db);
-    kb_arena_release(&a);
+    offline_dispatch(&o, "GET", "/keys/usage", "Bearer kb-abcdef");
+    ck_assert_int_eq(o.ctx.cost, 0);
+    ck_assert_ptr_null(o.req.api_key.p);
+    kb_ctx_release(&o.ctx);
+    offline_release(&o);
+}
+END_TEST
+
+/* A path parameter that does not decode (here bytes that are not UTF-8) names
+ * nothing: the route's own not-found code, before the handler (which would
+ * reach the offline meter: 503), so nothing is charged; a malformed key is
+ * still 401 first. */
+START_TEST(dispatch_undecodable_param_is_the_routes_miss_uncharged)
+{
+    static const struct {
+        const char *method, *path;
+        int status;
+        const char *code;
+    } cases[] = {
+        {"GET", "/markets/%FF", 404, "market_not_found"},
+        {"GET", "/events/%C0%AF", 404, "event_not_found"},
+        {"GET", "/settlements/%ED%A0%80", 404, "settlement_not_found"},
+        {"GET", "/candles/%F4%90%80%80", 422, "validation_error"},
+        {"GET", "/keys/%E2%82/reveal", 404, "key_not_found"},
+        {"DELETE", "/keys/A\xfe", 404, "key_not_found"},
+        {"GET", "/markets/A\xfe", 404, "market_not_found"},
+    };
+    offline o;
+    offline_init(&o);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        offline_dispatch(&o, cases[i].method, cases[i].path, "Bearer kb-abcdef");
+        const char *body = kb_buf_cstr(&o.ctx.resp.body);
+        ck_assert_msg(o.ctx.resp.status == cases[i].status, "%s: %d", cases[i].path,
+                      o.ctx.resp.status);
+        ck_assert_msg(strstr(body, cases[i].code) != NULL, "%s: %s", cases[i].path, body);
+        ck_assert_msg(strstr(body, "path.") != NULL, "%s: %s", cases[i].path, body);
+        ck_assert_ptr_null(o.ctx.charge);
+        kb_ctx_release(&o.ctx);
+    }
+    offline_dispatch(&o, "GET", "/markets/%FF", "Bearer nope");
+    ck_assert_int_eq(o.ctx.resp.status, 401);
+    kb_ctx_release(&o.ctx);
+    offline_release(&o);
 }
 END_TEST
 
@@ -299,23 +367,17 @@ count_send(void *ud, const kb_req *req, kb_ctx *ctx)
  * credit or rate-limit headers and touches no database. */
 START_TEST(end_sends_an_unmetered_answer_unchanged)
 {
-    kb_arena a;
-    kb_worker w;
-    kb_ctx ctx;
-    kb_req req;
-    kb_header h;
-    kb_arena_init(&a, 0);
-    offline_worker(&w);
-    dispatch_auth("GET", "/nope", NULL, &ctx, &req, &a, &w, &h);
+    offline o;
+    offline_init(&o);
+    offline_dispatch(&o, "GET", "/nope", NULL);
     sent = 0;
-    kb_meter_end(&req, &ctx, KB_E_NOT_FOUND, count_send, &sent);
+    kb_meter_end(&o.req, &o.ctx, KB_E_NOT_FOUND, count_send, &sent);
     ck_assert_int_eq(sent, 1);
-    ck_assert_int_eq(ctx.resp.status, 404);
-    ck_assert_ptr_null(strstr(kb_buf_cstr(&ctx.resp.headers), "X-Credits"));
-    ck_assert_ptr_null(strstr(kb_buf_cstr(&ctx.resp.headers), "X-RateLimit"));
-    kb_ctx_release(&ctx);
-    kb_db_release(&w.db);
-    kb_arena_release(&a);
+    ck_assert_int_eq(o.ctx.resp.status, 404);
+    ck_assert_ptr_null(strstr(kb_buf_cstr(&o.ctx.resp.headers), "X-Credits"));
+    ck_assert_ptr_null(strstr(kb_buf_cstr(&o.ctx.resp.headers), "X-RateLimit"));
+    kb_ctx_release(&o.ctx);
+    offline_release(&o);
 }
 END_TEST
 
@@ -330,6 +392,7 @@ main(void)
     tcase_add_test(tc, dispatch_oversized_body_is_413_before_routing);
     tcase_add_test(tc, route_table_costs_are_the_contract);
     tcase_add_test(tc, dispatch_parses_the_key_once_and_takes_the_cost);
+    tcase_add_test(tc, dispatch_undecodable_param_is_the_routes_miss_uncharged);
     tcase_add_test(tc, end_sends_an_unmetered_answer_unchanged);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
