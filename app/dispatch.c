@@ -23,8 +23,7 @@ bad_param(const kb_req *req, kb_ctx *ctx, const kb_route *route)
         }
     }
     kb_err err = route->bad_param != KB_OK ? route->bad_param : KB_E_NOT_FOUND;
-    return kb_fail(ctx, err, "path.%s: Input should be a valid percent-encoded UTF-8 string",
-                   name);
+    return kb_fail(ctx, err, "path.%s: Input should be a valid percent-encoded UTF-8 string", name);
 }
 
 kb_err

@@ -73,20 +73,34 @@ static const char *
 reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 422: return "Unprocessable Entity";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
     }
 }
 
@@ -139,10 +153,9 @@ kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx)
     if (r->stream == NULL)
         snprintf(length, sizeof(length), "Content-Length: %zu\r\n", r->body.len);
     int n = snprintf(head, sizeof(head),
-                     "Status: %d %s\r\nContent-Type: %s\r\n%sX-Request-ID: %s\r\n",
-                     r->status, reason(r->status),
-                     r->content_type ? r->content_type : "application/json", length,
-                     req->request_id);
+                     "Status: %d %s\r\nContent-Type: %s\r\n%sX-Request-ID: %s\r\n", r->status,
+                     reason(r->status), r->content_type ? r->content_type : "application/json",
+                     length, req->request_id);
     if (n > 0 && (size_t)n < sizeof(head))
         FCGX_PutStr(head, n, f->req.out);
     if (r->headers.len)

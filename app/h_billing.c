@@ -45,14 +45,15 @@ billing_fail(kb_ctx *ctx, kb_err err, const char *what)
     case KB_E_BILLING_NOT_CONFIGURED:
         return kb_fail(ctx, err, "Billing is not configured on this server.");
     case KB_E_ALREADY_SUBSCRIBED:
-        return kb_fail(ctx, err, "You already have an active Project subscription. Manage it "
-                                 "with POST /billing/portal.");
+        return kb_fail(ctx, err,
+                       "You already have an active Project subscription. Manage it "
+                       "with POST /billing/portal.");
     case KB_E_NO_BILLING_ACCOUNT:
-        return kb_fail(ctx, err, "No billing account found. Subscribe first with POST "
-                                 "/billing/checkout.");
+        return kb_fail(ctx, err,
+                       "No billing account found. Subscribe first with POST "
+                       "/billing/checkout.");
     case KB_E_STRIPE:
-        return kb_fail(ctx, err, "The payment provider failed during %s. Please try again.",
-                       what);
+        return kb_fail(ctx, err, "The payment provider failed during %s. Please try again.", what);
     case KB_E_UNAVAILABLE:
         return kb_fail(ctx, err, "Database unavailable.");
     default:

@@ -40,8 +40,7 @@ h_billing_status(const kb_req *req, kb_ctx *ctx)
     kb_jw_key(&w, "credits_used");
     kb_jw_int(&w, acc.credits_used);
     kb_jw_key(&w, "credits_remaining");
-    kb_jw_int(&w, acc.credits_total > acc.credits_used ? acc.credits_total - acc.credits_used
-                                                       : 0);
+    kb_jw_int(&w, acc.credits_total > acc.credits_used ? acc.credits_total - acc.credits_used : 0);
     kb_jw_key(&w, "payg_enabled");
     kb_jw_bool(&w, acc.payg_enabled);
     kb_jw_key(&w, "billing_cycle_start");

@@ -77,8 +77,8 @@ h_orderbook(const kb_req *req, kb_ctx *ctx)
 
 /* ---- POST /deltas and POST /trades ---- */
 
-typedef kb_err page_fn(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us,
-                       int64_t end_us, const kb_cursor *cursor, int limit, kb_jw *w);
+typedef kb_err page_fn(kb_db *db, kb_arena *a, const char *ticker, int64_t start_us, int64_t end_us,
+                       const kb_cursor *cursor, int limit, kb_jw *w);
 
 static kb_err
 page_route(const kb_req *req, kb_ctx *ctx, page_fn *fn)

@@ -35,8 +35,7 @@ h_keys_create(const kb_req *req, kb_ctx *ctx)
         return err;
     const char *name = "Default", *type = "dev";
     kb_json_get_str(ctx, body, "name", 0, KEY_NAME_MAX, &name, NULL);
-    if (kb_json_get_str(ctx, body, "key_type", 0, 0, &type, NULL) == KB_OK &&
-        !valid_key_type(type))
+    if (kb_json_get_str(ctx, body, "key_type", 0, 0, &type, NULL) == KB_OK && !valid_key_type(type))
         kb_json_problem(ctx, "body.key_type", "Input should be 'dev' or 'prod'");
     if (ctx->err)
         return ctx->err;
@@ -87,8 +86,7 @@ usage_range(const kb_req *req, kb_ctx *ctx, bool *range, const char **start, con
                        "query.start_date: start_date must not be after end_date");
     if (days[1] - days[0] > USAGE_MAX_SPAN_DAYS)
         return kb_fail(ctx, KB_E_INVALID_TIMESTAMP,
-                       "query.end_date: the range may span at most %d days",
-                       USAGE_MAX_SPAN_DAYS);
+                       "query.end_date: the range may span at most %d days", USAGE_MAX_SPAN_DAYS);
     *range = true;
     *start = kb_str_dup(ctx->arena, v[0]);
     *end = kb_str_dup(ctx->arena, v[1]);

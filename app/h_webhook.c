@@ -30,9 +30,10 @@ h_webhook(const kb_req *req, kb_ctx *ctx)
 {
     if (kb_cfg.stripe_webhook_secrets == NULL)
         return kb_fail(ctx, KB_E_BILLING_NOT_CONFIGURED, "Stripe webhooks are not configured.");
-    kb_webhook_verdict v = kb_webhook_verify(
-        kb_req_header(req, "stripe-signature"), req->body, kb_cfg.stripe_webhook_secrets,
-        kb_cfg.stripe_webhook_tolerance_s, kb_now_us() / 1000000);
+    kb_webhook_verdict v = kb_webhook_verify(kb_req_header(req, "stripe-signature"), req->body,
+                                             kb_cfg.stripe_webhook_secrets,
+                                             kb_cfg.stripe_webhook_tolerance_s,
+                                             kb_now_us() / 1000000);
     if (v != KB_WEBHOOK_OK) {
         kb_log_warn("webhook refused: %s", kb_webhook_verdict_str(v));
         return kb_fail(ctx, KB_E_INVALID_SIGNATURE, "Invalid Stripe signature: %s.",

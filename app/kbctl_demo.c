@@ -54,7 +54,7 @@ below(rng *r, long n)
 
 typedef struct event_def {
     const char *series, *series_title, *category, *frequency, *event, *title, *sub_title;
-    bool settled;   /* determined at the end of the window */
+    bool settled; /* determined at the end of the window */
     int strike0, strike_step;
 } event_def;
 
@@ -63,8 +63,8 @@ static const event_def events[] = {
      "Bitcoin price on Jan 15, 2026?", "Jan 15, 5pm EST", false, 94000, 500},
     {"KXFED", "Fed funds rate", "Economics", "monthly", "KXFED-26JAN", "Fed rate after January?",
      "Jan 2026 meeting", true, 300, 25},
-    {"KXHIGHNY", "Highest temperature in NYC", "Climate and Weather", "daily",
-     "KXHIGHNY-26JAN14", "Highest temperature in NYC on Jan 14?", "Jan 14, 2026", true, 30, 2},
+    {"KXHIGHNY", "Highest temperature in NYC", "Climate and Weather", "daily", "KXHIGHNY-26JAN14",
+     "Highest temperature in NYC on Jan 14?", "Jan 14, 2026", true, 30, 2},
     {"KXNBAGAME", "NBA game winner", "Sports", "custom", "KXNBAGAME-26JAN15BOSNYK",
      "Celtics vs Knicks winner?", "Jan 15, 2026", false, 0, 0},
 };
@@ -118,8 +118,8 @@ meta_lines(FILE *f, market *m, long n, const demo_opts *o)
                 "to Yes.\",\"floor_strike\":%d,\"created_time\":\"%s\",\"open_time\":\"%s\","
                 "\"close_time\":\"%s\",\"market_type\":\"binary\",\"tick_size\":1,"
                 "\"response_price_units\":\"usd_cent\"}}\n",
-                m[i].ticker, ev->event, ev->series, ev->title, m[i].ticker, ev->category,
-                ev->event, m[i].strike, m[i].strike, start, start, end);
+                m[i].ticker, ev->event, ev->series, ev->title, m[i].ticker, ev->category, ev->event,
+                m[i].strike, m[i].strike, start, start, end);
     }
 }
 
@@ -142,8 +142,10 @@ emit_delta(FILE *f, market *m, int64_t ts_ms, bool yes, int price, long amount)
 static void
 emit_snapshot(FILE *f, market *m, int64_t ts_ms)
 {
-    fprintf(f, "{\"type\":\"orderbook_snapshot\",\"sid\":%ld,\"seq\":%ld,\"msg\":{"
-               "\"market_ticker\":\"%s\",\"yes\":[", m->sid, ++m->seq, m->ticker);
+    fprintf(f,
+            "{\"type\":\"orderbook_snapshot\",\"sid\":%ld,\"seq\":%ld,\"msg\":{"
+            "\"market_ticker\":\"%s\",\"yes\":[",
+            m->sid, ++m->seq, m->ticker);
     for (int side = 0; side < 2; side++) {
         const long *b = side == 0 ? m->yes : m->no;
         bool first = true;
@@ -202,8 +204,8 @@ emit_trade(FILE *f, rng *r, market *m, int64_t ts_ms)
             "{\"type\":\"trade\",\"sid\":%ld,\"seq\":%ld,\"msg\":{\"trade_id\":\"demo-%s-%ld\","
             "\"market_ticker\":\"%s\",\"yes_price\":%d,\"no_price\":%d,\"count\":%ld,"
             "\"taker_side\":\"%s\",\"ts\":%" PRId64 "}}\n",
-            m->sid + 1000, no_, m->ticker, no_, m->ticker, yes_price,
-            100 - yes_price, count, hit_yes ? "no" : "yes", ts_ms);
+            m->sid + 1000, no_, m->ticker, no_, m->ticker, yes_price, 100 - yes_price, count,
+            hit_yes ? "no" : "yes", ts_ms);
     emit_delta(f, m, ts_ms, hit_yes, p, -count);
 }
 
@@ -214,9 +216,10 @@ simulate(FILE *f, market *m, long n, const demo_opts *o, rng *r)
     int64_t start_ms = end_ms - (int64_t)o->days * 86400000;
     int64_t snap_ms = (int64_t)o->snap_minutes * 60000;
     for (long i = 0; i < n; i++) {
-        fprintf(f, "{\"type\":\"market_lifecycle_v2\",\"sid\":%ld,\"seq\":1,\"msg\":{"
-                   "\"market_ticker\":\"%s\",\"event_ticker\":\"%s\",\"event_type\":"
-                   "\"activated\",\"ts\":%" PRId64 "}}\n",
+        fprintf(f,
+                "{\"type\":\"market_lifecycle_v2\",\"sid\":%ld,\"seq\":1,\"msg\":{"
+                "\"market_ticker\":\"%s\",\"event_ticker\":\"%s\",\"event_type\":"
+                "\"activated\",\"ts\":%" PRId64 "}}\n",
                 m[i].sid + 2000, m[i].ticker, m[i].ev->event, start_ms / 1000);
         emit_snapshot(f, &m[i], start_ms);
     }
@@ -259,16 +262,16 @@ simulate(FILE *f, market *m, long n, const demo_opts *o, rng *r)
         if (!m[i].ev->settled)
             continue;
         bool yes = m[i].mid >= 50;
-        fprintf(f, "{\"type\":\"market_lifecycle_v2\",\"sid\":%ld,\"seq\":2,\"msg\":{"
-                   "\"market_ticker\":\"%s\",\"event_ticker\":\"%s\",\"event_type\":"
-                   "\"determined\",\"result\":\"%s\",\"settlement_value\":%d,\"ts\":%" PRId64
-                   "}}\n",
+        fprintf(f,
+                "{\"type\":\"market_lifecycle_v2\",\"sid\":%ld,\"seq\":2,\"msg\":{"
+                "\"market_ticker\":\"%s\",\"event_ticker\":\"%s\",\"event_type\":"
+                "\"determined\",\"result\":\"%s\",\"settlement_value\":%d,\"ts\":%" PRId64 "}}\n",
                 m[i].sid + 2000, m[i].ticker, m[i].ev->event, yes ? "yes" : "no", yes ? 100 : 0,
                 end_ms / 1000);
-        fprintf(f, "{\"type\":\"market_lifecycle_v2\",\"sid\":%ld,\"seq\":3,\"msg\":{"
-                   "\"market_ticker\":\"%s\",\"event_ticker\":\"%s\",\"event_type\":"
-                   "\"settled\",\"result\":\"%s\",\"settlement_value\":%d,\"ts\":%" PRId64
-                   "}}\n",
+        fprintf(f,
+                "{\"type\":\"market_lifecycle_v2\",\"sid\":%ld,\"seq\":3,\"msg\":{"
+                "\"market_ticker\":\"%s\",\"event_ticker\":\"%s\",\"event_type\":"
+                "\"settled\",\"result\":\"%s\",\"settlement_value\":%d,\"ts\":%" PRId64 "}}\n",
                 m[i].sid + 2000, m[i].ticker, m[i].ev->event, yes ? "yes" : "no", yes ? 100 : 0,
                 end_ms / 1000 + 600);
     }

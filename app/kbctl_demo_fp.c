@@ -65,10 +65,11 @@ meta_lines(FILE *f, const fp_market *m, long n, const demo_opts *o)
                "\"frequency\":\"monthly\",\"category\":\"Climate and Weather\",\"tags\":"
                "[\"Climate and Weather\",\"demo\"],\"settlement_sources\":[{\"name\":"
                "\"Demo source\",\"url\":\"https://example.com/" SERIES "\"}]}}\n");
-    fprintf(f, "{\"event\":{\"event_ticker\":\"" EVENT "\",\"series_ticker\":\"" SERIES "\","
-               "\"title\":\"Inches of rain in NYC in January?\",\"sub_title\":\"Jan 2026\","
-               "\"category\":\"Climate and Weather\",\"mutually_exclusive\":false,\"status\":"
-               "\"open\",\"strike_date\":\"%s\",\"strike_period\":\"monthly\"}}\n",
+    fprintf(f,
+            "{\"event\":{\"event_ticker\":\"" EVENT "\",\"series_ticker\":\"" SERIES "\","
+            "\"title\":\"Inches of rain in NYC in January?\",\"sub_title\":\"Jan 2026\","
+            "\"category\":\"Climate and Weather\",\"mutually_exclusive\":false,\"status\":"
+            "\"open\",\"strike_date\":\"%s\",\"strike_period\":\"monthly\"}}\n",
             end);
     for (long i = 0; i < n; i++) {
         fprintf(f,
@@ -112,8 +113,9 @@ emit_delta(FILE *f, fp_market *m, int64_t ms, int side, int32_t price, int64_t a
 static void
 emit_snapshot(FILE *f, fp_market *m, int64_t ms)
 {
-    fprintf(f, "{\"type\":\"orderbook_snapshot\",\"sid\":%ld,\"seq\":%ld,\"msg\":{"
-               "\"market_ticker\":\"%s\",",
+    fprintf(f,
+            "{\"type\":\"orderbook_snapshot\",\"sid\":%ld,\"seq\":%ld,\"msg\":{"
+            "\"market_ticker\":\"%s\",",
             m->sid, ++m->seq, m->ticker);
     for (int side = 0; side < 2; side++) {
         fputs(side ? "],\"no_dollars_fp\":[" : "\"yes_dollars_fp\":[", f);
@@ -207,9 +209,10 @@ simulate(FILE *f, fp_market *m, long n, const demo_opts *o, kb_demo_rng *r)
     int64_t start_ms = end_ms - (int64_t)o->days * 86400000;
     int64_t snap_ms = (int64_t)o->snap_minutes * 60000;
     for (long i = 0; i < n; i++) {
-        fprintf(f, "{\"type\":\"market_lifecycle_v2\",\"sid\":%ld,\"seq\":1,\"msg\":{"
-                   "\"market_ticker\":\"%s\",\"event_ticker\":\"" EVENT "\",\"event_type\":"
-                   "\"activated\",\"ts\":%" PRId64 "}}\n",
+        fprintf(f,
+                "{\"type\":\"market_lifecycle_v2\",\"sid\":%ld,\"seq\":1,\"msg\":{"
+                "\"market_ticker\":\"%s\",\"event_ticker\":\"" EVENT "\",\"event_type\":"
+                "\"activated\",\"ts\":%" PRId64 "}}\n",
                 m[i].sid + 2000, m[i].ticker, start_ms / 1000);
         emit_snapshot(f, &m[i], start_ms);
     }

@@ -268,7 +268,8 @@ direct_stats(kb_import *im, const uint32_t *used, uint32_t nused)
         kb_imp_arr_ts(&lo, k->fast_lo);
         kb_imp_arr_ts(&hi, k->fast_hi);
     }
-    const char *p[] = {kb_imp_arr_end(&t), kb_imp_arr_end(&n), kb_imp_arr_end(&lo), kb_imp_arr_end(&hi)};
+    const char *p[] = {kb_imp_arr_end(&t), kb_imp_arr_end(&n), kb_imp_arr_end(&lo),
+                       kb_imp_arr_end(&hi)};
     bool ok = kb_db_exec(&im->db, &im->arena, &direct_stats_stmt, p, NULL) == KB_OK;
     if (!ok)
         fprintf(stderr, "kbctl import: updating market_stats failed\n");
@@ -282,7 +283,7 @@ direct_stats(kb_import *im, const uint32_t *used, uint32_t nused)
 typedef struct keyset {
     kb_imp_delta *k; /* ticker, ts, sid, seq of the stored rows fetched */
     long n, cap;
-    uint32_t *slot;  /* open addressing: index + 1 */
+    uint32_t *slot; /* open addressing: index + 1 */
     uint32_t nslot;
 } keyset;
 
@@ -324,7 +325,8 @@ fetch_keys(kb_import *im, const uint32_t *used, uint32_t nused, keyset *ks)
     }
     bool ok = true;
     if (nw > 0) {
-        const char *p[] = {kb_imp_arr_end(&t), kb_imp_arr_end(&lo), kb_imp_arr_end(&hi), kb_imp_arr_end(&lim)};
+        const char *p[] = {kb_imp_arr_end(&t), kb_imp_arr_end(&lo), kb_imp_arr_end(&hi),
+                           kb_imp_arr_end(&lim)};
         PGresult *r = PQexecParams(im->db.conn, keys_sql, 4, NULL, p, NULL, NULL, 1);
         ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 4;
         int rows = ok ? PQntuples(r) : 0;
@@ -375,8 +377,7 @@ fetch_keys(kb_import *im, const uint32_t *used, uint32_t nused, keyset *ks)
 }
 
 bool
-kb_imp_deltas_prepare(kb_import *im, kb_buf *direct, kb_buf *staged, long *ndirect,
-                      long *nstaged)
+kb_imp_deltas_prepare(kb_import *im, kb_buf *direct, kb_buf *staged, long *ndirect, long *nstaged)
 {
     *ndirect = *nstaged = 0;
     if (im->ndeltas == 0)

@@ -97,8 +97,8 @@ integer(scan *s, int64_t *v)
     size_t nd = (size_t)(q - d);
     if (nd == 0 || nd > 15 || (nd > 1 && *d == '0'))
         return false;
-    if (q < s->end && (*q == '.' || *q == 'e' || *q == 'E' || *q == '+' || *q == '-' ||
-                       (*q >= '0' && *q <= '9')))
+    if (q < s->end &&
+        (*q == '.' || *q == 'e' || *q == 'E' || *q == '+' || *q == '-' || (*q >= '0' && *q <= '9')))
         return false;
     s->p = q;
     *v = neg ? -x : x;
@@ -173,8 +173,16 @@ typedef struct fast_msg {
     unsigned seen; /* bit per known key */
 } fast_msg;
 
-enum { M_TICKER = 1, M_PRICE = 2, M_DELTA = 4, M_SIDE = 8, M_TS = 16, M_PD = 32, M_DFP = 64,
-       M_TSMS = 128 };
+enum {
+    M_TICKER = 1,
+    M_PRICE = 2,
+    M_DELTA = 4,
+    M_SIDE = 8,
+    M_TS = 16,
+    M_PD = 32,
+    M_DFP = 64,
+    M_TSMS = 128
+};
 
 static bool
 msg_object(scan *s, fast_msg *m)
@@ -198,8 +206,8 @@ msg_object(scan *s, fast_msg *m)
         if (bit & m->seen)
             return false; /* duplicate: leave it to cJSON's rules */
         m->seen |= bit;
-        bool ok = bit == M_TICKER ? str(s, &m->ticker, &m->tlen)
-                  : bit == M_SIDE ? str(s, &m->side, &m->slen)
+        bool ok = bit == M_TICKER  ? str(s, &m->ticker, &m->tlen)
+                  : bit == M_SIDE  ? str(s, &m->side, &m->slen)
                   : bit == M_PRICE ? integer(s, &m->price)
                   : bit == M_DELTA ? integer(s, &m->delta)
                   : bit == M_TS    ? time_value(s, &m->ts)
@@ -218,8 +226,8 @@ msg_object(scan *s, fast_msg *m)
 
 /* A value in its integer form (x 100) and/or its text form; both must agree. */
 static bool
-two_forms(bool has_int, int64_t whole, bool has_text, const char *t, size_t tn, int scale,
-          bool neg, int64_t max, int64_t *out)
+two_forms(bool has_int, int64_t whole, bool has_text, const char *t, size_t tn, int scale, bool neg,
+          int64_t max, int64_t *out)
 {
     int64_t x = 0, y = 0;
     const char *why;
@@ -304,11 +312,11 @@ kb_imp_fast_line(kb_import *im, const char *p, size_t len)
         return false;
     kb_imp_delta d = {.rcv = KB_IMP_NO_RCV, .sid = sid, .seq = seq, .yes = m.slen == 3};
     int64_t price, prec;
-    if (!two_forms(m.seen & M_PRICE, m.price, m.seen & M_PD, m.pd, m.pdlen, KB_PRICE_SCALE,
-                   false, KB_PRICE_DOLLAR, &price) ||
+    if (!two_forms(m.seen & M_PRICE, m.price, m.seen & M_PD, m.pd, m.pdlen, KB_PRICE_SCALE, false,
+                   KB_PRICE_DOLLAR, &price) ||
         price < 1 || price >= KB_PRICE_DOLLAR ||
-        !two_forms(m.seen & M_DELTA, m.delta, m.seen & M_DFP, m.dfp, m.dfplen, KB_QTY_SCALE,
-                   true, KB_QTY_MAX, &d.amount))
+        !two_forms(m.seen & M_DELTA, m.delta, m.seen & M_DFP, m.dfp, m.dfplen, KB_QTY_SCALE, true,
+                   KB_QTY_MAX, &d.amount))
         return false;
     d.price = (int32_t)price;
     if ((seen & T_RCV) && !time_us(&rcv_v, &d.rcv, &prec))

@@ -141,7 +141,8 @@ kb_imp_metadata(kb_arena *a, const cJSON *o)
 static void
 price_levels(kb_arena *a, const cJSON *o, const char **params)
 {
-    const cJSON *pr = kb_imp_get(o, "price_ranges"), *fr = kb_imp_get(o, "fractional_trading_enabled");
+    const cJSON *pr = kb_imp_get(o, "price_ranges"),
+                *fr = kb_imp_get(o, "fractional_trading_enabled");
     params[11] = kb_imp_str(o, "price_level_structure");
     params[12] = cJSON_IsArray(pr) ? print_json(a, pr) : NULL;
     params[13] = cJSON_IsBool(fr) ? (cJSON_IsTrue(fr) ? "t" : "f") : NULL;
@@ -183,8 +184,10 @@ settlement(kb_import *im, const cJSON *o, const char *ticker, const char *determ
     if (!kb_imp_price(&im->arena, o, "settlement_value", &found, &v, reason))
         return false;
     const char *value = found ? kb_arena_printf(&im->arena, "%" PRId64, v) : NULL;
-    const char *params[] = {ticker, kb_imp_str(o, "event_ticker"), result, value, determined, settled,
-                            source, kb_imp_metadata(&im->arena, o)};
+    const char *params[] = {ticker,     kb_imp_str(o, "event_ticker"),
+                            result,     value,
+                            determined, settled,
+                            source,     kb_imp_metadata(&im->arena, o)};
     return exec_meta(im, &settlement_upsert, params, reason);
 }
 
@@ -212,9 +215,17 @@ rest_market(kb_import *im, const cJSON *m, const char **reason)
     const char *disc = kb_imp_ts_param(a, m, "created_time");
     if (disc == NULL)
         disc = kb_imp_ts_param(a, m, "open_time");
-    const char *params[14] = {ticker, kb_imp_str(m, "event_ticker"), kb_imp_str(m, "title"), kb_imp_str(m, "status"),
-                            kb_imp_str(m, "category"), kb_imp_str(m, "rules_primary"), strike,
-                            kb_imp_metadata(a, m), kb_imp_str(m, "series_ticker"), disc, NULL};
+    const char *params[14] = {ticker,
+                              kb_imp_str(m, "event_ticker"),
+                              kb_imp_str(m, "title"),
+                              kb_imp_str(m, "status"),
+                              kb_imp_str(m, "category"),
+                              kb_imp_str(m, "rules_primary"),
+                              strike,
+                              kb_imp_metadata(a, m),
+                              kb_imp_str(m, "series_ticker"),
+                              disc,
+                              NULL};
     price_levels(a, m, params);
     if (!exec_meta(im, &market_upsert, params, reason))
         return false;
@@ -231,11 +242,16 @@ rest_event(kb_import *im, const cJSON *e, const char **reason)
         return false;
     }
     const cJSON *me = kb_imp_get(e, "mutually_exclusive");
-    const char *params[] = {t, kb_imp_str(e, "series_ticker"), kb_imp_str(e, "title"), kb_imp_str(e, "sub_title"),
+    const char *params[] = {t,
+                            kb_imp_str(e, "series_ticker"),
+                            kb_imp_str(e, "title"),
+                            kb_imp_str(e, "sub_title"),
                             kb_imp_str(e, "category"),
                             cJSON_IsBool(me) ? (cJSON_IsTrue(me) ? "t" : "f") : NULL,
-                            kb_imp_str(e, "status"), kb_imp_ts_param(&im->arena, e, "strike_date"),
-                            kb_imp_str(e, "strike_period"), print_json(&im->arena, e)};
+                            kb_imp_str(e, "status"),
+                            kb_imp_ts_param(&im->arena, e, "strike_date"),
+                            kb_imp_str(e, "strike_period"),
+                            print_json(&im->arena, e)};
     return exec_meta(im, &event_upsert, params, reason);
 }
 
@@ -248,7 +264,10 @@ rest_series(kb_import *im, const cJSON *s, const char **reason)
         return false;
     }
     const cJSON *tags = kb_imp_get(s, "tags"), *src = kb_imp_get(s, "settlement_sources");
-    const char *params[] = {t, kb_imp_str(s, "title"), kb_imp_str(s, "frequency"), kb_imp_str(s, "category"),
+    const char *params[] = {t,
+                            kb_imp_str(s, "title"),
+                            kb_imp_str(s, "frequency"),
+                            kb_imp_str(s, "category"),
                             cJSON_IsArray(tags) ? print_json(&im->arena, tags) : NULL,
                             cJSON_IsArray(src) ? print_json(&im->arena, src) : NULL,
                             print_json(&im->arena, s)};
@@ -258,7 +277,8 @@ rest_series(kb_import *im, const cJSON *s, const char **reason)
 /* market_lifecycle_v2: status from event_type, other fields (not the envelope's) into
  * metadata. price_level_structure_updated and metadata_updated leave the status. */
 bool
-kb_import_lifecycle(kb_import *im, const cJSON *msg, const char *ticker, int64_t ts, const char **reason)
+kb_import_lifecycle(kb_import *im, const cJSON *msg, const char *ticker, int64_t ts,
+                    const char **reason)
 {
     const char *ev = kb_imp_str(msg, "event_type");
     static const char *const active[] = {"created", "activated", "close_date_updated"};
@@ -278,10 +298,17 @@ kb_import_lifecycle(kb_import *im, const cJSON *msg, const char *ticker, int64_t
     }
     kb_arena *a = &im->arena;
     const char *at = kb_imp_ts_text(a, ts);
-    const char *params[14] = {ticker, kb_imp_str(msg, "event_ticker"), kb_imp_str(msg, "title"), status,
-                            kb_imp_str(msg, "category"), kb_imp_str(msg, "rules_primary"),
-                            number_text(a, kb_imp_get(msg, "strike_price")), kb_imp_metadata(a, msg),
-                            kb_imp_str(msg, "series_ticker"), at, at};
+    const char *params[14] = {ticker,
+                              kb_imp_str(msg, "event_ticker"),
+                              kb_imp_str(msg, "title"),
+                              status,
+                              kb_imp_str(msg, "category"),
+                              kb_imp_str(msg, "rules_primary"),
+                              number_text(a, kb_imp_get(msg, "strike_price")),
+                              kb_imp_metadata(a, msg),
+                              kb_imp_str(msg, "series_ticker"),
+                              at,
+                              at};
     price_levels(a, msg, params);
     if (!exec_meta(im, &market_upsert, params, reason))
         return false;
@@ -328,4 +355,3 @@ kb_import_rest(kb_import *im, const cJSON *j, const char **reason)
     *reason = "not a Kalshi WebSocket message or REST market/event/series object";
     return false;
 }
-

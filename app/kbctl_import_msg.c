@@ -45,8 +45,7 @@ kb_imp_int_val(const cJSON *f, int64_t *v)
     }
     const char *err;
     return cJSON_IsString(f) &&
-           kb_parse_i64(kb_str_c(f->valuestring), -9000000000000000LL, 9000000000000000LL, v,
-                        &err);
+           kb_parse_i64(kb_str_c(f->valuestring), -9000000000000000LL, 9000000000000000LL, v, &err);
 }
 
 /* ---- values in two forms ---- */
@@ -65,14 +64,12 @@ typedef struct form2 {
     int int_scale;      /* whole units -> stored units: 10^int_scale */
     bool neg;
     int64_t lo, hi;
-    const char *what;   /* "price" or "quantity" (reasons) */
+    const char *what; /* "price" or "quantity" (reasons) */
 } form2;
 
-static const form2 price_form = {"_dollars", KB_PRICE_SCALE, 2, false, 0, KB_PRICE_DOLLAR,
-                                 "price"};
+static const form2 price_form = {"_dollars", KB_PRICE_SCALE, 2, false, 0, KB_PRICE_DOLLAR, "price"};
 static const form2 count_form = {"_fp", KB_QTY_SCALE, 2, false, 0, KB_QTY_MAX, "count"};
-static const form2 delta_form = {"_fp", KB_QTY_SCALE, 2, true, -KB_QTY_MAX, KB_QTY_MAX,
-                                 "quantity"};
+static const form2 delta_form = {"_fp", KB_QTY_SCALE, 2, true, -KB_QTY_MAX, KB_QTY_MAX, "quantity"};
 
 static bool
 two_forms(kb_arena *a, const cJSON *o, const char *k, const form2 *f, int64_t *v, bool *found,
@@ -298,8 +295,9 @@ snapshot(kb_arena *a, const cJSON *msg, kb_imp_msg *m, const char **reason)
             kb_imp_level *lv;
             size_t n;
             if (!side_levels(a, arr, f > 0, &lv, &n)) {
-                *reason = kb_arena_printf(a, "snapshot %s must be [[price, quantity], ...] "
-                                             "with prices $0.0001..$0.9999",
+                *reason = kb_arena_printf(a,
+                                          "snapshot %s must be [[price, quantity], ...] "
+                                          "with prices $0.0001..$0.9999",
                                           k);
                 return false;
             }
@@ -307,8 +305,9 @@ snapshot(kb_arena *a, const cJSON *msg, kb_imp_msg *m, const char **reason)
             for (size_t i = 0; have && same && i < n; i++)
                 same = lv[i].price == m->levels[s][i].price && lv[i].qty == m->levels[s][i].qty;
             if (!same) {
-                *reason = kb_arena_printf(a, "snapshot %s disagrees with another form of the "
-                                             "%s side",
+                *reason = kb_arena_printf(a,
+                                          "snapshot %s disagrees with another form of the "
+                                          "%s side",
                                           k, sides[s]);
                 return false;
             }
@@ -393,8 +392,7 @@ trade(kb_arena *a, const cJSON *msg, kb_imp_msg *m, const char **reason)
 }
 
 bool
-kb_imp_parse_msg(kb_arena *a, const cJSON *j, const char *type, kb_imp_msg *m,
-                 const char **reason)
+kb_imp_parse_msg(kb_arena *a, const cJSON *j, const char *type, kb_imp_msg *m, const char **reason)
 {
     memset(m, 0, sizeof(*m));
     m->rcv = KB_IMP_NO_RCV;

@@ -106,11 +106,21 @@ copy_str(kb_buf *b, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '\\': kb_buf_puts(b, "\\\\"); break;
-        case '\t': kb_buf_puts(b, "\\t"); break;
-        case '\n': kb_buf_puts(b, "\\n"); break;
-        case '\r': kb_buf_puts(b, "\\r"); break;
-        default: kb_buf_putc(b, *s); break;
+        case '\\':
+            kb_buf_puts(b, "\\\\");
+            break;
+        case '\t':
+            kb_buf_puts(b, "\\t");
+            break;
+        case '\n':
+            kb_buf_puts(b, "\\n");
+            break;
+        case '\r':
+            kb_buf_puts(b, "\\r");
+            break;
+        default:
+            kb_buf_putc(b, *s);
+            break;
         }
     }
 }
@@ -181,8 +191,13 @@ ws_message(kb_import *im, const cJSON *j, const char *type, const char **reason)
         snapshot_row(im, &m);
         return true;
     case KB_IMP_DELTA: {
-        kb_imp_delta d = {.ts = m.ts, .rcv = m.rcv, .sid = m.sid, .seq = m.seq,
-                          .price = m.price, .amount = m.amount, .yes = m.yes,
+        kb_imp_delta d = {.ts = m.ts,
+                          .rcv = m.rcv,
+                          .sid = m.sid,
+                          .seq = m.seq,
+                          .price = m.price,
+                          .amount = m.amount,
+                          .yes = m.yes,
                           .ticker = kb_imp_ticker_id(im, m.ticker, strlen(m.ticker))};
         kb_imp_add_delta(im, &d);
         return true;

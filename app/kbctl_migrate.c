@@ -22,14 +22,13 @@
 #define MIGRATE_LOCK_KEY "7274810001"
 
 static const kb_stmt applied_stmt = {
-    "migrate_applied", "SELECT version, checksum FROM schema_migrations ORDER BY version", 0,
-    true};
+    "migrate_applied", "SELECT version, checksum FROM schema_migrations ORDER BY version", 0, true};
 static const kb_stmt record_stmt = {
-    "migrate_record",
-    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3, false};
+    "migrate_record", "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+    3, false};
 
 typedef struct migration {
-    char *file;    /* "0001_init.sql" */
+    char *file; /* "0001_init.sql" */
     char version[5];
     char checksum[KB_SHA256_HEX_LEN + 1];
     char *sql;
@@ -113,8 +112,7 @@ load_dir(const char *dir, migration **out)
         if (len < 4 || strcmp(e->d_name + len - 4, ".sql") != 0)
             continue;
         if (!valid_name(e->d_name)) {
-            fprintf(stderr, "kbctl migrate: ignoring '%s' (expected NNNN_name.sql)\n",
-                    e->d_name);
+            fprintf(stderr, "kbctl migrate: ignoring '%s' (expected NNNN_name.sql)\n", e->d_name);
             continue;
         }
         if (n == cap) {

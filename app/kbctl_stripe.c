@@ -91,7 +91,8 @@ kbctl_stripe_sync(int argc, char **argv)
 
 /* GET path?key=value and return data[0] (or the object itself) when found. */
 static const cJSON *
-find_one(kb_worker *w, kb_arena *a, const char *path, const char *key, const char *value, kb_err *err)
+find_one(kb_worker *w, kb_arena *a, const char *path, const char *key, const char *value,
+         kb_err *err)
 {
     kb_stripe_form q = {KB_BUF_INIT};
     if (key)
@@ -184,8 +185,7 @@ kbctl_stripe_setup(int argc, char **argv)
     if (err)
         goto fail;
     const cJSON *m;
-    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(res.json, "data"))
-    {
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(res.json, "data")) {
         const char *ev = kb_stripe_str(m, "event_name");
         if (ev && strcmp(ev, kb_cfg.stripe_meter_event) == 0)
             meter = kb_stripe_str(m, "id");

@@ -98,8 +98,7 @@ kbctl_user(int argc, char **argv)
             return KBCTL_USAGE;
         }
         if (strcmp(opt, "--tier") == 0 && strcmp(cmd, "set") == 0 &&
-            (strcmp(arg, "free") == 0 || strcmp(arg, "payg") == 0 ||
-             strcmp(arg, "project") == 0)) {
+            (strcmp(arg, "free") == 0 || strcmp(arg, "payg") == 0 || strcmp(arg, "project") == 0)) {
             tier = arg;
         } else if (strcmp(opt, "--credits") == 0 && strcmp(cmd, "set") == 0 &&
                    valid_amount(arg, "default", 0, 1000000000)) {
@@ -132,8 +131,10 @@ kbctl_user(int argc, char **argv)
             actor = getenv("USER");
         if (actor == NULL)
             actor = "unknown";
-        kb_users_change c = {email, tier, credits, rpm, cap, grant, actor,
-                             strcmp(cmd, "grant") == 0 ? "grant_credits" : "set_account",
+        kb_users_change c = {email,   tier,
+                             credits, rpm,
+                             cap,     grant,
+                             actor,   strcmp(cmd, "grant") == 0 ? "grant_credits" : "set_account",
                              reason};
         kb_users_changed out;
         kb_err err = kb_users_apply(&db, &a, &c, &out);

@@ -71,8 +71,8 @@ pattern_match(const char *pattern, const kb_str *segs, size_t nsegs, kb_str *par
 }
 
 kb_match
-kb_router_match(const kb_route *routes, size_t n, kb_req *req, const kb_route **route,
-                char *allow, size_t allowsz)
+kb_router_match(const kb_route *routes, size_t n, kb_req *req, const kb_route **route, char *allow,
+                size_t allowsz)
 {
     kb_str segs[MAX_SEGMENTS];
     size_t nsegs = 0;

@@ -25,9 +25,8 @@
 #define JWKS_MAX (256 * 1024)
 
 /* A hash of a random password nobody knows, verified for unknown emails. */
-static const char dummy_hash[] =
-    "$argon2id$v=19$m=65536,t=2,p=1$pTVU438aJQQcv2kmQo0gLQ$"
-    "jG4rAOSLHzSM5J7RN8oOxo5AlqcHNbmfRRYhc+kAAyM";
+static const char dummy_hash[] = "$argon2id$v=19$m=65536,t=2,p=1$pTVU438aJQQcv2kmQo0gLQ$"
+                                 "jG4rAOSLHzSM5J7RN8oOxo5AlqcHNbmfRRYhc+kAAyM";
 
 /* Read the JWKS file into v; returns a static reason on failure. */
 static const char *
@@ -112,8 +111,7 @@ kb_auth_is_uuid(kb_str s)
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (c != '-')
                 return false;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                     (c >= 'A' && c <= 'F'))) {
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
             return false;
         }
     }
@@ -177,8 +175,7 @@ kb_auth_password_hash(kb_ctx *ctx, const char *password, char out[KB_PWHASH_LEN]
     int slot = kb_shared_slot_acquire();
     if (slot < 0)
         return busy(ctx);
-    int rc = crypto_pwhash_str(out, password, strlen(password),
-                               crypto_pwhash_OPSLIMIT_INTERACTIVE,
+    int rc = crypto_pwhash_str(out, password, strlen(password), crypto_pwhash_OPSLIMIT_INTERACTIVE,
                                crypto_pwhash_MEMLIMIT_INTERACTIVE);
     kb_shared_slot_release(slot);
     if (rc != 0)

@@ -10,8 +10,7 @@
 size_t
 kb_b64url_encode(const void *in, size_t n, char *out)
 {
-    sodium_bin2base64(out, KB_B64URL_LEN(n) + 1, in, n,
-                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_bin2base64(out, KB_B64URL_LEN(n) + 1, in, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     return KB_B64URL_LEN(n);
 }
 

@@ -55,20 +55,19 @@ static const kb_stmt payg_request_stmt = {
     " updated_at = now() WHERE user_id = $1::uuid",
     3, false};
 static const kb_stmt payg_item_stmt = {
-    "billing_payg_item",
-    "UPDATE stripe_subscriptions SET payg_item_id = $2 WHERE id = $1",
-    2, false};
+    "billing_payg_item", "UPDATE stripe_subscriptions SET payg_item_id = $2 WHERE id = $1", 2,
+    false};
 static const kb_stmt recompute_stmt = {
     "billing_recompute",
     "SELECT kb_stripe_recompute($1::uuid), (SELECT payg_enabled FROM billing_accounts"
     " WHERE user_id = $1::uuid)",
     1, false};
 static const kb_stmt payg_state_stmt = {
-    "billing_payg_state", "SELECT payg_enabled FROM billing_accounts WHERE user_id = $1::uuid",
-    1, false};
+    "billing_payg_state", "SELECT payg_enabled FROM billing_accounts WHERE user_id = $1::uuid", 1,
+    false};
 static const kb_stmt apply_sub_stmt = {
-    "billing_apply_sub", "SELECT kb_stripe_apply_subscription($1::jsonb, now(), $2, $3, false)",
-    3, false};
+    "billing_apply_sub", "SELECT kb_stripe_apply_subscription($1::jsonb, now(), $2, $3, false)", 3,
+    false};
 static const kb_stmt customers_stmt = {
     "billing_customers",
     "SELECT stripe_customer_id FROM billing_accounts WHERE stripe_customer_id IS NOT NULL"
@@ -137,8 +136,8 @@ kb_billing_customer(kb_worker *w, kb_arena *a, const char *user_id, const char *
 
 /* Checkout Session for one subscription price (metered: no quantity). */
 static kb_err
-checkout_session(kb_worker *w, kb_arena *a, const char *user_id, const char *customer, const char *price,
-                 bool metered, const char *nsubs, const char **url)
+checkout_session(kb_worker *w, kb_arena *a, const char *user_id, const char *customer,
+                 const char *price, bool metered, const char *nsubs, const char **url)
 {
     if (price == NULL)
         return KB_E_BILLING_NOT_CONFIGURED;
@@ -268,10 +267,9 @@ kb_billing_payg(kb_worker *w, kb_arena *a, const char *user_id, bool enable, lon
         kb_stripe_form_add(&f, "price", kb_cfg.stripe_payg_price);
         kb_stripe_form_add(&f, "proration_behavior", "none");
         kb_stripe_res res;
-        err = kb_stripe_call(w, a, "POST", "/v1/subscription_items", &f,
-                             kb_arena_printf(a, "kb-payg-item-%s-%s", sub,
-                                             kb_cfg.stripe_payg_price),
-                             &res);
+        err = kb_stripe_call(
+            w, a, "POST", "/v1/subscription_items", &f,
+            kb_arena_printf(a, "kb-payg-item-%s-%s", sub, kb_cfg.stripe_payg_price), &res);
         kb_stripe_form_release(&f);
         if (err)
             return err;
@@ -314,8 +312,7 @@ sync_customer(kb_worker *w, kb_arena *a, const char *customer, kb_sync_stats *st
             return err;
         const cJSON *data = cJSON_GetObjectItemCaseSensitive(res.json, "data");
         const cJSON *sub;
-        cJSON_ArrayForEach(sub, data)
-        {
+        cJSON_ArrayForEach(sub, data) {
             char *text = cJSON_PrintUnformatted(sub);
             if (text == NULL)
                 return KB_E_INTERNAL;

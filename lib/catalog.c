@@ -23,19 +23,19 @@
 /* Markets: $1 status, $2 event_ticker, $3 series_ticker, $4 category, $5 ticker
  * prefix, $6 and $7 the cursor's discovered_at and ticker, $8 limit (NULL: all),
  * $9 updated_since. */
-#define MARKETS_FILTER                                                                      \
-    " ($1::text IS NULL OR m.status = $1)"                                                  \
-    " AND ($2::text IS NULL OR m.event_ticker = $2)"                                        \
-    " AND ($3::text IS NULL OR m.series_ticker = $3)"                                       \
-    " AND ($4::text IS NULL OR m.category = $4)"                                            \
-    " AND ($5::text IS NULL OR starts_with(m.ticker, $5))"                                  \
-    " AND ($6::timestamptz IS NULL"                                                         \
+#define MARKETS_FILTER                                                                             \
+    " ($1::text IS NULL OR m.status = $1)"                                                         \
+    " AND ($2::text IS NULL OR m.event_ticker = $2)"                                               \
+    " AND ($3::text IS NULL OR m.series_ticker = $3)"                                              \
+    " AND ($4::text IS NULL OR m.category = $4)"                                                   \
+    " AND ($5::text IS NULL OR starts_with(m.ticker, $5))"                                         \
+    " AND ($6::timestamptz IS NULL"                                                                \
     "      OR (m.discovered_at <= $6 AND (m.discovered_at < $6 OR m.ticker > $7::text)))"
 #define MARKETS_ORDER " ORDER BY m.discovered_at DESC, m.ticker LIMIT $8::bigint"
-#define MARKETS_SELECT                                                                      \
-    "DECLARE kb_catalog NO SCROLL CURSOR FOR"                                               \
-    " SELECT m.ticker, m.title, m.event_ticker, m.status, m.category,"                      \
-    "        kb_us(st.first_data_at), kb_us(st.last_data_at), kb_us(m.discovered_at)"       \
+#define MARKETS_SELECT                                                                             \
+    "DECLARE kb_catalog NO SCROLL CURSOR FOR"                                                      \
+    " SELECT m.ticker, m.title, m.event_ticker, m.status, m.category,"                             \
+    "        kb_us(st.first_data_at), kb_us(st.last_data_at), kb_us(m.discovered_at)"              \
     "   FROM markets m LEFT JOIN market_stats st ON st.ticker = m.ticker"
 
 static const kb_stmt markets_declare = {
@@ -48,6 +48,7 @@ static const kb_stmt markets_declare = {
  * stop after a page when many do; their union is at most two pages. (One OR
  * across the join could only ever walk the whole list: 200 ms at 100,000
  * markets when nothing changed.) */
+/* clang-format off */
 static const kb_stmt markets_since_declare = {
     "catalog_markets_since",
     MARKETS_SELECT
@@ -61,28 +62,30 @@ static const kb_stmt markets_since_declare = {
     MARKETS_ORDER "))"
     MARKETS_ORDER,
     9, false};
+/* clang-format on */
 
 /* Events: $1 category, $2 series_ticker, $3 status, $4 prefix, $5 the cursor's
  * event_ticker, $6 limit (NULL: all), $7 updated_since. */
-#define EVENTS_FILTER                                                                       \
-    " ($1::text IS NULL OR e.category = $1)"                                                \
-    " AND ($2::text IS NULL OR e.series_ticker = $2)"                                       \
-    " AND ($3::text IS NULL OR e.status = $3)"                                              \
-    " AND ($4::text IS NULL OR starts_with(e.event_ticker, $4))"                            \
+#define EVENTS_FILTER                                                                              \
+    " ($1::text IS NULL OR e.category = $1)"                                                       \
+    " AND ($2::text IS NULL OR e.series_ticker = $2)"                                              \
+    " AND ($3::text IS NULL OR e.status = $3)"                                                     \
+    " AND ($4::text IS NULL OR starts_with(e.event_ticker, $4))"                                   \
     " AND ($5::text IS NULL OR e.event_ticker > $5)"
 #define EVENTS_ORDER " ORDER BY e.event_ticker LIMIT $6::bigint"
-#define EVENTS_SELECT                                                                       \
-    "DECLARE kb_catalog NO SCROLL CURSOR FOR"                                               \
-    " SELECT e.event_ticker, e.series_ticker, e.title, e.sub_title, e.category,"            \
-    "        e.mutually_exclusive, e.status,"                                               \
-    "        (SELECT count(*) FROM markets m WHERE m.event_ticker = e.event_ticker)"        \
+#define EVENTS_SELECT                                                                              \
+    "DECLARE kb_catalog NO SCROLL CURSOR FOR"                                                      \
+    " SELECT e.event_ticker, e.series_ticker, e.title, e.sub_title, e.category,"                   \
+    "        e.mutually_exclusive, e.status,"                                                      \
+    "        (SELECT count(*) FROM markets m WHERE m.event_ticker = e.event_ticker)"               \
     "   FROM events e"
 
-static const kb_stmt events_declare = {
-    "catalog_events", EVENTS_SELECT " WHERE" EVENTS_FILTER EVENTS_ORDER, 6, false};
+static const kb_stmt events_declare = {"catalog_events",
+                                       EVENTS_SELECT " WHERE" EVENTS_FILTER EVENTS_ORDER, 6, false};
 
 /* An event changed at or after $7 when its row did, or one of its markets
  * changed or has data then (as for markets; the same three-way union). */
+/* clang-format off */
 static const kb_stmt events_since_declare = {
     "catalog_events_since",
     EVENTS_SELECT
@@ -104,11 +107,12 @@ static const kb_stmt events_since_declare = {
     EVENTS_ORDER "))"
     EVENTS_ORDER,
     7, false};
+/* clang-format on */
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
-static const kb_stmt fetch_stmt = {
-    "catalog_fetch", "FETCH " STR(KB_CATALOG_PIECE) " FROM kb_catalog", 0, false};
+static const kb_stmt fetch_stmt = {"catalog_fetch",
+                                   "FETCH " STR(KB_CATALOG_PIECE) " FROM kb_catalog", 0, false};
 
 struct kb_catalog_stream {
     kb_db *db;
@@ -201,8 +205,7 @@ write_rows(kb_catalog_list list, kb_jw *w, const PGresult *r, int n)
 static kb_err
 lost_if_reconnected(kb_db *db, kb_err err)
 {
-    if (err == KB_E_INTERNAL &&
-        (kb_db_sqlstate_is(db, "25P01") || kb_db_sqlstate_is(db, "34000")))
+    if (err == KB_E_INTERNAL && (kb_db_sqlstate_is(db, "25P01") || kb_db_sqlstate_is(db, "34000")))
         return KB_E_UNAVAILABLE;
     return err;
 }
@@ -242,15 +245,15 @@ declare(kb_db *db, kb_arena *a, const kb_catalog_query *q, long limit)
     const kb_stmt *st;
     const char *p[9];
     if (q->list == KB_CATALOG_MARKETS) {
-        const char *mp[9] = {q->status,        q->event_ticker, q->series_ticker,
-                             q->category,      q->ticker_prefix, at_p,
-                             key_p,            lim_p,            since_p};
+        const char *mp[9] = {
+            q->status, q->event_ticker, q->series_ticker, q->category, q->ticker_prefix, at_p,
+            key_p,     lim_p,           since_p};
         memcpy(p, mp, sizeof(p));
         st = q->has_since ? &markets_since_declare : &markets_declare;
     } else {
-        const char *ep[9] = {q->category, q->series_ticker, q->status, q->ticker_prefix,
-                             key_p,       lim_p,            since_p,   NULL,
-                             NULL};
+        const char *ep[9] = {
+            q->category, q->series_ticker, q->status, q->ticker_prefix, key_p, lim_p, since_p, NULL,
+            NULL};
         memcpy(p, ep, sizeof(p));
         st = q->has_since ? &events_since_declare : &events_declare;
     }

@@ -18,7 +18,6 @@
 
 #define CURSOR_MAX_RAW 512
 
-
 char *
 kb_cursor_encode(kb_arena *a, int64_t ts_us, int64_t id)
 {
@@ -28,8 +27,7 @@ kb_cursor_encode(kb_arena *a, int64_t ts_us, int64_t id)
     size_t n = strlen(json);
     size_t outlen = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
     char *out = kb_arena_alloc(a, outlen);
-    sodium_bin2base64(out, outlen, (const unsigned char *)json, n,
-                      sodium_base64_VARIANT_ORIGINAL);
+    sodium_bin2base64(out, outlen, (const unsigned char *)json, n, sodium_base64_VARIANT_ORIGINAL);
     return out;
 }
 
@@ -75,8 +73,7 @@ kb_cursor_decode(kb_str s, kb_cursor *out)
 #define LIST_CURSOR_MAX_RAW (KB_LIST_CURSOR_KEY_MAX * 6 + 128) /* a key of escapes, and more */
 
 char *
-kb_cursor_list_encode(kb_arena *a, const char *list, bool with_at, int64_t at_us,
-                      const char *key)
+kb_cursor_list_encode(kb_arena *a, const char *list, bool with_at, int64_t at_us, const char *key)
 {
     kb_buf json = KB_BUF_INIT;
     kb_buf_puts(&json, "{\"list\":");
@@ -89,8 +86,7 @@ kb_cursor_list_encode(kb_arena *a, const char *list, bool with_at, int64_t at_us
     kb_buf_puts(&json, ",\"key\":");
     kb_buf_json_str(&json, key, strlen(key));
     kb_buf_putc(&json, '}');
-    size_t outlen =
-        sodium_base64_encoded_len(json.len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    size_t outlen = sodium_base64_encoded_len(json.len, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     char *out = kb_arena_alloc(a, outlen);
     sodium_bin2base64(out, outlen, (const unsigned char *)json.buf, json.len,
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
@@ -99,11 +95,9 @@ kb_cursor_list_encode(kb_arena *a, const char *list, bool with_at, int64_t at_us
 }
 
 bool
-kb_cursor_list_decode(kb_arena *a, kb_str s, const char *list, bool with_at,
-                      kb_list_cursor *out)
+kb_cursor_list_decode(kb_arena *a, kb_str s, const char *list, bool with_at, kb_list_cursor *out)
 {
-    size_t max_in = sodium_base64_encoded_len(LIST_CURSOR_MAX_RAW,
-                                              sodium_base64_VARIANT_URLSAFE);
+    size_t max_in = sodium_base64_encoded_len(LIST_CURSOR_MAX_RAW, sodium_base64_VARIANT_URLSAFE);
     if (s.p == NULL || s.len == 0 || s.len >= max_in)
         return false;
     unsigned char *raw = kb_arena_alloc(a, LIST_CURSOR_MAX_RAW + 1);
@@ -129,9 +123,8 @@ kb_cursor_list_decode(kb_arena *a, kb_str s, const char *list, bool with_at,
         strcmp(l->valuestring, list) == 0 && cJSON_IsString(k) &&
         strlen(k->valuestring) <= KB_LIST_CURSOR_KEY_MAX) {
         out->at_us = 0;
-        ok = !with_at || (cJSON_IsString(t) && kb_time_parse(t->valuestring,
-                                                             strlen(t->valuestring), false,
-                                                             &out->at_us, &reason));
+        ok = !with_at || (cJSON_IsString(t) && kb_time_parse(t->valuestring, strlen(t->valuestring),
+                                                             false, &out->at_us, &reason));
         if (ok)
             out->key = kb_arena_strdup(a, k->valuestring);
     }

@@ -9,12 +9,12 @@
 
 #include "kb_banned.h"
 
-static const int64_t pow10_tab[] = {1,       10,       100,       1000,      10000,
-                                    100000,  1000000,  10000000,  100000000, 1000000000};
+static const int64_t pow10_tab[] = {1,      10,      100,      1000,      10000,
+                                    100000, 1000000, 10000000, 100000000, 1000000000};
 
 bool
-kb_fixed_parse(const char *s, size_t len, int scale, bool allow_neg, int64_t max_abs,
-               int64_t *out, const char **reason)
+kb_fixed_parse(const char *s, size_t len, int scale, bool allow_neg, int64_t max_abs, int64_t *out,
+               const char **reason)
 {
     size_t i = 0;
     bool neg = false;

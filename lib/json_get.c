@@ -24,8 +24,7 @@
  * KB_E_INVALID_TIMESTAMP): joined to problems of the same kind, replacing
  * timestamp problems with a validation one, dropped after a validation one. */
 static void __attribute__((format(printf, 5, 0)))
-vproblem(kb_ctx *ctx, kb_err kind, const char *loc, const char *name, const char *fmt,
-         va_list ap)
+vproblem(kb_ctx *ctx, kb_err kind, const char *loc, const char *name, const char *fmt, va_list ap)
 {
     if (kind == KB_E_INVALID_TIMESTAMP && ctx->err == KB_E_VALIDATION)
         return;
@@ -101,8 +100,8 @@ member(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags, bool *se
 }
 
 kb_err
-kb_json_get_str(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags,
-                size_t max_chars, const char **out, bool *set)
+kb_json_get_str(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags, size_t max_chars,
+                const char **out, bool *set)
 {
     kb_err res;
     const cJSON *m = member(ctx, obj, name, flags, set, &res);

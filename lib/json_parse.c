@@ -123,14 +123,30 @@ parse_string(jp *p, kb_buf *b)
         char e = p->s[p->pos++];
         unsigned cp, lo;
         switch (e) {
-        case '"': kb_buf_putc(b, '"'); break;
-        case '\\': kb_buf_putc(b, '\\'); break;
-        case '/': kb_buf_putc(b, '/'); break;
-        case 'b': kb_buf_putc(b, '\b'); break;
-        case 'f': kb_buf_putc(b, '\f'); break;
-        case 'n': kb_buf_putc(b, '\n'); break;
-        case 'r': kb_buf_putc(b, '\r'); break;
-        case 't': kb_buf_putc(b, '\t'); break;
+        case '"':
+            kb_buf_putc(b, '"');
+            break;
+        case '\\':
+            kb_buf_putc(b, '\\');
+            break;
+        case '/':
+            kb_buf_putc(b, '/');
+            break;
+        case 'b':
+            kb_buf_putc(b, '\b');
+            break;
+        case 'f':
+            kb_buf_putc(b, '\f');
+            break;
+        case 'n':
+            kb_buf_putc(b, '\n');
+            break;
+        case 'r':
+            kb_buf_putc(b, '\r');
+            break;
+        case 't':
+            kb_buf_putc(b, '\t');
+            break;
         case 'u':
             if (!read_hex4(p, &cp))
                 return perr(p, "invalid \\u escape"), false;

@@ -122,8 +122,7 @@ kb_jwks_parse(kb_jwt_verifier *v, const char *json, size_t len, const char **why
         return false;
     }
     const cJSON *jwk;
-    cJSON_ArrayForEach(jwk, keys)
-    {
+    cJSON_ArrayForEach(jwk, keys) {
         if (!cJSON_IsObject(jwk) || v->nkeys >= KB_JWT_MAX_KEYS)
             continue;
         const char *kty = str_member(jwk, "kty");
@@ -281,8 +280,7 @@ aud_ok(const cJSON *payload)
     if (!cJSON_IsArray(aud))
         return false;
     const cJSON *a;
-    cJSON_ArrayForEach(a, aud)
-    {
+    cJSON_ArrayForEach(a, aud) {
         if (cJSON_IsString(a) && strcmp(a->valuestring, KB_JWT_AUDIENCE) == 0)
             return true;
     }
@@ -417,9 +415,8 @@ kb_jwt_sign_hs256(kb_arena *a, const unsigned char *secret, size_t secret_len, c
     kb_jw_int(&w, exp);
     kb_jw_obj_end(&w);
 
-    char *seg = kb_arena_alloc(a, KB_B64URL_LEN(payload.len > sizeof(header) ? payload.len
-                                                                               : sizeof(header)) +
-                                      1);
+    char *seg = kb_arena_alloc(
+        a, KB_B64URL_LEN(payload.len > sizeof(header) ? payload.len : sizeof(header)) + 1);
     kb_b64url_encode(header, sizeof(header) - 1, seg);
     kb_buf_puts(&tok, seg);
     kb_buf_putc(&tok, '.');

@@ -23,7 +23,7 @@ typedef struct kb_arena {
     kb_arena_chunk *chunks;     /* newest first; the first one is kept on reset */
     kb_arena_cleanup *cleanups; /* run newest first on reset */
     size_t chunk_size;
-    size_t allocated;           /* bytes handed out since the last reset */
+    size_t allocated; /* bytes handed out since the last reset */
 } kb_arena;
 
 /* Fill a caller's arena; chunk_size 0 picks the default (16 KiB). */
@@ -48,8 +48,7 @@ char *kb_arena_strndup(kb_arena *a, const char *s, size_t len);
 char *kb_arena_strdup(kb_arena *a, const char *s);
 
 /* Arena printf. */
-char *kb_arena_printf(kb_arena *a, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+char *kb_arena_printf(kb_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Call fn(data) at the next reset (e.g. PQclear, cJSON_Delete). */
 void kb_arena_on_reset(kb_arena *a, kb_cleanup_fn *fn, void *data);

@@ -17,11 +17,11 @@
 #include "kb_http.h"
 #include "kb_str.h"
 
-#define KB_PASSWORD_MIN 8         /* characters */
-#define KB_PASSWORD_MAX 1024      /* characters; longer is a validation error */
-#define KB_PWHASH_LEN 128         /* crypto_pwhash_STRBYTES */
-#define KB_API_KEY_LEN 46         /* "kb-" + 43 */
-#define KB_API_KEY_PREFIX_LEN 7   /* "kb-Ab3x" */
+#define KB_PASSWORD_MIN 8       /* characters */
+#define KB_PASSWORD_MAX 1024    /* characters; longer is a validation error */
+#define KB_PWHASH_LEN 128       /* crypto_pwhash_STRBYTES */
+#define KB_API_KEY_LEN 46       /* "kb-" + 43 */
+#define KB_API_KEY_PREFIX_LEN 7 /* "kb-Ab3x" */
 
 /* An authenticated user; strings are arena-owned. */
 typedef struct kb_user {
@@ -50,8 +50,7 @@ kb_err kb_auth_user(const kb_req *req, kb_ctx *ctx, kb_user *out);
  * Issue an access token (HS256 with KB_JWT_SECRET, lifetime KB_JWT_TTL).
  * Arena-owned. Fails with 500 when no HS256 secret is configured.
  */
-kb_err kb_auth_issue_token(kb_ctx *ctx, const char *user_id, const char *email,
-                           const char **token);
+kb_err kb_auth_issue_token(kb_ctx *ctx, const char *user_id, const char *email, const char **token);
 
 /*
  * argon2id hash of a NUL-free password into out. 503 service_unavailable

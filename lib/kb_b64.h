@@ -22,7 +22,6 @@ size_t kb_b64url_encode(const void *in, size_t n, char *out);
  * is always enough). Returns false on any character outside the alphabet,
  * a non-canonical tail, or when out is too small; *outlen is the byte count.
  */
-bool kb_b64url_decode(const char *in, size_t len, unsigned char *out, size_t outsz,
-                      size_t *outlen);
+bool kb_b64url_decode(const char *in, size_t len, unsigned char *out, size_t outsz, size_t *outlen);
 
 #endif

@@ -16,7 +16,10 @@ typedef struct kb_buf {
     size_t cap;
 } kb_buf;
 
-#define KB_BUF_INIT {NULL, 0, 0}
+#define KB_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* Make room for extra more bytes (plus the NUL). */
 void kb_buf_grow(kb_buf *b, size_t extra);

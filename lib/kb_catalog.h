@@ -41,13 +41,13 @@ typedef enum kb_catalog_list {
 typedef struct kb_catalog_query {
     kb_catalog_list list;
     const char *status;
-    const char *event_ticker;  /* markets only */
+    const char *event_ticker; /* markets only */
     const char *series_ticker;
     const char *category;
-    const char *ticker_prefix; /* markets: ticker; events: event_ticker */
-    bool has_since;            /* updated_since given: */
-    int64_t since_us;          /* rows changed or with data at or after this instant */
-    int limit;                 /* 1..1000: one page; 0: the whole list */
+    const char *ticker_prefix;    /* markets: ticker; events: event_ticker */
+    bool has_since;               /* updated_since given: */
+    int64_t since_us;             /* rows changed or with data at or after this instant */
+    int limit;                    /* 1..1000: one page; 0: the whole list */
     const kb_list_cursor *cursor; /* a page after this row; NULL: from the start */
 } kb_catalog_query;
 
@@ -71,8 +71,7 @@ typedef struct kb_catalog_stream kb_catalog_stream;
  * On success *out (arena-owned) holds the cursor open on db until
  * kb_catalog_close(); on failure nothing is left open.
  */
-kb_err kb_catalog_open(kb_db *db, kb_arena *a, const kb_catalog_query *q,
-                       kb_catalog_stream **out);
+kb_err kb_catalog_open(kb_db *db, kb_arena *a, const kb_catalog_query *q, kb_catalog_stream **out);
 
 /*
  * Write the rows of the next piece into w as array elements (w is inside the

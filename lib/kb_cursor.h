@@ -41,8 +41,8 @@ typedef struct kb_list_cursor {
 #define KB_LIST_CURSOR_KEY_MAX 512
 
 /* Arena-owned list cursor of list ("markets"), at_us when with_at, and key. */
-char *kb_cursor_list_encode(kb_arena *a, const char *list, bool with_at, int64_t at_us,
-                            const char *key);
+char *
+kb_cursor_list_encode(kb_arena *a, const char *list, bool with_at, int64_t at_us, const char *key);
 
 /*
  * Decode a list cursor of list (base64url, padded or not):
@@ -50,7 +50,7 @@ char *kb_cursor_list_encode(kb_arena *a, const char *list, bool with_at, int64_t
  * string of at most KB_LIST_CURSOR_KEY_MAX bytes. False on any failure;
  * out->key is arena-owned.
  */
-bool kb_cursor_list_decode(kb_arena *a, kb_str s, const char *list, bool with_at,
-                           kb_list_cursor *out);
+bool
+kb_cursor_list_decode(kb_arena *a, kb_str s, const char *list, bool with_at, kb_list_cursor *out);
 
 #endif

@@ -23,25 +23,25 @@
 #define KB_REQUEST_ID_MAX 40
 
 typedef struct kb_header {
-    kb_str name;  /* lower case, '-' separated: "stripe-signature" */
+    kb_str name; /* lower case, '-' separated: "stripe-signature" */
     kb_str value;
 } kb_header;
 
 typedef struct kb_req {
     kb_arena *arena;
     kb_str method;
-    kb_str path;          /* raw (still percent-encoded) path of REQUEST_URI */
-    kb_str query;         /* raw query string, no '?' */
-    kb_str content_type;  /* NULL string when absent */
-    kb_str body;          /* the whole body (bounded by KB_MAX_BODY) */
-    bool body_too_large;  /* the adapter refused to read it all */
+    kb_str path;         /* raw (still percent-encoded) path of REQUEST_URI */
+    kb_str query;        /* raw query string, no '?' */
+    kb_str content_type; /* NULL string when absent */
+    kb_str body;         /* the whole body (bounded by KB_MAX_BODY) */
+    bool body_too_large; /* the adapter refused to read it all */
     const kb_header *headers;
     size_t nheaders;
     kb_str params[KB_MAX_PATH_PARAMS]; /* percent-decoded path parameters */
     size_t nparams;
     char request_id[KB_REQUEST_ID_MAX];
     kb_str remote_addr;
-    kb_str api_key;       /* metered routes: the key of Authorization, parsed once by the
+    kb_str api_key; /* metered routes: the key of Authorization, parsed once by the
                            * dispatcher (kb_meter_parse_key); NULL string otherwise */
 } kb_req;
 
@@ -68,9 +68,9 @@ typedef struct kb_resp_stream {
 
 typedef struct kb_resp {
     int status;
-    kb_buf body;    /* response body (JSON unless content_type says otherwise); with a
+    kb_buf body;              /* response body (JSON unless content_type says otherwise); with a
                      * stream, its first bytes */
-    kb_buf headers; /* extra header lines, each "Name: value\r\n" */
+    kb_buf headers;           /* extra header lines, each "Name: value\r\n" */
     const char *content_type; /* static string; NULL = application/json */
     kb_resp_stream *stream;   /* arena-owned; NULL = the body is all in body */
 } kb_resp;
@@ -81,17 +81,17 @@ struct kb_ctx {
     kb_arena *arena;
     kb_worker *w;
     kb_resp resp;
-    kb_err err;         /* recorded by kb_fail */
-    kb_buf err_msg;     /* client-facing message for err */
-    int retry_after;    /* > 0: send Retry-After with an error */
-    const char *route;  /* pattern that matched, for logs and metrics */
-    int route_index;    /* its index in the route table, -1 when none matched */
-    const char *user_id;    /* for the log line when known (arena-owned) */
-    const char *key_prefix; /* for the log line when known (arena-owned) */
-    int cost;               /* credits the route costs (route table), 0 = not metered */
-    int64_t credits;        /* charged by this request, -1 when not metered */
+    kb_err err;               /* recorded by kb_fail */
+    kb_buf err_msg;           /* client-facing message for err */
+    int retry_after;          /* > 0: send Retry-After with an error */
+    const char *route;        /* pattern that matched, for logs and metrics */
+    int route_index;          /* its index in the route table, -1 when none matched */
+    const char *user_id;      /* for the log line when known (arena-owned) */
+    const char *key_prefix;   /* for the log line when known (arena-owned) */
+    int cost;                 /* credits the route costs (route table), 0 = not metered */
+    int64_t credits;          /* charged by this request, -1 when not metered */
     struct kb_charge *charge; /* set by kb_meter_charge (arena-owned), NULL when none */
-    int64_t start_us;       /* monotonic start of the request */
+    int64_t start_us;         /* monotonic start of the request */
 };
 
 /* Set up a context with its own buffers (kept across requests). */

@@ -51,14 +51,13 @@ void kb_jw_null(kb_jw *w);
 /* Already-serialized JSON (trusted: from Postgres jsonb or our own writer). */
 void kb_jw_raw(kb_jw *w, const char *json, size_t n);
 
-
 /* ---- request bodies ------------------------------------------------------- */
 
-#define KB_JSON_MAX_DEPTH 32        /* nested objects/arrays */
-#define KB_JSON_MAX_STRING 65536    /* bytes of one decoded string or key */
-#define KB_JSON_MAX_MEMBERS 256     /* members of one object */
-#define KB_JSON_MAX_VALUES 20000    /* values in one document */
-#define KB_JSON_MAX_NUMBER 64       /* characters of one number literal */
+#define KB_JSON_MAX_DEPTH 32     /* nested objects/arrays */
+#define KB_JSON_MAX_STRING 65536 /* bytes of one decoded string or key */
+#define KB_JSON_MAX_MEMBERS 256  /* members of one object */
+#define KB_JSON_MAX_VALUES 20000 /* values in one document */
+#define KB_JSON_MAX_NUMBER 64    /* characters of one number literal */
 
 typedef struct kb_req kb_req;
 typedef struct kb_ctx kb_ctx;
@@ -87,7 +86,8 @@ bool kb_json_content_type_ok(const char *ct, size_t len);
 /* Flags for the getters. */
 #define KB_JSON_REQUIRED 1u /* absent -> "Field required" */
 #define KB_JSON_NULLABLE 2u /* null is accepted and reads as not set */
-#define KB_JSON_LAX 4u      /* kb_json_get_int also reads an integer string ("100", " 5 "),
+#define KB_JSON_LAX                                                                                \
+    4u /* kb_json_get_int also reads an integer string ("100", " 5 "),
                              * as the original's Pydantic lax mode did on the data routes */
 
 /*
@@ -112,12 +112,12 @@ kb_err kb_json_get_str(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned
 /* Integer in [min, max]. Accepts integer literals, and number literals whose
  * value is integral (1.0, 1e2) within ±2^53; rejects fractions, strings,
  * booleans and anything beyond int64 or the range, never with UB. */
-kb_err kb_json_get_int(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags,
-                       int64_t min, int64_t max, int64_t *out, bool *set);
+kb_err kb_json_get_int(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags, int64_t min,
+                       int64_t max, int64_t *out, bool *set);
 
 /* JSON true or false only. */
-kb_err kb_json_get_bool(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags,
-                        bool *out, bool *set);
+kb_err kb_json_get_bool(kb_ctx *ctx, const cJSON *obj, const char *name, unsigned flags, bool *out,
+                        bool *set);
 
 /* An instant (API.md §1.1, §7.10) as microseconds since the epoch: an ISO
  * string (kb_time_parse) or a number of Unix seconds or milliseconds

@@ -16,19 +16,19 @@
 #define KB_METRICS_MAX_ROUTES 48
 
 typedef enum kb_metric {
-    KB_M_CREDITS_CHARGED,    /* credits deducted by successful requests */
-    KB_M_REFUNDS,            /* charges given back after a failed request */
+    KB_M_CREDITS_CHARGED, /* credits deducted by successful requests */
+    KB_M_REFUNDS,         /* charges given back after a failed request */
     KB_M_CREDITS_REFUNDED,
-    KB_M_RATE_LIMITED,       /* 429 rate_limit_exceeded */
-    KB_M_CREDITS_EXHAUSTED,  /* 429 credits_exhausted */
-    KB_M_STRIPE_ERRORS,      /* Stripe calls that failed after retries */
-    KB_M_WORKER_RESTARTS,    /* workers respawned after dying unexpectedly */
-    KB_M_WORKER_RECYCLES,    /* workers replaced after KB_MAX_REQUESTS */
-    KB_M_DB_RECONNECTS,      /* lost database connections */
-    KB_M_CHARGES_SETTLED,    /* journaled charges refunded after the fact */
-    KB_M_DB_SENT_AHEAD,      /* reads answered from a statement sent ahead (kb_db_send_ahead) */
+    KB_M_RATE_LIMITED,        /* 429 rate_limit_exceeded */
+    KB_M_CREDITS_EXHAUSTED,   /* 429 credits_exhausted */
+    KB_M_STRIPE_ERRORS,       /* Stripe calls that failed after retries */
+    KB_M_WORKER_RESTARTS,     /* workers respawned after dying unexpectedly */
+    KB_M_WORKER_RECYCLES,     /* workers replaced after KB_MAX_REQUESTS */
+    KB_M_DB_RECONNECTS,       /* lost database connections */
+    KB_M_CHARGES_SETTLED,     /* journaled charges refunded after the fact */
+    KB_M_DB_SENT_AHEAD,       /* reads answered from a statement sent ahead (kb_db_send_ahead) */
     KB_M_CHARGES_UNCOMMITTED, /* journaled charges found never committed when settled */
-    KB_M_CHARGES_ORPHANED,   /* pending charges of workers that died, left to another worker */
+    KB_M_CHARGES_ORPHANED,    /* pending charges of workers that died, left to another worker */
     KB_M_COUNT_
 } kb_metric;
 

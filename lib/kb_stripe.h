@@ -44,11 +44,11 @@ void kb_stripe_form_release(kb_stripe_form *f);
 
 /* What a call returned. json and the strings are arena-owned. */
 typedef struct kb_stripe_res {
-    long status;        /* HTTP status of the last attempt, 0 when none completed */
-    cJSON *json;        /* parsed body (object), NULL when not JSON */
+    long status; /* HTTP status of the last attempt, 0 when none completed */
+    cJSON *json; /* parsed body (object), NULL when not JSON */
     const char *err_type, *err_code, *err_param, *err_message; /* from "error", or NULL */
     int attempts;
-    bool replayed;      /* the answer was a saved one (Idempotent-Replayed: true) */
+    bool replayed; /* the answer was a saved one (Idempotent-Replayed: true) */
 } kb_stripe_res;
 
 /* True when STRIPE_SECRET_KEY is configured. */

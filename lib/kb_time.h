@@ -38,8 +38,7 @@ size_t kb_time_format_naive(int64_t us, char *out, size_t outsz);
  * Years 0001..9999. On failure returns false and sets *reason to a static
  * phrase for the "<loc>: <reason>" message.
  */
-bool kb_time_parse(const char *s, size_t len, bool query_rules, int64_t *us,
-                   const char **reason);
+bool kb_time_parse(const char *s, size_t len, bool query_rules, int64_t *us, const char **reason);
 
 /* A JSON number of Unix seconds (ms above 2e10) to microseconds; false when out of range. */
 bool kb_time_from_unix(double v, int64_t *us, const char **reason);

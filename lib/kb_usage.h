@@ -21,13 +21,13 @@
 #include "kb_worker.h"
 
 typedef struct kb_usage_stats {
-    long batched_rows; /* rows frozen into batches by this run */
-    long sent;         /* batches Stripe accepted */
-    long duplicates;   /* batches Stripe already had (counted as delivered) */
-    long failed;       /* batches left for the next run */
-    long flagged;      /* batches flagged as undeliverable by this run */
-    long flagged_total;   /* unreported flagged rows in the outbox */
-    long no_customer;     /* rows waiting for a Stripe customer */
+    long batched_rows;  /* rows frozen into batches by this run */
+    long sent;          /* batches Stripe accepted */
+    long duplicates;    /* batches Stripe already had (counted as delivered) */
+    long failed;        /* batches left for the next run */
+    long flagged;       /* batches flagged as undeliverable by this run */
+    long flagged_total; /* unreported flagged rows in the outbox */
+    long no_customer;   /* rows waiting for a Stripe customer */
 } kb_usage_stats;
 
 /* One reporter run on w (its connection and Stripe handle). KB_OK when every batch was delivered or flagged. */

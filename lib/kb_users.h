@@ -19,13 +19,11 @@ kb_err kb_users_email_taken(kb_db *db, kb_arena *a, const char *email, bool *tak
 
 /* Create a password user; *out is its id and stored email. KB_E_USER_EXISTS
  * when the email is taken (the insert decides when two signups race). */
-kb_err kb_users_create(kb_db *db, kb_arena *a, const char *email, const char *pwhash,
-                       kb_user *out);
+kb_err kb_users_create(kb_db *db, kb_arena *a, const char *email, const char *pwhash, kb_user *out);
 
 /* The user with this email: *out and *pwhash, or out->id == NULL and
  * *pwhash == NULL when there is none. */
-kb_err kb_users_find(kb_db *db, kb_arena *a, const char *email, kb_user *out,
-                     const char **pwhash);
+kb_err kb_users_find(kb_db *db, kb_arena *a, const char *email, kb_user *out, const char **pwhash);
 
 /* A token user's users and billing_accounts rows, created when missing
  * (kb_account_ensure, migration 0021). KB_E_INVALID_API_KEY when the user
@@ -53,17 +51,17 @@ extern const char *const kb_users_show_names[KB_USERS_SHOW_FIELDS];
 
 /* The account of the user with this email: vals[i] for kb_users_show_names[i]
  * (NULL where there is no value). KB_E_NOT_FOUND when there is no such user. */
-kb_err kb_users_show(kb_db *db, kb_arena *a, const char *email,
-                     const char *vals[KB_USERS_SHOW_FIELDS]);
+kb_err
+kb_users_show(kb_db *db, kb_arena *a, const char *email, const char *vals[KB_USERS_SHOW_FIELDS]);
 
 /* A change to one account; NULL fields are kept. */
 typedef struct kb_users_change {
     const char *email;
-    const char *tier;        /* free | payg | project */
-    const char *credits;     /* credits per cycle, or "default" (the tier's) */
-    const char *rpm;         /* requests per minute, or "default" */
-    const char *overage_cap; /* credits, or "none" */
-    const char *grant;       /* credits given back in this cycle */
+    const char *tier;                    /* free | payg | project */
+    const char *credits;                 /* credits per cycle, or "default" (the tier's) */
+    const char *rpm;                     /* requests per minute, or "default" */
+    const char *overage_cap;             /* credits, or "none" */
+    const char *grant;                   /* credits given back in this cycle */
     const char *actor, *action, *reason; /* for admin_audit */
 } kb_users_change;
 

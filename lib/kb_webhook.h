@@ -18,17 +18,17 @@
 
 typedef enum kb_webhook_verdict {
     KB_WEBHOOK_OK,
-    KB_WEBHOOK_MISSING,   /* no header, or no t= / v1= in it */
-    KB_WEBHOOK_MISMATCH,  /* no v1 matches any secret */
-    KB_WEBHOOK_TOO_OLD,   /* t is outside the tolerance */
+    KB_WEBHOOK_MISSING,  /* no header, or no t= / v1= in it */
+    KB_WEBHOOK_MISMATCH, /* no v1 matches any secret */
+    KB_WEBHOOK_TOO_OLD,  /* t is outside the tolerance */
 } kb_webhook_verdict;
 
 /*
  * Verify header against body with the comma-separated secrets, at now_s
  * (Unix seconds), accepting timestamps within tolerance_s either way.
  */
-kb_webhook_verdict kb_webhook_verify(kb_str header, kb_str body, const char *secrets,
-                                     long tolerance_s, int64_t now_s);
+kb_webhook_verdict
+kb_webhook_verify(kb_str header, kb_str body, const char *secrets, long tolerance_s, int64_t now_s);
 
 /* A short reason for logs. Static string. */
 const char *kb_webhook_verdict_str(kb_webhook_verdict v);

@@ -31,19 +31,19 @@ typedef struct kb_worker_key {
 } kb_worker_key;
 
 struct kb_worker {
-    kb_db db;                  /* primary: metering, billing, auth, everything that writes */
-    kb_db db_read;             /* replica for data routes when KB_DATABASE_READ_URL is set */
+    kb_db db;      /* primary: metering, billing, auth, everything that writes */
+    kb_db db_read; /* replica for data routes when KB_DATABASE_READ_URL is set */
     bool has_read_replica;
     kb_journal_entry *journal; /* this process's charge-journal entry, NULL when none */
     kb_jwt_verifier jwt;       /* access-token verifier (lib/auth.c), built on first use */
     bool jwt_loaded;
-    kb_worker_key keys[KB_WORKER_KEYS]; /* by hash: set i is keys[2i], keys[2i + 1] */
+    kb_worker_key keys[KB_WORKER_KEYS];         /* by hash: set i is keys[2i], keys[2i + 1] */
     unsigned char keys_lru[KB_WORKER_KEYS / 2]; /* per set: the way to replace next */
-    void *stripe_curl;         /* the Stripe client's CURL easy handle (lib/stripe.c), NULL
+    void *stripe_curl;    /* the Stripe client's CURL easy handle (lib/stripe.c), NULL
                                 * until the first call */
-    char life[40];             /* the server's life (kb_incarnation()) as db's connection number */
-    uint64_t life_conn;        /* life_conn (db.connects) learned it; "" = not yet (lib/meter.c) */
-    unsigned long served;      /* requests served */
+    char life[40];        /* the server's life (kb_incarnation()) as db's connection number */
+    uint64_t life_conn;   /* life_conn (db.connects) learned it; "" = not yet (lib/meter.c) */
+    unsigned long served; /* requests served */
 };
 
 /*

@@ -18,11 +18,11 @@ static const kb_stmt key_insert = {
     "INSERT INTO api_keys (user_id, key_hash, key_prefix, name, key_type) "
     "SELECT $1::uuid, $3, $4, $5, $6 WHERE kb_user_ensure($1::uuid, $2) RETURNING " KEY_COLS,
     6, false};
-static const kb_stmt key_list = {
-    "keys_list",
-    "SELECT " KEY_COLS " FROM api_keys WHERE user_id = $1::uuid AND revoked_at IS NULL "
-    "ORDER BY created_at DESC, id DESC",
-    1, true};
+static const kb_stmt key_list = {"keys_list",
+                                 "SELECT " KEY_COLS
+                                 " FROM api_keys WHERE user_id = $1::uuid AND revoked_at IS NULL "
+                                 "ORDER BY created_at DESC, id DESC",
+                                 1, true};
 /* credits_used in the cycle metering would see now (kb_roll_cycle, 0003): the
  * key's counted rows plus the counter its account carries (0015_meter_fast_path). */
 static const kb_stmt key_usage = {
@@ -139,8 +139,8 @@ write_days(kb_jw *w, const PGresult *r)
 }
 
 kb_err
-kb_keys_create(kb_db *db, kb_arena *a, const kb_user *u, const char *name,
-               const char *key_type, kb_jw *w, const char **prefix)
+kb_keys_create(kb_db *db, kb_arena *a, const kb_user *u, const char *name, const char *key_type,
+               kb_jw *w, const char **prefix)
 {
     char key[KB_API_KEY_LEN + 1], hash[65], pfx[KB_API_KEY_PREFIX_LEN + 1];
     kb_auth_key_new(key, hash, pfx);
@@ -189,8 +189,8 @@ own_key(kb_db *db, kb_arena *a, const kb_stmt *s, const char *const *p, PGresult
 }
 
 kb_err
-kb_keys_update(kb_db *db, kb_arena *a, const char *user_id, const char *key_id,
-               const char *name, const char *key_type, kb_jw *w)
+kb_keys_update(kb_db *db, kb_arena *a, const char *user_id, const char *key_id, const char *name,
+               const char *key_type, kb_jw *w)
 {
     const char *p[] = {user_id, key_id, name, key_type};
     PGresult *r = NULL;

@@ -8,8 +8,8 @@
 #include "kb_banned.h"
 
 /* Statuses counted by value; anything else lands in "other". */
-static const int statuses[] = {200, 204, 400, 401, 403, 404, 405, 409, 413,
-                               422, 429, 500, 502, 503, 504};
+static const int statuses[] = {200, 204, 400, 401, 403, 404, 405, 409,
+                               413, 422, 429, 500, 502, 503, 504};
 #define NSTATUS (sizeof(statuses) / sizeof(statuses[0]) + 1)
 
 /* Latency buckets, upper bounds in milliseconds. */
@@ -64,8 +64,7 @@ static const char *const counter_names[KB_M_COUNT_][2] = {
 int
 kb_metrics_init(void)
 {
-    void *p = mmap(NULL, sizeof(shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
+    void *p = mmap(NULL, sizeof(shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return -1;
     memset(p, 0, sizeof(shared)); /* all-zero is a valid state for the atomics */
@@ -164,8 +163,7 @@ kb_metrics_render(kb_buf *out, const char *const *route_names, size_t nroutes)
 {
     if (sh == NULL)
         return;
-    header(out, "kalshibook_requests_total", "counter",
-           "Responses by route and HTTP status.");
+    header(out, "kalshibook_requests_total", "counter", "Responses by route and HTTP status.");
     for (size_t r = 0; r <= KB_METRICS_MAX_ROUTES && r <= nroutes; r++) {
         const char *name = r == 0 ? "unmatched" : route_names[r - 1];
         for (size_t s = 0; s < NSTATUS; s++) {

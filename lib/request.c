@@ -62,8 +62,7 @@ collect_headers(char *const *envp, kb_arena *a, kb_header **out)
 }
 
 static void
-read_body(char *const *envp, kb_body_reader *rd, void *ud, kb_req *req, kb_arena *a,
-          long max_body)
+read_body(char *const *envp, kb_body_reader *rd, void *ud, kb_req *req, kb_arena *a, long max_body)
 {
     int64_t declared = -1;
     kb_str cl = param(envp, a, "CONTENT_LENGTH");

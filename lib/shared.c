@@ -36,8 +36,7 @@ kb_shared_init(void)
         n = 1;
     if (n > KB_SHARED_MAX_SLOTS)
         n = KB_SHARED_MAX_SLOTS;
-    void *p = mmap(NULL, sizeof(region), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-                   0);
+    void *p = mmap(NULL, sizeof(region), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         kb_log_error("unable to map shared memory: %s; password hashing is not capped",
                      strerror(errno));

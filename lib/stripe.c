@@ -306,8 +306,7 @@ kb_stripe_call(kb_worker *w, kb_arena *a, const char *method, const char *path,
                  "message=\"%s\" request_id=%s attempts=%d",
                  method, path, res->status, rc == CURLE_OK ? "ok" : curl_easy_strerror(rc),
                  res->err_type ? res->err_type : "-", res->err_code ? res->err_code : "-",
-                 res->err_param ? res->err_param : "-",
-                 res->err_message ? res->err_message : "-",
+                 res->err_param ? res->err_param : "-", res->err_message ? res->err_message : "-",
                  x.request_id[0] ? x.request_id : "-", res->attempts);
     return KB_E_STRIPE;
 }

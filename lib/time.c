@@ -213,15 +213,14 @@ kb_time_parse(const char *s, size_t len, bool query_rules, int64_t *us, const ch
 
     size_t i = 0;
     int64_t y, mo, d, h = 0, mi = 0, sec = 0, frac = 0;
-    if (!digits(s, len, &i, 4, &y) || s[i++] != '-' || !digits(s, len, &i, 2, &mo) ||
-        i >= len || s[i++] != '-' || !digits(s, len, &i, 2, &d))
+    if (!digits(s, len, &i, 4, &y) || s[i++] != '-' || !digits(s, len, &i, 2, &mo) || i >= len ||
+        s[i++] != '-' || !digits(s, len, &i, 2, &d))
         return false;
     if (i < len) {
         if (s[i] != 'T' && s[i] != 't' && s[i] != ' ')
             return false;
         i++;
-        if (!digits(s, len, &i, 2, &h) || i >= len || s[i++] != ':' ||
-            !digits(s, len, &i, 2, &mi))
+        if (!digits(s, len, &i, 2, &h) || i >= len || s[i++] != ':' || !digits(s, len, &i, 2, &mi))
             return false;
         if (i < len && s[i] == ':') {
             i++;
@@ -278,8 +277,8 @@ kb_time_parse(const char *s, size_t len, bool query_rules, int64_t *us, const ch
         *reason = "time out of range";
         return false;
     }
-    int64_t v = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) - off_s) *
-                    1000000 + frac;
+    int64_t v = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) - off_s) * 1000000 +
+                frac;
     if (v < TIME_MIN_US || v > TIME_MAX_US) {
         *reason = "timestamp out of range";
         return false;

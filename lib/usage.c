@@ -40,11 +40,10 @@ static const kb_stmt pending_stmt = {
     "usage_pending",
     "SELECT batch_identifier, stripe_customer_id, credits, ts FROM kb_usage_pending($1::int)", 1,
     true};
-static const kb_stmt mark_stmt = {
-    "usage_mark",
-    "UPDATE usage_outbox SET reported_at = now()"
-    " WHERE batch_identifier = $1 AND reported_at IS NULL",
-    1, false};
+static const kb_stmt mark_stmt = {"usage_mark",
+                                  "UPDATE usage_outbox SET reported_at = now()"
+                                  " WHERE batch_identifier = $1 AND reported_at IS NULL",
+                                  1, false};
 static const kb_stmt flag_stmt = {
     "usage_flag",
     "UPDATE usage_outbox SET flagged_at = now(), flag_reason = $2"
@@ -114,7 +113,8 @@ send_batch(kb_worker *w, kb_arena *a, const char *ident, const char *cus, const 
         if (kb_db_exec(db, a, &flag_stmt, params, NULL) == KB_OK)
             st->flagged++;
         kb_log_error("usage: batch %s (%s credits for %s) FLAGGED: too old for Stripe; "
-                     "bill it by hand (see README)", ident, credits, cus);
+                     "bill it by hand (see README)",
+                     ident, credits, cus);
     } else {
         st->failed++;
         if (r.status == 429) {
@@ -157,7 +157,8 @@ kb_usage_report(kb_worker *w, kb_usage_stats *st)
         st->no_customer = strtol(PQgetvalue(r, 0, 1), NULL, 10);
         if (st->flagged_total > 0)
             kb_log_error("usage: %ld overage rows are FLAGGED (not billable through the meter); "
-                         "see usage_outbox.flag_reason", st->flagged_total);
+                         "see usage_outbox.flag_reason",
+                         st->flagged_total);
         if (st->no_customer > 0)
             kb_log_warn("usage: %ld overage rows wait for a Stripe customer", st->no_customer);
     }

@@ -6,18 +6,17 @@
 #include "kb_str.h"
 #include "kb_banned.h"
 
-static const kb_stmt email_taken_stmt = {
-    "users_email_taken", "SELECT 1 FROM users WHERE email = lower($1)", 1, true};
+static const kb_stmt email_taken_stmt = {"users_email_taken",
+                                         "SELECT 1 FROM users WHERE email = lower($1)", 1, true};
 static const kb_stmt create_stmt = {
     "users_create",
     "INSERT INTO users (email, password_hash) VALUES (lower($1), $2) "
     "ON CONFLICT (email) DO NOTHING RETURNING id, email",
     2, false};
 static const kb_stmt find_stmt = {
-    "users_find", "SELECT id, email, password_hash FROM users WHERE email = lower($1)", 1,
-    true};
-static const kb_stmt ensure_stmt = {
-    "users_ensure_account", "SELECT 1 FROM kb_account_ensure($1::uuid, $2)", 2, false};
+    "users_find", "SELECT id, email, password_hash FROM users WHERE email = lower($1)", 1, true};
+static const kb_stmt ensure_stmt = {"users_ensure_account",
+                                    "SELECT 1 FROM kb_account_ensure($1::uuid, $2)", 2, false};
 /* The rolled cycle (kb_roll_cycle, 0003) is computed, not stored: the next
  * metered request stores it. */
 static const kb_stmt account_stmt = {
@@ -28,10 +27,12 @@ static const kb_stmt account_stmt = {
     " CROSS JOIN LATERAL kb_roll_cycle(a, kb_now()) r JOIN tiers t ON t.name = r.tier",
     2, false};
 
+/* clang-format off */
 const char *const kb_users_show_names[KB_USERS_SHOW_FIELDS] = {
     "id", "email", "created_at", "tier", "credits_total", "credits_used",
     "billing_cycle_start", "billing_cycle_end", "payg_enabled", "overage_cap",
     "credits_override", "rpm_override", "stripe_customer_id", "live_keys"};
+/* clang-format on */
 static const kb_stmt show_stmt = {
     "users_show",
     "SELECT u.id, u.email, u.created_at, coalesce(b.tier, 'free'), b.credits_total,"
@@ -47,9 +48,11 @@ static const kb_stmt admin_ensure_stmt = {
     1, false};
 /* Apply the changes given (NULL = keep; 'default'/'none' = clear an
  * override), recompute the cycle allowance, and audit before/after. */
-#define OVERRIDE(n, word, col)                                                  \
-    "CASE WHEN $" #n "::text IS NULL THEN b." col " WHEN $" #n "::text = '" word "' THEN NULL" \
+#define OVERRIDE(n, word, col)                                                                     \
+    "CASE WHEN $" #n "::text IS NULL THEN b." col " WHEN $" #n "::text = '" word "' THEN NULL"     \
     " ELSE $" #n "::integer END"
+/* SQL spliced with OVERRIDE() reads as SQL only in this layout. */
+/* clang-format off */
 static const kb_stmt admin_set_stmt = {
     "users_admin_set",
     "WITH before AS (SELECT b.* FROM billing_accounts b JOIN users u ON u.id = b.user_id"
@@ -70,6 +73,7 @@ static const kb_stmt admin_set_stmt = {
     " SELECT upd.tier, upd.credits_total, upd.credits_used, upd.rpm_override, audit.id"
     " FROM upd, audit",
     9, false};
+/* clang-format on */
 
 /* Column c of row 0 (arena-owned), NULL when SQL NULL. */
 static const char *

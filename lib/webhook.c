@@ -16,8 +16,8 @@
 
 #define MAX_SIGS 8
 
-static const kb_stmt apply_stmt = {
-    "stripe_apply_event", "SELECT kb_stripe_apply_event($1::jsonb, $2, $3)", 3, false};
+static const kb_stmt apply_stmt = {"stripe_apply_event",
+                                   "SELECT kb_stripe_apply_event($1::jsonb, $2, $3)", 3, false};
 
 const char *
 kb_webhook_verdict_str(kb_webhook_verdict v)
@@ -36,8 +36,7 @@ kb_webhook_verdict_str(kb_webhook_verdict v)
 }
 
 kb_webhook_verdict
-kb_webhook_verify(kb_str header, kb_str body, const char *secrets, long tolerance_s,
-                  int64_t now_s)
+kb_webhook_verify(kb_str header, kb_str body, const char *secrets, long tolerance_s, int64_t now_s)
 {
     if (header.p == NULL || secrets == NULL)
         return KB_WEBHOOK_MISSING;

@@ -16,8 +16,7 @@ kb_worker_init(kb_worker *w, const char *app_name)
     if (kb_cfg.database_read_url != NULL) {
         /* Its own application_name, so pg_stat_activity tells the two apart. */
         kb_db_init(&w->db_read, kb_cfg.database_read_url,
-                   strcmp(app_name, "kalshibook-worker") == 0 ? "kalshibook-worker-read"
-                                                              : app_name,
+                   strcmp(app_name, "kalshibook-worker") == 0 ? "kalshibook-worker-read" : app_name,
                    kb_cfg.db_connect_timeout_s, kb_cfg.db_statement_timeout_ms);
         w->has_read_replica = true;
     }

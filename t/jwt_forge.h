@@ -42,8 +42,8 @@ forge_jwt(const char *header_json, const char *payload_json, const char *alg, co
     size_t siglen = 0;
     if (strcmp(alg, "HS256") == 0) {
         unsigned int l = 0;
-        HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)signing,
-             strlen(signing), sig, &l);
+        HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)signing, strlen(signing),
+             sig, &l);
         siglen = l;
     } else if (strcmp(alg, "ES256") == 0 || strcmp(alg, "RS256") == 0) {
         EVP_MD_CTX *md = EVP_MD_CTX_new();

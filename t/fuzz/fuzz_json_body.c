@@ -104,8 +104,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         bool bv;
         (void)kb_json_get_bool(&ctx, root, "enable", KB_JSON_REQUIRED, &bv, &set);
-        (void)kb_json_get_str(&ctx, root, "start_time", KB_JSON_REQUIRED | KB_JSON_NULLABLE, 0,
-                              &s, &set);
+        (void)kb_json_get_str(&ctx, root, "start_time", KB_JSON_REQUIRED | KB_JSON_NULLABLE, 0, &s,
+                              &set);
         if (ctx.err != KB_OK && ctx.err != KB_E_VALIDATION)
             abort();
     } else {

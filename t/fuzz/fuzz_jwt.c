@@ -58,8 +58,8 @@ check_hs256(const char *tok, size_t len)
         abort();
     unsigned char mac[32];
     unsigned int ml = 0;
-    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)tok,
-         (size_t)(d2 - tok), mac, &ml);
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)tok, (size_t)(d2 - tok),
+         mac, &ml);
     char *want = forge_b64(mac, 32);
     size_t sl = len - (size_t)(d2 + 1 - tok);
     if (sl != strlen(want) || memcmp(d2 + 1, want, sl) != 0)

@@ -103,8 +103,7 @@ CAT_FN void
 cat_join(const cJSON *data, const char *key, kb_buf *out)
 {
     const cJSON *it;
-    cJSON_ArrayForEach(it, data)
-    {
+    cJSON_ArrayForEach(it, data) {
         const cJSON *v = cJSON_GetObjectItem(it, key);
         ck_assert_msg(cJSON_IsString(v), "item without %s", key);
         if (out->len)
@@ -118,8 +117,7 @@ CAT_FN void
 cat_items(const cJSON *data, kb_buf *out)
 {
     const cJSON *it;
-    cJSON_ArrayForEach(it, data)
-    {
+    cJSON_ArrayForEach(it, data) {
         char *s = cJSON_PrintUnformatted(it);
         kb_buf_puts(out, s);
         kb_buf_putc(out, '\n');
@@ -157,8 +155,8 @@ cat_walk(const char *base, const char *key, int limit, kb_buf *items, kb_buf *ke
     int pages = 0;
     for (;;) {
         char path[2048];
-        snprintf(path, sizeof(path), "%s%slimit=%d%s%s", base, strchr(base, '?') ? "&" : "?",
-                 limit, cursor ? "&cursor=" : "", cursor ? cursor : "");
+        snprintf(path, sizeof(path), "%s%slimit=%d%s%s", base, strchr(base, '?') ? "&" : "?", limit,
+                 cursor ? "&cursor=" : "", cursor ? cursor : "");
         free(cursor);
         cursor = NULL;
         kbt_resp *r = cat_get(path);

@@ -30,8 +30,7 @@ static FILE *
 capture(int slot, const char **path)
 {
     static char paths[4][96];
-    snprintf(paths[slot], sizeof(paths[slot]), "/tmp/kbt-fixed-%d-%d.jsonl", (int)getpid(),
-             slot);
+    snprintf(paths[slot], sizeof(paths[slot]), "/tmp/kbt-fixed-%d-%d.jsonl", (int)getpid(), slot);
     FILE *f = fopen(paths[slot], "w");
     ck_assert(f != NULL);
     *path = paths[slot];

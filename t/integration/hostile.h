@@ -225,8 +225,9 @@ hostile_run(const char *name, void (*cases)(void), long min_sent, long min_sampl
     long ms = kbt_now_ms() - t0;
     take(&after);
 
-    fprintf(stderr, "%s: %ld requests in %ld ms, %ld as expected, %ld not; %ld spec samples"
-                    " (%ld not conforming); classes:",
+    fprintf(stderr,
+            "%s: %ld requests in %ld ms, %ld as expected, %ld not; %ld spec samples"
+            " (%ld not conforming); classes:",
             name, T.sent, ms, T.ok, T.bad, T.sampled, T.sample_bad);
     for (int i = 0; i < T.nclass; i++)
         fprintf(stderr, " %s=%ld", T.class_name[i], T.by_class[i]);
@@ -248,8 +249,8 @@ hostile_run(const char *name, void (*cases)(void), long min_sent, long min_sampl
             snprintf(want, sizeof(want), "%ld/%ld", c + T.charged, n + T.charged_requests);
             w = want;
         }
-        ck_assert_msg(strcmp(w, after.v[i]) == 0, "%s: %s before, %s after, want %s",
-                      snap_sql[i], before.v[i], after.v[i], w);
+        ck_assert_msg(strcmp(w, after.v[i]) == 0, "%s: %s before, %s after, want %s", snap_sql[i],
+                      before.v[i], after.v[i], w);
     }
     ck_assert_int_ge(T.sent, min_sent);
     ck_assert_int_eq(T.bad, 0);

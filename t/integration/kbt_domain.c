@@ -21,8 +21,8 @@
 /* ---- metering helpers ---- */
 
 void
-kbt_account_new(PGconn *c, kbt_account *a, const char *tier, int credits_total,
-                int rpm_override, bool payg)
+kbt_account_new(PGconn *c, kbt_account *a, const char *tier, int credits_total, int rpm_override,
+                bool payg)
 {
     unsigned char raw[32], tag[8];
     char email[80], tagx[17];
@@ -94,8 +94,7 @@ kbt_stripe_sign(const char *secret, long t, const char *body)
     kb_buf_printf(&in, "%ld.%s", t, body);
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)in.buf, in.len, mac,
-         &n);
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)in.buf, in.len, mac, &n);
     kb_buf_release(&in);
     kb_buf out = KB_BUF_INIT;
     kb_buf_printf(&out, "t=%ld,v1=", t);

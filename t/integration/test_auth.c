@@ -118,8 +118,7 @@ START_TEST(signup_refuses_taken_email_in_any_case_and_weak_passwords)
         kbt_resp_free(r);
     }
     /* Eight characters are enough, even when they are multi-byte. */
-    r = creds("/auth/signup", e2,
-              E_ACUTE E_ACUTE E_ACUTE E_ACUTE E_ACUTE E_ACUTE E_ACUTE E_ACUTE);
+    r = creds("/auth/signup", e2, E_ACUTE E_ACUTE E_ACUTE E_ACUTE E_ACUTE E_ACUTE E_ACUTE E_ACUTE);
     ck_assert_msg(r->status == 200, "%s", kb_buf_cstr(&r->body));
     kbt_resp_free(r);
     free(email);
@@ -263,9 +262,24 @@ END_TEST
 #define UUID "0f8fad5b-d9cb-469f-a165-70867728950e"
 
 typedef enum tk {
-    T_NONE, T_BASIC, T_EMPTY, T_KEY, T_KEY_LOWER, T_GOOD_LOWER, T_GOOD_CAPS, T_EXPIRED,
-    T_EXPIRED_IN_LEEWAY, T_OTHER_SECRET, T_ALG_NONE, T_ALG_NONE_KEEP_SIG, T_HS512, T_AUD,
-    T_SUB_NOT_UUID, T_GARBAGE, T_PADDED, T_HUGE
+    T_NONE,
+    T_BASIC,
+    T_EMPTY,
+    T_KEY,
+    T_KEY_LOWER,
+    T_GOOD_LOWER,
+    T_GOOD_CAPS,
+    T_EXPIRED,
+    T_EXPIRED_IN_LEEWAY,
+    T_OTHER_SECRET,
+    T_ALG_NONE,
+    T_ALG_NONE_KEEP_SIG,
+    T_HS512,
+    T_AUD,
+    T_SUB_NOT_UUID,
+    T_GARBAGE,
+    T_PADDED,
+    T_HUGE
 } tk;
 
 typedef struct tcase_ {
@@ -296,8 +310,7 @@ static const tcase_ token_cases[] = {
 };
 
 static char *
-signed_with(const char *secret, const char *hdr, long long exp_in, const char *aud,
-            const char *sub)
+signed_with(const char *secret, const char *hdr, long long exp_in, const char *aud, const char *sub)
 {
     long long now = (long long)time(NULL);
     char *c = forge_claims(sub, now, now + exp_in, aud);
@@ -342,8 +355,7 @@ START_TEST(user_routes_check_tokens_in_api_md_order)
         tok = signed_with(secret, hs, c->kind == T_EXPIRED ? -60 : -10, "authenticated", UUID);
         break;
     case T_OTHER_SECRET:
-        tok = signed_with("another-secret-another-secret-another", hs, 600, "authenticated",
-                          UUID);
+        tok = signed_with("another-secret-another-secret-another", hs, 600, "authenticated", UUID);
         break;
     case T_ALG_NONE: {
         long long now = (long long)time(NULL);
@@ -475,8 +487,8 @@ START_TEST(jwks_es256_tokens_accepted_when_configured)
              "{\"sub\":\"%s\",\"email\":\"Supa@Example.test\",\"aud\":\"authenticated\","
              "\"role\":\"authenticated\",\"iat\":%lld,\"exp\":%lld,\"session_id\":\"s\"}",
              sub, now, now + 600);
-    char *good = forge_jwt("{\"alg\":\"ES256\",\"kid\":\"supabase-key-1\",\"typ\":\"JWT\"}",
-                           claims, "ES256", ec);
+    char *good = forge_jwt("{\"alg\":\"ES256\",\"kid\":\"supabase-key-1\",\"typ\":\"JWT\"}", claims,
+                           "ES256", ec);
     kbt_resp *r = kbt_auth_json("POST", "/keys", good, "{\"name\":\"from supabase\"}");
     ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
     kbt_resp_free(r);

@@ -30,8 +30,10 @@ START_TEST(status_creates_free_account_with_exact_shape)
     kbt_auth_signup(email, "correct horse battery", &token, &uid);
     kbt_resp *r = status(token);
     ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
-    const char *order[] = {"tier", "credits_total", "credits_used", "credits_remaining",
-                           "payg_enabled", "billing_cycle_start", "request_id"};
+    const char *order[] = {"tier",         "credits_total",
+                           "credits_used", "credits_remaining",
+                           "payg_enabled", "billing_cycle_start",
+                           "request_id"};
     cJSON *f = r->json->child;
     for (size_t i = 0; i < 7; i++, f = f->next) {
         ck_assert_msg(f != NULL, "missing %s", order[i]);
@@ -52,9 +54,8 @@ START_TEST(status_creates_free_account_with_exact_shape)
     kbt_resp_free(r);
 
     PGconn *c = kbt_db();
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM billing_accounts WHERE user_id = $1",
-                                   uid),
-                     1);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM billing_accounts WHERE user_id = $1", uid), 1);
     PQfinish(c);
     free(token);
     free(uid);

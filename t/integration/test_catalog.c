@@ -21,11 +21,11 @@
 #include "kb_banned.h"
 
 /* The markets the API lists for a query, in SQL: the same rows and order. */
-#define SQL_MARKETS                                                                           \
-    "SELECT coalesce(string_agg(m.ticker, ',' ORDER BY m.discovered_at DESC, m.ticker), '')" \
+#define SQL_MARKETS                                                                                \
+    "SELECT coalesce(string_agg(m.ticker, ',' ORDER BY m.discovered_at DESC, m.ticker), '')"       \
     "  FROM markets m LEFT JOIN market_stats st ON st.ticker = m.ticker WHERE "
-#define SQL_EVENTS                                                                            \
-    "SELECT coalesce(string_agg(e.event_ticker, ',' ORDER BY e.event_ticker), '')"          \
+#define SQL_EVENTS                                                                                 \
+    "SELECT coalesce(string_agg(e.event_ticker, ',' ORDER BY e.event_ticker), '')"                 \
     "  FROM events e WHERE "
 
 static long
@@ -44,8 +44,9 @@ assert_list(const char *path, const char *key, int limit, const char *want)
     ck_assert_msg(strcmp(kb_buf_cstr(&whole), want) == 0, "%s whole:\n %.300s\nwant:\n %.300s",
                   path, kb_buf_cstr(&whole), want);
     cat_walk(path, key, limit, NULL, &paged);
-    ck_assert_msg(strcmp(kb_buf_cstr(&paged), want) == 0, "%s paged by %d:\n %.300s\nwant:\n %.300s",
-                  path, limit, kb_buf_cstr(&paged), want);
+    ck_assert_msg(strcmp(kb_buf_cstr(&paged), want) == 0,
+                  "%s paged by %d:\n %.300s\nwant:\n %.300s", path, limit, kb_buf_cstr(&paged),
+                  want);
     kb_buf_release(&whole);
     kb_buf_release(&paged);
 }
@@ -70,8 +71,7 @@ START_TEST(no_parameter_is_the_whole_list_as_before)
     /* Every field of a summary, from the rows. */
     const cJSON *it;
     int checked = 0;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItem(r->json, "data"))
-    {
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(r->json, "data")) {
         const char *t = cJSON_GetObjectItem(it, "ticker")->valuestring;
         if (strcmp(t, "KXCAT0-E070-M0") != 0 && strcmp(t, "KXCAT2-E002-M4") != 0)
             continue;
@@ -102,8 +102,7 @@ START_TEST(no_parameter_is_the_whole_list_as_before)
     ck_assert_str_eq(kb_buf_cstr(&got), want);
     free(want);
     const cJSON *e = NULL;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItem(r->json, "data"))
-    {
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(r->json, "data")) {
         if (strcmp(cJSON_GetObjectItem(it, "event_ticker")->valuestring, "KXCAT3-E010") == 0)
             e = it;
     }
@@ -240,7 +239,8 @@ START_TEST(filters_combine_as_in_sql)
         const char *where;
     } events[] = {
         {"category=Crypto", "e.category = 'Crypto'"},
-        {"series_ticker=KXCAT2&status=settled", "e.series_ticker = 'KXCAT2' AND e.status = 'settled'"},
+        {"series_ticker=KXCAT2&status=settled",
+         "e.series_ticker = 'KXCAT2' AND e.status = 'settled'"},
         {"ticker_prefix=KXCAT1-E2", "e.event_ticker LIKE 'KXCAT1-E2%'"},
         {"ticker_prefix=KXCAT&category=Politics&status=closed",
          "e.event_ticker LIKE 'KXCAT%' AND e.category = 'Politics' AND e.status = 'closed'"},
@@ -289,9 +289,10 @@ add_markets(void *arg)
         char t[32], at[16];
         snprintf(t, sizeof(t), "KXCATNEW-%05d", a->added);
         snprintf(at, sizeof(at), "%d", (a->added * 7919) % 1000);
-        kbt_sqlp_ok(c, "INSERT INTO markets (ticker, status, discovered_at)"
-                       " VALUES ($1, 'active', CASE WHEN $2::int % 10 = 0 THEN now()"
-                       "  ELSE timestamptz '2026-01-01' + $2::int * interval '52 seconds' END)",
+        kbt_sqlp_ok(c,
+                    "INSERT INTO markets (ticker, status, discovered_at)"
+                    " VALUES ($1, 'active', CASE WHEN $2::int % 10 = 0 THEN now()"
+                    "  ELSE timestamptz '2026-01-01' + $2::int * interval '52 seconds' END)",
                     2, t, at);
         a->added++;
     }
@@ -382,8 +383,10 @@ START_TEST(bad_values_are_refused_uncharged)
          "query.limit: Input should be greater than or equal to 1"},
         {"/markets?limit=1001", 422, "validation_error",
          "query.limit: Input should be less than or equal to 1000"},
-        {"/markets?limit=ten", 422, "validation_error", "query.limit: Input should be a valid integer"},
-        {"/markets?limit=", 422, "validation_error", "query.limit: Input should be a valid integer"},
+        {"/markets?limit=ten", 422, "validation_error",
+         "query.limit: Input should be a valid integer"},
+        {"/markets?limit=", 422, "validation_error",
+         "query.limit: Input should be a valid integer"},
         {"/events?limit=-5", 422, "validation_error",
          "query.limit: Input should be greater than or equal to 1"},
         {"/markets?cursor=bm90IGEgY3Vyc29y", 422, "validation_error",
@@ -417,20 +420,22 @@ START_TEST(bad_values_are_refused_uncharged)
         kbt_resp *r = kbt_data_get(&a, bad[i].path);
         kbt_assert_envelope(r, bad[i].status, bad[i].code);
         if (bad[i].message != NULL)
-            ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")
-                                 ->valuestring,
-                             bad[i].message);
+            ck_assert_str_eq(
+                cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")->valuestring,
+                bad[i].message);
         char *cost = kbt_header(r, "X-Credits-Cost");
         ck_assert_msg(cost == NULL, "%s: charged", bad[i].path);
         kbt_resp_free(r);
     }
     ck_assert_int_eq(credits_used(c, &a), 0);
     /* A cursor of the other list's kind works where it belongs. */
-    kbt_resp *r = kbt_data_get(&a, "/events?cursor=eyJsaXN0IjoiZXZlbnRzIiwia2V5IjoiS1hDQVQwLUUwMDAifQ");
+    kbt_resp *r = kbt_data_get(&a,
+                               "/events?cursor=eyJsaXN0IjoiZXZlbnRzIiwia2V5IjoiS1hDQVQwLUUwMDAifQ");
     ck_assert_int_eq(r->status, 200);
     const cJSON *first = cJSON_GetArrayItem(cJSON_GetObjectItem(r->json, "data"), 0);
     ck_assert_ptr_nonnull(first);
-    ck_assert_int_gt(strcmp(cJSON_GetObjectItem(first, "event_ticker")->valuestring, "KXCAT0-E000"), 0);
+    ck_assert_int_gt(strcmp(cJSON_GetObjectItem(first, "event_ticker")->valuestring, "KXCAT0-E000"),
+                     0);
     kbt_resp_free(r);
     ck_assert_int_eq(credits_used(c, &a), 1);
     PQfinish(c);

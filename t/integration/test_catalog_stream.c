@@ -38,10 +38,11 @@
 static void
 insert_bulk(PGconn *c, const char *prefix, const char *n)
 {
-    kbt_sqlp_ok(c, "INSERT INTO markets (ticker, title, status, discovered_at)"
-                   " SELECT $1 || '-' || lpad(i::text, 6, '0'), 'Bulk market ' || i, 'active',"
-                   "        timestamptz '2026-01-02' + i * interval '1 second'"
-                   "   FROM generate_series(1, $2::int) i",
+    kbt_sqlp_ok(c,
+                "INSERT INTO markets (ticker, title, status, discovered_at)"
+                " SELECT $1 || '-' || lpad(i::text, 6, '0'), 'Bulk market ' || i, 'active',"
+                "        timestamptz '2026-01-02' + i * interval '1 second'"
+                "   FROM generate_series(1, $2::int) i",
                 2, prefix, n);
     kbt_sql_ok(c, "ANALYZE markets");
 }
@@ -479,13 +480,16 @@ write_capture(const char *file, int sid, long snap, long first, int n)
     ck_assert_ptr_nonnull(f);
     static const char *const tickers[] = {"KXCATIMP-A", "KXCATIMP-B"};
     for (int t = 0; t < 2; t++) {
-        fprintf(f, "{\"type\":\"orderbook_snapshot\",\"sid\":%d,\"seq\":1,\"msg\":{\"market_ticker\":"
-                   "\"%s\",\"yes\":[[40,100]],\"no\":[[55,10]],\"ts\":%ld}}\n",
+        fprintf(f,
+                "{\"type\":\"orderbook_snapshot\",\"sid\":%d,\"seq\":1,\"msg\":{\"market_ticker\":"
+                "\"%s\",\"yes\":[[40,100]],\"no\":[[55,10]],\"ts\":%ld}}\n",
                 sid + t, tickers[t], snap);
         for (int k = 0; k < n; k++)
-            fprintf(f, "{\"type\":\"orderbook_delta\",\"sid\":%d,\"seq\":%d,\"msg\":{\"market_ticker\":"
-                       "\"%s\",\"price\":40,\"delta\":1,\"side\":\"yes\",\"ts\":%ld}}\n",
-                    sid + t, k + 2, tickers[t], first + k);
+            fprintf(
+                f,
+                "{\"type\":\"orderbook_delta\",\"sid\":%d,\"seq\":%d,\"msg\":{\"market_ticker\":"
+                "\"%s\",\"price\":40,\"delta\":1,\"side\":\"yes\",\"ts\":%ld}}\n",
+                sid + t, k + 2, tickers[t], first + k);
     }
     ck_assert_int_eq(fclose(f), 0);
 }
@@ -534,8 +538,7 @@ START_TEST(first_and_last_data_exact_under_concurrent_imports)
     const cJSON *data = cJSON_GetObjectItem(r->json, "data");
     ck_assert_int_eq(cJSON_GetArraySize(data), 2);
     const cJSON *it;
-    cJSON_ArrayForEach(it, data)
-    {
+    cJSON_ArrayForEach(it, data) {
         const char *t = cJSON_GetObjectItem(it, "ticker")->valuestring;
         ck_assert_str_eq(cJSON_GetObjectItem(it, "first_data_at")->valuestring,
                          "2026-02-09T12:00:00+00:00");

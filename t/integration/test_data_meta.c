@@ -13,15 +13,14 @@
 
 /* ---- markets, events, settlements ---- */
 
-static const char *const summary_keys[] = {"ticker", "title", "event_ticker", "status",
+static const char *const summary_keys[] = {"ticker",   "title",         "event_ticker", "status",
                                            "category", "first_data_at", "last_data_at", NULL};
 
 static const cJSON *
 find(const cJSON *arr, const char *key, const char *val)
 {
     const cJSON *it;
-    cJSON_ArrayForEach(it, arr)
-    {
+    cJSON_ArrayForEach(it, arr) {
         const cJSON *v = cJSON_GetObjectItem(it, key);
         if (cJSON_IsString(v) && strcmp(v->valuestring, val) == 0)
             return it;
@@ -46,8 +45,7 @@ START_TEST(markets_list_and_detail)
     /* discovered_at descending: C (lifecycle, Jan 14 12:00), A (Jan 14), B (Jan 13) */
     int ic = -1, ia = -1, ib = -1, i = 0;
     const cJSON *it;
-    cJSON_ArrayForEach(it, data)
-    {
+    cJSON_ArrayForEach(it, data) {
         const char *t = cJSON_GetObjectItem(it, "ticker")->valuestring;
         ic = strcmp(t, "KXOTHER-26JAN15-C") == 0 ? i : ic;
         ia = strcmp(t, A) == 0 ? i : ia;
@@ -63,10 +61,23 @@ START_TEST(markets_list_and_detail)
     r = kbt_data_get(&acct, "/markets/" A);
     ck_assert_int_eq(r->status, 200);
     const cJSON *d = cJSON_GetObjectItem(r->json, "data");
-    static const char *const detail[] = {
-        "ticker", "title", "event_ticker", "status", "category", "first_data_at", "last_data_at",
-        "rules", "strike_price", "discovered_at", "metadata", "snapshot_count", "delta_count",
-        "price_level_structure", "price_ranges", "fractional_trading_enabled", NULL};
+    static const char *const detail[] = {"ticker",
+                                         "title",
+                                         "event_ticker",
+                                         "status",
+                                         "category",
+                                         "first_data_at",
+                                         "last_data_at",
+                                         "rules",
+                                         "strike_price",
+                                         "discovered_at",
+                                         "metadata",
+                                         "snapshot_count",
+                                         "delta_count",
+                                         "price_level_structure",
+                                         "price_ranges",
+                                         "fractional_trading_enabled",
+                                         NULL};
     kbt_data_assert_keys(d, detail);
     ck_assert_str_eq(cJSON_GetObjectItem(d, "rules")->valuestring, "Resolves yes if A.");
     ck_assert(cJSON_GetObjectItem(d, "strike_price")->valuedouble == 50000.0);
@@ -102,8 +113,7 @@ START_TEST(events_filters_and_detail)
     kbt_resp *r = kbt_data_get(&acct, "/events?category=Crypto");
     ck_assert_int_eq(r->status, 200);
     const cJSON *ev;
-    cJSON_ArrayForEach(ev, cJSON_GetObjectItem(r->json, "data"))
-    {
+    cJSON_ArrayForEach(ev, cJSON_GetObjectItem(r->json, "data")) {
         ck_assert_str_eq(cJSON_GetObjectItem(ev, "category")->valuestring, "Crypto");
     }
     char *s = print(find(cJSON_GetObjectItem(r->json, "data"), "event_ticker", "KXFIX-26JAN15"));
@@ -129,9 +139,9 @@ START_TEST(events_filters_and_detail)
     r = kbt_data_get(&acct, "/events/KXFIX-26JAN15");
     ck_assert_int_eq(r->status, 200);
     const cJSON *d = cJSON_GetObjectItem(r->json, "data");
-    static const char *const keys[] = {"event_ticker", "series_ticker", "title", "sub_title",
-                                       "category", "mutually_exclusive", "status",
-                                       "market_count", "markets", NULL};
+    static const char *const keys[] = {
+        "event_ticker",       "series_ticker", "title",        "sub_title", "category",
+        "mutually_exclusive", "status",        "market_count", "markets",   NULL};
     kbt_data_assert_keys(d, keys);
     const cJSON *ms = cJSON_GetObjectItem(d, "markets");
     ck_assert_int_eq(cJSON_GetArraySize(ms), 2);
@@ -170,8 +180,7 @@ START_TEST(settlements_list_filters_and_detail)
     r = kbt_data_get(&acct, "/settlements");
     const cJSON *data = cJSON_GetObjectItem(r->json, "data"), *it;
     int ia = -1, ic = -1, i = 0;
-    cJSON_ArrayForEach(it, data)
-    {
+    cJSON_ArrayForEach(it, data) {
         const char *t = cJSON_GetObjectItem(it, "market_ticker")->valuestring;
         ia = strcmp(t, A) == 0 ? i : ia;
         ic = strcmp(t, "KXOTHER-26JAN15-C") == 0 ? i : ic;
@@ -181,9 +190,14 @@ START_TEST(settlements_list_filters_and_detail)
     kbt_resp_free(r);
     r = kbt_data_get(&acct, "/settlements/" A);
     ck_assert_int_eq(r->status, 200);
-    static const char *const keys[] = {"market_ticker", "event_ticker", "result",
-                                       "settlement_value", "determined_at", "settled_at",
-                                       "settlement_value_dollars", NULL};
+    static const char *const keys[] = {"market_ticker",
+                                       "event_ticker",
+                                       "result",
+                                       "settlement_value",
+                                       "determined_at",
+                                       "settled_at",
+                                       "settlement_value_dollars",
+                                       NULL};
     kbt_data_assert_keys(cJSON_GetObjectItem(r->json, "data"), keys);
     kbt_resp_free(r);
     r = kbt_data_get(&acct, "/settlements/" B);
@@ -229,11 +243,11 @@ START_TEST(import_reports_bad_lines_and_keeps_going)
     kb_buf out = KB_BUF_INIT;
     /* --strict stops at line 2, after loading line 1 */
     ck_assert_int_eq(kbt_data_kbctl("import --strict t/data/bad.jsonl", &out), 1);
-    ck_assert_msg(strstr(kb_buf_cstr(&out), "t/data/bad.jsonl:2: malformed JSON") != NULL,
-                  "%s", kb_buf_cstr(&out));
+    ck_assert_msg(strstr(kb_buf_cstr(&out), "t/data/bad.jsonl:2: malformed JSON") != NULL, "%s",
+                  kb_buf_cstr(&out));
     ck_assert_ptr_null(strstr(kb_buf_cstr(&out), "bad.jsonl:3:"));
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM deltas WHERE market_ticker = $1",
-                                   "KXBAD"), 1);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM deltas WHERE market_ticker = $1", "KXBAD"), 1);
     kb_buf_reset(&out);
     ck_assert_int_eq(kbt_data_kbctl("import t/data/bad.jsonl", &out), 1);
     const char *want[] = {"bad.jsonl:2: malformed JSON", "bad.jsonl:3: orderbook_delta price",
@@ -244,8 +258,8 @@ START_TEST(import_reports_bad_lines_and_keeps_going)
                       kb_buf_cstr(&out));
     ck_assert_ptr_null(strstr(kb_buf_cstr(&out), "bad.jsonl:5:"));
     /* line 5 (ts from received_at) loaded, line 1 not duplicated */
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM deltas WHERE market_ticker = $1",
-                                   "KXBAD"), 2);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM deltas WHERE market_ticker = $1", "KXBAD"), 2);
     kb_buf_release(&out);
     PQfinish(c);
 }
@@ -257,8 +271,8 @@ static void
 assert_d_book(const char *ts, int applied, const char *yes)
 {
     char body[256];
-    snprintf(body, sizeof(body),
-             "{\"market_ticker\":\"KXFIX-26JAN15-D\",\"timestamp\":\"%s\"}", ts);
+    snprintf(body, sizeof(body), "{\"market_ticker\":\"KXFIX-26JAN15-D\",\"timestamp\":\"%s\"}",
+             ts);
     kbt_resp *r = kbt_data_post(&acct, "/orderbook", body);
     ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
     ck_assert_int_eq(cJSON_GetObjectItem(r->json, "deltas_applied")->valueint, applied);
@@ -271,22 +285,38 @@ assert_d_book(const char *ts, int applied, const char *yes)
 START_TEST(late_deltas_invalidate_checkpoints)
 {
     PGconn *c = kbt_db();
-    ck_assert_int_eq(kbt_data_kbctl("import --quiet --checkpoint-every 2 t/data/checkpoints.jsonl",
-                                    NULL), 0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints"
-                                      " WHERE market_ticker = $1", "KXFIX-26JAN15-D"), 3);
-    assert_d_book("2026-01-15T12:00:45Z", 4, "[{\"price\":10,\"quantity\":9,\"price_dollars\":\"0.1000\",\"quantity_fp\":\"9.00\"}]");
+    ck_assert_int_eq(
+        kbt_data_kbctl("import --quiet --checkpoint-every 2 t/data/checkpoints.jsonl", NULL), 0);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM book_checkpoints"
+                                   " WHERE market_ticker = $1",
+                                   "KXFIX-26JAN15-D"),
+                     3);
+    assert_d_book(
+        "2026-01-15T12:00:45Z", 4,
+        "[{\"price\":10,\"quantity\":9,\"price_dollars\":\"0.1000\",\"quantity_fp\":\"9.00\"}]");
     /* --checkpoint-every 0: no rebuild, only the invalidation */
     ck_assert_int_eq(kbt_data_kbctl("import --quiet --checkpoint-every 0 "
-                                    "t/data/checkpoints-late.jsonl", NULL), 0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints"
-                                      " WHERE market_ticker = $1", "KXFIX-26JAN15-D"), 0);
-    assert_d_book("2026-01-15T12:00:45Z", 5, "[{\"price\":10,\"quantity\":109,\"price_dollars\":\"0.1000\",\"quantity_fp\":\"109.00\"}]");
+                                    "t/data/checkpoints-late.jsonl",
+                                    NULL),
+                     0);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM book_checkpoints"
+                                   " WHERE market_ticker = $1",
+                                   "KXFIX-26JAN15-D"),
+                     0);
+    assert_d_book(
+        "2026-01-15T12:00:45Z", 5,
+        "[{\"price\":10,\"quantity\":109,\"price_dollars\":\"0.1000\",\"quantity_fp\":\"109.00\"}]");
     /* rebuilt by the next import that touches the market (here: a re-import, nothing
      * new, so nothing is rebuilt) and by any import with new rows */
     ck_assert_int_eq(kbt_data_kbctl("import --quiet --checkpoint-every 2 "
-                                    "t/data/checkpoints.jsonl", NULL), 0);
-    assert_d_book("2026-01-15T12:01:00Z", 7, "[{\"price\":10,\"quantity\":111,\"price_dollars\":\"0.1000\",\"quantity_fp\":\"111.00\"}]");
+                                    "t/data/checkpoints.jsonl",
+                                    NULL),
+                     0);
+    assert_d_book(
+        "2026-01-15T12:01:00Z", 7,
+        "[{\"price\":10,\"quantity\":111,\"price_dollars\":\"0.1000\",\"quantity_fp\":\"111.00\"}]");
     PQfinish(c);
 }
 END_TEST

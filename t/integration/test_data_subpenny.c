@@ -124,26 +124,29 @@ write_sub_capture(FILE *f)
             fp_text(q, sizeof(q), d->qty);
             const char *side = d->yes ? "yes" : "no";
             if (next % 7 == 3 && d->price % 100 == 0 && d->qty % 100 == 0) /* legacy integers */
-                fprintf(f, "{\"type\":\"orderbook_delta\",\"sid\":4,\"seq\":%ld,\"msg\":{"
-                           "\"market_ticker\":\"" SUB "\",\"price\":%d,\"delta\":%lld,"
-                           "\"side\":\"%s\",\"ts\":%lld}}\n",
-                        seq++, d->price / 100, (long long)(d->qty / 100), side,
-                        (long long)d->ms);
+                fprintf(f,
+                        "{\"type\":\"orderbook_delta\",\"sid\":4,\"seq\":%ld,\"msg\":{"
+                        "\"market_ticker\":\"" SUB "\",\"price\":%d,\"delta\":%lld,"
+                        "\"side\":\"%s\",\"ts\":%lld}}\n",
+                        seq++, d->price / 100, (long long)(d->qty / 100), side, (long long)d->ms);
             else if (next % 5 == 1) /* a nested member: the cJSON path */
-                fprintf(f, "{\"type\":\"orderbook_delta\",\"sid\":4,\"seq\":%ld,\"extra\":{},"
-                           "\"msg\":{\"market_ticker\":\"" SUB "\",\"price_dollars\":\"%s\","
-                           "\"delta_fp\":\"%s\",\"side\":\"%s\",\"ts_ms\":%lld}}\n",
+                fprintf(f,
+                        "{\"type\":\"orderbook_delta\",\"sid\":4,\"seq\":%ld,\"extra\":{},"
+                        "\"msg\":{\"market_ticker\":\"" SUB "\",\"price_dollars\":\"%s\","
+                        "\"delta_fp\":\"%s\",\"side\":\"%s\",\"ts_ms\":%lld}}\n",
                         seq++, p, q, side, (long long)d->ms);
             else
-                fprintf(f, "{\"type\":\"orderbook_delta\",\"sid\":4,\"seq\":%ld,\"msg\":{"
-                           "\"market_ticker\":\"" SUB "\",\"price_dollars\":\"%s\","
-                           "\"delta_fp\":\"%s\",\"side\":\"%s\",\"ts\":%lld,\"ts_ms\":%lld}}\n",
+                fprintf(f,
+                        "{\"type\":\"orderbook_delta\",\"sid\":4,\"seq\":%ld,\"msg\":{"
+                        "\"market_ticker\":\"" SUB "\",\"price_dollars\":\"%s\","
+                        "\"delta_fp\":\"%s\",\"side\":\"%s\",\"ts\":%lld,\"ts_ms\":%lld}}\n",
                         seq++, p, q, side, (long long)(d->ms / 1000), (long long)d->ms);
         }
         if (k == 2)
             break;
-        fprintf(f, "{\"type\":\"orderbook_snapshot\",\"sid\":4,\"seq\":%ld,\"msg\":{"
-                   "\"market_ticker\":\"" SUB "\"",
+        fprintf(f,
+                "{\"type\":\"orderbook_snapshot\",\"sid\":4,\"seq\":%ld,\"msg\":{"
+                "\"market_ticker\":\"" SUB "\"",
                 seq++);
         for (int side = 0; side < 2; side++) {
             fprintf(f, ",\"%s_dollars_fp\":[", side ? "no" : "yes");
@@ -203,8 +206,9 @@ replay(int64_t t, int depth, bool dollars, kb_buf *out_yes, kb_buf *out_no)
                 kb_buf_printf(b, "%s{\"price_dollars\":\"%s\",\"quantity_fp\":\"%s\"}",
                               n ? "," : "", d, fq);
             else
-                kb_buf_printf(b, "%s{\"price\":%s,\"quantity\":%s,\"price_dollars\":\"%s\","
-                                 "\"quantity_fp\":\"%s\"}",
+                kb_buf_printf(b,
+                              "%s{\"price\":%s,\"quantity\":%s,\"price_dollars\":\"%s\","
+                              "\"quantity_fp\":\"%s\"}",
                               n ? "," : "", c, q, d, fq);
             n++;
         }
@@ -261,8 +265,8 @@ START_TEST(subpenny_books_equal_an_independent_replay)
             char *got_no = raw_array(kb_buf_cstr(&r->body), "no");
             ck_assert_msg(strcmp(got_yes, yes.buf) == 0, "%s yes:\n got  %s\n want %s", body,
                           got_yes, yes.buf);
-            ck_assert_msg(strcmp(got_no, no.buf) == 0, "%s no:\n got  %s\n want %s", body,
-                          got_no, no.buf);
+            ck_assert_msg(strcmp(got_no, no.buf) == 0, "%s no:\n got  %s\n want %s", body, got_no,
+                          no.buf);
             free(got_yes);
             free(got_no);
             if (i % 10 == 0)
@@ -274,11 +278,15 @@ START_TEST(subpenny_books_equal_an_independent_replay)
     }
     /* the subpenny levels really are there, and checkpoints were used */
     PGconn *c = kbt_db();
-    ck_assert_int_gt(kbt_sql_long1(c, "SELECT count(*) FROM deltas WHERE market_ticker = $1"
-                                      " AND price_e4 % 100 <> 0", SUB),
+    ck_assert_int_gt(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM deltas WHERE market_ticker = $1"
+                                   " AND price_e4 % 100 <> 0",
+                                   SUB),
                      1000);
-    ck_assert_int_gt(kbt_sql_long1(c, "SELECT count(*) FROM book_checkpoints"
-                                      " WHERE market_ticker = $1", SUB),
+    ck_assert_int_gt(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM book_checkpoints"
+                                   " WHERE market_ticker = $1",
+                                   SUB),
                      40);
     PQfinish(c);
 }
@@ -293,20 +301,23 @@ START_TEST(candles_are_exact_on_fractional_trades)
     static const struct {
         int sec;
         const char *yes, *no, *count;
-    } tr[] = {{10, "0.0450", "0.9550", "0.10"}, {20, "0.0460", "0.9540", "0.20"},
-              {50, "0.0440", "0.9560", "0.30"}, {65, "0.0470", "0.9530", "12.25"},
+    } tr[] = {{10, "0.0450", "0.9550", "0.10"},
+              {20, "0.0460", "0.9540", "0.20"},
+              {50, "0.0440", "0.9560", "0.30"},
+              {65, "0.0470", "0.9530", "12.25"},
               {70, "0.1000", "0.9000", "0.01"}};
     for (size_t i = 0; i < sizeof(tr) / sizeof(tr[0]); i++)
-        fprintf(f, "{\"type\":\"trade\",\"sid\":3,\"seq\":%zu,\"msg\":{\"trade_id\":"
-                   "\"frac-%zu\",\"market_ticker\":\"KXSUB-26FEB21-C\",\"yes_price_dollars\":"
-                   "\"%s\",\"no_price_dollars\":\"%s\",\"count_fp\":\"%s\",\"taker_side\":"
-                   "\"yes\",\"ts_ms\":%lld}}\n",
+        fprintf(f,
+                "{\"type\":\"trade\",\"sid\":3,\"seq\":%zu,\"msg\":{\"trade_id\":"
+                "\"frac-%zu\",\"market_ticker\":\"KXSUB-26FEB21-C\",\"yes_price_dollars\":"
+                "\"%s\",\"no_price_dollars\":\"%s\",\"count_fp\":\"%s\",\"taker_side\":"
+                "\"yes\",\"ts_ms\":%lld}}\n",
                 i + 1, i + 1, tr[i].yes, tr[i].no, tr[i].count,
                 (long long)(T1_MS + 1000LL * tr[i].sec));
     fclose(f);
     import_ok("", path);
     kbt_resp *r = kbt_data_get(&account, "/candles/KXSUB-26FEB21-C?start_time=2026-02-21T12:00:00Z"
-                                      "&end_time=2026-02-21T13:00:00Z&interval=1m");
+                                         "&end_time=2026-02-21T13:00:00Z&interval=1m");
     ck_assert_int_eq(r->status, 200);
     kbt_docs_assert_conforms(r, "GET", "/candles/KXSUB-26FEB21-C");
     char *s = cJSON_PrintUnformatted(cJSON_GetObjectItem(r->json, "data"));
@@ -325,7 +336,7 @@ START_TEST(candles_are_exact_on_fractional_trades)
     ck_assert_ptr_nonnull(strstr(kb_buf_cstr(&r->body), "\"volume\":0.6,"));
     kbt_resp_free(r);
     r = kbt_data_get(&account, "/candles/KXSUB-26FEB21-C?start_time=2026-02-21&end_time=2026-02-22"
-                            "&interval=1d");
+                               "&interval=1d");
     ck_assert_int_eq(r->status, 200);
     ck_assert_ptr_nonnull(strstr(kb_buf_cstr(&r->body),
                                  "\"open\":4.5,\"high\":10,\"low\":4.4,\"close\":10,"

@@ -187,8 +187,9 @@ static PGresult *
 backends_of(PGconn *c, const char *names)
 {
     const char *params[] = {names};
-    return PQexecParams(c, "SELECT pid FROM pg_stat_activity"
-                           " WHERE application_name = ANY(string_to_array($1, ','))",
+    return PQexecParams(c,
+                        "SELECT pid FROM pg_stat_activity"
+                        " WHERE application_name = ANY(string_to_array($1, ','))",
                         1, NULL, params, NULL, NULL, 0);
 }
 
@@ -451,8 +452,8 @@ END_TEST
 START_TEST(check_config_names_every_problem)
 {
     kb_buf out = KB_BUF_INIT;
-    const char *env[] = {"KB_DATABASE_URL", NULL, "KB_WORKERS", "lots", "KB_SOCKET_MODE", "999",
-                         "KB_LOG_LEVEL", "loud", NULL};
+    const char *env[] = {"KB_DATABASE_URL", NULL,   "KB_WORKERS", "lots", "KB_SOCKET_MODE", "999",
+                         "KB_LOG_LEVEL",    "loud", NULL};
     const char *args[] = {"check-config", NULL};
     ck_assert_int_eq(kbctl(env, args, &out), 78);
     const char *s = kb_buf_cstr(&out);
@@ -490,8 +491,8 @@ START_TEST(kbctl_commands_refuse_an_invalid_configuration)
         kb_buf_release(&out);
     }
     /* demo-data writing a file needs none either */
-    const char *to_file[] = {"demo-data", "--markets", "1", "--fp-markets", "0", "--days", "1",
-                             "--out", "/dev/null", NULL};
+    const char *to_file[] = {"demo-data", "--markets", "1",     "--fp-markets", "0",
+                             "--days",    "1",         "--out", "/dev/null",    NULL};
     kb_buf out = KB_BUF_INIT;
     ck_assert_int_eq(kbctl(env, to_file, &out), 0);
     kb_buf_release(&out);
@@ -516,11 +517,11 @@ START_TEST(kbctl_user_sets_overrides_with_audit)
     char email[64];
     snprintf(email, sizeof(email), "ops-%ld@example.test", (long)getpid());
     const char *p[] = {email};
-    PQclear(PQexecParams(c, "INSERT INTO users (email, password_hash) VALUES ($1, 'x')", 1, NULL,
-                         p, NULL, NULL, 0));
+    PQclear(PQexecParams(c, "INSERT INTO users (email, password_hash) VALUES ($1, 'x')", 1, NULL, p,
+                         NULL, NULL, 0));
     kb_buf out = KB_BUF_INIT;
-    const char *set[] = {"user", "set", email, "--tier", "project", "--credits", "50", "--rpm",
-                         "9", "--reason", "custom deal", NULL};
+    const char *set[] = {"user", "set",   email, "--tier",   "project",     "--credits",
+                         "50",   "--rpm", "9",   "--reason", "custom deal", NULL};
     ck_assert_int_eq(kbctl(NULL, set, &out), 0);
     ck_assert_int_eq(kbt_sql_long1(c,
                                    "SELECT (tier = 'project' AND credits_total = 50 AND"

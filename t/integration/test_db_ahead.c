@@ -16,11 +16,11 @@
 /* The carrier writes a row; the statement sent ahead reads the rows with its
  * tag and takes a number from a sequence, so the test can see from another
  * connection when (and how often) it ran. */
-static const kb_stmt ahead_write = {
-    "kbt_ahead_write", "INSERT INTO kbt_ahead (tag) VALUES ($1)", 1, false};
+static const kb_stmt ahead_write = {"kbt_ahead_write", "INSERT INTO kbt_ahead (tag) VALUES ($1)", 1,
+                                    false};
 static const kb_stmt ahead_read = {
-    "kbt_ahead_read",
-    "SELECT count(*), nextval('kbt_ahead_seq') FROM kbt_ahead WHERE tag = $1", 1, true};
+    "kbt_ahead_read", "SELECT count(*), nextval('kbt_ahead_seq') FROM kbt_ahead WHERE tag = $1", 1,
+    true};
 static const kb_stmt ahead_fail = {
     "kbt_ahead_fail", "SELECT 1 / (count(*) - count(*)) FROM kbt_ahead WHERE tag = $1", 1, true};
 static const kb_stmt ahead_other = {"kbt_ahead_other", "SELECT 1", 0, true};

@@ -41,9 +41,12 @@ cases_tokens(void)
         kbt_secret_note(toks[i]);
     static const struct {
         const char *method, *path;
-    } user_routes[] = {{"GET", "/keys"},          {"GET", "/keys/usage"},
-                       {"POST", "/keys"},         {"GET", "/billing/status"},
-                       {"POST", "/billing/payg"}, {"POST", "/billing/portal"},
+    } user_routes[] = {{"GET", "/keys"},
+                       {"GET", "/keys/usage"},
+                       {"POST", "/keys"},
+                       {"GET", "/billing/status"},
+                       {"POST", "/billing/payg"},
+                       {"POST", "/billing/portal"},
                        {"POST", "/billing/checkout"}};
     char line[4096];
     for (size_t r = 0; r < sizeof(user_routes) / sizeof(user_routes[0]); r++) {
@@ -57,8 +60,8 @@ cases_tokens(void)
                   "invalid_api_key");
         send_case("basic_auth", user_routes[r].method, user_routes[r].path,
                   "Authorization: Basic dXNlcjpwYXNz", NULL, body, -1, 401, "invalid_api_key");
-        send_case("api_key_on_user_route", user_routes[r].method, user_routes[r].path,
-                  bearer_key, NULL, body, -1, 401, "invalid_auth_method");
+        send_case("api_key_on_user_route", user_routes[r].method, user_routes[r].path, bearer_key,
+                  NULL, body, -1, 401, "invalid_auth_method");
     }
     free(claims_ok);
     free(claims_exp);
@@ -118,12 +121,28 @@ cases_keys_and_owners(void)
 static void
 cases_methods_and_paths(void)
 {
-    static const char *const paths[] = {
-        "/health", "/billing/webhook", "/billing/checkout", "/billing/portal", "/billing/payg",
-        "/metrics", "/auth/signup", "/auth/login", "/keys", "/keys/usage", "/billing/status",
-        "/orderbook", "/deltas", "/trades", "/markets", "/events", "/settlements",
-        "/candles/KXH", "/markets/KXH", "/events/KXH", "/settlements/KXH",
-        "/keys/00000000-0000-0000-0000-000000000000/reveal"};
+    static const char *const paths[] = {"/health",
+                                        "/billing/webhook",
+                                        "/billing/checkout",
+                                        "/billing/portal",
+                                        "/billing/payg",
+                                        "/metrics",
+                                        "/auth/signup",
+                                        "/auth/login",
+                                        "/keys",
+                                        "/keys/usage",
+                                        "/billing/status",
+                                        "/orderbook",
+                                        "/deltas",
+                                        "/trades",
+                                        "/markets",
+                                        "/events",
+                                        "/settlements",
+                                        "/candles/KXH",
+                                        "/markets/KXH",
+                                        "/events/KXH",
+                                        "/settlements/KXH",
+                                        "/keys/00000000-0000-0000-0000-000000000000/reveal"};
     static const char *const methods[] = {"PUT", "PROPFIND", "MKCOL"};
     for (size_t p = 0; p < sizeof(paths) / sizeof(paths[0]); p++) {
         for (size_t m = 0; m < sizeof(methods) / sizeof(methods[0]); m++)
@@ -133,10 +152,19 @@ cases_methods_and_paths(void)
         send_case("malformed_method", "GET2", paths[p], bearer_key, "", NULL, 0, 400,
                   "bad_request");
     }
-    static const char *const unknown[] = {
-        "/markets/a/b", "/health/", "/orderbook/", "/keys/usage/x", "/.env", "/.git/config",
-        "/admin", "/api/v1/markets", "/events//x", "/candles/", "/settlements/a/b/c",
-        "/static/%2e%2e/app.env", "/billing/%2e/status"};
+    static const char *const unknown[] = {"/markets/a/b",
+                                          "/health/",
+                                          "/orderbook/",
+                                          "/keys/usage/x",
+                                          "/.env",
+                                          "/.git/config",
+                                          "/admin",
+                                          "/api/v1/markets",
+                                          "/events//x",
+                                          "/candles/",
+                                          "/settlements/a/b/c",
+                                          "/static/%2e%2e/app.env",
+                                          "/billing/%2e/status"};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++)
         send_case("unknown_path", "GET", unknown[i], bearer_key, "", NULL, 0, 404, "not_found");
     /* climbing above the root, or a NUL in the path: nginx answers 400 itself */

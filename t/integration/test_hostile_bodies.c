@@ -171,18 +171,20 @@ cases_bad_bodies(void)
     char patch[128];
     snprintf(patch, sizeof(patch), "/keys/%s", key_a_id);
     const json_route routes[] = {
-        {"POST", "/auth/signup", 0}, {"POST", "/auth/login", 0},  {"POST", "/keys", 2},
+        {"POST", "/auth/signup", 0}, {"POST", "/auth/login", 0},   {"POST", "/keys", 2},
         {"PATCH", patch, 2},         {"POST", "/billing/payg", 2}, {"POST", "/orderbook", 1},
         {"POST", "/deltas", 1},      {"POST", "/trades", 1},
     };
     for (size_t r = 0; r < sizeof(routes) / sizeof(routes[0]); r++) {
         for (size_t i = 0; i < NBAD; i++)
-            send_case("bad_json_body", routes[r].method, routes[r].path,
-                      auth_line(routes[r].auth), NULL, bad_bodies[i].p, bad_bodies[i].len, 422,
-                      "validation_error");
-        static const char *const ctypes[] = {"text/plain", "application/x-www-form-urlencoded",
-                                             "multipart/form-data; boundary=x", "application/xml",
-                                             "application/jsonp", "json"};
+            send_case("bad_json_body", routes[r].method, routes[r].path, auth_line(routes[r].auth),
+                      NULL, bad_bodies[i].p, bad_bodies[i].len, 422, "validation_error");
+        static const char *const ctypes[] = {"text/plain",
+                                             "application/x-www-form-urlencoded",
+                                             "multipart/form-data; boundary=x",
+                                             "application/xml",
+                                             "application/jsonp",
+                                             "json"};
         for (size_t i = 0; i < sizeof(ctypes) / sizeof(ctypes[0]); i++)
             send_case("wrong_content_type", routes[r].method, routes[r].path,
                       auth_line(routes[r].auth), ctypes[i], "{\"name\":\"x\"}", -1, 422,
@@ -310,10 +312,19 @@ cases_hostile_strings(void)
 static void
 cases_numbers(void)
 {
-    static const char *const nums[] = {"0",   "-1",  "1001", "9223372036854775807",
-                                       "9223372036854775808", "-9223372036854775808",
-                                       "-9223372036854775809", "1e400", "1.5", "true",
-                                       "[]", "{}", "99999999999999999999999999"};
+    static const char *const nums[] = {"0",
+                                       "-1",
+                                       "1001",
+                                       "9223372036854775807",
+                                       "9223372036854775808",
+                                       "-9223372036854775808",
+                                       "-9223372036854775809",
+                                       "1e400",
+                                       "1.5",
+                                       "true",
+                                       "[]",
+                                       "{}",
+                                       "99999999999999999999999999"};
     char body[512];
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         for (int t = 0; t < 2; t++) {
@@ -321,8 +332,8 @@ cases_numbers(void)
                      "{\"market_ticker\":\"KXH\",\"start_time\":\"" TS_OK
                      "\",\"end_time\":\"" TS_OK2 "\",\"limit\":%s}",
                      nums[i]);
-            send_case("limit_bounds", "POST", t ? "/trades" : "/deltas", bearer_key, NULL, body,
-                      -1, 422, "validation_error");
+            send_case("limit_bounds", "POST", t ? "/trades" : "/deltas", bearer_key, NULL, body, -1,
+                      422, "validation_error");
         }
         if (i >= 3) { /* 0 and -1 may be accepted depths / caps; past int64 never */
             snprintf(body, sizeof(body),
@@ -334,14 +345,14 @@ cases_numbers(void)
         snprintf(body, sizeof(body), "{\"enable\":%s}", nums[i]);
         if (strcmp(nums[i], "true") != 0)
             send_case("payg_enable_type", "POST", "/billing/payg", bearer_a, NULL, body, -1, 422,
-                  "validation_error");
+                      "validation_error");
         /* timestamps as huge numbers */
         snprintf(body, sizeof(body), "{\"market_ticker\":\"KXH\",\"timestamp\":%s}", nums[i]);
         (void)body;
     }
     char path[256];
-    static const char *const qnums[] = {"0", "-1", "1001", "9223372036854775808", "1e3",
-                                        "%00", "1%00", "%20", "0x10", "+5"};
+    static const char *const qnums[] = {
+        "0", "-1", "1001", "9223372036854775808", "1e3", "%00", "1%00", "%20", "0x10", "+5"};
     for (size_t i = 0; i < sizeof(qnums) / sizeof(qnums[0]); i++) {
         snprintf(path, sizeof(path), "/candles/KXH?start_time=%s&end_time=" TS_OK2, qnums[i]);
         /* 0, -1 and 1001 are Unix seconds before end_time: charged, empty answer ("+5" is
@@ -385,8 +396,8 @@ cases_timezones(void)
             snprintf(body, sizeof(body),
                      "{\"market_ticker\":\"KXH\",\"start_time\":\"%s\",\"end_time\":\"%s\"}",
                      tz[i].start, tz[i].end);
-            send_case("timezone_edges", "POST", t ? "/trades" : "/deltas", bearer_key, NULL,
-                      body, -1, tz[i].status, tz[i].code);
+            send_case("timezone_edges", "POST", t ? "/trades" : "/deltas", bearer_key, NULL, body,
+                      -1, tz[i].status, tz[i].code);
         }
 }
 

@@ -21,8 +21,9 @@ END_TEST
 
 START_TEST(unknown_path_is_404_not_found_envelope)
 {
-    const char *paths[] = {"/nope", "/", "/health/", "/HEALTH", "/health/x",
-                           "/static/..%2fpasswd", "/billing/unknown"};
+    const char *paths[] = {"/nope",           "/",         "/health/",
+                           "/HEALTH",         "/health/x", "/static/..%2fpasswd",
+                           "/billing/unknown"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         kbt_resp *r = kbt_get(paths[i]);
         kbt_assert_envelope(r, 404, "not_found");
@@ -96,8 +97,7 @@ START_TEST(body_over_worker_cap_is_413_from_worker)
     kbt_resp *r = kbt_request("POST", "/nope", NULL, b, n);
     kbt_assert_envelope(r, 413, "payload_too_large");
     cJSON *msg = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(r->json, "error"), "message");
-    ck_assert_msg(strstr(msg->valuestring, kbt_env("KB_MAX_BODY")) != NULL, "%s",
-                  msg->valuestring);
+    ck_assert_msg(strstr(msg->valuestring, kbt_env("KB_MAX_BODY")) != NULL, "%s", msg->valuestring);
     kbt_resp_free(r);
     /* Exactly at the cap is read fully and routed (404 here, not 413). */
     r = kbt_request("POST", "/nope", NULL, b, (size_t)cap);

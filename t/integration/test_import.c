@@ -30,10 +30,11 @@ delta_line(FILE *f, const char *ticker, long i)
     const char *side = i % 2 ? "no" : "yes";
     switch (i % 97) {
     case 11: /* price in dollars: cJSON path */
-        fprintf(f,
-                "{\"type\":\"orderbook_delta\",\"sid\":7,\"seq\":%ld,\"msg\":{\"market_ticker\":"
-                "\"%s\",\"price_dollars\":\"0.%02d00\",\"delta\":%d,\"side\":\"%s\",\"ts\":%lld}}\n",
-                i + 1, ticker, price, amount, side, ms);
+        fprintf(
+            f,
+            "{\"type\":\"orderbook_delta\",\"sid\":7,\"seq\":%ld,\"msg\":{\"market_ticker\":"
+            "\"%s\",\"price_dollars\":\"0.%02d00\",\"delta\":%d,\"side\":\"%s\",\"ts\":%lld}}\n",
+            i + 1, ticker, price, amount, side, ms);
         return;
     case 23: /* escaped ticker ("K" as \u004b), members reordered */
         fprintf(f,
@@ -42,16 +43,18 @@ delta_line(FILE *f, const char *ticker, long i)
                 ms, side, amount, price, ticker + 1, i + 1);
         return;
     case 31: /* fractional seconds and an extra member: both parsers agree on the instant */
-        fprintf(f,
-                "{\"type\":\"orderbook_delta\",\"sid\":7,\"seq\":%ld,\"note\":\"x\",\"msg\":"
-                "{\"market_ticker\":\"%s\",\"price\":%d,\"delta\":%d,\"side\":\"%s\",\"ts\":%lld.%03lld}}\n",
-                i + 1, ticker, price, amount, side, ms / 1000, ms % 1000);
+        fprintf(
+            f,
+            "{\"type\":\"orderbook_delta\",\"sid\":7,\"seq\":%ld,\"note\":\"x\",\"msg\":"
+            "{\"market_ticker\":\"%s\",\"price\":%d,\"delta\":%d,\"side\":\"%s\",\"ts\":%lld.%03lld}}\n",
+            i + 1, ticker, price, amount, side, ms / 1000, ms % 1000);
         return;
     case 47: /* received_at recorded by the collector */
-        fprintf(f,
-                "{\"type\":\"orderbook_delta\",\"sid\":7,\"seq\":%ld,\"received_at\":%lld,\"msg\":"
-                "{\"market_ticker\":\"%s\",\"price\":%d,\"delta\":%d,\"side\":\"%s\",\"ts\":%lld}}\n",
-                i + 1, ms + 3, ticker, price, amount, side, ms);
+        fprintf(
+            f,
+            "{\"type\":\"orderbook_delta\",\"sid\":7,\"seq\":%ld,\"received_at\":%lld,\"msg\":"
+            "{\"market_ticker\":\"%s\",\"price\":%d,\"delta\":%d,\"side\":\"%s\",\"ts\":%lld}}\n",
+            i + 1, ms + 3, ticker, price, amount, side, ms);
         return;
     default:
         fprintf(f,
@@ -68,14 +71,14 @@ static const char *
 capture(int slot, const char *ticker, long from, long to, long skip)
 {
     static char paths[4][128];
-    snprintf(paths[slot], sizeof(paths[slot]), "/tmp/kbt-import-%d-%d.jsonl", (int)getpid(),
-             slot);
+    snprintf(paths[slot], sizeof(paths[slot]), "/tmp/kbt-import-%d-%d.jsonl", (int)getpid(), slot);
     FILE *f = fopen(paths[slot], "w");
     ck_assert(f != NULL);
-    fprintf(f,
-            "{\"type\":\"orderbook_snapshot\",\"sid\":7,\"seq\":0,\"msg\":{\"market_ticker\":\"%s\","
-            "\"yes\":[[40,100],[41,5]],\"no\":[[55,20]],\"ts\":%lld}}\n",
-            ticker, (long long)T0);
+    fprintf(
+        f,
+        "{\"type\":\"orderbook_snapshot\",\"sid\":7,\"seq\":0,\"msg\":{\"market_ticker\":\"%s\","
+        "\"yes\":[[40,100],[41,5]],\"no\":[[55,20]],\"ts\":%lld}}\n",
+        ticker, (long long)T0);
     for (long i = from; i < to; i++) {
         if (skip > 1 && i % skip == 0)
             continue;
@@ -125,9 +128,8 @@ stored(PGconn *c, const char *ticker)
                                    " WHERE market_ticker = $1) d",
                                    ticker),
                      n);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT delta_count FROM market_stats WHERE ticker = $1",
-                                   ticker),
-                     n);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT delta_count FROM market_stats WHERE ticker = $1", ticker), n);
     ck_assert_int_eq(kbt_sql_long1(c,
                                    "SELECT count(*) FROM market_stats m WHERE ticker = $1"
                                    " AND last_data_at = (SELECT max(ts) FROM deltas"
@@ -172,9 +174,9 @@ static const char reference_sql[] =
     "  RETURN made;"
     " END $$";
 
-#define CANON                                                                          \
-    "SELECT market_ticker, basis, at, deltas,"                                         \
-    " (SELECT jsonb_agg(e ORDER BY e) FROM jsonb_array_elements(levels) e) AS levels"  \
+#define CANON                                                                                      \
+    "SELECT market_ticker, basis, at, deltas,"                                                     \
+    " (SELECT jsonb_agg(e ORDER BY e) FROM jsonb_array_elements(levels) e) AS levels"              \
     " FROM book_checkpoints WHERE market_ticker = $1"
 
 /* The checkpoints kbctl built for ticker equal the reference's (and there are some). */
@@ -185,8 +187,10 @@ assert_reference_checkpoints(PGconn *c, const char *ticker)
     kbt_sql_ok(c, reference_sql);
     kbt_sql_ok(c, "CREATE TEMP TABLE got (market_ticker text, basis timestamptz,"
                   " at timestamptz, deltas bigint, levels jsonb) ON COMMIT DROP");
-    long got = kbt_sql_long1(c, "WITH i AS (INSERT INTO got " CANON " RETURNING 1)"
-                                " SELECT count(*) FROM i", ticker);
+    long got = kbt_sql_long1(c,
+                             "WITH i AS (INSERT INTO got " CANON " RETURNING 1)"
+                             " SELECT count(*) FROM i",
+                             ticker);
     long made = kbt_sql_long1(c, "SELECT pg_temp.ref_rebuild($1, 7)", ticker);
     ck_assert_int_gt(made, 10);
     ck_assert_int_eq(got, made);

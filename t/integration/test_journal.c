@@ -126,8 +126,9 @@ START_TEST(charge_of_a_killed_worker_is_refunded_by_another)
     ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded", rid);
     kbt_sql_ok(lock, "COMMIT");
     ck_assert_int_eq(used(c, &a), 0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT coalesce(sum(requests), 0) FROM api_key_usage"
-                                      " WHERE api_key_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT coalesce(sum(requests), 0) FROM api_key_usage"
+                                   " WHERE api_key_id = $1",
                                    a.key_id),
                      0);
     ck_assert_msg(kbt_wait_until(pool_full, NULL, 15000), "pool not back");
@@ -173,16 +174,17 @@ START_TEST(meter_statement_of_a_killed_worker_never_commits)
     PGconn *lock = kbt_db();
     kbt_sql_ok(lock, "BEGIN");
     const char *p[] = {a.user_id};
-    PGresult *res = PQexecParams(lock, "SELECT 1 FROM billing_accounts WHERE user_id = $1"
-                                       " FOR UPDATE", 1, NULL, p, NULL, NULL, 0);
+    PGresult *res = PQexecParams(lock,
+                                 "SELECT 1 FROM billing_accounts WHERE user_id = $1"
+                                 " FOR UPDATE",
+                                 1, NULL, p, NULL, NULL, 0);
     ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
     PQclear(res);
 
     kbt_keyed_get f = {a.key, "/markets", NULL};
     pthread_t th;
     pthread_create(&th, NULL, kbt_keyed_get_thread, &f);
-    ck_assert_msg(kbt_wait_until(kbt_one_worker_waits_on_lock, c, 10000),
-                  "request not in flight");
+    ck_assert_msg(kbt_wait_until(kbt_one_worker_waits_on_lock, c, 10000), "request not in flight");
     backend b = {c, ""};
     char *pid = kbt_sql_value(c, "SELECT pid FROM pg_stat_activity WHERE application_name"
                                  " LIKE 'kalshibook-worker%' AND wait_event_type = 'Lock'");
@@ -200,13 +202,13 @@ START_TEST(meter_statement_of_a_killed_worker_never_commits)
     kbt_sql_ok(lock, "COMMIT");
     ck_assert_msg(kbt_wait_until(backend_gone, &b, 15000), "backend %s still there", b.pid);
     ck_assert_int_eq(used(c, &a), 0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT coalesce(sum(requests), 0) FROM api_key_usage"
-                                      " WHERE api_key_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT coalesce(sum(requests), 0) FROM api_key_usage"
+                                   " WHERE api_key_id = $1",
                                    a.key_id),
                      0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
-                                   rid),
-                     0);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1", rid), 0);
     ck_assert_msg(kbt_wait_until(pool_full, NULL, 15000), "pool not back");
 
     kbt_keyed_get g = {a.key, "/markets", NULL};
@@ -377,9 +379,8 @@ START_TEST(charge_of_an_answer_sent_stands_when_its_worker_dies)
                   "the answered charge was left to be settled (refunded)");
     ck_assert_int_eq(used(c, &a), 1);
     char *rid = kbt_header(f.resp, "X-Request-ID");
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
-                                   rid),
-                     0);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1", rid), 0);
     ck_assert_msg(kbt_wait_until(pool_full, NULL, 15000), "pool not back");
     ck_assert(kbt_metric("kalshibook_charges_settled_total") == settled);
     free(rid);

@@ -39,8 +39,9 @@ used(PGconn *c, const kbt_account *a)
 static long
 usage(PGconn *c, const kbt_account *a)
 {
-    return kbt_sql_long1(c, "SELECT coalesce(sum(requests), 0) FROM api_key_usage"
-                            " WHERE api_key_id = $1",
+    return kbt_sql_long1(c,
+                         "SELECT coalesce(sum(requests), 0) FROM api_key_usage"
+                         " WHERE api_key_id = $1",
                          a->key_id);
 }
 
@@ -58,8 +59,7 @@ sql_long(PGconn *c, const char *sql)
 static long
 refunds(PGconn *c, const char *request_id)
 {
-    return kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
-                         request_id);
+    return kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1", request_id);
 }
 
 /* A commit of a charge on a held account waits, inside Postgres, on HOLD_LOCK. */

@@ -27,8 +27,7 @@ static const cJSON *
 find_key(const kbt_resp *r, const char *id)
 {
     const cJSON *k;
-    cJSON_ArrayForEach(k, cJSON_GetObjectItem(r->json, "data"))
-    {
+    cJSON_ArrayForEach(k, cJSON_GetObjectItem(r->json, "data")) {
         if (strcmp(cJSON_GetObjectItem(k, "id")->valuestring, id) == 0)
             return k;
     }
@@ -71,8 +70,8 @@ START_TEST(key_lifecycle_create_list_patch_usage_revoke)
     /* Only the hash and prefix are stored. */
     char hash[65];
     kb_sha256_hex(raw, strlen(raw), hash);
-    char *v = kbt_sqlp_value(db, "SELECT count(*) FROM api_keys WHERE key_hash = $1 AND id = $2",
-                             2, hash, id);
+    char *v = kbt_sqlp_value(db, "SELECT count(*) FROM api_keys WHERE key_hash = $1 AND id = $2", 2,
+                             hash, id);
     ck_assert_str_eq(v, "1");
     free(v);
     v = kbt_sqlp_value(db,
@@ -130,8 +129,10 @@ START_TEST(key_lifecycle_create_list_patch_usage_revoke)
     ck_assert_int_eq(cJSON_GetObjectItem(k, "credits_used")->valueint, 15);
     ck_assert_int_eq(cJSON_GetObjectItem(k2, "credits_used")->valueint, 0);
     ck_assert(cJSON_IsString(cJSON_GetObjectItem(k, "last_used_at")));
-    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r->json, "data"),
-                                                            0), "id")->valuestring, id2);
+    ck_assert_str_eq(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(r->json, "data"), 0), "id")
+            ->valuestring,
+        id2);
     kbt_resp_free(r);
 
     /* An account whose stored cycle start is last month (no metered call yet this
@@ -294,7 +295,7 @@ END_TEST
 
 typedef struct mcase {
     const char *method, *path;
-    const char *ct; /* Content-Type line; NULL = application/json, "" = none */
+    const char *ct;   /* Content-Type line; NULL = application/json, "" = none */
     const char *body; /* NULL = no body */
     long status;
     const char *code;
@@ -324,8 +325,8 @@ static const mcase malformed[] = {
      "validation_error", "body.password"},
     {"POST", "/auth/signup", J, "{\"email\":\"a@b.c\",\"password\":\"short\"}", 422,
      "weak_password", NULL},
-    {"POST", "/auth/signup", J, "{\"email\":\"\",\"password\":\"12345678\"}", 400,
-     "signup_failed", NULL},
+    {"POST", "/auth/signup", J, "{\"email\":\"\",\"password\":\"12345678\"}", 400, "signup_failed",
+     NULL},
     {"POST", "/auth/signup", J, "{\"email\":\"a@b.c\",\"password\":\"1234567\xff\"}", 422,
      "validation_error", "invalid UTF-8"},
     {"POST", "/auth/signup", J, "{\"email\":\"a@b.c\",\"email\":\"d@e.f\",\"password\":\"x\"}", 422,
@@ -338,8 +339,8 @@ static const mcase malformed[] = {
     {"POST", "/auth/login", J, NULL, 422, "validation_error", "body: Field required"},
     {"POST", "/auth/login", J, "{\"email\":\"a@b.c\"}", 422, "validation_error",
      "body.password: Field required"},
-    {"POST", "/auth/login", J, "{\"email\":\"a@b.c\",\"password\":true}", 422,
-     "validation_error", "body.password: Input should be a valid string"},
+    {"POST", "/auth/login", J, "{\"email\":\"a@b.c\",\"password\":true}", 422, "validation_error",
+     "body.password: Input should be a valid string"},
     {"POST", "/auth/login", J, "{\"email\":\"a@b.c\",\"password\":\"x\\u0000y\"}", 422,
      "validation_error", "NUL"},
     {"POST", "/auth/login", J, "{\"email\":\"a@b.c\",\"password\":\"\\ud800\"}", 422,
@@ -364,15 +365,17 @@ static const mcase malformed[] = {
     {"POST", "/keys", J, "{\"key_type\":1}", 422, "validation_error", "body.key_type"},
     {"POST", "/keys", J, "{\"name\":1,\"key_type\":\"x\"}", 422, "validation_error",
      "body.name: Input should be a valid string; body.key_type"},
-    {"POST", "/keys", J, "{\"name\":\"" /* 101 characters */
+    {"POST", "/keys", J,
+     "{\"name\":\"" /* 101 characters */
      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-     "xxxxxxxxxxxxx\"}", 422, "validation_error", "at most 100 characters"},
+     "xxxxxxxxxxxxx\"}",
+     422, "validation_error", "at most 100 characters"},
     {"POST", "/keys", J, "{\"name\":1e999}", 422, "validation_error", "body.name"},
     {"POST", "/keys", J, "{\"name\":\"a\",\"name\":\"b\"}", 422, "validation_error",
      "duplicate key"},
     {"POST", "/keys", J,
-     "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
-     422, "validation_error", "nested too deeply"},
+     "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]", 422,
+     "validation_error", "nested too deeply"},
     {"POST", "/keys", "Content-Type: text/html", "{}", 422, "validation_error", NULL},
     {"POST", "/keys", J, "{\"name\":\"\\x\"}", 422, "validation_error", "invalid escape"},
     {"POST", "/keys", J, "{\"name\":\"tab\there\"}", 422, "validation_error", "control"},
@@ -414,8 +417,7 @@ START_TEST(malformed_bodies_answer_exact_status_and_code)
     if (c->msg != NULL) {
         const char *m = cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")
                             ->valuestring;
-        ck_assert_msg(strstr(m, c->msg) != NULL, "case %d: message '%s' lacks '%s'", _i, m,
-                      c->msg);
+        ck_assert_msg(strstr(m, c->msg) != NULL, "case %d: message '%s' lacks '%s'", _i, m, c->msg);
     }
     kbt_resp_free(r);
 }

@@ -154,13 +154,13 @@ body_example(const cJSON *op, const cJSON **schema)
     /* every member the schema names, so that the swept one is the only thing wrong */
     cJSON *b = cJSON_CreateObject();
     const cJSON *prop;
-    cJSON_ArrayForEach(prop, cJSON_GetObjectItemCaseSensitive(*schema, "properties"))
-    {
+    cJSON_ArrayForEach(prop, cJSON_GetObjectItemCaseSensitive(*schema, "properties")) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(deref(prop), "type");
         const char *type = cJSON_IsString(t) ? t->valuestring : "string";
         cJSON_AddItemToObject(b, prop->string,
-                              strcmp(type, "object") == 0    ? cJSON_CreateObject()
-                              : strcmp(type, "integer") == 0 ? cJSON_CreateNumber((double)time(NULL))
+                              strcmp(type, "object") == 0 ? cJSON_CreateObject()
+                              : strcmp(type, "integer") == 0
+                                  ? cJSON_CreateNumber((double)time(NULL))
                               : strcmp(type, "boolean") == 0 ? cJSON_CreateTrue()
                                                              : cJSON_CreateString("sweep"));
     }
@@ -176,7 +176,7 @@ typedef struct sweep_case {
     const kb_route *route;
     const cJSON *op;
     where where;
-    const char *name; /* the parameter (path/query/member name, or header name) */
+    const char *name;  /* the parameter (path/query/member name, or header name) */
     const char *value; /* its malformed value: raw bytes, or JSON text for IN_BODY */
     bool escaped;      /* IN_PATH/IN_QUERY: percent-escape the value (else raw bytes) */
 } sweep_case;
@@ -230,8 +230,8 @@ path_miss(const cJSON *op, long *status)
     *status = 404;
     if (op == NULL)
         return "not_found";
-    const cJSON *r404 = deref(cJSON_GetObjectItemCaseSensitive(
-        cJSON_GetObjectItemCaseSensitive(op, "responses"), "404"));
+    const cJSON *r404 = deref(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(op, "responses"), "404"));
     const cJSON *schema = deref(cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r404, "content"),
                                          "application/json"),
@@ -275,8 +275,7 @@ send_sweep(const sweep_case *c)
         } else {
             const char *v = strcmp(name, "key_id") == 0 ? key_a_id : "KXSWEEP-26JAN15";
             const cJSON *param;
-            cJSON_ArrayForEach(param, params)
-            {
+            cJSON_ArrayForEach(param, params) {
                 const cJSON *nm = cJSON_GetObjectItemCaseSensitive(deref(param), "name");
                 if (strcmp(name, "key_id") != 0 && cJSON_IsString(nm) &&
                     strcmp(nm->valuestring, name) == 0)
@@ -290,8 +289,7 @@ send_sweep(const sweep_case *c)
     /* The query: the required parameters, valid, and the swept one. */
     const cJSON *param;
     char sep = '?';
-    cJSON_ArrayForEach(param, params)
-    {
+    cJSON_ArrayForEach(param, params) {
         const cJSON *p = deref(param);
         const char *in = cJSON_GetObjectItemCaseSensitive(p, "in")->valuestring;
         const char *nm = cJSON_GetObjectItemCaseSensitive(p, "name")->valuestring;
@@ -416,8 +414,7 @@ sweep_route(const kb_route *r)
 
     /* query and header parameters the operation declares */
     const cJSON *param;
-    cJSON_ArrayForEach(param, cJSON_GetObjectItemCaseSensitive(c.op, "parameters"))
-    {
+    cJSON_ArrayForEach(param, cJSON_GetObjectItemCaseSensitive(c.op, "parameters")) {
         const cJSON *p = deref(param);
         const char *in = cJSON_GetObjectItemCaseSensitive(p, "in")->valuestring;
         c.name = cJSON_GetObjectItemCaseSensitive(p, "name")->valuestring;
@@ -436,7 +433,7 @@ sweep_route(const kb_route *r)
         c.where = IN_HEADER;
         c.name = "Authorization";
         sweep_param(&c, strcmp(sec, "ApiKey") == 0 ? bearer_key + strlen("Authorization: ")
-                                                    : bearer_a + strlen("Authorization: "));
+                                                   : bearer_a + strlen("Authorization: "));
     }
 
     /* the JSON body's members, and its Content-Type (the webhook reads raw bytes, any type) */
@@ -446,8 +443,7 @@ sweep_route(const kb_route *r)
         return;
     cJSON_Delete(b);
     const cJSON *prop;
-    cJSON_ArrayForEach(prop, cJSON_GetObjectItemCaseSensitive(schema, "properties"))
-    {
+    cJSON_ArrayForEach(prop, cJSON_GetObjectItemCaseSensitive(schema, "properties")) {
         c.where = IN_BODY;
         c.name = prop->string;
         sweep_param(&c, "");

@@ -236,8 +236,9 @@ START_TEST(refund_after_404_with_zero_cost_headers)
     ck_assert_int_eq(hdr_long(r, "X-Credits-Remaining"), 99);
     kbt_resp_free(r);
     ck_assert_int_eq(used(c, &a), 1);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT coalesce(sum(credits_used), 0) FROM api_key_usage"
-                                      " WHERE api_key_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT coalesce(sum(credits_used), 0) FROM api_key_usage"
+                                   " WHERE api_key_id = $1",
                                    a.key_id),
                      1);
     PQfinish(c);
@@ -295,11 +296,13 @@ money_of(PGconn *c, const kbt_account *a)
 {
     money m;
     m.used = used(c, a);
-    m.key_credits = kbt_sql_long1(c, "SELECT coalesce(sum(u.credits_used), 0) FROM api_key_usage u"
-                                     " JOIN api_keys k ON k.id = u.api_key_id WHERE k.user_id = $1",
+    m.key_credits = kbt_sql_long1(c,
+                                  "SELECT coalesce(sum(u.credits_used), 0) FROM api_key_usage u"
+                                  " JOIN api_keys k ON k.id = u.api_key_id WHERE k.user_id = $1",
                                   a->user_id);
-    m.key_requests = kbt_sql_long1(c, "SELECT coalesce(sum(u.requests), 0) FROM api_key_usage u"
-                                      " JOIN api_keys k ON k.id = u.api_key_id WHERE k.user_id = $1",
+    m.key_requests = kbt_sql_long1(c,
+                                   "SELECT coalesce(sum(u.requests), 0) FROM api_key_usage u"
+                                   " JOIN api_keys k ON k.id = u.api_key_id WHERE k.user_id = $1",
                                    a->user_id);
     m.outbox = kbt_sql_long1(c, "SELECT count(*) FROM usage_outbox WHERE user_id = $1", a->user_id);
     m.refunds = kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE user_id = $1",
@@ -404,8 +407,7 @@ static const cJSON *
 day_of(const cJSON *days, const char *date, const char *key_id, const char *endpoint)
 {
     const cJSON *d;
-    cJSON_ArrayForEach(d, days)
-    {
+    cJSON_ArrayForEach(d, days) {
         if (strcmp(cJSON_GetObjectItem(d, "date")->valuestring, date) == 0 &&
             strcmp(cJSON_GetObjectItem(d, "key_id")->valuestring, key_id) == 0 &&
             strcmp(cJSON_GetObjectItem(d, "endpoint")->valuestring, endpoint) == 0)
@@ -436,9 +438,11 @@ START_TEST(usage_by_day_for_a_date_range)
 {
     PGconn *c = kbt_db();
     /* Noon of a UTC day, so that "the next day" is one day on. */
-    long shift_s = kbt_sql_long1(c, "SELECT extract(epoch FROM date_trunc('day', now() AT TIME"
-                                    " ZONE 'UTC') + interval '12 hours' - (now() AT TIME ZONE"
-                                    " 'UTC'))::bigint", NULL);
+    long shift_s = kbt_sql_long1(c,
+                                 "SELECT extract(epoch FROM date_trunc('day', now() AT TIME"
+                                 " ZONE 'UTC') + interval '12 hours' - (now() AT TIME ZONE"
+                                 " 'UTC'))::bigint",
+                                 NULL);
     char shift[48];
     snprintf(shift, sizeof(shift), "%ld seconds", shift_s);
     set_clock_offset(shift);
@@ -494,8 +498,7 @@ START_TEST(usage_by_day_for_a_date_range)
     ck_assert_ptr_null(day_of(days, today, kid[0], "/markets/{ticker}"));
     /* Ordered by date, key_id, endpoint. */
     const cJSON *prev = NULL, *d;
-    cJSON_ArrayForEach(d, days)
-    {
+    cJSON_ArrayForEach(d, days) {
         if (prev != NULL) {
             char a[160], b[160];
             snprintf(a, sizeof(a), "%s %s %s", cJSON_GetObjectItem(prev, "date")->valuestring,
@@ -546,8 +549,8 @@ START_TEST(usage_by_day_for_a_date_range)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         r = usage(tok, bad[i].q);
         kbt_assert_envelope(r, bad[i].status, bad[i].code);
-        const char *msg =
-            cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")->valuestring;
+        const char *msg = cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")
+                              ->valuestring;
         ck_assert_msg(strncmp(msg, bad[i].loc, strlen(bad[i].loc)) == 0, "%s: %s", bad[i].q, msg);
         kbt_resp_free(r);
     }
@@ -567,7 +570,6 @@ START_TEST(usage_by_day_for_a_date_range)
     PQfinish(c);
 }
 END_TEST
-
 
 /* Where the data query runs: the replica when the suite has one. */
 static PGconn *

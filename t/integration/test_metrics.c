@@ -27,14 +27,14 @@ START_TEST(metrics_exposition_parses)
 {
     char *text = scrape();
     regex_t sample_re, help_re, type_re;
-    ck_assert_int_eq(regcomp(&sample_re,
-                             "^[a-zA-Z_:][a-zA-Z0-9_:]*(\\{([a-zA-Z_][a-zA-Z0-9_]*=\"[^\"\\\\]*\",?)*\\})?"
-                             " -?[0-9][0-9.e+-]*$",
-                             REG_EXTENDED | REG_NOSUB),
-                     0);
-    ck_assert_int_eq(regcomp(&help_re, "^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+$",
-                             REG_EXTENDED | REG_NOSUB),
-                     0);
+    ck_assert_int_eq(
+        regcomp(&sample_re,
+                "^[a-zA-Z_:][a-zA-Z0-9_:]*(\\{([a-zA-Z_][a-zA-Z0-9_]*=\"[^\"\\\\]*\",?)*\\})?"
+                " -?[0-9][0-9.e+-]*$",
+                REG_EXTENDED | REG_NOSUB),
+        0);
+    ck_assert_int_eq(
+        regcomp(&help_re, "^# HELP [a-zA-Z_:][a-zA-Z0-9_:]* .+$", REG_EXTENDED | REG_NOSUB), 0);
     ck_assert_int_eq(regcomp(&type_re,
                              "^# TYPE [a-zA-Z_:][a-zA-Z0-9_:]* (counter|gauge|histogram)$",
                              REG_EXTENDED | REG_NOSUB),
@@ -59,8 +59,8 @@ END_TEST
 START_TEST(metrics_count_requests_across_workers)
 {
     char *before = scrape();
-    double h0 = kbt_metrics_sample(before,
-                                   "kalshibook_requests_total{route=\"GET /health\",status=\"200\"}");
+    double h0 = kbt_metrics_sample(
+        before, "kalshibook_requests_total{route=\"GET /health\",status=\"200\"}");
     double u0 = kbt_metrics_sample(before,
                                    "kalshibook_requests_total{route=\"unmatched\",status=\"404\"}");
     double c0 = kbt_metrics_sample(before, "kalshibook_request_duration_seconds_count");
@@ -76,8 +76,8 @@ START_TEST(metrics_count_requests_across_workers)
         kbt_resp_free(r);
     }
     char *after = scrape();
-    double h1 = kbt_metrics_sample(after,
-                                   "kalshibook_requests_total{route=\"GET /health\",status=\"200\"}");
+    double h1 = kbt_metrics_sample(
+        after, "kalshibook_requests_total{route=\"GET /health\",status=\"200\"}");
     double u1 = kbt_metrics_sample(after,
                                    "kalshibook_requests_total{route=\"unmatched\",status=\"404\"}");
     double c1 = kbt_metrics_sample(after, "kalshibook_request_duration_seconds_count");

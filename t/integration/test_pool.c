@@ -146,7 +146,7 @@ START_TEST(crash_loop_backs_off)
         ck_assert_int_eq(kill(y.found, SIGKILL), 0);
         st.gone[st.ngone++] = y.found;
     }
-    ck_assert_msg(kbt_wait_until(log_has, (void *)(uintptr_t)"respawning in 400 ms", 15000),
+    ck_assert_msg(kbt_wait_until(log_has, (void *)(uintptr_t) "respawning in 400 ms", 15000),
                   "no growing backoff in app.log");
     ck_assert(kbt_wait_until(pool_replaced, &st, 20000));
     all_ok(10);
@@ -161,7 +161,7 @@ START_TEST(workers_recycle_after_max_requests)
     st.ngone = kbt_children(st.master, st.gone, MAXW);
     /* Enough requests that every worker passes its budget (+10% jitter). */
     all_ok((int)(max * 1.2) * (int)nworkers() + 50);
-    ck_assert(kbt_wait_until(log_has, (void *)(uintptr_t)"recycled; respawning", 5000));
+    ck_assert(kbt_wait_until(log_has, (void *)(uintptr_t) "recycled; respawning", 5000));
     pid_t now[MAXW];
     size_t n = kbt_children(st.master, now, MAXW);
     size_t replaced = 0;
@@ -346,8 +346,7 @@ START_TEST(sigterm_drains_in_flight_requests)
     kbt_sql_ok(lock, "ROLLBACK");
     for (int i = 0; i < 2; i++) {
         pthread_join(f[i].th, NULL);
-        ck_assert_msg(f[i].resp->status == 200, "in-flight request got %ld",
-                      f[i].resp->status);
+        ck_assert_msg(f[i].resp->status == 200, "in-flight request got %ld", f[i].resp->status);
         kbt_resp_free(f[i].resp);
     }
     ck_assert_msg(kbt_wait_until(process_gone, &master, 10000), "master did not exit");

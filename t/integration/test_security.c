@@ -122,8 +122,8 @@ END_TEST
 
 START_TEST(security_headers_on_api_and_static_answers)
 {
-    const char *paths[] = {"/health", "/nope", "/keys", "/llms.txt", "/openapi.json", "/docs",
-                           "/billing"};
+    const char *paths[] = {"/health",       "/nope", "/keys",   "/llms.txt",
+                           "/openapi.json", "/docs", "/billing"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
         kbt_resp *r = kbt_get(paths[i]);
         ck_assert_int_eq(r->curl_code, 0);
@@ -314,8 +314,8 @@ static const struct {
     {"malformed request line", "GARBAGE", "\r\n\r\n", 0, 400, "bad_request"},
     {"bad percent-encoding", "GET /%zz HTTP/1.1\r\nHost: localhost\r\n",
      "Connection: close\r\n\r\n", 0, 400, "bad_request"},
-    {"70 KiB URI", "GET /", " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-     70 * 1024, 414, "uri_too_long"},
+    {"70 KiB URI", "GET /", " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 70 * 1024,
+     414, "uri_too_long"},
     {"64 KiB header line", "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: ",
      "\r\nConnection: close\r\n\r\n", 64 * 1024, 431, "request_header_too_large"},
 };
@@ -383,8 +383,7 @@ static void
 object_imports_all(const char *name, kb_buf *out)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "nm -u '%s/../lib/%s.o' 2>/dev/null", kbt_env("KB_BIN_DIR"),
-             name);
+    snprintf(cmd, sizeof(cmd), "nm -u '%s/../lib/%s.o' 2>/dev/null", kbt_env("KB_BIN_DIR"), name);
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     char line[256];
@@ -414,12 +413,12 @@ object_imports(const char *name, const char *symbol)
 
 /* Byte compares that stop at the first difference: none may touch a secret. */
 static const char *const early_exit_compares[] = {
-    "memcmp",  "bcmp",   "strcmp",     "strncmp",    "strcasecmp",        "strncasecmp",
+    "memcmp",  "bcmp",    "strcmp",        "strncmp",   "strcasecmp",       "strncasecmp",
     "strcoll", "wmemcmp", "CRYPTO_memcmp", "kb_str_eq", "kb_str_eq_nocase", "kb_str_has_prefix",
 };
 /* Primitives that compute a MAC (a tag someone could then compare by hand). */
-static const char *const mac_prefixes[] = {"crypto_auth", "HMAC", "EVP_MAC", "CMAC",
-                                           "crypto_generichash", "crypto_onetimeauth"};
+static const char *const mac_prefixes[] = {
+    "crypto_auth", "HMAC", "EVP_MAC", "CMAC", "crypto_generichash", "crypto_onetimeauth"};
 
 /*
  * Secrets (Stripe v1 signatures, HS256 tags) are compared only inside lib/crypto.c, the one

@@ -12,8 +12,8 @@
 #include "kbt.h"
 #include "kb_banned.h"
 
-#define DEMO_ARGS                                                                           \
-    "--markets 1 --fp-markets 0 --days 1 --snapshot-minutes 60 --deltas-per-hour 30 "      \
+#define DEMO_ARGS                                                                                  \
+    "--markets 1 --fp-markets 0 --days 1 --snapshot-minutes 60 --deltas-per-hour 30 "              \
     "--trades-per-hour 3 --seed 20"
 
 #define STARTS(s, lit) (strncmp((s), (lit), sizeof(lit) - 1) == 0)
@@ -27,8 +27,8 @@ db_counts(PGconn *db, const char *ticker, counts *c)
 {
     c->deltas = kbt_sql_long1(db, "SELECT count(*) FROM deltas WHERE market_ticker = $1", ticker);
     c->trades = kbt_sql_long1(db, "SELECT count(*) FROM trades WHERE market_ticker = $1", ticker);
-    c->snapshots =
-        kbt_sql_long1(db, "SELECT count(*) FROM snapshots WHERE market_ticker = $1", ticker);
+    c->snapshots = kbt_sql_long1(db, "SELECT count(*) FROM snapshots WHERE market_ticker = $1",
+                                 ticker);
 }
 
 static char *
@@ -62,8 +62,7 @@ START_TEST(demo_set_stopped_part_way_is_completed_by_the_next_run)
         if (STARTS(l, "{\"market\":{\"ticker\":\""))
             sscanf(l + sizeof("{\"market\":{\"ticker\":\"") - 1, "%63[^\"]", ticker);
     }
-    ck_assert_msg(ticker[0] != '\0' && want.deltas > 100 && want.trades > 10 &&
-                      want.snapshots > 10,
+    ck_assert_msg(ticker[0] != '\0' && want.deltas > 100 && want.trades > 10 && want.snapshots > 10,
                   "demo set: %s %ld/%ld/%ld", ticker, want.deltas, want.trades, want.snapshots);
 
     /* A clean slate for the set's market (the suite's database may hold it from before). */

@@ -52,8 +52,7 @@ static void
 assert_field(PGconn *c, const char *user, const char *col, const char *want)
 {
     char *v = field(c, user, col);
-    ck_assert_msg(v != NULL && strcmp(v, want) == 0, "%s = %s, want %s", col, v ? v : "NULL",
-                  want);
+    ck_assert_msg(v != NULL && strcmp(v, want) == 0, "%s = %s, want %s", col, v ? v : "NULL", want);
     free(v);
 }
 
@@ -99,8 +98,7 @@ last_request(const char *path)
     kbt_resp *r = kbt_stripe_control("GET", "requests", NULL);
     ck_assert_ptr_nonnull(r->json);
     cJSON *found = NULL, *it;
-    cJSON_ArrayForEach(it, r->json)
-    {
+    cJSON_ArrayForEach(it, r->json) {
         if (strcmp(cJSON_GetObjectItem(it, "path")->valuestring, path) == 0)
             found = it;
     }
@@ -127,8 +125,8 @@ START_TEST(checkout_complete_gives_project_4000_and_second_checkout_is_409)
     ck_assert_str_eq(cJSON_GetObjectItem(li, "price")->valuestring,
                      kbt_env("STRIPE_PROJECT_PRICE_ID"));
     ck_assert_str_eq(cJSON_GetObjectItem(li, "quantity")->valuestring, "1");
-    ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(p, "success_url")->valuestring,
-                                 "/billing?success=true"));
+    ck_assert_ptr_nonnull(
+        strstr(cJSON_GetObjectItem(p, "success_url")->valuestring, "/billing?success=true"));
     ck_assert_str_eq(cJSON_GetObjectItem(req, "stripe_version")->valuestring, KB_STRIPE_VERSION);
     ck_assert(cJSON_IsString(cJSON_GetObjectItem(req, "idempotency_key")));
     cJSON_Delete(req);
@@ -147,8 +145,8 @@ START_TEST(renewal_resets_credits_failure_marks_past_due_cancel_gives_free)
     char *sub = subscribed(c, &a);
     char *start0 = field(c, a.user_id, "billing_cycle_start");
     const char *p[] = {a.user_id};
-    PQclear(PQexecParams(c, "UPDATE billing_accounts SET credits_used = 1500 WHERE user_id = $1",
-                         1, NULL, p, NULL, NULL, 0));
+    PQclear(PQexecParams(c, "UPDATE billing_accounts SET credits_used = 1500 WHERE user_id = $1", 1,
+                         NULL, p, NULL, NULL, 0));
     control_sub(sub, "renew");
     assert_field(c, a.user_id, "credits_used", "0");
     char *start1 = field(c, a.user_id, "billing_cycle_start");
@@ -219,8 +217,8 @@ START_TEST(payg_without_subscription_answers_checkout_and_enables_on_webhook)
     ck_assert_ptr_nonnull(pr.checkout_url);
     assert_field(c, a.user_id, "payg_enabled", "false");
     cJSON *req = last_request("/v1/checkout/sessions");
-    cJSON *li = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(req, "params"),
-                                                       "line_items"), 0);
+    cJSON *li = cJSON_GetArrayItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(req, "params"), "line_items"), 0);
     ck_assert_str_eq(cJSON_GetObjectItem(li, "price")->valuestring,
                      kbt_env("STRIPE_PAYG_PRICE_ID"));
     ck_assert_ptr_null(cJSON_GetObjectItem(li, "quantity"));
@@ -266,8 +264,7 @@ START_TEST(twenty_concurrent_checkouts_make_one_customer)
     kbt_resp *r = kbt_stripe_control("GET", "state", NULL);
     int n = 0;
     cJSON *cus;
-    cJSON_ArrayForEach(cus, cJSON_GetObjectItem(r->json, "customers"))
-    {
+    cJSON_ArrayForEach(cus, cJSON_GetObjectItem(r->json, "customers")) {
         cJSON *uid = cJSON_GetObjectItem(cJSON_GetObjectItem(cus, "metadata"),
                                          "kalshibook_user_id");
         n += cJSON_IsString(uid) && strcmp(uid->valuestring, a.user_id) == 0;
@@ -324,16 +321,15 @@ START_TEST(stripe_failures_retry_then_502_and_no_key_is_503)
         kb_stripe_call(&w, &arena, "POST", "/v1/customers", &f, "kb-test-reuse-x", &res), KB_OK);
     kb_stripe_form_release(&f);
     kb_stripe_form_add(&f, "email", "b@example.test");
-    ck_assert_int_eq(
-        kb_stripe_call(&w, &arena, "POST", "/v1/customers", &f, "kb-test-reuse-x", &res),
-        KB_E_STRIPE);
+    ck_assert_int_eq(kb_stripe_call(&w, &arena, "POST", "/v1/customers", &f, "kb-test-reuse-x",
+                                    &res),
+                     KB_E_STRIPE);
     kb_stripe_form_release(&f);
     ck_assert_int_eq(res.status, 400);
     ck_assert_str_eq(res.err_type, "idempotency_error");
     /* No key: billing_not_configured. */
     kb_cfg.stripe_secret_key = NULL;
-    ck_assert_int_eq(kb_billing_checkout(&w, &arena, a.user_id, &url),
-                     KB_E_BILLING_NOT_CONFIGURED);
+    ck_assert_int_eq(kb_billing_checkout(&w, &arena, a.user_id, &url), KB_E_BILLING_NOT_CONFIGURED);
     ck_assert_int_eq(kb_err_status(KB_E_BILLING_NOT_CONFIGURED), 503);
     PQfinish(c);
 }
@@ -346,7 +342,8 @@ START_TEST(stripe_timeout_is_retried_with_the_same_idempotency_key)
     kbt_account_new(c, &a, "free", 0, 0, false);
     kb_cfg.stripe_timeout_s = 1;
     kb_cfg.stripe_max_retries = 1;
-    kbt_resp_free(kbt_stripe_control("POST", "fail", "{\"timeout\":true,\"count\":1,"
+    kbt_resp_free(kbt_stripe_control("POST", "fail",
+                                     "{\"timeout\":true,\"count\":1,"
                                      "\"prefix\":\"/v1/customers\"}"));
     const char *cus = NULL;
     ck_assert_int_eq(kb_billing_customer(&w, &arena, a.user_id, &cus), KB_OK);
@@ -365,8 +362,7 @@ event_id(const char *type, const char *sub)
     kbt_resp *r = kbt_stripe_control("GET", "events", NULL);
     char *id = NULL;
     cJSON *ev;
-    cJSON_ArrayForEach(ev, r->json)
-    {
+    cJSON_ArrayForEach(ev, r->json) {
         cJSON *obj = cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "data"), "object");
         const char *s = cJSON_GetStringValue(cJSON_GetObjectItem(obj, "id"));
         cJSON *parent = cJSON_GetObjectItem(cJSON_GetObjectItem(obj, "parent"),
@@ -400,8 +396,8 @@ START_TEST(renewal_invoice_alone_resets_credits_and_reordered_cancel_wins)
     kbt_account a;
     char *sub = subscribed(c, &a);
     const char *p[] = {a.user_id};
-    PQclear(PQexecParams(c, "UPDATE billing_accounts SET credits_used = 700 WHERE user_id = $1",
-                         1, NULL, p, NULL, NULL, 0));
+    PQclear(PQexecParams(c, "UPDATE billing_accounts SET credits_used = 700 WHERE user_id = $1", 1,
+                         NULL, p, NULL, NULL, 0));
     kbt_resp_free(kbt_stripe_control("POST", "hold", "{\"on\":true}"));
     control_sub(sub, "renew");
     /* Only invoice.paid of the renewal arrives (subscription.updated is late). */
@@ -409,8 +405,8 @@ START_TEST(renewal_invoice_alone_resets_credits_and_reordered_cancel_wins)
     redeliver(inv);
     assert_field(c, a.user_id, "credits_used", "0");
     redeliver(inv); /* Stripe redelivers: no second effect */
-    PQclear(PQexecParams(c, "UPDATE billing_accounts SET credits_used = 10 WHERE user_id = $1",
-                         1, NULL, p, NULL, NULL, 0));
+    PQclear(PQexecParams(c, "UPDATE billing_accounts SET credits_used = 10 WHERE user_id = $1", 1,
+                         NULL, p, NULL, NULL, 0));
     redeliver(inv);
     assert_field(c, a.user_id, "credits_used", "10");
     kbt_resp_free(kbt_stripe_control("POST", "release", "{}"));
@@ -438,8 +434,7 @@ START_TEST(stripe_setup_is_idempotent)
     kbt_resp *r = kbt_stripe_control("GET", "state", NULL);
     int project = 0, payg = 0, meters = 0;
     cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItem(r->json, "prices"))
-    {
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(r->json, "prices")) {
         const char *lk = cJSON_GetStringValue(cJSON_GetObjectItem(it, "lookup_key"));
         project += lk && strcmp(lk, "kalshibook_project") == 0;
         if (lk && strcmp(lk, "kalshibook_payg") == 0) {
@@ -450,13 +445,12 @@ START_TEST(stripe_setup_is_idempotent)
             ck_assert_ptr_nonnull(cJSON_GetStringValue(cJSON_GetObjectItem(rec, "meter")));
         }
     }
-    cJSON_ArrayForEach(it, cJSON_GetObjectItem(r->json, "meters"))
-    {
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(r->json, "meters")) {
         meters += strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(it, "event_name")),
                          "kalshibook_api_credits") == 0;
     }
-    ck_assert_ptr_nonnull(cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "products"),
-                                              "kalshibook_api"));
+    ck_assert_ptr_nonnull(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "products"), "kalshibook_api"));
     kbt_resp_free(r);
     ck_assert_int_eq(project, 1);
     ck_assert_int_eq(payg, 1);

@@ -86,9 +86,9 @@ START_TEST(checkout_then_webhook_gives_project_and_second_checkout_is_409)
     free(t);
     r = kbt_auth_json("POST", "/billing/checkout", u.token, NULL);
     kbt_assert_envelope(r, 409, "already_subscribed");
-    ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"),
-                                                     "message")->valuestring,
-                                 "/billing/portal"));
+    ck_assert_ptr_nonnull(
+        strstr(cJSON_GetObjectItem(cJSON_GetObjectItem(r->json, "error"), "message")->valuestring,
+               "/billing/portal"));
     kbt_resp_free(r);
     r = kbt_auth_json("POST", "/billing/portal", u.token, NULL);
     ck_assert_int_eq(r->status, 200);
@@ -139,8 +139,7 @@ START_TEST(twenty_concurrent_checkouts_through_nginx_make_one_customer)
     kbt_resp *r = kbt_stripe_control("GET", "state", NULL);
     int n = 0;
     cJSON *cus;
-    cJSON_ArrayForEach(cus, cJSON_GetObjectItem(r->json, "customers"))
-    {
+    cJSON_ArrayForEach(cus, cJSON_GetObjectItem(r->json, "customers")) {
         const char *uid = cJSON_GetStringValue(
             cJSON_GetObjectItem(cJSON_GetObjectItem(cus, "metadata"), "kalshibook_user_id"));
         n += uid != NULL && strcmp(uid, u.id) == 0;
@@ -194,8 +193,10 @@ START_TEST(payg_overage_cap_null_removes_absent_keeps)
         ck_assert_msg(r->status == 200, "%s: %ld %s", steps[i].body, r->status,
                       kb_buf_cstr(&r->body));
         kbt_resp_free(r);
-        char *cap = kbt_sqlp_value(db, "SELECT overage_cap FROM billing_accounts"
-                                       " WHERE user_id = $1::uuid", 1, u.id);
+        char *cap = kbt_sqlp_value(db,
+                                   "SELECT overage_cap FROM billing_accounts"
+                                   " WHERE user_id = $1::uuid",
+                                   1, u.id);
         if (steps[i].cap == NULL)
             ck_assert_msg(cap == NULL, "%s: cap %s", steps[i].body, cap);
         else
@@ -235,8 +236,11 @@ START_TEST(payg_without_subscription_returns_checkout_then_webhook_enables)
     ck_assert(cJSON_IsNull(cJSON_GetObjectItem(r->json, "checkout_url")));
     kbt_resp_free(r);
     PGconn *c = kbt_db();
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT overage_cap FROM billing_accounts"
-                                      " WHERE user_id = $1::uuid", u.id), 300);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT overage_cap FROM billing_accounts"
+                                   " WHERE user_id = $1::uuid",
+                                   u.id),
+                     300);
     PQfinish(c);
     user_free(&u);
 }

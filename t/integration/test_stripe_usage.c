@@ -36,8 +36,9 @@ payg_new(PGconn *c, payg *p, int calls, int age_s)
     char age[16];
     snprintf(age, sizeof(age), "%d", age_s);
     const char *q[] = {p->a.user_id, p->cus, p->a.key_hash, age};
-    PGresult *res = PQexecParams(c, "UPDATE billing_accounts SET stripe_customer_id = $2,"
-                                    " payg_requested = true WHERE user_id = $1::uuid",
+    PGresult *res = PQexecParams(c,
+                                 "UPDATE billing_accounts SET stripe_customer_id = $2,"
+                                 " payg_requested = true WHERE user_id = $1::uuid",
                                  2, NULL, q, NULL, NULL, 0);
     ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
@@ -51,23 +52,31 @@ payg_new(PGconn *c, payg *p, int calls, int age_s)
         PQclear(res);
     }
     const char *u[] = {p->a.user_id, age};
-    res = PQexecParams(c, "UPDATE usage_outbox SET created_at = created_at"
-                          " - make_interval(secs => $2::int) WHERE user_id = $1::uuid",
+    res = PQexecParams(c,
+                       "UPDATE usage_outbox SET created_at = created_at"
+                       " - make_interval(secs => $2::int) WHERE user_id = $1::uuid",
                        2, NULL, u, NULL, NULL, 0);
     ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
-    p->overage = kbt_sql_long1(c, "SELECT credits_used - credits_total FROM billing_accounts"
-                                  " WHERE user_id = $1::uuid", p->a.user_id);
+    p->overage = kbt_sql_long1(c,
+                               "SELECT credits_used - credits_total FROM billing_accounts"
+                               " WHERE user_id = $1::uuid",
+                               p->a.user_id);
     ck_assert_int_eq(p->overage, (long)calls * 5 - 50);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT sum(credits) FROM usage_outbox"
-                                      " WHERE user_id = $1::uuid", p->a.user_id), p->overage);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT sum(credits) FROM usage_outbox"
+                                   " WHERE user_id = $1::uuid",
+                                   p->a.user_id),
+                     p->overage);
 }
 
 static long
 unreported(PGconn *c, const payg *p)
 {
-    return kbt_sql_long1(c, "SELECT count(*) FROM usage_outbox WHERE user_id = $1::uuid"
-                            " AND reported_at IS NULL", p->a.user_id);
+    return kbt_sql_long1(c,
+                         "SELECT count(*) FROM usage_outbox WHERE user_id = $1::uuid"
+                         " AND reported_at IS NULL",
+                         p->a.user_id);
 }
 
 /* Sum of the meter events the stand-in accepted for cus (deduplicated by identifier). */
@@ -129,10 +138,11 @@ payg_more(PGconn *c, payg *p, int calls, int age_s)
     char age[16];
     snprintf(age, sizeof(age), "%d", age_s);
     const char *u[] = {p->a.user_id, age};
-    PQclear(PQexecParams(c, "UPDATE usage_outbox SET created_at = created_at"
-                            " - make_interval(secs => $2::int) WHERE user_id = $1::uuid"
-                            " AND batch_identifier IS NULL"
-                            " AND created_at > now() - interval '1 min'",
+    PQclear(PQexecParams(c,
+                         "UPDATE usage_outbox SET created_at = created_at"
+                         " - make_interval(secs => $2::int) WHERE user_id = $1::uuid"
+                         " AND batch_identifier IS NULL"
+                         " AND created_at > now() - interval '1 min'",
                          2, NULL, u, NULL, NULL, 0));
     p->overage += (long)calls * 5;
 }
@@ -159,15 +169,14 @@ START_TEST(usage_exact_with_half_of_stripe_calls_failing)
     kbt_resp *r = kbt_stripe_control("GET", "requests", NULL);
     int failed = 0, sent = 0;
     cJSON *it;
-    cJSON_ArrayForEach(it, r->json)
-    {
+    cJSON_ArrayForEach(it, r->json) {
         if (strcmp(cJSON_GetObjectItem(it, "path")->valuestring, "/v1/billing/meter_events"))
             continue;
         cJSON *pl = cJSON_GetObjectItem(cJSON_GetObjectItem(it, "params"), "payload");
         cJSON *cus = cJSON_GetObjectItem(pl, "stripe_customer_id");
-        if (!cJSON_IsString(cus) || (strcmp(cus->valuestring, p[0].cus) &&
-                                     strcmp(cus->valuestring, p[1].cus) &&
-                                     strcmp(cus->valuestring, p[2].cus)))
+        if (!cJSON_IsString(cus) ||
+            (strcmp(cus->valuestring, p[0].cus) && strcmp(cus->valuestring, p[1].cus) &&
+             strcmp(cus->valuestring, p[2].cus)))
             continue;
         sent++;
         cJSON *st = cJSON_GetObjectItem(it, "status");
@@ -190,8 +199,11 @@ START_TEST(usage_rows_inside_the_refund_margin_wait)
     payg p;
     payg_new(c, &p, 12, 0);
     ck_assert_int_eq(report_usage(), 0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM usage_outbox WHERE user_id = $1::uuid"
-                                      " AND batch_identifier IS NULL", p.a.user_id), 2);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM usage_outbox WHERE user_id = $1::uuid"
+                                   " AND batch_identifier IS NULL",
+                                   p.a.user_id),
+                     2);
     ck_assert_int_eq(meter_total(p.cus), 0);
     /* Do not leave them for later tests' runs. */
     const char *q[] = {p.a.user_id};
@@ -227,8 +239,11 @@ START_TEST(usage_reporter_killed_between_send_and_mark_reports_once)
     waitpid(pid, &st, 0);
     /* Stripe has the event; our rows are batched but not marked. */
     ck_assert_int_eq(unreported(c, &p), 20);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(DISTINCT batch_identifier) FROM usage_outbox"
-                                      " WHERE user_id = $1::uuid", p.a.user_id), 1);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(DISTINCT batch_identifier) FROM usage_outbox"
+                                   " WHERE user_id = $1::uuid",
+                                   p.a.user_id),
+                     1);
     reset_standin();
     /* Past Stripe's idempotency window only the identifier dedupes: 400, counted as sent. */
     kbt_resp_free(kbt_stripe_control("POST", "forget_idempotency", NULL));
@@ -272,8 +287,7 @@ meter_calls(const char *cus)
     kbt_resp *r = kbt_stripe_control("GET", "requests", NULL);
     int n = 0;
     cJSON *it;
-    cJSON_ArrayForEach(it, r->json)
-    {
+    cJSON_ArrayForEach(it, r->json) {
         cJSON *pl = cJSON_GetObjectItem(cJSON_GetObjectItem(it, "params"), "payload");
         const char *c = cJSON_GetStringValue(cJSON_GetObjectItem(pl, "stripe_customer_id"));
         n += c != NULL && strcmp(c, cus) == 0;
@@ -311,9 +325,11 @@ START_TEST(usage_rows_too_old_for_stripe_are_flagged_not_dropped)
     payg p;
     payg_new(c, &p, 11, 40 * 86400);
     ck_assert_int_eq(report_usage(), 0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM usage_outbox WHERE user_id = $1::uuid"
-                                      " AND flagged_at IS NOT NULL AND reported_at IS NULL",
-                                   p.a.user_id), 1);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM usage_outbox WHERE user_id = $1::uuid"
+                                   " AND flagged_at IS NOT NULL AND reported_at IS NULL",
+                                   p.a.user_id),
+                     1);
     ck_assert_int_eq(meter_total(p.cus), 0);
     PQfinish(c);
 }

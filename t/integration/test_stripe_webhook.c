@@ -49,8 +49,10 @@ linked_account(PGconn *c, kbt_account *a, char *cus, size_t cussz)
     kbt_account_new(c, a, "free", 0, 0, false);
     rand_id("cus", cus, cussz);
     const char *p[] = {a->user_id, cus};
-    PGresult *r = PQexecParams(c, "UPDATE billing_accounts SET stripe_customer_id = $2"
-                                  " WHERE user_id = $1::uuid", 2, NULL, p, NULL, NULL, 0);
+    PGresult *r = PQexecParams(c,
+                               "UPDATE billing_accounts SET stripe_customer_id = $2"
+                               " WHERE user_id = $1::uuid",
+                               2, NULL, p, NULL, NULL, 0);
     ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
 }
@@ -68,8 +70,7 @@ static void
 assert_field(PGconn *c, const char *user, const char *col, const char *want)
 {
     char *v = account_field(c, user, col);
-    ck_assert_msg(v != NULL && strcmp(v, want) == 0, "%s = %s, want %s", col, v ? v : "NULL",
-                  want);
+    ck_assert_msg(v != NULL && strcmp(v, want) == 0, "%s = %s, want %s", col, v ? v : "NULL", want);
     free(v);
 }
 
@@ -105,8 +106,8 @@ START_TEST(webhook_rotated_secret_and_several_v1_are_accepted)
     char id[40];
     rand_id("evt", id, sizeof(id));
     char body[160];
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"type\":\"kb.test.unknown\",\"created\":%ld}",
-             id, now);
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"type\":\"kb.test.unknown\",\"created\":%ld}", id,
+             now);
     char *sig = kbt_stripe_sign(kbt_env("STRIPE_WEBHOOK_SECRET_OLD"), now, body);
     kbt_resp *r = kbt_stripe_webhook(sig, body);
     ck_assert_int_eq(r->status, 200);
@@ -115,8 +116,8 @@ START_TEST(webhook_rotated_secret_and_several_v1_are_accepted)
 
     /* A header with a wrong v1 first and the right one second. */
     rand_id("evt", id, sizeof(id));
-    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"type\":\"kb.test.unknown\",\"created\":%ld}",
-             id, now);
+    snprintf(body, sizeof(body), "{\"id\":\"%s\",\"type\":\"kb.test.unknown\",\"created\":%ld}", id,
+             now);
     char *good = kbt_stripe_sign(kbt_env("STRIPE_WEBHOOK_SECRET"), now, body);
     char hdr[400];
     snprintf(hdr, sizeof(hdr), "t=%ld,v1=%064d,%s,v0=abc", now, 0, strstr(good, "v1="));
@@ -157,8 +158,11 @@ START_TEST(webhook_unknown_type_is_200_received_true)
     kbt_resp_free(r);
     free(sig);
     PGconn *c = kbt_db();
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM stripe_events WHERE id = $1"
-                                      " AND outcome = 'ignored'", id), 1);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM stripe_events WHERE id = $1"
+                                   " AND outcome = 'ignored'",
+                                   id),
+                     1);
     PQfinish(c);
 }
 END_TEST
@@ -199,8 +203,8 @@ START_TEST(webhook_duplicate_event_has_no_second_effect)
     char *e = sub_event(evt, "customer.subscription.created", now, cus, sub, "active", now);
     ck_assert_int_eq(kbt_stripe_webhook_ok(e), 200);
     const char *p[] = {a.user_id};
-    PQclear(PQexecParams(c, "UPDATE billing_accounts SET credits_used = 123 WHERE user_id = $1",
-                         1, NULL, p, NULL, NULL, 0));
+    PQclear(PQexecParams(c, "UPDATE billing_accounts SET credits_used = 123 WHERE user_id = $1", 1,
+                         NULL, p, NULL, NULL, 0));
     ck_assert_int_eq(kbt_stripe_webhook_ok(e), 200); /* redelivery */
     assert_field(c, a.user_id, "credits_used", "123");
     ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM stripe_events WHERE id = $1", evt), 1);
@@ -268,8 +272,11 @@ START_TEST(webhook_out_of_order_newest_state_wins)
     ck_assert_int_eq(kbt_stripe_webhook_ok(older), 200);
     assert_field(c, a.user_id, "tier", "free");
     assert_field(c, a.user_id, "credits_total", "1000");
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM stripe_events WHERE id = $1"
-                                      " AND outcome = 'stale'", e1), 1);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM stripe_events WHERE id = $1"
+                                   " AND outcome = 'stale'",
+                                   e1),
+                     1);
     free(older);
     free(newer);
     PQfinish(c);
@@ -309,11 +316,13 @@ START_TEST(webhook_unknown_customer_is_stored_unapplied_and_200)
     char *e = sub_event(evt, "customer.subscription.created", now, cus, sub, "active", now);
     ck_assert_int_eq(kbt_stripe_webhook_ok(e), 200);
     PGconn *c = kbt_db();
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM stripe_events WHERE id = $1"
-                                      " AND outcome = 'unknown_customer' AND payload IS NOT NULL",
-                                   evt), 1);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM stripe_subscriptions WHERE id = $1",
-                                   sub), 0);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM stripe_events WHERE id = $1"
+                                   " AND outcome = 'unknown_customer' AND payload IS NOT NULL",
+                                   evt),
+                     1);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM stripe_subscriptions WHERE id = $1", sub), 0);
     free(e);
     PQfinish(c);
 }

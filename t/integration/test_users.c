@@ -86,8 +86,7 @@ START_TEST(unseen_token_user_first_requests_at_once_make_one_user)
     }
     ck_assert_int_eq(count1(db, "SELECT count(*) FROM users WHERE id = $1::uuid", sub), 1);
     ck_assert_int_eq(
-        count1(db, "SELECT count(*) FROM users WHERE id = $1::uuid AND email = lower(email)",
-               sub),
+        count1(db, "SELECT count(*) FROM users WHERE id = $1::uuid AND email = lower(email)", sub),
         1);
     char *stored = kbt_sqlp_value(db, "SELECT email FROM users WHERE id = $1::uuid", 1, sub);
     char *want = kbt_sqlp_value(db, "SELECT lower($1)", 1, email);
@@ -140,8 +139,7 @@ START_TEST(first_use_that_waits_on_another_finds_its_row)
     ck_assert_int_eq(count1(db, "SELECT count(*) FROM users WHERE id = $1::uuid", sub), 1);
     ck_assert_int_eq(
         count1(db, "SELECT count(*) FROM billing_accounts WHERE user_id = $1::uuid", sub), 1);
-    ck_assert_int_eq(count1(db, "SELECT count(*) FROM api_keys WHERE user_id = $1::uuid", sub),
-                     1);
+    ck_assert_int_eq(count1(db, "SELECT count(*) FROM api_keys WHERE user_id = $1::uuid", sub), 1);
     free(tok);
     free(email);
     free(sub);
@@ -196,10 +194,8 @@ START_TEST(token_user_with_anothers_email_owns_nothing)
     ck_assert_int_eq(count1(db, "SELECT count(*) FROM users WHERE id = $1::uuid", sub), 0);
     ck_assert_int_eq(
         count1(db, "SELECT count(*) FROM billing_accounts WHERE user_id = $1::uuid", sub), 0);
-    ck_assert_int_eq(count1(db, "SELECT count(*) FROM api_keys WHERE user_id = $1::uuid", sub),
-                     0);
-    ck_assert_int_eq(
-        count1(db, "SELECT count(*) FROM users WHERE email = lower($1)", email), 1);
+    ck_assert_int_eq(count1(db, "SELECT count(*) FROM api_keys WHERE user_id = $1::uuid", sub), 0);
+    ck_assert_int_eq(count1(db, "SELECT count(*) FROM users WHERE email = lower($1)", email), 1);
     free(tok);
     free(sub);
     free(owner_tok);

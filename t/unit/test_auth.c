@@ -21,8 +21,12 @@ typedef struct b64case {
 } b64case;
 
 static const b64case b64_cases[] = {
-    {"", 0, ""},           {"f", 1, "Zg"},         {"fo", 2, "Zm8"},
-    {"foo", 3, "Zm9v"},    {"foob", 4, "Zm9vYg"}, {"\xfb\xff", 2, "-_8"},
+    {"", 0, ""},
+    {"f", 1, "Zg"},
+    {"fo", 2, "Zm8"},
+    {"foo", 3, "Zm9v"},
+    {"foob", 4, "Zm9vYg"},
+    {"\xfb\xff", 2, "-_8"},
     {"\xff\xff\xff", 3, "____"},
 };
 
@@ -41,8 +45,8 @@ START_TEST(b64url_encodes_and_decodes_vectors)
 END_TEST
 
 static const char *const b64_bad[] = {
-    "Zg==", "Zg=", "Z", "Zh", "Zm9", "Zm+v", "Zm/v", "Zm9v!", " Zm9v", "Zm9v\n", "Zm 9v",
-    "Zm9vY", "AAB",
+    "Zg==",  "Zg=",   "Z",      "Zh",    "Zm9",   "Zm+v", "Zm/v",
+    "Zm9v!", " Zm9v", "Zm9v\n", "Zm 9v", "Zm9vY", "AAB",
 };
 
 START_TEST(b64url_refuses_padding_foreign_chars_and_noncanonical_tails)
@@ -183,11 +187,38 @@ keys_teardown(void)
 }
 
 typedef enum vkind {
-    V_HS, V_HS_WRONG_SECRET, V_EXPIRED_31, V_EXPIRED_29, V_AUD_OTHER, V_AUD_ARRAY, V_NO_EXP,
-    V_NONE, V_NONE_CAPS, V_HS512, V_HS_LOWER, V_HS_ON_JWKS_ONLY, V_HS_KEYED_WITH_PUBKEY, V_ES,
-    V_ES_NO_KID, V_ES_UNKNOWN_KID, V_ES_WRONG_KEY, V_ES_KID_OF_RSA, V_RS, V_RS_AS_ES, V_TAMPERED,
-    V_FOUR_SEGMENTS, V_PADDED, V_OVERSIZE, V_CRIT, V_DUP_CLAIM, V_SUB_NUMBER, V_NBF_FUTURE,
-    V_EMPTY, V_NO_ALG, V_EXP_STRING, V_NOT_OBJECT
+    V_HS,
+    V_HS_WRONG_SECRET,
+    V_EXPIRED_31,
+    V_EXPIRED_29,
+    V_AUD_OTHER,
+    V_AUD_ARRAY,
+    V_NO_EXP,
+    V_NONE,
+    V_NONE_CAPS,
+    V_HS512,
+    V_HS_LOWER,
+    V_HS_ON_JWKS_ONLY,
+    V_HS_KEYED_WITH_PUBKEY,
+    V_ES,
+    V_ES_NO_KID,
+    V_ES_UNKNOWN_KID,
+    V_ES_WRONG_KEY,
+    V_ES_KID_OF_RSA,
+    V_RS,
+    V_RS_AS_ES,
+    V_TAMPERED,
+    V_FOUR_SEGMENTS,
+    V_PADDED,
+    V_OVERSIZE,
+    V_CRIT,
+    V_DUP_CLAIM,
+    V_SUB_NUMBER,
+    V_NBF_FUTURE,
+    V_EMPTY,
+    V_NO_ALG,
+    V_EXP_STRING,
+    V_NOT_OBJECT
 } vkind;
 
 typedef struct vcase {
@@ -263,8 +294,7 @@ make_token(vkind k, long long now)
     }
     case V_AUD_ARRAY:
         snprintf(buf, sizeof(buf),
-                 "{\"sub\":\"%s\",\"aud\":[\"x\",\"authenticated\"],\"exp\":%lld}", SUB,
-                 now + 60);
+                 "{\"sub\":\"%s\",\"aud\":[\"x\",\"authenticated\"],\"exp\":%lld}", SUB, now + 60);
         t = forge_jwt(HS_HDR, buf, "HS256", SECRET);
         break;
     case V_NO_EXP:
@@ -402,8 +432,7 @@ START_TEST(jwt_verify_accepts_only_exact_alg_key_and_claims)
     kb_jwt_claims cl;
     const char *why = NULL;
     bool ok = kb_jwt_verify(c->v, tok, strlen(tok), now, &cl, &why);
-    ck_assert_msg(ok == c->ok, "case %d (kind %d): got %d (%s)", _i, c->kind, ok,
-                  why ? why : "");
+    ck_assert_msg(ok == c->ok, "case %d (kind %d): got %d (%s)", _i, c->kind, ok, why ? why : "");
     if (ok)
         ck_assert_str_eq(cl.sub, SUB);
     free(tok);
@@ -415,8 +444,8 @@ START_TEST(jwt_signed_here_verifies_with_all_claims)
     kb_arena a;
     kb_arena_init(&a, 0);
     long long now = (long long)time(NULL);
-    char *t = kb_jwt_sign_hs256(&a, (const unsigned char *)SECRET, strlen(SECRET), SUB,
-                                "a@b.io", now, now + 3600);
+    char *t = kb_jwt_sign_hs256(&a, (const unsigned char *)SECRET, strlen(SECRET), SUB, "a@b.io",
+                                now, now + 3600);
     kb_jwt_claims cl;
     const char *why = NULL;
     ck_assert_msg(kb_jwt_verify(&hs_only, t, strlen(t), now, &cl, &why), "%s", why);
@@ -436,7 +465,11 @@ END_TEST
 START_TEST(jwks_parse_refuses_documents_without_usable_keys)
 {
     static const char *const docs[] = {
-        "", "[]", "{}", "{\"keys\":{}}", "{\"keys\":[]}",
+        "",
+        "[]",
+        "{}",
+        "{\"keys\":{}}",
+        "{\"keys\":[]}",
         "{\"keys\":[{\"kty\":\"oct\",\"k\":\"AAAA\"}]}",
         "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-384\",\"x\":\"AA\",\"y\":\"AA\"}]}",
         "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAA\",\"y\":\"AAAA\"}]}",

@@ -322,8 +322,8 @@ START_TEST(request_id_from_nginx_or_generated)
     memset(&req, 0, sizeof(req));
     kb_req_set_id(&req, kb_str_c("req_0123456789ab"));
     ck_assert_str_eq(req.request_id, "req_0123456789ab");
-    const char *bad[] = {NULL, "", "req_0123456789AB", "req_0123", "x\r\nSet-Cookie: a",
-                         "req_0123456789abc"};
+    const char *bad[] = {
+        NULL, "", "req_0123456789AB", "req_0123", "x\r\nSet-Cookie: a", "req_0123456789abc"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         kb_req_set_id(&req, kb_str_c(bad[i]));
         ck_assert_uint_eq(strlen(req.request_id), 16);

@@ -108,8 +108,7 @@ START_TEST(fixed_every_price_round_trips)
         ck_assert_uint_eq(strlen(s), n);
         int64_t back;
         const char *reason;
-        ck_assert_msg(kb_fixed_parse(s, n, KB_PRICE_SCALE, false, PMAX, &back, &reason), "%s",
-                      s);
+        ck_assert_msg(kb_fixed_parse(s, n, KB_PRICE_SCALE, false, PMAX, &back, &reason), "%s", s);
         ck_assert_int_eq(back, p);
         /* cents: p / 100 with up to two decimals, no trailing zero */
         n = kb_fixed_format_trim(p, 2, t);

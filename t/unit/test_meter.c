@@ -89,14 +89,21 @@ END_TEST
 START_TEST(refused_row_in_any_column_order)
 {
     const col cols[] = {
-        {"retry_after", "17"},        {"xid", NULL},
-        {"seq", NULL},                {"token", NULL},
-        {"outbox_id", NULL},          {"day", "2026-12-04"},
+        {"retry_after", "17"},
+        {"xid", NULL},
+        {"seq", NULL},
+        {"token", NULL},
+        {"outbox_id", NULL},
+        {"day", "2026-12-04"},
         {"cycle_start", "2026-12-01 00:00:00+00"},
-        {"rl_reset", "1796410740"},   {"rl_remaining", "0"},
-        {"rl_limit", "30"},           {"cost", "0"},
-        {"credits_used", "30"},       {"credits_total", "1000"},
-        {"key_prefix", "kb-Ab3x"},    {"key_id", "1d1f00a2-0d11-45c3-b164-c93f8aa10878"},
+        {"rl_reset", "1796410740"},
+        {"rl_remaining", "0"},
+        {"rl_limit", "30"},
+        {"cost", "0"},
+        {"credits_used", "30"},
+        {"credits_total", "1000"},
+        {"key_prefix", "kb-Ab3x"},
+        {"key_id", "1d1f00a2-0d11-45c3-b164-c93f8aa10878"},
         {"user_id", "8539643a-9d13-4df2-9ec4-4ad93bbec7fa"},
         {"outcome", "rate_limited"},
     };
