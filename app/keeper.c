@@ -33,7 +33,8 @@ kb_keeper_main(bool leased, volatile sig_atomic_t *stop)
             /* The keeper keeps its own pace (250 ms while the database is away): a
              * lease must not run out in kb_db's reconnect backoff (up to 5 s). */
             db.next_attempt_us = 0;
-            kb_host_lease l = leased ? kb_host_renew(&db, lease) : kb_host_claim(&db, lease, 0, &why);
+            kb_host_lease l = leased ? kb_host_renew(&db, lease)
+                                     : kb_host_claim(&db, lease, 0, &why);
             if (l == KB_HOST_OURS && !leased) {
                 kb_log_info("host id '%s' leased", kb_host_self_get()->id);
                 leased = true;
@@ -120,8 +121,7 @@ kb_keeper_start(kb_keeper *k, const int *close_fds, size_t n)
 }
 
 bool
-kb_keeper_reaped(kb_keeper *k, pid_t pid, int status, const char *how, bool stopping,
-                 int *stop_rc)
+kb_keeper_reaped(kb_keeper *k, pid_t pid, int status, const char *how, bool stopping, int *stop_rc)
 {
     if (pid == 0 || pid != k->pid)
         return false;

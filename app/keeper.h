@@ -38,8 +38,8 @@ void kb_keeper_start(kb_keeper *k, const int *close_fds, size_t n);
 /* True when pid was the keeper. *stop_rc is set to its exit status when the pool
  * must stop (KB_KEEPER_HELD, KB_KEEPER_LOST), else left alone and, unless the
  * master is stopping, its respawn scheduled in 1 s. */
-bool kb_keeper_reaped(kb_keeper *k, pid_t pid, int status, const char *how, bool stopping,
-                      int *stop_rc);
+bool
+kb_keeper_reaped(kb_keeper *k, pid_t pid, int status, const char *how, bool stopping, int *stop_rc);
 
 /* Every worker is gone: SIGTERM (the keeper ends the lease and exits). */
 void kb_keeper_stop(kb_keeper *k);

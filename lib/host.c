@@ -27,11 +27,11 @@ static const kb_stmt claim_stmt = {
     " renewed_at FROM kb_host_claim($1, $2::uuid, $3::uuid, $4::integer, $5, $6::integer, $7)",
     7, false};
 
-static const kb_stmt renew_stmt = {
-    "host_renew", "SELECT kb_host_renew($1, $2::uuid, $3::integer)", 3, false};
+static const kb_stmt renew_stmt = {"host_renew", "SELECT kb_host_renew($1, $2::uuid, $3::integer)",
+                                   3, false};
 
-static const kb_stmt release_stmt = {
-    "host_release", "SELECT kb_host_release($1, $2::uuid)", 2, false};
+static const kb_stmt release_stmt = {"host_release", "SELECT kb_host_release($1, $2::uuid)", 2,
+                                     false};
 
 static const kb_stmt settle_stmt = {
     "host_settle", "SELECT ended, refunded, cleared, pending FROM kb_host_settle($1::integer)", 1,
@@ -142,8 +142,8 @@ pid_is_pool(long pid)
         return false;
     const char *open = strchr(stat, '('), *close = strrchr(stat, ')');
     return open != NULL && close != NULL && close - open - 1 == 15 &&
-           strncmp(open + 1, "kalshibook-fcgi", 15) == 0 && close[1] == ' ' &&
-           close[2] != 'Z' && close[2] != 'X';
+           strncmp(open + 1, "kalshibook-fcgi", 15) == 0 && close[1] == ' ' && close[2] != 'Z' &&
+           close[2] != 'X';
 }
 
 typedef struct holder {
@@ -249,8 +249,7 @@ kb_host_release(kb_db *db)
     const char *params[] = {self.id, self.life};
     PGresult *r = NULL;
     if (kb_db_exec(db, &arena, &release_stmt, params, &r) != KB_OK)
-        kb_log_warn("unable to release the lease of host id '%s'; it expires by itself",
-                    self.id);
+        kb_log_warn("unable to release the lease of host id '%s'; it expires by itself", self.id);
     kb_arena_release(&arena);
 }
 

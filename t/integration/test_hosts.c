@@ -114,8 +114,9 @@ START_TEST(second_live_pool_with_the_same_host_id_refuses_to_start)
     PGconn *c = kbt_db();
     char pid[16];
     snprintf(pid, sizeof(pid), "%ld", (long)kbt_master_pid());
-    char *id = kbt_sqlp_value(c, "SELECT host_id FROM app_hosts WHERE pid = $1::int"
-                                 " AND life IS NOT NULL AND expires_at > now()",
+    char *id = kbt_sqlp_value(c,
+                              "SELECT host_id FROM app_hosts WHERE pid = $1::int"
+                              " AND life IS NOT NULL AND expires_at > now()",
                               1, pid);
     ck_assert_msg(id != NULL, "the stack's pool holds no lease");
     char *life = kbt_sqlp_value(c, "SELECT life FROM app_hosts WHERE host_id = $1", 1, id);
@@ -168,8 +169,9 @@ renew_thread(void *arg)
     renewer *rn = arg;
     PGconn *c = kbt_db();
     while (!rn->stop) {
-        kbt_sqlp_ok(c, "UPDATE app_hosts SET renewed_at = clock_timestamp(),"
-                       " expires_at = clock_timestamp() + interval '1500 ms' WHERE host_id = $1",
+        kbt_sqlp_ok(c,
+                    "UPDATE app_hosts SET renewed_at = clock_timestamp(),"
+                    " expires_at = clock_timestamp() + interval '1500 ms' WHERE host_id = $1",
                     1, rn->id);
         usleep(300000);
     }
@@ -194,8 +196,9 @@ START_TEST(lease_held_elsewhere_is_taken_over_after_expiry_refused_while_renewed
     rn.stop = true;
     pthread_join(th, NULL);
     ck_assert_msg(strstr(pool_log(), "host 'elsewhere', pid 4242") != NULL, "%s", pool_log());
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM app_hosts WHERE host_id = $1 AND"
-                                      " hostname = 'elsewhere'",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM app_hosts WHERE host_id = $1 AND"
+                                   " hostname = 'elsewhere'",
                                    id),
                      1);
 
@@ -206,8 +209,9 @@ START_TEST(lease_held_elsewhere_is_taken_over_after_expiry_refused_while_renewed
     p = start_pool(id, "2000", sock);
     long waited = -1;
     while (kbt_now_ms() - t0 < 15000) {
-        if (kbt_sql_long1(c, "SELECT count(*) FROM app_hosts WHERE host_id = $1 AND"
-                             " hostname <> 'elsewhere' AND life IS NOT NULL",
+        if (kbt_sql_long1(c,
+                          "SELECT count(*) FROM app_hosts WHERE host_id = $1 AND"
+                          " hostname <> 'elsewhere' AND life IS NOT NULL",
                           id) == 1) {
             waited = kbt_now_ms() - t0;
             break;
@@ -218,8 +222,9 @@ START_TEST(lease_held_elsewhere_is_taken_over_after_expiry_refused_while_renewed
     ck_assert_int_eq(kbt_sql_long1(c, "SELECT pid FROM app_hosts WHERE host_id = $1", id), p);
     stop_pool(p);
     /* A clean stop ends the lease at once. */
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM app_hosts WHERE host_id = $1 AND"
-                                      " life IS NULL AND expires_at <= now()",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM app_hosts WHERE host_id = $1 AND"
+                                   " life IS NULL AND expires_at <= now()",
                                    id),
                      1);
     PQfinish(c);
@@ -282,8 +287,9 @@ static bool
 lease_expired(void *arg)
 {
     expired *e = arg;
-    return kbt_sql_long1(e->c, "SELECT count(*) FROM app_hosts a WHERE host_id = $1"
-                               " AND kb_host_lease_over(a)",
+    return kbt_sql_long1(e->c,
+                         "SELECT count(*) FROM app_hosts a WHERE host_id = $1"
+                         " AND kb_host_lease_over(a)",
                          e->host) == 1;
 }
 
@@ -310,16 +316,16 @@ START_TEST(dead_host_charges_are_settled_exactly_once_by_racing_hosts)
                 "SELECT kb_meter_refund($1, m.user_id, m.key_id, m.cost, m.endpoint,"
                 " m.cycle_start, m.day, m.outbox_id) FROM meter_inflight m WHERE request_id = $1",
                 1, rid[1]);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts"
-                                      " WHERE user_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT credits_used FROM billing_accounts"
+                                   " WHERE user_id = $1",
                                    a.user_id),
                      N - 1);
     PGresult *r = PQexec(c, "SELECT ended FROM kb_host_settle(100)");
     ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
     PQclear(r);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_inflight WHERE host_id = $1",
-                                   host),
-                     N);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM meter_inflight WHERE host_id = $1", host), N);
 
     /* The lease runs out; two settlers race (and the stack's keeper may join). */
     expired ex = {c, host};
@@ -339,25 +345,29 @@ START_TEST(dead_host_charges_are_settled_exactly_once_by_racing_hosts)
         ck_assert_int_eq(n, i % 4 == 0 ? 0 : 1);
         unanswered += i % 4 != 0;
     }
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts"
-                                      " WHERE user_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT credits_used FROM billing_accounts"
+                                   " WHERE user_id = $1",
                                    a.user_id),
                      N - unanswered);
     ck_assert_int_le(s1.refunded + s2.refunded, unanswered - 1);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_inflight WHERE host_id = $1"
-                                      " AND NOT answered",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM meter_inflight WHERE host_id = $1"
+                                   " AND NOT answered",
                                    host),
                      0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM app_hosts WHERE host_id = $1"
-                                      " AND life IS NULL AND ended_at IS NOT NULL",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM app_hosts WHERE host_id = $1"
+                                   " AND life IS NULL AND ended_at IS NOT NULL",
                                    host),
                      1);
     /* Settling again changes nothing. */
     r = PQexec(c, "SELECT refunded FROM kb_host_settle(100)");
     ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
     PQclear(r);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts"
-                                      " WHERE user_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT credits_used FROM billing_accounts"
+                                   " WHERE user_id = $1",
                                    a.user_id),
                      N - unanswered);
     free(life);
@@ -377,8 +387,9 @@ START_TEST(restarted_pool_on_the_same_slot_keeps_what_the_dead_life_left)
     tag(host, sizeof(host), "restarted");
     char *l1 = kbt_sql_value(c, "SELECT gen_random_uuid()");
     char *l2 = kbt_sql_value(c, "SELECT gen_random_uuid()");
-    kbt_sqlp_ok(c, "INSERT INTO app_hosts (host_id, life, expires_at, lease_ms)"
-                   " VALUES ($1, $2::uuid, clock_timestamp() + interval '1 min', 60000)",
+    kbt_sqlp_ok(c,
+                "INSERT INTO app_hosts (host_id, life, expires_at, lease_ms)"
+                " VALUES ($1, $2::uuid, clock_timestamp() + interval '1 min', 60000)",
                 2, host, l1);
     /* The dead life's charge on entry 0, committed, never answered. */
     charge_in_flight(c, &a, host, l1, 0, false, rid, sizeof(rid));
@@ -395,30 +406,28 @@ START_TEST(restarted_pool_on_the_same_slot_keeps_what_the_dead_life_left)
                   "fast path did not charge: %s", PQresultErrorMessage(r));
     PQclear(r);
     kbt_sql_ok(c, "COMMIT");
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_inflight WHERE host_id = $1",
-                                   host),
-                     2);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts"
-                                      " WHERE user_id = $1",
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM meter_inflight WHERE host_id = $1", host), 2);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT credits_used FROM billing_accounts"
+                                   " WHERE user_id = $1",
                                    a.user_id),
                      2);
     /* Any keeper's round settles the dead life's row, and only it. */
     PGresult *st = PQexec(c, "SELECT refunded FROM kb_host_settle(100)");
     ck_assert_int_eq(PQresultStatus(st), PGRES_TUPLES_OK);
     PQclear(st);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
-                                   rid),
-                     1);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
-                                   rid2),
-                     0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts"
-                                      " WHERE user_id = $1",
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1", rid), 1);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1", rid2), 0);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT credits_used FROM billing_accounts"
+                                   " WHERE user_id = $1",
                                    a.user_id),
                      1);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_inflight WHERE request_id = $1",
-                                   rid2),
-                     1);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM meter_inflight WHERE request_id = $1", rid2), 1);
     free(token);
     free(l1);
     free(l2);
@@ -440,8 +449,7 @@ START_TEST(pool_whose_lease_was_ended_charges_nothing)
     while (kbt_now_ms() - t0 < 15000 && access(sock, F_OK) != 0)
         usleep(20000);
     /* As another host would after the lease ran out. */
-    kbt_sqlp_ok(c, "UPDATE app_hosts SET life = NULL, ended_at = now() WHERE host_id = $1", 1,
-                id);
+    kbt_sqlp_ok(c, "UPDATE app_hosts SET life = NULL, ended_at = now() WHERE host_id = $1", 1, id);
     /* Its meter statement's row cannot be written: the charge's transaction fails. */
     char *life = kbt_sql_value(c, "SELECT gen_random_uuid()");
     PGresult *r;
@@ -459,8 +467,9 @@ START_TEST(pool_whose_lease_was_ended_charges_nothing)
     ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23502");
     PQclear(r);
     kbt_sql_ok(c, "ROLLBACK");
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts"
-                                      " WHERE user_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT credits_used FROM billing_accounts"
+                                   " WHERE user_id = $1",
                                    a.user_id),
                      0);
     /* The pool's keeper finds its lease gone and stops the pool. */
@@ -535,8 +544,9 @@ charge_then_kill_pool(PGconn *c, const kbt_account *a, PGconn **lock)
     pthread_create(&th, NULL, kbt_keyed_get_thread, &f);
     ck_assert_msg(kbt_wait_until(kbt_one_worker_waits_on_lock, data, 10000),
                   "request not in flight");
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts"
-                                      " WHERE user_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT credits_used FROM billing_accounts"
+                                   " WHERE user_id = $1",
                                    a->user_id),
                      1);
     kill_pool();
@@ -555,33 +565,34 @@ START_TEST(whole_pool_killed_its_restart_refunds_the_charge_in_flight)
     kbt_resp *resp = charge_then_kill_pool(c, &a, &lock);
     char *rid = kbt_header(resp, "X-Request-ID");
     ck_assert_ptr_nonnull(rid);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_inflight WHERE request_id = $1"
-                                      " AND NOT answered",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM meter_inflight WHERE request_id = $1"
+                                   " AND NOT answered",
                                    rid),
                      1);
     /* The journal died with the pool; nobody refunds before a pool sees it dead. */
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
-                                   rid),
-                     0);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1", rid), 0);
     kbt_sql_ok(lock, "COMMIT");
     /* The restart on this machine takes the lease over at once (its holder's pid is gone). */
     ck_assert_int_eq(kbt_stack("app-start", NULL), 0);
     refunded rr = {c, rid};
     ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded", rid);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts"
-                                      " WHERE user_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT credits_used FROM billing_accounts"
+                                   " WHERE user_id = $1",
                                    a.user_id),
                      0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM meter_inflight WHERE request_id = $1",
-                                   rid),
-                     0);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM meter_inflight WHERE request_id = $1", rid), 0);
     /* And the account works through the new pool; that charge's row is answered. */
     kbt_keyed_get g = {a.key, "/markets", NULL};
     kbt_keyed_get_thread(&g);
     ck_assert_int_eq(g.resp->status, 200);
     char *rid2 = kbt_header(g.resp, "X-Request-ID");
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts"
-                                      " WHERE user_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT credits_used FROM billing_accounts"
+                                   " WHERE user_id = $1",
                                    a.user_id),
                      1);
     kbt_resp_free(g.resp);
@@ -614,8 +625,9 @@ START_TEST(whole_pool_killed_another_host_refunds_when_its_lease_expires)
     refunded rr = {c, rid};
     ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded", rid);
     ck_assert_int_ge(kbt_now_ms() - t0, 500);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts"
-                                      " WHERE user_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT credits_used FROM billing_accounts"
+                                   " WHERE user_id = $1",
                                    a.user_id),
                      0);
     ck_assert_msg(strstr(pool_log(), "1 refunded") != NULL, "%s", pool_log());
