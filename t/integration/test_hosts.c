@@ -220,6 +220,11 @@ START_TEST(lease_held_elsewhere_is_taken_over_after_expiry_refused_while_renewed
     }
     ck_assert_msg(waited >= 1000, "taken over after %ld ms (log: %s)", waited, log_path);
     ck_assert_int_eq(kbt_sql_long1(c, "SELECT pid FROM app_hosts WHERE host_id = $1", id), p);
+    /* Stop it once it runs (its workers are forked after it handles SIGTERM itself). */
+    pid_t kids[8];
+    t0 = kbt_now_ms();
+    while (kbt_children(p, kids, 8) < 2 && kbt_now_ms() - t0 < 15000)
+        usleep(20000);
     stop_pool(p);
     /* A clean stop ends the lease at once. */
     ck_assert_int_eq(kbt_sql_long1(c,
@@ -431,6 +436,65 @@ START_TEST(restarted_pool_on_the_same_slot_keeps_what_the_dead_life_left)
     free(token);
     free(l1);
     free(l2);
+    PQfinish(c);
+}
+END_TEST
+
+/* A dead host's charges are refunded when its lease runs out, which may be after a reporter
+ * claimed their overage rows (KB_USAGE_MARGIN_S): such a row stays with its batch, as Stripe
+ * receives it (0025; chaos-short caught a customer billed 5 credits the outbox had lost). */
+START_TEST(late_refund_leaves_a_claimed_outbox_row_with_its_batch)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "payg", 1, 0, true);
+    char cus[40];
+    tag(cus, sizeof(cus), "cus_hosts");
+    kbt_sqlp_ok(c, "UPDATE billing_accounts SET stripe_customer_id = $2 WHERE user_id = $1", 2,
+                a.user_id, cus);
+    char host[40], rid[3][40];
+    tag(host, sizeof(host), "dead-payg");
+    char *life = kbt_sql_value(c, "SELECT gen_random_uuid()");
+    kbt_sqlp_ok(c,
+                "INSERT INTO app_hosts (host_id, life, boot_id, expires_at, lease_ms)"
+                " VALUES ($1, $2::uuid, 'another-machine', clock_timestamp(), 1000)",
+                2, host, life);
+    /* The first charge uses the account's one credit; the next two are overage. */
+    for (int i = 0; i < 3; i++)
+        charge_in_flight(c, &a, host, life, i, i == 0, rid[i], sizeof(rid[i]));
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM usage_outbox WHERE user_id = $1", a.user_id), 2);
+    /* A reporter claims the overage row of the second charge (as if it were older than the
+     * margin) and is sending it to Stripe; the third's is still unclaimed. */
+    char *claimed = kbt_sqlp_value(c, "SELECT min(id) FROM usage_outbox WHERE user_id = $1", 1,
+                                   a.user_id);
+    kbt_sqlp_ok(
+        c, "UPDATE usage_outbox SET batch_identifier = 'kbo_test_' || id WHERE id = $1::bigint", 1,
+        claimed);
+    expired ex = {c, host};
+    ck_assert(kbt_wait_until(lease_expired, &ex, 10000));
+    PGresult *r = PQexec(c, "SELECT refunded FROM kb_host_settle(100)");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    for (int i = 1; i < 3; i++)
+        ck_assert_int_eq(
+            kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1", rid[i]),
+            1);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT credits_used FROM billing_accounts"
+                                   " WHERE user_id = $1",
+                                   a.user_id),
+                     1);
+    /* The claimed row stays with its batch; the unclaimed one is gone. */
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM usage_outbox WHERE user_id = $1"
+                                   " AND batch_identifier IS NOT NULL",
+                                   a.user_id),
+                     1);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM usage_outbox WHERE user_id = $1", a.user_id), 1);
+    free(claimed);
+    free(life);
     PQfinish(c);
 }
 END_TEST
@@ -657,6 +721,7 @@ main(void)
     tcase_add_test(tc, lease_held_elsewhere_is_taken_over_after_expiry_refused_while_renewed);
     tcase_add_test(tc, dead_host_charges_are_settled_exactly_once_by_racing_hosts);
     tcase_add_test(tc, restarted_pool_on_the_same_slot_keeps_what_the_dead_life_left);
+    tcase_add_test(tc, late_refund_leaves_a_claimed_outbox_row_with_its_batch);
     tcase_add_test(tc, pool_whose_lease_was_ended_charges_nothing);
     suite_add_tcase(s, tc);
     TCase *tk = tcase_create("whole pool killed");
