@@ -13,9 +13,10 @@
 VARIANT ?= release
 
 PKGS_BUILD := build-essential pkg-config clang libclang-rt-14-dev \
-	libfcgi-dev libpq-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev check
+	libfcgi-dev libpq-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev check \
+	libwebsockets-dev
 PKGS_RUN := postgresql nginx openssl curl ca-certificates procps iproute2
-PKGS_TEST := wrk python3 nodejs npm chromium pgbouncer
+PKGS_TEST := wrk python3 nodejs npm chromium jq pgbouncer
 # clang-format: make format / make format-check (the root .clang-format).
 PKGS_FORMAT := clang-format
 PKGS := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST) $(PKGS_FORMAT)
@@ -74,13 +75,19 @@ UNIT_SRCS := $(sort $(wildcard t/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:%.c=$(B)/%)
 INTEG_SRCS := $(sort $(wildcard t/integration/test_*.c))
 INTEG_BINS := $(INTEG_SRCS:%.c=$(B)/%)
-INTEG_HARNESS := t/integration/kbt.c t/integration/kbt_domain.c
+INTEG_HARNESS := t/integration/kbt.c t/integration/kbt_domain.c t/integration/kbt_collector.c
 
 FUZZ_SRCS := $(sort $(wildcard t/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:t/fuzz/%.c=build/fuzz/t/fuzz/%)
 FUZZ_SECONDS ?= 60
 
-PROGS := $(APPDIR)/kalshibook-fcgi $(APPDIR)/kbctl
+# kalshibook-collector: its own folder; libwebsockets (WebSocket client; bookworm's libcurl
+# has no ws support) is linked into it alone.
+COLLECTOR_SRCS := $(sort $(wildcard app/collector/*.c))
+COLLECTOR_OBJS := $(COLLECTOR_SRCS:%.c=$(B)/%.o)
+LWS_LDLIBS = $(shell pkg-config --libs libwebsockets 2>/dev/null)
+
+PROGS := $(APPDIR)/kalshibook-fcgi $(APPDIR)/kbctl $(APPDIR)/kalshibook-collector
 
 # npm tooling pinned in package-lock.json: Redoc for /docs, swagger-parser and ajv for the
 # spec tests, playwright-core for the browser tests. npm ci runs only when the lockfile is
@@ -132,6 +139,10 @@ $(APPDIR)/kbctl: $(KBCTL_OBJS) $(LIBKB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(KBCTL_OBJS) $(LIBKB) $(PC_LDLIBS)
 
+$(APPDIR)/kalshibook-collector: $(COLLECTOR_OBJS) $(LIBKB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -pthread -o $@ $(COLLECTOR_OBJS) $(LIBKB) $(PC_LDLIBS) $(LWS_LDLIBS)
+
 $(B)/t/unit/%: t/unit/%.c $(APP_CORE_OBJS) $(LIBKB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Iapp -It $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
@@ -151,8 +162,6 @@ tests: $(UNIT_BINS) $(INTEG_BINS)
 
 # libFuzzer targets (clang, ASan + UBSan): build/fuzz/t/fuzz/fuzz_<name>. A target that
 # needs more app objects lists them in FUZZ_EXTRA_<name>.
-FUZZ_EXTRA_fuzz_import := $(B)/app/kbctl_import_rows.o $(B)/app/kbctl_import_meta.o \
-                          $(B)/app/kbctl_import_json.o $(B)/app/kbctl_import_msg.o
 .SECONDEXPANSION:
 build/fuzz/t/fuzz/%: t/fuzz/%.c $(APP_CORE_OBJS) $(LIBKB) $$(FUZZ_EXTRA_$$*)
 	@mkdir -p $(dir $@)
@@ -185,7 +194,7 @@ deps:
 	fi
 
 run: deps
-	$(MAKE) VARIANT=release all
+	$(MAKE) VARIANT=release all build/release/t/kalshi/kalshi-standin
 	t/stack.sh run var
 
 # gcc -Werror build, then the clang ASan/UBSan build and its tests.
@@ -198,7 +207,7 @@ check: check-build
 	t/run-tests.sh build/asan
 
 bench: deps
-	$(MAKE) VARIANT=release all
+	$(MAKE) VARIANT=release all build/release/t/kalshi/kalshi-standin
 	t/bench/bench.sh "$(CURDIR)"
 
 # Every C file of the repository, tracked or new (not ignored): lib/, app/ (app/collector/
@@ -223,9 +232,10 @@ format-check:
 	fi
 
 clean:
-	rm -rf build lib/libkb.a app/kalshibook-fcgi app/kbctl $(STATIC_BUILT)
+	rm -rf build lib/libkb.a app/kalshibook-fcgi app/kbctl app/kalshibook-collector $(STATIC_BUILT)
 
--include $(LIB_OBJS:.o=.d) $(APP_CORE_OBJS:.o=.d) $(FCGI_OBJS:.o=.d) $(KBCTL_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(APP_CORE_OBJS:.o=.d) $(FCGI_OBJS:.o=.d) $(KBCTL_OBJS:.o=.d) \
+	$(COLLECTOR_OBJS:.o=.d)
 
 # ---- Debian package ------------------------------------------------------------
 # make deb  ->  build/deb/kalshibook_<version>_<arch>.deb (dpkg-buildpackage from
@@ -247,8 +257,10 @@ $(DEB_FILE): $(DEB_INPUTS) $(STATIC_BUILT)
 
 # ---- reliability: chaos and soak (docs/testing.md "Reliability") ----------------
 # make chaos: 10,000 metered requests from 64 clients through every fault kind, then the money
-# invariants; make soak: 1,000,000 mixed requests against the release build with RSS/FD
-# sampling. make check runs a short version of each (t/run-tests.sh).
+# invariants; then the collector's chaos run (every Kalshi fault, Postgres stops, a leader
+# SIGKILL; gaps, books against the truth, no duplicates, nothing spooled lost); make soak:
+# 1,000,000 mixed requests against the release build with RSS/FD sampling. make check runs a
+# short version of each (t/run-tests.sh).
 CHAOS_BIN := $(B)/t/chaos/chaos
 CHAOS_REQUESTS ?= 10000
 CHAOS_CLIENTS ?= 64
@@ -258,6 +270,10 @@ CHAOS_HOSTS ?= 1
 # CHAOS_BOUNCER=1: the pools reach Postgres through PgBouncer (session mode).
 CHAOS_BOUNCER ?= 0
 SOAK_REQUESTS ?= 1000000
+# The collector's chaos run (t/collector/chaos.sh): markets, messages/s, fault rounds.
+COLLECTOR_CHAOS_MARKETS ?= 200
+COLLECTOR_CHAOS_MPS ?= 3000
+COLLECTOR_CHAOS_ROUNDS ?= 3
 .PHONY: chaos soak
 
 CHAOS_SRCS := $(sort $(wildcard t/chaos/*.c))
@@ -268,9 +284,30 @@ $(B)/t/chaos/chaos: $(CHAOS_SRCS) t/chaos/chaos.h
 tests: $(CHAOS_BIN)
 
 chaos: deps
-	$(MAKE) VARIANT=release all build/release/t/chaos/chaos
+	$(MAKE) VARIANT=release all build/release/t/chaos/chaos build/release/t/kalshi/kalshi-standin \
+		build/release/t/collector/collector-check
 	CHAOS_HOSTS=$(CHAOS_HOSTS) CHAOS_BOUNCER=$(CHAOS_BOUNCER) t/chaos/run.sh build/release $(CHAOS_REQUESTS) $(CHAOS_CLIENTS) $(CHAOS_ROUNDS)
+	t/collector/chaos.sh build/release $(COLLECTOR_CHAOS_MARKETS) $(COLLECTOR_CHAOS_MPS) \
+		$(COLLECTOR_CHAOS_ROUNDS)
 
 soak: deps
 	$(MAKE) VARIANT=release all
 	t/soak/run.sh build/release $(SOAK_REQUESTS)
+
+# ---- the live collector and its Kalshi stand-in (README "Live collector") --------------
+# t/kalshi/: a Kalshi WebSocket v2 + REST v2 server (TLS) with a deterministic feed and
+# faults on command, for the collector's tests, chaos run, benchmarks and `make run`.
+KALSHI_SRCS := $(sort $(wildcard t/kalshi/*.c))
+STANDIN := $(B)/t/kalshi/kalshi-standin
+$(STANDIN): $(KALSHI_SRCS) t/kalshi/standin.h $(LIBKB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -It/kalshi $(LDFLAGS_ALL) -o $@ $(KALSHI_SRCS) $(LIBKB) $(PC_LDLIBS)
+
+# collector-check: the verdict of the collector chaos run (t/collector/chaos.sh).
+CCHECK_SRCS := $(sort $(wildcard t/collector/*.c))
+CCHECK := $(B)/t/collector/collector-check
+$(CCHECK): $(CCHECK_SRCS) t/collector/check.h $(LIBKB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -It/collector $(LDFLAGS_ALL) -o $@ $(CCHECK_SRCS) $(LIBKB) $(PC_LDLIBS)
+
+tests: $(STANDIN) $(CCHECK)

@@ -79,6 +79,7 @@ kb_err h_trades(const kb_req *req, kb_ctx *ctx);
 kb_err h_candles(const kb_req *req, kb_ctx *ctx);
 kb_err h_markets_list(const kb_req *req, kb_ctx *ctx);
 kb_err h_market_get(const kb_req *req, kb_ctx *ctx);
+kb_err h_market_coverage(const kb_req *req, kb_ctx *ctx);
 kb_err h_events_list(const kb_req *req, kb_ctx *ctx);
 kb_err h_event_get(const kb_req *req, kb_ctx *ctx);
 kb_err h_settlements_list(const kb_req *req, kb_ctx *ctx);

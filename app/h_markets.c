@@ -1,5 +1,5 @@
-/* h_markets.c - GET /markets, /markets/{ticker}, /events, /events/{event_ticker},
- * /settlements, /settlements/{ticker}: 1 credit each (app/routes.c).
+/* h_markets.c - GET /markets, /markets/{ticker}, /markets/{ticker}/coverage, /events,
+ * /events/{event_ticker}, /settlements, /settlements/{ticker}: 1 credit each (app/routes.c).
  *
  * No body; query filters are exact-match strings (absent = no filter). Each
  * handler validates, charges once, then queries the data connection.
@@ -87,6 +87,13 @@ kb_err
 h_market_get(const kb_req *req, kb_ctx *ctx)
 {
     return by_id(req, ctx, kb_markets_get, kb_markets_get_ahead);
+}
+
+/* GET /markets/{ticker}/coverage: the by-id shape, with the fields at the top level. */
+kb_err
+h_market_coverage(const kb_req *req, kb_ctx *ctx)
+{
+    return by_id(req, ctx, kb_markets_coverage, kb_markets_coverage_ahead);
 }
 
 kb_err

@@ -6,6 +6,7 @@
 #include "kbctl.h"
 #include "kb_auth.h"
 #include "kb_config.h"
+#include "kb_kalshi.h"
 #include "kb_banned.h"
 
 int
@@ -15,7 +16,9 @@ kbctl_check_config(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0) {
             printf("usage: kbctl check-config [--list]\n\n"
-                   "Validates every KB_* variable and names each missing or malformed one.\n"
+                   "Validates every KB_* variable and names each missing or malformed one;\n"
+                   "with KALSHI_API_KEY_ID set, also kalshibook-collector's (the key file\n"
+                   "loads as an RSA key, the Kalshi URLs, the CA file, the backoff bounds).\n"
                    "--list prints every variable with its default and meaning.\n"
                    "Secret values are never printed.\n");
             return KBCTL_OK;
@@ -38,6 +41,8 @@ kbctl_check_config(int argc, char **argv)
     kb_buf problems = KB_BUF_INIT;
     int bad = kb_config_load(&cfg, &problems);
     bad += kb_auth_check_config(&cfg, &problems);
+    /* kalshibook-collector's settings, when this host runs it (KALSHI_API_KEY_ID set). */
+    bad += kb_kalshi_check_config(&cfg, &problems);
     if (bad) {
         fprintf(stderr, "configuration has %d problem%s:\n%s", bad, bad == 1 ? "" : "s",
                 kb_buf_cstr(&problems));

@@ -34,6 +34,7 @@ const kb_route kb_routes[] = {
     {"GET", "/settlements", h_settlements_list, 1, KB_OK},
     {"GET", "/candles/{ticker}", h_candles, 3, KB_E_VALIDATION},
     {"GET", "/markets/{ticker}", h_market_get, 1, KB_E_MARKET_NOT_FOUND},
+    {"GET", "/markets/{ticker}/coverage", h_market_coverage, 1, KB_E_MARKET_NOT_FOUND},
     {"GET", "/events/{event_ticker}", h_event_get, 1, KB_E_EVENT_NOT_FOUND},
     {"GET", "/settlements/{ticker}", h_settlement_get, 1, KB_E_SETTLEMENT_NOT_FOUND},
 };

@@ -66,8 +66,14 @@ static const kb_stmt orderbook_stmt = {
     "  (SELECT coalesce(string_agg(price || ' ' || q, ',' ORDER BY price DESC), '') FROM b"
     "    WHERE side = 'yes' AND ($3::int IS NULL OR rn <= $3::int)),"
     "  (SELECT coalesce(string_agg(price || ' ' || q, ',' ORDER BY price DESC), '') FROM b"
-    "    WHERE side = 'no' AND ($3::int IS NULL OR rn <= $3::int))"
-    " FROM s",
+    "    WHERE side = 'no' AND ($3::int IS NULL OR rn <= $3::int)),"
+    /* The recorded orderbook gap the instant lies in, if any (0018_collector.sql). */
+    "  g.s, g.e, g.reason"
+    " FROM s LEFT JOIN LATERAL ("
+    "  SELECT kb_us(start_at) AS s, kb_us(end_at) AS e, reason FROM gaps"
+    "   WHERE market_ticker = $1 AND channel = 'orderbook' AND start_at <= $2::timestamptz"
+    "     AND (end_at IS NULL OR end_at > $2::timestamptz)"
+    "   ORDER BY start_at DESC LIMIT 1) g ON true",
     3, true};
 
 static const kb_stmt first_snapshot_stmt = {
@@ -297,6 +303,23 @@ kb_book_orderbook(kb_db *db, kb_arena *a, const char *ticker, int64_t ts_us, int
     for (int s = 0; s < 2; s++) {
         kb_jw_key(w, sides[s]);
         levels(w, PQgetvalue(r, 0, 2 + s), units);
+    }
+    /* complete: false inside a recorded gap (messages lost, collector down), named. */
+    bool in_gap = !PQgetisnull(r, 0, 4);
+    kb_jw_key(w, "complete");
+    kb_jw_bool(w, !in_gap);
+    kb_jw_key(w, "gap");
+    if (in_gap) {
+        kb_jw_obj(w);
+        kb_jw_key(w, "start");
+        kb_book_jw_ts(w, PQgetvalue(r, 0, 4), false);
+        kb_jw_key(w, "end");
+        kb_book_jw_ts(w, PQgetvalue(r, 0, 5), PQgetisnull(r, 0, 5));
+        kb_jw_key(w, "reason");
+        kb_jw_str(w, PQgetvalue(r, 0, 6));
+        kb_jw_obj_end(w);
+    } else {
+        kb_jw_null(w);
     }
     return KB_OK;
 }

@@ -35,13 +35,15 @@
 typedef enum kb_book_units { KB_BOOK_UNITS_DEFAULT, KB_BOOK_UNITS_DOLLARS } kb_book_units;
 
 /*
- * POST /orderbook fields (market_ticker .. no) for ticker at ts_us, in one SQL
- * statement: the latest snapshot S with captured_at <= ts, then per side and
+ * POST /orderbook fields (market_ticker .. no, complete, gap) for ticker at ts_us, in one
+ * SQL statement: the latest snapshot S with captured_at <= ts, then per side and
  * price S's quantity (last entry wins for a repeated price) plus SUM of the
  * deltas with S.captured_at < ts <= timestamp; totals <= 0 are dropped, sides
  * are price descending and cut to depth levels (depth < 0: all).
  * Semantics: a running total that goes below zero and comes back is summed,
  * not clamped (DESIGN.md "Data"; pinned by test_data).
+ * complete is false when ts lies in a recorded orderbook gap (start <= ts < end, or
+ * an open one), which gap names ({start, end (null while open), reason}); else gap null.
  * KB_E_NO_DATA when the ticker has snapshots but none at or before ts;
  * KB_E_MARKET_NOT_FOUND when it has none at all.
  */

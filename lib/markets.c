@@ -26,6 +26,18 @@ static const kb_stmt markets_get_stmt = {
     " WHERE m.ticker = $1",
     1, true};
 
+/* One row per gap (or one with NULL gap columns): the market's data span as
+ * /markets/{ticker} gives it, then its gaps (0018_collector.sql) by start. */
+static const kb_stmt markets_coverage_stmt = {
+    "markets_coverage",
+    "SELECT m.ticker, kb_us(st.first_data_at), kb_us(st.last_data_at),"
+    "       kb_us(g.start_at), kb_us(g.end_at), g.reason, g.channel"
+    "  FROM markets m LEFT JOIN market_stats st ON st.ticker = m.ticker"
+    "  LEFT JOIN gaps g ON g.market_ticker = m.ticker"
+    " WHERE m.ticker = $1"
+    " ORDER BY g.start_at, g.channel",
+    1, true};
+
 #define EVENT_COLS                                                                    \
     "e.event_ticker, e.series_ticker, e.title, e.sub_title, e.category, "             \
     "e.mutually_exclusive, e.status, "                                                \
@@ -149,6 +161,12 @@ kb_markets_get_ahead(kb_db *db, const char *ticker)
 }
 
 void
+kb_markets_coverage_ahead(kb_db *db, const char *ticker)
+{
+    send_ahead(db, &markets_coverage_stmt, ticker);
+}
+
+void
 kb_events_get_ahead(kb_db *db, const char *event_ticker)
 {
     send_ahead(db, &events_get_stmt, event_ticker);
@@ -216,6 +234,33 @@ kb_markets_get(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char 
     raw_field(w, "price_ranges", r, 0, 14);
     bool_field(w, "fractional_trading_enabled", r, 0, 15);
     kb_jw_obj_end(w);
+    return KB_OK;
+}
+
+kb_err
+kb_markets_coverage(kb_db *db, kb_arena *a, const char *ticker, kb_jw *w, const char **msg)
+{
+    PGresult *r;
+    kb_err err =
+        get_row(db, a, &markets_coverage_stmt, ticker, KB_E_MARKET_NOT_FOUND, "Market", &r, msg);
+    if (err)
+        return err;
+    str_field(w, "market_ticker", r, 0, 0);
+    ts_field(w, "first_data_at", r, 0, 1);
+    ts_field(w, "last_data_at", r, 0, 2);
+    kb_jw_key(w, "gaps");
+    kb_jw_arr(w);
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetisnull(r, i, 3))
+            continue;
+        kb_jw_obj(w);
+        ts_field(w, "start", r, i, 3);
+        ts_field(w, "end", r, i, 4);
+        str_field(w, "reason", r, i, 5);
+        str_field(w, "channel", r, i, 6);
+        kb_jw_obj_end(w);
+    }
+    kb_jw_arr_end(w);
     return KB_OK;
 }
 

@@ -141,9 +141,10 @@ run_prog "$ROOT/t/browser/test-browser.js"
 
 # Short reliability runs (make chaos / make soak are the full ones; docs/testing.md "Reliability"):
 # chaos with the Stripe-side faults and every money invariant (two app hosts on one Postgres
-# with a replica, whole-host kills: CHAOS_HOSTS=2; KB_CHAOS_SHORT_HOSTS=1 for one host), and a
-# soak under ASan with leak detection. Each starts its own stack from a clean environment;
-# one "passed failed" line each.
+# with a replica, whole-host kills: CHAOS_HOSTS=2; KB_CHAOS_SHORT_HOSTS=1 for one host), the
+# collector's chaos run (24 markets, one round of every fault; its data checks), and a soak
+# under ASan with leak detection. Each starts its own stack from a clean environment; one
+# "passed failed" line each.
 echo "### reliability, short (t/chaos/run.sh, t/soak/run.sh under ASan)"
 run_reliability() {
     local name=$1
@@ -159,4 +160,5 @@ run_reliability() {
     fi
 }
 run_reliability chaos-short "$ROOT/t/chaos/run.sh" "$B" "${KB_CHAOS_SHORT_REQUESTS:-2000}" 64 1
+run_reliability collector-chaos-short "$ROOT/t/collector/chaos.sh" "$B"
 run_reliability soak-short "$ROOT/t/soak/run.sh" "$B" "${KB_SOAK_SHORT_REQUESTS:-3000}"

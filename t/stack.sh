@@ -4,7 +4,9 @@
 # Usage:
 #   t/stack.sh start DIR               start everything, wait for /health, write DIR/run.env
 #   t/stack.sh stop DIR                stop everything; idempotent, never fails
-#   t/stack.sh run DIR                 start, print URLs and examples, stop on Ctrl-C/SIGTERM
+#   t/stack.sh run DIR                 start, plus the Kalshi stand-in and a live collector (a few
+#                                      demo markets updating), print URLs and examples, stop on
+#                                      Ctrl-C/SIGTERM
 #   t/stack.sh pg-stop DIR [fast|immediate]
 #   t/stack.sh pg-start DIR            stop/start only Postgres ("DB down" tests)
 #   t/stack.sh app-stop DIR
@@ -39,8 +41,8 @@
 # The parts live in t/lib/, one concern each, sourced below: wait.sh (deadlines),
 # proc.sh (pids and signals), ports.sh, tls.sh, pg.sh (cluster and replica),
 # pool.sh (kalshibook-fcgi and kbctl), nginx.sh, stripe.sh (the stand-in), demo.sh
-# (make run's data set and key). This file keeps the stack directory, run.env, and
-# the commands.
+# (make run's data set and key), collector.sh (make run's Kalshi stand-in and collector).
+# This file keeps the stack directory, run.env, and the commands.
 #
 # Invariants: every wait polls a condition against a deadline; stop only
 # signals processes whose pid file and command line both say they are ours;
@@ -108,6 +110,8 @@ usage() {
 . "$REPO/t/lib/demo.sh"
 # shellcheck source=t/lib/hosts.sh
 . "$REPO/t/lib/hosts.sh"
+# shellcheck source=t/lib/collector.sh
+. "$REPO/t/lib/collector.sh"
 
 # ---- stack dir ----------------------------------------------------------------
 
@@ -236,6 +240,8 @@ start_all() {
 stop_all() {
     PG_BIN=${PG_BIN:-$(find_pg_bin)}
     hosts_stop_all || true
+    collector_stop || true
+    kalshi_stop || true
     app_stop || true
     nginx_stop || true
     replica_stop || true
@@ -326,6 +332,7 @@ Try:
   curl --cacert $ca $base/llms.txt
 EOF
     [[ -z $DEMO_KEY ]] || print_demo_examples
+    [[ -z $(collector_pid) ]] || print_live_examples
     printf '\nCtrl-C stops everything.\n'
 }
 
@@ -347,6 +354,8 @@ cmd_run() {
     start_all
     load_ports
     demo_setup
+    kalshi_start
+    collector_start
     write_run_env
     print_examples
     trap 'run_stop_and_exit 0' INT TERM HUP

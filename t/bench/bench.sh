@@ -43,6 +43,14 @@
 #   import-fp       the same volume in Kalshi's 2026 form (price_dollars, delta_fp, ts +
 #                   ts_ms; half the markets subpenny, half fractional); target >= 200k
 #   import-again    the legacy file imported again (nothing new); rps = deltas/s
+#   collector-*     the live collector fed by the Kalshi stand-in (t/bench/collector.sh says
+#                   how): collector-visible (exchange time -> visible through the API at
+#                   5,000 msgs/s: p50/p99, target p99 <= 1 s), collector-subscribe (5,000
+#                   markets: p99_ms = until all have a snapshot), collector-ingest (records
+#                   stored/s at 60,000 msgs/s offered, target >= 50,000), collector-resnapshot
+#                   (a connection reset: per-market p50/p99 to its new snapshot, target <= 2 s +
+#                   1 s per 1,000 markets); its RSS over BENCH_COLLECTOR_RSS_SECONDS in
+#                   var/bench/collector.json. BENCH_COLLECTOR=0 leaves them out.
 # The floor, meter-sql and markets-metered rows also report cpu_us: CPU microseconds per
 # request (per transaction for pgbench) of every process involved, summed from /proc:
 # Postgres (all backends, reaped ones included), and for HTTP rows nginx and the
@@ -55,7 +63,8 @@
 # (default 2), BENCH_THREADS (wrk -t, default 2), BENCH_CONNECTIONS (wrk -c,
 # default 32), BENCH_BIN_DIR (default REPO/app), BENCH_QUICK=1 (static, hello-fcgi
 # and health only; BENCH_QUICK=metered adds meter-sql, markets-metered and the
-# half-load row; BENCH_QUICK=catalog the two markets-100k rows), BENCH_ENFORCE=1 (exit 1 when
+# half-load row; BENCH_QUICK=collector adds the collector's rows, BENCH_QUICK=catalog the
+# two markets-100k rows), BENCH_ENFORCE=1 (exit 1 when
 # health misses its target), BENCH_KEEP=1 (keep the temp dir and its logs).
 # KB_WORKERS (default: the app's, eight per core, see below) and other KB_* settings
 # reach the app through t/stack.sh.
@@ -556,6 +565,36 @@ pool_restart() {
     wait_until 30 pool_ready "$1" || die "pool with $1 workers not ready"
 }
 
+# collector_rows: the live collector's rows (t/bench/collector.sh) against this stack, with
+# an API key of its own when the bench account does not exist yet.
+collector_rows() {
+    local key=${BENCH_KEY:-}
+    if [[ -z $key ]]; then
+        key="kb-$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=')"
+        "$KB_PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$KB_DATABASE_URL" \
+            -v hash="$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)" -v prefix="${key:0:7}" <<'SQL' ||
+WITH u AS (INSERT INTO users (email, password_hash) VALUES ('bench-collector@kalshibook.local', 'x')
+           RETURNING id),
+     k AS (INSERT INTO api_keys (user_id, key_hash, key_prefix) SELECT id, :'hash', :'prefix' FROM u)
+INSERT INTO billing_accounts (user_id, tier, credits_total, credits_override, rpm_override)
+SELECT id, 'project', 2000000000, 2000000000, 1000000000 FROM u;
+SQL
+            die "cannot create the collector bench account"
+    fi
+    while read -r tag name rps p50 p99; do
+        [[ $tag == ROW ]] && record_row "$name" "$rps" "$p50" "$p99" -
+    done < <(KB_DATABASE_URL=$KB_DATABASE_URL KB_BASE_URL=$KB_BASE_URL KB_CA_CERT=$KB_CA_CERT \
+        KB_PG_BIN=$KB_PG_BIN BENCH_KEY=$key BENCH_BIN_DIR=$KB_BIN_DIR \
+        "$REPO/t/bench/collector.sh" "$REPO" || echo "FAILED")
+    [[ -n ${RPS[collector-resnapshot]:-} ]] || die "the collector rows failed (above)"
+}
+
+collector_verdicts() {
+    [[ -n ${RPS[collector-ingest]:-} ]] || return 0
+    printf 'collector-ingest = %s messages/s stored (target >= 50000); collector-visible p99 = %s ms (target <= 1000); collector-resnapshot p99 = %s ms (target <= 2000 + 1 per market); RSS in var/bench/collector.json\n' \
+        "${RPS[collector-ingest]}" "${P99[collector-visible]}" "${P99[collector-resnapshot]}"
+}
+
 # ---- the market catalogue at Kalshi's scale (issue 23) ----------------------------------
 
 # worker_kb PID FIELD: a /proc/PID/status size field (VmRSS, VmHWM) in KiB, 0 if gone.
@@ -637,6 +676,14 @@ bench_row static /llms.txt -
 bench_row hello-fcgi /__hello static
 bench_row health /health hello-fcgi
 
+# BENCH_QUICK=collector: the three rows above and the collector's.
+if [[ ${BENCH_QUICK:-0} == collector ]]; then
+    collector_rows
+    print_table
+    collector_verdicts
+    write_json
+    exit 0
+fi
 # BENCH_QUICK=1: only the three rows above (the foundation's ratio).
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
     print_table
@@ -751,6 +798,8 @@ import_row import-fp "$TMP/import-fp.jsonl"
 # The same file again: every message is stored already, nothing may change.
 import_row import-again "$TMP/import.jsonl"
 
+[[ ${BENCH_COLLECTOR:-1} == 1 ]] && collector_rows
+
 # ---- report -------------------------------------------------------------------------
 
 print_table
@@ -762,6 +811,7 @@ printf 'orderbook-100k p50 = %s ms, orderbook-100k-fp p50 = %s ms (target <= 25)
     "${P50[orderbook-100k]}" "${P50[orderbook-100k-fp]}" "${RATIO[deltas-1000]}"
 printf 'import = %s deltas/s, import-fp = %s deltas/s (target >= 200000)\n' \
     "${RPS[import]}" "${RPS[import-fp]}"
+collector_verdicts
 catalog_verdicts
 write_json
 if [[ $verdict != met && ${BENCH_ENFORCE:-0} == 1 ]]; then

@@ -118,7 +118,7 @@ const fpStr = (q) => dec(q, 2);
 // today and kb-data.js's node tests.)
 const MARKETS = {
     'MOCK-FP': { fp: true, title: 'Mock market with fixed-point prices', snap: { yes: [[4200, 15000], [4150, 1225], [4000, 6000], [550, 2000]], no: [[5700, 12000], [5600, 8000]] },
-        gaps: [{ start: iso(T0 + 100 * 60000), end: iso(T0 + 130 * 60000), reason: 'collector_restart' }] },
+        gaps: [{ start: iso(T0 + 100 * 60000), end: iso(T0 + 130 * 60000), reason: 'restart', channel: 'orderbook' }] },
     'MOCK-INT': { fp: false, title: 'Mock market with whole cents', snap: { yes: [[3000, 1000], [2900, 500]], no: [[6800, 700]] }, gaps: [] },
 };
 for (const [t, m] of Object.entries(MARKETS)) {
@@ -279,7 +279,8 @@ function start() {
             const b = bookAt(m, ms);
             if (body.units !== undefined && body.units !== null && body.units !== 'dollars') { mt.refund(); return fail(res, req, 422, 'validation_error', 'body.units: must be "dollars" or null'); }
             const side = (mp) => [...mp.entries()].sort((x, y) => y[0] - x[0]).slice(0, body.depth === undefined || body.depth === null ? undefined : body.depth).map(([pr, q]) => level(pr, q, body.units));
-            const gap = m.gaps.find((g) => Date.parse(g.start) <= ms && ms < Date.parse(g.end));
+            const g0 = m.gaps.find((g) => g.channel === 'orderbook' && Date.parse(g.start) <= ms && ms < Date.parse(g.end));
+            const gap = g0 && { start: g0.start, end: g0.end, reason: g0.reason };
             return ok({ market_ticker: body.market_ticker, timestamp: iso(ms), snapshot_basis: m.first, deltas_applied: m.deltas.filter((d) => d.ts <= ms).length,
                 yes: side(b.yes), no: side(b.no), complete: !gap, gap: gap || null });
         }

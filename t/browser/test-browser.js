@@ -280,7 +280,7 @@ async function mockFlow(ctx, mock) {
         assert(drawn.some((d) => d[1] === '5.5\u00a2') && drawn.some((d) => d[2] === '12.25'), `fixed-point labels: ${JSON.stringify(drawn)}`);
         eq(await page.$$eval('#pg-draw table.levels tbody tr', (r) => r.length), Math.max(json.yes.length, json.no.length), 'levels table rows');
         eq(json.complete, false, 'the mock says the instant is in a gap');
-        assert(/coverage gap \(collector_restart\)/.test(await page.textContent('#pg-draw .warn')), 'gap warning');
+        assert(/coverage gap \(restart\)/.test(await page.textContent('#pg-draw .warn')), 'gap warning');
         eq(await page.textContent('[data-header="x-credits-cost"]'), '5', 'X-Credits-Cost shown');
         const code = await page.textContent('#pg-code');
         assert(code.includes("'http://127.0.0.1:") && code.includes('$KALSHIBOOK_API_KEY') && !code.includes(key), `curl: ${code}`);

@@ -1,6 +1,6 @@
 -- fixture.sql - the market data the llms-full.txt examples show (two markets of one event:
 -- a whole-cent one and a tapered_deci_cent one with fractional contracts; per market a
--- snapshot, deltas, a trade; one settlement), loaded by t/docs/live.js before it replays
+-- snapshot, deltas, a trade; one settlement; three gaps), loaded by t/docs/live.js before it replays
 -- the first metered example. Columns as migrations 0004 and 0012-0014 name them: prices in
 -- 1/10,000 dollar, quantities in 1/100 contract. Idempotent.
 -- The partitions for 2026-01-15 must exist first (kb_ensure_partitions below).
@@ -45,5 +45,12 @@ SELECT * FROM (VALUES
 WHERE NOT EXISTS (SELECT 1 FROM trades WHERE market_ticker = v.column2);
 INSERT INTO settlements (market_ticker, event_ticker, result, settlement_value_e4, determined_at, settled_at)
 VALUES ('KXBTC-26JAN15-B97500', 'KXBTC-26JAN15', 'yes', 10000, '2026-01-15T22:00:00+00:00', '2026-01-15T22:05:00+00:00')
+ON CONFLICT DO NOTHING;
+-- Gaps (0018_collector.sql) of the tapered market: the live collector lost its connection
+-- for three seconds (both channels), then saw one sequence jump on the book.
+INSERT INTO gaps (market_ticker, channel, start_at, end_at, reason, source)
+VALUES ('KXBTC-26JAN15-B105000', 'orderbook', '2026-01-15T11:40:00+00:00', '2026-01-15T11:40:03.25+00:00', 'disconnect', 'docs/1/1'),
+       ('KXBTC-26JAN15-B105000', 'trade', '2026-01-15T11:40:00+00:00', '2026-01-15T11:40:03.25+00:00', 'disconnect', 'docs/1/1'),
+       ('KXBTC-26JAN15-B105000', 'orderbook', '2026-01-15T11:50:00+00:00', '2026-01-15T11:50:00.8+00:00', 'seq_jump', 'docs/1/2')
 ON CONFLICT DO NOTHING;
 COMMIT;

@@ -27,6 +27,7 @@ const CONTRACT = [
     ['GET', '/keys/{key_id}/reveal', 'user', 0],
     ['POST', '/orderbook', 'key', 5], ['POST', '/deltas', 'key', 2], ['POST', '/trades', 'key', 2],
     ['GET', '/candles/{ticker}', 'key', 3], ['GET', '/markets', 'key', 1], ['GET', '/markets/{ticker}', 'key', 1],
+    ['GET', '/markets/{ticker}/coverage', 'key', 1], // API.md 7, item 20
     ['GET', '/events', 'key', 1], ['GET', '/events/{event_ticker}', 'key', 1],
     ['GET', '/settlements', 'key', 1], ['GET', '/settlements/{ticker}', 'key', 1],
     ['GET', '/billing/status', 'user', 0], ['POST', '/billing/checkout', 'user', 0],

@@ -1,5 +1,6 @@
-/* fuzz_import.c - libFuzzer target for the `kbctl import` line parser
- * (kb_import_line in app/kbctl_import_rows.c, kbctl_import_msg.c and kbctl_import_meta.c).
+/* fuzz_import.c - libFuzzer target for the ingest line parser (kb_ingest_line, lib/ingest.c,
+ * ingest_msg.c, ingest_fast.c, ingest_rows.c, ingest_meta.c), used by `kbctl import` and the
+ * collector's writer.
  *
  * The parser needs no database for snapshots, deltas and trades (it fills
  * COPY buffers); metadata lines try an upsert, which fails at once here (the
@@ -8,7 +9,7 @@
  * newline-terminated row per counted row, no NUL bytes, and the same number
  * of tab-separated columns in every row of a table; delta rows are in range
  * (price $0.0001..$0.9999, |quantity| within the bound, in exact units);
- * and the delta fast path (kbctl_import_json.c) agrees with the cJSON path:
+ * and the delta fast path (ingest_fast.c) agrees with the cJSON path:
  * every line also goes through a second importer with the fast path off, and
  * both must give the same verdict, reason, counters and rows.
  */
@@ -18,19 +19,11 @@
 
 #include "kb_fixed.h"
 #include "kb_log.h"
-#include "kbctl_import.h"
+#include "internal.h"
+#include "kb_ingest.h"
 #include "kb_banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The driver's (kbctl_import.c, which owns main-side I/O): no batch ever runs
- * on a server here, so there is nothing to wait for. */
-bool
-kb_import_drain(kb_import *im)
-{
-    (void)im;
-    return true;
-}
 
 static void
 check_rows(const kb_buf *b, long rows)
@@ -55,47 +48,40 @@ check_rows(const kb_buf *b, long rows)
         abort();
 }
 
-static kb_import *
+/* No batch ever runs on a server here (nothing is flushed), so no drain waits. */
+static kb_ingest *
 importer(bool no_fast)
 {
-    kb_import *im = calloc(1, sizeof(*im));
-    kb_db_init(&im->db, "host=/nonexistent", "fuzz", 1, 0);
-    im->db.next_attempt_us = INT64_MAX; /* the database is "down": fail fast */
-    kb_arena_init(&im->arena, 0);
-    im->min_us = INT64_MAX;
-    im->max_us = INT64_MIN;
+    kb_ingest *im = calloc(1, sizeof(*im));
+    kb_db *db = calloc(1, sizeof(*db));
+    kb_db_init(db, "host=/nonexistent", "fuzz", 1, 0);
+    db->next_attempt_us = INT64_MAX; /* the database is "down": fail fast */
+    kb_ingest_init(im, db);
     im->no_fast = no_fast;
     return im;
 }
 
 static void
-importer_free(kb_import *im)
+importer_free(kb_ingest *im)
 {
-    kb_buf_release(&im->snaps);
-    kb_buf_release(&im->trades);
-    free(im->deltas);
-    for (uint32_t i = 0; i < im->ntickers; i++) {
-        free(im->tickers[i].name);
-        free(im->tickers[i].kept);
-    }
-    free(im->tickers);
-    free(im->tindex);
-    kb_arena_release(&im->arena);
-    kb_db_release(&im->db);
+    kb_db *db = im->db;
+    kb_ingest_release(im);
+    kb_db_release(db);
+    free(db);
     free(im);
 }
 
 /* The fast path and the cJSON path left the same state. */
 static void
-same_rows(const kb_import *a, const kb_import *b)
+same_rows(const kb_ingest *a, const kb_ingest *b)
 {
     if (a->ndeltas != b->ndeltas || a->deltas_read != b->deltas_read || a->order != b->order ||
         a->skipped != b->skipped || a->nsnaps != b->nsnaps || a->ntrades != b->ntrades ||
         a->meta != b->meta || a->min_us != b->min_us || a->max_us != b->max_us)
         abort();
     for (long i = 0; i < a->ndeltas; i++) {
-        const kb_imp_delta *x = &a->deltas[i], *y = &b->deltas[i];
-        const kb_imp_ticker *tx = &a->tickers[x->ticker], *ty = &b->tickers[y->ticker];
+        const kb_ingest_delta *x = &a->deltas[i], *y = &b->deltas[i];
+        const kb_ingest_ticker *tx = &a->tickers[x->ticker], *ty = &b->tickers[y->ticker];
         if (x->ts != y->ts || x->rcv != y->rcv || x->sid != y->sid || x->seq != y->seq ||
             x->order != y->order || x->price != y->price || x->amount != y->amount ||
             x->yes != y->yes || tx->len != ty->len || memcmp(tx->name, ty->name, tx->len) != 0)
@@ -114,7 +100,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         kb_log_init("fuzz", KB_LOG_ERROR + 1);
         inited = 1;
     }
-    kb_import *im = importer(false), *ref = importer(true);
+    kb_ingest *im = importer(false), *ref = importer(true);
     char *buf = malloc(size + 1);
     memcpy(buf, data, size);
     buf[size] = '\0';
@@ -124,10 +110,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t len = nl ? (size_t)(nl - (buf + i)) : size - i;
         buf[i + len] = '\0';
         const char *why = NULL, *why_ref = NULL;
-        bool ok = kb_import_line(im, buf + i, len, &why);
+        bool ok = kb_ingest_line(im, buf + i, len, KB_INGEST_NO_RCV, &why);
         if (!ok && why == NULL)
             abort();
-        if (kb_import_line(ref, buf + i, len, &why_ref) != ok ||
+        if (kb_ingest_line(ref, buf + i, len, KB_INGEST_NO_RCV, &why_ref) != ok ||
             (!ok && strcmp(why, why_ref) != 0))
             abort();
         same_rows(im, ref);

@@ -107,7 +107,7 @@ START_TEST(orderbook_matches_hand_checked_books)
     kbt_resp *r = kbt_data_post(&acct, "/orderbook", body);
     ck_assert_msg(r->status == 200, "%s: %ld %s", bc->ts, r->status, kb_buf_cstr(&r->body));
     static const char *const keys[] = {"market_ticker", "timestamp", "snapshot_basis",
-                                       "deltas_applied", "yes", "no", "request_id",
+                                       "deltas_applied", "yes", "no", "complete", "gap", "request_id",
                                        "response_time", NULL};
     kbt_data_assert_keys(r->json, keys);
     ck_assert_str_eq(cJSON_GetObjectItem(r->json, "market_ticker")->valuestring, A);

@@ -285,7 +285,8 @@ START_TEST(four_encodings_store_identical_rows_and_answers)
                       "\"125.00\"},{\"price\":30,\"quantity\":12,\"price_dollars\":\"0.3000\","
                       "\"quantity_fp\":\"12.00\"}],\"no\":[{\"price\":60,\"quantity\":8,"
                       "\"price_dollars\":\"0.6000\",\"quantity_fp\":\"8.00\"},{\"price\":52,"
-                      "\"quantity\":5,\"price_dollars\":\"0.5200\",\"quantity_fp\":\"5.00\"}]}");
+                      "\"quantity\":5,\"price_dollars\":\"0.5200\",\"quantity_fp\":\"5.00\"}],"
+                      "\"complete\":true,\"gap\":null}");
         free(want);
     }
     /* '@' stands for the encoding's letter */

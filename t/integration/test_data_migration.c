@@ -432,7 +432,7 @@ without_new_fields(const char *body)
         "price_dollars", "quantity_fp", "delta_fp", "received_at", "yes_price_dollars",
         "no_price_dollars", "count_fp", "open_dollars", "high_dollars", "low_dollars",
         "close_dollars", "volume_fp", "settlement_value_dollars", "price_level_structure",
-        "price_ranges", "fractional_trading_enabled"};
+        "price_ranges", "fractional_trading_enabled", "complete", "gap"};
     kb_buf b = KB_BUF_INIT;
     const char *p = body;
     while (*p) {

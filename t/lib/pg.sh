@@ -178,8 +178,15 @@ replica_start() {
         if is_root; then
             chown postgres: "$REPLICA_DIR" "$REPLICA_SOCK" "$DIR/pg-replica.log"
         fi
+        # A physical slot (-C -S, named in the replica's primary_slot_name by -R): the
+        # primary keeps the WAL the replica has not received yet, so a replica that fell
+        # behind while the primary was stopped and restarted (test_collector, test_db)
+        # catches up instead of asking forever for a segment already recycled.
+        "$PG_BIN/psql" -X -q -h "$PGSOCK_DIR" -p "$PG_PORT" -U "$DB_USER" -d "$DB_NAME" \
+            -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                 WHERE slot_name = 'kb_replica'" >>"$DIR/pg-replica.log" 2>&1 || true
         as_pg "$PG_BIN/pg_basebackup" -h "$PGSOCK_DIR" -p "$PG_PORT" -U "$DB_USER" \
-            -D "$REPLICA_DIR" -R -X stream -c fast >>"$DIR/pg-replica.log" 2>&1 ||
+            -D "$REPLICA_DIR" -R -C -S kb_replica -X stream -c fast >>"$DIR/pg-replica.log" 2>&1 ||
             fail_with_log "$DIR/pg-replica.log" "pg_basebackup failed"
         cat >"$REPLICA_DIR/kalshibook-stack.conf" <<EOF
 # Written by t/stack.sh replica-start: a hot standby of $PGDATA_DIR.

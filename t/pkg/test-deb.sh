@@ -98,8 +98,9 @@ ok "dpkg-deb unpacks the package"
 
 tree_files() {
     local f
-    for f in usr/sbin/kalshibook-fcgi:755 usr/bin/kbctl:755 \
+    for f in usr/sbin/kalshibook-fcgi:755 usr/bin/kbctl:755 usr/bin/kalshibook-collector:755 \
         lib/systemd/system/kalshibook.socket:644 lib/systemd/system/kalshibook.service:644 \
+        lib/systemd/system/kalshibook-collector.service:644 \
         lib/systemd/system/kalshibook-partitions.service:644 \
         lib/systemd/system/kalshibook-partitions.timer:644 \
         etc/nginx/sites-available/kalshibook:644 \
@@ -109,7 +110,8 @@ tree_files() {
         usr/share/kalshibook/kalshibook.env.example:644 \
         usr/share/kalshibook/static/llms.txt:644 usr/share/kalshibook/static/openapi.json:644 \
         usr/share/doc/kalshibook/copyright:644 usr/share/doc/kalshibook/ops.md:644 \
-        usr/share/man/man1/kbctl.1.gz:644 usr/share/man/man8/kalshibook-fcgi.8.gz:644; do
+        usr/share/man/man1/kbctl.1.gz:644 usr/share/man/man8/kalshibook-fcgi.8.gz:644 \
+        usr/share/man/man8/kalshibook-collector.8.gz:644; do
         [[ -f $T/${f%:*} ]] || { echo "missing ${f%:*}"; return 1; }
         mode_is "$T/${f%:*}" "${f#*:}" || return 1
     done
@@ -191,18 +193,20 @@ check "packaged kbctl defaults to /usr/share/kalshibook/migrations" migrations_d
 U=$TMP/units
 mkdir -p "$U"
 for f in "$T"/lib/systemd/system/*; do
-    sed -e "s|=/usr/sbin/|=$T/usr/sbin/|; s|=/usr/bin/kbctl|=$T/usr/bin/kbctl|" "$f" >"$U/${f##*/}"
+    sed -e "s|=/usr/sbin/|=$T/usr/sbin/|; s|=/usr/bin/kbctl|=$T/usr/bin/kbctl|" \
+        -e "s|=/usr/bin/kalshibook-collector|=$T/usr/bin/kalshibook-collector|" "$f" >"$U/${f##*/}"
 done
 verify_units() {
     local out
     out=$(systemd-analyze verify "$U"/kalshibook.socket "$U"/kalshibook.service \
-        "$U"/kalshibook-partitions.service "$U"/kalshibook-partitions.timer 2>&1) || {
+        "$U"/kalshibook-partitions.service "$U"/kalshibook-partitions.timer \
+        "$U"/kalshibook-collector.service 2>&1) || {
         echo "$out"
         return 1
     }
     [[ -z $out ]] || { echo "$out"; return 1; }
 }
-check "systemd-analyze verify: no complaints about the four units" verify_units
+check "systemd-analyze verify: no complaints about the five units" verify_units
 
 exposure_ok() {
     local unit=$1 line level
@@ -215,6 +219,25 @@ exposure_ok() {
 check "systemd-analyze security: kalshibook.service exposure <= 2.0" exposure_ok kalshibook.service
 check "systemd-analyze security: kalshibook-partitions.service exposure <= 2.0" \
     exposure_ok kalshibook-partitions.service
+check "systemd-analyze security: kalshibook-collector.service exposure <= 2.0" \
+    exposure_ok kalshibook-collector.service
+
+collector_unit_ok() {
+    local c=$T/lib/systemd/system/kalshibook-collector.service want
+    [[ -x $T/usr/bin/kalshibook-collector ]] || { echo "no /usr/bin/kalshibook-collector"; return 1; }
+    for want in 'ExecStart=/usr/bin/kalshibook-collector' 'ExecStartPre=/usr/bin/kbctl migrate' \
+        'Restart=always' 'RestartPreventExitStatus=78' 'User=kalshibook' \
+        'EnvironmentFile=/etc/kalshibook/kalshibook.env' 'StateDirectory=kalshibook kalshibook/spool' \
+        'LoadCredential=kalshi.key:/etc/kalshibook/kalshi.key' \
+        'Environment=KALSHI_PRIVATE_KEY_FILE=%d/kalshi.key'; do
+        grep -qxF "$want" "$c" || { echo "kalshibook-collector.service lacks $want"; return 1; }
+    done
+    # Its default spool is the unit's state directory.
+    "$T/usr/bin/kbctl" check-config --list | grep -E '^KB_COLLECTOR_SPOOL_DIR' |
+        grep -q 'default=/var/lib/kalshibook/spool'
+}
+check "collector: binary, unit (credential key, state dir spool, restart), default spool dir" \
+    collector_unit_ok
 
 units_ok() {
     local s=$T/lib/systemd/system/kalshibook.service k=$T/lib/systemd/system/kalshibook.socket

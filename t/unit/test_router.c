@@ -213,6 +213,7 @@ static const struct {
     {"GET", "/markets/{ticker}", 1},
     {"GET", "/events/{event_ticker}", 1},
     {"GET", "/settlements/{ticker}", 1},
+    {"GET", "/markets/{ticker}/coverage", 1}, /* API.md §7 item 20 */
 };
 
 /* The route table is the one place costs live: each route costs what API.md
