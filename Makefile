@@ -16,7 +16,7 @@ PKGS_BUILD := build-essential pkg-config clang libclang-rt-14-dev \
 	libfcgi-dev libpq-dev libcurl4-openssl-dev libcjson-dev libsodium-dev libssl-dev check \
 	libwebsockets-dev
 PKGS_RUN := postgresql nginx openssl curl ca-certificates procps iproute2
-PKGS_TEST := wrk python3 nodejs npm chromium jq
+PKGS_TEST := wrk python3 nodejs npm chromium jq pgbouncer
 # clang-format: make format / make format-check (the root .clang-format).
 PKGS_FORMAT := clang-format
 PKGS := $(PKGS_BUILD) $(PKGS_RUN) $(PKGS_TEST) $(PKGS_FORMAT)
@@ -265,6 +265,10 @@ CHAOS_BIN := $(B)/t/chaos/chaos
 CHAOS_REQUESTS ?= 10000
 CHAOS_CLIENTS ?= 64
 CHAOS_ROUNDS ?= 2
+# CHAOS_HOSTS=2: two app hosts on one Postgres, with host-level faults (t/lib/hosts.sh).
+CHAOS_HOSTS ?= 1
+# CHAOS_BOUNCER=1: the pools reach Postgres through PgBouncer (session mode).
+CHAOS_BOUNCER ?= 0
 SOAK_REQUESTS ?= 1000000
 # The collector's chaos run (t/collector/chaos.sh): markets, messages/s, fault rounds.
 COLLECTOR_CHAOS_MARKETS ?= 200
@@ -282,7 +286,7 @@ tests: $(CHAOS_BIN)
 chaos: deps
 	$(MAKE) VARIANT=release all build/release/t/chaos/chaos build/release/t/kalshi/kalshi-standin \
 		build/release/t/collector/collector-check
-	t/chaos/run.sh build/release $(CHAOS_REQUESTS) $(CHAOS_CLIENTS) $(CHAOS_ROUNDS)
+	CHAOS_HOSTS=$(CHAOS_HOSTS) CHAOS_BOUNCER=$(CHAOS_BOUNCER) t/chaos/run.sh build/release $(CHAOS_REQUESTS) $(CHAOS_CLIENTS) $(CHAOS_ROUNDS)
 	t/collector/chaos.sh build/release $(COLLECTOR_CHAOS_MARKETS) $(COLLECTOR_CHAOS_MPS) \
 		$(COLLECTOR_CHAOS_ROUNDS)
 

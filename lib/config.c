@@ -78,6 +78,12 @@ const kb_config_var kb_config_vars[] = {
      "optional JWKS file: ES256/RS256 tokens signed by its keys are accepted too"},
     {"KB_AUTH_MAX_CONCURRENT", KB_CFG_INT, false, "0", 0, 256, OFF(auth_max_concurrent),
      "password hashes (argon2id) running at once on this host, 503 above; 0 = half the workers"},
+    {"KB_HOST_ID", KB_CFG_STRING, false, NULL, 0, 0, OFF(host_id),
+     "this app host's id among those sharing the database (1-64 of A-Za-z0-9._-); unset = "
+     "derived from /etc/machine-id; a second live pool with the same id refuses to start"},
+    {"KB_HOST_LEASE_MS", KB_CFG_INT, false, "15000", 1000, 600000, OFF(host_lease_ms),
+     "lease of the host id, renewed every quarter of it; a host silent this long is taken "
+     "for dead and its charges in flight are settled by the other hosts"},
     {"KALSHI_API_KEY_ID", KB_CFG_STRING, false, NULL, 0, 0, OFF(kalshi_key_id),
      "Kalshi API key id (kalshibook-collector); unset = no collector on this host"},
     {"KALSHI_PRIVATE_KEY_FILE", KB_CFG_STRING, false, NULL, 0, 0, OFF(kalshi_key_file),
@@ -232,6 +238,13 @@ kb_config_load(kb_config *cfg, kb_buf *problems)
     if (cfg->stripe_secret_key != NULL && cfg->stripe_webhook_secrets == NULL) {
         problem(problems, "STRIPE_WEBHOOK_SECRETS",
                 "is required when STRIPE_SECRET_KEY is set (the webhook cannot be verified)");
+        bad++;
+    }
+    if (cfg->host_id != NULL &&
+        (strlen(cfg->host_id) > 64 ||
+         strspn(cfg->host_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+             strlen(cfg->host_id))) {
+        problem(problems, "KB_HOST_ID", "must be 1-64 characters of A-Z a-z 0-9 . _ -");
         bad++;
     }
     return bad;

@@ -95,6 +95,7 @@ kb_db_disconnect(kb_db *db)
     db->nprepared = 0;
     db->answered_us = 0;
     db->open = false;
+    db->async = NULL;
 }
 
 void
@@ -123,9 +124,42 @@ connect_failed(kb_db *db)
         db->backoff_us = DB_BACKOFF_MAX_US;
 }
 
+static bool await_results(kb_db *db, const char *what, PGresult **res, int n);
+static void set_sqlstate(kb_db *db, const PGresult *r);
+static bool connection_lost(kb_db *db);
+static void log_pq_error(const char *what, const char *msg);
+
+/* Read the result of the statement kb_db_send_async() sent, if any. */
+static void
+drain_async(kb_db *db)
+{
+    const kb_stmt *st = db->async;
+    db->async = NULL;
+    if (st == NULL || db->conn == NULL)
+        return;
+    PGresult *r = NULL;
+    if (!await_results(db, st->name, &r, 1)) {
+        db->sqlstate[0] = '\0';
+        connection_lost(db);
+        return;
+    }
+    ExecStatusType s = PQresultStatus(r);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+        set_sqlstate(db, r);
+        if (!connection_lost(db))
+            log_pq_error(st->name, PQresultErrorMessage(r));
+    } else {
+        db->answered_us = kb_mono_us();
+    }
+    PQclear(r);
+    db->sqlstate[0] = '\0';
+}
+
 kb_err
 kb_db_connect(kb_db *db)
 {
+    if (db->conn != NULL && db->async != NULL)
+        drain_async(db);
     if (db->conn != NULL)
         return KB_OK;
     if (kb_mono_us() < db->next_attempt_us)
@@ -539,6 +573,12 @@ kb_db_exec_more(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const
 kb_err
 kb_db_commit(kb_db *db)
 {
+    return kb_db_commit_with(db, NULL, NULL);
+}
+
+kb_err
+kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
+{
     if (!db->open || db->conn == NULL) {
         kb_log_error("commit: no transaction open");
         return KB_E_INTERNAL;
@@ -547,7 +587,29 @@ kb_db_commit(kb_db *db)
     const kb_stmt *ahead = carries_ahead(db, NULL) ? db->ahead : NULL;
     PGresult *res[2] = {NULL, NULL};
     int n = ahead ? 2 : 1;
-    bool sent = PQpipelineSync(db->conn) &&
+    if (st != NULL && !is_prepared(db, st)) {
+        /* Prepared on a round trip of its own, the first time on a connection; it
+         * leaves the open transaction alone (as kb_db_exec_more()). */
+        bool ok = PQsendPrepare(db->conn, st->name, st->sql, st->nparams, NULL) &&
+                  PQsendFlushRequest(db->conn) && PQflush(db->conn) == 0;
+        PGresult *r = ok ? await_open(db, st->name) : NULL;
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+        if (!ok) {
+            connection_lost(db); /* simplest way to end what is open */
+            kb_db_disconnect(db);
+            return KB_E_INTERNAL; /* nothing was committed */
+        }
+        if (db->nprepared == db->capprepared) {
+            db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
+            db->prepared =
+                kb_xrealloc(db->prepared, kb_st_mult(db->capprepared, sizeof(*db->prepared)));
+        }
+        db->prepared[db->nprepared++] = st;
+    }
+    bool sent = (st == NULL ||
+                 PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0)) &&
+                PQpipelineSync(db->conn) &&
                 (ahead == NULL ||
                  (PQsendQueryPrepared(db->conn, ahead->name, ahead->nparams,
                                       (const char *const *)db->ahead_params, NULL, NULL, 0) &&
@@ -599,8 +661,28 @@ kb_db_command(kb_db *db, const char *sql)
 }
 
 bool
+kb_db_send_async(kb_db *db, const kb_stmt *st, const char *const *params)
+{
+    if (db->conn == NULL || db->open)
+        return false;
+    kb_db_ahead_clear(db); /* a lookup sent ahead that nobody asked for is stale now */
+    if (db->async != NULL)
+        drain_async(db);
+    if (db->conn == NULL || prepare(db, st) != KB_OK)
+        return false;
+    if (!PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0)) {
+        connection_lost(db);
+        return false;
+    }
+    db->async = st;
+    return true;
+}
+
+bool
 kb_db_answered_within(const kb_db *db, int64_t max_age_us)
 {
+    if (db->async != NULL)
+        return false; /* its result is due: the socket says nothing about the server */
     if (db->conn == NULL || db->answered_us == 0 || max_age_us <= 0)
         return false;
     if (kb_mono_us() - db->answered_us > max_age_us)

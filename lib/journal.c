@@ -66,6 +66,14 @@ kb_journal_attach(void)
     return NULL;
 }
 
+int
+kb_journal_index(const kb_journal_entry *e)
+{
+    if (e == NULL || rg == NULL)
+        return -1;
+    return (int)(e - rg->e);
+}
+
 kb_jstate
 kb_journal_state(const kb_journal_entry *e)
 {

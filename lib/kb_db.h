@@ -48,6 +48,7 @@ typedef struct kb_db {
     PGresult *ahead_result;   /* its result once received, until asked for */
     bool open;                /* kb_db_exec_open() left a transaction open */
     uint64_t connects;        /* connections made so far: which one conn is */
+    const kb_stmt *async;     /* kb_db_send_async()'s statement awaiting its result, or NULL */
 } kb_db;
 
 /* Fill a caller's kb_db; nothing connects until first use. */
@@ -95,6 +96,24 @@ kb_err kb_db_exec_more(kb_db *db, kb_arena *arena, const kb_stmt *st, const char
  * unknown (ask pg_xact_status()). KB_E_INTERNAL: the commit failed (aborted).
  */
 kb_err kb_db_commit(kb_db *db);
+
+/*
+ * kb_db_commit() with st(params) run in the transaction just before it commits,
+ * in the same round trip (prepared in that round trip too, the first time on a
+ * connection). A failure of st aborts the transaction: KB_E_INTERNAL, with
+ * db->sqlstate saying why.
+ */
+kb_err kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params);
+
+/*
+ * Send st(params) as a transaction of its own and return without waiting: the
+ * next use of db reads (and logs a failure of) its result first. For a write
+ * that must leave at once but whose outcome the caller does not wait for (the
+ * answered mark, lib/meter.c). A statement sent ahead and not asked for is
+ * dropped. No-op while the connection is down or a transaction is open; false
+ * then (and when sending failed).
+ */
+bool kb_db_send_async(kb_db *db, const kb_stmt *st, const char *const *params);
 
 /*
  * Send st(params) in the same round trip as the next kb_db_exec() of another

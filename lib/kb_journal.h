@@ -26,9 +26,9 @@
  *
  * Without kb_journal_init() (kbctl, unit tests) the journal is off:
  * kb_journal_attach() returns NULL and the calls on a NULL entry do nothing.
- * What the journal cannot cover: a crash of the master or of the whole host
- * loses the entries (the requests in flight at that moment, at most one per
- * worker, keep their charge).
+ * What the journal cannot cover, a crash of the master or of the whole host
+ * (the entries are lost with it), meter_inflight does: each charge also writes
+ * its row there, keyed by host id, the pool's life and entry index (kb_host.h).
  */
 #ifndef KB_JOURNAL_H
 #define KB_JOURNAL_H
@@ -70,6 +70,9 @@ int kb_journal_init(void);
 
 /* Take a free entry for the calling process. NULL when the journal is off or full. */
 kb_journal_entry *kb_journal_attach(void);
+
+/* e's index in the region (its slot in meter_inflight, migration 0024); -1 for NULL. */
+int kb_journal_index(const kb_journal_entry *e);
 
 /* State of e (KB_J_IDLE for NULL). */
 kb_jstate kb_journal_state(const kb_journal_entry *e);

@@ -29,6 +29,7 @@
 
 #include "kb_db.h"
 #include "kb_http.h"
+#include "kb_journal.h"
 
 /* What the meter decided. */
 typedef enum kb_meter_outcome {
@@ -92,6 +93,9 @@ typedef struct kb_charge {
     bool refunded;       /* a refund ran: headers show cost 0 */
     bool refund_failed;  /* a refund could not run: leave credit headers out */
     bool have_limits;    /* the key was authenticated: rate-limit headers apply */
+    bool marked;         /* kb_meter_sent() marked the answer in meter_inflight */
+    bool cut;            /* the answer was cut off on its way out (kb_meter_cut) */
+    char request_id[KB_JOURNAL_REQUEST_ID_MAX];
 } kb_charge;
 
 /* A lookup to send with the charge: send(db, arg) queues it on db
@@ -138,6 +142,22 @@ void kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *
  * does not. Idempotent.
  */
 void kb_meter_answered(kb_ctx *ctx);
+
+/*
+ * The answer's last write is done (the FastCGI end of request is with nginx):
+ * for a charge that stands, kb_meter_answered() and the mark of its row in
+ * meter_inflight (sent without waiting; see kb_host.h). Call it right after
+ * that write, before anything that may block. Idempotent.
+ */
+void kb_meter_sent(kb_ctx *ctx);
+
+/* The answer was cut off on its way out (a streamed body that failed mid-way):
+ * its charge does not stand; the journal settles (refunds) it. */
+void kb_meter_cut(kb_ctx *ctx);
+
+/* The statements of a charge's row in meter_inflight (for t/bench/meter-sql.c). */
+extern const kb_stmt kb_meter_inflight_stmt;
+extern const kb_stmt kb_meter_answered_stmt;
 
 /*
  * Settle what the journal holds: the caller's own pending charge, then any

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "kb_crypto.h"
+#include "kb_host.h"
 #include "kb_journal.h"
 #include "kb_log.h"
 #include "kb_metrics.h"
@@ -37,11 +38,14 @@
  * charge of an account after a crash goes the slow way, which keeps the
  * footprint the crash left.
  * When it returns no row, kb_meter_slow_stmt decides with the row locked, in the
- * same transaction.
+ * same transaction. When it charges, it also writes the charge's row of
+ * meter_inflight ($7 host id, $8 journal entry, $9 the pool's life; $7 NULL: no
+ * row, for a process without a host id), as kb_meter_inflight_stmt does after
+ * the slow path: one statement, no extra round trip.
  */
 const kb_stmt kb_meter_stmt = {
     "meter",
-    "UPDATE billing_accounts ba"
+    "WITH c AS (UPDATE billing_accounts ba"
     "   SET credits_used = ba.credits_used + $3::integer,"
     "       rl_count = CASE WHEN ba.rl_window_start = date_trunc('minute', kb_now())"
     "                       THEN ba.rl_count + 1 ELSE 1 END,"
@@ -65,8 +69,22 @@ const kb_stmt kb_meter_stmt = {
     "   extract(epoch FROM date_trunc('minute', kb_now()) + interval '1 minute')::bigint"
     "     AS rl_reset,"
     "   ba.billing_cycle_start AS cycle_start, ba.usage_day AS day, pg_current_xact_id() AS xid,"
-    "   ba.charge_token AS token, ba.charge_seq AS seq",
-    6, false};
+    "   ba.charge_token AS token, ba.charge_seq AS seq),"
+    /* The charge's row in meter_inflight (kb_meter_inflight_stmt's, for the fast path). */
+    " i AS (INSERT INTO meter_inflight AS m (host_id, slot, life, request_id, answered, xid,"
+    "   token, seq, user_id, key_id, cost, endpoint, cycle_start, day, outbox_id, charged_at)"
+    " SELECT $7, $8::integer,"
+    "   (SELECT a.life FROM app_hosts a WHERE a.host_id = $7 AND a.life = $9::uuid),"
+    "   $5, false, c.xid, c.token, c.seq, c.user_id, c.key_id, c.cost, $4, c.cycle_start,"
+    "   c.day, NULL, now() FROM c WHERE $7::text IS NOT NULL"
+    " ON CONFLICT (host_id, life, slot) DO UPDATE SET"
+    "   request_id = excluded.request_id, answered = false, xid = excluded.xid,"
+    "   token = excluded.token, seq = excluded.seq, user_id = excluded.user_id,"
+    "   key_id = excluded.key_id, cost = excluded.cost, endpoint = excluded.endpoint,"
+    "   cycle_start = excluded.cycle_start, day = excluded.day,"
+    "   outbox_id = excluded.outbox_id, charged_at = excluded.charged_at)"
+    " SELECT * FROM c",
+    9, false};
 
 const kb_stmt kb_meter_slow_stmt = {
     "meter_slow", "SELECT * FROM kb_meter_slow($1, $2::integer, $3, $4)", 4, false};
@@ -84,6 +102,36 @@ static const kb_stmt settle_stmt = {
     "SELECT kb_meter_settle($1::xid8, $2::uuid, $3::bigint, $4, $5::uuid, $6::uuid,"
     " $7::integer, $8, $9::timestamptz, $10::date, $11::bigint)",
     11, true};
+
+/*
+ * The charge's row in meter_inflight (migration 0024), written in the charge's
+ * transaction just before it commits (kb_db_commit_with(): same round trip), so
+ * a host that dies whole leaves its unanswered charges where any host finds them.
+ * The life comes from app_hosts: a pool whose lease another host ended gets NULL
+ * there, and the transaction fails on the NOT NULL (nothing is charged).
+ */
+const kb_stmt kb_meter_inflight_stmt = {
+    "meter_inflight",
+    "INSERT INTO meter_inflight AS m (host_id, slot, life, request_id, answered, xid, token,"
+    "   seq, user_id, key_id, cost, endpoint, cycle_start, day, outbox_id, charged_at)"
+    " VALUES ($1, $2::integer,"
+    "   (SELECT a.life FROM app_hosts a WHERE a.host_id = $1 AND a.life = $3::uuid),"
+    "   $4, false, $5::xid8, $6::uuid, $7::bigint, $8::uuid, $9::uuid, $10::integer, $11,"
+    "   $12::timestamptz, $13::date, $14::bigint, now())"
+    " ON CONFLICT (host_id, life, slot) DO UPDATE SET"
+    "   request_id = excluded.request_id, answered = false, xid = excluded.xid,"
+    "   token = excluded.token, seq = excluded.seq, user_id = excluded.user_id,"
+    "   key_id = excluded.key_id, cost = excluded.cost, endpoint = excluded.endpoint,"
+    "   cycle_start = excluded.cycle_start, day = excluded.day,"
+    "   outbox_id = excluded.outbox_id, charged_at = excluded.charged_at",
+    14, false};
+
+/* The 2xx answer of the row's charge has been written: it stands. */
+const kb_stmt kb_meter_answered_stmt = {
+    "meter_answered",
+    "UPDATE meter_inflight SET answered = true"
+    " WHERE host_id = $1 AND life = $2::uuid AND slot = $3::integer AND request_id = $4",
+    4, false};
 
 static const char *const outcome_names[] = {
     [KB_METER_OK] = "ok",
@@ -370,6 +418,15 @@ journal_charge(kb_journal_charge *j, const kb_req *req, const kb_ctx *ctx,
     j->outbox_id = m->outbox_id;
 }
 
+/* The charge's meter_inflight row could not be written (NOT NULL life): this pool no
+ * longer holds its host's lease, so nothing was charged; its keeper stops the pool. */
+static kb_err
+lease_lost(kb_ctx *ctx, const kb_host_self *host)
+{
+    kb_log_error("charge refused: this pool no longer holds the lease of host id '%s'", host->id);
+    return kb_fail(ctx, KB_E_UNAVAILABLE, "Service unavailable.");
+}
+
 /* The set of a key hash in the worker's key cache (two ways). */
 static unsigned
 key_set(const char *hash)
@@ -460,8 +517,22 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
      * one dead) may be in a later life, after a crash: then nothing commits. */
     const char *life = db->conn != NULL && w->life_conn == db->connects ? w->life : NULL;
     uint64_t conn = db->connects;
+    const kb_host_self *host = kb_host_self_get();
+    int slot = kb_journal_index(w->journal);
+    char slots[16];
+    snprintf(slots, sizeof(slots), "%d", slot);
+    bool with_row = host->id[0] != '\0' && slot >= 0;
+    bool fast_row = false; /* the fast path wrote the charge's meter_inflight row */
     if (known != NULL && life != NULL) {
-        const char *fast[] = {known->user_id, known->key_id, costs, route, req->request_id, life};
+        const char *fast[] = {known->user_id,
+                              known->key_id,
+                              costs,
+                              route,
+                              req->request_id,
+                              life,
+                              with_row ? host->id : NULL,
+                              with_row ? slots : NULL,
+                              with_row ? host->life : NULL};
         err = kb_db_exec_open(db, ctx->arena, &kb_meter_stmt, fast, &r);
         if (!err && PQntuples(r) == 1 && db->connects != conn) {
             kb_journal_idle(w->journal);
@@ -469,6 +540,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
             kb_db_ahead_clear(db);
             return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
         }
+        fast_row = !err && PQntuples(r) == 1;
         if (!err && PQntuples(r) == 0)
             err = kb_db_exec_more(db, ctx->arena, &kb_meter_slow_stmt, slow, &r);
     } else {
@@ -479,6 +551,8 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
         kb_db_ahead_clear(db);
         if (err == KB_E_UNAVAILABLE)
             return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
+        if (kb_db_sqlstate_is(db, "23502"))
+            return lease_lost(ctx, host);
         return kb_fail(ctx, KB_E_INTERNAL, "meter statement failed");
     }
     kb_charge *c = kb_arena_calloc(ctx->arena, 1, sizeof(*c));
@@ -507,8 +581,27 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
         kb_journal_idle(w->journal);
         kb_db_ahead_clear(db);
     }
-    /* Commit: a refusal may still have rolled the cycle. */
-    err = kb_db_commit(db);
+    /* Commit: a refusal may still have rolled the cycle. A charge also writes its
+     * row of meter_inflight, in the same transaction and round trip. */
+    if (c->m.outcome == KB_METER_OK && with_row && !fast_row) {
+        char xid[24], seq[24], cost[24], outbox[24];
+        snprintf(xid, sizeof(xid), "%" PRIu64, c->m.xid);
+        snprintf(seq, sizeof(seq), "%" PRId64, c->m.seq);
+        snprintf(cost, sizeof(cost), "%" PRId64, c->m.cost);
+        snprintf(outbox, sizeof(outbox), "%" PRId64, c->m.outbox_id);
+        const char *p[] = {host->id,      slots,          host->life,       req->request_id,
+                           xid,           c->m.token,     seq,              c->m.user_id,
+                           c->m.key_id,   cost,           route,            c->m.cycle_start,
+                           c->m.day,      c->m.outbox_id ? outbox : NULL};
+        err = kb_db_commit_with(db, &kb_meter_inflight_stmt, p);
+    } else {
+        err = kb_db_commit(db);
+    }
+    if (err == KB_E_INTERNAL && kb_db_sqlstate_is(db, "23502")) {
+        kb_journal_idle(w->journal);
+        kb_db_ahead_clear(db);
+        return lease_lost(ctx, host);
+    }
     if (c->m.outcome != KB_METER_OK) {
         if (c->m.outcome != KB_METER_INVALID_KEY) {
             ctx->charge = c;
@@ -534,6 +627,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     }
     ctx->charge = c;
     c->charged = true;
+    snprintf(c->request_id, sizeof(c->request_id), "%s", req->request_id);
     c->have_limits = true;
     ctx->credits = c->m.cost;
     return KB_OK;
@@ -602,7 +696,7 @@ kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *send,
         headers(ctx, c);
     }
     send(ud, req, ctx);
-    kb_meter_answered(ctx);
+    kb_meter_sent(ctx);
 }
 
 void
@@ -610,6 +704,36 @@ kb_meter_answered(kb_ctx *ctx)
 {
     const kb_charge *c = ctx->charge;
     /* The 2xx answer is out: the charge stands and its journal entry is done. */
-    if (c != NULL && c->charged && !c->refund_failed && ctx->resp.status < 400)
+    if (c != NULL && c->charged && !c->refund_failed && !c->cut && ctx->resp.status < 400)
         kb_journal_idle(ctx->w->journal);
+}
+
+void
+kb_meter_cut(kb_ctx *ctx)
+{
+    kb_charge *c = ctx->charge;
+    if (c != NULL)
+        c->cut = true;
+}
+
+void
+kb_meter_sent(kb_ctx *ctx)
+{
+    kb_charge *c = ctx->charge;
+    if (c == NULL || !c->charged || c->refund_failed || c->cut || ctx->resp.status >= 400 ||
+        c->marked)
+        return;
+    kb_meter_answered(ctx);
+    c->marked = true;
+    /* Its row in meter_inflight says so too, right after the answer's last write:
+     * sent now, its result read on the connection's next use. */
+    const kb_host_self *host = kb_host_self_get();
+    int slot = kb_journal_index(ctx->w->journal);
+    if (host->id[0] == '\0' || slot < 0)
+        return;
+    char slots[16];
+    snprintf(slots, sizeof(slots), "%d", slot);
+    const char *p[] = {host->id, host->life, slots, c->request_id};
+    if (!kb_db_send_async(&ctx->w->db, &kb_meter_answered_stmt, p))
+        kb_log_warn("unable to mark the answer of request %s in meter_inflight", c->request_id);
 }

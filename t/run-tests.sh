@@ -140,16 +140,19 @@ run_prog "$ROOT/t/docs/test-docs.js"
 run_prog "$ROOT/t/browser/test-browser.js"
 
 # Short reliability runs (make chaos / make soak are the full ones; docs/testing.md "Reliability"):
-# chaos with the Stripe-side faults and every money invariant, the collector's chaos run (24
-# markets, one round of every fault; its data checks), and a soak under ASan with leak
-# detection. Each starts its own stack from a clean environment; one "passed failed" line each.
+# chaos with the Stripe-side faults and every money invariant (two app hosts on one Postgres
+# with a replica, whole-host kills: CHAOS_HOSTS=2; KB_CHAOS_SHORT_HOSTS=1 for one host), the
+# collector's chaos run (24 markets, one round of every fault; its data checks), and a soak
+# under ASan with leak detection. Each starts its own stack from a clean environment; one
+# "passed failed" line each.
 echo "### reliability, short (t/chaos/run.sh, t/soak/run.sh under ASan)"
 run_reliability() {
     local name=$1
     shift
     echo "== $name"
     if env -i PATH="$PATH" HOME="${HOME:-/root}" ASAN_OPTIONS="$ASAN_OPTIONS" \
-        UBSAN_OPTIONS="$UBSAN_OPTIONS" CHAOS_SHORT=1 SOAK_CHUNK_S=5 "$@"; then
+        UBSAN_OPTIONS="$UBSAN_OPTIONS" CHAOS_SHORT=1 SOAK_CHUNK_S=5 \
+        CHAOS_HOSTS="${KB_CHAOS_SHORT_HOSTS:-2}" "$@"; then
         echo "1 0" >>"$COUNTS"
     else
         echo "!! $name failed"

@@ -15,6 +15,12 @@
 #   t/stack.sh replica-start DIR       add a streaming replica (pg_basebackup) and restart the
 #                                      app with KB_DATABASE_READ_URL pointing at it
 #   t/stack.sh nginx-test-prod         nginx -t on the production site nginx/kalshibook.conf
+#   t/stack.sh host-start|host-stop|host-kill|host-app-start DIR N
+#                                      more app hosts on this stack's Postgres (t/lib/hosts.sh)
+#   t/stack.sh replica-resync DIR      stop the replica, rebuild it from the primary, start it
+#                                      (the app keeps running; t/lib/hosts.sh)
+#   t/stack.sh bouncer-start DIR       PgBouncer in session mode between the pools and the
+#                                      primary; app restarted through it (t/lib/hosts.sh)
 #
 # DIR holds all state (created if missing): pg/ (cluster), pgsock/, tls/
 # (self-signed cert), nginx/ (instantiated config), fcgi.sock, *.pid, *.log,
@@ -102,6 +108,8 @@ usage() {
 . "$REPO/t/lib/stripe.sh"
 # shellcheck source=t/lib/demo.sh
 . "$REPO/t/lib/demo.sh"
+# shellcheck source=t/lib/hosts.sh
+. "$REPO/t/lib/hosts.sh"
 # shellcheck source=t/lib/collector.sh
 . "$REPO/t/lib/collector.sh"
 
@@ -231,6 +239,7 @@ start_all() {
 
 stop_all() {
     PG_BIN=${PG_BIN:-$(find_pg_bin)}
+    hosts_stop_all || true
     collector_stop || true
     kalshi_stop || true
     app_stop || true
@@ -384,6 +393,12 @@ main() {
     demo) [[ $# == 1 ]] || usage; cmd_demo "$1" ;;
     replica-start) [[ $# == 1 ]] || usage; cmd_replica_start "$1" ;;
     nginx-test-prod) [[ $# == 0 ]] || usage; nginx_test_prod ;;
+    replica-resync) [[ $# == 1 ]] || usage; cmd_replica_resync "$1" ;;
+    bouncer-start) [[ $# == 1 ]] || usage; cmd_bouncer_start "$1" ;;
+    host-start | host-stop | host-kill | host-app-start)
+        [[ $# == 2 ]] || usage
+        "cmd_${cmd//-/_}" "$@"
+        ;;
     *) usage ;;
     esac
 }

@@ -11,7 +11,11 @@
  * With STRIPE_SECRET_KEY set (and KB_USAGE_REPORTER=1) one more child runs the
  * usage reporter loop (app/fcgi/reporter.c): respawned when it dies, sent SIGTERM on
  * stop, untouched by SIGHUP reloads.
- * The master itself never touches the database or a request.
+ * Before it forks anything the master claims its host id's lease in Postgres
+ * (lib/kb_host.h) and refuses to start when another live pool holds it; the
+ * lease keeper child (app/fcgi/keeper.c) then renews it and settles what dead hosts
+ * left in flight; it ends the lease once every worker is gone. The master
+ * touches the database only for that claim, never for a request.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +37,9 @@
 #include "kb_shared.h"
 #include "kb_str.h"
 #include "kb_time.h"
+#include "kb_host.h"
 #include "kb_journal.h"
+#include "keeper.h"
 #include "listen.h"
 #include "reporter.h"
 #include "sdnotify.h"
@@ -77,6 +83,8 @@ typedef struct master {
     bool reloading;
     int64_t stop_deadline;
     kb_reporter reporter; /* the usage reporter child (app/fcgi/reporter.c) */
+    kb_keeper keeper;     /* the host lease keeper child (app/fcgi/keeper.c) */
+    int rc;               /* exit status of the master */
 } master;
 
 static pid_t
@@ -139,6 +147,20 @@ reporter_start(master *m)
     const int fds[] = {m->sig_fd, m->ready_r, m->ready_w, m->listen_fd};
     kb_reporter_start(&m->reporter, fds, sizeof(fds) / sizeof(fds[0]));
 }
+
+/* The master's descriptors, which the keeper child closes. */
+static void
+keeper_start(master *m)
+{
+    if (m->stopping) {
+        m->keeper.respawn_at = 0;
+        return;
+    }
+    const int fds[] = {m->sig_fd, m->ready_r, m->ready_w, m->listen_fd};
+    kb_keeper_start(&m->keeper, fds, sizeof(fds) / sizeof(fds[0]));
+}
+
+static void begin_stop(master *m, int sig);
 
 /* Reload: start the replacement of the next slot from an older generation. */
 static void
@@ -233,6 +255,15 @@ reap(master *m)
         if (kb_journal_orphan(pid) > 0)
             kb_metrics_add(KB_M_CHARGES_ORPHANED, 1);
         bool found = kb_reporter_reaped(&m->reporter, pid, how, m->stopping);
+        int stop_rc = 0;
+        if (!found && kb_keeper_reaped(&m->keeper, pid, status, how, m->stopping, &stop_rc)) {
+            found = true;
+            if (stop_rc != 0) {
+                /* Refused (78) or lease lost (75): the pool stops with it. */
+                m->rc = stop_rc;
+                begin_stop(m, SIGTERM);
+            }
+        }
         for (size_t k = 0; k < m->nret; k++) {
             if (m->ret[k].pid == pid) {
                 m->ret[k] = m->ret[--m->nret];
@@ -289,6 +320,7 @@ reap(master *m)
     }
 }
 
+/* Children but the keeper (it goes last). */
 static size_t
 live_children(const master *m)
 {
@@ -332,6 +364,7 @@ kill_all(master *m)
     for (size_t k = 0; k < m->nret; k++)
         kill(m->ret[k].pid, SIGKILL);
     kb_reporter_kill(&m->reporter);
+    kb_keeper_kill(&m->keeper);
 }
 
 /* Milliseconds until the next timed event, -1 for none. */
@@ -351,6 +384,8 @@ next_timeout_ms(const master *m, int64_t now)
         next = m->stop_deadline;
     if (m->reporter.respawn_at && m->reporter.respawn_at < next)
         next = m->reporter.respawn_at;
+    if (m->keeper.respawn_at && m->keeper.respawn_at < next)
+        next = m->keeper.respawn_at;
     if (next == INT64_MAX)
         return -1;
     int64_t ms = (next - now) / 1000 + 1;
@@ -367,6 +402,8 @@ timers(master *m)
     }
     if (m->reporter.respawn_at && m->reporter.respawn_at <= now)
         reporter_start(m);
+    if (m->keeper.respawn_at && m->keeper.respawn_at <= now)
+        keeper_start(m);
     for (size_t k = 0; k < m->nret; k++) {
         if (m->ret[k].kill_at <= now) {
             kb_log_warn("worker %ld did not drain in time; killing it", (long)m->ret[k].pid);
@@ -384,12 +421,17 @@ timers(master *m)
 static int
 run(master *m)
 {
+    keeper_start(m);
     for (size_t i = 0; i < m->n; i++)
         start_slot(m, i);
     reporter_start(m);
     for (;;) {
-        if (m->stopping && live_children(m) == 0)
-            break;
+        if (m->stopping && live_children(m) == 0) {
+            /* Every worker is gone: now the keeper may end the lease. */
+            if (m->keeper.pid == 0)
+                break;
+            kb_keeper_stop(&m->keeper);
+        }
         struct pollfd pfd[2] = {{m->sig_fd, POLLIN, 0}, {m->ready_r, POLLIN, 0}};
         int n = poll(pfd, 2, next_timeout_ms(m, kb_mono_us()));
         if (n < 0 && errno != EINTR) {
@@ -422,7 +464,7 @@ run(master *m)
         }
         timers(m);
     }
-    return 0;
+    return m->rc;
 }
 
 int
@@ -453,6 +495,36 @@ main(void)
                      "dying worker will not be refunded");
 
     static master m;
+    /* The host id and its lease, before anything is forked or bound. */
+    char host_id[KB_HOST_ID_MAX + 1];
+    const char *why_id;
+    if (!kb_host_id_resolve(kb_cfg.host_id, host_id, &why_id)) {
+        fprintf(stderr, "kalshibook-fcgi: invalid configuration:\n%s\n", why_id);
+        return 78;
+    }
+    kb_host_self_set(host_id);
+    {
+        kb_db db;
+        kb_buf why = KB_BUF_INIT;
+        kb_db_init(&db, kb_cfg.database_url, "kalshibook-host", kb_cfg.db_connect_timeout_s, 5000);
+        kb_host_lease l =
+            kb_host_claim(&db, kb_cfg.host_lease_ms, kb_cfg.host_lease_ms + 1000, &why);
+        kb_db_release(&db);
+        if (l == KB_HOST_HELD) {
+            kb_log_error("refusing to start: %s", kb_buf_cstr(&why));
+            fprintf(stderr, "kalshibook-fcgi: refusing to start: %s\n", kb_buf_cstr(&why));
+            kb_buf_release(&why);
+            return KB_KEEPER_HELD;
+        }
+        kb_buf_release(&why);
+        m.keeper.leased = l == KB_HOST_OURS;
+        if (m.keeper.leased)
+            kb_log_info("host id '%s' leased (life %s)", host_id, kb_host_self_get()->life);
+        else
+            kb_log_warn("host id '%s': the database is unreachable; the lease keeper claims the "
+                        "id when it answers, and no charge commits before",
+                        host_id);
+    }
     m.listen_fd = kb_listen_inherited();
     if (m.listen_fd < 0) {
         m.listen_fd = kb_listen_bind(kb_cfg.socket_path, kb_cfg.socket_mode);

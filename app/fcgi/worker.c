@@ -92,8 +92,14 @@ send_answer(void *ud, const kb_req *req, kb_ctx *ctx)
     kb_fcgi *f = ud;
     /* A streamed answer cut off mid-way is no answer: not marked, and its
      * charge is settled (refunded) like any other failed one. */
-    if (kb_fcgi_write(f, req, ctx))
+    if (!kb_fcgi_write(f, req, ctx)) {
+        kb_meter_cut(ctx);
+    } else {
         kb_fcgi_complete(f, answered, ctx);
+        /* The end of request is with nginx: mark the charge's row now, before the
+         * connection is closed. */
+        kb_meter_sent(ctx);
+    }
     kb_fcgi_finish(f);
 }
 

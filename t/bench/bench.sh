@@ -17,7 +17,9 @@
 #               of billing_accounts (same columns, checks, indexes, keys, fillfactor) over the
 #               same BENCH_ACCOUNTS accounts (default 100): what one charge cannot beat
 #   meter-sql   pgbench: the workers' meter statements (t/bench/meter-sql.c prints their exact
-#               text) over the same accounts, as a worker runs them; target >= 0.8 x floor
+#               text) over the same accounts, as a worker runs them, with the charge's row in
+#               meter_inflight and its answered mark (migration 0024); target >= 0.8 x floor
+#   meter-sql-bare  the meter statements alone (before 0024), beside meter-sql
 #   floor-hot, meter-sql-hot  the same on one account (row lock and commit latency bound it)
 #   markets-metered      GET /markets/{ticker} through the stack, 100 rotating keys (vs floor:
 #                        target >= 0.3)
@@ -90,7 +92,7 @@ OUT_DIR=$REPO/var/bench
 # Rows, in order, and their figures by name; extra curl arguments for a row's check.
 ROWS=()
 BENCH_CURL_EXTRA=()
-declare -A RPS P50 P99 BASE RATIO CPU
+declare -A RPS P50 P99 BASE RATIO CPU TIERS
 
 TMP=
 HELLO_PID=
@@ -154,6 +156,21 @@ stack_ticks() {
     fi
     echo "$sum"
 }
+# tier_ticks: "nginx pool postgres" CPU ticks so far (docs/ops.md sizing table).
+tier_ticks() {
+    printf '%s %s %s\n' "$(tree_ticks "$KB_NGINX_PID")" "$(tree_ticks "$KB_FCGI_PID")" \
+        "$(tree_ticks "$(head -n1 "$KB_PGDATA/postmaster.pid" 2>/dev/null)")"
+}
+# tier_us BEFORE AFTER REQUESTS: "nginx/pool/postgres" CPU us per request.
+tier_us() {
+    awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        if (n <= 0) { print "-"; exit }
+        printf "%.0f/%.0f/%.0f", (y[1] - x[1]) / hz * 1e6 / n, (y[2] - x[2]) / hz * 1e6 / n,
+            (y[3] - x[3]) / hz * 1e6 / n
+    }'
+}
+
 # Wait until the postmaster has reaped the backends a load generator left (so their CPU
 # is in its cutime), at most 5 s.
 pg_settled() {
@@ -210,11 +227,13 @@ bench_row() {
         wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$@" "$url" >/dev/null
     fi
     printf 'bench: %-12s %s (%ss)\n' "$name" "$path" "$DURATION" >&2
-    local t0 t1 gen
+    local t0 t1 gen tiers0 tiers1
+    tiers0=$(tier_ticks)
     t0=$(stack_ticks http)
     # bash's time: the user + system seconds of wrk itself.
     gen=$( { TIMEFORMAT='%U %S'; time wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$TMP/wrk.out"; } 2>&1 | awk 'END { print $1 + $2 }')
     t1=$(stack_ticks http)
+    tiers1=$(tier_ticks)
     out=$(cat "$TMP/wrk.out")
     rps=$(awk '$1 == "Requests/sec:" { print $2 }' <<<"$out")
     p50=$(awk '$1 == "50%" { print $2; exit }' <<<"$out")
@@ -235,6 +254,7 @@ bench_row() {
     P99[$name]=$p99
     BASE[$name]=$baseline
     CPU[$name]=$(cpu_us "$t0" "$t1" "$gen" "$(awk '/requests in/ { print $1; exit }' <<<"$out")")
+    TIERS[$name]=$(tier_us "$tiers0" "$tiers1" "$(awk '/requests in/ { print $1; exit }' <<<"$out")")
     if [[ $baseline == - ]]; then
         RATIO[$name]=-
     else
@@ -325,18 +345,38 @@ pgbench_script() {
     local name=$1 file=$2 n=$3
     # The server's life, which a worker passes to the meter statement as a parameter.
     BENCH_LIFE=$(psql "$KB_DATABASE_URL" -qAt -c 'SELECT kb_incarnation()')
+    # A host holding its lease (app_hosts), as the pool's is, for the rows in meter_inflight.
+    BENCH_HOST_LIFE=$(psql "$KB_DATABASE_URL" -qAt -c "INSERT INTO app_hosts (host_id, life, expires_at) VALUES ('bench-host', gen_random_uuid(), now() + interval '1 day') ON CONFLICT (host_id) DO UPDATE SET expires_at = excluded.expires_at RETURNING life" | head -n1)
     {
         printf '\\set n random(1, %s)\n' "$n"
         case $name in
         floor*)
             printf 'UPDATE bench_floor SET credits_used = credits_used + 1 WHERE user_id = %s AND credits_used + 1 <= credits_total RETURNING credits_used, credits_total;\n' "$(sub user_id)"
             ;;
-        *)
+        meter*)
+            # The fast statement writes the charge's meter_inflight row ($7..$9: the host,
+            # the journal entry, the pool's life; NULL for -bare: no row, the statements
+            # before migration 0024). After the slow path the worker sends the row's
+            # statement in the commit's round trip (here on its own), and after the answer
+            # the answered mark.
+            local host=NULL slot=NULL life=NULL
+            if [[ $name != *-bare ]]; then
+                host="'bench-host'" slot=:client_id life="'$BENCH_HOST_LIFE'"
+            fi
             printf '\\set xid 0\n'
-            "$TMP/meter-sql" fast | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g; s|\\\$5|'req_bench000000'|g; s|\\\$6|'$BENCH_LIFE'|g"
+            "$TMP/meter-sql" fast | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g; s|\\\$5|'req_bench000000'|g; s|\\\$6|'$BENCH_LIFE'|g; s|\\\$7|$host|g; s|\\\$8|$slot|g; s|\\\$9|$life|g"
             printf '\\aset\n\\if :xid = 0\n'
             "$TMP/meter-sql" slow | tr '\n' ' ' | sed -e "s|\\\$1|$(sub key_hash)|g; s|\\\$2|1|g; s|\\\$3|'/markets/{ticker}'|g; s|\\\$4|'req_bench000000'|g"
-            printf ';\n\\endif\n'
+            printf '\n\\aset\n'
+            if [[ $name != *-bare ]]; then
+                "$TMP/meter-sql" inflight | tr '\n' ' ' | sed -e "s|\\\$10|:cost|g; s|\\\$11|'/markets/{ticker}'|g; s|\\\$12|:cycle_start|g; s|\\\$13|:day|g; s|\\\$14|NULL|g; s|\\\$1|'bench-host'|g; s|\\\$2|:client_id|g; s|\\\$3|'$BENCH_HOST_LIFE'|g; s|\\\$4|'req_bench000000'|g; s|\\\$5|:xid|g; s|\\\$6|:token|g; s|\\\$7|:seq|g; s|\\\$8|:user_id|g; s|\\\$9|:key_id|g"
+                printf ';\n'
+            fi
+            printf '\\endif\n'
+            if [[ $name != *-bare ]]; then
+                "$TMP/meter-sql" answered | tr '\n' ' ' | sed -e "s|\\\$1|'bench-host'|g; s|\\\$2|'$BENCH_HOST_LIFE'|g; s|\\\$3|:client_id|g; s|\\\$4|'req_bench000000'|g"
+                printf ';\n'
+            fi
             ;;
         esac
     } >"$file"
@@ -368,18 +408,19 @@ pgbench_row() {
 
 # The metering targets, and CPU per request next to the floor's.
 metered_verdicts() {
-    printf '\nmeter-sql / floor = %s (target >= 0.8); markets-metered / floor = %s (target >= 0.3); markets-half-load p99 = %s ms (target <= 5)\n' \
-        "${RATIO[meter-sql]}" "${RATIO[markets-metered]}" "${P99[markets-half-load]}"
+    printf '\nmeter-sql / floor = %s (target >= 0.8; meter-sql-bare %s); markets-metered / floor = %s (target >= 0.3); markets-half-load p99 = %s ms (target <= 5)\n' \
+        "${RATIO[meter-sql]}" "${RATIO[meter-sql-bare]}" "${RATIO[markets-metered]}" "${P99[markets-half-load]}"
     printf 'CPU us per request, all processes: floor %s, meter-sql %s, markets-metered %s (KB_WORKERS=%s)\n' \
         "${CPU[floor]}" "${CPU[meter-sql]}" "${CPU[markets-metered]}" "$KB_WORKERS"
 }
 
 print_table() {
     local name
-    printf '\n%-20s %10s %9s %9s  %-16s %6s %8s\n' name rps p50_ms p99_ms baseline ratio cpu_us
+    printf '\n%-20s %10s %9s %9s  %-16s %6s %8s  %s\n' name rps p50_ms p99_ms baseline ratio cpu_us \
+        'nginx/pool/pg_us'
     for name in "${ROWS[@]}"; do
-        printf '%-20s %10s %9s %9s  %-16s %6s %8s\n' "$name" "${RPS[$name]}" "${P50[$name]}" \
-            "${P99[$name]}" "${BASE[$name]}" "${RATIO[$name]}" "${CPU[$name]:--}"
+        printf '%-20s %10s %9s %9s  %-16s %6s %8s  %s\n' "$name" "${RPS[$name]}" "${P50[$name]}" \
+            "${P99[$name]}" "${BASE[$name]}" "${RATIO[$name]}" "${CPU[$name]:--}" "${TIERS[$name]:--}"
     done
 }
 
@@ -659,8 +700,24 @@ if [[ ${BENCH_QUICK:-0} == catalog ]]; then
 fi
 
 setup_bench_accounts
+# BENCH_QUICK=tiers: the sizing rows of docs/ops.md only (CPU per request per tier): health
+# (above), a metered by-id request, /orderbook and /deltas on one market.
+if [[ ${BENCH_QUICK:-0} == tiers ]]; then
+    import_market 4200 orderbook
+    BENCH_KEYS=$BENCH_ACCOUNTS bench_row markets-metered "/markets/$BENCH_TICKER" health \
+        -H "Authorization: Bearer $(bench_key 1)" -- -s "$REPO/t/bench/metered.lua"
+    AUTH="Authorization: Bearer $(bench_key 1)"
+    BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","timestamp":"2026-03-01T23:59:00Z"}' \
+        bench_row orderbook-100k /orderbook health -s "$REPO/t/bench/post.lua" -H "$AUTH"
+    BENCH_BODY='{"market_ticker":"KXBTCD-26JAN15-T94000","start_time":"2026-03-01T06:00:00Z","end_time":"2026-03-01T23:00:00Z","limit":1000}' \
+        bench_row deltas-1000 /deltas health -s "$REPO/t/bench/post.lua" -H "$AUTH"
+    print_table
+    write_json
+    exit 0
+fi
 pgbench_row floor - "$BENCH_ACCOUNTS"
 pgbench_row meter-sql floor "$BENCH_ACCOUNTS"
+pgbench_row meter-sql-bare floor "$BENCH_ACCOUNTS"
 # BENCH_QUICK=metered: the rows above, the floor, meter-sql, and the metered HTTP rows only.
 if [[ ${BENCH_QUICK:-0} == metered ]]; then
     import_market 100 market

@@ -1,6 +1,7 @@
 /* meter-sql.c - print a statement of the workers' meter for pgbench.
  *
- * Usage: meter-sql fast|slow. bench.sh links this against libkb and runs the
+ * Usage: meter-sql fast|slow|inflight|answered (the last two: the charge's row in
+ * meter_inflight and its answered mark, migration 0024). bench.sh links this against libkb and runs the
  * exact text the workers prepare (kb_meter_stmt, kb_meter_slow_stmt), its
  * $1..$n replaced by pgbench variables, so the meter-sql row measures what the
  * workers run, not a copy of it.
@@ -13,11 +14,22 @@
 int
 main(int argc, char **argv)
 {
-    if (argc != 2 || (strcmp(argv[1], "fast") != 0 && strcmp(argv[1], "slow") != 0)) {
-        fputs("usage: meter-sql fast|slow\n", stderr);
+    static const struct {
+        const char *name;
+        const kb_stmt *st;
+    } stmts[] = {{"fast", &kb_meter_stmt},
+                 {"slow", &kb_meter_slow_stmt},
+                 {"inflight", &kb_meter_inflight_stmt},
+                 {"answered", &kb_meter_answered_stmt}};
+    const kb_stmt *st = NULL;
+    for (size_t i = 0; argc == 2 && i < sizeof(stmts) / sizeof(stmts[0]); i++)
+        if (strcmp(argv[1], stmts[i].name) == 0)
+            st = stmts[i].st;
+    if (st == NULL) {
+        fputs("usage: meter-sql fast|slow|inflight|answered\n", stderr);
         return 2;
     }
-    fputs(strcmp(argv[1], "fast") == 0 ? kb_meter_stmt.sql : kb_meter_slow_stmt.sql, stdout);
+    fputs(st->sql, stdout);
     fputc('\n', stdout);
     return 0;
 }

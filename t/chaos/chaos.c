@@ -14,6 +14,9 @@ account acc[NACC + 1]; /* acc[NACC] = the probe account of the fault thread */
 char tickers[8][64];
 int nticker;
 const char *base, *ca, *dburl, *stripe_url, *stack_dir, *bin_dir, *repo;
+const char *bases[MAXHOSTS];
+int nhosts = 1;
+long lease_ms = 15000;
 atomic_long next_req, done_req, status_hist[6], transport_err;
 long total_req;
 atomic_int active_fault = -1;
@@ -103,6 +106,13 @@ main(int argc, char **argv)
     stack_dir = env("KB_STACK_DIR");
     bin_dir = env("KB_BIN_DIR");
     repo = env("KB_REPO_ROOT");
+    bases[0] = base;
+    if (getenv("CHAOS_HOSTS") && strcmp(getenv("CHAOS_HOSTS"), "2") == 0) {
+        bases[1] = env("KB_BASE_URL_2");
+        nhosts = 2;
+    }
+    if (getenv("KB_HOST_LEASE_MS"))
+        lease_ms = strtol(getenv("KB_HOST_LEASE_MS"), NULL, 10);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     curl_global_init(CURL_GLOBAL_ALL);
     signal(SIGPIPE, SIG_IGN);
@@ -142,6 +152,8 @@ main(int argc, char **argv)
 
     c = db();
     check(c, elapsed);
+    if (nhosts > 1)
+        check_rate_limit_across_hosts(c);
     PQfinish(c);
     printf("== chaos: %s (%d violations)\n", violations ? "FAILED" : "passed", violations);
     curl_global_cleanup();

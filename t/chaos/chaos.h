@@ -62,6 +62,11 @@ extern account acc[NACC + 1]; /* acc[NACC] = the probe account of the fault thre
 extern char tickers[8][64];
 extern int nticker;
 extern const char *base, *ca, *dburl, *stripe_url, *stack_dir, *bin_dir, *repo;
+/* CHAOS_HOSTS=2: bases[1] is host 2 (t/stack.sh host-start); bases[0] = base. */
+#define MAXHOSTS 2
+extern const char *bases[MAXHOSTS];
+extern int nhosts;
+extern long lease_ms; /* KB_HOST_LEASE_MS of the pools */
 extern atomic_long next_req, done_req, status_hist[6], transport_err;
 extern long total_req;
 extern atomic_int active_fault;
@@ -85,9 +90,10 @@ long sqll(PGconn *c, const char *sql, int n, const char *const *p);
 extern subscriber subs[NSUB];
 
 void account_new(PGconn *c, account *a, const char *kind);
-/* One metered request (route 0-2) for a; the status (0 on a transport error), *cost the
- * X-Credits-Cost it carried. */
+/* One metered request (route 0-2) for a (route 3: /health) on a random host; the status (0 on
+ * a transport error), *cost the X-Credits-Cost it carried. req_on: on host h (0-based). */
 long req(CURL *cu, const account *a, int route, long *cost);
+long req_on(CURL *cu, int h, const account *a, int route, long *cost);
 /* method url with an optional bearer token and JSON body; the parsed answer (caller frees
  * with cJSON_Delete, may be NULL), *st its status. */
 cJSON *http_json(const char *method, const char *url, const char *token, const char *json,
@@ -113,5 +119,8 @@ extern int violations;
 
 long used_of(PGconn *c, const account *a);
 void check(PGconn *c, long elapsed);
+/* Two hosts: N + k requests of one account (limit N per minute) split over both hosts within
+ * one minute, exactly N pass. Run after the faults. */
+void check_rate_limit_across_hosts(PGconn *c);
 
 #endif

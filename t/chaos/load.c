@@ -69,6 +69,7 @@ account_new(PGconn *c, account *a, const char *kind)
 
 typedef struct hdrs {
     long cost; /* -1 = no X-Credits-Cost */
+    char rid[32];
 } hdrs;
 
 static size_t
@@ -78,6 +79,8 @@ on_header(char *b, size_t sz, size_t n, void *u)
     size_t len = sz * n;
     if (len > 15 && strncasecmp(b, "X-Credits-Cost:", 15) == 0)
         h->cost = strtol(b + 15, NULL, 10);
+    else if (len > 14 && strncasecmp(b, "X-Request-ID: ", 14) == 0)
+        snprintf(h->rid, sizeof(h->rid), "%.*s", (int)strcspn(b + 14, "\r\n"), b + 14);
     else if (len > 5 && strncmp(b, "HTTP/", 5) == 0)
         h->cost = -1; /* a new response (e.g. after 100-continue) */
     return len;
@@ -95,17 +98,24 @@ on_body(char *b, size_t sz, size_t n, void *u)
 long
 req(CURL *cu, const account *a, int route, long *cost)
 {
+    return req_on(cu, rand() % nhosts, a, route, cost);
+}
+
+long
+req_on(CURL *cu, int host, const account *a, int route, long *cost)
+{
+    const char *b = bases[host];
     char url[512], body[256], auth[128];
     struct curl_slist *hl = NULL;
-    hdrs h = {-1};
+    hdrs h = {-1, ""};
     const char *t = tickers[rand() % nticker];
     curl_easy_reset(cu);
     if (route == 0) {
-        snprintf(url, sizeof(url), "%s/markets?limit=5", base);
+        snprintf(url, sizeof(url), "%s/markets?limit=5", b);
     } else if (route == 1) {
-        snprintf(url, sizeof(url), "%s/markets/%s", base, t);
+        snprintf(url, sizeof(url), "%s/markets/%s", b, t);
     } else if (route == 2) {
-        snprintf(url, sizeof(url), "%s/orderbook", base);
+        snprintf(url, sizeof(url), "%s/orderbook", b);
         snprintf(body, sizeof(body),
                  "{\"market_ticker\":\"%s\",\"timestamp\":\"2026-01-14T%02d:30:00Z\","
                  "\"depth\":5}",
@@ -113,7 +123,7 @@ req(CURL *cu, const account *a, int route, long *cost)
         curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body);
         hl = curl_slist_append(hl, "Content-Type: application/json");
     } else {
-        snprintf(url, sizeof(url), "%s/health", base);
+        snprintf(url, sizeof(url), "%s/health", b);
     }
     if (a != NULL) {
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", a->key);
@@ -132,6 +142,20 @@ req(CURL *cu, const account *a, int route, long *cost)
         curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, &st);
     curl_slist_free_all(hl);
     *cost = h.cost;
+    /* CHAOS_TRACE=FILE: one line per metered request as the client saw it. */
+    static FILE *trace;
+    static pthread_mutex_t tm = PTHREAD_MUTEX_INITIALIZER;
+    if (a != NULL && getenv("CHAOS_TRACE") != NULL) {
+        pthread_mutex_lock(&tm);
+        if (trace == NULL)
+            trace = fopen(getenv("CHAOS_TRACE"), "a");
+        if (trace != NULL) {
+            fprintf(trace, "%s %d %s %ld %ld\n", a->user_id, host, h.rid[0] ? h.rid : "-", st,
+                    h.cost);
+            fflush(trace);
+        }
+        pthread_mutex_unlock(&tm);
+    }
     return st;
 }
 

@@ -3,6 +3,13 @@
 # usage reporter child on, short reporter margin), load a small demo data set, run
 # BUILD_DIR/t/chaos/chaos against it, stop the stack. Exit status of chaos; sanitizer
 # reports in the stack's logs fail too. Logs are kept in build/chaos-logs/.
+# CHAOS_HOSTS=2: a second complete app host on the same Postgres (t/lib/hosts.sh: its own
+# nginx, pool, reporter and host id), load through both, and the host faults (a whole host
+# SIGKILLed and restarted, or left dead past its lease), a streaming replica for the data
+# routes that is stopped and rebuilt as a fault, rate limits across hosts and webhook
+# retries landing on the other host (t/chaos/faults.c, invariants.c).
+# CHAOS_BOUNCER=1: the pools reach Postgres through PgBouncer in session mode
+# (t/stack.sh bouncer-start; docs/ops.md "Scaling out").
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 B=${1:?build dir}
@@ -15,6 +22,12 @@ cleanup() {
     "$ROOT/t/stack.sh" stop "$STACK" >/dev/null 2>&1 || true
     rm -rf "$ROOT/build/chaos-logs" && mkdir -p "$ROOT/build/chaos-logs"
     cp "$STACK"/*.log "$ROOT/build/chaos-logs/" 2>/dev/null || true
+    for h in "$STACK"/h[2-9]; do
+        [ -d "$h" ] || continue
+        for f in "$h"/*.log; do
+            [ -f "$f" ] && cp "$f" "$ROOT/build/chaos-logs/${h##*/}-${f##*/}"
+        done
+    done
     rm -rf "$STACK"
 }
 trap cleanup EXIT
@@ -23,8 +36,20 @@ export KB_BIN_DIR=$BIN KB_REPO_ROOT=$ROOT
 export KB_WORKERS=4 KB_MAX_REQUESTS=${KB_MAX_REQUESTS:-3000} KB_DRAIN_TIMEOUT_S=3
 export STRIPE_REPORTER=1 KB_USAGE_REPORTER=1 KB_USAGE_FLUSH_S=1 KB_USAGE_MARGIN_S=2
 export KB_DB_STATEMENT_TIMEOUT_MS=1500 STRIPE_TIMEOUT_S=3 STRIPE_MAX_RETRIES=1
-export KB_LOG_LEVEL=warn
+export KB_LOG_LEVEL=${KB_LOG_LEVEL:-warn} KB_HOST_LEASE_MS=${KB_HOST_LEASE_MS:-3000}
+HOSTS=${CHAOS_HOSTS:-1}
 "$ROOT/t/stack.sh" start "$STACK" >/dev/null
+# CHAOS_BOUNCER=1: every pool reaches the primary through PgBouncer in session mode.
+if [ "${CHAOS_BOUNCER:-0}" = 1 ]; then
+    "$ROOT/t/stack.sh" bouncer-start "$STACK" >/dev/null
+fi
+if [ "$HOSTS" = 2 ]; then
+    # Data routes on a streaming replica (both hosts), stopped and rebuilt as a fault.
+    "$ROOT/t/stack.sh" replica-start "$STACK" >/dev/null
+    "$ROOT/t/stack.sh" host-start "$STACK" 2 >/dev/null
+    KB_BASE_URL_2=$(sed -n 's/^KB_BASE_URL=//p' "$STACK/h2/run.env")
+    export KB_BASE_URL_2 CHAOS_HOSTS=2
+fi
 set -a
 # shellcheck disable=SC1091
 . "$STACK/run.env"
@@ -36,7 +61,7 @@ export KB_STACK_DIR=$STACK
 rc=0
 "$ROOT/$B/t/chaos/chaos" "$N" "$C" "$R" || rc=$?
 "$ROOT/t/stack.sh" stop "$STACK" >/dev/null 2>&1 || true
-if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$STACK"/*.log 2>/dev/null; then
+if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$STACK"/*.log "$STACK"/h*/*.log 2>/dev/null; then
     echo "!! sanitizer reports in the chaos stack's logs (build/chaos-logs)"
     rc=1
 fi

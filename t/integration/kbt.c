@@ -320,8 +320,19 @@ kbt_children(pid_t pid, pid_t *out, size_t max)
         return 0;
     size_t n = 0;
     long c;
-    while (n < max && fscanf(f, "%ld", &c) == 1)
-        out[n++] = (pid_t)c;
+    while (n < max && fscanf(f, "%ld", &c) == 1) {
+        /* The host lease keeper (prctl name "kb-host") is no worker. */
+        char cp[64], comm[32] = "";
+        snprintf(cp, sizeof(cp), "/proc/%ld/comm", c);
+        FILE *cf = fopen(cp, "r");
+        if (cf != NULL) {
+            if (fgets(comm, sizeof(comm), cf) == NULL)
+                comm[0] = '\0';
+            fclose(cf);
+        }
+        if (strncmp(comm, "kb-host", 7) != 0)
+            out[n++] = (pid_t)c;
+    }
     fclose(f);
     return n;
 }

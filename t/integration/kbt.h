@@ -98,7 +98,8 @@ void kbt_app_env_set(const char *name, const char *value);
 /* Pid of the running kalshibook-fcgi master (from DIR/fcgi.pid). */
 pid_t kbt_master_pid(void);
 
-/* Direct children of pid (the workers), up to max; returns the count. */
+/* Direct children of pid but the host lease keeper "kb-host" (the workers, and the
+ * usage reporter when it runs), up to max; returns the count. */
 size_t kbt_children(pid_t pid, pid_t *out, size_t max);
 
 /* Poll fn(arg) every 20 ms until it returns true or timeout_ms passes. */

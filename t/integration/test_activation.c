@@ -160,6 +160,8 @@ start_master(int listen_fd, bool listen_pid_bogus)
         setenv("KB_SOCKET", own_path, 1);
         setenv("KB_WORKERS", "2", 1);
         setenv("KB_DRAIN_TIMEOUT_S", "5", 1);
+        /* A pool of its own beside the stack's: another host id (issue 22). */
+        setenv("KB_HOST_ID", "activation-test", 1);
         execl(bin, "kalshibook-fcgi", (char *)NULL);
         _exit(127);
     }

@@ -33,8 +33,9 @@ meter_exec_as(PGconn *c, seen *s, const char *hash, const char *cost, const char
     /* The worker's fast path: a key it knows, on a connection whose server life
      * an earlier charge told it. */
     if (s != NULL && s->key_id[0] != '\0' && s->life[0] != '\0') {
-        const char *fast[] = {s->user_id, s->key_id, cost, endpoint, rid, s->life};
-        r = PQexecParams(c, kb_meter_stmt.sql, 6, NULL, fast, NULL, NULL, 0);
+        /* No host id ($7..$9 NULL): no meter_inflight row (test_hosts.c has those). */
+        const char *fast[] = {s->user_id, s->key_id, cost, endpoint, rid, s->life, NULL, NULL, NULL};
+        r = PQexecParams(c, kb_meter_stmt.sql, 9, NULL, fast, NULL, NULL, 0);
     }
     if (r == NULL || (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0)) {
         PQclear(r);

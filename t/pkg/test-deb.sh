@@ -273,6 +273,7 @@ KB_MIGRATIONS_DIR=$T/usr/share/kalshibook/migrations
 KB_WORKERS=2
 KB_DRAIN_TIMEOUT_S=5
 KB_SOCKET=$TMP/unused.sock
+KB_HOST_ID=pkg-test
 EOF
 ENV_ARGS=()
 while IFS= read -r line; do

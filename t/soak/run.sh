@@ -62,7 +62,7 @@ MASTER=$(cat "$STACK/fcgi.pid")
 workers() {
     local p
     for p in $(cat "/proc/$MASTER/task/$MASTER/children" 2>/dev/null); do
-        [ "$(cat "/proc/$p/comm" 2>/dev/null)" = kb-reporter ] || echo "$p"
+        case $(cat "/proc/$p/comm" 2>/dev/null) in kb-reporter | kb-host) ;; *) echo "$p" ;; esac
     done
 }
 WORKERS=$(workers | sort -n | tr '\n' ' ')

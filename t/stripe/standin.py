@@ -29,7 +29,8 @@ Controls (JSON in, JSON out) under /_control/ for tests:
   POST subscriptions/<id>/renew | cancel | fail_payment | pay
   POST hold      {"on":true}  queue webhooks instead of delivering them
   POST release   {"order":"fifo"|"reverse"}  deliver held webhooks
-  POST events/<evt_id>/redeliver
+  POST events/<evt_id>/redeliver  {"url": ...} optional: to another app host than
+                                   --webhook-url (Stripe retrying onto another host)
 Every request to /v1 is recorded (method, path, params, idempotency key,
 Stripe-Version, status) for assertions.
 
@@ -135,9 +136,9 @@ def emit(typ, obj):
     return ev
 
 
-def deliver(ev):
+def deliver(ev, url=None):
     body = json.dumps({k: v for k, v in ev.items() if k != "deliveries"}).encode()
-    req = urllib.request.Request(ARGS.webhook_url, data=body, method="POST", headers={
+    req = urllib.request.Request(url or ARGS.webhook_url, data=body, method="POST", headers={
         "Content-Type": "application/json; charset=utf-8",
         "Stripe-Signature": sign(body, ARGS.webhook_secret),
         "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"})
@@ -447,7 +448,10 @@ def control(method, path, body):
         return 200, {"delivered": [deliver(e) for e in held]}
     if len(parts) == 3 and parts[0] == "events" and parts[2] == "redeliver":
         ev = next((e for e in S["events"] if e["id"] == parts[1]), None)
-        return (200, {"status": deliver(ev)}) if ev else (404, {"error": "no such event"})
+        url = body.get("url")
+        if url is not None and not (isinstance(url, str) and url.startswith("https://127.0.0.1:")):
+            return 400, {"error": "url must be https://127.0.0.1:PORT/..."}
+        return (200, {"status": deliver(ev, url)}) if ev else (404, {"error": "no such event"})
     if len(parts) == 3 and parts[0] == "checkout" and parts[2] == "complete":
         return complete_checkout(parts[1])
     if len(parts) == 3 and parts[0] == "subscriptions":
