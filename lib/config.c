@@ -48,8 +48,8 @@ const kb_config_var kb_config_vars[] = {
      "metered price of PAYG overage credits"},
     {"STRIPE_METER_EVENT_NAME", KB_CFG_STRING, false, "kalshibook_api_credits", 0, 0,
      OFF(stripe_meter_event), "event_name of the billing meter that counts overage credits"},
-    {"STRIPE_API_BASE", KB_CFG_STRING, false, "https://api.stripe.com", 0, 0,
-     OFF(stripe_api_base), "Stripe API base URL (tests and make run: the stand-in)"},
+    {"STRIPE_API_BASE", KB_CFG_STRING, false, "https://api.stripe.com", 0, 0, OFF(stripe_api_base),
+     "Stripe API base URL (tests and make run: the stand-in)"},
     {"STRIPE_CA_FILE", KB_CFG_STRING, false, NULL, 0, 0, OFF(stripe_ca_file),
      "CA bundle for STRIPE_API_BASE; unset = the system store"},
     {"STRIPE_TIMEOUT_S", KB_CFG_INT, false, "20", 1, 300, OFF(stripe_timeout_s),
@@ -88,18 +88,18 @@ const kb_config_var kb_config_vars[] = {
      "Kalshi API key id (kalshibook-collector); unset = no collector on this host"},
     {"KALSHI_PRIVATE_KEY_FILE", KB_CFG_STRING, false, NULL, 0, 0, OFF(kalshi_key_file),
      "PEM file of that key's RSA private key (readable by the collector only)"},
-    {"KALSHI_WS_URL", KB_CFG_STRING, false, "wss://api.elections.kalshi.com/trade-api/ws/v2", 0,
-     0, OFF(kalshi_ws_url), "Kalshi WebSocket v2 URL (demo: wss://demo-api.kalshi.co/trade-api/ws/v2)"},
-    {"KALSHI_REST_URL", KB_CFG_STRING, false, "https://api.elections.kalshi.com/trade-api/v2", 0,
-     0, OFF(kalshi_rest_url), "Kalshi REST v2 base URL (market discovery)"},
+    {"KALSHI_WS_URL", KB_CFG_STRING, false, "wss://api.elections.kalshi.com/trade-api/ws/v2", 0, 0,
+     OFF(kalshi_ws_url),
+     "Kalshi WebSocket v2 URL (demo: wss://demo-api.kalshi.co/trade-api/ws/v2)"},
+    {"KALSHI_REST_URL", KB_CFG_STRING, false, "https://api.elections.kalshi.com/trade-api/v2", 0, 0,
+     OFF(kalshi_rest_url), "Kalshi REST v2 base URL (market discovery)"},
     {"KALSHI_CA_FILE", KB_CFG_STRING, false, NULL, 0, 0, OFF(kalshi_ca_file),
      "CA bundle for the Kalshi URLs; unset = the system store (tests: the stand-in's cert)"},
     {"KB_COLLECTOR_SPOOL_DIR", KB_CFG_STRING, false, "/var/lib/kalshibook/spool", 0, 0,
      OFF(collector_spool_dir), "where the collector appends every received frame (hourly files)"},
     {"KB_COLLECTOR_SPOOL_KEEP_H", KB_CFG_INT, false, "168", 0, 87600, OFF(collector_spool_keep_h),
      "hours a spool file is kept after it is stored in Postgres; 0 = never deleted"},
-    {"KB_COLLECTOR_SPOOL_FILE_S", KB_CFG_INT, false, "3600", 1, 86400,
-     OFF(collector_spool_file_s),
+    {"KB_COLLECTOR_SPOOL_FILE_S", KB_CFG_INT, false, "3600", 1, 86400, OFF(collector_spool_file_s),
      "seconds of wall clock per spool file (3600: a new file every hour, on the hour)"},
     {"KB_COLLECTOR_MARKETS_PER_SUB", KB_CFG_INT, false, "500", 1, 10000,
      OFF(collector_markets_per_sub), "markets per orderbook_delta/trade subscription (a shard)"},
@@ -242,7 +242,8 @@ kb_config_load(kb_config *cfg, kb_buf *problems)
     }
     if (cfg->host_id != NULL &&
         (strlen(cfg->host_id) > 64 ||
-         strspn(cfg->host_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+         strspn(cfg->host_id,
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
              strlen(cfg->host_id))) {
         problem(problems, "KB_HOST_ID", "must be 1-64 characters of A-Z a-z 0-9 . _ -");
         bad++;

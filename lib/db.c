@@ -168,8 +168,7 @@ kb_db_connect(kb_db *db)
     char timeout[24];
     snprintf(timeout, sizeof(timeout), "%ld", db->connect_timeout_s);
     const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {db->conninfo, timeout, db->app_name ? db->app_name : "kalshibook",
-                          NULL};
+    const char *vals[] = {db->conninfo, timeout, db->app_name ? db->app_name : "kalshibook", NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
         log_pq_error("unable to connect to database", conn ? PQerrorMessage(conn) : "no memory");
@@ -355,7 +354,8 @@ prepare(kb_db *db, const kb_stmt *st)
     PQclear(r);
     if (db->nprepared == db->capprepared) {
         db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
-        db->prepared = kb_xrealloc(db->prepared, kb_st_mult(db->capprepared, sizeof(*db->prepared)));
+        db->prepared = kb_xrealloc(db->prepared,
+                                   kb_st_mult(db->capprepared, sizeof(*db->prepared)));
     }
     db->prepared[db->nprepared++] = st;
     return KB_OK;
@@ -368,8 +368,7 @@ clear_result(void *r)
 }
 
 kb_err
-kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
-           PGresult **out)
+kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params, PGresult **out)
 {
     db->sqlstate[0] = '\0';
     if (db->open) {
@@ -385,8 +384,7 @@ kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *par
         PGresult *r = attempt == 0 ? take_ahead(db, st, params) : NULL;
         if (r == NULL) {
             err = prepare(db, st);
-            if (!err && carries_ahead(db, st) &&
-                (err = prepare(db, db->ahead)) == KB_E_INTERNAL) {
+            if (!err && carries_ahead(db, st) && (err = prepare(db, db->ahead)) == KB_E_INTERNAL) {
                 kb_db_ahead_clear(db); /* it cannot run: st goes alone */
                 err = KB_OK;
             }
@@ -562,8 +560,8 @@ kb_db_exec_more(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const
         PQclear(r);
         if (db->nprepared == db->capprepared) {
             db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
-            db->prepared =
-                kb_xrealloc(db->prepared, kb_st_mult(db->capprepared, sizeof(*db->prepared)));
+            db->prepared = kb_xrealloc(db->prepared,
+                                       kb_st_mult(db->capprepared, sizeof(*db->prepared)));
         }
         db->prepared[db->nprepared++] = st;
     }
@@ -602,8 +600,8 @@ kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
         }
         if (db->nprepared == db->capprepared) {
             db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
-            db->prepared =
-                kb_xrealloc(db->prepared, kb_st_mult(db->capprepared, sizeof(*db->prepared)));
+            db->prepared = kb_xrealloc(db->prepared,
+                                       kb_st_mult(db->capprepared, sizeof(*db->prepared)));
         }
         db->prepared[db->nprepared++] = st;
     }

@@ -35,8 +35,7 @@ static region *rg;
 int
 kb_journal_init(void)
 {
-    void *p = mmap(NULL, sizeof(region), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                   -1, 0);
+    void *p = mmap(NULL, sizeof(region), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return -1;
     memset(p, 0, sizeof(region)); /* all zero: every entry free */

@@ -44,37 +44,37 @@ typedef struct kb_config {
     long usage_reporter;                /* KB_USAGE_REPORTER: 1 = master runs it */
     long usage_margin_s;                /* KB_USAGE_MARGIN_S */
     long payg_overage_cap;              /* KB_PAYG_OVERAGE_CAP, 0 = none */
-    const char *jwt_secret;        /* KB_JWT_SECRET (HS256), NULL when unset */
-    long jwt_ttl_s;                /* KB_JWT_TTL: access token lifetime */
-    const char *jwt_jwks_file;     /* KB_JWT_JWKS_FILE (ES256/RS256 keys), NULL when unset */
-    long auth_max_concurrent;      /* KB_AUTH_MAX_CONCURRENT argon2 jobs per host, 0 = auto */
-    const char *host_id;           /* KB_HOST_ID, NULL = derived from /etc/machine-id */
-    long host_lease_ms;            /* KB_HOST_LEASE_MS: lease of the host id (lib/kb_host.h) */
+    const char *jwt_secret;             /* KB_JWT_SECRET (HS256), NULL when unset */
+    long jwt_ttl_s;                     /* KB_JWT_TTL: access token lifetime */
+    const char *jwt_jwks_file;          /* KB_JWT_JWKS_FILE (ES256/RS256 keys), NULL when unset */
+    long auth_max_concurrent;           /* KB_AUTH_MAX_CONCURRENT argon2 jobs per host, 0 = auto */
+    const char *host_id;                /* KB_HOST_ID, NULL = derived from /etc/machine-id */
+    long host_lease_ms;                 /* KB_HOST_LEASE_MS: lease of the host id (lib/kb_host.h) */
     /* kalshibook-collector (app/collector/, lib/kalshi.c); README "Live collector". */
-    const char *kalshi_key_id;     /* KALSHI_API_KEY_ID, NULL = no collector on this host */
-    const char *kalshi_key_file;   /* KALSHI_PRIVATE_KEY_FILE (PEM, RSA) */
-    const char *kalshi_ws_url;     /* KALSHI_WS_URL */
-    const char *kalshi_rest_url;   /* KALSHI_REST_URL */
-    const char *kalshi_ca_file;    /* KALSHI_CA_FILE, NULL = the system store */
-    const char *collector_spool_dir;    /* KB_COLLECTOR_SPOOL_DIR */
-    long collector_spool_keep_h;        /* KB_COLLECTOR_SPOOL_KEEP_H, 0 = keep every file */
-    long collector_spool_file_s;        /* KB_COLLECTOR_SPOOL_FILE_S */
-    long collector_markets_per_sub;     /* KB_COLLECTOR_MARKETS_PER_SUB */
-    long collector_subs_per_conn;       /* KB_COLLECTOR_SUBS_PER_CONN */
-    long collector_max_conns;           /* KB_COLLECTOR_MAX_CONNS */
-    long collector_heartbeat_s;         /* KB_COLLECTOR_HEARTBEAT_S */
-    long collector_reconcile_s;         /* KB_COLLECTOR_RECONCILE_S */
-    long collector_rest_rps;            /* KB_COLLECTOR_REST_RPS */
-    long collector_backoff_min_ms;      /* KB_COLLECTOR_BACKOFF_MIN_MS */
-    long collector_backoff_max_ms;      /* KB_COLLECTOR_BACKOFF_MAX_MS */
-    long collector_queue_mb;            /* KB_COLLECTOR_QUEUE_MB */
-    long collector_max_frame_mb;        /* KB_COLLECTOR_MAX_FRAME_MB */
-    long collector_metrics_port;        /* KB_COLLECTOR_METRICS_PORT, 0 = off */
-    const char *collector_instance;     /* KB_COLLECTOR_INSTANCE, NULL = the host name */
-    const char *collector_series;       /* KB_COLLECTOR_SERIES, NULL = every series */
-    long collector_commit_ms;           /* KB_COLLECTOR_COMMIT_MS */
-    long collector_checkpoint_every;    /* KB_COLLECTOR_CHECKPOINT_EVERY, 0 = none */
-    long collector_checkpoint_s;        /* KB_COLLECTOR_CHECKPOINT_S */
+    const char *kalshi_key_id;       /* KALSHI_API_KEY_ID, NULL = no collector on this host */
+    const char *kalshi_key_file;     /* KALSHI_PRIVATE_KEY_FILE (PEM, RSA) */
+    const char *kalshi_ws_url;       /* KALSHI_WS_URL */
+    const char *kalshi_rest_url;     /* KALSHI_REST_URL */
+    const char *kalshi_ca_file;      /* KALSHI_CA_FILE, NULL = the system store */
+    const char *collector_spool_dir; /* KB_COLLECTOR_SPOOL_DIR */
+    long collector_spool_keep_h;     /* KB_COLLECTOR_SPOOL_KEEP_H, 0 = keep every file */
+    long collector_spool_file_s;     /* KB_COLLECTOR_SPOOL_FILE_S */
+    long collector_markets_per_sub;  /* KB_COLLECTOR_MARKETS_PER_SUB */
+    long collector_subs_per_conn;    /* KB_COLLECTOR_SUBS_PER_CONN */
+    long collector_max_conns;        /* KB_COLLECTOR_MAX_CONNS */
+    long collector_heartbeat_s;      /* KB_COLLECTOR_HEARTBEAT_S */
+    long collector_reconcile_s;      /* KB_COLLECTOR_RECONCILE_S */
+    long collector_rest_rps;         /* KB_COLLECTOR_REST_RPS */
+    long collector_backoff_min_ms;   /* KB_COLLECTOR_BACKOFF_MIN_MS */
+    long collector_backoff_max_ms;   /* KB_COLLECTOR_BACKOFF_MAX_MS */
+    long collector_queue_mb;         /* KB_COLLECTOR_QUEUE_MB */
+    long collector_max_frame_mb;     /* KB_COLLECTOR_MAX_FRAME_MB */
+    long collector_metrics_port;     /* KB_COLLECTOR_METRICS_PORT, 0 = off */
+    const char *collector_instance;  /* KB_COLLECTOR_INSTANCE, NULL = the host name */
+    const char *collector_series;    /* KB_COLLECTOR_SERIES, NULL = every series */
+    long collector_commit_ms;        /* KB_COLLECTOR_COMMIT_MS */
+    long collector_checkpoint_every; /* KB_COLLECTOR_CHECKPOINT_EVERY, 0 = none */
+    long collector_checkpoint_s;     /* KB_COLLECTOR_CHECKPOINT_S */
 } kb_config;
 
 /* Shortest KB_JWT_SECRET accepted (bytes). */

@@ -25,7 +25,7 @@ typedef struct kb_stmt {
     const char *name; /* unique prepared-statement name */
     const char *sql;  /* text with $1..$n */
     int nparams;
-    bool retry_safe;  /* read-only: may be re-sent once after a reconnect */
+    bool retry_safe; /* read-only: may be re-sent once after a reconnect */
 } kb_stmt;
 
 /* Most parameters a statement sent ahead (kb_db_send_ahead) may have. */
@@ -39,16 +39,16 @@ typedef struct kb_db {
     PGconn *conn;
     const kb_stmt **prepared; /* statements prepared on conn */
     size_t nprepared, capprepared;
-    int64_t next_attempt_us;  /* monotonic; no connect before this */
+    int64_t next_attempt_us; /* monotonic; no connect before this */
     int64_t backoff_us;
-    int64_t answered_us;      /* monotonic time of the last statement that succeeded, 0 = none */
-    char sqlstate[6];         /* SQLSTATE of the last failed statement, "" if none */
-    const kb_stmt *ahead;     /* kb_db_send_ahead()'s statement, NULL = none */
+    int64_t answered_us;  /* monotonic time of the last statement that succeeded, 0 = none */
+    char sqlstate[6];     /* SQLSTATE of the last failed statement, "" if none */
+    const kb_stmt *ahead; /* kb_db_send_ahead()'s statement, NULL = none */
     char *ahead_params[KB_DB_AHEAD_MAX_PARAMS];
-    PGresult *ahead_result;   /* its result once received, until asked for */
-    bool open;                /* kb_db_exec_open() left a transaction open */
-    uint64_t connects;        /* connections made so far: which one conn is */
-    const kb_stmt *async;     /* kb_db_send_async()'s statement awaiting its result, or NULL */
+    PGresult *ahead_result; /* its result once received, until asked for */
+    bool open;              /* kb_db_exec_open() left a transaction open */
+    uint64_t connects;      /* connections made so far: which one conn is */
+    const kb_stmt *async;   /* kb_db_send_async()'s statement awaiting its result, or NULL */
 } kb_db;
 
 /* Fill a caller's kb_db; nothing connects until first use. */

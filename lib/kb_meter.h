@@ -50,22 +50,22 @@ const char *kb_meter_outcome_name(kb_meter_outcome o);
  * Postgres prints them, "" when NULL; numbers 0 when NULL. */
 typedef struct kb_meter_result {
     kb_meter_outcome outcome;
-    char user_id[40];      /* set unless invalid_key */
+    char user_id[40]; /* set unless invalid_key */
     char key_id[40];
     char key_prefix[16];
     int64_t credits_total; /* after the charge (or of the refused request) */
     int64_t credits_used;
-    int64_t cost;          /* charged: the route's cost; 0 when refused */
-    int64_t rl_limit;      /* requests per minute */
+    int64_t cost;     /* charged: the route's cost; 0 when refused */
+    int64_t rl_limit; /* requests per minute */
     int64_t rl_remaining;
-    int64_t rl_reset;      /* Unix time the window ends */
-    int64_t retry_after;   /* seconds, refused requests */
-    char cycle_start[40];  /* the account's cycle, for refunds */
-    char day[16];          /* UTC day the usage counts on, for refunds */
-    int64_t outbox_id;     /* PAYG overage row, 0 = none */
-    uint64_t xid;          /* the charge's transaction, 0 unless charged */
-    char token[40];        /* the server's life it ran in (kb_incarnation()), "" unless charged */
-    int64_t seq;           /* the account's charge count it made, 0 unless charged */
+    int64_t rl_reset;     /* Unix time the window ends */
+    int64_t retry_after;  /* seconds, refused requests */
+    char cycle_start[40]; /* the account's cycle, for refunds */
+    char day[16];         /* UTC day the usage counts on, for refunds */
+    int64_t outbox_id;    /* PAYG overage row, 0 = none */
+    uint64_t xid;         /* the charge's transaction, 0 unless charged */
+    char token[40];       /* the server's life it ran in (kb_incarnation()), "" unless charged */
+    int64_t seq;          /* the account's charge count it made, 0 unless charged */
 } kb_meter_result;
 
 /*
@@ -88,13 +88,13 @@ extern const kb_stmt kb_meter_slow_stmt;
 
 /* What the meter charged for this request (ctx->charge), for headers and refunds. */
 typedef struct kb_charge {
-    kb_meter_result m;   /* the meter's row (m.outcome valid when have_limits) */
-    bool charged;        /* the charge committed and stands (cleared by a refund) */
-    bool refunded;       /* a refund ran: headers show cost 0 */
-    bool refund_failed;  /* a refund could not run: leave credit headers out */
-    bool have_limits;    /* the key was authenticated: rate-limit headers apply */
-    bool marked;         /* kb_meter_sent() marked the answer in meter_inflight */
-    bool cut;            /* the answer was cut off on its way out (kb_meter_cut) */
+    kb_meter_result m;  /* the meter's row (m.outcome valid when have_limits) */
+    bool charged;       /* the charge committed and stands (cleared by a refund) */
+    bool refunded;      /* a refund ran: headers show cost 0 */
+    bool refund_failed; /* a refund could not run: leave credit headers out */
+    bool have_limits;   /* the key was authenticated: rate-limit headers apply */
+    bool marked;        /* kb_meter_sent() marked the answer in meter_inflight */
+    bool cut;           /* the answer was cut off on its way out (kb_meter_cut) */
     char request_id[KB_JOURNAL_REQUEST_ID_MAX];
 } kb_charge;
 
@@ -129,8 +129,7 @@ typedef void kb_meter_send_fn(void *ud, const kb_req *req, kb_ctx *ctx);
  * whose answer went out as 2xx stands; any other stays journaled until it is
  * settled.
  */
-void kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *send,
-                  void *ud);
+void kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *send, void *ud);
 
 /*
  * The answer in ctx is complete as far as this worker goes: the sender calls

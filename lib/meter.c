@@ -289,10 +289,17 @@ settle(kb_worker *w, kb_arena *arena, kb_jstate st, const kb_journal_charge *c)
     snprintf(seq, sizeof(seq), "%" PRId64, c->seq);
     snprintf(cost, sizeof(cost), "%" PRId64, c->cost);
     snprintf(outbox, sizeof(outbox), "%" PRId64, c->outbox_id);
-    const char *params[] = {xid,        c->token,       seq,
-                            c->request_id, c->user_id,  c->key_id,
-                            cost,       c->endpoint,    c->cycle_start,
-                            c->day,     c->outbox_id ? outbox : NULL};
+    const char *params[] = {xid,
+                            c->token,
+                            seq,
+                            c->request_id,
+                            c->user_id,
+                            c->key_id,
+                            cost,
+                            c->endpoint,
+                            c->cycle_start,
+                            c->day,
+                            c->outbox_id ? outbox : NULL};
     PGresult *r = NULL;
     if (kb_db_exec(&w->db, arena, &settle_stmt, params, &r) != KB_OK || PQntuples(r) != 1)
         return DB_DOWN;
@@ -401,8 +408,7 @@ refused(kb_ctx *ctx, const kb_meter_result *m)
 }
 
 static void
-journal_charge(kb_journal_charge *j, const kb_req *req, const kb_ctx *ctx,
-               const kb_meter_result *m)
+journal_charge(kb_journal_charge *j, const kb_req *req, const kb_ctx *ctx, const kb_meter_result *m)
 {
     memset(j, 0, sizeof(*j));
     snprintf(j->request_id, sizeof(j->request_id), "%s", req->request_id);
@@ -481,8 +487,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     kb_worker *w = ctx->w;
     kb_str key = req->api_key;
     const char *reason;
-    if (key.p == NULL &&
-        !kb_meter_parse_key(kb_req_header(req, "authorization"), &key, &reason))
+    if (key.p == NULL && !kb_meter_parse_key(kb_req_header(req, "authorization"), &key, &reason))
         return kb_fail(ctx, KB_E_INVALID_API_KEY, "%s", reason);
 
     /* The previous charge of this worker must be settled before the next one
@@ -589,10 +594,13 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
         snprintf(seq, sizeof(seq), "%" PRId64, c->m.seq);
         snprintf(cost, sizeof(cost), "%" PRId64, c->m.cost);
         snprintf(outbox, sizeof(outbox), "%" PRId64, c->m.outbox_id);
-        const char *p[] = {host->id,      slots,          host->life,       req->request_id,
-                           xid,           c->m.token,     seq,              c->m.user_id,
-                           c->m.key_id,   cost,           route,            c->m.cycle_start,
-                           c->m.day,      c->m.outbox_id ? outbox : NULL};
+        const char *p[] = {host->id,    slots,
+                           host->life,  req->request_id,
+                           xid,         c->m.token,
+                           seq,         c->m.user_id,
+                           c->m.key_id, cost,
+                           route,       c->m.cycle_start,
+                           c->m.day,    c->m.outbox_id ? outbox : NULL};
         err = kb_db_commit_with(db, &kb_meter_inflight_stmt, p);
     } else {
         err = kb_db_commit(db);
@@ -641,18 +649,20 @@ refund(const kb_req *req, kb_ctx *ctx, kb_charge *c)
     char costs[24], outbox[24];
     snprintf(costs, sizeof(costs), "%" PRId64, c->m.cost);
     snprintf(outbox, sizeof(outbox), "%" PRId64, c->m.outbox_id);
-    const char *params[] = {req->request_id,  c->m.user_id,
-                            c->m.key_id,      costs,
+    const char *params[] = {req->request_id,
+                            c->m.user_id,
+                            c->m.key_id,
+                            costs,
                             ctx->route ? ctx->route : "unknown",
-                            c->m.cycle_start, c->m.day,
+                            c->m.cycle_start,
+                            c->m.day,
                             c->m.outbox_id ? outbox : NULL};
     PGresult *r = NULL;
     kb_err err = kb_db_exec(&ctx->w->db, ctx->arena, &refund_stmt, params, &r);
     if (err || PQntuples(r) != 1) {
         /* The charge stands until the journal settles it; say so loudly (no
          * secret in this line). */
-        kb_log_error("unable to refund %" PRId64 " credits to user '%s'", c->m.cost,
-                     c->m.user_id);
+        kb_log_error("unable to refund %" PRId64 " credits to user '%s'", c->m.cost, c->m.user_id);
         c->refund_failed = true;
         return;
     }

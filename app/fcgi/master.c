@@ -54,9 +54,9 @@
 #define BACKOFF_MAX_US 10000000
 
 typedef struct slot {
-    pid_t pid;          /* serving worker, 0 when empty */
-    pid_t next_pid;     /* replacement being started (reload), 0 when none */
-    unsigned gen;       /* reload generation the worker was started in */
+    pid_t pid;      /* serving worker, 0 when empty */
+    pid_t next_pid; /* replacement being started (reload), 0 when none */
+    unsigned gen;   /* reload generation the worker was started in */
     bool ready;
     int64_t started_us;
     int64_t respawn_at; /* monotonic; 0 = no respawn scheduled */
@@ -507,8 +507,8 @@ main(void)
         kb_db db;
         kb_buf why = KB_BUF_INIT;
         kb_db_init(&db, kb_cfg.database_url, "kalshibook-host", kb_cfg.db_connect_timeout_s, 5000);
-        kb_host_lease l =
-            kb_host_claim(&db, kb_cfg.host_lease_ms, kb_cfg.host_lease_ms + 1000, &why);
+        kb_host_lease l = kb_host_claim(&db, kb_cfg.host_lease_ms, kb_cfg.host_lease_ms + 1000,
+                                        &why);
         kb_db_release(&db);
         if (l == KB_HOST_HELD) {
             kb_log_error("refusing to start: %s", kb_buf_cstr(&why));

@@ -75,7 +75,9 @@ request_budget(void)
     /* Up to 10% jitter so workers started together do not recycle together. */
     unsigned long base = (unsigned long)kb_cfg.max_requests;
     unsigned long spread = base / 10;
-    return base + (spread ? randombytes_uniform((uint32_t)(spread > UINT32_MAX ? UINT32_MAX : spread)) : 0);
+    return base + (spread
+                       ? randombytes_uniform((uint32_t)(spread > UINT32_MAX ? UINT32_MAX : spread))
+                       : 0);
 }
 
 /* kb_fcgi_complete's callback: the charge of the answer about to be complete stands. */

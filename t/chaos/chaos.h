@@ -34,7 +34,7 @@ typedef struct account {
     char user_id[40];
     char key_id[40];
     char cus[40];
-    atomic_long ok_cost;    /* Σ X-Credits-Cost of 2xx answers */
+    atomic_long ok_cost; /* Σ X-Credits-Cost of 2xx answers */
     atomic_long ok_n, err_n, err_charged;
     long used_before, used_after, total, cap; /* cap -1 = none */
     bool payg;
@@ -96,8 +96,8 @@ long req(CURL *cu, const account *a, int route, long *cost);
 long req_on(CURL *cu, int h, const account *a, int route, long *cost);
 /* method url with an optional bearer token and JSON body; the parsed answer (caller frees
  * with cJSON_Delete, may be NULL), *st its status. */
-cJSON *http_json(const char *method, const char *url, const char *token, const char *json,
-                 long *st);
+cJSON *
+http_json(const char *method, const char *url, const char *token, const char *json, long *st);
 void subscribers_new(void);
 /* Count an answer for a (and for the active fault's 5xx tally). */
 void account_note(account *a, long st, long cost, int fault);

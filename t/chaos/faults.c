@@ -205,8 +205,7 @@ fault_run(CURL *cu, int kind)
         long st;
         cJSON *ev = http_json("GET", url, NULL, NULL, &st);
         const cJSON *e;
-        cJSON_ArrayForEach(e, ev)
-        {
+        cJSON_ArrayForEach(e, ev) {
             const cJSON *id = cJSON_GetObjectItemCaseSensitive(e, "id");
             char path[256], json[600];
             if (cJSON_IsString(id)) {

@@ -172,8 +172,10 @@ check(PGconn *c, long elapsed)
         if (!a->payg)
             continue;
         const char *p[] = {a->user_id};
-        long ob = sqll(c, "SELECT coalesce(sum(credits),0) FROM usage_outbox"
-                          " WHERE user_id = $1::uuid", 1, p);
+        long ob = sqll(c,
+                       "SELECT coalesce(sum(credits),0) FROM usage_outbox"
+                       " WHERE user_id = $1::uuid",
+                       1, p);
         long st = json_total(tot, a->cus);
         long ov = a->used_after > a->total ? a->used_after - a->total : 0;
         s_stand += st;
@@ -191,21 +193,22 @@ check(PGconn *c, long elapsed)
              "stand-in Σ %ld, outbox Σ %ld (overage by credits_used %ld), customers off %ld, "
              "unreported rows %ld, flagged %ld",
              s_stand, s_outbox, s_overage, cus_bad, unrep, flagged);
-    verdict(cus_bad == 0 && unrep == 0 && s_stand == s_outbox, "meter events = outbox overage",
-            d);
+    verdict(cus_bad == 0 && unrep == 0 && s_stand == s_outbox, "meter events = outbox overage", d);
 
     /* 6: api_key_usage per key = Σ 2xx costs per key. */
     long ku_bad = 0, s_ku = 0;
     for (int i = 0; i <= NACC; i++) {
         account *a = &acc[i];
         const char *p[] = {a->key_id};
-        long ku = sqll(c, "SELECT coalesce(sum(credits_used),0) FROM api_key_usage"
-                          " WHERE api_key_id = $1::uuid", 1, p);
+        long ku = sqll(c,
+                       "SELECT coalesce(sum(credits_used),0) FROM api_key_usage"
+                       " WHERE api_key_id = $1::uuid",
+                       1, p);
         s_ku += ku;
         if (ku != a->ok_cost) {
             ku_bad++;
-            printf("     key %s (%s): api_key_usage %ld, 2xx costs %ld\n", a->key_id, a->kind,
-                   ku, (long)a->ok_cost);
+            printf("     key %s (%s): api_key_usage %ld, 2xx costs %ld\n", a->key_id, a->kind, ku,
+                   (long)a->ok_cost);
         }
     }
     snprintf(d, sizeof(d), "Σ api_key_usage %ld, Σ 2xx costs %ld, keys off %ld", s_ku, sum_ok,
@@ -226,8 +229,7 @@ check(PGconn *c, long elapsed)
         int n = 0;
         const char *cid = NULL;
         const cJSON *cu;
-        cJSON_ArrayForEach(cu, custs)
-        {
+        cJSON_ArrayForEach(cu, custs) {
             const cJSON *em = cJSON_GetObjectItemCaseSensitive(cu, "email");
             if (cJSON_IsString(em) && strcmp(em->valuestring, subs[i].email) == 0) {
                 n++;
@@ -235,10 +237,14 @@ check(PGconn *c, long elapsed)
             }
         }
         const char *p[] = {subs[i].email};
-        char *dbc = sqlv(c, "SELECT b.stripe_customer_id FROM billing_accounts b JOIN users u"
-                            " ON u.id = b.user_id WHERE u.email = $1", 1, p);
-        char *tier = sqlv(c, "SELECT b.tier FROM billing_accounts b JOIN users u"
-                             " ON u.id = b.user_id WHERE u.email = $1", 1, p);
+        char *dbc = sqlv(c,
+                         "SELECT b.stripe_customer_id FROM billing_accounts b JOIN users u"
+                         " ON u.id = b.user_id WHERE u.email = $1",
+                         1, p);
+        char *tier = sqlv(c,
+                          "SELECT b.tier FROM billing_accounts b JOIN users u"
+                          " ON u.id = b.user_id WHERE u.email = $1",
+                          1, p);
         if (tier && strcmp(tier, "project") == 0)
             project++;
         if (n != 1 || dbc == NULL || cid == NULL || strcmp(dbc, cid) != 0) {
@@ -261,8 +267,7 @@ check(PGconn *c, long elapsed)
     cJSON *evs = http_json("GET", url, NULL, NULL, &st);
     long nev = 0, multi = 0, ev_bad = 0;
     const cJSON *ev;
-    cJSON_ArrayForEach(ev, evs)
-    {
+    cJSON_ArrayForEach(ev, evs) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(ev, "id");
         const cJSON *dl = cJSON_GetObjectItemCaseSensitive(ev, "deliveries");
         if (!cJSON_IsString(id))
@@ -270,20 +275,21 @@ check(PGconn *c, long elapsed)
         nev++;
         int n = cJSON_GetArraySize(dl), ok2xx = 0;
         const cJSON *x;
-        cJSON_ArrayForEach(x, dl) ok2xx += cJSON_IsNumber(x) && x->valueint / 100 == 2;
+        cJSON_ArrayForEach(x, dl)
+            ok2xx += cJSON_IsNumber(x) && x->valueint / 100 == 2;
         if (n > 1)
             multi++;
         const char *p[] = {id->valuestring};
         long rows = sqll(c, "SELECT count(*) FROM stripe_events WHERE id = $1", 1, p);
         if (rows != 1 || ok2xx != n) {
             ev_bad++;
-            printf("     event %s: %d deliveries (%d 2xx), %ld rows\n", id->valuestring, n,
-                   ok2xx, rows);
+            printf("     event %s: %d deliveries (%d 2xx), %ld rows\n", id->valuestring, n, ok2xx,
+                   rows);
         }
     }
     cJSON_Delete(evs);
-    snprintf(d, sizeof(d), "%ld events, %ld delivered more than once (to %d hosts), %ld off",
-             nev, multi, nhosts, ev_bad);
+    snprintf(d, sizeof(d), "%ld events, %ld delivered more than once (to %d hosts), %ld off", nev,
+             multi, nhosts, ev_bad);
     verdict(ev_bad == 0 && nev > 0, "every webhook applied once", d);
 
     snprintf(d, sizeof(d), "%d faults, worst %ld ms, %d over 5000 ms", nfault, worst, slow);
@@ -331,8 +337,10 @@ check_rate_limit_across_hosts(PGconn *c)
     char lim[16];
     snprintf(lim, sizeof(lim), "%d", RL_LIMIT);
     const char *p[] = {a->user_id, lim};
-    sqll(c, "UPDATE billing_accounts SET rpm_override = $2::int WHERE user_id = $1::uuid"
-            " RETURNING 1", 2, p);
+    sqll(c,
+         "UPDATE billing_accounts SET rpm_override = $2::int WHERE user_id = $1::uuid"
+         " RETURNING 1",
+         2, p);
     long ok = 0, limited = 0, other = 0;
     bool same_minute = false;
     for (int attempt = 0; attempt < 3 && !same_minute; attempt++) {
@@ -363,12 +371,15 @@ check_rate_limit_across_hosts(PGconn *c)
             /* The burst straddled a minute: a fresh account for the next try. */
             account_new(c, a, "project");
             const char *q[] = {a->user_id, lim};
-            sqll(c, "UPDATE billing_accounts SET rpm_override = $2::int WHERE user_id = $1::uuid"
-                    " RETURNING 1", 2, q);
+            sqll(c,
+                 "UPDATE billing_accounts SET rpm_override = $2::int WHERE user_id = $1::uuid"
+                 " RETURNING 1",
+                 2, q);
         }
     }
-    snprintf(d, sizeof(d), "%d requests over %d hosts in one minute, limit %d: %ld passed, %ld "
-                           "429, %ld other",
+    snprintf(d, sizeof(d),
+             "%d requests over %d hosts in one minute, limit %d: %ld passed, %ld "
+             "429, %ld other",
              RL_LIMIT + RL_EXTRA, nhosts, RL_LIMIT, ok, limited, other);
     printf("== rate limit across hosts\n");
     verdict(same_minute && ok == RL_LIMIT && limited == RL_EXTRA && other == 0,

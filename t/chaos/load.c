@@ -38,8 +38,8 @@ account_new(PGconn *c, account *a, const char *kind)
     char prefix[8];
     memcpy(prefix, a->key, 7);
     prefix[7] = '\0';
-    const char *p[] = {email, a->key, prefix, tier, credits, payg ? "t" : "f", cap,
-                       payg ? a->cus : NULL};
+    const char *p[] = {email,   a->key,           prefix, tier,
+                       credits, payg ? "t" : "f", cap,    payg ? a->cus : NULL};
     PGresult *r = PQexecParams(
         c,
         "WITH u AS (INSERT INTO users (email, password_hash) VALUES ($1, 'x') RETURNING id),"

@@ -57,8 +57,8 @@ on_header(char *p, size_t size, size_t n, void *ud)
 }
 
 kbt_resp *
-kbt_request_url(const char *method, const char *url, const char *const *headers,
-                const char *body, size_t body_len)
+kbt_request_url(const char *method, const char *url, const char *const *headers, const char *body,
+                size_t body_len)
 {
     kbt_resp *r = calloc(1, sizeof(*r));
     CURL *c = curl_easy_init();

@@ -114,8 +114,7 @@ long kbt_now_ms(void);
  * method path with "Content-Type: application/json", body (NULL = none) and,
  * when token is not NULL, "Authorization: Bearer <token>".
  */
-kbt_resp *kbt_auth_json(const char *method, const char *path, const char *token,
-                        const char *body);
+kbt_resp *kbt_auth_json(const char *method, const char *path, const char *token, const char *body);
 
 /* An email address no other test (or run) uses, containing tag (malloc'd). */
 char *kbt_auth_email(const char *tag);
@@ -125,7 +124,6 @@ void kbt_auth_signup(const char *email, const char *password, char **token, char
 
 /* String member name of r's top-level JSON object (or of its "data" object), NULL if absent. */
 const char *kbt_auth_str(const kbt_resp *r, const char *name);
-
 
 /*
  * Remember a secret the test created (raw API key, token, password, Stripe
@@ -137,7 +135,7 @@ void kbt_secret_note(const char *secret);
 
 typedef struct kbt_account {
     char user_id[40];
-    char key[64];      /* raw API key "kb-..." */
+    char key[64]; /* raw API key "kb-..." */
     char key_hash[65];
     char key_id[40];
 } kbt_account;

@@ -189,8 +189,8 @@ expect_notification(const char *want)
 {
     char got[256];
     next_notification(got, sizeof(got), 20000);
-    ck_assert_msg(strcmp(got, want) == 0, "expected %s on NOTIFY_SOCKET, got '%s' (log: %s)",
-                  want, got, log_path);
+    ck_assert_msg(strcmp(got, want) == 0, "expected %s on NOTIFY_SOCKET, got '%s' (log: %s)", want,
+                  got, log_path);
 }
 
 /* ---- a minimal FastCGI client (responder role, one request per connection) */
@@ -198,8 +198,8 @@ expect_notification(const char *want)
 static void
 put_record(kb_buf *b, int type, const void *data, size_t len)
 {
-    unsigned char h[8] = {1, (unsigned char)type, 0, 1, (unsigned char)(len >> 8),
-                          (unsigned char)(len & 0xff), 0, 0};
+    unsigned char h[8] = {
+        1, (unsigned char)type, 0, 1, (unsigned char)(len >> 8), (unsigned char)(len & 0xff), 0, 0};
     kb_buf_append(b, h, sizeof(h));
     if (len > 0)
         kb_buf_append(b, data, len);

@@ -34,7 +34,8 @@ meter_exec_as(PGconn *c, seen *s, const char *hash, const char *cost, const char
      * an earlier charge told it. */
     if (s != NULL && s->key_id[0] != '\0' && s->life[0] != '\0') {
         /* No host id ($7..$9 NULL): no meter_inflight row (test_hosts.c has those). */
-        const char *fast[] = {s->user_id, s->key_id, cost, endpoint, rid, s->life, NULL, NULL, NULL};
+        const char *fast[] = {s->user_id, s->key_id, cost, endpoint, rid,
+                              s->life,    NULL,      NULL, NULL};
         r = PQexecParams(c, kb_meter_stmt.sql, 9, NULL, fast, NULL, NULL, 0);
     }
     if (r == NULL || (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0)) {
@@ -77,8 +78,7 @@ meter_once(PGconn *c, call *k)
     snprintf(cost, sizeof(cost), "%d", k->cost);
     PGresult *r = meter_exec(c, &k->s, k->hash, cost, "/markets");
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
-        snprintf(k->outcome, sizeof(k->outcome), "%s",
-                 PQgetvalue(r, 0, PQfnumber(r, "outcome")));
+        snprintf(k->outcome, sizeof(k->outcome), "%s", PQgetvalue(r, 0, PQfnumber(r, "outcome")));
     else
         snprintf(k->outcome, sizeof(k->outcome), "error");
     PQclear(r);
@@ -159,12 +159,14 @@ START_TEST(meter_refuses_overdraft_concurrently)
     ck_assert_int_eq(sum.exhausted, 200 - 37);
     ck_assert_int_eq(used(c, &a), 185);
     ck_assert_int_eq(outbox_sum(c, &a), 0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT sum(credits_used) FROM api_key_usage u JOIN "
-                                      "api_keys k ON k.id = u.api_key_id WHERE k.user_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT sum(credits_used) FROM api_key_usage u JOIN "
+                                   "api_keys k ON k.id = u.api_key_id WHERE k.user_id = $1",
                                    a.user_id),
                      185);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT sum(requests) FROM api_key_usage u JOIN "
-                                      "api_keys k ON k.id = u.api_key_id WHERE k.user_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT sum(requests) FROM api_key_usage u JOIN "
+                                   "api_keys k ON k.id = u.api_key_id WHERE k.user_id = $1",
                                    a.user_id),
                      37);
     PQfinish(c);
@@ -183,12 +185,14 @@ START_TEST(meter_outbox_holds_exact_overage_concurrently)
     ck_assert_int_eq(used(c, &a), 600);
     ck_assert_int_eq(outbox_sum(c, &a), 500);
     /* Every outbox row is at most one request's cost; the crossing one is partial. */
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM usage_outbox WHERE user_id = $1 "
-                                      "AND (credits < 1 OR credits > 3)",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM usage_outbox WHERE user_id = $1 "
+                                   "AND (credits < 1 OR credits > 3)",
                                    a.user_id),
                      0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM usage_outbox WHERE user_id = $1 "
-                                      "AND credits < 3",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM usage_outbox WHERE user_id = $1 "
+                                   "AND credits < 3",
                                    a.user_id),
                      1);
     PQfinish(c);
@@ -239,8 +243,8 @@ START_TEST(meter_refusal_order_invalid_then_rate_then_credits)
     ck_assert_str_eq(k.outcome, "ok");
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "rate_limited");
-    call bad = {"0000000000000000000000000000000000000000000000000000000000000000", 1, "",
-                {"", "", ""}};
+    call bad = {
+        "0000000000000000000000000000000000000000000000000000000000000000", 1, "", {"", "", ""}};
     meter_once(c, &bad);
     ck_assert_str_eq(bad.outcome, "invalid_key");
     /* A revoked key is refused on its very next call. */
@@ -268,27 +272,30 @@ START_TEST(meter_sets_last_used_at_even_when_refused)
     call k = {a.key_hash, 5, "", {"", "", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "exhausted");
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM api_keys WHERE id = $1"
-                                      " AND last_used_at > now() - interval '1 minute'",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM api_keys WHERE id = $1"
+                                   " AND last_used_at > now() - interval '1 minute'",
                                    a.key_id),
                      1);
     /* An hour-old value is brought up to date by the next check. */
-    PQclear(PQexecParams(c, "UPDATE api_keys SET last_used_at = now() - interval '1 hour'"
-                            " WHERE id = $1", 1, NULL, p, NULL, NULL, 0));
+    PQclear(PQexecParams(c,
+                         "UPDATE api_keys SET last_used_at = now() - interval '1 hour'"
+                         " WHERE id = $1",
+                         1, NULL, p, NULL, NULL, 0));
     meter_once(c, &k);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM api_keys WHERE id = $1"
-                                      " AND last_used_at > now() - interval '1 minute'",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM api_keys WHERE id = $1"
+                                   " AND last_used_at > now() - interval '1 minute'",
                                    a.key_id),
                      1);
     /* Within the same second the row is not rewritten: its xmin stays. */
     char *x1 = NULL, *x2 = NULL;
-    PGresult *r = PQexecParams(c, "SELECT xmin::text FROM api_keys WHERE id = $1", 1, NULL, p,
-                               NULL, NULL, 0);
+    PGresult *r = PQexecParams(c, "SELECT xmin::text FROM api_keys WHERE id = $1", 1, NULL, p, NULL,
+                               NULL, 0);
     x1 = strdup(PQgetvalue(r, 0, 0));
     PQclear(r);
     meter_once(c, &k);
-    r = PQexecParams(c, "SELECT xmin::text FROM api_keys WHERE id = $1", 1, NULL, p, NULL,
-                     NULL, 0);
+    r = PQexecParams(c, "SELECT xmin::text FROM api_keys WHERE id = $1", 1, NULL, p, NULL, NULL, 0);
     x2 = strdup(PQgetvalue(r, 0, 0));
     PQclear(r);
     ck_assert_str_eq(x1, x2);
@@ -315,8 +322,9 @@ START_TEST(meter_free_cycle_rolls_on_calendar_month)
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "ok");
     ck_assert_int_eq(used(c, &a), 5);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT (billing_cycle_start = kb_cycle_month(kb_now()))::int"
-                                      " FROM billing_accounts WHERE user_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT (billing_cycle_start = kb_cycle_month(kb_now()))::int"
+                                   " FROM billing_accounts WHERE user_id = $1",
                                    a.user_id),
                      1);
     PQfinish(c);
@@ -330,11 +338,12 @@ START_TEST(meter_project_cycle_rolls_at_period_end)
     kbt_account_new(c, &a, "project", 0, 0, false);
     const char *p[] = {a.user_id};
     /* A project period that started mid-month and ended a minute ago. */
-    PQclear(PQexecParams(c,
-                         "UPDATE billing_accounts SET credits_used = 4000, credits_total = 4000,"
-                         " billing_cycle_start = kb_now() - interval '1 month' - interval '1 minute',"
-                         " billing_cycle_end = kb_now() - interval '1 minute' WHERE user_id = $1",
-                         1, NULL, p, NULL, NULL, 0));
+    PQclear(
+        PQexecParams(c,
+                     "UPDATE billing_accounts SET credits_used = 4000, credits_total = 4000,"
+                     " billing_cycle_start = kb_now() - interval '1 month' - interval '1 minute',"
+                     " billing_cycle_end = kb_now() - interval '1 minute' WHERE user_id = $1",
+                     1, NULL, p, NULL, NULL, 0));
     call k = {a.key_hash, 5, "", {"", "", ""}};
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "ok");
@@ -367,8 +376,10 @@ START_TEST(meter_follows_a_tier_edit_at_once)
     unsigned char rnd[4];
     randombytes_buf(rnd, sizeof(rnd));
     snprintf(tier, sizeof(tier), "kbt_%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
-    kbt_sqlp_ok(c, "INSERT INTO tiers (name, credits_per_cycle, requests_per_minute)"
-                   " VALUES ($1, 10, 100)", 1, tier);
+    kbt_sqlp_ok(c,
+                "INSERT INTO tiers (name, credits_per_cycle, requests_per_minute)"
+                " VALUES ($1, 10, 100)",
+                1, tier);
     kbt_account a;
     kbt_account_new(c, &a, tier, 0, 0, false);
     call k = {a.key_hash, 1, "", {"", "", ""}};
@@ -377,14 +388,19 @@ START_TEST(meter_follows_a_tier_edit_at_once)
         ck_assert_str_eq(k.outcome, "ok");
     }
     ck_assert_int_eq(used(c, &a), 4);
-    kbt_sqlp_ok(c, "UPDATE tiers SET credits_per_cycle = 6, requests_per_minute = 3"
-                   " WHERE name = $1", 1, tier);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT rl_limit * 1000 + credits_total FROM"
-                                      " billing_accounts WHERE user_id = $1",
+    kbt_sqlp_ok(c,
+                "UPDATE tiers SET credits_per_cycle = 6, requests_per_minute = 3"
+                " WHERE name = $1",
+                1, tier);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT rl_limit * 1000 + credits_total FROM"
+                                   " billing_accounts WHERE user_id = $1",
                                    a.user_id),
                      3006);
-    kbt_sqlp_ok(c, "UPDATE tiers SET credits_per_cycle = 2, requests_per_minute = 100"
-                   " WHERE name = $1", 1, tier);
+    kbt_sqlp_ok(c,
+                "UPDATE tiers SET credits_per_cycle = 2, requests_per_minute = 100"
+                " WHERE name = $1",
+                1, tier);
     ck_assert_int_eq(used(c, &a), 2);
     meter_once(c, &k);
     ck_assert_str_eq(k.outcome, "exhausted");
@@ -409,7 +425,8 @@ START_TEST(meter_refund_restores_credits_usage_and_outbox)
     const char *rp[] = {PQgetvalue(r, 0, PQfnumber(r, "user_id")),
                         PQgetvalue(r, 0, PQfnumber(r, "key_id")),
                         PQgetvalue(r, 0, PQfnumber(r, "cycle_start")),
-                        PQgetvalue(r, 0, PQfnumber(r, "outbox_id")), rid,
+                        PQgetvalue(r, 0, PQfnumber(r, "outbox_id")),
+                        rid,
                         PQgetvalue(r, 0, PQfnumber(r, "day"))};
     for (int attempt = 0; attempt < 2; attempt++) {
         /* The second call is a retry of the same request: it changes nothing. */
@@ -425,8 +442,9 @@ START_TEST(meter_refund_restores_credits_usage_and_outbox)
     PQclear(r);
     ck_assert_int_eq(used(c, &a), 0);
     ck_assert_int_eq(outbox_sum(c, &a), 0);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT sum(credits_used) + sum(requests) FROM "
-                                      "api_key_usage WHERE api_key_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT sum(credits_used) + sum(requests) FROM "
+                                   "api_key_usage WHERE api_key_id = $1",
                                    a.key_id),
                      0);
     PQfinish(c);
@@ -524,8 +542,9 @@ START_TEST(meter_settle_tells_a_crash_apart)
                                    rid),
                      refunded ? 1 : 0);
     /* Usage per key counts the answered charges only: all but this one. */
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT sum(requests) FROM api_key_usage"
-                                      " WHERE api_key_id = $1",
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT sum(requests) FROM api_key_usage"
+                                   " WHERE api_key_id = $1",
                                    a.key_id),
                      1 + k->later + k->after);
     free(other);
