@@ -143,10 +143,15 @@ $(APPDIR)/kalshibook-collector: $(COLLECTOR_OBJS) $(LIBKB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -pthread -o $@ $(COLLECTOR_OBJS) $(LIBKB) $(PC_LDLIBS) $(LWS_LDLIBS)
 
+# A unit test that needs more objects lists them in UNIT_EXTRA_<name>: the collector
+# reader's gap bookkeeping (shards.c, feed.c) runs with its network side stubbed.
+UNIT_EXTRA_test_collector_feed := $(B)/app/collector/shards.o $(B)/app/collector/feed.o
+$(B)/t/unit/test_collector_feed: $(UNIT_EXTRA_test_collector_feed)
+
 $(B)/t/unit/%: t/unit/%.c $(APP_CORE_OBJS) $(LIBKB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Iapp/fcgi -It $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
-		$(APP_CORE_OBJS) $(LIBKB) $(PC_LDLIBS) $(CHECK_LDLIBS)
+	$(CC) $(CFLAGS_ALL) -Iapp/fcgi -Iapp/collector -It $(CHECK_CFLAGS) $(LDFLAGS_ALL) -o $@ $< \
+		$(UNIT_EXTRA_$*) $(APP_CORE_OBJS) $(LIBKB) $(PC_LDLIBS) $(CHECK_LDLIBS)
 
 # An integration test that needs app objects lists them in INTEG_EXTRA_<name>: the
 # malformed-bytes sweep reads the route table itself, so a new route is swept too.

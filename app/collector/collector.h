@@ -58,6 +58,7 @@ typedef struct kc_shard {
     int n, cap;
     kc_sub ob, tr;
     bool resync;        /* (re)subscribe both channels when the connection allows */
+    const char *why;    /* gaps.reason of the last resync asked (a string constant) */
     int32_t *add[2], *del[2]; /* per channel: markets waiting for update_subscription */
     int nadd[2], capadd[2], ndel[2], capdel[2];
     int64_t retry_us;   /* no command before this (after error 17/18) */

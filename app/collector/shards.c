@@ -349,6 +349,8 @@ unsubscribe(kc_conn *c, kc_shard *s, int shard)
     kc_ws_send(c, kb_buf_detach(&b, NULL));
 }
 
+static void open_gaps(int shard, int loss, const char *reason, const char *detail);
+
 static void
 sync_shard(int i, int64_t now_us)
 {
@@ -360,12 +362,17 @@ sync_shard(int i, int64_t now_us)
     if (s->resync || (s->ob.state == KC_SUB_NONE && !pending && s->n > 0)) {
         if (pending)
             return; /* the answers to the old subscribe come first */
+        /* A resync asked while the shard waited for the snapshots of a subscription (a
+         * loss found on an older sid, an error 25 naming a retired one) found no live
+         * market and opened no gap; the snapshots that came since made markets live and
+         * closed their gaps. From the unsubscribe to the new snapshot their books are not
+         * followed, and if the link dies first nothing else opens a gap for them (they
+         * are no longer live): it opens here, before the unsubscribe. */
+        open_gaps(i, -1, s->why != NULL ? s->why : "error", "resubscribed");
         unsubscribe(c, s, i);
         s->resync = false;
         s->nadd[0] = s->nadd[1] = s->ndel[0] = s->ndel[1] = 0;
         s->ob.dups = s->tr.dups = 0;
-        for (int k = 0; k < s->n; k++)
-            K.m[s->m[k]].live = false;
         if (s->n > 0) {
             subscribe(c, i, KC_CH_TRADE);
             subscribe(c, i, KC_CH_OB);
@@ -468,15 +475,13 @@ gap_start(const kc_shard *s, int ch)
     return t > 0 ? t : kc_now_ns() / 1000000;
 }
 
-void
-kc_shard_resync(int shard, int loss, const char *reason, const char *detail)
+/* Open a gap for every market of the shard with a trusted book (live, no gap open): it
+ * loses its book and trades from the gap's start. Every market of the shard is then no
+ * longer live: only a snapshot on a new subscription makes it live again. */
+static void
+open_gaps(int shard, int loss, const char *reason, const char *detail)
 {
     kc_shard *s = &K.sh[shard];
-    /* Even when a resync is pending already: a snapshot on the old subscription may have
-     * made some of its markets live again meanwhile, and they lose data now too. */
-    s->resync = true;
-    K.tick_now = true;
-    /* Every market with a trusted book and trades loses them from the gap's start. */
     int32_t *g = NULL;
     int ng = 0, capg = 0;
     for (int k = 0; k < s->n; k++) {
@@ -500,6 +505,18 @@ kc_shard_resync(int shard, int loss, const char *reason, const char *detail)
                     detail ? ": " : "", detail ? detail : "");
     }
     free(g);
+}
+
+void
+kc_shard_resync(int shard, int loss, const char *reason, const char *detail)
+{
+    kc_shard *s = &K.sh[shard];
+    /* Even when a resync is pending already: a snapshot on the old subscription may have
+     * made some of its markets live again meanwhile, and they lose data now too. */
+    s->resync = true;
+    s->why = reason;
+    K.tick_now = true;
+    open_gaps(shard, loss, reason, detail);
 }
 
 void

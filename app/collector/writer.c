@@ -195,6 +195,33 @@ static const kb_stmt takeover_gaps = {
     " ON CONFLICT DO NOTHING",
     1, false};
 
+/* After the leftover is stored: a handover gap for each market with data in it that no
+ * gap covers from its last data there ($1 tickers, $2 exchange ms, one pair per record)
+ * to the leader's first snapshot of it after the takeover ($3, µs; none yet and still
+ * open: an open gap). A
+ * market the old leader began collecting only in the leftover (its first snapshot's
+ * gap_close there, and leftover events are not stored) is not in collector_markets as
+ * collecting, so neither the leader's start event nor takeover_gaps gave it a gap. */
+static const kb_stmt leftover_gaps = {
+    "kc_leftover_gaps",
+    "INSERT INTO gaps (market_ticker, channel, start_at, end_at, reason, source, closed_at)"
+    " SELECT l.t, ch, l.last_at, f.first_at, 'handover', $4,"
+    "        CASE WHEN f.first_at IS NULL THEN NULL ELSE now() END"
+    "   FROM (SELECT t, 'epoch'::timestamptz + max(ms) * interval '1 millisecond' AS last_at"
+    "           FROM unnest($1::text[], $2::bigint[]) AS u(t, ms) GROUP BY t) l"
+    "        CROSS JOIN LATERAL (SELECT min(captured_at) AS first_at FROM snapshots"
+    "                             WHERE market_ticker = l.t AND captured_at >="
+    "                                   'epoch'::timestamptz + $3::bigint * interval '1 us') f,"
+    "        unnest(ARRAY['orderbook', 'trade']) AS ch"
+    "  WHERE (f.first_at > l.last_at OR (f.first_at IS NULL AND NOT coalesce("
+    "           (SELECT status NOT IN ('active', 'initialized', 'inactive') FROM markets"
+    "             WHERE ticker = l.t), false)))"
+    "    AND NOT EXISTS (SELECT 1 FROM gaps g WHERE g.market_ticker = l.t AND g.channel = ch"
+    "                      AND g.start_at <= l.last_at"
+    "                      AND (g.end_at IS NULL OR g.end_at >= f.first_at))"
+    " ON CONFLICT DO NOTHING",
+    4, false};
+
 /* What a leftover frame is: its type, market and exchange time (ms; -1 unknown). */
 typedef struct leftover {
     char type; /* 'd' delta, 's' snapshot, 't' trade, 'l' lifecycle, 0 other */
@@ -279,7 +306,23 @@ typedef struct backlog_run {
     size_t ncut, capcut;
     long stored, skipped;
     bool collect; /* first pass: the book markets after the takeover */
+    kb_buf tk, ms; /* stored data frames: tickers and exchange ms (array literals) */
 } backlog_run;
+
+static void
+arr_add(kb_buf *b, const char *v, bool quote)
+{
+    kb_buf_putc(b, b->len == 0 ? '{' : ',');
+    if (quote)
+        kb_buf_putc(b, '"');
+    for (const char *c = v; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            kb_buf_putc(b, '\\');
+        kb_buf_putc(b, *c);
+    }
+    if (quote)
+        kb_buf_putc(b, '"');
+}
 
 static bool
 collect_or_store(const kb_spool_rec *rec, bool after, void *arg)
@@ -331,6 +374,16 @@ collect_or_store(const kb_spool_rec *rec, bool after, void *arg)
         b->skipped++;
         return true;
     }
+    if (rec->kind == 'F') {
+        leftover lo;
+        leftover_of(rec, &lo);
+        if ((lo.type == 'd' || lo.type == 's' || lo.type == 't') && lo.ts_ms > 0) {
+            char n[24];
+            snprintf(n, sizeof(n), "%" PRId64, lo.ts_ms);
+            arr_add(&b->tk, lo.ticker, true);
+            arr_add(&b->ms, n, false);
+        }
+    }
     const char *why;
     b->stored++;
     return kb_ingest_spool(b->ing, rec, "-", &why) ||
@@ -361,7 +414,7 @@ backlog(bool final)
     int64_t now = kc_mono_ns() / 1000000;
     if (first_try == 0)
         first_try = now;
-    backlog_run b = {NULL, NULL, 0, 0, 0, 0, true};
+    backlog_run b = {NULL, NULL, 0, 0, 0, 0, true, KB_BUF_INIT, KB_BUF_INIT};
     long ef;
     int64_t eo;
     (void)each_leftover(f, o, last, since, collect_or_store, &b, &ef, &eo);
@@ -427,6 +480,17 @@ backlog(bool final)
     bool ok = kb_db_command(&W.db, "BEGIN") == KB_OK &&
               (!final || kc_writer_exec(&takeover_gaps, tp, NULL)) &&
               each_leftover(f, o, last, since, collect_or_store, &b, &ef, &eo);
+    if (ok && b.tk.len > 0) {
+        kb_buf_putc(&b.tk, '}');
+        kb_buf_putc(&b.ms, '}');
+        char sb[24], lsrc[220];
+        snprintf(sb, sizeof(sb), "%" PRId64, since);
+        snprintf(lsrc, sizeof(lsrc), "%s/leftover", src);
+        const char *lp[] = {kb_buf_cstr(&b.tk), kb_buf_cstr(&b.ms), sb, lsrc};
+        ok = kc_writer_exec(&leftover_gaps, lp, NULL);
+    }
+    kb_buf_release(&b.tk);
+    kb_buf_release(&b.ms);
     char fs[24], os[24];
     snprintf(fs, sizeof(fs), "%ld", ef);
     snprintf(os, sizeof(os), "%" PRId64, eo);

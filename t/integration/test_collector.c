@@ -344,6 +344,67 @@ START_TEST(collector_spools_through_a_postgres_outage)
 }
 END_TEST
 
+/*
+ * A market the old leader began collecting while Postgres was down (its first snapshot
+ * and the event that marks it collected only in the leftover, whose events are never
+ * stored) is not among the markets the new leader's handover gap covers. The old leader,
+ * back as the standby, stores its leftover: from that market's last data there to the new
+ * leader's first snapshot of it, a gap must cover the book it did not see (before the fix
+ * none did: the API served the old leader's last book there as the truth).
+ */
+START_TEST(collector_handover_gap_covers_a_market_begun_in_the_leftover)
+{
+    long t0 = kbtc_wall_ms();
+    kbtc_standin_start(8, 300, "");
+    kbtc_coll *a = kbtc_coll_start("oldlead", NULL, NULL);
+    ck_assert(kbtc_wait_live(a, 8, 30000));
+    kbtc_coll *b = kbtc_coll_start("newlead", NULL, NULL);
+    PGconn *db = kbt_db();
+    ck_assert(kbtc_wait_sql(db, "SELECT count(*) FROM collector_status WHERE role = 'standby'",
+                            1, 10000));
+    PQfinish(db);
+    ck_assert_int_eq(kbt_stack("pg-stop", "fast"), 0);
+    ck_assert(kbtc_wait_metric(a, "kalshibook_collector_db_up", 0, 10000));
+    kbt_resp_free(kbtc_control("POST", "/_control/churn?create=1"));
+    ck_assert(kbtc_wait_metric(a, "kalshibook_collector_markets{state=\"live\"}", 9, 20000));
+    kbtc_wait_flow(a, 100);
+    kbtc_coll_stop(a, SIGKILL);
+    pg_start_and_stack_recovers();
+    ck_assert(kbtc_wait_metric(b, "kalshibook_collector_leader", 1, 20000));
+    ck_assert(kbtc_wait_live(b, 9, 30000));
+    /* The old leader again, on its own spool: as the standby it stores the leftover. */
+    static char spool[400];
+    snprintf(spool, sizeof(spool), "KB_COLLECTOR_SPOOL_DIR=%s", a->spool);
+    const char *const env[] = {spool, NULL};
+    kbtc_coll_start("oldlead", NULL, env);
+    db = kbt_db();
+    /* The markets this test's old leader had data of (the stand-in's tickers recur from
+     * test to test, and market data is not emptied between them). */
+    char m[300], q[1600];
+    snprintf(m, sizeof(m),
+             "WITH l AS (SELECT since FROM collector_leader), m AS (SELECT market_ticker AS t"
+             " FROM snapshots, l WHERE captured_at >= to_timestamp(%ld / 1000.0)"
+             " AND captured_at < l.since GROUP BY 1) ", t0);
+    snprintf(q, sizeof(q), "%sSELECT count(*) FROM m", m);
+    ck_assert(kbtc_wait_sql(db, q, 9, 30000));
+    /* Each: a gap from its last data before the takeover to the leader's first snapshot
+     * after it. */
+    snprintf(q, sizeof(q),
+             "%sSELECT count(*) FROM m, l WHERE NOT EXISTS (SELECT 1 FROM gaps g"
+             " WHERE g.market_ticker = m.t AND g.channel = 'orderbook'"
+             " AND g.start_at <= greatest("
+             "     (SELECT max(captured_at) FROM snapshots WHERE market_ticker = m.t"
+             "       AND captured_at < l.since),"
+             "     (SELECT max(ts) FROM deltas WHERE market_ticker = m.t AND ts < l.since))"
+             " AND (g.end_at IS NULL OR g.end_at >= (SELECT min(captured_at) FROM snapshots"
+             "      WHERE market_ticker = m.t AND captured_at >= l.since)))",
+             m);
+    ck_assert(kbtc_wait_sql(db, q, 0, 10000));
+    PQfinish(db);
+    ck_assert_int_eq(kbtc_coll_stop(b, SIGTERM), 0);
+}
+END_TEST
+
 /* ---- the writer: every record once, from the queue or the file ----------------------- */
 
 /*
@@ -735,6 +796,7 @@ suite(void)
     tcase_add_test(tc, collector_pages_rest_discovery_and_reconciles);
     tcase_add_test(tc, collector_standby_takes_over_within_5s);
     tcase_add_test(tc, collector_spools_through_a_postgres_outage);
+    tcase_add_test(tc, collector_handover_gap_covers_a_market_begun_in_the_leftover);
     tcase_add_test(tc, collector_writer_stores_every_record_once);
     tcase_add_test(tc, collector_spool_rotates_and_the_writer_follows);
     tcase_add_test(tc, collector_spool_replays_through_kbctl_import);
