@@ -40,20 +40,21 @@ static const char stage_sql[] =
 
 /* Tickers with new rows and the earliest new instant: their checkpoints from
  * there on are stale (deleted in the same transaction) and rebuilt at the end. */
-#define TOUCH(ticker_col, ts_col)                                                             \
-    " t AS ("                                                                                 \
-    "  INSERT INTO kb_touched AS k (ticker, from_ts, to_ts)"                                 \
-    "  SELECT " ticker_col ", min(" ts_col "), max(" ts_col ") FROM ins GROUP BY 1"           \
-    "  ON CONFLICT (ticker) DO UPDATE SET from_ts = least(k.from_ts, excluded.from_ts),"     \
-    "   to_ts = greatest(k.to_ts, excluded.to_ts)),"                                          \
-    " x AS ("                                                                                 \
-    "  DELETE FROM book_checkpoints b USING (SELECT " ticker_col " AS tk, min(" ts_col        \
-    ") AS lo, max(" ts_col ") AS hi FROM ins GROUP BY 1) i"                                   \
+#define TOUCH(ticker_col, ts_col)                                                                  \
+    " t AS ("                                                                                      \
+    "  INSERT INTO kb_touched AS k (ticker, from_ts, to_ts)"                                       \
+    "  SELECT " ticker_col ", min(" ts_col "), max(" ts_col ") FROM ins GROUP BY 1"                \
+    "  ON CONFLICT (ticker) DO UPDATE SET from_ts = least(k.from_ts, excluded.from_ts),"           \
+    "   to_ts = greatest(k.to_ts, excluded.to_ts)),"                                               \
+    " x AS ("                                                                                      \
+    "  DELETE FROM book_checkpoints b USING (SELECT " ticker_col " AS tk, min(" ts_col             \
+    ") AS lo, max(" ts_col ") AS hi FROM ins GROUP BY 1) i"                                        \
     "  WHERE b.market_ticker = i.tk AND b.at >= i.lo AND b.basis <= i.hi),"
 
 static const kb_stmt partitions_stmt = {
     "imp_partitions", "SELECT kb_ensure_partitions($1::timestamptz, $2::timestamptz)", 2, false};
 
+/* clang-format off */
 static const kb_stmt move_snapshots = {
     "imp_move_snapshots",
     "WITH ins AS ("
@@ -75,7 +76,9 @@ static const kb_stmt move_snapshots = {
     "   snapshot_count = m.snapshot_count + excluded.snapshot_count)"
     " SELECT count(*) FROM ins",
     0, false};
+/* clang-format on */
 
+/* clang-format off */
 static const kb_stmt move_deltas = {
     "imp_move_deltas",
     "WITH ins AS ("
@@ -92,6 +95,7 @@ static const kb_stmt move_deltas = {
     "   delta_count = m.delta_count + excluded.delta_count)"
     " SELECT count(*) FROM ins",
     0, false};
+/* clang-format on */
 
 static const kb_stmt move_trades = {
     "imp_move_trades",
@@ -275,7 +279,8 @@ kb_ingest_flush(kb_ingest *im)
         if (im->in_tx) {
             /* The caller's transaction: everything now, in order. */
             ok = (ndirect == 0 || copy_in(im, direct_copy, &direct)) &&
-                 (q.len == 0 || PQsendQuery(im->db->conn, q.buf) == 1) && (q.len == 0 || collect(im));
+                 (q.len == 0 || PQsendQuery(im->db->conn, q.buf) == 1) &&
+                 (q.len == 0 || collect(im));
             im->npending = 0;
             if (ok)
                 im->deltas_new += ndirect;
@@ -385,8 +390,8 @@ static bool
 guard_end(kb_ingest *im, bool ok)
 {
     if (im->in_tx)
-        (void)kb_db_command(im->db, ok ? "RELEASE SAVEPOINT kb_ingest"
-                                       : "ROLLBACK TO SAVEPOINT kb_ingest");
+        (void)kb_db_command(im->db,
+                            ok ? "RELEASE SAVEPOINT kb_ingest" : "ROLLBACK TO SAVEPOINT kb_ingest");
     return ok;
 }
 
@@ -406,8 +411,13 @@ ws_message(kb_ingest *im, const cJSON *j, const char *type, int64_t rcv_us, cons
         kb__ingest_add_snapshot(im, &m);
         return true;
     case KB_INGEST_DELTA: {
-        kb_ingest_delta d = {.ts = m.ts, .rcv = m.rcv, .sid = m.sid, .seq = m.seq,
-                             .price = m.price, .amount = m.amount, .yes = m.yes,
+        kb_ingest_delta d = {.ts = m.ts,
+                             .rcv = m.rcv,
+                             .sid = m.sid,
+                             .seq = m.seq,
+                             .price = m.price,
+                             .amount = m.amount,
+                             .yes = m.yes,
                              .ticker = kb__ingest_ticker_id(im, m.ticker, strlen(m.ticker))};
         kb__ingest_add_delta(im, &d);
         return true;
@@ -474,8 +484,8 @@ kb_ingest_spool(kb_ingest *im, const kb_spool_rec *r, const char *source, const 
 {
     if (r->kind == 'F' || r->kind == 'R') {
         /* A frame is one message: a newline inside would not be one line. */
-        return kb_ingest_line(im, r->data, r->len, r->kind == 'F' ? r->wall_ns / 1000
-                                                                  : KB_INGEST_NO_RCV, reason);
+        return kb_ingest_line(im, r->data, r->len,
+                              r->kind == 'F' ? r->wall_ns / 1000 : KB_INGEST_NO_RCV, reason);
     }
     /* An event uses the connection: the batch in flight ends first; before a "start"
      * event the pending rows are stored too (its restart gaps start after them). */

@@ -270,7 +270,8 @@ direct_stats(kb_ingest *im, const uint32_t *used, uint32_t nused)
         kb__ingest_arr_ts(&lo, k->fast_lo);
         kb__ingest_arr_ts(&hi, k->fast_hi);
     }
-    const char *p[] = {kb__ingest_arr_end(&t), kb__ingest_arr_end(&n), kb__ingest_arr_end(&lo), kb__ingest_arr_end(&hi)};
+    const char *p[] = {kb__ingest_arr_end(&t), kb__ingest_arr_end(&n), kb__ingest_arr_end(&lo),
+                       kb__ingest_arr_end(&hi)};
     bool ok = kb_db_exec(im->db, &im->arena, &direct_stats_stmt, p, NULL) == KB_OK;
     if (!ok)
         kb_log_error("ingest: updating market_stats failed");
@@ -284,7 +285,7 @@ direct_stats(kb_ingest *im, const uint32_t *used, uint32_t nused)
 typedef struct keyset {
     kb_ingest_delta *k; /* ticker, ts, sid, seq of the stored rows fetched */
     long n, cap;
-    uint32_t *slot;  /* open addressing: index + 1 */
+    uint32_t *slot; /* open addressing: index + 1 */
     uint32_t nslot;
 } keyset;
 
@@ -326,7 +327,8 @@ fetch_keys(kb_ingest *im, const uint32_t *used, uint32_t nused, keyset *ks)
     }
     bool ok = true;
     if (nw > 0) {
-        const char *p[] = {kb__ingest_arr_end(&t), kb__ingest_arr_end(&lo), kb__ingest_arr_end(&hi), kb__ingest_arr_end(&lim)};
+        const char *p[] = {kb__ingest_arr_end(&t), kb__ingest_arr_end(&lo), kb__ingest_arr_end(&hi),
+                           kb__ingest_arr_end(&lim)};
         PGresult *r = PQexecParams(im->db->conn, keys_sql, 4, NULL, p, NULL, NULL, 1);
         ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQnfields(r) == 4;
         int rows = ok ? PQntuples(r) : 0;
@@ -366,8 +368,7 @@ fetch_keys(kb_ingest *im, const uint32_t *used, uint32_t nused, keyset *ks)
         }
     }
     if (!ok)
-        kb_log_error("ingest: reading stored delta keys failed: %s",
-                PQerrorMessage(im->db->conn));
+        kb_log_error("ingest: reading stored delta keys failed: %s", PQerrorMessage(im->db->conn));
     free(which);
     kb_buf_release(&t);
     kb_buf_release(&lo);
@@ -378,7 +379,7 @@ fetch_keys(kb_ingest *im, const uint32_t *used, uint32_t nused, keyset *ks)
 
 bool
 kb__ingest_deltas_prepare(kb_ingest *im, kb_buf *direct, kb_buf *staged, long *ndirect,
-                      long *nstaged)
+                          long *nstaged)
 {
     *ndirect = *nstaged = 0;
     if (im->ndeltas == 0)

@@ -98,8 +98,8 @@ integer(scan *s, int64_t *v)
     size_t nd = (size_t)(q - d);
     if (nd == 0 || nd > 15 || (nd > 1 && *d == '0'))
         return false;
-    if (q < s->end && (*q == '.' || *q == 'e' || *q == 'E' || *q == '+' || *q == '-' ||
-                       (*q >= '0' && *q <= '9')))
+    if (q < s->end &&
+        (*q == '.' || *q == 'e' || *q == 'E' || *q == '+' || *q == '-' || (*q >= '0' && *q <= '9')))
         return false;
     s->p = q;
     *v = neg ? -x : x;
@@ -174,8 +174,16 @@ typedef struct fast_msg {
     unsigned seen; /* bit per known key */
 } fast_msg;
 
-enum { M_TICKER = 1, M_PRICE = 2, M_DELTA = 4, M_SIDE = 8, M_TS = 16, M_PD = 32, M_DFP = 64,
-       M_TSMS = 128 };
+enum {
+    M_TICKER = 1,
+    M_PRICE = 2,
+    M_DELTA = 4,
+    M_SIDE = 8,
+    M_TS = 16,
+    M_PD = 32,
+    M_DFP = 64,
+    M_TSMS = 128
+};
 
 static bool
 msg_object(scan *s, fast_msg *m)
@@ -199,8 +207,8 @@ msg_object(scan *s, fast_msg *m)
         if (bit & m->seen)
             return false; /* duplicate: leave it to cJSON's rules */
         m->seen |= bit;
-        bool ok = bit == M_TICKER ? str(s, &m->ticker, &m->tlen)
-                  : bit == M_SIDE ? str(s, &m->side, &m->slen)
+        bool ok = bit == M_TICKER  ? str(s, &m->ticker, &m->tlen)
+                  : bit == M_SIDE  ? str(s, &m->side, &m->slen)
                   : bit == M_PRICE ? integer(s, &m->price)
                   : bit == M_DELTA ? integer(s, &m->delta)
                   : bit == M_TS    ? time_value(s, &m->ts)
@@ -219,8 +227,8 @@ msg_object(scan *s, fast_msg *m)
 
 /* A value in its integer form (x 100) and/or its text form; both must agree. */
 static bool
-two_forms(bool has_int, int64_t whole, bool has_text, const char *t, size_t tn, int scale,
-          bool neg, int64_t max, int64_t *out)
+two_forms(bool has_int, int64_t whole, bool has_text, const char *t, size_t tn, int scale, bool neg,
+          int64_t max, int64_t *out)
 {
     int64_t x = 0, y = 0;
     const char *why;
@@ -259,8 +267,8 @@ fast_time(const fast_msg *m, bool has_rcv, int64_t rcv, int64_t *ts)
 enum { T_TYPE = 1, T_SID = 2, T_SEQ = 4, T_MSG = 8, T_RCV = 16 };
 
 bool
-kb__ingest_fast_delta(const char *p, size_t len, int64_t rcv_us, kb_ingest_delta *d,
-                      const char **t, size_t *tlen)
+kb__ingest_fast_delta(const char *p, size_t len, int64_t rcv_us, kb_ingest_delta *d, const char **t,
+                      size_t *tlen)
 {
     scan s = {p, p + len};
     fast_msg m = {0};
@@ -306,11 +314,11 @@ kb__ingest_fast_delta(const char *p, size_t len, int64_t rcv_us, kb_ingest_delta
         return false;
     kb_ingest_delta r = {.rcv = KB_INGEST_NO_RCV, .sid = sid, .seq = seq, .yes = m.slen == 3};
     int64_t price, prec;
-    if (!two_forms(m.seen & M_PRICE, m.price, m.seen & M_PD, m.pd, m.pdlen, KB_PRICE_SCALE,
-                   false, KB_PRICE_DOLLAR, &price) ||
+    if (!two_forms(m.seen & M_PRICE, m.price, m.seen & M_PD, m.pd, m.pdlen, KB_PRICE_SCALE, false,
+                   KB_PRICE_DOLLAR, &price) ||
         price < 1 || price >= KB_PRICE_DOLLAR ||
-        !two_forms(m.seen & M_DELTA, m.delta, m.seen & M_DFP, m.dfp, m.dfplen, KB_QTY_SCALE,
-                   true, KB_QTY_MAX, &r.amount))
+        !two_forms(m.seen & M_DELTA, m.delta, m.seen & M_DFP, m.dfp, m.dfplen, KB_QTY_SCALE, true,
+                   KB_QTY_MAX, &r.amount))
         return false;
     r.price = (int32_t)price;
     if ((seen & T_RCV) && !time_us(&rcv_v, &r.rcv, &prec))

@@ -27,14 +27,12 @@
 #include "kb_time.h"
 #include "kb_banned.h"
 
-static const kb_stmt touched_stmt = {
-    "imp_touched",
-    "SELECT ticker, kb_us(from_ts), kb_us(to_ts) FROM kb_touched"
-    " ORDER BY to_ts - from_ts DESC, ticker",
-    0, false};
+static const kb_stmt touched_stmt = {"imp_touched",
+                                     "SELECT ticker, kb_us(from_ts), kb_us(to_ts) FROM kb_touched"
+                                     " ORDER BY to_ts - from_ts DESC, ticker",
+                                     0, false};
 
-static const char analyze_sql[] =
-    "SELECT kb_analyze_partitions($1::timestamptz, $2::timestamptz)";
+static const char analyze_sql[] = "SELECT kb_analyze_partitions($1::timestamptz, $2::timestamptz)";
 
 /* The windows kb_rebuild_checkpoints would rebuild for each market, and their row counts. */
 static const char windows_sql[] =
@@ -262,9 +260,9 @@ rebuild_local(kb_ingest *im, PGresult *t, long every, bool *done, long *made)
             break;
         }
         const char *name = PQgetvalue(t, (int)i, 0);
-        kb_ingest_ticker *k =
-            im->kept < 0 ? NULL
-                         : &im->tickers[kb__ingest_ticker_id(im, name, strlen(name))];
+        kb_ingest_ticker *k = im->kept < 0
+                                  ? NULL
+                                  : &im->tickers[kb__ingest_ticker_id(im, name, strlen(name))];
         bool sorted = true;
         for (long j = 1; k != NULL && j < k->nkept && sorted; j++)
             sorted = k->kept[j - 1].ts <= k->kept[j].ts;
@@ -293,8 +291,8 @@ rebuild_local(kb_ingest *im, PGresult *t, long every, bool *done, long *made)
             long from = after(k->kept, k->nkept, b);
             long upto = e == INT64_MAX ? k->nkept : after(k->kept, k->nkept, e - 1);
             /* no kept deltas (a snapshot alone): no pointer arithmetic on NULL */
-            ok = window_local(c, name, b, upto > from ? k->kept + from : NULL, upto - from,
-                              every, made);
+            ok = window_local(c, name, b, upto > from ? k->kept + from : NULL, upto - from, every,
+                              made);
         }
     }
     PQclear(w);
@@ -323,14 +321,15 @@ kb_ingest_finish(kb_ingest *im, long every, long *checkpoints)
     int nlanes = 2;
     kb_db_init(&second, im->db->conninfo, im->db->app_name, im->db->connect_timeout_s, 0);
     if (kb_db_connect(&second) != KB_OK ||
-        kb_db_command(&second, "SET client_min_messages = warning; SET work_mem = '64MB'") !=
-            KB_OK)
+        kb_db_command(&second, "SET client_min_messages = warning; SET work_mem = '64MB'") != KB_OK)
         nlanes = 1; /* one connection still does it all */
-    lane lanes[2] = {{im->db->conn, false, false}, {nlanes == 2 ? second.conn : NULL, false, false}};
+    lane lanes[2] = {{im->db->conn, false, false},
+                     {nlanes == 2 ? second.conn : NULL, false, false}};
     /* Statistics of the span loaded, on the second connection while this one rebuilds. */
     int64_t lo = INT64_MAX, hi = INT64_MIN;
     for (int i = 0; i < ntouched; i++) {
-        int64_t a = strtoll(PQgetvalue(t, i, 1), NULL, 10), b = strtoll(PQgetvalue(t, i, 2), NULL, 10);
+        int64_t a = strtoll(PQgetvalue(t, i, 1), NULL, 10),
+                b = strtoll(PQgetvalue(t, i, 2), NULL, 10);
         lo = a < lo ? a : lo;
         hi = b > hi ? b : hi;
     }

@@ -66,8 +66,7 @@ markets(kb_ingest *im, const cJSON *j)
 {
     kb_buf b = KB_BUF_INIT;
     const cJSON *it;
-    cJSON_ArrayForEach(it, kb__ingest_get(j, "markets"))
-    {
+    cJSON_ArrayForEach(it, kb__ingest_get(j, "markets")) {
         if (cJSON_IsString(it))
             kb__ingest_arr_str(&b, it->valuestring, strlen(it->valuestring));
     }
@@ -88,8 +87,8 @@ exec(kb_ingest *im, const kb_stmt *st, const char *const *p, const char **reason
 }
 
 bool
-kb__ingest_event(kb_ingest *im, const char *json, size_t len, int64_t wall_us,
-                 const char *source, const char **reason)
+kb__ingest_event(kb_ingest *im, const char *json, size_t len, int64_t wall_us, const char *source,
+                 const char **reason)
 {
     cJSON *j = kb__ingest_parse_whole(json, len);
     const char *what = kb__ingest_str(j, "kb");

@@ -142,7 +142,8 @@ kb__ingest_metadata(kb_arena *a, const cJSON *o)
 static void
 price_levels(kb_arena *a, const cJSON *o, const char **params)
 {
-    const cJSON *pr = kb__ingest_get(o, "price_ranges"), *fr = kb__ingest_get(o, "fractional_trading_enabled");
+    const cJSON *pr = kb__ingest_get(o, "price_ranges"),
+                *fr = kb__ingest_get(o, "fractional_trading_enabled");
     params[11] = kb__ingest_str(o, "price_level_structure");
     params[12] = cJSON_IsArray(pr) ? print_json(a, pr) : NULL;
     params[13] = cJSON_IsBool(fr) ? (cJSON_IsTrue(fr) ? "t" : "f") : NULL;
@@ -180,8 +181,10 @@ settlement(kb_ingest *im, const cJSON *o, const char *ticker, const char *determ
     if (!kb__ingest_price(&im->arena, o, "settlement_value", &found, &v, reason))
         return false;
     const char *value = found ? kb_arena_printf(&im->arena, "%" PRId64, v) : NULL;
-    const char *params[] = {ticker, kb__ingest_str(o, "event_ticker"), result, value, determined, settled,
-                            source, kb__ingest_metadata(&im->arena, o)};
+    const char *params[] = {ticker,     kb__ingest_str(o, "event_ticker"),
+                            result,     value,
+                            determined, settled,
+                            source,     kb__ingest_metadata(&im->arena, o)};
     return exec_meta(im, &settlement_upsert, params, reason);
 }
 
@@ -209,9 +212,17 @@ rest_market(kb_ingest *im, const cJSON *m, const char **reason)
     const char *disc = kb__ingest_ts_param(a, m, "created_time");
     if (disc == NULL)
         disc = kb__ingest_ts_param(a, m, "open_time");
-    const char *params[14] = {ticker, kb__ingest_str(m, "event_ticker"), kb__ingest_str(m, "title"), kb__ingest_str(m, "status"),
-                            kb__ingest_str(m, "category"), kb__ingest_str(m, "rules_primary"), strike,
-                            kb__ingest_metadata(a, m), kb__ingest_str(m, "series_ticker"), disc, NULL};
+    const char *params[14] = {ticker,
+                              kb__ingest_str(m, "event_ticker"),
+                              kb__ingest_str(m, "title"),
+                              kb__ingest_str(m, "status"),
+                              kb__ingest_str(m, "category"),
+                              kb__ingest_str(m, "rules_primary"),
+                              strike,
+                              kb__ingest_metadata(a, m),
+                              kb__ingest_str(m, "series_ticker"),
+                              disc,
+                              NULL};
     price_levels(a, m, params);
     if (!exec_meta(im, &market_upsert, params, reason))
         return false;
@@ -228,11 +239,16 @@ rest_event(kb_ingest *im, const cJSON *e, const char **reason)
         return false;
     }
     const cJSON *me = kb__ingest_get(e, "mutually_exclusive");
-    const char *params[] = {t, kb__ingest_str(e, "series_ticker"), kb__ingest_str(e, "title"), kb__ingest_str(e, "sub_title"),
+    const char *params[] = {t,
+                            kb__ingest_str(e, "series_ticker"),
+                            kb__ingest_str(e, "title"),
+                            kb__ingest_str(e, "sub_title"),
                             kb__ingest_str(e, "category"),
                             cJSON_IsBool(me) ? (cJSON_IsTrue(me) ? "t" : "f") : NULL,
-                            kb__ingest_str(e, "status"), kb__ingest_ts_param(&im->arena, e, "strike_date"),
-                            kb__ingest_str(e, "strike_period"), print_json(&im->arena, e)};
+                            kb__ingest_str(e, "status"),
+                            kb__ingest_ts_param(&im->arena, e, "strike_date"),
+                            kb__ingest_str(e, "strike_period"),
+                            print_json(&im->arena, e)};
     return exec_meta(im, &event_upsert, params, reason);
 }
 
@@ -245,7 +261,10 @@ rest_series(kb_ingest *im, const cJSON *s, const char **reason)
         return false;
     }
     const cJSON *tags = kb__ingest_get(s, "tags"), *src = kb__ingest_get(s, "settlement_sources");
-    const char *params[] = {t, kb__ingest_str(s, "title"), kb__ingest_str(s, "frequency"), kb__ingest_str(s, "category"),
+    const char *params[] = {t,
+                            kb__ingest_str(s, "title"),
+                            kb__ingest_str(s, "frequency"),
+                            kb__ingest_str(s, "category"),
                             cJSON_IsArray(tags) ? print_json(&im->arena, tags) : NULL,
                             cJSON_IsArray(src) ? print_json(&im->arena, src) : NULL,
                             print_json(&im->arena, s)};
@@ -255,7 +274,8 @@ rest_series(kb_ingest *im, const cJSON *s, const char **reason)
 /* market_lifecycle_v2: status from event_type, other fields (not the envelope's) into
  * metadata. price_level_structure_updated and metadata_updated leave the status. */
 bool
-kb__ingest_lifecycle(kb_ingest *im, const cJSON *msg, const char *ticker, int64_t ts, const char **reason)
+kb__ingest_lifecycle(kb_ingest *im, const cJSON *msg, const char *ticker, int64_t ts,
+                     const char **reason)
 {
     const char *ev = kb__ingest_str(msg, "event_type");
     static const char *const active[] = {"created", "activated", "close_date_updated"};
@@ -275,10 +295,17 @@ kb__ingest_lifecycle(kb_ingest *im, const cJSON *msg, const char *ticker, int64_
     }
     kb_arena *a = &im->arena;
     const char *at = kb__ingest_ts_text(a, ts);
-    const char *params[14] = {ticker, kb__ingest_str(msg, "event_ticker"), kb__ingest_str(msg, "title"), status,
-                            kb__ingest_str(msg, "category"), kb__ingest_str(msg, "rules_primary"),
-                            number_text(a, kb__ingest_get(msg, "strike_price")), kb__ingest_metadata(a, msg),
-                            kb__ingest_str(msg, "series_ticker"), at, at};
+    const char *params[14] = {ticker,
+                              kb__ingest_str(msg, "event_ticker"),
+                              kb__ingest_str(msg, "title"),
+                              status,
+                              kb__ingest_str(msg, "category"),
+                              kb__ingest_str(msg, "rules_primary"),
+                              number_text(a, kb__ingest_get(msg, "strike_price")),
+                              kb__ingest_metadata(a, msg),
+                              kb__ingest_str(msg, "series_ticker"),
+                              at,
+                              at};
     price_levels(a, msg, params);
     if (!exec_meta(im, &market_upsert, params, reason))
         return false;
@@ -325,4 +352,3 @@ kb__ingest_rest(kb_ingest *im, const cJSON *j, const char **reason)
     *reason = "not a Kalshi WebSocket message or REST market/event/series object";
     return false;
 }
-

@@ -46,8 +46,7 @@ kb__ingest_int_val(const cJSON *f, int64_t *v)
     }
     const char *err;
     return cJSON_IsString(f) &&
-           kb_parse_i64(kb_str_c(f->valuestring), -9000000000000000LL, 9000000000000000LL, v,
-                        &err);
+           kb_parse_i64(kb_str_c(f->valuestring), -9000000000000000LL, 9000000000000000LL, v, &err);
 }
 
 /* ---- values in two forms ---- */
@@ -66,14 +65,12 @@ typedef struct form2 {
     int int_scale;      /* whole units -> stored units: 10^int_scale */
     bool neg;
     int64_t lo, hi;
-    const char *what;   /* "price" or "quantity" (reasons) */
+    const char *what; /* "price" or "quantity" (reasons) */
 } form2;
 
-static const form2 price_form = {"_dollars", KB_PRICE_SCALE, 2, false, 0, KB_PRICE_DOLLAR,
-                                 "price"};
+static const form2 price_form = {"_dollars", KB_PRICE_SCALE, 2, false, 0, KB_PRICE_DOLLAR, "price"};
 static const form2 count_form = {"_fp", KB_QTY_SCALE, 2, false, 0, KB_QTY_MAX, "count"};
-static const form2 delta_form = {"_fp", KB_QTY_SCALE, 2, true, -KB_QTY_MAX, KB_QTY_MAX,
-                                 "quantity"};
+static const form2 delta_form = {"_fp", KB_QTY_SCALE, 2, true, -KB_QTY_MAX, KB_QTY_MAX, "quantity"};
 
 static bool
 two_forms(kb_arena *a, const cJSON *o, const char *k, const form2 *f, int64_t *v, bool *found,
@@ -121,7 +118,7 @@ two_forms(kb_arena *a, const cJSON *o, const char *k, const form2 *f, int64_t *v
 
 bool
 kb__ingest_price(kb_arena *a, const cJSON *o, const char *k, bool *found, int64_t *v,
-             const char **reason)
+                 const char **reason)
 {
     return two_forms(a, o, k, &price_form, v, found, reason);
 }
@@ -299,8 +296,9 @@ snapshot(kb_arena *a, const cJSON *msg, kb_ingest_msg *m, const char **reason)
             kb_ingest_level *lv;
             size_t n;
             if (!side_levels(a, arr, f > 0, &lv, &n)) {
-                *reason = kb_arena_printf(a, "snapshot %s must be [[price, quantity], ...] "
-                                             "with prices $0.0001..$0.9999",
+                *reason = kb_arena_printf(a,
+                                          "snapshot %s must be [[price, quantity], ...] "
+                                          "with prices $0.0001..$0.9999",
                                           k);
                 return false;
             }
@@ -308,8 +306,9 @@ snapshot(kb_arena *a, const cJSON *msg, kb_ingest_msg *m, const char **reason)
             for (size_t i = 0; have && same && i < n; i++)
                 same = lv[i].price == m->levels[s][i].price && lv[i].qty == m->levels[s][i].qty;
             if (!same) {
-                *reason = kb_arena_printf(a, "snapshot %s disagrees with another form of the "
-                                             "%s side",
+                *reason = kb_arena_printf(a,
+                                          "snapshot %s disagrees with another form of the "
+                                          "%s side",
                                           k, sides[s]);
                 return false;
             }
@@ -395,7 +394,7 @@ trade(kb_arena *a, const cJSON *msg, kb_ingest_msg *m, const char **reason)
 
 bool
 kb__ingest_parse_msg(kb_arena *a, const cJSON *j, const char *type, kb_ingest_msg *m,
-                 const char **reason)
+                     const char **reason)
 {
     memset(m, 0, sizeof(*m));
     m->rcv = KB_INGEST_NO_RCV;

@@ -99,11 +99,21 @@ copy_str(kb_buf *b, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '\\': kb_buf_puts(b, "\\\\"); break;
-        case '\t': kb_buf_puts(b, "\\t"); break;
-        case '\n': kb_buf_puts(b, "\\n"); break;
-        case '\r': kb_buf_puts(b, "\\r"); break;
-        default: kb_buf_putc(b, *s); break;
+        case '\\':
+            kb_buf_puts(b, "\\\\");
+            break;
+        case '\t':
+            kb_buf_puts(b, "\\t");
+            break;
+        case '\n':
+            kb_buf_puts(b, "\\n");
+            break;
+        case '\r':
+            kb_buf_puts(b, "\\r");
+            break;
+        default:
+            kb_buf_putc(b, *s);
+            break;
         }
     }
 }
@@ -132,13 +142,14 @@ kb__ingest_add_snapshot(kb_ingest *im, const kb_ingest_msg *m)
 {
     kb_buf *b = &im->snaps;
     copy_str(b, m->ticker);
-    kb_buf_printf(b, "\t%s\t%" PRId64 "\t%" PRId64 "\t", kb__ingest_ts_text(&im->arena, m->ts), m->sid,
-                  m->seq);
+    kb_buf_printf(b, "\t%s\t%" PRId64 "\t%" PRId64 "\t", kb__ingest_ts_text(&im->arena, m->ts),
+                  m->sid, m->seq);
     levels_json(b, m->levels[0], m->nlevels[0]);
     kb_buf_putc(b, '\t');
     levels_json(b, m->levels[1], m->nlevels[1]);
     kb_buf_printf(b, "\t%s\t%" PRId64 "\n",
-                  m->rcv != KB_INGEST_NO_RCV ? kb__ingest_ts_text(&im->arena, m->rcv) : "\\N", im->order);
+                  m->rcv != KB_INGEST_NO_RCV ? kb__ingest_ts_text(&im->arena, m->rcv) : "\\N",
+                  im->order);
     im->nsnaps++;
     im->snaps_read++;
     span(im, m->ts);
@@ -154,9 +165,9 @@ kb__ingest_add_trade(kb_ingest *im, const kb_ingest_msg *m)
     kb_buf_printf(b, "\t%" PRId32 "\t%" PRId32 "\t%" PRId64 "\t%s\t%s\t%s\t%" PRId64 "\n",
                   m->yes_price, m->no_price, m->count, m->yes ? "yes" : "no",
                   kb__ingest_ts_text(&im->arena, m->ts),
-                  m->rcv != KB_INGEST_NO_RCV ? kb__ingest_ts_text(&im->arena, m->rcv) : "\\N", im->order);
+                  m->rcv != KB_INGEST_NO_RCV ? kb__ingest_ts_text(&im->arena, m->rcv) : "\\N",
+                  im->order);
     im->ntrades++;
     im->trades_read++;
     span(im, m->ts);
 }
-

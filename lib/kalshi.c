@@ -34,8 +34,10 @@ kb_kalshi_key_load(kb_kalshi_key *k, const char *id, const char *path, kb_buf *w
     fclose(f);
     ERR_clear_error();
     if (p == NULL) {
-        kb_buf_printf(why, "KALSHI_PRIVATE_KEY_FILE: '%s' holds no PEM private key "
-                           "(or one with a passphrase)", path);
+        kb_buf_printf(why,
+                      "KALSHI_PRIVATE_KEY_FILE: '%s' holds no PEM private key "
+                      "(or one with a passphrase)",
+                      path);
         return false;
     }
     if (EVP_PKEY_base_id(p) != EVP_PKEY_RSA || EVP_PKEY_bits(p) < 2048) {
@@ -94,8 +96,10 @@ kb_kalshi_url_split(const char *url, char *host, size_t hostsz, int *port, bool 
         const char *scheme;
         int port;
         bool tls;
-    } schemes[] = {{"wss://", 443, true}, {"https://", 443, true},
-                   {"ws://", 80, false},  {"http://", 80, false}};
+    } schemes[] = {{"wss://", 443, true},
+                   {"https://", 443, true},
+                   {"ws://", 80, false},
+                   {"http://", 80, false}};
     const char *rest = NULL;
     for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]) && rest == NULL; i++) {
         size_t sl = strlen(schemes[i].scheme);
@@ -168,7 +172,8 @@ kb_kalshi_check_config(const kb_config *cfg, kb_buf *problems)
         bad++;
     }
     if (cfg->collector_backoff_min_ms > cfg->collector_backoff_max_ms) {
-        kb_buf_puts(problems, "KB_COLLECTOR_BACKOFF_MIN_MS: must not exceed KB_COLLECTOR_BACKOFF_MAX_MS\n");
+        kb_buf_puts(problems,
+                    "KB_COLLECTOR_BACKOFF_MIN_MS: must not exceed KB_COLLECTOR_BACKOFF_MAX_MS\n");
         bad++;
     }
     if (cfg->collector_spool_dir == NULL || cfg->collector_spool_dir[0] != '/') {

@@ -37,11 +37,11 @@
 
 /* One orderbook_delta row of the pending batch, from either parser. */
 typedef struct kb_ingest_delta {
-    int64_t ts, rcv;        /* µs since the epoch; rcv may be KB_INGEST_NO_RCV */
+    int64_t ts, rcv; /* µs since the epoch; rcv may be KB_INGEST_NO_RCV */
     int64_t sid, seq, order;
-    int64_t amount;         /* signed quantity, 1/100 contract */
-    int32_t price;          /* 1/10,000 dollar, 1..9999 */
-    uint32_t ticker;        /* index into kb_ingest.tickers */
+    int64_t amount;  /* signed quantity, 1/100 contract */
+    int32_t price;   /* 1/10,000 dollar, 1..9999 */
+    uint32_t ticker; /* index into kb_ingest.tickers */
     bool yes;
 } kb_ingest_delta;
 
@@ -60,50 +60,50 @@ typedef struct kb_ingest_kept {
 typedef struct kb_ingest_ticker {
     char *name;
     size_t len;
-    long n;                 /* rows of the batch */
-    int64_t lo, hi;         /* their span */
-    int64_t elo, ehi;       /* span of the rows already stored within [lo, hi]; elo > ehi: none */
-    long in_n;              /* rows within [elo, ehi], spanning [in_lo, in_hi] */
+    long n;           /* rows of the batch */
+    int64_t lo, hi;   /* their span */
+    int64_t elo, ehi; /* span of the rows already stored within [lo, hi]; elo > ehi: none */
+    long in_n;        /* rows within [elo, ehi], spanning [in_lo, in_hi] */
     int64_t in_lo, in_hi;
-    bool overflow;          /* too many stored rows there: staged route for those */
-    long fast_n;            /* rows sent by the direct COPY */
+    bool overflow;               /* too many stored rows there: staged route for those */
+    long fast_n;                 /* rows sent by the direct COPY */
     struct kb_ingest_kept *kept; /* every direct row of the run (checkpoints), nkept of capkept */
     long nkept, capkept;
     int64_t fast_lo, fast_hi;
 } kb_ingest_ticker;
 
 typedef struct kb_ingest {
-    kb_db *db;             /* the caller's connection */
-    bool in_tx;            /* the caller runs the transaction: flushes are synchronous, no
+    kb_db *db;     /* the caller's connection */
+    bool in_tx;    /* the caller runs the transaction: flushes are synchronous, no
                               BEGIN/COMMIT of their own (the collector's writer) */
-    bool prepared;         /* the connection prepared_on has the staging tables */
+    bool prepared; /* the connection prepared_on has the staging tables */
     PGconn *prepared_on;
     const char *start_reason; /* gaps.reason of a collector's "start" event: restart, handover */
-    kb_arena arena;        /* reset after every line */
-    kb_buf snaps, trades;  /* COPY text rows of the pending batch */
+    kb_arena arena;           /* reset after every line */
+    kb_buf snaps, trades;     /* COPY text rows of the pending batch */
     kb_ingest_delta *deltas;  /* rows of the pending batch (ndeltas of capdeltas) */
     long capdeltas;
     long nsnaps, ndeltas, ntrades; /* rows in the pending batch */
-    kb_ingest_ticker *tickers; /* interned tickers (ntickers of captickers) */
+    kb_ingest_ticker *tickers;     /* interned tickers (ntickers of captickers) */
     uint32_t ntickers, captickers;
-    uint32_t *tindex;      /* open addressing over tickers: id + 1, 0 = free */
-    uint32_t tindex_cap;   /* power of two */
-    bool no_fast;          /* every line through cJSON (tests compare both parsers) */
+    uint32_t *tindex;       /* open addressing over tickers: id + 1, 0 = free */
+    uint32_t tindex_cap;    /* power of two */
+    bool no_fast;           /* every line through cJSON (tests compare both parsers) */
     int64_t min_us, max_us; /* span of the pending batch (partitions) */
     int64_t order;          /* running line order, keeps file order in ids */
     long *pending[3];       /* counters of the batch still running on the server */
     int npending;
-    bool inflight;          /* the batch's end (moves, COMMIT) is running on the server */
-    bool copying;           /* ... after the direct COPY of deltas still streaming to it */
-    char *after_copy;       /* the query to send once that COPY is complete (malloc'd) */
-    long direct_pending;    /* rows of that COPY, counted as new when the batch commits */
+    bool inflight;       /* the batch's end (moves, COMMIT) is running on the server */
+    bool copying;        /* ... after the direct COPY of deltas still streaming to it */
+    char *after_copy;    /* the query to send once that COPY is complete (malloc'd) */
+    long direct_pending; /* rows of that COPY, counted as new when the batch commits */
     /* totals */
     long lines, bad, skipped, meta;
     long snaps_read, deltas_read, trades_read;
     long snaps_new, deltas_new, trades_new;
     long fast_lines, direct_rows, staged_rows; /* parser fast path; rows by route */
-    long kept;              /* rows kept over all tickers; -1 once over KB_INGEST_KEEP_MAX */
-    long events;            /* collector events (gaps) applied */
+    long kept;   /* rows kept over all tickers; -1 once over KB_INGEST_KEEP_MAX */
+    long events; /* collector events (gaps) applied */
 } kb_ingest;
 
 /* Fill a caller's struct for connection db (owned by the caller). */
@@ -119,8 +119,8 @@ void kb_ingest_release(kb_ingest *im);
  * deliberately skipped (blank, comment, a type not stored); false with *reason
  * (static or arena-owned) for a bad line. An upsert first waits for a batch in flight.
  */
-bool kb_ingest_line(kb_ingest *im, const char *line, size_t len, int64_t rcv_us,
-                    const char **reason);
+bool
+kb_ingest_line(kb_ingest *im, const char *line, size_t len, int64_t rcv_us, const char **reason);
 
 /*
  * One spool record (kb_spool.h) of the file the header line `header` opens: F (a
@@ -130,8 +130,7 @@ bool kb_ingest_line(kb_ingest *im, const char *line, size_t len, int64_t rcv_us,
  * the batch (a "start" gap starts from the data stored before it). Same answer as
  * kb_ingest_line.
  */
-bool kb_ingest_spool(kb_ingest *im, const kb_spool_rec *r, const char *source,
-                     const char **reason);
+bool kb_ingest_spool(kb_ingest *im, const kb_spool_rec *r, const char *source, const char **reason);
 
 /* Rows in the pending batch. */
 long kb_ingest_pending(const kb_ingest *im);

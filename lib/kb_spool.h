@@ -59,8 +59,8 @@ long kb_spool_max_no(const char *dir);
 typedef struct kb_spool_reader {
     int fd;
     kb_buf buf;
-    size_t pos;       /* parse position in buf */
-    int64_t base;     /* file offset of buf[0] */
+    size_t pos;   /* parse position in buf */
+    int64_t base; /* file offset of buf[0] */
     bool eof;
 } kb_spool_reader;
 

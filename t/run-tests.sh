@@ -89,6 +89,9 @@ finish() {
 }
 trap finish EXIT
 
+echo "### format (make format-check: the C sources as the root .clang-format writes them)"
+if make -s -C "$ROOT" format-check; then echo "1 0" >>"$COUNTS"; else echo "0 1" >>"$COUNTS"; fi
+
 echo "### unit tests ($B)"
 # One program per source file: a binary left in the build tree by a suite that
 # was renamed or split is not run (it would repeat tests against the same database).

@@ -136,7 +136,8 @@ from_files(long tf, int64_t to, int *n, int max, bool *began)
             /* The reader has moved on: this file is complete. */
             if (r < 0 || W.rd.buf.len > W.rd.pos)
                 kb_log_warn("writer: spool file %ld ends with %zu bytes that are no record "
-                            "(cut short by a crash?)", W.file_no, W.rd.buf.len - W.rd.pos);
+                            "(cut short by a crash?)",
+                            W.file_no, W.rd.buf.len - W.rd.pos);
             next_file(tf);
             continue;
         }
@@ -167,7 +168,8 @@ from_chunk(kc_chunk *ch, size_t skip, int *n, bool *began)
         kb_spool_rec rec;
         long k = kb_spool_parse(ch->data + p, ch->len - p, &rec);
         if (k <= 0) {
-            kb_log_error("writer: a queued batch holds no record at %" PRId64, ch->off + (int64_t)p);
+            kb_log_error("writer: a queued batch holds no record at %" PRId64,
+                         ch->off + (int64_t)p);
             return false;
         }
         if (!*began && !(*began = kc_store_begin()))
@@ -247,7 +249,8 @@ kc_writer_batch(void)
                 W.off = ch->off;
             } else if (W.file_no == tf && W.off < ch->off) {
                 kb_log_error("writer: spool file %ld ends at %" PRId64 " before the queued batch "
-                             "at %" PRId64 "; storing from the batch", tf, W.off, ch->off);
+                             "at %" PRId64 "; storing from the batch",
+                             tf, W.off, ch->off);
                 W.off = ch->off;
             }
         }

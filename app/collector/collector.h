@@ -36,32 +36,32 @@ enum { KC_DOWN, KC_CONNECTING, KC_UP };
 
 typedef struct kc_market {
     char *ticker;
-    int32_t shard;   /* -1: none */
-    bool wanted;     /* open or paused: should be subscribed */
-    bool live;       /* a snapshot arrived on its current subscription */
-    bool gap;        /* a gap is open for it (event written, no snapshot since) */
-    bool first;      /* no snapshot yet in this process: the first closes the restart gap */
-    bool checking;   /* a REST look-up of its status is pending */
-    bool seen;       /* in the REST listing being reconciled */
+    int32_t shard; /* -1: none */
+    bool wanted;   /* open or paused: should be subscribed */
+    bool live;     /* a snapshot arrived on its current subscription */
+    bool gap;      /* a gap is open for it (event written, no snapshot since) */
+    bool first;    /* no snapshot yet in this process: the first closes the restart gap */
+    bool checking; /* a REST look-up of its status is pending */
+    bool seen;     /* in the REST listing being reconciled */
 } kc_market;
 
 typedef struct kc_sub {
     int64_t sid, seq; /* seq: last in order */
     int64_t last_ts;  /* exchange ms of the last message in order (from subscribe on) */
     int state;
-    int dups;         /* duplicates in a row */
+    int dups; /* duplicates in a row */
 } kc_sub;
 
 typedef struct kc_shard {
     int conn;
-    int32_t *m;       /* market indices */
+    int32_t *m; /* market indices */
     int n, cap;
     kc_sub ob, tr;
-    bool resync;        /* (re)subscribe both channels when the connection allows */
-    const char *why;    /* gaps.reason of the last resync asked (a string constant) */
+    bool resync;              /* (re)subscribe both channels when the connection allows */
+    const char *why;          /* gaps.reason of the last resync asked (a string constant) */
     int32_t *add[2], *del[2]; /* per channel: markets waiting for update_subscription */
     int nadd[2], capadd[2], ndel[2], capdel[2];
-    int64_t retry_us;   /* no command before this (after error 17/18) */
+    int64_t retry_us; /* no command before this (after error 17/18) */
     int retries;
 } kc_shard;
 
@@ -71,7 +71,7 @@ typedef struct kc_cmd {
     int64_t id;
     int kind, ch, shard; /* shard -1: the lifecycle subscription */
     int64_t sent_us;
-    int32_t *m;          /* markets of an add/delete */
+    int32_t *m; /* markets of an add/delete */
     int n;
 } kc_cmd;
 
@@ -79,17 +79,17 @@ typedef struct kc_conn {
     int idx;
     struct lws *wsi;
     int state;
-    int64_t epoch;       /* 1, 2, ... per established connection, process-wide */
+    int64_t epoch; /* 1, 2, ... per established connection, process-wide */
     int64_t next_try_us, backoff_ms, up_us, last_rx_us, ping_us;
-    bool healthy;        /* up long enough that the backoff starts over */
-    kb_buf rx;           /* message being reassembled from fragments */
-    char **outq;         /* commands to send, in order */
+    bool healthy; /* up long enough that the backoff starts over */
+    kb_buf rx;    /* message being reassembled from fragments */
+    char **outq;  /* commands to send, in order */
     int nout, capout;
     kc_cmd *cmds;
     int ncmds, capcmds;
-    int32_t *sidmap;     /* sid -> shard * 4 + channel, -1 none / retired */
+    int32_t *sidmap; /* sid -> shard * 4 + channel, -1 none / retired */
     int64_t nsid;
-    kc_sub lc;           /* market_lifecycle_v2 when this connection carries it */
+    kc_sub lc; /* market_lifecycle_v2 when this connection carries it */
     int nshards;
     const char *kill_reason; /* set when we end it ourselves */
 } kc_conn;
@@ -105,18 +105,18 @@ typedef struct kc_state {
     struct lws_context *lws;
     kc_market *m;
     int32_t nm, capm;
-    int32_t *mindex;     /* open addressing: market index + 1 */
+    int32_t *mindex; /* open addressing: market index + 1 */
     uint32_t mindex_cap;
     kc_shard *sh;
     int nsh, capsh;
     kc_conn *conns;
     int nconns;
     int64_t next_cmd_id, next_epoch;
-    int lc_conn;         /* connection carrying the lifecycle subscription, -1 none */
+    int lc_conn; /* connection carrying the lifecycle subscription, -1 none */
     int64_t reconcile_due_us;
     bool reconcile_now;
-    bool unassigned;     /* a wanted market may have no shard yet */
-    bool tick_now;       /* run the timers at the next loop turn, whatever the time */
+    bool unassigned; /* a wanted market may have no shard yet */
+    bool tick_now;   /* run the timers at the next loop turn, whatever the time */
     atomic_int stop;
     atomic_int reader_done;  /* the reader closed its links and the spool: nothing more comes */
     atomic_long min_file_no; /* the spool's next file number is at least this */
@@ -210,19 +210,52 @@ void kc_upkeep_stop(void);
 
 /* ---- metrics.c ---- */
 enum kc_counter {
-    KC_M_FRAMES, KC_M_FRAME_BYTES, KC_M_SNAPSHOTS, KC_M_DELTAS, KC_M_TRADES, KC_M_LIFECYCLE,
-    KC_M_REPLIES, KC_M_ERRORS, KC_M_UNKNOWN, KC_M_BAD, KC_M_DUPLICATES,
-    KC_M_GAP_SEQ_JUMP, KC_M_GAP_SEQ_DUP, KC_M_GAP_OVERFLOW, KC_M_GAP_DISCONNECT,
-    KC_M_GAP_HEARTBEAT, KC_M_GAP_ERROR,
-    KC_M_RECONNECTS, KC_M_HANDSHAKE_FAIL, KC_M_REST_OK, KC_M_REST_429, KC_M_REST_5XX,
-    KC_M_REST_ERR, KC_M_SPOOL_BYTES, KC_M_QUEUE_DROPS, KC_M_WRITER_RECORDS,
-    KC_M_WRITER_COMMITS, KC_M_WRITER_ERRORS, KC_M_WRITER_SPOOL_READS, KC_M_WRITER_SPOOL_RECORDS,
+    KC_M_FRAMES,
+    KC_M_FRAME_BYTES,
+    KC_M_SNAPSHOTS,
+    KC_M_DELTAS,
+    KC_M_TRADES,
+    KC_M_LIFECYCLE,
+    KC_M_REPLIES,
+    KC_M_ERRORS,
+    KC_M_UNKNOWN,
+    KC_M_BAD,
+    KC_M_DUPLICATES,
+    KC_M_GAP_SEQ_JUMP,
+    KC_M_GAP_SEQ_DUP,
+    KC_M_GAP_OVERFLOW,
+    KC_M_GAP_DISCONNECT,
+    KC_M_GAP_HEARTBEAT,
+    KC_M_GAP_ERROR,
+    KC_M_RECONNECTS,
+    KC_M_HANDSHAKE_FAIL,
+    KC_M_REST_OK,
+    KC_M_REST_429,
+    KC_M_REST_5XX,
+    KC_M_REST_ERR,
+    KC_M_SPOOL_BYTES,
+    KC_M_QUEUE_DROPS,
+    KC_M_WRITER_RECORDS,
+    KC_M_WRITER_COMMITS,
+    KC_M_WRITER_ERRORS,
+    KC_M_WRITER_SPOOL_READS,
+    KC_M_WRITER_SPOOL_RECORDS,
     KC_M_WRITER_BAD,
-    KC_M_CHECKPOINTS, KC_M_COUNT_
+    KC_M_CHECKPOINTS,
+    KC_M_COUNT_
 };
 enum kc_gauge {
-    KC_G_LEADER, KC_G_CONNS_UP, KC_G_CONNS_HEALTHY, KC_G_MARKETS_WANTED, KC_G_MARKETS_LIVE, KC_G_MARKETS_GAP,
-    KC_G_QUEUE_BYTES, KC_G_WRITER_LAG_BYTES, KC_G_DB_UP, KC_G_OPEN_MARKETS_REST, KC_G_COUNT_
+    KC_G_LEADER,
+    KC_G_CONNS_UP,
+    KC_G_CONNS_HEALTHY,
+    KC_G_MARKETS_WANTED,
+    KC_G_MARKETS_LIVE,
+    KC_G_MARKETS_GAP,
+    KC_G_QUEUE_BYTES,
+    KC_G_WRITER_LAG_BYTES,
+    KC_G_DB_UP,
+    KC_G_OPEN_MARKETS_REST,
+    KC_G_COUNT_
 };
 void kc_metric_add(enum kc_counter c, uint64_t n);
 void kc_metric_set(enum kc_gauge g, int64_t v);

@@ -127,8 +127,8 @@ retry(kc_conn *c, kc_cmd *cmd, int code)
     }
     int64_t backoff = K.cfg->collector_backoff_min_ms << (s->retries - 1);
     s->retry_us = kc_mono_ns() / 1000 + kc_jitter_ms(backoff) * 1000;
-    kb_log_warn("shard %d: command %" PRId64 " failed with %d, retry %d", cmd->shard, cmd->id,
-                code, s->retries);
+    kb_log_warn("shard %d: command %" PRId64 " failed with %d, retry %d", cmd->shard, cmd->id, code,
+                s->retries);
     if (cmd->kind == KC_CMD_SUB) {
         sub_of(cmd->shard, cmd->ch)->state = KC_SUB_NONE;
         /* Both channels are resubscribed together. */
@@ -150,8 +150,8 @@ on_error(kc_conn *c, int64_t id, int64_t sid, const cJSON *msg)
     int code = (int)num(msg, "code", 0);
     const char *text = str(msg, "msg");
     kc_metric_add(KC_M_ERRORS, 1);
-    kb_log_warn("connection %d: Kalshi error %d (command %" PRId64 ", sid %" PRId64 "): %s",
-                c->idx, code, id, sid, text ? text : "");
+    kb_log_warn("connection %d: Kalshi error %d (command %" PRId64 ", sid %" PRId64 "): %s", c->idx,
+                code, id, sid, text ? text : "");
     if (code == 25) {
         /* Subscription buffer overflow: Kalshi dropped messages for a slow reader. */
         int32_t v = sid > 0 && sid < c->nsid ? c->sidmap[sid] : -1;
@@ -276,8 +276,9 @@ lifecycle(kc_conn *c, int64_t sid, int64_t seq, const cJSON *msg)
             return;
         if (r != SEQ_OK) {
             /* Lost lifecycle messages: REST says what is open now. */
-            kb_log_warn("market_lifecycle_v2 sid %" PRId64 ": expected seq %" PRId64 ", got %"
-                        PRId64 "; reconciling over REST", sid, expected, seq);
+            kb_log_warn("market_lifecycle_v2 sid %" PRId64 ": expected seq %" PRId64
+                        ", got %" PRId64 "; reconciling over REST",
+                        sid, expected, seq);
             K.reconcile_now = true;
             if (r == SEQ_DUPRUN)
                 c->lc.seq = seq;

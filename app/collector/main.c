@@ -111,8 +111,8 @@ configure(void)
         return 78;
     }
     kb_buf_release(&why);
-    if (!kb_kalshi_url_split(cfg.kalshi_ws_url, K.ws_host, sizeof(K.ws_host), &K.ws_port,
-                             &K.ws_tls, &K.ws_path))
+    if (!kb_kalshi_url_split(cfg.kalshi_ws_url, K.ws_host, sizeof(K.ws_host), &K.ws_port, &K.ws_tls,
+                             &K.ws_path))
         return 78;
     const char *inst = cfg.collector_instance;
     char host[64];

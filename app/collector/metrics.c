@@ -92,37 +92,46 @@ one(kb_buf *b, const char *name, const char *type, const char *help, int64_t v)
 static void
 render(kb_buf *b)
 {
-    static const char *const types[] = {"orderbook_snapshot", "orderbook_delta", "trade",
-                                        "market_lifecycle_v2", "reply", "error", "unknown", "bad"};
-    static const enum kc_counter tc[] = {KC_M_SNAPSHOTS, KC_M_DELTAS, KC_M_TRADES, KC_M_LIFECYCLE,
-                                         KC_M_REPLIES, KC_M_ERRORS, KC_M_UNKNOWN, KC_M_BAD};
+    static const char *const types[] = {"orderbook_snapshot",
+                                        "orderbook_delta",
+                                        "trade",
+                                        "market_lifecycle_v2",
+                                        "reply",
+                                        "error",
+                                        "unknown",
+                                        "bad"};
+    static const enum kc_counter tc[] = {KC_M_SNAPSHOTS, KC_M_DELTAS, KC_M_TRADES,  KC_M_LIFECYCLE,
+                                         KC_M_REPLIES,   KC_M_ERRORS, KC_M_UNKNOWN, KC_M_BAD};
     labelled(b, "kalshibook_collector_messages_total", "counter",
              "WebSocket messages received, by type (bad: not a JSON object)", "type", types, tc, 8);
     one(b, "kalshibook_collector_message_bytes_total", "counter", "bytes of those messages",
         (int64_t)kc_metric_count(KC_M_FRAME_BYTES));
-    one(b, "kalshibook_collector_duplicates_total", "counter",
-        "messages dropped as a repeated seq", (int64_t)kc_metric_count(KC_M_DUPLICATES));
+    one(b, "kalshibook_collector_duplicates_total", "counter", "messages dropped as a repeated seq",
+        (int64_t)kc_metric_count(KC_M_DUPLICATES));
     head(b, "kalshibook_collector_message_age_seconds", "histogram",
          "receive time minus the message's exchange time (ts_ms)");
     uint64_t cum = 0;
     for (size_t i = 0; i <= NAGE; i++) {
         cum += atomic_load_explicit(&age_bucket[i], memory_order_relaxed);
         if (i < NAGE)
-            kb_buf_printf(b, "kalshibook_collector_message_age_seconds_bucket{le=\"%" PRId64
-                          ".%03" PRId64 "\"} %" PRIu64 "\n", age_le_ms[i] / 1000,
-                          age_le_ms[i] % 1000, cum);
+            kb_buf_printf(b,
+                          "kalshibook_collector_message_age_seconds_bucket{le=\"%" PRId64
+                          ".%03" PRId64 "\"} %" PRIu64 "\n",
+                          age_le_ms[i] / 1000, age_le_ms[i] % 1000, cum);
         else
-            kb_buf_printf(b, "kalshibook_collector_message_age_seconds_bucket{le=\"+Inf\"} %"
-                          PRIu64 "\n", cum);
+            kb_buf_printf(b,
+                          "kalshibook_collector_message_age_seconds_bucket{le=\"+Inf\"} %" PRIu64
+                          "\n",
+                          cum);
     }
     uint64_t sum = atomic_load_explicit(&age_sum_ms, memory_order_relaxed);
     kb_buf_printf(b, "kalshibook_collector_message_age_seconds_sum %" PRIu64 ".%03" PRIu64 "\n",
                   sum / 1000, sum % 1000);
     kb_buf_printf(b, "kalshibook_collector_message_age_seconds_count %" PRIu64 "\n",
                   (uint64_t)atomic_load_explicit(&age_count, memory_order_relaxed));
-    static const char *const reasons[] = {"seq_jump", "seq_duplicate", "overflow", "disconnect",
-                                          "heartbeat", "error"};
-    static const enum kc_counter rc[] = {KC_M_GAP_SEQ_JUMP, KC_M_GAP_SEQ_DUP, KC_M_GAP_OVERFLOW,
+    static const char *const reasons[] = {"seq_jump",   "seq_duplicate", "overflow",
+                                          "disconnect", "heartbeat",     "error"};
+    static const enum kc_counter rc[] = {KC_M_GAP_SEQ_JUMP,   KC_M_GAP_SEQ_DUP,   KC_M_GAP_OVERFLOW,
                                          KC_M_GAP_DISCONNECT, KC_M_GAP_HEARTBEAT, KC_M_GAP_ERROR};
     labelled(b, "kalshibook_collector_gaps_total", "counter",
              "market gaps opened, by reason (one per market)", "reason", reasons, rc, 6);
@@ -132,7 +141,8 @@ render(kb_buf *b)
         "connection attempts refused or failed (handshake 401/429/503, TLS, TCP)",
         (int64_t)kc_metric_count(KC_M_HANDSHAKE_FAIL));
     static const char *const rest[] = {"ok", "429", "5xx", "error"};
-    static const enum kc_counter rsc[] = {KC_M_REST_OK, KC_M_REST_429, KC_M_REST_5XX, KC_M_REST_ERR};
+    static const enum kc_counter rsc[] = {KC_M_REST_OK, KC_M_REST_429, KC_M_REST_5XX,
+                                          KC_M_REST_ERR};
     labelled(b, "kalshibook_collector_rest_requests_total", "counter",
              "REST requests by outcome (429 and 5xx are retried)", "result", rest, rsc, 4);
     one(b, "kalshibook_collector_spool_bytes_total", "counter", "bytes appended to the spool",
@@ -207,7 +217,8 @@ serve(int fd)
         render(&body);
     else
         kb_buf_puts(&body, "not found: GET /metrics\n");
-    kb_buf_printf(&out, "HTTP/1.1 %s\r\nContent-Type: text/plain; version=0.0.4\r\n"
+    kb_buf_printf(&out,
+                  "HTTP/1.1 %s\r\nContent-Type: text/plain; version=0.0.4\r\n"
                   "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                   ok ? "200 OK" : "404 Not Found", body.len);
     kb_buf_append(&out, body.buf, body.len);

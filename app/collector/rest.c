@@ -43,7 +43,7 @@ static struct {
     msg *head, *tail;
     CURL *curl;
     kb_buf body;
-    char prefix[256];  /* the REST URL's path ("/trade-api/v2"), for signing */
+    char prefix[256]; /* the REST URL's path ("/trade-api/v2"), for signing */
     int64_t tokens, tokens_at_us;
 } R = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
@@ -157,7 +157,9 @@ get(const char *path_q)
         if (rc == CURLE_OK && status != 429 && status < 500)
             break; /* a 4xx answer is final */
         kb_log_warn("REST GET %s: %s; retrying in about %" PRId64 " ms", path_q,
-                    rc != CURLE_OK ? curl_easy_strerror(rc) : status == 429 ? "429" : "5xx",
+                    rc != CURLE_OK  ? curl_easy_strerror(rc)
+                    : status == 429 ? "429"
+                                    : "5xx",
                     backoff);
         nap(kc_jitter_ms(backoff));
         backoff = backoff * 2 > K.cfg->collector_backoff_max_ms ? K.cfg->collector_backoff_max_ms
@@ -362,8 +364,7 @@ on_page(const msg *m)
     kc_spool_rest(m->body, m->len);
     cJSON *j = cJSON_ParseWithLength(m->body, m->len);
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "markets"), *it;
-    cJSON_ArrayForEach(it, arr)
-    {
+    cJSON_ArrayForEach(it, arr) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "ticker");
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(it, "status");
         if (!cJSON_IsString(t) || !status_open(cJSON_IsString(st) ? st->valuestring : NULL))
@@ -431,10 +432,17 @@ kc_rest_drain(void)
     while (m != NULL) {
         msg *n = m->next;
         switch (m->kind) {
-        case MSG_PAGE: on_page(m); break;
-        case MSG_LIST_DONE: on_list_done(true); break;
-        case MSG_LIST_FAILED: on_list_done(false); break;
-        default: on_market(m);
+        case MSG_PAGE:
+            on_page(m);
+            break;
+        case MSG_LIST_DONE:
+            on_list_done(true);
+            break;
+        case MSG_LIST_FAILED:
+            on_list_done(false);
+            break;
+        default:
+            on_market(m);
         }
         free(m->body);
         free(m->ticker);

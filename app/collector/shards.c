@@ -137,8 +137,8 @@ remove_i32(int32_t *a, int *n, int32_t v)
 
 /* A gap event for markets (ticker list) into the spool; channel NULL: both. */
 static void
-gap_event(const char *type, const char *channel, const char *reason, int64_t ts_ms,
-          int64_t epoch, int64_t sid, const char *detail, const int32_t *m, int n)
+gap_event(const char *type, const char *channel, const char *reason, int64_t ts_ms, int64_t epoch,
+          int64_t sid, const char *detail, const int32_t *m, int n)
 {
     if (n == 0)
         return;
@@ -292,8 +292,10 @@ subscribe(kc_conn *c, int shard, int ch)
     kc_shard *s = &K.sh[shard];
     int64_t id = kc_cmd_new(c, KC_CMD_SUB, ch, shard, NULL, 0);
     kb_buf b = KB_BUF_INIT;
-    kb_buf_printf(&b, "{\"id\":%" PRId64 ",\"cmd\":\"subscribe\",\"params\":{\"channels\":[\"%s\"],"
-                  "\"market_tickers\":", id, ch == KC_CH_OB ? "orderbook_delta" : "trade");
+    kb_buf_printf(&b,
+                  "{\"id\":%" PRId64 ",\"cmd\":\"subscribe\",\"params\":{\"channels\":[\"%s\"],"
+                  "\"market_tickers\":",
+                  id, ch == KC_CH_OB ? "orderbook_delta" : "trade");
     kc_shard_tickers_json(s, NULL, 0, &b);
     /* NO prices stay on the NO leg, as stored (KALSHI.md: set it, do not trust the default). */
     if (ch == KC_CH_OB)
@@ -310,8 +312,11 @@ update(kc_conn *c, int shard, int ch, bool add, const int32_t *m, int n)
     kc_sub *sub = ch == KC_CH_OB ? &s->ob : &s->tr;
     int64_t id = kc_cmd_new(c, add ? KC_CMD_ADD : KC_CMD_DEL, ch, shard, m, n);
     kb_buf b = KB_BUF_INIT;
-    kb_buf_printf(&b, "{\"id\":%" PRId64 ",\"cmd\":\"update_subscription\",\"params\":{\"sids\":[%"
-                  PRId64 "],\"market_tickers\":", id, sub->sid);
+    kb_buf_printf(&b,
+                  "{\"id\":%" PRId64
+                  ",\"cmd\":\"update_subscription\",\"params\":{\"sids\":[%" PRId64
+                  "],\"market_tickers\":",
+                  id, sub->sid);
     kc_shard_tickers_json(NULL, m, n, &b);
     kb_buf_printf(&b, ",\"action\":\"%s\"}}", add ? "add_markets" : "delete_markets");
     kc_ws_send(c, kb_buf_detach(&b, NULL));
@@ -412,8 +417,10 @@ kc_shards_sync(void)
                 continue;
             int64_t id = kc_cmd_new(k, KC_CMD_SUB, KC_CH_LIFECYCLE, -1, NULL, 0);
             kb_buf b = KB_BUF_INIT;
-            kb_buf_printf(&b, "{\"id\":%" PRId64 ",\"cmd\":\"subscribe\",\"params\":{\"channels\":"
-                          "[\"market_lifecycle_v2\"]}}", id);
+            kb_buf_printf(&b,
+                          "{\"id\":%" PRId64 ",\"cmd\":\"subscribe\",\"params\":{\"channels\":"
+                          "[\"market_lifecycle_v2\"]}}",
+                          id);
             kc_ws_send(k, kb_buf_detach(&b, NULL));
             k->lc.state = KC_SUB_PENDING;
             K.lc_conn = c;
@@ -494,15 +501,15 @@ open_gaps(int shard, int loss, const char *reason, const char *detail)
     }
     kc_conn *c = &K.conns[s->conn];
     int64_t sid = loss == KC_CH_TRADE ? s->tr.sid : s->ob.sid;
-    gap_event("gap_open", "orderbook", reason, gap_start(s, KC_CH_OB), c->epoch, sid,
-              detail, g, ng);
-    gap_event("gap_open", "trade", reason, gap_start(s, KC_CH_TRADE), c->epoch, sid,
-              detail, g, ng);
+    gap_event("gap_open", "orderbook", reason, gap_start(s, KC_CH_OB), c->epoch, sid, detail, g,
+              ng);
+    gap_event("gap_open", "trade", reason, gap_start(s, KC_CH_TRADE), c->epoch, sid, detail, g, ng);
     if (ng > 0) {
         kc_metric_add(gap_counter(reason), (uint64_t)ng);
-        kb_log_warn("gap '%s' opened for the %d markets of shard %d (connection %d, epoch %"
-                    PRId64 ", sid %" PRId64 ")%s%s", reason, ng, shard, s->conn, c->epoch, sid,
-                    detail ? ": " : "", detail ? detail : "");
+        kb_log_warn("gap '%s' opened for the %d markets of shard %d (connection %d, epoch %" PRId64
+                    ", sid %" PRId64 ")%s%s",
+                    reason, ng, shard, s->conn, c->epoch, sid, detail ? ": " : "",
+                    detail ? detail : "");
     }
     free(g);
 }

@@ -21,8 +21,7 @@
 static const kb_stmt recent = {
     "kc_recent", "SELECT ticker FROM market_stats WHERE last_data_at >= to_timestamp($1::bigint)",
     1, true};
-static const kb_stmt extend = {
-    "kc_extend", "SELECT kb_extend_checkpoints($1, $2::int)", 2, false};
+static const kb_stmt extend = {"kc_extend", "SELECT kb_extend_checkpoints($1, $2::int)", 2, false};
 
 static pthread_t th;
 static bool started;
@@ -33,8 +32,8 @@ run(void *arg)
     (void)arg;
     kb_db db;
     kb_arena a;
-    kb_db_init(&db, K.cfg->database_url, "kalshibook-collector-upkeep",
-               K.cfg->db_connect_timeout_s, 0);
+    kb_db_init(&db, K.cfg->database_url, "kalshibook-collector-upkeep", K.cfg->db_connect_timeout_s,
+               0);
     kb_arena_init(&a, 0);
     /* From a round before this process: a restart re-extends what it may have missed. */
     int64_t since_s = kc_now_ns() / 1000000000 - K.cfg->collector_checkpoint_s * 2;

@@ -49,8 +49,8 @@ static const kb_stmt take_lead = {
     "   heartbeat_at = now()"
     " RETURNING epoch, (SELECT instance FROM prev)",
     1, false};
-static const kb_stmt leader_epoch = {
-    "kc_leader_epoch", "SELECT epoch FROM collector_leader WHERE id = 1", 0, true};
+static const kb_stmt leader_epoch = {"kc_leader_epoch",
+                                     "SELECT epoch FROM collector_leader WHERE id = 1", 0, true};
 static const kb_stmt heartbeat = {
     "kc_heartbeat",
     "UPDATE collector_leader SET heartbeat_at = now() WHERE id = 1 AND epoch = $1 RETURNING 1", 1,
@@ -131,8 +131,7 @@ write_status(const char *r)
 bool
 kc_writer_same_session(void)
 {
-    return W.db.conn != NULL && W.db.conn == W.locked_on &&
-           PQbackendPID(W.db.conn) == W.locked_pid;
+    return W.db.conn != NULL && W.db.conn == W.locked_on && PQbackendPID(W.db.conn) == W.locked_pid;
 }
 
 /* 1: this session holds the lock now; 0: another one does; -1: no answer (down). */
@@ -241,9 +240,9 @@ leftover_of(const kb_spool_rec *rec, leftover *lo)
     const cJSON *tk = cJSON_GetObjectItemCaseSensitive(m, "market_ticker");
     if (cJSON_IsString(t) && cJSON_IsString(tk) && strlen(tk->valuestring) < sizeof(lo->ticker)) {
         const char *ty = t->valuestring;
-        lo->type = strcmp(ty, "orderbook_delta") == 0      ? 'd'
-                   : strcmp(ty, "orderbook_snapshot") == 0 ? 's'
-                   : strcmp(ty, "trade") == 0              ? 't'
+        lo->type = strcmp(ty, "orderbook_delta") == 0         ? 'd'
+                   : strcmp(ty, "orderbook_snapshot") == 0    ? 's'
+                   : strcmp(ty, "trade") == 0                 ? 't'
                    : strncmp(ty, "market_lifecycle", 16) == 0 ? 'l'
                                                               : 0;
         snprintf(lo->ticker, sizeof(lo->ticker), "%s", tk->valuestring);
@@ -272,8 +271,7 @@ cutoff_cmp(const void *a, const void *b)
 /* Each file of the leftover from the progress on, rec by rec: fn(rec, after, arg). */
 static bool
 each_leftover(long f, int64_t o, long last, int64_t since,
-              bool (*fn)(const kb_spool_rec *, bool, void *), void *arg, long *ef,
-              int64_t *eo)
+              bool (*fn)(const kb_spool_rec *, bool, void *), void *arg, long *ef, int64_t *eo)
 {
     *ef = f;
     *eo = o;
@@ -305,7 +303,7 @@ typedef struct backlog_run {
     book_cutoff *cut;
     size_t ncut, capcut;
     long stored, skipped;
-    bool collect; /* first pass: the book markets after the takeover */
+    bool collect;  /* first pass: the book markets after the takeover */
     kb_buf tk, ms; /* stored data frames: tickers and exchange ms (array literals) */
 } backlog_run;
 
@@ -339,7 +337,7 @@ collect_or_store(const kb_spool_rec *rec, bool after, void *arg)
         if (lo.type == 'd' || lo.type == 's') {
             book_cutoff key = {lo.ticker, 0};
             book_cutoff *c = b->ncut ? bsearch(&key, b->cut, b->ncut, sizeof(*b->cut), cutoff_cmp)
-                                : NULL;
+                                     : NULL;
             if (b->collect) {
                 if (c == NULL) {
                     if (b->ncut == b->capcut) {
@@ -508,7 +506,8 @@ backlog(bool final)
                 "(its events; book messages the leader has itself%s)",
                 ok ? "stored" : "could not store", b.stored, b.skipped,
                 give_up ? "; the leader had no snapshot of some markets after 120 s: all "
-                          "their book messages after the takeover" : "");
+                          "their book messages after the takeover"
+                        : "");
 }
 
 static void
@@ -616,7 +615,8 @@ start_position(long f, int64_t o)
             kb_log_info("writer: resuming the spool at file %ld offset %" PRId64, f, o);
         } else {
             kb_log_warn("writer: spool file %ld (stored up to offset %" PRId64 ") is gone; "
-                        "starting at file %ld", f, o, pub_file);
+                        "starting at file %ld",
+                        f, o, pub_file);
         }
         free(path);
     }
@@ -658,8 +658,7 @@ run(void *arg)
 {
     (void)arg;
     W.started_s = kc_now_ns() / 1000000000;
-    kb_db_init(&W.db, K.cfg->database_url, "kalshibook-collector", K.cfg->db_connect_timeout_s,
-               0);
+    kb_db_init(&W.db, K.cfg->database_url, "kalshibook-collector", K.cfg->db_connect_timeout_s, 0);
     kb_arena_init(&W.arena, 0);
     standby();
     while (!atomic_load(&K.stop) && !take_leadership()) {

@@ -13,17 +13,17 @@ typedef struct kc_writer {
     kb_arena arena;
     PGconn *locked_on; /* the session holding the advisory lock */
     int locked_pid;
-    int64_t epoch;     /* leader epoch */
-    bool handover;     /* the previous leader was another instance */
+    int64_t epoch; /* leader epoch */
+    bool handover; /* the previous leader was another instance */
     int64_t started_s;
-    long file_no;      /* the next record to store is at (file_no, off); off 0 = file start */
+    long file_no; /* the next record to store is at (file_no, off); off 0 = file start */
     int64_t off;
-    long c_file_no;    /* committed up to here */
+    long c_file_no; /* committed up to here */
     int64_t c_off;
     kb_spool_reader rd;
     bool rd_open;
     long rd_file;
-    kc_chunk *held;    /* popped from the queue, not yet reached */
+    kc_chunk *held; /* popped from the queue, not yet reached */
 } kc_writer;
 
 extern kc_writer W;

@@ -41,13 +41,14 @@ make_key(PGconn *db, char key[64])
     kb_sha256_hex(key, strlen(key), hash);
     snprintf(email, sizeof(email), "collector-check-%" PRIx64 "@example.test", rnd());
     const char *p[] = {email, hash};
-    PQclear(cc_sql(db,
-                   "WITH u AS (INSERT INTO users (email, password_hash) VALUES ($1, 'x') RETURNING id),"
-                   " k AS (INSERT INTO api_keys (user_id, key_hash, key_prefix, name)"
-                   "       SELECT id, $2, 'kb-coll', 'collector-check' FROM u)"
-                   " INSERT INTO billing_accounts (user_id, tier, credits_total, credits_override,"
-                   "       rpm_override) SELECT id, 'project', 100000000, 100000000, 1000000 FROM u",
-                   2, p));
+    PQclear(
+        cc_sql(db,
+               "WITH u AS (INSERT INTO users (email, password_hash) VALUES ($1, 'x') RETURNING id),"
+               " k AS (INSERT INTO api_keys (user_id, key_hash, key_prefix, name)"
+               "       SELECT id, $2, 'kb-coll', 'collector-check' FROM u)"
+               " INSERT INTO billing_accounts (user_id, tier, credits_total, credits_override,"
+               "       rpm_override) SELECT id, 'project', 100000000, 100000000, 1000000 FROM u",
+               2, p));
 }
 
 static size_t
@@ -85,8 +86,7 @@ side(const cJSON *arr, int64_t out[1000])
 {
     memset(out, 0, sizeof(int64_t) * 1000);
     const cJSON *l;
-    cJSON_ArrayForEach(l, arr)
-    {
+    cJSON_ArrayForEach(l, arr) {
         const cJSON *pd = cJSON_GetObjectItemCaseSensitive(l, "price_dollars");
         const cJSON *qf = cJSON_GetObjectItemCaseSensitive(l, "quantity_fp");
         int64_t p, q;
@@ -153,7 +153,8 @@ cc_check_books(PGconn *db, const cc_args *a, cc_truth *t)
         cc_market *m = cc_truth_find(t, tk);
         if (m == NULL || PQgetisnull(r, k, 2))
             continue;
-        int64_t lo = strtoll(PQgetvalue(r, k, 1), NULL, 10), hi = strtoll(PQgetvalue(r, k, 2), NULL, 10);
+        int64_t lo = strtoll(PQgetvalue(r, k, 1), NULL, 10),
+                hi = strtoll(PQgetvalue(r, k, 2), NULL, 10);
         if (hi <= lo)
             continue;
         int64_t at = lo + (int64_t)(rnd() % (uint64_t)(hi - lo + 1));

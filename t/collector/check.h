@@ -29,7 +29,7 @@ typedef struct cc_market {
     int64_t created, closed; /* ms; closed 0 = open */
     cc_event *ev;            /* initial levels first (at created), then deltas, by time */
     long nev, capev;
-    long ninit;              /* how many of ev are initial levels */
+    long ninit; /* how many of ev are initial levels */
 } cc_market;
 
 typedef struct cc_truth {
@@ -49,7 +49,8 @@ void cc_check_dups(PGconn *db, cc_truth *t);
 void cc_check_spool(PGconn *db, const cc_args *a);
 
 /* Print one verdict line and count a failure. */
-void cc_verdict(const char *name, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void
+cc_verdict(const char *name, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 PGconn *cc_db(void);
 /* PQexecParams that exits on an error. Caller PQclear()s. */
 PGresult *cc_sql(PGconn *c, const char *sql, int n, const char *const *params);

@@ -107,8 +107,7 @@ cc_check_gaps(PGconn *db, const cc_args *a, cc_truth *t)
         char ats[32];
         snprintf(ats, sizeof(ats), "%" PRId64, at);
         const cJSON *m;
-        cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(v[i].j, "markets"))
-        {
+        cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(v[i].j, "markets")) {
             if (!cJSON_IsString(m))
                 continue;
             const char *p[] = {m->valuestring, ats, ch};

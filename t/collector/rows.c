@@ -41,7 +41,8 @@ static long
 one_long(PGconn *db, const char *sql)
 {
     PGresult *r = cc_sql(db, sql, 0, NULL);
-    long v = PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) ? strtol(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    long v = PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) ? strtol(PQgetvalue(r, 0, 0), NULL, 10)
+                                                        : -1;
     PQclear(r);
     return v;
 }
@@ -61,17 +62,20 @@ cc_check_dups(PGconn *db, cc_truth *t)
             events++;
         }
     }
-    PQclear(cc_sql(db, "CREATE TEMP TABLE truth_d (market_ticker text, ms bigint, side text,"
-                       " price_e4 integer, delta_e2 bigint)", 0, NULL));
+    PQclear(cc_sql(db,
+                   "CREATE TEMP TABLE truth_d (market_ticker text, ms bigint, side text,"
+                   " price_e4 integer, delta_e2 bigint)",
+                   0, NULL));
     copy_in(db, "COPY truth_d FROM STDIN", &rows);
     kb_buf_release(&rows);
     long extra = one_long(
-        db, "SELECT coalesce(sum(d.n - coalesce(t.n, 0)), 0) FROM"
-            " (SELECT market_ticker, kb_us(ts) / 1000 AS ms, side, price_e4, delta_e2, count(*) AS n"
-            "    FROM deltas GROUP BY 1, 2, 3, 4, 5) d"
-            " LEFT JOIN (SELECT market_ticker, ms, side, price_e4, delta_e2, count(*) AS n"
-            "    FROM truth_d GROUP BY 1, 2, 3, 4, 5) t"
-            " USING (market_ticker, ms, side, price_e4, delta_e2) WHERE d.n > coalesce(t.n, 0)");
+        db,
+        "SELECT coalesce(sum(d.n - coalesce(t.n, 0)), 0) FROM"
+        " (SELECT market_ticker, kb_us(ts) / 1000 AS ms, side, price_e4, delta_e2, count(*) AS n"
+        "    FROM deltas GROUP BY 1, 2, 3, 4, 5) d"
+        " LEFT JOIN (SELECT market_ticker, ms, side, price_e4, delta_e2, count(*) AS n"
+        "    FROM truth_d GROUP BY 1, 2, 3, 4, 5) t"
+        " USING (market_ticker, ms, side, price_e4, delta_e2) WHERE d.n > coalesce(t.n, 0)");
     long stored = one_long(db, "SELECT count(*) FROM deltas");
     long trades2 = one_long(db, "SELECT count(*) FROM (SELECT trade_id FROM trades GROUP BY 1"
                                 " HAVING count(*) > 1) x");
@@ -116,8 +120,8 @@ record(keys *k, const kb_spool_rec *r)
     if (type == NULL || tk == NULL) {
         k->bad += j == NULL;
     } else if (strcmp(type, "orderbook_delta") == 0) {
-        kb_buf_printf(&k->d, "%s\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t%d\t%" PRId64 "\n", tk,
-                      ms, sid, seq, k->spool, r->wall_ns / 1000000);
+        kb_buf_printf(&k->d, "%s\t%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t%d\t%" PRId64 "\n", tk, ms,
+                      sid, seq, k->spool, r->wall_ns / 1000000);
         k->nd++;
     } else if (strcmp(type, "orderbook_snapshot") == 0) {
         /* Without ts the receive time is the snapshot's. */
@@ -160,18 +164,23 @@ cc_check_spool(PGconn *db, const cc_args *a)
             free(path);
         }
     }
-    PQclear(cc_sql(db, "CREATE TEMP TABLE spool_d (market_ticker text, ms bigint, sid bigint,"
-                       " seq bigint, spool int, rcv bigint)", 0, NULL));
-    PQclear(cc_sql(db, "CREATE TEMP TABLE spool_s (market_ticker text, ms bigint, sid bigint,"
-                       " seq bigint)", 0, NULL));
-    PQclear(cc_sql(db, "CREATE TEMP TABLE spool_t (trade_id text, spool int, rcv bigint)", 0,
-                   NULL));
+    PQclear(cc_sql(db,
+                   "CREATE TEMP TABLE spool_d (market_ticker text, ms bigint, sid bigint,"
+                   " seq bigint, spool int, rcv bigint)",
+                   0, NULL));
+    PQclear(cc_sql(db,
+                   "CREATE TEMP TABLE spool_s (market_ticker text, ms bigint, sid bigint,"
+                   " seq bigint)",
+                   0, NULL));
+    PQclear(
+        cc_sql(db, "CREATE TEMP TABLE spool_t (trade_id text, spool int, rcv bigint)", 0, NULL));
     copy_in(db, "COPY spool_d FROM STDIN", &k.d);
     copy_in(db, "COPY spool_s FROM STDIN", &k.s);
     copy_in(db, "COPY spool_t FROM STDIN", &k.t);
-    long md = one_long(db, "SELECT count(*) FROM spool_d s WHERE NOT EXISTS (SELECT 1 FROM deltas d"
-                           " WHERE d.market_ticker = s.market_ticker AND d.sid = s.sid AND"
-                           " d.seq = s.seq AND d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms')");
+    long md = one_long(db,
+                       "SELECT count(*) FROM spool_d s WHERE NOT EXISTS (SELECT 1 FROM deltas d"
+                       " WHERE d.market_ticker = s.market_ticker AND d.sid = s.sid AND"
+                       " d.seq = s.seq AND d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms')");
     long ms = one_long(db, "SELECT count(*) FROM spool_s s WHERE NOT EXISTS (SELECT 1 FROM"
                            " snapshots d WHERE d.market_ticker = s.market_ticker AND d.sid = s.sid"
                            " AND d.seq = s.seq"
@@ -192,10 +201,11 @@ cc_check_spool(PGconn *db, const cc_args *a)
         fprintf(stderr, "collector-check: missing: %s\n", PQgetvalue(w, 0, 0));
         PQclear(w);
     }
-    cc_verdict("spool", md == 0 && ms == 0 && mt == 0 && damaged == 0 && k.nd > 0,
-               "%ld spool files: %ld deltas, %ld snapshots, %ld trades (%ld frames not JSON); "
-               "missing from the database: %ld deltas, %ld snapshots, %ld trades; %ld damaged files",
-               files, k.nd, k.ns, k.nt, k.bad, md, ms, mt, damaged);
+    cc_verdict(
+        "spool", md == 0 && ms == 0 && mt == 0 && damaged == 0 && k.nd > 0,
+        "%ld spool files: %ld deltas, %ld snapshots, %ld trades (%ld frames not JSON); "
+        "missing from the database: %ld deltas, %ld snapshots, %ld trades; %ld damaged files",
+        files, k.nd, k.ns, k.nt, k.bad, md, ms, mt, damaged);
     kb_buf_release(&k.d);
     kb_buf_release(&k.s);
     kb_buf_release(&k.t);

@@ -79,12 +79,36 @@ keys_once(void)
     run_ok(cmd);
 }
 
-const char *kbtc_control_url(void) { return ctl_url; }
-const char *kbtc_ws_url(void) { return ws_url; }
-const char *kbtc_rest_url(void) { return rest_url; }
-const char *kbtc_ca_file(void) { return ca; }
-const char *kbtc_key_file(void) { return key; }
-const char *kbtc_other_key(void) { return other; }
+const char *
+kbtc_control_url(void)
+{
+    return ctl_url;
+}
+const char *
+kbtc_ws_url(void)
+{
+    return ws_url;
+}
+const char *
+kbtc_rest_url(void)
+{
+    return rest_url;
+}
+const char *
+kbtc_ca_file(void)
+{
+    return ca;
+}
+const char *
+kbtc_key_file(void)
+{
+    return key;
+}
+const char *
+kbtc_other_key(void)
+{
+    return other;
+}
 
 void
 kbtc_setup(void)
@@ -162,9 +186,10 @@ kbtc_standin_start(int markets, int mps, const char *extra)
              ++seq);
     snprintf(faults, sizeof(faults), "%s/standin-%d-%d.faults", kbt_env("KB_STACK_DIR"),
              (int)getpid(), seq);
-    const char *argv[32] = {bin, "--port", p1, "--control-port", p2, "--cert", ca, "--key", tlskey,
-                      "--pubkey", pub, "--key-id", "kbtc-key", "--markets", m, "--mps", r,
-                      "--ping-ms", "1000", "--faults", faults};
+    const char *argv[32] = {bin,        "--port",    p1,     "--control-port", p2,  "--cert",
+                            ca,         "--key",     tlskey, "--pubkey",       pub, "--key-id",
+                            "kbtc-key", "--markets", m,      "--mps",          r,   "--ping-ms",
+                            "1000",     "--faults",  faults};
     int n = 21;
     snprintf(args, sizeof(args), "%s", extra);
     /* extra: space-separated words */
@@ -409,8 +434,9 @@ flowed(void *arg)
 void
 kbtc_wait_flow(const kbtc_coll *c, long min)
 {
-    flow_wait f = {c, kbtc_metric(c, "kalshibook_collector_messages_total{type=\"orderbook_delta\"}") +
-                          (double)min};
+    flow_wait f = {c,
+                   kbtc_metric(c, "kalshibook_collector_messages_total{type=\"orderbook_delta\"}") +
+                       (double)min};
     ck_assert_msg(kbt_wait_until(flowed, &f, 20000), "no data flowing");
 }
 
@@ -448,8 +474,10 @@ progressed(void *arg)
 {
     progress_wait *p = arg;
     char sql[256];
-    snprintf(sql, sizeof(sql), "SELECT file_offset FROM collector_progress WHERE instance = "
-                               "'kbtc-%s'", p->c->name);
+    snprintf(sql, sizeof(sql),
+             "SELECT file_offset FROM collector_progress WHERE instance = "
+             "'kbtc-%s'",
+             p->c->name);
     char *v = kbt_sql_value(p->db, sql);
     long off = v ? strtol(v, NULL, 10) : -1;
     free(v);
@@ -497,7 +525,8 @@ count_one(const kb_spool_rec *r, void *arg)
     count_arg *a = arg;
     if ((long)r->len > a->largest)
         a->largest = (long)r->len;
-    if (r->kind == a->kind && (a->text == NULL || memmem(r->data, r->len, a->text, strlen(a->text))))
+    if (r->kind == a->kind &&
+        (a->text == NULL || memmem(r->data, r->len, a->text, strlen(a->text))))
         a->n++;
 }
 

@@ -104,8 +104,11 @@ START_TEST(collector_leaves_a_closed_gap_for_every_fault)
                   f->query, gaps_count(&g), g.want, g.at);
     /* Afterwards every market is live again and no gap is left open. */
     ck_assert(kbtc_wait_live(c, 24, 30000));
-    ck_assert_int_eq(kbt_sql_long1(db, "SELECT count(*) FROM gaps WHERE end_at IS NULL AND "
-                                       "market_ticker <> $1", "-"), 0);
+    ck_assert_int_eq(kbt_sql_long1(db,
+                                   "SELECT count(*) FROM gaps WHERE end_at IS NULL AND "
+                                   "market_ticker <> $1",
+                                   "-"),
+                     0);
     /* The detail names what the collector saw. */
     if (strcmp(f->reason, "seq_jump") == 0) {
         char *d = kbt_sql_value(db, "SELECT detail->>'detail' FROM gaps WHERE reason = 'seq_jump'"
@@ -135,8 +138,8 @@ START_TEST(collector_takes_benign_faults_without_a_gap)
                   "unknown types not counted");
     ck_assert_int_eq(kbtc_metric(c, "kalshibook_collector_messages_total{type=\"bad\"}"), 0);
     /* The big market's snapshot (several MB) came whole: every market live, one snapshot each. */
-    ck_assert_int_eq(kbtc_metric(c, "kalshibook_collector_messages_total{type=\"orderbook_snapshot\"}"),
-                     12);
+    ck_assert_int_eq(
+        kbtc_metric(c, "kalshibook_collector_messages_total{type=\"orderbook_snapshot\"}"), 12);
     PGconn *db = kbt_db();
     ck_assert_int_eq(kbt_sql_long1(db, "SELECT count(*) FROM gaps WHERE reason <> $1", "-"), 0);
     PQfinish(db);
@@ -236,8 +239,7 @@ START_TEST(collector_pages_rest_discovery_and_reconciles)
     static const char *const env[] = {"KB_COLLECTOR_RECONCILE_S=5", NULL};
     kbtc_coll *c = kbtc_coll_start("pages", NULL, env);
     ck_assert_msg(kbtc_wait_live(c, 10, 30000), "not every market of 4 pages subscribed");
-    ck_assert_int_ge(kbtc_metric(c, "kalshibook_collector_rest_requests_total{result=\"ok\"}"),
-                     4);
+    ck_assert_int_ge(kbtc_metric(c, "kalshibook_collector_rest_requests_total{result=\"ok\"}"), 4);
     kbt_resp_free(kbtc_control("POST", "/_control/churn?quiet=2"));
     ck_assert_msg(kbtc_wait_live(c, 12, 30000), "markets without lifecycle messages not found");
     ck_assert(kbtc_wait_subscribed_equals_wanted(10000));
@@ -256,8 +258,8 @@ START_TEST(collector_follows_lifecycle_churn)
     ck_assert(kbtc_wait_subscribed_equals_wanted(30000));
     PGconn *db = kbt_db();
     /* The closed markets left collector_markets' collecting set. */
-    ck_assert(kbtc_wait_sql(db, "SELECT count(*) FROM collector_markets WHERE NOT collecting", 3,
-                            10000));
+    ck_assert(
+        kbtc_wait_sql(db, "SELECT count(*) FROM collector_markets WHERE NOT collecting", 3, 10000));
     PQfinish(db);
     ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
 }
@@ -272,8 +274,8 @@ START_TEST(collector_standby_takes_over_within_5s)
     ck_assert(kbtc_wait_live(a, 10, 30000));
     kbtc_coll *b = kbtc_coll_start("standby", NULL, NULL);
     PGconn *db = kbt_db();
-    ck_assert(kbtc_wait_sql(db, "SELECT count(*) FROM collector_status WHERE role = 'standby'",
-                            1, 10000));
+    ck_assert(kbtc_wait_sql(db, "SELECT count(*) FROM collector_status WHERE role = 'standby'", 1,
+                            10000));
     ck_assert_int_eq(kbtc_metric(b, "kalshibook_collector_leader"), 0);
     kbtc_wait_flow(a, 300);
     long t0 = kbt_now_ms();
@@ -283,8 +285,10 @@ START_TEST(collector_standby_takes_over_within_5s)
     long took = kbt_now_ms() - t0;
     ck_assert(kbtc_wait_live(b, 10, 30000));
     /* The handover is a recorded gap for every collected market, closed by b's snapshots. */
-    ck_assert(kbtc_wait_sql(db, "SELECT count(*) FROM gaps WHERE reason = 'handover' AND end_at "
-                                "IS NOT NULL AND channel = 'orderbook'", 10, 20000));
+    ck_assert(kbtc_wait_sql(db,
+                            "SELECT count(*) FROM gaps WHERE reason = 'handover' AND end_at "
+                            "IS NOT NULL AND channel = 'orderbook'",
+                            10, 20000));
     char *who = kbt_sql_value(db, "SELECT instance FROM collector_leader");
     ck_assert_str_eq(who, "kbtc-standby");
     free(who);
@@ -330,13 +334,16 @@ START_TEST(collector_spools_through_a_postgres_outage)
     ck_assert(kbtc_wait_metric(c, "kalshibook_collector_db_up", 0, 10000));
     /* A fault while Postgres is down: its gap reaches the database afterwards. */
     kbt_resp_free(kbtc_fault("kind=skip&n=1"));
-    ck_assert(kbtc_wait_metric(c, "kalshibook_collector_gaps_total{reason=\"seq_jump\"}", 4, 10000));
+    ck_assert(
+        kbtc_wait_metric(c, "kalshibook_collector_gaps_total{reason=\"seq_jump\"}", 4, 10000));
     double spooled = kbtc_metric(c, "kalshibook_collector_spool_bytes_total");
     pg_start_and_stack_recovers();
     ck_assert(kbtc_wait_metric(c, "kalshibook_collector_db_up", 1, 20000));
     PGconn *db = kbt_db();
-    ck_assert(kbtc_wait_sql(db, "SELECT count(*) FROM gaps WHERE reason = 'seq_jump' AND channel "
-                                "= 'orderbook'", 4, 20000));
+    ck_assert(kbtc_wait_sql(db,
+                            "SELECT count(*) FROM gaps WHERE reason = 'seq_jump' AND channel "
+                            "= 'orderbook'",
+                            4, 20000));
     /* The writer is past everything spooled during the outage. */
     ck_assert(kbtc_wait_progress(db, c, (long)spooled, 20000));
     PQfinish(db);
@@ -360,8 +367,8 @@ START_TEST(collector_handover_gap_covers_a_market_begun_in_the_leftover)
     ck_assert(kbtc_wait_live(a, 8, 30000));
     kbtc_coll *b = kbtc_coll_start("newlead", NULL, NULL);
     PGconn *db = kbt_db();
-    ck_assert(kbtc_wait_sql(db, "SELECT count(*) FROM collector_status WHERE role = 'standby'",
-                            1, 10000));
+    ck_assert(kbtc_wait_sql(db, "SELECT count(*) FROM collector_status WHERE role = 'standby'", 1,
+                            10000));
     PQfinish(db);
     ck_assert_int_eq(kbt_stack("pg-stop", "fast"), 0);
     ck_assert(kbtc_wait_metric(a, "kalshibook_collector_db_up", 0, 10000));
@@ -384,7 +391,8 @@ START_TEST(collector_handover_gap_covers_a_market_begun_in_the_leftover)
     snprintf(m, sizeof(m),
              "WITH l AS (SELECT since FROM collector_leader), m AS (SELECT market_ticker AS t"
              " FROM snapshots, l WHERE captured_at >= to_timestamp(%ld / 1000.0)"
-             " AND captured_at < l.since GROUP BY 1) ", t0);
+             " AND captured_at < l.since GROUP BY 1) ",
+             t0);
     snprintf(q, sizeof(q), "%sSELECT count(*) FROM m", m);
     ck_assert(kbtc_wait_sql(db, q, 9, 30000));
     /* Each: a gap from its last data before the takeover to the leader's first snapshot
@@ -417,8 +425,7 @@ END_TEST
 START_TEST(collector_writer_stores_every_record_once)
 {
     kbtc_standin_start(16, 3000, "--big 1");
-    static const char *const env[] = {"KB_COLLECTOR_QUEUE_MB=1", "KB_COLLECTOR_COMMIT_MS=20",
-                                      NULL};
+    static const char *const env[] = {"KB_COLLECTOR_QUEUE_MB=1", "KB_COLLECTOR_COMMIT_MS=20", NULL};
     kbtc_coll *c = kbtc_coll_start("once", NULL, env);
     ck_assert(kbtc_wait_live(c, 16, 30000));
     kbtc_wait_flow(c, 3000);
@@ -439,8 +446,10 @@ START_TEST(collector_writer_stores_every_record_once)
                    kbtc_spool_count(c, 'R', NULL);
     double stored = kbtc_metric(c, "kalshibook_collector_writer_records_total");
     double from_file = kbtc_metric(c, "kalshibook_collector_writer_spool_records_total");
-    fprintf(stderr, "collector writer: %ld spool records, %.0f stored, %.0f of them read back "
-                    "from the file\n", records, stored, from_file);
+    fprintf(stderr,
+            "collector writer: %ld spool records, %.0f stored, %.0f of them read back "
+            "from the file\n",
+            records, stored, from_file);
     ck_assert_int_gt((long)from_file, 0);
     ck_assert_int_eq((long)stored, records);
     ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
@@ -482,12 +491,13 @@ START_TEST(collector_spool_rotates_and_the_writer_follows)
     ck_assert_int_gt(spooled, 1500);
     char since[32];
     snprintf(since, sizeof(since), "%ld", t0);
-    ck_assert_int_eq(kbt_sql_long1(db, "SELECT count(*) FROM deltas WHERE received_at >="
-                                       " 'epoch'::timestamptz + $1::bigint * interval '1 ms'",
+    ck_assert_int_eq(kbt_sql_long1(db,
+                                   "SELECT count(*) FROM deltas WHERE received_at >="
+                                   " 'epoch'::timestamptz + $1::bigint * interval '1 ms'",
                                    since),
                      spooled);
-    fprintf(stderr, "collector spool rotation: %ld files, %ld records, %ld deltas\n", last,
-            records, spooled);
+    fprintf(stderr, "collector spool rotation: %ld files, %ld records, %ld deltas\n", last, records,
+            spooled);
     PQfinish(db);
 }
 END_TEST
@@ -523,8 +533,7 @@ digest_same(const char *what, const char *got, const char *want)
     if (strcmp(got, want) != 0)
         fprintf(stderr, "collector spool replay: stored by the collector:\n%s\nafter %s:\n%s\n",
                 want, what, got);
-    ck_assert_msg(strcmp(got, want) == 0, "%s did not store what the collector had (stderr)",
-                  what);
+    ck_assert_msg(strcmp(got, want) == 0, "%s did not store what the collector had (stderr)", what);
 }
 
 static void
@@ -553,8 +562,10 @@ START_TEST(collector_spool_replays_through_kbctl_import)
     ck_assert(kbtc_wait_live(c, 6, 30000));
     kbtc_wait_flow(c, 1500);
     kbt_resp_free(kbtc_fault("kind=skip&n=2"));
-    ck_assert(kbtc_wait_sql(db, "SELECT (count(*) >= 2)::int FROM gaps WHERE reason = 'seq_jump'"
-                                " AND end_at IS NOT NULL", 1, 20000));
+    ck_assert(kbtc_wait_sql(db,
+                            "SELECT (count(*) >= 2)::int FROM gaps WHERE reason = 'seq_jump'"
+                            " AND end_at IS NOT NULL",
+                            1, 20000));
     kbtc_wait_flow(c, 500);
     ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
     /* A clean stop stores the whole spool, down to the shutdown gaps the reader writes
@@ -575,9 +586,8 @@ START_TEST(collector_spool_replays_through_kbctl_import)
     /* The collector's writes keep market_stats exact, as kbctl import's do (GET /markets'
      * updated_since and the catalogue read it): one row per market, counts and first/last
      * data equal to the rows stored. */
-    ck_assert_int_eq(kbt_sql_long1(db, "SELECT count(*) FROM market_stats WHERE ticker LIKE $1",
-                                   "KXSI%"),
-                     6);
+    ck_assert_int_eq(
+        kbt_sql_long1(db, "SELECT count(*) FROM market_stats WHERE ticker LIKE $1", "KXSI%"), 6);
     ck_assert_int_eq(
         kbt_sql_long1(db,
                       "SELECT count(*) FROM market_stats s WHERE s.ticker LIKE $1 AND"
@@ -590,9 +600,8 @@ START_TEST(collector_spool_replays_through_kbctl_import)
                       "  (SELECT max(ts) FROM deltas WHERE market_ticker = s.ticker))",
                       "KXSI%"),
         0);
-    ck_assert_int_gt(kbt_sql_long1(db, "SELECT count(*) FROM trades WHERE market_ticker LIKE $1",
-                                   "KXSI%"),
-                     0);
+    ck_assert_int_gt(
+        kbt_sql_long1(db, "SELECT count(*) FROM trades WHERE market_ticker LIKE $1", "KXSI%"), 0);
     char *before = stored_digest(db);
     ck_assert_ptr_nonnull(before);
     forget_markets(db);
@@ -637,8 +646,8 @@ START_TEST(collector_refuses_bad_configuration)
         kbtc_coll *c = kbtc_coll_start("badcfg", NULL, env);
         int st = kbtc_coll_wait_exit(c, 10000);
         ck_assert_msg(st == 78, "%s: exit %d, not 78", bad[i].env, st);
-        ck_assert_msg(kbtc_log_has(c, bad[i].says), "%s: the error does not say '%s'",
-                      bad[i].env, bad[i].says);
+        ck_assert_msg(kbtc_log_has(c, bad[i].says), "%s: the error does not say '%s'", bad[i].env,
+                      bad[i].says);
     }
 }
 END_TEST
@@ -679,15 +688,15 @@ START_TEST(collector_metrics_in_prometheus_format)
     ck_assert_int_ge(kbt_metrics_sample(m, sn), 12); /* before and after the reset */
     ck_assert_int_gt(kbt_metrics_sample(m, "kalshibook_collector_spool_bytes_total"), 0);
     ck_assert_int_ge(kbt_metrics_sample(m, "kalshibook_collector_queue_bytes"), 0);
-    ck_assert_int_ge(kbt_metrics_sample(m, "kalshibook_collector_gaps_total{reason=\"disconnect\"}"),
-                     6);
+    ck_assert_int_ge(
+        kbt_metrics_sample(m, "kalshibook_collector_gaps_total{reason=\"disconnect\"}"), 6);
     ck_assert_int_eq(kbt_metrics_sample(m, "kalshibook_collector_markets{state=\"open\"}"), 6);
     ck_assert_int_eq(kbt_metrics_sample(m, "kalshibook_collector_markets{state=\"live\"}"), 6);
     /* The histogram: cumulative, its +Inf bucket is its count, which counts the deltas. */
     double prev = 0, inf = -1;
     int buckets = 0;
-    for (const char *p = m; (p = strstr(p, "kalshibook_collector_message_age_seconds_bucket{le=\""));
-         p++) {
+    for (const char *p = m;
+         (p = strstr(p, "kalshibook_collector_message_age_seconds_bucket{le=\"")); p++) {
         const char *v = strchr(p, ' ');
         ck_assert_ptr_nonnull(v);
         double x = strtod(v + 1, NULL);
@@ -746,8 +755,7 @@ START_TEST(collector_settings_in_check_config_and_kbctl_status)
     setenv("KALSHI_PRIVATE_KEY_FILE", "/nonexistent.pem", 1);
     kb_buf_reset(&out);
     ck_assert_int_eq(kbt_data_kbctl("check-config", &out), 78);
-    ck_assert_msg(strstr(kb_buf_cstr(&out), "/nonexistent.pem") != NULL, "%s",
-                  kb_buf_cstr(&out));
+    ck_assert_msg(strstr(kb_buf_cstr(&out), "/nonexistent.pem") != NULL, "%s", kb_buf_cstr(&out));
     setenv("KALSHI_PRIVATE_KEY_FILE", kbtc_key_file(), 1);
     kb_buf_reset(&out);
     ck_assert_msg(kbt_data_kbctl("check-config", &out) == 0, "%s", kb_buf_cstr(&out));
@@ -755,10 +763,10 @@ START_TEST(collector_settings_in_check_config_and_kbctl_status)
 
     kbtc_coll *c = kbtc_coll_start("status", NULL, NULL);
     ck_assert(kbtc_wait_live(c, 5, 30000));
-    status_wait w = {KB_BUF_INIT, {"collector  leader kbtc-status", "5 live, 0 in a gap",
-                                   "instances: kbtc-status leader"}};
-    ck_assert_msg(kbt_wait_until(status_says, &w, 15000), "kbctl status: %s",
-                  kb_buf_cstr(&w.out));
+    status_wait w = {KB_BUF_INIT,
+                     {"collector  leader kbtc-status", "5 live, 0 in a gap",
+                      "instances: kbtc-status leader"}};
+    ck_assert_msg(kbt_wait_until(status_says, &w, 15000), "kbctl status: %s", kb_buf_cstr(&w.out));
     kb_buf_release(&w.out);
     ck_assert_int_eq(kbtc_coll_stop(c, SIGTERM), 0);
 }

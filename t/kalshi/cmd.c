@@ -158,8 +158,10 @@ cmd_subscribe(si_conn *c, int64_t id, const cJSON *params)
         for (int i = 0; i < n; i++)
             si_sub_add(s, ms[i]);
         kb_buf b = KB_BUF_INIT;
-        kb_buf_printf(&b, "{\"id\":%" PRId64 ",\"type\":\"subscribed\",\"msg\":{\"channel\":\"%s\","
-                      "\"sid\":%" PRId64 "}}", id, channel_name[s->ch], s->sid);
+        kb_buf_printf(&b,
+                      "{\"id\":%" PRId64 ",\"type\":\"subscribed\",\"msg\":{\"channel\":\"%s\","
+                      "\"sid\":%" PRId64 "}}",
+                      id, channel_name[s->ch], s->sid);
         reply(c, &b);
         kb_buf_release(&b);
         if (s->ch == CH_ORDERBOOK) {
@@ -233,8 +235,10 @@ cmd_update(si_conn *c, int64_t id, const cJSON *params)
         }
     }
     kb_buf b = KB_BUF_INIT;
-    kb_buf_printf(&b, "{\"id\":%" PRId64 ",\"sid\":%" PRId64 ",\"seq\":%" PRId64
-                  ",\"type\":\"ok\",\"msg\":{\"market_tickers\":[", id, sid, ++s->seq);
+    kb_buf_printf(&b,
+                  "{\"id\":%" PRId64 ",\"sid\":%" PRId64 ",\"seq\":%" PRId64
+                  ",\"type\":\"ok\",\"msg\":{\"market_tickers\":[",
+                  id, sid, ++s->seq);
     for (int i = 0; i < n; i++)
         kb_buf_printf(&b, "%s\"%s\"", i ? "," : "", S.m[ms[i]].ticker);
     kb_buf_puts(&b, "]}}");

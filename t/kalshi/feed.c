@@ -48,9 +48,12 @@ on_grid(const si_market *m, int i)
     if (i < 1 || i >= SI_LEVELS)
         return false;
     switch (m->st) {
-    case ST_LINEAR_CENT: return i % 10 == 0;
-    case ST_TAPERED_DECI_CENT: return i < 100 || i > 900 || i % 10 == 0;
-    default: return true;
+    case ST_LINEAR_CENT:
+        return i % 10 == 0;
+    case ST_TAPERED_DECI_CENT:
+        return i < 100 || i > 900 || i % 10 == 0;
+    default:
+        return true;
     }
 }
 
@@ -72,8 +75,7 @@ grid_down(const si_market *m, int i, int k)
     return on_grid(m, p) ? p : (m->st == ST_LINEAR_CENT ? 10 : 1);
 }
 
-static void
-truth(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void truth(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void
 truth(const char *fmt, ...)
@@ -167,7 +169,8 @@ si_market_find(const char *ticker, size_t len)
                 return NULL;
             idx = idx * 10 + (t[i] - '0');
         }
-        if (idx < S.nm && strlen(S.m[idx].ticker) == len && memcmp(S.m[idx].ticker, ticker, len) == 0)
+        if (idx < S.nm && strlen(S.m[idx].ticker) == len &&
+            memcmp(S.m[idx].ticker, ticker, len) == 0)
             return &S.m[idx];
     }
     return NULL;
@@ -244,7 +247,8 @@ si_feed_snapshot_body(si_market *m, kb_buf *b, bool use_yes_price, int64_t *ts_o
          * carry through (and ignore) like any unknown member. */
         kb_buf_puts(b, ",\"orders\":[");
         for (int i = 0; i < 60000; i++)
-            kb_buf_printf(b, "%s{\"id\":\"o%07d\",\"price_dollars\":\"0.5000\",\"count_fp\":\"1.00\"}",
+            kb_buf_printf(b,
+                          "%s{\"id\":\"o%07d\",\"price_dollars\":\"0.5000\",\"count_fp\":\"1.00\"}",
                           i ? "," : "", i);
         kb_buf_putc(b, ']');
     }
@@ -349,8 +353,7 @@ one_trade(si_market *m)
     if (!any)
         return;
     kb_buf b = KB_BUF_INIT;
-    kb_buf_printf(&b, "{\"trade_id\":\"5a1e0000-0000-4000-8000-%012" PRIu64 "\",",
-                  trade_no);
+    kb_buf_printf(&b, "{\"trade_id\":\"5a1e0000-0000-4000-8000-%012" PRIu64 "\",", trade_no);
     market_fields(m, &b);
     kb_buf_puts(&b, ",\"yes_price_dollars\":\"");
     si_dollars(&b, yes_p);

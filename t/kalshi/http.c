@@ -165,7 +165,8 @@ state(kb_buf *b)
         paused += S.m[i].status == MK_PAUSED;
         closed += S.m[i].status == MK_CLOSED;
     }
-    kb_buf_printf(b, "{\"markets\":{\"open\":%d,\"paused\":%d,\"closed\":%d},\"mps\":%" PRId64
+    kb_buf_printf(b,
+                  "{\"markets\":{\"open\":%d,\"paused\":%d,\"closed\":%d},\"mps\":%" PRId64
                   ",\"running\":%s,\"generated\":%" PRId64 ",\"msgs_sent\":%" PRIu64
                   ",\"bytes_sent\":%" PRIu64 ",\"handshakes\":%" PRIu64 ",\"refused\":%" PRIu64
                   ",\"rest_requests\":%" PRIu64 ",\"commands\":%" PRIu64 ",\"overflows\":%" PRIu64
@@ -184,9 +185,11 @@ state(kb_buf *b)
         first = false;
         for (int k = 0; k < c->nsubs; k++) {
             si_sub *s = c->subs[k];
-            kb_buf_printf(b, "%s{\"sid\":%" PRId64 ",\"channel\":\"%s\",\"markets\":%d,\"all\":%s,"
-                          "\"seq\":%" PRId64 "}", k ? "," : "", s->sid, channel_name[s->ch],
-                          s->nmarkets, s->all ? "true" : "false", s->seq);
+            kb_buf_printf(b,
+                          "%s{\"sid\":%" PRId64 ",\"channel\":\"%s\",\"markets\":%d,\"all\":%s,"
+                          "\"seq\":%" PRId64 "}",
+                          k ? "," : "", s->sid, channel_name[s->ch], s->nmarkets,
+                          s->all ? "true" : "false", s->seq);
         }
         kb_buf_puts(b, "]}");
     }
@@ -265,7 +268,8 @@ fault(const si_http_req *r, kb_buf *b)
         if (st < 400)
             return false;
         si_refuse_push(kind[0] == 'h' ? &S.hs_fail : &S.rest_fail, (int)st, (int)n);
-        si_fault_log(kind, 0, 0, NULL, 0, false, kind[0] == 'h' ? "upgrades refused" : "REST refused");
+        si_fault_log(kind, 0, 0, NULL, 0, false,
+                     kind[0] == 'h' ? "upgrades refused" : "REST refused");
         kb_buf_printf(b, "{\"kind\":\"%s\",\"n\":%ld,\"status\":%ld}", kind, n, st);
         return true;
     }
@@ -289,7 +293,8 @@ fault(const si_http_req *r, kb_buf *b)
     bool conn_level = true, gap = true;
     if (strcmp(kind, "reset") == 0) {
         /* The first half of a text frame that announces 200 bytes, then RST. */
-        static const char partial[] = "\x81\x7e\x00\xc8{\"type\":\"orderbook_delta\",\"sid\":1,\"se";
+        static const char partial[] =
+            "\x81\x7e\x00\xc8{\"type\":\"orderbook_delta\",\"sid\":1,\"se";
         si_fault_log(kind, c->id, 0, ms, nm, true, "reset mid-frame");
         kb_buf_printf(b, "{\"kind\":\"reset\",\"conn\":%" PRId64 ",\"markets\":%d}", c->id, nm);
         si_net_reset(c, partial, sizeof(partial) - 1);
@@ -299,7 +304,10 @@ fault(const si_http_req *r, kb_buf *b)
         c->silent = true;
         si_conn_update(c);
     } else if (strcmp(kind, "close") == 0) {
-        si_ws_frame(&c->out, 8, true, "\x03\xe9" "going away", 12);
+        si_ws_frame(&c->out, 8, true,
+                    "\x03\xe9"
+                    "going away",
+                    12);
         c->closing = true;
         si_conn_update(c);
     } else if (strcmp(kind, "fragment") == 0) {
@@ -341,8 +349,10 @@ fault(const si_http_req *r, kb_buf *b)
         s->f.badjson += (int)n;
     } else if (strcmp(kind, "error25") == 0) {
         char e[160];
-        int k = snprintf(e, sizeof(e), "{\"type\":\"error\",\"sid\":%" PRId64 ",\"msg\":{\"code\":25,"
-                         "\"msg\":\"Subscription buffer overflow\"}}", s->sid);
+        int k = snprintf(e, sizeof(e),
+                         "{\"type\":\"error\",\"sid\":%" PRId64 ",\"msg\":{\"code\":25,"
+                         "\"msg\":\"Subscription buffer overflow\"}}",
+                         s->sid);
         si_ws_frame(&c->out, 1, true, e, (size_t)k);
         s->f.skip += (int)(n < 2 ? 5 : n);
         si_conn_update(c);

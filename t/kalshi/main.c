@@ -118,8 +118,7 @@ si_conn_update(si_conn *c)
     uint32_t ev = EPOLLRDHUP;
     if (!c->silent) {
         ev |= EPOLLIN;
-        if (c->out_off < c->out.len ||
-            (c->ssl != NULL && !c->tls_done))
+        if (c->out_off < c->out.len || (c->ssl != NULL && !c->tls_done))
             ev |= EPOLLOUT;
     }
     if (ev == c->events)
@@ -401,8 +400,10 @@ main(int argc, char **argv)
     si_feed_init(markets, subpenny, fractional, big);
     S.running = !paused;
     S.t0_us = si_mono_us();
-    fprintf(stderr, "kalshi-standin: %d markets, %ld msgs/s, wss/https on 127.0.0.1:%d, "
-                    "control on http://127.0.0.1:%d\n", markets, (long)S.mps, port, cport);
+    fprintf(stderr,
+            "kalshi-standin: %d markets, %ld msgs/s, wss/https on 127.0.0.1:%d, "
+            "control on http://127.0.0.1:%d\n",
+            markets, (long)S.mps, port, cport);
 
     struct epoll_event evs[64];
     while (!stop_requested) {

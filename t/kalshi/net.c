@@ -194,7 +194,8 @@ si_http_parse(si_conn *c, si_http_req *r)
         const char *colon = memchr(line, ':', (size_t)(le - line));
         if (colon != NULL) {
             copy_trim(r->hdr[r->nhdr][0], sizeof(r->hdr[0][0]), line, (size_t)(colon - line));
-            copy_trim(r->hdr[r->nhdr][1], sizeof(r->hdr[0][1]), colon + 1, (size_t)(le - colon - 1));
+            copy_trim(r->hdr[r->nhdr][1], sizeof(r->hdr[0][1]), colon + 1,
+                      (size_t)(le - colon - 1));
             r->nhdr++;
         }
         line = le + 2;
@@ -265,14 +266,22 @@ static const char *
 reason_phrase(int status)
 {
     switch (status) {
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 429: return "Too Many Requests";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 429:
+        return "Too Many Requests";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
     }
 }
 

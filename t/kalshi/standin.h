@@ -63,15 +63,15 @@ typedef struct si_sub {
     struct si_conn *conn;
     int64_t sid, seq;
     si_channel ch;
-    bool all;          /* no market_tickers: every market */
-    uint8_t *member;   /* bitmap over market index (when !all) */
-    int member_cap;    /* bits */
+    bool all;        /* no market_tickers: every market */
+    uint8_t *member; /* bitmap over market index (when !all) */
+    int member_cap;  /* bits */
     int nmarkets;
     bool use_yes_price;
-    bool overflowed;   /* error 25 sent; messages dropped until the buffer drains */
+    bool overflowed; /* error 25 sent; messages dropped until the buffer drains */
     si_sub_faults f;
-    kb_buf held;       /* reorder: the message held back */
-    kb_buf *recent;    /* dup_run: ring of the last messages */
+    kb_buf held;    /* reorder: the message held back */
+    kb_buf *recent; /* dup_run: ring of the last messages */
     int nrecent, recent_head;
 } si_sub;
 
@@ -82,19 +82,19 @@ typedef struct si_conn {
     SSL *ssl; /* NULL on the control port */
     bool tls_done;
     si_kind kind;
-    int64_t id;       /* 1, 2, ...: also each WebSocket's "connection" in the fault log */
+    int64_t id; /* 1, 2, ...: also each WebSocket's "connection" in the fault log */
     kb_buf in, out;
     size_t out_off;
-    uint32_t events;  /* registered epoll events */
-    bool silent;      /* half-open: neither reads nor writes again */
-    bool closing;     /* close once out is flushed */
+    uint32_t events; /* registered epoll events */
+    bool silent;     /* half-open: neither reads nor writes again */
+    bool closing;    /* close once out is flushed */
     si_sub **subs;
     int nsubs, capsubs;
     int64_t next_sid;
-    int frag;         /* fragment the next N data messages */
-    int unknown;      /* send N unknown-type messages */
+    int frag;    /* fragment the next N data messages */
+    int unknown; /* send N unknown-type messages */
     int64_t next_ping_ms;
-    kb_buf msg;       /* client message being reassembled */
+    kb_buf msg; /* client message being reassembled */
     int msg_op;
     bool in_msg;
 } si_conn;
@@ -166,19 +166,19 @@ void si_net_reset(si_conn *c, const void *p, size_t n);
 
 typedef struct si_http_req {
     char method[8];
-    char path[512];  /* without the query */
+    char path[512]; /* without the query */
     char query[1024];
     char hdr[24][2][1024];
     int nhdr;
-    size_t len;      /* bytes of the request in c->in */
+    size_t len; /* bytes of the request in c->in */
 } si_http_req;
 /* 1 with *r filled when c->in holds a whole request, 0 when more is needed, -1 bad. */
 int si_http_parse(si_conn *c, si_http_req *r);
 const char *si_http_header(const si_http_req *r, const char *name);
 /* The value of query parameter name (decoded into out), or NULL. */
 const char *si_http_query(const si_http_req *r, const char *name, char *out, size_t outsz);
-void si_http_reply(si_conn *c, int status, const char *ctype, const char *body, size_t n,
-                   bool keep);
+void
+si_http_reply(si_conn *c, int status, const char *ctype, const char *body, size_t n, bool keep);
 
 /* ---- feed.c ---- */
 void si_feed_init(int markets, int subpenny_pct, int fractional_pct, int big);
@@ -212,8 +212,8 @@ void si_sub_add(si_sub *s, int market);
 void si_sub_del(si_sub *s, int market);
 bool si_sub_has(const si_sub *s, int market);
 /* Record a fault in the fault log. markets: indices (n of them) or NULL. */
-void si_fault_log(const char *kind, int64_t conn, int64_t sid, const int *markets, int n,
-                  bool gap, const char *detail);
+void si_fault_log(const char *kind, int64_t conn, int64_t sid, const int *markets, int n, bool gap,
+                  const char *detail);
 /* Markets of a connection's orderbook subscriptions (malloc'd, *n). */
 int *si_conn_markets(const si_conn *c, int *n);
 

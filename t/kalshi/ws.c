@@ -105,7 +105,8 @@ si_ws_accept(si_conn *c, const si_http_req *r)
     EVP_EncodeBlock((unsigned char *)acc, sha, SHA_DIGEST_LENGTH);
     kb_buf_printf(&c->out,
                   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                  "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", acc);
+                  "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                  acc);
     c->kind = K_WS;
     c->next_ping_ms = si_now_ms() + S.ping_ms;
     si_conn_update(c);
@@ -162,7 +163,7 @@ si_sub_del(si_sub *s, int market)
 {
     if (s->all || !si_sub_has(s, market))
         return;
-    s->member[market / 8] &= (uint8_t)~(1u << (market % 8));
+    s->member[market / 8] &= (uint8_t) ~(1u << (market % 8));
     s->nmarkets--;
     market_unlink(&S.m[market], s);
 }
@@ -277,8 +278,10 @@ si_ws_send(si_sub *s, const char *type, const char *body, size_t n)
         s->overflowed = true;
         S.overflows++;
         char e[160];
-        int k = snprintf(e, sizeof(e), "{\"type\":\"error\",\"sid\":%" PRId64 ",\"msg\":{\"code\":25,"
-                         "\"msg\":\"Subscription buffer overflow\"}}", s->sid);
+        int k = snprintf(e, sizeof(e),
+                         "{\"type\":\"error\",\"sid\":%" PRId64 ",\"msg\":{\"code\":25,"
+                         "\"msg\":\"Subscription buffer overflow\"}}",
+                         s->sid);
         si_ws_frame(&c->out, 1, true, e, (size_t)k);
         sub_markets_log(s, "overflow", "the client read too slowly");
         effect(s, "overflow");
@@ -360,8 +363,10 @@ si_fault_log(const char *kind, int64_t conn, int64_t sid, const int *markets, in
     kb_buf b = KB_BUF_INIT;
     /* An effect line carries the exchange time of the message it hit; others, now. */
     int64_t ts = strcmp(kind, "effect") == 0 ? S.last_effect_ms : si_now_ms();
-    kb_buf_printf(&b, "{\"ts_ms\":%" PRId64 ",\"kind\":\"%s\",\"conn\":%" PRId64 ",\"sid\":%" PRId64
-                  ",\"gap\":%s,\"detail\":", ts, kind, conn, sid, gap ? "true" : "false");
+    kb_buf_printf(&b,
+                  "{\"ts_ms\":%" PRId64 ",\"kind\":\"%s\",\"conn\":%" PRId64 ",\"sid\":%" PRId64
+                  ",\"gap\":%s,\"detail\":",
+                  ts, kind, conn, sid, gap ? "true" : "false");
     kb_buf_json_str(&b, detail ? detail : "", detail ? strlen(detail) : 0);
     kb_buf_puts(&b, ",\"markets\":[");
     for (int i = 0; i < n; i++)
