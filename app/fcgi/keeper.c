@@ -4,11 +4,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "kb_buf.h"
 #include "kb_config.h"
 #include "kb_db.h"
@@ -74,30 +74,12 @@ on_term(int sig)
     keeper_stop = 1;
 }
 
-/* In the child: signals of its own, then the loop; never returns. */
+/* In the child: signals of its own, then the loop; never returns. The lease must
+ * stop being renewed the moment the master is gone (SIGKILL). */
 static void
 child(pid_t master_pid, const int *close_fds, size_t n, bool leased)
 {
-    for (size_t i = 0; i < n; i++)
-        close(close_fds[i]);
-    kb_log_set_role("host");
-    prctl(PR_SET_NAME, "kb-host");
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_term;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGHUP, &sa, NULL);
-    sa.sa_handler = SIG_DFL;
-    sigaction(SIGCHLD, &sa, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    /* The lease must stop being renewed the moment the master is gone. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != master_pid)
-        _exit(0);
+    kb_child_enter(master_pid, close_fds, n, "host", "kb-host", on_term, SIGKILL);
     exit(kb_keeper_main(leased, &keeper_stop));
 }
 

@@ -5,9 +5,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "kb_config.h"
 #include "kb_log.h"
 #include "kb_time.h"
@@ -27,26 +27,7 @@ on_term(int sig)
 static void
 child(pid_t master_pid, const int *close_fds, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        close(close_fds[i]);
-    kb_log_set_role("reporter");
-    prctl(PR_SET_NAME, "kb-reporter");
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_term;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGHUP, &sa, NULL);
-    sa.sa_handler = SIG_DFL;
-    sigaction(SIGCHLD, &sa, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    /* The master may die between fork and here: then the reporter must not run on. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != master_pid)
-        _exit(0);
+    kb_child_enter(master_pid, close_fds, n, "reporter", "kb-reporter", on_term, SIGTERM);
     exit(kb_usage_reporter_main(&reporter_stop));
 }
 
