@@ -95,6 +95,7 @@ typedef struct kb_charge {
     bool have_limits;   /* the key was authenticated: rate-limit headers apply */
     bool marked;        /* kb_meter_answered() marked the answer: the charge stands */
     bool cut;           /* the answer was cut off on its way out (kb_meter_cut) */
+    bool with_row;      /* the charge wrote its meter_inflight row (kb_host_rows()) */
     char request_id[KB_JOURNAL_REQUEST_ID_MAX];
 } kb_charge;
 

@@ -526,7 +526,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     int slot = kb_journal_index(w->journal);
     char slots[16];
     snprintf(slots, sizeof(slots), "%d", slot);
-    bool with_row = host->id[0] != '\0' && slot >= 0;
+    bool with_row = host->id[0] != '\0' && slot >= 0 && kb_host_rows();
     bool fast_row = false; /* the fast path wrote the charge's meter_inflight row */
     if (known != NULL && life != NULL) {
         const char *fast[] = {known->user_id,
@@ -635,6 +635,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     }
     ctx->charge = c;
     c->charged = true;
+    c->with_row = with_row;
     snprintf(c->request_id, sizeof(c->request_id), "%s", req->request_id);
     c->have_limits = true;
     ctx->credits = c->m.cost;
@@ -721,7 +722,7 @@ kb_meter_answered(kb_ctx *ctx)
      * connection's next use). Without it, the answer must not complete. */
     const kb_host_self *host = kb_host_self_get();
     int slot = kb_journal_index(ctx->w->journal);
-    if (host->id[0] != '\0' && slot >= 0) {
+    if (c->with_row) {
         char slots[16];
         snprintf(slots, sizeof(slots), "%d", slot);
         const char *p[] = {host->id, host->life, slots, c->request_id};

@@ -551,6 +551,63 @@ START_TEST(pool_whose_lease_was_ended_charges_nothing)
 }
 END_TEST
 
+/* ---- meter_inflight rows while other hosts live (KB_HOST_ROWS=auto) ---- */
+
+typedef struct rows_probe {
+    PGconn *c;
+    const char *key;
+    long want; /* rows the next charge must leave: 0 or 1 */
+} rows_probe;
+
+/* One charged request; true when it left `want` rows in meter_inflight. */
+static bool
+charge_leaves_rows(void *arg)
+{
+    rows_probe *p = arg;
+    kbt_keyed_get g = {p->key, "/markets?limit=1", NULL};
+    kbt_keyed_get_thread(&g);
+    ck_assert_int_eq(g.resp->status, 200);
+    char *rid = kbt_header(g.resp, "X-Request-ID");
+    ck_assert_ptr_nonnull(rid);
+    long n = kbt_sql_long1(p->c, "SELECT count(*) FROM meter_inflight WHERE request_id = $1", rid);
+    free(rid);
+    kbt_resp_free(g.resp);
+    return n == p->want;
+}
+
+/* A pool alone writes no meter_inflight rows (its journal file settles its restart);
+ * once another host holds a lease its keeper sees it and charges write their rows,
+ * and when that host stops they stop again. */
+START_TEST(charges_write_inflight_rows_only_while_another_host_lives)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100000, 0, false);
+    /* The probes charge as fast as they can. */
+    kbt_sqlp_ok(c, "UPDATE billing_accounts SET rpm_override = 1000000 WHERE user_id = $1", 1,
+                a.user_id);
+    /* Leases earlier tests wrote for made-up hosts end now: the stack's pool is alone. */
+    char master[24];
+    snprintf(master, sizeof(master), "%ld", (long)kbt_master_pid());
+    kbt_sqlp_ok(c,
+                "UPDATE app_hosts SET life = NULL, expires_at = now()"
+                " WHERE pid <> $1::integer AND life IS NOT NULL",
+                1, master);
+    rows_probe none = {c, a.key, 0}, one = {c, a.key, 1};
+    ck_assert_msg(kbt_wait_until(charge_leaves_rows, &none, 15000), "a pool alone wrote rows");
+    char id[40], sock[512];
+    tag(id, sizeof(id), "rows");
+    snprintf(sock, sizeof(sock), "%s/rows.sock", kbt_env("KB_STACK_DIR"));
+    pid_t p = start_pool(id, "4000", sock);
+    ck_assert_msg(kbt_wait_until(charge_leaves_rows, &one, 15000),
+                  "no rows while another host lives");
+    stop_pool(p);
+    ck_assert_msg(kbt_wait_until(charge_leaves_rows, &none, 15000),
+                  "rows still written after the other host stopped");
+    PQfinish(c);
+}
+END_TEST
+
 /* ---- a whole pool SIGKILLed with a charge in flight ---- */
 
 static size_t
@@ -627,8 +684,16 @@ charge_then_kill_pool(PGconn *c, const kbt_account *a, PGconn **lock)
     return f.resp;
 }
 
+/* Charges write their meter_inflight rows although this pool is alone (restarts it). */
+static void
+rows_on(void)
+{
+    kbt_app_env_set("KB_HOST_ROWS", "on");
+}
+
 START_TEST(whole_pool_killed_its_restart_refunds_the_charge_in_flight)
 {
+    rows_on();
     PGconn *c = kbt_db();
     kbt_account a;
     kbt_account_new(c, &a, "project", 100, 0, false);
@@ -678,7 +743,8 @@ END_TEST
 START_TEST(whole_pool_killed_another_host_refunds_when_its_lease_expires)
 {
     PGconn *c = kbt_db();
-    /* A short lease for the stack's pool (restarts it). */
+    /* A short lease for the stack's pool, which is alone when it dies (restarts it). */
+    rows_on();
     kbt_app_env_set("KB_HOST_LEASE_MS", "2000");
     kbt_account a;
     kbt_account_new(c, &a, "project", 100, 0, false);
@@ -891,6 +957,7 @@ stack_log_has(void *arg)
 static void
 kill_around_the_answer(kill_point at)
 {
+    rows_on();
     PGconn *c = kbt_db();
     kbt_account a;
     kbt_account_new(c, &a, "project", 100, 0, false);
@@ -974,6 +1041,7 @@ END_TEST
 static void
 restore_lease(void)
 {
+    kbt_app_env_set("KB_HOST_ROWS", NULL);
     kbt_app_env_set("KB_HOST_LEASE_MS", NULL);
 }
 
@@ -990,6 +1058,7 @@ main(void)
     tcase_add_test(tc, restarted_pool_on_the_same_slot_keeps_what_the_dead_life_left);
     tcase_add_test(tc, late_refund_leaves_a_claimed_outbox_row_with_its_batch);
     tcase_add_test(tc, pool_whose_lease_was_ended_charges_nothing);
+    tcase_add_test(tc, charges_write_inflight_rows_only_while_another_host_lives);
     suite_add_tcase(s, tc);
     TCase *tk = tcase_create("whole pool killed");
     tcase_set_timeout(tk, 120);
