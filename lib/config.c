@@ -81,6 +81,13 @@ const kb_config_var kb_config_vars[] = {
     {"KB_HOST_ID", KB_CFG_STRING, false, NULL, 0, 0, OFF(host_id),
      "this app host's id among those sharing the database (1-64 of A-Za-z0-9._-); unset = "
      "derived from /etc/machine-id; a second live pool with the same id refuses to start"},
+    {"KB_JOURNAL_DIR", KB_CFG_STRING, false, "/run/kalshibook-journal", 0, 0, OFF(journal_dir),
+     "directory (a tmpfs, emptied at boot) of the pool's charge journal file, so a restart "
+     "on this machine settles what a pool that died whole had in flight; \"none\" = memory only"},
+    {"KB_HOST_ROWS", KB_CFG_STRING, false, "auto", 0, 0, OFF(host_rows),
+     "write each charge's meter_inflight row and answered mark (what lets other hosts "
+     "settle a host that never comes back): auto = while another host holds a lease, on, "
+     "off"},
     {"KB_HOST_LEASE_MS", KB_CFG_INT, false, "15000", 1000, 600000, OFF(host_lease_ms),
      "lease of the host id, renewed every quarter of it; a host silent this long is taken "
      "for dead and its charges in flight are settled by the other hosts"},
@@ -238,6 +245,11 @@ kb_config_load(kb_config *cfg, kb_buf *problems)
     if (cfg->stripe_secret_key != NULL && cfg->stripe_webhook_secrets == NULL) {
         problem(problems, "STRIPE_WEBHOOK_SECRETS",
                 "is required when STRIPE_SECRET_KEY is set (the webhook cannot be verified)");
+        bad++;
+    }
+    if (strcmp(cfg->host_rows, "auto") != 0 && strcmp(cfg->host_rows, "on") != 0 &&
+        strcmp(cfg->host_rows, "off") != 0) {
+        problem(problems, "KB_HOST_ROWS", "must be auto, on or off");
         bad++;
     }
     if (cfg->host_id != NULL &&

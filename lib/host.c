@@ -8,18 +8,23 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "kb_config.h"
 #include "kb_crypto.h"
 #include "kb_log.h"
 #include "kb_time.h"
 #include "kb_banned.h"
 
 static kb_host_self self;
+/* kb_host_rows(), shared by the pool (MAP_SHARED before any fork); NULL: true. */
+static atomic_int *rows_wanted;
 
 static const kb_stmt claim_stmt = {
     "host_claim",
@@ -32,6 +37,13 @@ static const kb_stmt renew_stmt = {"host_renew", "SELECT kb_host_renew($1, $2::u
 
 static const kb_stmt release_stmt = {"host_release", "SELECT kb_host_release($1, $2::uuid)", 2,
                                      false};
+
+/* Other hosts whose lease is live (as kb_host_settle() would not end it). */
+static const kb_stmt others_stmt = {
+    "host_others",
+    "SELECT count(*) FROM app_hosts a"
+    " WHERE a.host_id <> $1 AND a.life IS NOT NULL AND NOT kb_host_lease_over(a)",
+    1, false};
 
 static const kb_stmt settle_stmt = {
     "host_settle", "SELECT ended, refunded, cleared, pending FROM kb_host_settle($1::integer)", 1,
@@ -101,6 +113,14 @@ kb_host_self_set(const char *id)
     r[6] = (unsigned char)((r[6] & 0x0f) | 0x40); /* version 4 */
     r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* variant 10 */
     snprintf(self.id, sizeof(self.id), "%s", id);
+    if (rows_wanted == NULL) {
+        void *p = mmap(NULL, sizeof(*rows_wanted), PROT_READ | PROT_WRITE,
+                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            rows_wanted = p;
+            atomic_store(rows_wanted, 1); /* until the keeper has looked */
+        }
+    }
     snprintf(self.life, sizeof(self.life),
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
              r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
@@ -111,6 +131,36 @@ const kb_host_self *
 kb_host_self_get(void)
 {
     return &self;
+}
+
+bool
+kb_host_rows(void)
+{
+    if (kb_cfg.host_rows != NULL && strcmp(kb_cfg.host_rows, "off") == 0)
+        return false;
+    if (kb_cfg.host_rows != NULL && strcmp(kb_cfg.host_rows, "on") == 0)
+        return true;
+    return rows_wanted == NULL || atomic_load(rows_wanted) != 0;
+}
+
+kb_err
+kb_host_rows_refresh(kb_db *db)
+{
+    kb_arena arena;
+    kb_arena_init(&arena, 0);
+    const char *params[] = {self.id};
+    PGresult *r = NULL;
+    kb_err err = kb_db_exec(db, &arena, &others_stmt, params, &r);
+    if (!err && PQntuples(r) == 1 && rows_wanted != NULL) {
+        int others = strtol(PQgetvalue(r, 0, 0), NULL, 10) > 0;
+        if (atomic_exchange(rows_wanted, others) != others && strcmp(kb_cfg.host_rows, "auto") == 0)
+            kb_log_info(others ? "another host shares the database: charges write their "
+                                 "meter_inflight rows"
+                               : "no other host holds a lease: charges write no "
+                                 "meter_inflight rows (the journal file settles a restart)");
+    }
+    kb_arena_release(&arena);
+    return err;
 }
 
 /* This machine's boot and pid namespace: a holder with the same one whose pid is

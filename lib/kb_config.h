@@ -49,7 +49,9 @@ typedef struct kb_config {
     const char *jwt_jwks_file;          /* KB_JWT_JWKS_FILE (ES256/RS256 keys), NULL when unset */
     long auth_max_concurrent;           /* KB_AUTH_MAX_CONCURRENT argon2 jobs per host, 0 = auto */
     const char *host_id;                /* KB_HOST_ID, NULL = derived from /etc/machine-id */
-    long host_lease_ms;                 /* KB_HOST_LEASE_MS: lease of the host id (lib/kb_host.h) */
+    const char *journal_dir; /* KB_JOURNAL_DIR: the charge journal's file (kb_journal.h) */
+    const char *host_rows;   /* KB_HOST_ROWS: auto, on, off (kb_host_rows()) */
+    long host_lease_ms;      /* KB_HOST_LEASE_MS: lease of the host id (lib/kb_host.h) */
     /* kalshibook-collector (app/collector/, lib/kalshi.c); README "Live collector". */
     const char *kalshi_key_id;       /* KALSHI_API_KEY_ID, NULL = no collector on this host */
     const char *kalshi_key_file;     /* KALSHI_PRIVATE_KEY_FILE (PEM, RSA) */

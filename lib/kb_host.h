@@ -10,11 +10,13 @@
  * namespace, its pid gone), is taken over. Then the lease keeper child renews
  * it (kb_host_renew()) and settles what dead pools left (kb_host_settle_dead()).
  *
- * Every charge writes its row of meter_inflight (host id, life, journal entry)
- * in its own transaction, and marks it answered right after the answer's last
- * write (lib/meter.c); the life it writes must hold the host's lease, so a pool
- * whose lease another host ended can commit no charge, and a restarted pool
- * never writes over the rows its dead predecessor left.
+ * While other hosts share the database (KB_HOST_ROWS=auto; on: always), every
+ * charge writes its row of meter_inflight (host id, life, journal entry) in its
+ * own transaction, and marks it answered just before the answer's last write
+ * (lib/meter.c); the life it writes must hold the host's lease, so a pool whose
+ * lease another host ended can commit no charge, and a restarted pool never
+ * writes over the rows its dead predecessor left. A host alone needs no rows:
+ * its restart on the same machine settles from its journal file (kb_journal.h).
  *
  * Invariant: kb_host_self_set() runs in the master before any fork; the id and
  * life are read-only afterwards (like kb_cfg).
@@ -73,6 +75,15 @@ kb_host_lease kb_host_renew(kb_db *db, long lease_ms);
 
 /* End the lease at a clean stop (best effort). */
 void kb_host_release(kb_db *db);
+
+/* Whether charges write their meter_inflight row now (KB_HOST_ROWS; in auto, what
+ * the lease keeper last saw: another host holding a lease; true until it has
+ * looked). Shared by the pool: kb_host_self_set() maps it before any fork. */
+bool kb_host_rows(void);
+
+/* Lease keeper: look whether another host holds a live lease, and set kb_host_rows()
+ * for the pool from it (KB_HOST_ROWS=auto). KB_E_UNAVAILABLE leaves it as it was. */
+kb_err kb_host_rows_refresh(kb_db *db);
 
 /* Settle up to max rows that dead pools left in flight (any host may run this).
  * *refunded: charges refunded now. KB_E_UNAVAILABLE when the database is down. */

@@ -26,9 +26,12 @@
  *
  * Without kb_journal_init() (kbctl, unit tests) the journal is off:
  * kb_journal_attach() returns NULL and the calls on a NULL entry do nothing.
- * What the journal cannot cover, a crash of the master or of the whole host
- * (the entries are lost with it), meter_inflight does: each charge also writes
- * its row there, keyed by host id, the pool's life and entry index (kb_host.h).
+ * In a file (kb_journal_init_file()), the journal also outlives the whole pool (the
+ * master and its workers killed at once): the pool's next start on this machine adopts
+ * it. What the journal cannot cover, a host that does not come back (the machine
+ * is gone), meter_inflight does: each charge also writes its row there, keyed by
+ * host id, the pool's life and entry index (kb_host.h), and marks it just before its
+ * answer's last write; hosts whose lease ran out are settled from those rows.
  */
 #ifndef KB_JOURNAL_H
 #define KB_JOURNAL_H
@@ -65,8 +68,37 @@ typedef struct kb_journal_charge {
 
 typedef struct kb_journal_entry kb_journal_entry;
 
-/* Map the shared region (master, before it forks). 0, or -1 on failure. */
+/* Map the shared region (master, before it forks) in anonymous memory: it dies with
+ * the pool. 0, or -1 on failure. */
 int kb_journal_init(void);
+
+/*
+ * Map the shared region in a file, dir/<host_id>.<life>.journal (dir created 0700 when
+ * missing), instead: it outlives the whole pool, so the next pool of this host id on
+ * this machine settles what it had in flight (kb_journal_adopt()). The file is locked
+ * (flock) and every process the master forks keeps the lock's descriptor, so the lock
+ * is free exactly when no process of the pool is left. dir should be a tmpfs (/run),
+ * emptied at boot: after a reboot, what a file holds is not to be trusted. 0, or -1
+ * with errno.
+ */
+int kb_journal_init_file(const char *dir, const char *host_id, const char *life);
+
+typedef struct kb_journal_adopted {
+    int files;   /* journals of dead pools taken over (and removed) */
+    int entries; /* their pending entries, now orphans of this journal */
+    int alive;   /* journals skipped: a process of that pool still lives */
+    int full;    /* journals kept: this one had no room for their entries */
+    int damaged; /* files of the wrong size, removed */
+} kb_journal_adopted;
+
+/*
+ * Master, after kb_journal_init_file() and the host id's lease, before forking: take
+ * over the journal files in dir of earlier pools of host_id whose processes are all
+ * gone (their lock is free). Their pending entries become orphans here, which the
+ * workers settle like those of a worker that died (kb_meter_settle_pending());
+ * settling is idempotent, so an entry settled twice refunds once. 0, or -1.
+ */
+int kb_journal_adopt(const char *dir, const char *host_id, kb_journal_adopted *out);
 
 /* Take a free entry for the calling process. NULL when the journal is off or full. */
 kb_journal_entry *kb_journal_attach(void);

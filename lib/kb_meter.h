@@ -93,8 +93,9 @@ typedef struct kb_charge {
     bool refunded;      /* a refund ran: headers show cost 0 */
     bool refund_failed; /* a refund could not run: leave credit headers out */
     bool have_limits;   /* the key was authenticated: rate-limit headers apply */
-    bool marked;        /* kb_meter_sent() marked the answer in meter_inflight */
+    bool marked;        /* kb_meter_answered() marked the answer: the charge stands */
     bool cut;           /* the answer was cut off on its way out (kb_meter_cut) */
+    bool with_row;      /* the charge wrote its meter_inflight row (kb_host_rows()) */
     char request_id[KB_JOURNAL_REQUEST_ID_MAX];
 } kb_charge;
 
@@ -124,31 +125,27 @@ typedef void kb_meter_send_fn(void *ud, const kb_req *req, kb_ctx *ctx);
  * End of every request, metered or not, after the handler's answer is in ctx
  * (err as the dispatcher returned it): refund a charge when err != KB_OK
  * (idempotent per req->request_id, re-sent once on a fresh connection if the
- * first one was lost), add the credit and rate-limit headers that apply, call
- * send(ud, req, ctx), and then settle the charge's journal entry: a charge
- * whose answer went out as 2xx stands; any other stays journaled until it is
- * settled.
+ * first one was lost), add the credit and rate-limit headers that apply, and
+ * call send(ud, req, ctx). The sender calls kb_meter_answered() right before
+ * the write that completes the answer; a charge whose sender did not (or that
+ * it cut off, kb_meter_cut()) stays journaled until it is settled (refunded).
  */
 void kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *send, void *ud);
 
 /*
- * The answer in ctx is complete as far as this worker goes: the sender calls
- * it right before the write that ends the answer (the FastCGI end of request;
- * nginx has the answer as soon as that write is done, even if the worker dies
- * after it). A charge whose answer is 2xx then stands: its journal entry is
- * settled, so a worker killed from here on keeps the charge instead of leaving
- * it to be refunded. kb_meter_end() calls it after send() for a sender that
- * does not. Idempotent.
+ * The answer in ctx is written but for its last write, the one after which nginx
+ * has it whole (a held-back last byte, with the FastCGI end of request). Call it
+ * right before that write, with nothing that may block or wait in between. For a
+ * charge whose answer is 2xx: sends the mark of its row in meter_inflight, then
+ * settles its journal entry (the charge stands). A worker, or the whole pool,
+ * killed before the mark leaves the charge to be refunded; killed after it but
+ * before the journal store, the journal (a file that outlives the pool,
+ * KB_JOURNAL_DIR) still refunds it. Returns false when the mark could not be
+ * sent (the meter's connection is gone): the sender must then cut the answer off
+ * (kb_meter_cut()), so that a charge Postgres still counts as unanswered is never
+ * answered. True otherwise (also for answers without a charge). Idempotent.
  */
-void kb_meter_answered(kb_ctx *ctx);
-
-/*
- * The answer's last write is done (the FastCGI end of request is with nginx):
- * for a charge that stands, kb_meter_answered() and the mark of its row in
- * meter_inflight (sent without waiting; see kb_host.h). Call it right after
- * that write, before anything that may block. Idempotent.
- */
-void kb_meter_sent(kb_ctx *ctx);
+bool kb_meter_answered(kb_ctx *ctx);
 
 /* The answer was cut off on its way out (a streamed body that failed mid-way):
  * its charge does not stand; the journal settles (refunds) it. */

@@ -526,7 +526,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     int slot = kb_journal_index(w->journal);
     char slots[16];
     snprintf(slots, sizeof(slots), "%d", slot);
-    bool with_row = host->id[0] != '\0' && slot >= 0;
+    bool with_row = host->id[0] != '\0' && slot >= 0 && kb_host_rows();
     bool fast_row = false; /* the fast path wrote the charge's meter_inflight row */
     if (known != NULL && life != NULL) {
         const char *fast[] = {known->user_id,
@@ -635,6 +635,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     }
     ctx->charge = c;
     c->charged = true;
+    c->with_row = with_row;
     snprintf(c->request_id, sizeof(c->request_id), "%s", req->request_id);
     c->have_limits = true;
     ctx->credits = c->m.cost;
@@ -706,16 +707,37 @@ kb_meter_end(const kb_req *req, kb_ctx *ctx, kb_err err, kb_meter_send_fn *send,
         headers(ctx, c);
     }
     send(ud, req, ctx);
-    kb_meter_sent(ctx);
 }
 
-void
+bool
 kb_meter_answered(kb_ctx *ctx)
 {
-    const kb_charge *c = ctx->charge;
-    /* The 2xx answer is out: the charge stands and its journal entry is done. */
-    if (c != NULL && c->charged && !c->refund_failed && !c->cut && ctx->resp.status < 400)
-        kb_journal_idle(ctx->w->journal);
+    kb_charge *c = ctx->charge;
+    if (c == NULL || !c->charged || c->refund_failed || c->cut || ctx->resp.status >= 400 ||
+        c->marked)
+        return true;
+    /* First the charge's row in meter_inflight: a host that settles this pool from
+     * there (it died whole and did not come back in time) keeps the charge once the
+     * mark is on its way (sent without waiting; its result is read on the
+     * connection's next use). Without it, the answer must not complete. */
+    const kb_host_self *host = kb_host_self_get();
+    int slot = kb_journal_index(ctx->w->journal);
+    if (c->with_row) {
+        char slots[16];
+        snprintf(slots, sizeof(slots), "%d", slot);
+        const char *p[] = {host->id, host->life, slots, c->request_id};
+        if (!kb_db_send_async(&ctx->w->db, &kb_meter_answered_stmt, p)) {
+            kb_log_warn("unable to mark the answer of request %s in meter_inflight: the answer "
+                        "is cut off and its charge refunded",
+                        c->request_id);
+            return false;
+        }
+    }
+    /* Then the journal entry (shared memory, or the journal file that outlives the
+     * pool): the charge stands. Nothing but the answer's last write comes after. */
+    kb_journal_idle(ctx->w->journal);
+    c->marked = true;
+    return true;
 }
 
 void
@@ -724,26 +746,4 @@ kb_meter_cut(kb_ctx *ctx)
     kb_charge *c = ctx->charge;
     if (c != NULL)
         c->cut = true;
-}
-
-void
-kb_meter_sent(kb_ctx *ctx)
-{
-    kb_charge *c = ctx->charge;
-    if (c == NULL || !c->charged || c->refund_failed || c->cut || ctx->resp.status >= 400 ||
-        c->marked)
-        return;
-    kb_meter_answered(ctx);
-    c->marked = true;
-    /* Its row in meter_inflight says so too, right after the answer's last write:
-     * sent now, its result read on the connection's next use. */
-    const kb_host_self *host = kb_host_self_get();
-    int slot = kb_journal_index(ctx->w->journal);
-    if (host->id[0] == '\0' || slot < 0)
-        return;
-    char slots[16];
-    snprintf(slots, sizeof(slots), "%d", slot);
-    const char *p[] = {host->id, host->life, slots, c->request_id};
-    if (!kb_db_send_async(&ctx->w->db, &kb_meter_answered_stmt, p))
-        kb_log_warn("unable to mark the answer of request %s in meter_inflight", c->request_id);
 }

@@ -16,11 +16,20 @@
 #include <unistd.h>
 
 #include "kb_log.h"
+#include "kb_time.h"
 #include "kb_banned.h"
 
 struct kb_fcgi {
     FCGX_Request req;
+    /* The answer's last byte, held back by put() until kb_fcgi_complete(): until
+     * it is written nginx cannot have the whole answer (the body is one byte short
+     * of its Content-Length, or the header of its end). */
+    char held;
+    bool has_held;
 };
+
+/* How long the answer's last write waits for nginx to make room. */
+#define COMPLETE_WAIT_MS 10000
 
 kb_fcgi *
 kb_fcgi_new(int listen_fd)
@@ -127,19 +136,34 @@ abort_answer(kb_fcgi *f)
     FCGX_Free(&f->req, 1);
 }
 
+/* Write p[0..n) to the request's stdout but for its last byte, which is held back
+ * (and the byte held before goes out first). */
+static bool
+put(kb_fcgi *f, const char *p, size_t n)
+{
+    if (n == 0)
+        return true;
+    if (f->has_held && FCGX_PutChar(f->held, f->req.out) == EOF)
+        return false;
+    f->has_held = false;
+    size_t m = n - 1;
+    while (m > 0) {
+        int k = m > (size_t)1 << 30 ? 1 << 30 : (int)m;
+        if (FCGX_PutStr(p, k, f->req.out) != k)
+            return false;
+        p += k;
+        m -= (size_t)k;
+    }
+    f->held = *p;
+    f->has_held = true;
+    return true;
+}
+
 /* kb_resp_write_fn over the request's stdout. */
 static bool
 put_body(void *ud, const char *p, size_t n)
 {
-    FCGX_Stream *out = ud;
-    while (n > 0) {
-        int k = n > (size_t)1 << 30 ? 1 << 30 : (int)n;
-        if (FCGX_PutStr(p, k, out) != k)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
+    return put(ud, p, n);
 }
 
 bool
@@ -156,33 +180,48 @@ kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx)
                      "Status: %d %s\r\nContent-Type: %s\r\n%sX-Request-ID: %s\r\n", r->status,
                      reason(r->status), r->content_type ? r->content_type : "application/json",
                      length, req->request_id);
+    f->has_held = false;
     if (n > 0 && (size_t)n < sizeof(head))
-        FCGX_PutStr(head, n, f->req.out);
-    if (r->headers.len)
-        FCGX_PutStr(r->headers.buf, (int)r->headers.len, f->req.out);
-    FCGX_PutStr("\r\n", 2, f->req.out);
-    if (kb_resp_send_body(ctx, put_body, f->req.out))
+        put(f, head, (size_t)n);
+    put(f, r->headers.buf, r->headers.len);
+    put(f, "\r\n", 2);
+    if (kb_resp_send_body(ctx, put_body, f))
         return true;
     abort_answer(f);
     return false;
 }
 
-void
-kb_fcgi_complete(kb_fcgi *f, void (*answered)(void *), void *arg)
+bool
+kb_fcgi_complete(kb_fcgi *f, bool (*answered)(void *), void *arg)
 {
-    /* The body goes out first (it may take several writes, and a worker killed
-     * among them leaves nginx half an answer: a 502). Then the closing records
-     * alone, one small write that nothing interrupts once it started when the
-     * socket has room; libfcgi writes the end of request when the last output
-     * stream closes. */
+    /* Everything but the held-back last byte goes out first (it may take several
+     * writes, and a worker killed among them leaves nginx an answer it cannot
+     * complete: the client sees it fail). Then, once the socket has room, the
+     * last byte with the closing records: one small write that cannot block, so
+     * nothing runs between answered() and the moment nginx has the whole answer. */
     if (f->req.out == NULL)
-        return; /* aborted (abort_answer): there is no end to write */
-    FCGX_FFlush(f->req.out);
+        return false; /* aborted (abort_answer): there is no end to write */
+    if (FCGX_FFlush(f->req.out) != 0) {
+        abort_answer(f); /* nginx is gone: nobody gets this answer */
+        return false;
+    }
     struct pollfd p = {.fd = f->req.ipcFd, .events = POLLOUT};
-    if (answered != NULL && poll(&p, 1, 0) == 1 && (p.revents & POLLOUT))
-        answered(arg);
+    int64_t until = kb_mono_us() + (int64_t)COMPLETE_WAIT_MS * 1000;
+    int n;
+    do {
+        int64_t left = (until - kb_mono_us()) / 1000;
+        n = poll(&p, 1, left > 0 ? (int)left : 0);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1 || !(p.revents & POLLOUT) || (answered != NULL && !answered(arg))) {
+        abort_answer(f);
+        return false;
+    }
+    if (f->has_held)
+        FCGX_PutChar(f->held, f->req.out);
+    f->has_held = false;
     FCGX_FClose(f->req.err);
     FCGX_FClose(f->req.out);
+    return true;
 }
 
 void
@@ -194,14 +233,16 @@ kb_fcgi_finish(kb_fcgi *f)
      * read() until nginx has closed its end (up to 2 s), so that data nginx is
      * still sending cannot turn into a reset. When the request's input was read
      * to its end (kb_req_build reads the body to EOF) and the answer, end of
-     * request included, went out whole, nginx sends nothing more on a connection
-     * without FCGI_KEEP_CONN: close it at once. The worker then takes the next
+     * request included, went out whole, nginx sends nothing more: it keeps no
+     * idle upstream connections (FCGI_KEEP_CONN is set only so that an answer
+     * ends with its end of request, nginx/kalshibook-fastcgi.conf). Close it at
+     * once, whatever the flag says. The worker then takes the next
      * connection instead of sleeping until nginx gets round to closing this
      * one, which under load cost a wake-up and three system calls per request.
      */
     int fd = -1;
-    if (r->in != NULL && r->in->isClosed && FCGX_GetError(r->in) == 0 && !r->keepConnection &&
-        FCGX_FClose(r->err) == 0 && FCGX_FClose(r->out) == 0) {
+    if (r->in != NULL && r->in->isClosed && FCGX_GetError(r->in) == 0 && FCGX_FClose(r->err) == 0 &&
+        FCGX_FClose(r->out) == 0) {
         fd = r->ipcFd;
         r->ipcFd = -1; /* so libfcgi does not close it its way */
     }

@@ -31,13 +31,16 @@ void kb_fcgi_read(kb_fcgi *f, kb_req *req, kb_arena *arena, long max_body);
 bool kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx);
 
 /*
- * End the answer written so far: flush it, then call answered(arg) and write
- * the FastCGI end of request, the write after which nginx has the whole answer
- * (answered() is skipped when that write might block: the socket is full).
- * A streamed body is flushed whole first, so its answer too is marked only at
- * that final write. Does nothing after kb_fcgi_write() returned false.
+ * End the answer written so far. kb_fcgi_write() holds its last byte back, so
+ * nginx cannot have the whole answer yet: flush the rest, wait (up to 10 s) until
+ * the socket has room, call answered(arg), and then write the last byte with the
+ * FastCGI end of request, the one write after which nginx has the answer
+ * (Content-Length complete, or the end of a streamed body). When the flush fails,
+ * the socket stays full or answered() returns false, the answer is cut off
+ * instead (the client sees it fail) and false is returned: it must not be counted
+ * as answered. Also false after kb_fcgi_write() returned false.
  */
-void kb_fcgi_complete(kb_fcgi *f, void (*answered)(void *), void *arg);
+bool kb_fcgi_complete(kb_fcgi *f, bool (*answered)(void *), void *arg);
 
 /* Finish the request: flush, end it and close the connection (at once when
  * its input was read to the end and the answer went out whole). */

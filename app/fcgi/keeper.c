@@ -55,6 +55,8 @@ kb_keeper_main(bool leased, volatile sig_atomic_t *stop)
             next_renew = now + (l == KB_HOST_UNREACHABLE ? 250000 : tick * 1000);
             long refunded, pending;
             kb_host_settle_dead(&db, 64, &refunded, &pending);
+            if (leased)
+                kb_host_rows_refresh(&db);
         }
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);

@@ -467,6 +467,48 @@ run(master *m)
     return m->rc;
 }
 
+static bool
+journal_in_file(void)
+{
+    return kb_cfg.journal_dir != NULL && strcmp(kb_cfg.journal_dir, "none") != 0;
+}
+
+/* The charge journal: a worker's unsettled charge outlives the worker, and in a file
+ * (KB_JOURNAL_DIR) the whole pool. */
+static void
+journal_open(const char *host_id)
+{
+    if (journal_in_file()) {
+        if (kb_journal_init_file(kb_cfg.journal_dir, host_id, kb_host_self_get()->life) == 0)
+            return;
+        kb_log_error("unable to create the charge journal in KB_JOURNAL_DIR '%s' (%s); it is "
+                     "kept in memory: a restart will not settle what this pool has in flight "
+                     "if it dies whole (the host settlement from meter_inflight still does)",
+                     kb_cfg.journal_dir, strerror(errno));
+    }
+    if (kb_journal_init() != 0)
+        kb_log_error("unable to map the charge journal; charges of requests cut off by a "
+                     "dying worker will not be refunded");
+}
+
+/* What earlier pools of this host id left in their journal files: the workers settle it. */
+static void
+journal_adopt(const char *host_id)
+{
+    if (!journal_in_file())
+        return;
+    kb_journal_adopted a;
+    if (kb_journal_adopt(kb_cfg.journal_dir, host_id, &a) != 0) {
+        kb_log_error("unable to read KB_JOURNAL_DIR '%s': %s", kb_cfg.journal_dir, strerror(errno));
+        return;
+    }
+    if (a.files > 0 || a.alive > 0 || a.full > 0 || a.damaged > 0)
+        kb_log_warn("charge journals of earlier pools of host id '%s': %d taken over with %d "
+                    "charges to settle, %d still held by a live process, %d kept (no room), "
+                    "%d damaged and removed",
+                    host_id, a.files, a.entries, a.alive, a.full, a.damaged);
+}
+
 int
 main(void)
 {
@@ -489,11 +531,6 @@ main(void)
     /* Shared counters for /metrics, inherited by every child. */
     if (kb_metrics_init() != 0)
         kb_log_warn("unable to map shared metrics; /metrics will be empty");
-    /* The charge journal: a worker's unsettled charge outlives the worker. */
-    if (kb_journal_init() != 0)
-        kb_log_error("unable to map the charge journal; charges of requests cut off by a "
-                     "dying worker will not be refunded");
-
     static master m;
     /* The host id and its lease, before anything is forked or bound. */
     char host_id[KB_HOST_ID_MAX + 1];
@@ -503,6 +540,7 @@ main(void)
         return 78;
     }
     kb_host_self_set(host_id);
+    journal_open(host_id);
     {
         kb_db db;
         kb_buf why = KB_BUF_INIT;
@@ -518,6 +556,7 @@ main(void)
         }
         kb_buf_release(&why);
         m.keeper.leased = l == KB_HOST_OURS;
+        journal_adopt(host_id);
         if (m.keeper.leased)
             kb_log_info("host id '%s' leased (life %s)", host_id, kb_host_self_get()->life);
         else

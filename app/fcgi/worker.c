@@ -80,11 +80,11 @@ request_budget(void)
                        : 0);
 }
 
-/* kb_fcgi_complete's callback: the charge of the answer about to be complete stands. */
-static void
+/* kb_fcgi_complete's callback, right before the write that completes the answer. */
+static bool
 answered(void *ctx)
 {
-    kb_meter_answered(ctx);
+    return kb_meter_answered(ctx);
 }
 
 /* kb_meter_send_fn: the answer goes out through FastCGI. */
@@ -92,16 +92,11 @@ static void
 send_answer(void *ud, const kb_req *req, kb_ctx *ctx)
 {
     kb_fcgi *f = ud;
-    /* A streamed answer cut off mid-way is no answer: not marked, and its
-     * charge is settled (refunded) like any other failed one. */
-    if (!kb_fcgi_write(f, req, ctx)) {
+    /* An answer cut off on its way (a stream failed mid-way, nginx stopped reading,
+     * the charge could not be marked) is no answer: its charge is settled
+     * (refunded) like any other failed one. */
+    if (!kb_fcgi_write(f, req, ctx) || !kb_fcgi_complete(f, answered, ctx))
         kb_meter_cut(ctx);
-    } else {
-        kb_fcgi_complete(f, answered, ctx);
-        /* The end of request is with nginx: mark the charge's row now, before the
-         * connection is closed. */
-        kb_meter_sent(ctx);
-    }
     kb_fcgi_finish(f);
 }
 

@@ -162,6 +162,9 @@ start_master(int listen_fd, bool listen_pid_bogus)
         setenv("KB_DRAIN_TIMEOUT_S", "5", 1);
         /* A pool of its own beside the stack's: another host id (issue 22). */
         setenv("KB_HOST_ID", "activation-test", 1);
+        char journal[600];
+        snprintf(journal, sizeof(journal), "%s/journal-activation", kbt_env("KB_STACK_DIR"));
+        setenv("KB_JOURNAL_DIR", journal, 1);
         execl(bin, "kalshibook-fcgi", (char *)NULL);
         _exit(127);
     }

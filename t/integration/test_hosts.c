@@ -16,6 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +55,9 @@ start_pool(const char *id, const char *lease_ms, const char *sock)
         setenv("KB_HOST_ID", id, 1);
         setenv("KB_HOST_LEASE_MS", lease_ms, 1);
         setenv("KB_SOCKET", sock, 1);
+        char journal[600];
+        snprintf(journal, sizeof(journal), "%s/journal-%s", kbt_env("KB_STACK_DIR"), id);
+        setenv("KB_JOURNAL_DIR", journal, 1);
         setenv("KB_WORKERS", "2", 1);
         setenv("KB_USAGE_REPORTER", "0", 1);
         unsetenv("LISTEN_FDS");
@@ -544,6 +551,63 @@ START_TEST(pool_whose_lease_was_ended_charges_nothing)
 }
 END_TEST
 
+/* ---- meter_inflight rows while other hosts live (KB_HOST_ROWS=auto) ---- */
+
+typedef struct rows_probe {
+    PGconn *c;
+    const char *key;
+    long want; /* rows the next charge must leave: 0 or 1 */
+} rows_probe;
+
+/* One charged request; true when it left `want` rows in meter_inflight. */
+static bool
+charge_leaves_rows(void *arg)
+{
+    rows_probe *p = arg;
+    kbt_keyed_get g = {p->key, "/markets?limit=1", NULL};
+    kbt_keyed_get_thread(&g);
+    ck_assert_int_eq(g.resp->status, 200);
+    char *rid = kbt_header(g.resp, "X-Request-ID");
+    ck_assert_ptr_nonnull(rid);
+    long n = kbt_sql_long1(p->c, "SELECT count(*) FROM meter_inflight WHERE request_id = $1", rid);
+    free(rid);
+    kbt_resp_free(g.resp);
+    return n == p->want;
+}
+
+/* A pool alone writes no meter_inflight rows (its journal file settles its restart);
+ * once another host holds a lease its keeper sees it and charges write their rows,
+ * and when that host stops they stop again. */
+START_TEST(charges_write_inflight_rows_only_while_another_host_lives)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100000, 0, false);
+    /* The probes charge as fast as they can. */
+    kbt_sqlp_ok(c, "UPDATE billing_accounts SET rpm_override = 1000000 WHERE user_id = $1", 1,
+                a.user_id);
+    /* Leases earlier tests wrote for made-up hosts end now: the stack's pool is alone. */
+    char master[24];
+    snprintf(master, sizeof(master), "%ld", (long)kbt_master_pid());
+    kbt_sqlp_ok(c,
+                "UPDATE app_hosts SET life = NULL, expires_at = now()"
+                " WHERE pid <> $1::integer AND life IS NOT NULL",
+                1, master);
+    rows_probe none = {c, a.key, 0}, one = {c, a.key, 1};
+    ck_assert_msg(kbt_wait_until(charge_leaves_rows, &none, 15000), "a pool alone wrote rows");
+    char id[40], sock[512];
+    tag(id, sizeof(id), "rows");
+    snprintf(sock, sizeof(sock), "%s/rows.sock", kbt_env("KB_STACK_DIR"));
+    pid_t p = start_pool(id, "4000", sock);
+    ck_assert_msg(kbt_wait_until(charge_leaves_rows, &one, 15000),
+                  "no rows while another host lives");
+    stop_pool(p);
+    ck_assert_msg(kbt_wait_until(charge_leaves_rows, &none, 15000),
+                  "rows still written after the other host stopped");
+    PQfinish(c);
+}
+END_TEST
+
 /* ---- a whole pool SIGKILLed with a charge in flight ---- */
 
 static size_t
@@ -620,8 +684,16 @@ charge_then_kill_pool(PGconn *c, const kbt_account *a, PGconn **lock)
     return f.resp;
 }
 
+/* Charges write their meter_inflight rows although this pool is alone (restarts it). */
+static void
+rows_on(void)
+{
+    kbt_app_env_set("KB_HOST_ROWS", "on");
+}
+
 START_TEST(whole_pool_killed_its_restart_refunds_the_charge_in_flight)
 {
+    rows_on();
     PGconn *c = kbt_db();
     kbt_account a;
     kbt_account_new(c, &a, "project", 100, 0, false);
@@ -671,7 +743,8 @@ END_TEST
 START_TEST(whole_pool_killed_another_host_refunds_when_its_lease_expires)
 {
     PGconn *c = kbt_db();
-    /* A short lease for the stack's pool (restarts it). */
+    /* A short lease for the stack's pool, which is alone when it dies (restarts it). */
+    rows_on();
     kbt_app_env_set("KB_HOST_LEASE_MS", "2000");
     kbt_account a;
     kbt_account_new(c, &a, "project", 100, 0, false);
@@ -704,9 +777,271 @@ START_TEST(whole_pool_killed_another_host_refunds_when_its_lease_expires)
 }
 END_TEST
 
+/* ---- a whole pool SIGKILLed around its answer's last write ---- */
+
+/*
+ * Where kill_pool_at() kills the pool while a worker ends a charged 2xx answer
+ * (lib/kb_meter.h kb_meter_answered(), app/fcgi/fcgi.c kb_fcgi_complete()): the
+ * answer is with nginx but for its held-back last byte; then the mark of the
+ * charge's meter_inflight row is sent; then the journal entry is settled; then
+ * the last byte goes out with the end of request.
+ */
+typedef enum kill_point {
+    BEFORE_MARK,  /* entering the send of the mark: not sent */
+    AFTER_MARK,   /* the mark sent, the journal entry still pending, no last byte */
+    AFTER_ANSWER, /* the last write done: nginx has the whole answer */
+} kill_point;
+
+/* True when p's memory at [addr, addr + len) holds the Bind of the statement that
+ * marks an answer ('B', length, unnamed portal, then its name). */
+static bool
+sends_mark(pid_t p, uint64_t addr, uint64_t len)
+{
+    static char buf[8192];
+    size_t n = len < sizeof(buf) ? (size_t)len : sizeof(buf);
+    struct iovec local = {buf, n}, remote = {(void *)(uintptr_t)addr, n};
+    ssize_t got = process_vm_readv(p, &local, 1, &remote, 1, 0);
+    const char *name = kb_meter_answered_stmt.name;
+    size_t nl = strlen(name) + 1;
+    for (ssize_t k = 6; got > 0 && k + (ssize_t)nl <= got; k++)
+        if (buf[k - 6] == 'B' && buf[k - 1] == '\0' && memcmp(buf + k, name, nl) == 0)
+            return true;
+    return false;
+}
+
+/* True when fd of process p is a socket. */
+static bool
+fd_is_socket(pid_t p, long fd)
+{
+    char path[64], link[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)p, fd);
+    ssize_t n = readlink(path, link, sizeof(link) - 1);
+    if (n <= 0)
+        return false;
+    link[n] = '\0';
+    return strncmp(link, "socket:", 7) == 0;
+}
+
+/* The pool's children traced at every system call; the whole pool is SIGKILLed
+ * (kill_pool()) when one of them reaches `at` while answering the request
+ * request_fn runs in a thread. Returns the request's answer. */
+static kbt_resp *
+kill_pool_at(kill_point at, kbt_keyed_get *g)
+{
+    pid_t m = kbt_master_pid(), w[MAXW];
+    size_t n = kbt_children(m, w, MAXW);
+    ck_assert_uint_ge(n, nworkers());
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_int_eq(ptrace(PTRACE_SEIZE, w[i], NULL, (void *)PTRACE_O_TRACESYSGOOD), 0);
+        ck_assert_int_eq(ptrace(PTRACE_INTERRUPT, w[i], NULL, NULL), 0);
+    }
+    pthread_t th;
+    pthread_create(&th, NULL, kbt_keyed_get_thread, g);
+    uint64_t last_nr[MAXW] = {0};
+    long last_fd[MAXW] = {0};
+    pid_t marker = 0;
+    long mark_fd = -1;
+    bool killed = false;
+    size_t running = n;
+    long t0 = kbt_now_ms();
+    while (running > 0) {
+        int st;
+        pid_t p = waitpid(-1, &st, __WALL);
+        ck_assert_int_gt(p, 0);
+        if (WIFEXITED(st) || WIFSIGNALED(st)) {
+            running--;
+            continue;
+        }
+        if (killed) {
+            ptrace(PTRACE_DETACH, p, NULL, NULL); /* dies by the SIGKILL it has */
+            continue;
+        }
+        ck_assert_msg(kbt_now_ms() - t0 < 30000, "no worker reached the kill point");
+        size_t me = 0;
+        while (me < n && w[me] != p)
+            me++;
+        ck_assert_uint_lt(me, n);
+        int sig = WSTOPSIG(st);
+        bool syscall_stop = sig == (SIGTRAP | 0x80);
+        bool kill_now = false;
+        if (syscall_stop) {
+            struct __ptrace_syscall_info si;
+            ck_assert_int_gt(ptrace(PTRACE_GET_SYSCALL_INFO, p, (void *)sizeof(si), &si), 0);
+            if (si.op == PTRACE_SYSCALL_INFO_ENTRY) {
+                last_nr[me] = si.entry.nr;
+                last_fd[me] = (long)si.entry.args[0];
+                if (si.entry.nr == SYS_sendto && marker == 0 &&
+                    sends_mark(p, si.entry.args[1], si.entry.args[2])) {
+                    marker = p;
+                    mark_fd = (long)si.entry.args[0];
+                    kill_now = at == BEFORE_MARK;
+                }
+            } else if (si.op == PTRACE_SYSCALL_INFO_EXIT && p == marker) {
+                if (last_nr[me] == SYS_sendto && last_fd[me] == mark_fd)
+                    kill_now = at == AFTER_MARK;
+                else if (last_nr[me] == SYS_write && last_fd[me] != mark_fd &&
+                         fd_is_socket(p, last_fd[me]))
+                    kill_now = at == AFTER_ANSWER;
+            }
+        }
+        if (kill_now) {
+            kill_pool();
+            killed = true;
+            ptrace(PTRACE_DETACH, p, NULL, NULL);
+            continue;
+        }
+        int deliver = syscall_stop || (st >> 16) != 0 || sig == SIGTRAP ? 0 : sig;
+        ck_assert_int_eq(ptrace(PTRACE_SYSCALL, p, NULL, (void *)(long)deliver), 0);
+    }
+    ck_assert(killed);
+    pthread_join(th, NULL);
+    return g->resp;
+}
+
+typedef struct row_answered {
+    PGconn *c;
+    const char *request_id;
+} row_answered;
+
+static bool
+inflight_row_answered(void *arg)
+{
+    row_answered *r = arg;
+    return kbt_sql_long1(r->c,
+                         "SELECT count(*) FROM meter_inflight WHERE request_id = $1 AND answered",
+                         r->request_id) == 1;
+}
+
+static bool
+inflight_row_gone(void *arg)
+{
+    row_answered *r = arg;
+    return kbt_sql_long1(r->c, "SELECT count(*) FROM meter_inflight WHERE request_id = $1",
+                         r->request_id) == 0;
+}
+
+/* The stack pool's log (app.log) from byte `from` on contains `line`. */
+typedef struct log_line {
+    long from;
+    char line[160];
+} log_line;
+
+static long
+stack_log_size(void)
+{
+    char p[600];
+    snprintf(p, sizeof(p), "%s/app.log", kbt_env("KB_STACK_DIR"));
+    struct stat sb;
+    return stat(p, &sb) == 0 ? (long)sb.st_size : 0;
+}
+
+static bool
+stack_log_has(void *arg)
+{
+    log_line *l = arg;
+    char p[600];
+    snprintf(p, sizeof(p), "%s/app.log", kbt_env("KB_STACK_DIR"));
+    FILE *f = fopen(p, "r");
+    if (f == NULL)
+        return false;
+    static char buf[1 << 20];
+    fseek(f, l->from, SEEK_SET);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return strstr(buf, l->line) != NULL;
+}
+
+/* Killed at `at`, restarted: the charge stands exactly when the client got the
+ * whole 2xx answer. */
+static void
+kill_around_the_answer(kill_point at)
+{
+    rows_on();
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+    kbt_keyed_get f = {a.key, "/markets", NULL};
+    kbt_resp *resp = kill_pool_at(at, &f);
+    char *rid = kbt_header(resp, "X-Request-ID");
+    ck_assert_ptr_nonnull(rid);
+    row_answered ra = {c, rid};
+    bool whole = resp->curl_code == 0 && resp->status == 200;
+    if (at == AFTER_ANSWER) {
+        ck_assert_msg(whole, "curl %d, status %ld", resp->curl_code, resp->status);
+        ck_assert_msg(kbt_wait_until(inflight_row_answered, &ra, 10000), "mark not applied");
+    } else {
+        /* nginx never got the last byte: the client sees the answer fail. */
+        ck_assert_msg(!whole, "the client got the whole answer");
+        if (at == AFTER_MARK)
+            ck_assert_msg(kbt_wait_until(inflight_row_answered, &ra, 10000), "mark not applied");
+        else
+            ck_assert_int_eq(kbt_sql_long1(c,
+                                           "SELECT count(*) FROM meter_inflight"
+                                           " WHERE request_id = $1 AND NOT answered",
+                                           rid),
+                             1);
+    }
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts WHERE user_id = $1", a.user_id),
+        1);
+    /* The restart takes the dead pool's journal over, and its lease: the journal
+     * entry is pending (1 charge) unless the answer went out; the row is settled
+     * from meter_inflight as for any dead host (refunded unless marked). */
+    log_line took = {stack_log_size(), ""};
+    snprintf(took.line, sizeof(took.line), "1 taken over with %d charges to settle",
+             at == AFTER_ANSWER ? 0 : 1);
+    ck_assert_int_eq(kbt_stack("app-start", NULL), 0);
+    ck_assert_msg(kbt_wait_until(stack_log_has, &took, 15000), "no '%s' in app.log", took.line);
+    ck_assert_msg(kbt_wait_until(inflight_row_gone, &ra, 15000), "row of %s not settled", rid);
+    if (at == AFTER_ANSWER) {
+        ck_assert_int_eq(
+            kbt_sql_long1(c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1", rid), 0);
+        ck_assert_int_eq(kbt_sql_long1(c,
+                                       "SELECT credits_used FROM billing_accounts"
+                                       " WHERE user_id = $1",
+                                       a.user_id),
+                         1);
+    } else {
+        refunded rr = {c, rid};
+        ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded",
+                      rid);
+        ck_assert_int_eq(kbt_sql_long1(c,
+                                       "SELECT credits_used FROM billing_accounts"
+                                       " WHERE user_id = $1",
+                                       a.user_id),
+                         0);
+    }
+    kbt_resp_free(resp);
+    free(rid);
+    PQfinish(c);
+}
+
+START_TEST(whole_pool_killed_before_the_mark_its_charge_is_refunded)
+{
+    kill_around_the_answer(BEFORE_MARK);
+}
+END_TEST
+
+/* Postgres counts this charge as answered (a host settling it from meter_inflight
+ * keeps it); the journal file says the last byte never went out, and the restart
+ * refunds it. */
+START_TEST(whole_pool_killed_after_the_mark_before_the_last_byte_is_refunded)
+{
+    kill_around_the_answer(AFTER_MARK);
+}
+END_TEST
+
+START_TEST(whole_pool_killed_after_the_last_byte_its_charge_stands)
+{
+    kill_around_the_answer(AFTER_ANSWER);
+}
+END_TEST
+
 static void
 restore_lease(void)
 {
+    kbt_app_env_set("KB_HOST_ROWS", NULL);
     kbt_app_env_set("KB_HOST_LEASE_MS", NULL);
 }
 
@@ -723,12 +1058,16 @@ main(void)
     tcase_add_test(tc, restarted_pool_on_the_same_slot_keeps_what_the_dead_life_left);
     tcase_add_test(tc, late_refund_leaves_a_claimed_outbox_row_with_its_batch);
     tcase_add_test(tc, pool_whose_lease_was_ended_charges_nothing);
+    tcase_add_test(tc, charges_write_inflight_rows_only_while_another_host_lives);
     suite_add_tcase(s, tc);
     TCase *tk = tcase_create("whole pool killed");
     tcase_set_timeout(tk, 120);
     tcase_add_unchecked_fixture(tk, NULL, restore_lease);
     tcase_add_test(tk, whole_pool_killed_its_restart_refunds_the_charge_in_flight);
     tcase_add_test(tk, whole_pool_killed_another_host_refunds_when_its_lease_expires);
+    tcase_add_test(tk, whole_pool_killed_before_the_mark_its_charge_is_refunded);
+    tcase_add_test(tk, whole_pool_killed_after_the_mark_before_the_last_byte_is_refunded);
+    tcase_add_test(tk, whole_pool_killed_after_the_last_byte_its_charge_stands);
     suite_add_tcase(s, tk);
     return kb_check_run(s);
 }

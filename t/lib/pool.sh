@@ -18,9 +18,11 @@ app_exec() {
         . "$DIR/app.env"
         set +a
     fi
-    export KB_DATABASE_URL KB_SOCKET KB_MIGRATIONS_DIR
+    export KB_DATABASE_URL KB_SOCKET KB_MIGRATIONS_DIR KB_JOURNAL_DIR
     KB_DATABASE_URL=$(database_url)
     KB_SOCKET=$DIR/fcgi.sock
+    # The charge journal's file: one directory per host, as on separate machines.
+    KB_JOURNAL_DIR=$DIR/journal
     KB_MIGRATIONS_DIR=${KB_MIGRATIONS_DIR:-$REPO/db/migrations}
     exec "$@"
 }

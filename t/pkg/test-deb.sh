@@ -244,7 +244,8 @@ units_ok() {
     local want
     for want in 'Type=notify' 'ExecStart=/usr/sbin/kalshibook-fcgi' 'ExecStartPre=/usr/bin/kbctl migrate' \
         'ExecReload=/bin/kill -HUP $MAINPID' 'Restart=on-failure' \
-        'EnvironmentFile=/etc/kalshibook/kalshibook.env' 'User=kalshibook' 'Requires=kalshibook.socket'; do
+        'EnvironmentFile=/etc/kalshibook/kalshibook.env' 'User=kalshibook' 'Requires=kalshibook.socket' \
+        'RuntimeDirectory=kalshibook-journal' 'RuntimeDirectoryPreserve=yes'; do
         grep -qxF "$want" "$s" || { echo "kalshibook.service lacks $want"; return 1; }
     done
     for want in 'ListenStream=/run/kalshibook/fcgi.sock' 'SocketGroup=www-data' 'SocketMode=0660'; do
@@ -274,6 +275,7 @@ KB_WORKERS=2
 KB_DRAIN_TIMEOUT_S=5
 KB_SOCKET=$TMP/unused.sock
 KB_HOST_ID=pkg-test
+KB_JOURNAL_DIR=$TMP/journal
 EOF
 ENV_ARGS=()
 while IFS= read -r line; do

@@ -1,7 +1,11 @@
 /* test_journal.c - the charge journal shared by the pool (lib/kb_journal.h):
  * entries outlive their worker with the charge they hold, orphans are claimed
  * by one process at a time, a dead claimer's claim is dropped, a worker can
- * hand its own entry over, and settled entries become free again. */
+ * hand its own entry over, and settled entries become free again. In a file
+ * (KB_JOURNAL_DIR), the journal of a pool whose processes are all gone is taken
+ * over by the next pool of its host id, once; one still held is left alone. */
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +218,186 @@ START_TEST(detached_entry_becomes_an_orphan)
 }
 END_TEST
 
+/* ---- the journal in a file ---- */
+
+#define LIFE_A "0b0e4f8a-5d0f-4a1e-9a57-6a1b2c3d4e5f"
+#define LIFE_B "7c9d2e1f-3a4b-4c5d-8e6f-7a8b9c0d1e2f"
+
+static char jdir[64];
+
+static void
+make_dir(void)
+{
+    snprintf(jdir, sizeof(jdir), "/tmp/kbjournal.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(jdir));
+}
+
+static int
+files_in(const char *dir)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void
+remove_dir(void)
+{
+    DIR *d = opendir(jdir);
+    struct dirent *de;
+    char p[256];
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", jdir, de->d_name);
+        unlink(p);
+    }
+    if (d != NULL)
+        closedir(d);
+    rmdir(jdir);
+}
+
+/* A pool's pending work in its journal file: a charge, a meter statement in
+ * flight, and an entry that went back to idle. */
+static void
+fill_pool_journal(void)
+{
+    kb_journal_entry *a = kb_journal_attach(), *b = kb_journal_attach(), *c = kb_journal_attach();
+    ck_assert(a != NULL && b != NULL && c != NULL);
+    kb_journal_charge ch = charge_of("req_dddddddddddd");
+    kb_journal_charged(a, &ch);
+    kb_journal_metering(b, "req_eeeeeeeeeeee");
+    kb_journal_charge ci = charge_of("req_ffffffffffff");
+    kb_journal_charged(c, &ci);
+    kb_journal_idle(c);
+}
+
+static int
+child_pool_dies_whole(void)
+{
+    if (kb_journal_init_file(jdir, "host-1", LIFE_A) != 0)
+        return 1;
+    fill_pool_journal();
+    return 0; /* every process of that pool is gone: its lock with it */
+}
+
+/* The next pool of the host id takes over what the dead one had pending, once:
+ * the charge and the meter statement, not the idle entry; the file goes. */
+START_TEST(journal_file_of_a_pool_that_died_whole_is_taken_over_once)
+{
+    make_dir();
+    in_child(child_pool_dies_whole);
+    ck_assert_int_eq(files_in(jdir), 1);
+    ck_assert_int_eq(kb_journal_init_file(jdir, "host-1", LIFE_B), 0);
+    ck_assert_int_eq(files_in(jdir), 2);
+    ck_assert(!kb_journal_work_waiting(NULL));
+    kb_journal_adopted a;
+    ck_assert_int_eq(kb_journal_adopt(jdir, "host-1", &a), 0);
+    ck_assert_int_eq(a.files, 1);
+    ck_assert_int_eq(a.entries, 2);
+    ck_assert_int_eq(a.alive, 0);
+    ck_assert_int_eq(files_in(jdir), 1); /* only this pool's own */
+    ck_assert(kb_journal_work_waiting(NULL));
+    bool seen_charge = false, seen_metering = false;
+    kb_jstate st;
+    kb_journal_charge got;
+    int i;
+    while ((i = kb_journal_claim(&st, &got)) >= 0) {
+        if (st == KB_J_CHARGED) {
+            ck_assert_str_eq(got.request_id, "req_dddddddddddd");
+            ck_assert_uint_eq(got.xid, 4294967396u);
+            ck_assert_str_eq(got.user_id, "8539643a-9d13-4df2-9ec4-4ad93bbec7fa");
+            ck_assert_int_eq(got.cost, 5);
+            ck_assert_int_eq(got.outbox_id, 77);
+            seen_charge = true;
+        } else {
+            ck_assert_int_eq(st, KB_J_METERING);
+            ck_assert_str_eq(got.request_id, "req_eeeeeeeeeeee");
+            seen_metering = true;
+        }
+        kb_journal_release(i, true);
+    }
+    ck_assert(seen_charge && seen_metering);
+    ck_assert(!kb_journal_work_waiting(NULL));
+    /* Taken over once: nothing is left for another start. */
+    ck_assert_int_eq(kb_journal_adopt(jdir, "host-1", &a), 0);
+    ck_assert_int_eq(a.files + a.entries + a.alive, 0);
+    /* A pool's own file is never taken for a dead one's. */
+    ck_assert_int_eq(files_in(jdir), 1);
+    remove_dir();
+}
+END_TEST
+
+/* A journal some process of its pool still has open (a worker outliving its
+ * master) is left alone until the last one is gone; another host id's file is
+ * never touched. */
+START_TEST(journal_file_still_held_or_of_another_host_is_left_alone)
+{
+    make_dir();
+    int go[2], ready[2];
+    ck_assert_int_eq(pipe(go), 0);
+    ck_assert_int_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (kb_journal_init_file(jdir, "host-1", LIFE_A) != 0)
+            _exit(1);
+        fill_pool_journal();
+        char b = 'r';
+        if (write(ready[1], &b, 1) != 1 || read(go[0], &b, 1) != 1)
+            _exit(2);
+        _exit(0);
+    }
+    char b;
+    ck_assert_int_eq(read(ready[0], &b, 1), 1);
+    /* Another host's pool on this machine sees it, and leaves it. */
+    ck_assert_int_eq(kb_journal_init_file(jdir, "host-2", LIFE_B), 0);
+    kb_journal_adopted a;
+    ck_assert_int_eq(kb_journal_adopt(jdir, "host-2", &a), 0);
+    ck_assert_int_eq(a.files + a.entries + a.alive, 0);
+    /* Its own host id's next pool finds it held. */
+    ck_assert_int_eq(kb_journal_adopt(jdir, "host-1", &a), 0);
+    ck_assert_int_eq(a.alive, 1);
+    ck_assert_int_eq(a.entries, 0);
+    ck_assert(!kb_journal_work_waiting(NULL));
+    ck_assert_int_eq(write(go[1], "g", 1), 1);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_int_eq(kb_journal_adopt(jdir, "host-1", &a), 0);
+    ck_assert_int_eq(a.files, 1);
+    ck_assert_int_eq(a.entries, 2);
+    ck_assert_int_eq(a.alive, 0);
+    remove_dir();
+}
+END_TEST
+
+/* A file of the wrong size (cut short) is removed, not read. */
+START_TEST(damaged_journal_file_is_removed_unread)
+{
+    make_dir();
+    char p[256];
+    snprintf(p, sizeof(p), "%s/host-1.%s.journal", jdir, LIFE_A);
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "kbjrnl1", 8), 8);
+    close(fd);
+    ck_assert_int_eq(kb_journal_init_file(jdir, "host-1", LIFE_B), 0);
+    kb_journal_adopted a;
+    ck_assert_int_eq(kb_journal_adopt(jdir, "host-1", &a), 0);
+    ck_assert_int_eq(a.damaged, 1);
+    ck_assert_int_eq(a.entries, 0);
+    ck_assert_int_eq(files_in(jdir), 1);
+    remove_dir();
+}
+END_TEST
+
 int
 main(void)
 {
@@ -225,6 +409,9 @@ main(void)
     tcase_add_test(tc, idle_entry_of_a_dead_worker_is_free_not_orphaned);
     tcase_add_test(tc, metering_orphan_is_claimed_as_metering);
     tcase_add_test(tc, detached_entry_becomes_an_orphan);
+    tcase_add_test(tc, journal_file_of_a_pool_that_died_whole_is_taken_over_once);
+    tcase_add_test(tc, journal_file_still_held_or_of_another_host_is_left_alone);
+    tcase_add_test(tc, damaged_journal_file_is_removed_unread);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }
