@@ -48,6 +48,8 @@ leader() {
     [[ ${#l[@]} == 1 ]] && printf '%s\n' "${l[0]}"
 }
 has_leader() { [[ -n $(leader) ]]; }
+# host N of the stack's directory or a host's
+host_no() { if [[ $1 == "$S" ]]; then echo 1; else echo "${1##*/h}"; fi; }
 all_subscribed() {
     local want got l
     want=$(curl -sf "$CTL/markets?paused=1") && got=$(curl -sf "$CTL/subscribed") &&
@@ -65,9 +67,9 @@ read -r nlead worst bad nstandby < <(awk -v max="$TAKEOVER_MS" '
     $4 == "0" { s++ }
     END { printf "%d %d %d %d\n", n, w, b, s }' "$S/collector-kills.log" 2>/dev/null ||
     echo "0 0 0 0")
-detail="$nlead kills of the leading collector's host, another collector led within ${worst} ms at worst"
-detail+=" (target $TAKEOVER_MS ms; $bad over it, not taken over or without one leader before);"
-detail+=" $nstandby kills of the standby's host"
+detail="kills of the leading collector's host: $nlead, another collector led within ${worst} ms at"
+detail+=" worst (target $TAKEOVER_MS ms; over it, not taken over or no single leader before: $bad);"
+detail+=" kills of the standby's host: $nstandby"
 if ((nlead >= 1 && bad == 0)); then line ok takeover "$detail"; else line FAIL takeover "$detail"; fi
 [[ -f $S/collector-kills.log ]] && sed 's/^/     /' "$S/collector-kills.log"
 
@@ -86,13 +88,11 @@ caught_up() {
         $(metric "$lead" kalshibook_collector_queue_bytes) == 0 ]]
 }
 if [[ -n $lead ]] && wait_until 60 caught_up; then
-    line ok caught-up "the feed stopped, the leader (${lead#"$S"/}) stored all it received"
+    line ok caught-up "the feed stopped, the leader (host $(host_no "$lead")) stored all it received"
 else
     line FAIL caught-up "no single leader, or its writer did not catch up within 60 s"
 fi
 curl -sf -XPOST "$CTL/flush" >/dev/null
-# host N of a stack or host directory
-host_no() { if [[ $1 == "$S" ]]; then echo 1; else echo "${1##*/h}"; fi; }
 # The standbys first: the leader's stop must not hand the lead on.
 for d in "${DIRS[@]}"; do
     [[ $d == "$lead" ]] || "$ROOT/t/stack.sh" collector-stop "$S" "$(host_no "$d")" >/dev/null 2>&1

@@ -396,6 +396,7 @@ check_collector(const char *script)
     snprintf(cmd, sizeof(cmd), "%s %s", script, stack_dir);
     printf("== collector (one per host, leading and standby; t/chaos/collector.sh)\n");
     fflush(NULL); /* the child must not flush our buffered output again */
+    long t0 = now_ms();
     FILE *p = popen(cmd, "r");
     if (p == NULL) {
         verdict(false, "collector checks", "t/chaos/collector.sh did not start");
@@ -423,4 +424,5 @@ check_collector(const char *script)
     int rc = pclose(p);
     if (lines == 0 || (rc != 0 && fails == 0))
         verdict(false, "collector checks", "t/chaos/collector.sh ended without its verdict");
+    printf("     (the collector's checks took %.1f s)\n", (double)(now_ms() - t0) / 1000.0);
 }

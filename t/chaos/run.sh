@@ -82,9 +82,12 @@ if [ "$HOSTS" = 2 ]; then
     export KB_COLLECTOR_BACKOFF_MIN_MS=100 KB_COLLECTOR_BACKOFF_MAX_MS=2000
     export KB_COLLECTOR_COMMIT_MS=100 KB_COLLECTOR_RECONCILE_S=20
     export KB_COLLECTOR_CHECKPOINT_EVERY=50 KB_COLLECTOR_CHECKPOINT_S=2
+    t0=$EPOCHREALTIME
     "$ROOT/t/stack.sh" kalshi-start "$STACK" >/dev/null
     "$ROOT/t/stack.sh" collector-start "$STACK" 2 >/dev/null
     "$ROOT/t/stack.sh" collector-start "$STACK" 1 standby >/dev/null
+    echo "collectors: host 2's leads with $KB_RUN_MARKETS markets live, host 1's stands by" \
+        "(started in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s)"
     export CHAOS_COLLECTOR=$ROOT/t/chaos/collector.sh
     export CHAOS_COLLECTOR_CHECK=$ROOT/$B/t/collector/collector-check
 fi
