@@ -10,9 +10,10 @@
  *        book change a leader received after it lost the lead while cut off from Postgres
  *        (a Postgres restart under two collectors) and after the new leader's first
  *        snapshot of the market is stored once, under the new leader's sid
- *        (docs/collector.md "Leadership"): a delta counts as stored when the market has a
- *        delta at the same instant under another (sid, seq) (both number their sids from
- *        1); how many did is printed.
+ *        (docs/collector.md "Leadership"): a delta not stored under its own (sid, seq)
+ *        counts as stored when the market has, at that instant, as many deltas as the
+ *        truth log has book changes (so every change of that instant is stored; dups
+ *        says none twice); how many did is printed. Needs cc_check_dups's truth_d.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -199,17 +200,22 @@ cc_check_spool(PGconn *db, const cc_args *a)
                    " d.sid = s.sid AND d.seq = s.seq AND"
                    " d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms')",
                    0, NULL));
-    /* Not under its own sid: stored once under the next leader's (see the top). */
-    long other_sid = one_long(db, "SELECT count(*) FROM spool_d_lost s WHERE EXISTS (SELECT 1"
-                                  " FROM deltas d WHERE d.market_ticker = s.market_ticker AND"
-                                  " (d.sid, d.seq) <> (s.sid, s.seq) AND"
-                                  " d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms')");
-    PQclear(
-        cc_sql(db,
-               "DELETE FROM spool_d_lost s WHERE EXISTS (SELECT 1 FROM deltas d"
-               " WHERE d.market_ticker = s.market_ticker AND (d.sid, d.seq) <> (s.sid, s.seq) AND"
-               " d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms')",
-               0, NULL));
+    /* Not under its own sid: stored once under the next leader's (see the top), when the
+     * market has, at that instant, every book change the truth has there (truth_d, made by
+     * cc_check_dups on this connection). */
+    PQclear(cc_sql(db,
+                   "CREATE TEMP TABLE spool_d_other AS SELECT s.* FROM spool_d_lost s,"
+                   " LATERAL (SELECT count(*) AS n FROM truth_d t WHERE t.market_ticker ="
+                   "  s.market_ticker AND t.ms = s.ms) t WHERE t.n > 0 AND"
+                   " (SELECT count(*) FROM deltas d WHERE d.market_ticker = s.market_ticker AND"
+                   "  d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms') >= t.n",
+                   0, NULL));
+    long other_sid = one_long(db, "SELECT count(*) FROM spool_d_other");
+    PQclear(cc_sql(db,
+                   "DELETE FROM spool_d_lost s USING spool_d_other o WHERE"
+                   " (s.market_ticker, s.ms, s.sid, s.seq, s.spool) ="
+                   " (o.market_ticker, o.ms, o.sid, o.seq, o.spool)",
+                   0, NULL));
     long md = one_long(db, "SELECT count(*) FROM spool_d_lost");
     long ms = one_long(db, "SELECT count(*) FROM spool_s s WHERE NOT EXISTS (SELECT 1 FROM"
                            " snapshots d WHERE d.market_ticker = s.market_ticker AND d.sid = s.sid"
