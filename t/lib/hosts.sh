@@ -7,8 +7,15 @@
 #                                  stack has one); state in DIR/hN, env in DIR/hN/run.env
 #   t/stack.sh host-stop DIR N     stop both; idempotent
 #   t/stack.sh host-kill DIR N     SIGKILL the host's pool whole (master, workers, reporter,
-#                                  lease keeper at once), as a host that dies; nginx stays
-#   t/stack.sh host-app-start DIR N   start the pool again (after host-kill)
+#                                  lease keeper at once), as a host that dies; nginx stays;
+#                                  and its collector (collector-start), the stand-in told;
+#                                  when it led, the time until another leads goes to
+#                                  DIR/collector-kills.log
+#   t/stack.sh host-app-start DIR N   start the pool again (after host-kill), and its
+#                                  collector as the standby
+#   t/stack.sh kalshi-start DIR    the Kalshi stand-in for the hosts' collectors
+#   t/stack.sh collector-start DIR N [standby] | collector-stop DIR N
+#                                  host N's collector (1: the stack's own; t/lib/collector.sh)
 #   t/stack.sh replica-resync DIR  stop the stack's replica, rebuild it, start it again
 #   t/stack.sh bouncer-start DIR   PgBouncer (session mode) between every pool and the primary
 #
