@@ -135,7 +135,7 @@ collector_leads(int h)
     curl_easy_setopt(cu, CURLOPT_URL, url);
     curl_easy_setopt(cu, CURLOPT_TIMEOUT, 2L);
     curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, on_text);
-    curl_easy_setopt(cu, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(cu, CURLOPT_WRITEDATA, (void *)body);
     CURLcode rc = curl_easy_perform(cu);
     curl_easy_cleanup(cu);
     return rc == CURLE_OK && strstr(body, "\nkalshibook_collector_leader 1\n") != NULL;
@@ -290,7 +290,7 @@ fault_run(CURL *cu, int kind)
         /* A whole host dies (master, workers, reporter, lease keeper at once; its nginx
          * answers 503) and comes back: its restart takes its lease over and settles what it
          * had in flight. */
-        char hs[8];
+        char hs[16];
         int h = kind == 10 ? 2 : 1;
         /* The short run kills one host whole: the one whose collector leads (a Postgres
          * restart may have moved the lead), so the takeover is always exercised. */
