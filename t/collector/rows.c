@@ -13,7 +13,10 @@
  *        (docs/collector.md "Leadership"): a delta not stored under its own (sid, seq)
  *        counts as stored when the market has, at that instant, as many deltas as the
  *        truth log has book changes (so every change of that instant is stored; dups
- *        says none twice); how many did is printed. Needs cc_check_dups's truth_d.
+ *        says none twice), or when it came at the very instant of a snapshot of the
+ *        market (the new leader's first: it holds the change, since the stand-in's events
+ *        after a snapshot are strictly later, and the delta is left out so the change is
+ *        not counted twice); how many did each is printed. Needs cc_check_dups's truth_d.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -216,6 +219,13 @@ cc_check_spool(PGconn *db, const cc_args *a)
                    " (s.market_ticker, s.ms, s.sid, s.seq, s.spool) ="
                    " (o.market_ticker, o.ms, o.sid, o.seq, o.spool)",
                    0, NULL));
+    /* Or at the very instant of the new leader's first snapshot of the market: the snapshot
+     * holds it (the stand-in's events after a snapshot are strictly later), and the delta
+     * is left out so the change is not counted twice. */
+    long in_snap = one_long(db, "WITH x AS (DELETE FROM spool_d_lost s WHERE EXISTS (SELECT 1"
+                                " FROM snapshots n WHERE n.market_ticker = s.market_ticker AND"
+                                " n.captured_at = 'epoch'::timestamptz + s.ms * interval '1 ms')"
+                                " RETURNING 1) SELECT count(*) FROM x");
     long md = one_long(db, "SELECT count(*) FROM spool_d_lost");
     long ms = one_long(db, "SELECT count(*) FROM spool_s s WHERE NOT EXISTS (SELECT 1 FROM"
                            " snapshots d WHERE d.market_ticker = s.market_ticker AND d.sid = s.sid"
@@ -234,13 +244,35 @@ cc_check_spool(PGconn *db, const cc_args *a)
             0, NULL);
         fprintf(stderr, "collector-check: missing: %s\n", PQgetvalue(w, 0, 0));
         PQclear(w);
+        /* The first few: what the database and the truth have at that instant, and the
+         * orderbook gaps of the market around it. */
+        w = cc_sql(
+            db,
+            "SELECT format('%s at %s (sid %s seq %s, spool %s, received %s): stored there %s,"
+            "  true changes there %s; gaps: %s', s.market_ticker, s.ms, s.sid, s.seq, s.spool,"
+            "  s.rcv, (SELECT count(*) FROM deltas d WHERE d.market_ticker = s.market_ticker"
+            "    AND d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms'),"
+            "  (SELECT count(*) FROM truth_d t WHERE t.market_ticker = s.market_ticker"
+            "    AND t.ms = s.ms),"
+            "  (SELECT coalesce(string_agg(format('%s..%s %s %s', kb_us(g.start_at) / 1000,"
+            "     coalesce((kb_us(g.end_at) / 1000)::text, 'open'), g.reason, g.source), '; '"
+            "     ORDER BY g.start_at), 'none') FROM gaps g WHERE g.market_ticker ="
+            "     s.market_ticker AND g.channel = 'orderbook' AND g.start_at <="
+            "     'epoch'::timestamptz + (s.ms + 30000) * interval '1 ms' AND"
+            "     coalesce(g.end_at, 'infinity') >= 'epoch'::timestamptz + (s.ms - 30000)"
+            "     * interval '1 ms'))"
+            " FROM spool_d_lost s ORDER BY s.rcv LIMIT 5",
+            0, NULL);
+        for (int i = 0; i < PQntuples(w); i++)
+            fprintf(stderr, "collector-check: missing delta %s\n", PQgetvalue(w, i, 0));
+        PQclear(w);
     }
     cc_verdict(
         "spool", md == 0 && ms == 0 && mt == 0 && damaged == 0 && k.nd > 0,
-        "%ld spool files: %ld deltas (%ld stored under the next leader's sid), %ld snapshots, "
-        "%ld trades (%ld frames not JSON); missing from the database: %ld deltas, %ld "
-        "snapshots, %ld trades; %ld damaged files",
-        files, k.nd, other_sid, k.ns, k.nt, k.bad, md, ms, mt, damaged);
+        "%ld spool files: %ld deltas (%ld stored under the next leader's sid, %ld held by its "
+        "snapshot of that instant), %ld snapshots, %ld trades (%ld frames not JSON); missing "
+        "from the database: %ld deltas, %ld snapshots, %ld trades; %ld damaged files",
+        files, k.nd, other_sid, in_snap, k.ns, k.nt, k.bad, md, ms, mt, damaged);
     kb_buf_release(&k.d);
     kb_buf_release(&k.s);
     kb_buf_release(&k.t);
