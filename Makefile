@@ -270,7 +270,8 @@ CHAOS_BIN := $(B)/t/chaos/chaos
 CHAOS_REQUESTS ?= 10000
 CHAOS_CLIENTS ?= 64
 CHAOS_ROUNDS ?= 2
-# CHAOS_HOSTS=2: two app hosts on one Postgres, with host-level faults (t/lib/hosts.sh).
+# CHAOS_HOSTS=2: two app hosts on one Postgres, with host-level faults (t/lib/hosts.sh), and a
+# kalshibook-collector on each (one leads; a whole-host kill takes its collector with it).
 CHAOS_HOSTS ?= 1
 # CHAOS_BOUNCER=1: the pools reach Postgres through PgBouncer (session mode).
 CHAOS_BOUNCER ?= 0

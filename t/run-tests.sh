@@ -144,7 +144,8 @@ run_prog "$ROOT/t/browser/test-browser.js"
 
 # Short reliability runs (make chaos / make soak are the full ones; docs/testing.md "Reliability"):
 # chaos with the Stripe-side faults and every money invariant (two app hosts on one Postgres
-# with a replica, whole-host kills: CHAOS_HOSTS=2; KB_CHAOS_SHORT_HOSTS=1 for one host), the
+# with a replica, whole-host kills, a collector per host whose lead is taken over when its
+# host dies: CHAOS_HOSTS=2; KB_CHAOS_SHORT_HOSTS=1 for one host), the
 # collector's chaos run (24 markets, one round of every fault; its data checks), and a soak
 # under ASan with leak detection. Each starts its own stack from a clean environment; one
 # "passed failed" line each.

@@ -21,6 +21,11 @@
 #                                      (the app keeps running; t/lib/hosts.sh)
 #   t/stack.sh bouncer-start DIR       PgBouncer in session mode between the pools and the
 #                                      primary; app restarted through it (t/lib/hosts.sh)
+#   t/stack.sh kalshi-start DIR        the Kalshi stand-in alone (KB_RUN_MARKETS, KB_RUN_MPS,
+#                                      KB_KALSHI_ARGS; t/lib/collector.sh)
+#   t/stack.sh collector-start DIR N [standby] | collector-stop DIR N
+#                                      host N's kalshibook-collector (1: the stack's own) on it;
+#                                      host-kill kills it too, host-app-start starts it again
 #
 # DIR holds all state (created if missing): pg/ (cluster), pgsock/, tls/
 # (self-signed cert), nginx/ (instantiated config), fcgi.sock, *.pid, *.log,
@@ -399,6 +404,9 @@ main() {
         [[ $# == 2 ]] || usage
         "cmd_${cmd//-/_}" "$@"
         ;;
+    kalshi-start) [[ $# == 1 ]] || usage; cmd_kalshi_start "$1" ;;
+    collector-start) [[ $# == 2 || $# == 3 ]] || usage; cmd_collector_start "$@" ;;
+    collector-stop) [[ $# == 2 ]] || usage; cmd_collector_stop "$@" ;;
     *) usage ;;
     esac
 }

@@ -118,7 +118,9 @@ main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     PGconn *c = db();
-    PGresult *r = PQexec(c, "SELECT ticker FROM markets ORDER BY ticker LIMIT 8");
+    /* The demo data's markets; the Kalshi stand-in's (series KXSI*) are the collector's. */
+    PGresult *r = PQexec(c, "SELECT ticker FROM markets WHERE ticker NOT LIKE 'KXSI%'"
+                            " ORDER BY ticker LIMIT 8");
     for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++)
         snprintf(tickers[nticker++], sizeof(tickers[0]), "%s", PQgetvalue(r, i, 0));
     PQclear(r);
@@ -155,6 +157,8 @@ main(int argc, char **argv)
     if (nhosts > 1)
         check_rate_limit_across_hosts(c);
     PQfinish(c);
+    if (getenv("CHAOS_COLLECTOR") && *getenv("CHAOS_COLLECTOR"))
+        check_collector(getenv("CHAOS_COLLECTOR"));
     printf("== chaos: %s (%d violations)\n", violations ? "FAILED" : "passed", violations);
     curl_global_cleanup();
     return violations ? 1 : 0;

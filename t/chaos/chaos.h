@@ -122,5 +122,9 @@ void check(PGconn *c, long elapsed);
 /* Two hosts: N + k requests of one account (limit N per minute) split over both hosts within
  * one minute, exactly N pass. Run after the faults. */
 void check_rate_limit_across_hosts(PGconn *c);
+/* Two hosts, one collector each (CHAOS_COLLECTOR names t/chaos/collector.sh): its takeover
+ * after the kills of the leading collector's host and collector-check's data checks, each
+ * line an invariant. Run last. */
+void check_collector(const char *script);
 
 #endif

@@ -386,3 +386,43 @@ check_rate_limit_across_hosts(PGconn *c)
             "rate limit exact across hosts", d);
     free(a);
 }
+
+/* ---- the collector's part (two hosts: one collector each) ------------------------------- */
+
+void
+check_collector(const char *script)
+{
+    char cmd[1024], line[4096], name[64];
+    snprintf(cmd, sizeof(cmd), "%s %s", script, stack_dir);
+    printf("== collector (one per host, leading and standby; t/chaos/collector.sh)\n");
+    fflush(NULL); /* the child must not flush our buffered output again */
+    long t0 = now_ms();
+    FILE *p = popen(cmd, "r");
+    if (p == NULL) {
+        verdict(false, "collector checks", "t/chaos/collector.sh did not start");
+        return;
+    }
+    int fails = 0, lines = 0;
+    while (fgets(line, sizeof(line), p)) {
+        line[strcspn(line, "\n")] = '\0';
+        bool ok = strncmp(line, "ok ", 3) == 0, fail = strncmp(line, "FAIL ", 5) == 0;
+        if (!ok && !fail) {
+            printf("%s\n", line);
+            continue;
+        }
+        /* "ok|FAIL NAME detail": one invariant each. */
+        const char *s = line + strcspn(line, " ");
+        s += strspn(s, " ");
+        size_t n = strcspn(s, " ");
+        snprintf(name, sizeof(name), "collector %.*s", (int)n, s);
+        s += n;
+        s += strspn(s, " ");
+        verdict(ok, name, s);
+        lines++;
+        fails += fail;
+    }
+    int rc = pclose(p);
+    if (lines == 0 || (rc != 0 && fails == 0))
+        verdict(false, "collector checks", "t/chaos/collector.sh ended without its verdict");
+    printf("     (the collector's checks took %.1f s)\n", (double)(now_ms() - t0) / 1000.0);
+}

@@ -7,7 +7,11 @@
 # nginx, pool, reporter and host id), load through both, and the host faults (a whole host
 # SIGKILLed and restarted, or left dead past its lease), a streaming replica for the data
 # routes that is stopped and rebuilt as a fault, rate limits across hosts and webhook
-# retries landing on the other host (t/chaos/faults.c, invariants.c).
+# retries landing on the other host (t/chaos/faults.c, invariants.c); and the Kalshi
+# stand-in with one kalshibook-collector per host on the shared primary (host 2's leads,
+# host 1's stands by; a host's kill kills its collector, its restart starts it again as the
+# standby), checked at the end by t/chaos/collector.sh (takeover within 5 s of each kill of
+# the leading collector's host, and t/collector's checks: gaps, books, duplicates, spools).
 # CHAOS_BOUNCER=1: the pools reach Postgres through PgBouncer in session mode
 # (t/stack.sh bouncer-start; docs/ops.md "Scaling out").
 set -euo pipefail
@@ -21,7 +25,7 @@ STACK=$(mktemp -d /tmp/kbchaos.XXXXXX)
 cleanup() {
     "$ROOT/t/stack.sh" stop "$STACK" >/dev/null 2>&1 || true
     rm -rf "$ROOT/build/chaos-logs" && mkdir -p "$ROOT/build/chaos-logs"
-    cp "$STACK"/*.log "$ROOT/build/chaos-logs/" 2>/dev/null || true
+    cp "$STACK"/*.log "$STACK"/kalshi/faults.jsonl "$ROOT/build/chaos-logs/" 2>/dev/null || true
     for h in "$STACK"/h[2-9]; do
         [ -d "$h" ] || continue
         for f in "$h"/*.log; do
@@ -58,6 +62,35 @@ export KB_STACK_DIR=$STACK
 "$BIN/kbctl" demo-data --markets 4 --days 1 --deltas-per-hour 20 --trades-per-hour 2 --quiet \
     >/dev/null 2>&1 || "$BIN/kbctl" demo-data --markets 4 --days 1 --deltas-per-hour 20 \
     --trades-per-hour 2 >/dev/null
+if [ "$HOSTS" = 2 ]; then
+    # The collector joins the run: the stand-in (truth and fault logs for collector-check),
+    # host 2's collector first so it leads (the short run kills host 2 first), then host
+    # 1's as the standby. The settings of t/collector/chaos.sh: quick heartbeats, reconnects
+    # and commits. Every later host-app-start (faults.c) inherits them.
+    mkdir -p "$STACK/kalshi"
+    if [ "${CHAOS_SHORT:-0}" = 1 ]; then
+        KB_RUN_MARKETS=${CHAOS_COLLECTOR_MARKETS:-12} KB_RUN_MPS=${CHAOS_COLLECTOR_MPS:-150}
+        CHAOS_PAIRS=${CHAOS_PAIRS:-300}
+    else
+        KB_RUN_MARKETS=${CHAOS_COLLECTOR_MARKETS:-24} KB_RUN_MPS=${CHAOS_COLLECTOR_MPS:-400}
+        CHAOS_PAIRS=${CHAOS_PAIRS:-1000}
+    fi
+    export KB_RUN_MARKETS KB_RUN_MPS CHAOS_PAIRS
+    export KB_STANDIN_BIN=$ROOT/$B/t/kalshi/kalshi-standin
+    export KB_KALSHI_ARGS="--seed 22 --ping-ms 1000 --truth $STACK/kalshi/truth.log --faults $STACK/kalshi/faults.jsonl"
+    export KB_COLLECTOR_HEARTBEAT_S=1 KB_COLLECTOR_MARKETS_PER_SUB=4 KB_COLLECTOR_SUBS_PER_CONN=2
+    export KB_COLLECTOR_BACKOFF_MIN_MS=100 KB_COLLECTOR_BACKOFF_MAX_MS=2000
+    export KB_COLLECTOR_COMMIT_MS=100 KB_COLLECTOR_RECONCILE_S=20
+    export KB_COLLECTOR_CHECKPOINT_EVERY=50 KB_COLLECTOR_CHECKPOINT_S=2
+    t0=$EPOCHREALTIME
+    "$ROOT/t/stack.sh" kalshi-start "$STACK" >/dev/null
+    "$ROOT/t/stack.sh" collector-start "$STACK" 2 >/dev/null
+    "$ROOT/t/stack.sh" collector-start "$STACK" 1 standby >/dev/null
+    echo "collectors: host 2's leads with $KB_RUN_MARKETS markets live, host 1's stands by" \
+        "(started in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s)"
+    export CHAOS_COLLECTOR=$ROOT/t/chaos/collector.sh
+    export CHAOS_COLLECTOR_CHECK=$ROOT/$B/t/collector/collector-check
+fi
 rc=0
 "$ROOT/$B/t/chaos/chaos" "$N" "$C" "$R" || rc=$?
 "$ROOT/t/stack.sh" stop "$STACK" >/dev/null 2>&1 || true

@@ -95,7 +95,7 @@ main(int argc, char **argv)
     cc_check_gaps(db, &a, t);
     cc_check_books(db, &a, t);
     cc_check_dups(db, t);
-    cc_check_spool(db, &a);
+    cc_check_spool(db, &a); /* after dups: it reads dups' temporary truth_d */
     cc_truth_free(t);
     PQfinish(db);
     curl_global_cleanup();

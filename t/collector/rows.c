@@ -2,9 +2,21 @@
  *
  * dups:  the book changes of the truth log go to a temporary table; per (market, ms,
  *        side, price, change) the database may hold no more rows than the truth has
- *        events (a duplicate or an invented row fails), and no trade_id twice.
+ *        events (a duplicate or an invented row fails), and no trade_id twice. Only the
+ *        stand-in's markets (every market of the truth log) count: the two-host chaos run
+ *        (t/chaos/collector.sh) shares its database with the demo data of its load.
  * spool: every orderbook_delta, orderbook_snapshot and trade message in the spools goes
- *        to temporary tables by its key; each must be in deltas / snapshots / trades.
+ *        to temporary tables by its key; each must be in deltas / snapshots / trades. A
+ *        book change a leader received after it lost the lead while cut off from Postgres
+ *        (a Postgres restart under two collectors) and after the new leader's first
+ *        snapshot of the market is stored once, under the new leader's sid
+ *        (docs/collector.md "Leadership"): a delta not stored under its own (sid, seq)
+ *        counts as stored when the market has, at that instant, as many deltas as the
+ *        truth log has book changes (so every change of that instant is stored; dups
+ *        says none twice), or when it came at the very instant of a snapshot of the
+ *        market (the new leader's first: it holds the change, since the stand-in's events
+ *        after a snapshot are strictly later, and the delta is left out so the change is
+ *        not counted twice); how many did each is printed. Needs cc_check_dups's truth_d.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -68,19 +80,27 @@ cc_check_dups(PGconn *db, cc_truth *t)
                    0, NULL));
     copy_in(db, "COPY truth_d FROM STDIN", &rows);
     kb_buf_release(&rows);
+    kb_buf tickers = KB_BUF_INIT;
+    for (int i = 0; i < t->nm; i++)
+        kb_buf_printf(&tickers, "%s\n", t->m[i].ticker);
+    PQclear(cc_sql(db, "CREATE TEMP TABLE truth_m (market_ticker text PRIMARY KEY)", 0, NULL));
+    copy_in(db, "COPY truth_m FROM STDIN", &tickers);
+    kb_buf_release(&tickers);
     long extra = one_long(
         db,
         "SELECT coalesce(sum(d.n - coalesce(t.n, 0)), 0) FROM"
         " (SELECT market_ticker, kb_us(ts) / 1000 AS ms, side, price_e4, delta_e2, count(*) AS n"
-        "    FROM deltas GROUP BY 1, 2, 3, 4, 5) d"
+        "    FROM deltas JOIN truth_m USING (market_ticker) GROUP BY 1, 2, 3, 4, 5) d"
         " LEFT JOIN (SELECT market_ticker, ms, side, price_e4, delta_e2, count(*) AS n"
         "    FROM truth_d GROUP BY 1, 2, 3, 4, 5) t"
         " USING (market_ticker, ms, side, price_e4, delta_e2) WHERE d.n > coalesce(t.n, 0)");
-    long stored = one_long(db, "SELECT count(*) FROM deltas");
-    long trades2 = one_long(db, "SELECT count(*) FROM (SELECT trade_id FROM trades GROUP BY 1"
+    long stored = one_long(db, "SELECT count(*) FROM deltas JOIN truth_m USING (market_ticker)");
+    long trades2 = one_long(db, "SELECT count(*) FROM (SELECT trade_id FROM trades"
+                                " JOIN truth_m USING (market_ticker) GROUP BY 1"
                                 " HAVING count(*) > 1) x");
     long snaps2 = one_long(db, "SELECT count(*) FROM (SELECT market_ticker, captured_at FROM "
-                               "snapshots GROUP BY 1, 2 HAVING count(*) > 1) x");
+                               "snapshots JOIN truth_m USING (market_ticker) GROUP BY 1, 2"
+                               " HAVING count(*) > 1) x");
     cc_verdict("dups", extra == 0 && trades2 == 0 && snaps2 == 0 && stored > 0,
                "%ld delta rows for %ld true book changes: %ld rows beyond the truth; %ld "
                "trade_ids and %ld (market, instant) snapshots stored twice",
@@ -177,10 +197,36 @@ cc_check_spool(PGconn *db, const cc_args *a)
     copy_in(db, "COPY spool_d FROM STDIN", &k.d);
     copy_in(db, "COPY spool_s FROM STDIN", &k.s);
     copy_in(db, "COPY spool_t FROM STDIN", &k.t);
-    long md = one_long(db,
-                       "SELECT count(*) FROM spool_d s WHERE NOT EXISTS (SELECT 1 FROM deltas d"
-                       " WHERE d.market_ticker = s.market_ticker AND d.sid = s.sid AND"
-                       " d.seq = s.seq AND d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms')");
+    PQclear(cc_sql(db,
+                   "CREATE TEMP TABLE spool_d_lost AS SELECT * FROM spool_d s WHERE NOT EXISTS"
+                   " (SELECT 1 FROM deltas d WHERE d.market_ticker = s.market_ticker AND"
+                   " d.sid = s.sid AND d.seq = s.seq AND"
+                   " d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms')",
+                   0, NULL));
+    /* Not under its own sid: stored once under the next leader's (see the top), when the
+     * market has, at that instant, every book change the truth has there (truth_d, made by
+     * cc_check_dups on this connection). */
+    PQclear(cc_sql(db,
+                   "CREATE TEMP TABLE spool_d_other AS SELECT s.* FROM spool_d_lost s,"
+                   " LATERAL (SELECT count(*) AS n FROM truth_d t WHERE t.market_ticker ="
+                   "  s.market_ticker AND t.ms = s.ms) t WHERE t.n > 0 AND"
+                   " (SELECT count(*) FROM deltas d WHERE d.market_ticker = s.market_ticker AND"
+                   "  d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms') >= t.n",
+                   0, NULL));
+    long other_sid = one_long(db, "SELECT count(*) FROM spool_d_other");
+    PQclear(cc_sql(db,
+                   "DELETE FROM spool_d_lost s USING spool_d_other o WHERE"
+                   " (s.market_ticker, s.ms, s.sid, s.seq, s.spool) ="
+                   " (o.market_ticker, o.ms, o.sid, o.seq, o.spool)",
+                   0, NULL));
+    /* Or at the very instant of the new leader's first snapshot of the market: the snapshot
+     * holds it (the stand-in's events after a snapshot are strictly later), and the delta
+     * is left out so the change is not counted twice. */
+    long in_snap = one_long(db, "WITH x AS (DELETE FROM spool_d_lost s WHERE EXISTS (SELECT 1"
+                                " FROM snapshots n WHERE n.market_ticker = s.market_ticker AND"
+                                " n.captured_at = 'epoch'::timestamptz + s.ms * interval '1 ms')"
+                                " RETURNING 1) SELECT count(*) FROM x");
+    long md = one_long(db, "SELECT count(*) FROM spool_d_lost");
     long ms = one_long(db, "SELECT count(*) FROM spool_s s WHERE NOT EXISTS (SELECT 1 FROM"
                            " snapshots d WHERE d.market_ticker = s.market_ticker AND d.sid = s.sid"
                            " AND d.seq = s.seq"
@@ -193,19 +239,40 @@ cc_check_spool(PGconn *db, const cc_args *a)
             db,
             "SELECT string_agg(format('spool %s: %s deltas received %s..%s ms', spool, n, lo, hi),"
             "                  '; ' ORDER BY spool)"
-            "  FROM (SELECT spool, count(*) n, min(rcv) lo, max(rcv) hi FROM spool_d s"
-            "         WHERE NOT EXISTS (SELECT 1 FROM deltas d WHERE d.market_ticker ="
-            "           s.market_ticker AND d.sid = s.sid AND d.seq = s.seq AND"
-            "           d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms') GROUP BY spool) x",
+            "  FROM (SELECT spool, count(*) n, min(rcv) lo, max(rcv) hi FROM spool_d_lost"
+            "         GROUP BY spool) x",
             0, NULL);
         fprintf(stderr, "collector-check: missing: %s\n", PQgetvalue(w, 0, 0));
+        PQclear(w);
+        /* The first few: what the database and the truth have at that instant, and the
+         * orderbook gaps of the market around it. */
+        w = cc_sql(
+            db,
+            "SELECT format('%s at %s (sid %s seq %s, spool %s, received %s): stored there %s,"
+            "  true changes there %s; gaps: %s', s.market_ticker, s.ms, s.sid, s.seq, s.spool,"
+            "  s.rcv, (SELECT count(*) FROM deltas d WHERE d.market_ticker = s.market_ticker"
+            "    AND d.ts = 'epoch'::timestamptz + s.ms * interval '1 ms'),"
+            "  (SELECT count(*) FROM truth_d t WHERE t.market_ticker = s.market_ticker"
+            "    AND t.ms = s.ms),"
+            "  (SELECT coalesce(string_agg(format('%s..%s %s %s', kb_us(g.start_at) / 1000,"
+            "     coalesce((kb_us(g.end_at) / 1000)::text, 'open'), g.reason, g.source), '; '"
+            "     ORDER BY g.start_at), 'none') FROM gaps g WHERE g.market_ticker ="
+            "     s.market_ticker AND g.channel = 'orderbook' AND g.start_at <="
+            "     'epoch'::timestamptz + (s.ms + 30000) * interval '1 ms' AND"
+            "     coalesce(g.end_at, 'infinity') >= 'epoch'::timestamptz + (s.ms - 30000)"
+            "     * interval '1 ms'))"
+            " FROM spool_d_lost s ORDER BY s.rcv LIMIT 5",
+            0, NULL);
+        for (int i = 0; i < PQntuples(w); i++)
+            fprintf(stderr, "collector-check: missing delta %s\n", PQgetvalue(w, i, 0));
         PQclear(w);
     }
     cc_verdict(
         "spool", md == 0 && ms == 0 && mt == 0 && damaged == 0 && k.nd > 0,
-        "%ld spool files: %ld deltas, %ld snapshots, %ld trades (%ld frames not JSON); "
-        "missing from the database: %ld deltas, %ld snapshots, %ld trades; %ld damaged files",
-        files, k.nd, k.ns, k.nt, k.bad, md, ms, mt, damaged);
+        "%ld spool files: %ld deltas (%ld stored under the next leader's sid, %ld held by its "
+        "snapshot of that instant), %ld snapshots, %ld trades (%ld frames not JSON); missing "
+        "from the database: %ld deltas, %ld snapshots, %ld trades; %ld damaged files",
+        files, k.nd, other_sid, in_snap, k.ns, k.nt, k.bad, md, ms, mt, damaged);
     kb_buf_release(&k.d);
     kb_buf_release(&k.s);
     kb_buf_release(&k.t);
