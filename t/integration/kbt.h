@@ -242,4 +242,16 @@ typedef struct kbt_keyed_get {
 /* pthread entry point running one kbt_keyed_get (arg). */
 void *kbt_keyed_get_thread(void *arg);
 
+/* A request of the database c, for kbt_wait_until conditions about it. */
+typedef struct kbt_request_ref {
+    PGconn *c;
+    const char *request_id;
+} kbt_request_ref;
+
+/* kbt_wait_until condition (arg: a kbt_request_ref): the request's refund is recorded. */
+bool kbt_refund_recorded(void *arg);
+
+/* True when fd of process p is a socket (/proc/p/fd). */
+bool kbt_fd_is_socket(pid_t p, long fd);
+
 #endif

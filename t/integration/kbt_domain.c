@@ -445,3 +445,23 @@ kbt_keyed_get_thread(void *arg)
     g->resp = kbt_request("GET", g->path, h, NULL, 0);
     return NULL;
 }
+
+bool
+kbt_refund_recorded(void *arg)
+{
+    kbt_request_ref *r = arg;
+    return kbt_sql_long1(r->c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
+                         r->request_id) == 1;
+}
+
+bool
+kbt_fd_is_socket(pid_t p, long fd)
+{
+    char path[64], link[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)p, fd);
+    ssize_t n = readlink(path, link, sizeof(link) - 1);
+    if (n <= 0)
+        return false;
+    link[n] = '\0';
+    return strncmp(link, "socket:", 7) == 0;
+}

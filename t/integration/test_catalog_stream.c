@@ -66,19 +66,6 @@ used(PGconn *c, const kbt_account *a)
                          a->user_id);
 }
 
-typedef struct refund_wait {
-    PGconn *c;
-    const char *request_id;
-} refund_wait;
-
-static bool
-refunded(void *arg)
-{
-    refund_wait *w = arg;
-    return kbt_sql_long1(w->c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
-                         w->request_id) == 1;
-}
-
 typedef struct used_wait {
     PGconn *c;
     const kbt_account *a;
@@ -274,8 +261,8 @@ START_TEST(database_failure_mid_list_never_ends_the_answer)
                   strlen(body));
 
     /* Charged before the first byte, refunded after the cut (money rule 3). */
-    refund_wait w = {c, rid};
-    ck_assert_msg(kbt_wait_until(refunded, &w, 15000), "charge of %s not refunded", rid);
+    kbt_request_ref w = {c, rid};
+    ck_assert_msg(kbt_wait_until(kbt_refund_recorded, &w, 15000), "charge of %s not refunded", rid);
     ck_assert_int_eq(used(c, &a), 0);
     /* The worker (and its pool) serves on. */
     kbt_resp *r = kbt_data_get(&a, "/markets?limit=1");

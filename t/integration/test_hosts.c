@@ -616,19 +616,6 @@ nworkers(void)
     return (size_t)strtol(kbt_env("KB_WORKERS"), NULL, 10);
 }
 
-typedef struct refunded {
-    PGconn *c;
-    const char *request_id;
-} refunded;
-
-static bool
-refund_recorded(void *arg)
-{
-    refunded *r = arg;
-    return kbt_sql_long1(r->c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
-                         r->request_id) == 1;
-}
-
 /* SIGKILL the master and every child of it at once. */
 static void
 kill_pool(void)
@@ -712,8 +699,9 @@ START_TEST(whole_pool_killed_its_restart_refunds_the_charge_in_flight)
     kbt_sql_ok(lock, "COMMIT");
     /* The restart on this machine takes the lease over at once (its holder's pid is gone). */
     ck_assert_int_eq(kbt_stack("app-start", NULL), 0);
-    refunded rr = {c, rid};
-    ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded", rid);
+    kbt_request_ref rr = {c, rid};
+    ck_assert_msg(kbt_wait_until(kbt_refund_recorded, &rr, 15000), "charge of %s not refunded",
+                  rid);
     ck_assert_int_eq(kbt_sql_long1(c,
                                    "SELECT credits_used FROM billing_accounts"
                                    " WHERE user_id = $1",
@@ -759,8 +747,9 @@ START_TEST(whole_pool_killed_another_host_refunds_when_its_lease_expires)
     tag(id, sizeof(id), "other");
     snprintf(sock, sizeof(sock), "%s/other.sock", kbt_env("KB_STACK_DIR"));
     pid_t p = start_pool(id, "2000", sock);
-    refunded rr = {c, rid};
-    ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded", rid);
+    kbt_request_ref rr = {c, rid};
+    ck_assert_msg(kbt_wait_until(kbt_refund_recorded, &rr, 15000), "charge of %s not refunded",
+                  rid);
     ck_assert_int_ge(kbt_now_ms() - t0, 500);
     ck_assert_int_eq(kbt_sql_long1(c,
                                    "SELECT credits_used FROM billing_accounts"
@@ -1003,8 +992,8 @@ kill_around_the_answer(kill_point at)
                                        a.user_id),
                          1);
     } else {
-        refunded rr = {c, rid};
-        ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded",
+        kbt_request_ref rr = {c, rid};
+        ck_assert_msg(kbt_wait_until(kbt_refund_recorded, &rr, 15000), "charge of %s not refunded",
                       rid);
         ck_assert_int_eq(kbt_sql_long1(c,
                                        "SELECT credits_used FROM billing_accounts"

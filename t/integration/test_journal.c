@@ -29,19 +29,6 @@
 
 #define MAXW 64
 
-typedef struct refunded {
-    PGconn *c;
-    const char *request_id;
-} refunded;
-
-static bool
-refund_recorded(void *arg)
-{
-    refunded *r = arg;
-    return kbt_sql_long1(r->c, "SELECT count(*) FROM meter_refunds WHERE request_id = $1",
-                         r->request_id) == 1;
-}
-
 static long
 used(PGconn *c, const kbt_account *a)
 {
@@ -122,8 +109,9 @@ START_TEST(charge_of_a_killed_worker_is_refunded_by_another)
     ck_assert_ptr_null(kbt_header(f.resp, "X-Credits-Cost"));
 
     /* Another worker settles the journal entry the dead one left. */
-    refunded rr = {c, rid};
-    ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded", rid);
+    kbt_request_ref rr = {c, rid};
+    ck_assert_msg(kbt_wait_until(kbt_refund_recorded, &rr, 15000), "charge of %s not refunded",
+                  rid);
     kbt_sql_ok(lock, "COMMIT");
     ck_assert_int_eq(used(c, &a), 0);
     ck_assert_int_eq(kbt_sql_long1(c,
@@ -255,8 +243,9 @@ START_TEST(refund_that_failed_is_settled_when_the_database_answers)
     ck_assert_ptr_nonnull(rid);
 
     kbt_sql_ok(lock, "ROLLBACK");
-    refunded rr = {c, rid};
-    ck_assert_msg(kbt_wait_until(refund_recorded, &rr, 15000), "charge of %s not refunded", rid);
+    kbt_request_ref rr = {c, rid};
+    ck_assert_msg(kbt_wait_until(kbt_refund_recorded, &rr, 15000), "charge of %s not refunded",
+                  rid);
     ck_assert_int_eq(used(c, &a), 0);
     kbt_resp_free(f.resp);
     free(rid);
@@ -265,22 +254,9 @@ START_TEST(refund_that_failed_is_settled_when_the_database_answers)
 }
 END_TEST
 
-/* True when fd of process p is a socket (the FastCGI connection: a worker
- * closes no other socket while it serves a request). */
-static bool
-is_socket(pid_t p, long fd)
-{
-    char path[64], link[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)p, fd);
-    ssize_t n = readlink(path, link, sizeof(link) - 1);
-    if (n <= 0)
-        return false;
-    link[n] = '\0';
-    return strncmp(link, "socket:", 7) == 0;
-}
-
 /* The pool's workers, traced: stopped at each system call until one of them
- * enters close(2) or shutdown(2) on a socket, which it does to close a FastCGI
+ * enters close(2) or shutdown(2) on a socket (the FastCGI connection: a worker closes
+ * no other socket while it serves a request), which it does to close a FastCGI
  * connection once the answer, end of request included, has been written to
  * nginx (app/fcgi/fcgi.c closes at once; libfcgi's way starts with shutdown). That
  * one is SIGKILLed there; the others are let go. Returns the killed worker's
@@ -322,7 +298,7 @@ kill_worker_closing_its_connection(void)
             long nr = -1, fd = -1;
             ck_abort_msg("reading the system call number is written for x86-64 only");
 #endif
-            if ((nr == SYS_shutdown || nr == SYS_close) && is_socket(p, fd)) {
+            if ((nr == SYS_shutdown || nr == SYS_close) && kbt_fd_is_socket(p, fd)) {
                 ck_assert_int_eq(kill(p, SIGKILL), 0);
                 killed = p;
                 for (size_t i = 0; i < n; i++)
