@@ -23,7 +23,8 @@
 #include "kb_banned.h"
 
 static kb_host_self self;
-/* kb_host_rows(), shared by the pool (MAP_SHARED before any fork); NULL: true. */
+/* kb_host_rows(), shared by the pool (MAP_SHARED before any fork); NULL: true. Set
+ * once from KB_HOST_ROWS, and in auto by the lease keeper (kb_host_rows_refresh()). */
 static atomic_int *rows_wanted;
 
 static const kb_stmt claim_stmt = {
@@ -105,6 +106,13 @@ kb_host_id_resolve(const char *configured, char *out, const char **why)
     return true;
 }
 
+/* KB_HOST_ROWS is mode (unset, as before the configuration is loaded: auto). */
+static bool
+rows_mode_is(const char *mode)
+{
+    return strcmp(kb_cfg.host_rows != NULL ? kb_cfg.host_rows : "auto", mode) == 0;
+}
+
 void
 kb_host_self_set(const char *id)
 {
@@ -118,7 +126,8 @@ kb_host_self_set(const char *id)
                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (p != MAP_FAILED) {
             rows_wanted = p;
-            atomic_store(rows_wanted, 1); /* until the keeper has looked */
+            /* on, and auto until the keeper has looked */
+            atomic_store(rows_wanted, !rows_mode_is("off"));
         }
     }
     snprintf(self.life, sizeof(self.life),
@@ -136,16 +145,14 @@ kb_host_self_get(void)
 bool
 kb_host_rows(void)
 {
-    if (kb_cfg.host_rows != NULL && strcmp(kb_cfg.host_rows, "off") == 0)
-        return false;
-    if (kb_cfg.host_rows != NULL && strcmp(kb_cfg.host_rows, "on") == 0)
-        return true;
     return rows_wanted == NULL || atomic_load(rows_wanted) != 0;
 }
 
 kb_err
 kb_host_rows_refresh(kb_db *db)
 {
+    if (!rows_mode_is("auto"))
+        return KB_OK; /* on or off: nothing to look at */
     kb_arena arena;
     kb_arena_init(&arena, 0);
     const char *params[] = {self.id};
@@ -153,7 +160,7 @@ kb_host_rows_refresh(kb_db *db)
     kb_err err = kb_db_exec(db, &arena, &others_stmt, params, &r);
     if (!err && PQntuples(r) == 1 && rows_wanted != NULL) {
         int others = strtol(PQgetvalue(r, 0, 0), NULL, 10) > 0;
-        if (atomic_exchange(rows_wanted, others) != others && strcmp(kb_cfg.host_rows, "auto") == 0)
+        if (atomic_exchange(rows_wanted, others) != others)
             kb_log_info(others ? "another host shares the database: charges write their "
                                  "meter_inflight rows"
                                : "no other host holds a lease: charges write no "

@@ -45,6 +45,14 @@ static region *rg;
  * pool that has it open lives. */
 static int rg_fd = -1;
 
+/* Nobody uses e and nothing is pending in it (the invariant at the top). */
+static bool
+entry_free(kb_journal_entry *e)
+{
+    return atomic_load(&e->owner) == 0 && atomic_load(&e->claim) == 0 &&
+           atomic_load(&e->state) == KB_J_IDLE;
+}
+
 int
 kb_journal_init(void)
 {
@@ -119,18 +127,11 @@ adopt_region(const region *old)
         int st = atomic_load(&o->state);
         if (st != KB_J_METERING && st != KB_J_CHARGED)
             continue;
-        kb_journal_entry *e = NULL;
-        for (; from < KB_JOURNAL_ENTRIES; from++) {
-            kb_journal_entry *c = &rg->e[from];
-            if (atomic_load(&c->owner) == 0 && atomic_load(&c->claim) == 0 &&
-                atomic_load(&c->state) == KB_J_IDLE) {
-                e = c;
-                from++;
-                break;
-            }
-        }
-        if (e == NULL)
+        while (from < KB_JOURNAL_ENTRIES && !entry_free(&rg->e[from]))
+            from++;
+        if (from == KB_JOURNAL_ENTRIES)
             return -1;
+        kb_journal_entry *e = &rg->e[from++];
         e->charge = o->charge;
         /* A damaged file must not make the settling read past a string. */
         kb_journal_charge *c = &e->charge;
@@ -213,8 +214,7 @@ kb_journal_attach(void)
     int self = (int)getpid();
     for (int i = 0; i < KB_JOURNAL_ENTRIES; i++) {
         kb_journal_entry *e = &rg->e[i];
-        if (atomic_load(&e->owner) != 0 || atomic_load(&e->claim) != 0 ||
-            atomic_load(&e->state) != KB_J_IDLE)
+        if (!entry_free(e))
             continue;
         int zero = 0;
         if (!atomic_compare_exchange_strong(&e->owner, &zero, self))
