@@ -346,8 +346,10 @@ pgbench_script() {
     local name=$1 file=$2 n=$3
     # The server's life, which a worker passes to the meter statement as a parameter.
     BENCH_LIFE=$(psql "$KB_DATABASE_URL" -qAt -c 'SELECT kb_incarnation()')
-    # A host holding its lease (app_hosts), as the pool's is, for the rows in meter_inflight.
-    BENCH_HOST_LIFE=$(psql "$KB_DATABASE_URL" -qAt -c "INSERT INTO app_hosts (host_id, life, expires_at) VALUES ('bench-host', gen_random_uuid(), now() + interval '1 day') ON CONFLICT (host_id) DO UPDATE SET expires_at = excluded.expires_at RETURNING life" | head -n1)
+    # For -hosts: a host holding its lease (app_hosts), as the pool's is, for the rows in
+    # meter_inflight. pgbench_row takes it away after the row: while it is there the pool
+    # is not alone, and its charges write rows too (KB_HOST_ROWS=auto).
+    [[ $name != *-hosts ]] || BENCH_HOST_LIFE=$(psql "$KB_DATABASE_URL" -qAt -c "INSERT INTO app_hosts (host_id, life, expires_at) VALUES ('bench-host', gen_random_uuid(), now() + interval '1 day') ON CONFLICT (host_id) DO UPDATE SET expires_at = excluded.expires_at RETURNING life" | head -n1)
     {
         printf '\\set n random(1, %s)\n' "$n"
         case $name in
@@ -360,12 +362,12 @@ pgbench_script() {
             # alone runs it). After the slow path the worker sends the row's statement in
             # the commit's round trip (here on its own), and before the answer's last write
             # the answered mark.
-            local host=NULL slot=NULL life=NULL
+            local host=NULL slot=NULL life=NULL fast=fast
             if [[ $name == *-hosts ]]; then
-                host="'bench-host'" slot=:client_id life="'$BENCH_HOST_LIFE'"
+                host="'bench-host'" slot=:client_id life="'$BENCH_HOST_LIFE'" fast=fast-row
             fi
             printf '\\set xid 0\n'
-            "$TMP/meter-sql" fast | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g; s|\\\$5|'req_bench000000'|g; s|\\\$6|'$BENCH_LIFE'|g; s|\\\$7|$host|g; s|\\\$8|$slot|g; s|\\\$9|$life|g"
+            "$TMP/meter-sql" "$fast" | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g; s|\\\$5|'req_bench000000'|g; s|\\\$6|'$BENCH_LIFE'|g; s|\\\$7|$host|g; s|\\\$8|$slot|g; s|\\\$9|$life|g"
             printf '\\aset\n\\if :xid = 0\n'
             "$TMP/meter-sql" slow | tr '\n' ' ' | sed -e "s|\\\$1|$(sub key_hash)|g; s|\\\$2|1|g; s|\\\$3|'/markets/{ticker}'|g; s|\\\$4|'req_bench000000'|g"
             printf '\n\\aset\n'
@@ -405,6 +407,24 @@ pgbench_row() {
     read -r p50 p99 < <(cat "$dir"/tx.* | awk '{ print $3 }' | sort -n |
         awk '{ v[NR] = $1 } END { printf "%.3f %.3f\n", v[int(NR * 0.5) + 1] / 1000, v[int(NR * 0.99) + 1] / 1000 }')
     record_row "$name" "$tps" "$p50" "$p99" "$baseline" "$(cpu_us "$t0" "$t1" "$gen" "$count")"
+    [[ $name != *-hosts ]] || bench_host_gone
+}
+
+# The pool's last word on other hosts (app/fcgi/keeper.c logs each change) is that it is
+# alone, or it never saw one.
+pool_alone() {
+    local last
+    last=$(grep -E 'another host shares the database|no other host holds a lease' "$TMP/app.log" | tail -n1)
+    [[ -z $last || $last == *'no other host holds a lease'* ]]
+}
+
+# bench_host_gone: the -hosts rows' lease and rows removed, and the pool alone again, so the
+# HTTP rows measure a host alone (the default) and not one writing meter_inflight rows.
+bench_host_gone() {
+    psql "$KB_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 \
+        -c "DELETE FROM meter_inflight WHERE host_id = 'bench-host'" \
+        -c "DELETE FROM app_hosts WHERE host_id = 'bench-host'" >/dev/null
+    wait_until 30 pool_alone || die "the pool still counts the benchmark's host after 30 s"
 }
 
 # The metering targets, and CPU per request next to the floor's.
