@@ -2,8 +2,8 @@
  *
  * A charge is one statement (kb_meter_stmt; kb_meter_slow_stmt after it, in the
  * same transaction, when it charged nothing) in two round trips: the
- * statement, its transaction left open (kb_db_exec_open), then the commit with
- * the by-id lookup that rides along (kb_db_commit). Between the two the worker
+ * statement with the by-id lookup that rides along, its transaction left open
+ * (kb_db_exec_open), then the commit (kb_db_commit). Between the two the worker
  * journals the transaction id, the server's life and the account's charge count
  * the statement returned (the charge's footprint in the account row, migration
  * 0016), and the charge, so a charge whose commit or answer is lost can be
@@ -58,7 +58,8 @@
     "       usage_requests = ba.usage_requests + 1,"                                               \
     "       charge_seq = ba.charge_seq + 1, charge_request = $5"                                   \
     " WHERE ba.user_id = $1::uuid AND ba.usage_key = $2::uuid"                                     \
-    "   AND ba.usage_seen_at >= kb_now() - interval '1 minute' AND $3::integer >= 0"               \
+    "   AND ba.usage_seen_at >= kb_now() - interval '1 minute'"                                    \
+    "   AND ba.credits_used + $3::integer >= ba.credits_used"                                      \
     "   AND CASE WHEN ba.tier = 'project' AND ba.billing_cycle_end IS NOT NULL"                    \
     "            THEN kb_now() < ba.billing_cycle_end"                                             \
     "            ELSE ba.billing_cycle_start >= kb_cycle_month(kb_now()) END"                      \
@@ -67,6 +68,8 @@
     "   AND ba.usage_cycle = ba.billing_cycle_start"                                               \
     "   AND ba.usage_day = (kb_now() AT TIME ZONE 'UTC')::date AND ba.usage_endpoint = $4"         \
     "   AND ba.charge_token = $6::uuid"
+/* A cost below 0 never charges: written against the row, as "$3 >= 0" alone
+ * would become a gating Result node the executor sets up on every charge. */
 /* rl_reset: the window's end; rl_window_start is the current minute once charged. */
 #define METER_RETURNING                                                                            \
     " 'ok'::text AS outcome, ba.credits_total, ba.credits_used, ba.rl_limit,"                      \
@@ -235,8 +238,8 @@ col_text_or(rd *d, const char *name, char *out, size_t outsz, const char *given)
 }
 
 bool
-kb_meter_result_read(const PGresult *r, int row, const kb_meter_result *given,
-                     kb_meter_result *out, const char **why)
+kb_meter_result_read(const PGresult *r, int row, const kb_meter_result *given, kb_meter_result *out,
+                     const char **why)
 {
     memset(out, 0, sizeof(*out));
     if (r == NULL || row < 0 || row >= PQntuples(r)) {
@@ -564,16 +567,16 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     /* What the fast path does not return: its own parameters. */
     kb_meter_result given_m, *given = NULL;
     if (known != NULL && life != NULL) {
-        const char *fast[] = {known->user_id, known->key_id, costs,    route,     req->request_id,
-                              life,           host->id,      slots,    host->life};
+        const char *fast[] = {known->user_id, known->key_id, costs, route,     req->request_id,
+                              life,           host->id,      slots, host->life};
         memset(&given_m, 0, sizeof(given_m));
         snprintf(given_m.user_id, sizeof(given_m.user_id), "%s", known->user_id);
         snprintf(given_m.key_id, sizeof(given_m.key_id), "%s", known->key_id);
         snprintf(given_m.token, sizeof(given_m.token), "%s", life);
         given_m.cost = ctx->cost;
         given = &given_m;
-        err = kb_db_exec_open(db, ctx->arena, with_row ? &kb_meter_row_stmt : &kb_meter_stmt,
-                              fast, &r);
+        err = kb_db_exec_open(db, ctx->arena, with_row ? &kb_meter_row_stmt : &kb_meter_stmt, fast,
+                              &r);
         if (!err && PQntuples(r) == 1 && db->connects != conn) {
             kb_journal_idle(w->journal);
             kb_db_disconnect(db);
@@ -593,7 +596,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
             return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
         if (kb_db_sqlstate_is(db, "23502"))
             return lease_lost(ctx, host);
-        return kb_fail(ctx, KB_E_INTERNAL, "meter statement failed");
+        return kb_fail(ctx, KB_E_INTERNAL, "meter statement (or the lookup sent with it) failed");
     }
     kb_charge *c = kb_arena_calloc(ctx->arena, 1, sizeof(*c));
     const char *why = NULL;

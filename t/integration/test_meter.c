@@ -245,6 +245,40 @@ START_TEST(meter_rate_limit_exact_and_uncharged)
 }
 END_TEST
 
+/* A negative cost credits nothing: the fast path's UPDATE takes no row (its guard
+ * is written against the row, not as a parameter test), and the slow path refuses
+ * it with an error; the account is as it was. */
+START_TEST(meter_negative_cost_charges_nothing)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+    seen s = {"", "", ""};
+    PQclear(meter_exec(c, &s, a.key_hash, "1", "/markets"));
+    ck_assert_int_eq(used(c, &a), 1);
+    ck_assert(s.life[0] != '\0'); /* the next charge may take the fast path */
+    const char *fast[] = {s.user_id, s.key_id, "-5", "/markets", "req_negative", s.life};
+    kbt_sql_ok(c, "BEGIN");
+    PGresult *r = PQexecParams(c, kb_meter_stmt.sql, 6, NULL, fast, NULL, NULL, 0);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert_int_eq(PQntuples(r), 0);
+    PQclear(r);
+    kbt_sql_ok(c, "ROLLBACK");
+    /* The same cost of 1 does take it: the refusal above was the cost's. */
+    fast[2] = "1";
+    kbt_sql_ok(c, "BEGIN");
+    r = PQexecParams(c, kb_meter_stmt.sql, 6, NULL, fast, NULL, NULL, 0);
+    ck_assert_int_eq(PQntuples(r), 1);
+    PQclear(r);
+    kbt_sql_ok(c, "ROLLBACK");
+    r = meter_exec(c, &s, a.key_hash, "-5", "/markets");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    PQclear(r);
+    ck_assert_int_eq(used(c, &a), 1);
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(meter_refusal_order_invalid_then_rate_then_credits)
 {
     PGconn *c = kbt_db();
@@ -600,6 +634,7 @@ main(void)
     tcase_add_test(tc, meter_outbox_holds_exact_overage_concurrently);
     tcase_add_test(tc, meter_overage_cap_stops_payg);
     tcase_add_test(tc, meter_rate_limit_exact_and_uncharged);
+    tcase_add_test(tc, meter_negative_cost_charges_nothing);
     tcase_add_test(tc, meter_refusal_order_invalid_then_rate_then_credits);
     tcase_add_test(tc, meter_sets_last_used_at_even_when_refused);
     tcase_add_test(tc, meter_free_cycle_rolls_on_calendar_month);

@@ -88,11 +88,15 @@ END_TEST
 /* kb_meter_stmt's row as it is now: no user_id, key_id, cost or token (the
  * worker's own parameters, passed as given); a column the row has wins. */
 static const col trimmed_row[] = {
-    {"outcome", "ok"},          {"credits_total", "1000"},
-    {"credits_used", "7"},      {"rl_limit", "60"},
-    {"rl_remaining", "58"},     {"rl_reset", "1796410740"},
+    {"outcome", "ok"},
+    {"credits_total", "1000"},
+    {"credits_used", "7"},
+    {"rl_limit", "60"},
+    {"rl_remaining", "58"},
+    {"rl_reset", "1796410740"},
     {"cycle_start", "2026-12-01 00:00:00+00"},
-    {"day", "2026-12-04"},      {"xid", "4294967396"},
+    {"day", "2026-12-04"},
+    {"xid", "4294967396"},
     {"seq", "41"},
 };
 
