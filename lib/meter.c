@@ -44,10 +44,15 @@
  * trip.
  */
 /* clang-format off */
-/* The fast path's UPDATE, its WHERE and the columns it returns. It returns only
- * what the worker does not already know: user id, key id, cost and token are its
- * own parameters ($1, $2, $3, $6; kb_meter_result_read() takes them from the
- * caller). Each column returned is text the server formats on every charge. */
+/* The fast path's UPDATE, its WHERE and the columns it returns. The clock checks
+ * (key checked less than a minute ago, no cycle roll due, the carried counter is
+ * today's) are the window [fast_from, fast_until) kb_meter_slow() stores with each
+ * charge (migration 0026), which any other change of the cycle clears. A cost
+ * below 0 never charges: written against the row, as "$3 >= 0" alone would become
+ * a gating Result node the executor sets up on every charge. It returns only what
+ * the worker does not already know: user id, key id, cost and token are its own
+ * parameters ($1, $2, $3, $6; kb_meter_result_read() takes them from the caller).
+ * Each column returned is text the server formats on every charge. */
 #define METER_UPDATE                                                                               \
     "UPDATE billing_accounts ba"                                                                   \
     "   SET credits_used = ba.credits_used + $3::integer,"                                         \
@@ -58,18 +63,12 @@
     "       usage_requests = ba.usage_requests + 1,"                                               \
     "       charge_seq = ba.charge_seq + 1, charge_request = $5"                                   \
     " WHERE ba.user_id = $1::uuid AND ba.usage_key = $2::uuid"                                     \
-    "   AND ba.usage_seen_at >= kb_now() - interval '1 minute'"                                    \
+    "   AND kb_now() >= ba.fast_from AND kb_now() < ba.fast_until"                                 \
     "   AND ba.credits_used + $3::integer >= ba.credits_used"                                      \
-    "   AND CASE WHEN ba.tier = 'project' AND ba.billing_cycle_end IS NOT NULL"                    \
-    "            THEN kb_now() < ba.billing_cycle_end"                                             \
-    "            ELSE ba.billing_cycle_start >= kb_cycle_month(kb_now()) END"                      \
     "   AND ba.credits_used + $3::integer <= ba.credits_total"                                     \
     "   AND (ba.rl_window_start <> date_trunc('minute', kb_now()) OR ba.rl_count < ba.rl_limit)"   \
-    "   AND ba.usage_cycle = ba.billing_cycle_start"                                               \
-    "   AND ba.usage_day = (kb_now() AT TIME ZONE 'UTC')::date AND ba.usage_endpoint = $4"         \
+    "   AND ba.usage_cycle = ba.billing_cycle_start AND ba.usage_endpoint = $4"                    \
     "   AND ba.charge_token = $6::uuid"
-/* A cost below 0 never charges: written against the row, as "$3 >= 0" alone
- * would become a gating Result node the executor sets up on every charge. */
 /* rl_reset: the window's end; rl_window_start is the current minute once charged. */
 #define METER_RETURNING                                                                            \
     " 'ok'::text AS outcome, ba.credits_total, ba.credits_used, ba.rl_limit,"                      \
