@@ -467,23 +467,44 @@ sync_after_error(kb_db *db)
     return PQexitPipelineMode(db->conn) == 1;
 }
 
-/* Send st(params) in the open pipeline (no Sync) and wait for its result. On
- * failure the transaction is over: aborted by the server (after a Sync) or by
- * a dropped connection. */
+/* Send st(params) in the open pipeline (no Sync) and wait for its result; with
+ * the statement sent ahead right after it when ahead (prepared by the caller),
+ * in the same transaction and round trip, its result kept in db->ahead_result.
+ * On failure of either the transaction is over: aborted by the server (after a
+ * Sync) or by a dropped connection. */
 static kb_err
-exec_in_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
+exec_in_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params, bool ahead,
              PGresult **out)
 {
+    const kb_stmt *a = ahead ? db->ahead : NULL;
     bool sent = PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
+                (a == NULL ||
+                 PQsendQueryPrepared(db->conn, a->name, a->nparams,
+                                     (const char *const *)db->ahead_params, NULL, NULL, 0)) &&
                 PQsendFlushRequest(db->conn) && PQflush(db->conn) == 0;
     PGresult *r = sent ? await_open(db, st->name) : NULL;
     ExecStatusType s = PQresultStatus(r);
-    if (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK) {
+    if (a != NULL && (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)) {
+        PGresult *ar = await_open(db, a->name);
+        ExecStatusType as = PQresultStatus(ar);
+        if (as == PGRES_TUPLES_OK || as == PGRES_COMMAND_OK) {
+            db->ahead_result = ar;
+        } else {
+            /* The lookup failed in the transaction, which is aborted with it: so
+             * is st's work. Reported as st's failure; nothing commits. */
+            PQclear(r);
+            r = ar;
+            st = a;
+            s = PQresultStatus(r);
+        }
+    }
+    if (r != NULL && (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)) {
         db->open = true;
         kb_arena_on_reset(arena, clear_result, r);
         *out = r;
         return KB_OK;
     }
+    kb_db_ahead_clear(db);
     db->open = false;
     set_sqlstate(db, r);
     if (r != NULL && !connection_lost(db)) {
@@ -516,7 +537,7 @@ kb_db_exec_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const
         if (err)
             return err;
         err = prepare(db, st);
-        /* The statement sent ahead goes out with the commit: prepare it now. */
+        /* The statement sent ahead goes out with st: prepare it now. */
         if (!err && db->ahead != NULL && db->ahead_result == NULL &&
             (err = prepare(db, db->ahead)) == KB_E_INTERNAL) {
             kb_db_ahead_clear(db);
@@ -532,7 +553,7 @@ kb_db_exec_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const
         connection_lost(db);
         return KB_E_UNAVAILABLE;
     }
-    return exec_in_open(db, arena, st, params, out);
+    return exec_in_open(db, arena, st, params, carries_ahead(db, st), out);
 }
 
 kb_err
@@ -565,7 +586,7 @@ kb_db_exec_more(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const
         }
         db->prepared[db->nprepared++] = st;
     }
-    return exec_in_open(db, arena, st, params, out);
+    return exec_in_open(db, arena, st, params, false, out);
 }
 
 kb_err
@@ -619,7 +640,8 @@ kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
         connection_lost(db);
         return KB_E_UNAVAILABLE;
     }
-    db->ahead_result = ahead ? res[1] : NULL;
+    if (ahead != NULL)
+        db->ahead_result = res[1]; /* else it may hold what came with kb_db_exec_open() */
     if (res[0] != NULL && PQresultStatus(res[0]) != PGRES_COMMAND_OK &&
         PQresultStatus(res[0]) != PGRES_TUPLES_OK) {
         /* The commit itself failed: the transaction aborted. */

@@ -91,7 +91,7 @@ kb_err kb_db_exec_more(kb_db *db, kb_arena *arena, const kb_stmt *st, const char
 
 /*
  * Commit the transaction kb_db_exec_open() left open (one round trip: a Sync,
- * then the statement sent ahead, if any, and its own Sync). KB_OK: committed.
+ * then a statement sent ahead since, if any, and its own Sync). KB_OK: committed.
  * KB_E_UNAVAILABLE: the connection was lost, so whether it committed is
  * unknown (ask pg_xact_status()). KB_E_INTERNAL: the commit failed (aborted).
  */
@@ -119,9 +119,11 @@ bool kb_db_send_async(kb_db *db, const kb_stmt *st, const char *const *params);
  * Send st(params) in the same round trip as the next kb_db_exec() of another
  * statement on db, or the next kb_db_commit() (libpq pipeline mode: that
  * statement or the commit, a sync, this one, a sync; so this one is its own
- * transaction, runs after the other has committed, and cannot undo it), and
- * keep its result until kb_db_exec() asks for st with equal params, which then
- * answers without a round trip. Anything else drops it: kb_db_exec() of a
+ * transaction, runs after the other has committed, and cannot undo it), or the
+ * next kb_db_exec_open() (right after its statement, in its transaction: the
+ * commit is then a Sync alone, and a failure of st aborts the transaction and
+ * fails the kb_db_exec_open()), and keep its result until kb_db_exec() asks for
+ * st with equal params, which then answers without a round trip. Anything else drops it: kb_db_exec() of a
  * third statement, kb_db_ahead_clear(), a lost connection. For cheap reads
  * that follow a statement deciding whether they are needed (the meter and a
  * by-id lookup): one round trip less. st must be retry_safe; params are

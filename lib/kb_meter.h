@@ -69,21 +69,27 @@ typedef struct kb_meter_result {
 } kb_meter_result;
 
 /*
- * Read row of r (a meter statement's result) into *out by column name.
- * False with a static *why when a column is missing or a value malformed.
+ * Read row of r (a meter statement's result) into *out by column name. The
+ * fast path (kb_meter_stmt) returns no user_id, key_id, cost or token: given,
+ * when not NULL, holds those (the statement's own parameters). False with a
+ * static *why when a column is missing or a value malformed.
  */
-bool kb_meter_result_read(const PGresult *r, int row, kb_meter_result *out, const char **why);
+bool kb_meter_result_read(const PGresult *r, int row, const kb_meter_result *given,
+                          kb_meter_result *out, const char **why);
 
 /* The meter statement the workers prepare: $1 user id and $2 key id (as an
  * earlier answer for the key gave them), $3 cost (integer), $4 route pattern,
  * $5 request id, $6 the server's life (the token an earlier charge returned on
  * the same connection). It charges in the common case (one UPDATE) and returns
  * no row otherwise; kb_meter_slow_stmt ($1 key SHA-256 hex, $2 cost, $3 route pattern,
- * $4 request id; the same columns) then decides in the same transaction with the
- * account row locked. Both return the charge's transaction id, the server's life
- * (token) and the account's charge count (seq) for the journal. Exposed for the
- * tests and the benchmark. */
+ * $4 request id; the same columns and user_id, key_id, cost, token) then decides in the
+ * same transaction with the account row locked. Both return the charge's transaction
+ * id and the account's charge count (seq) for the journal. kb_meter_row_stmt is
+ * kb_meter_stmt that also writes the charge's meter_inflight row ($7 host id, $8
+ * journal entry, $9 the pool's life), used while other hosts hold leases
+ * (kb_host_rows()). Exposed for the tests and the benchmark. */
 extern const kb_stmt kb_meter_stmt;
+extern const kb_stmt kb_meter_row_stmt;
 extern const kb_stmt kb_meter_slow_stmt;
 
 /* What the meter charged for this request (ctx->charge), for headers and refunds. */

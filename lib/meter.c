@@ -2,8 +2,8 @@
  *
  * A charge is one statement (kb_meter_stmt; kb_meter_slow_stmt after it, in the
  * same transaction, when it charged nothing) in two round trips: the
- * statement, its transaction left open (kb_db_exec_open), then the commit with
- * the by-id lookup that rides along (kb_db_commit). Between the two the worker
+ * statement with the by-id lookup that rides along, its transaction left open
+ * (kb_db_exec_open), then the commit (kb_db_commit). Between the two the worker
  * journals the transaction id, the server's life and the account's charge count
  * the statement returned (the charge's footprint in the account row, migration
  * 0016), and the charge, so a charge whose commit or answer is lost can be
@@ -38,53 +38,71 @@
  * charge of an account after a crash goes the slow way, which keeps the
  * footprint the crash left.
  * When it returns no row, kb_meter_slow_stmt decides with the row locked, in the
- * same transaction. When it charges, it also writes the charge's row of
- * meter_inflight ($7 host id, $8 journal entry, $9 the pool's life; $7 NULL: no
- * row, for a process without a host id), as kb_meter_inflight_stmt does after
- * the slow path: one statement, no extra round trip.
+ * same transaction. When other hosts share the database, kb_meter_row_stmt charges
+ * the same way and also writes the charge's row of meter_inflight, as
+ * kb_meter_inflight_stmt does after the slow path: one statement, no extra round
+ * trip.
  */
-const kb_stmt kb_meter_stmt = {
-    "meter",
-    "WITH c AS (UPDATE billing_accounts ba"
-    "   SET credits_used = ba.credits_used + $3::integer,"
-    "       rl_count = CASE WHEN ba.rl_window_start = date_trunc('minute', kb_now())"
-    "                       THEN ba.rl_count + 1 ELSE 1 END,"
-    "       rl_window_start = date_trunc('minute', kb_now()),"
-    "       usage_credits = ba.usage_credits + $3::integer,"
-    "       usage_requests = ba.usage_requests + 1,"
-    "       charge_seq = ba.charge_seq + 1, charge_request = $5"
-    " WHERE ba.user_id = $1::uuid AND ba.usage_key = $2::uuid"
-    "   AND ba.usage_seen_at >= kb_now() - interval '1 minute' AND $3::integer >= 0"
-    "   AND CASE WHEN ba.tier = 'project' AND ba.billing_cycle_end IS NOT NULL"
-    "            THEN kb_now() < ba.billing_cycle_end"
-    "            ELSE ba.billing_cycle_start >= kb_cycle_month(kb_now()) END"
-    "   AND ba.credits_used + $3::integer <= ba.credits_total"
-    "   AND (ba.rl_window_start <> date_trunc('minute', kb_now()) OR ba.rl_count < ba.rl_limit)"
-    "   AND ba.usage_cycle = ba.billing_cycle_start"
-    "   AND ba.usage_day = (kb_now() AT TIME ZONE 'UTC')::date AND ba.usage_endpoint = $4"
+/* clang-format off */
+/* The fast path's UPDATE, its WHERE and the columns it returns. The clock checks
+ * (key checked less than a minute ago, no cycle roll due, the carried counter is
+ * today's) are the window [fast_from, fast_until) kb_meter_slow() stores with each
+ * charge (migration 0026), which any other change of the cycle clears. A cost
+ * below 0 never charges: written against the row, as "$3 >= 0" alone would become
+ * a gating Result node the executor sets up on every charge. It returns only what
+ * the worker does not already know: user id, key id, cost and token are its own
+ * parameters ($1, $2, $3, $6; kb_meter_result_read() takes them from the caller).
+ * Each column returned is text the server formats on every charge. */
+#define METER_UPDATE                                                                               \
+    "UPDATE billing_accounts ba"                                                                   \
+    "   SET credits_used = ba.credits_used + $3::integer,"                                         \
+    "       rl_count = CASE WHEN ba.rl_window_start = date_trunc('minute', kb_now())"              \
+    "                       THEN ba.rl_count + 1 ELSE 1 END,"                                      \
+    "       rl_window_start = date_trunc('minute', kb_now()),"                                     \
+    "       usage_credits = ba.usage_credits + $3::integer,"                                       \
+    "       usage_requests = ba.usage_requests + 1,"                                               \
+    "       charge_seq = ba.charge_seq + 1, charge_request = $5"                                   \
+    " WHERE ba.user_id = $1::uuid AND ba.usage_key = $2::uuid"                                     \
+    "   AND kb_now() >= ba.fast_from AND kb_now() < ba.fast_until"                                 \
+    "   AND ba.credits_used + $3::integer >= ba.credits_used"                                      \
+    "   AND ba.credits_used + $3::integer <= ba.credits_total"                                     \
+    "   AND (ba.rl_window_start <> date_trunc('minute', kb_now()) OR ba.rl_count < ba.rl_limit)"   \
+    "   AND ba.usage_cycle = ba.billing_cycle_start AND ba.usage_endpoint = $4"                    \
     "   AND ba.charge_token = $6::uuid"
-    " RETURNING 'ok'::text AS outcome, ba.user_id, ba.usage_key AS key_id,"
-    "   ba.credits_total, ba.credits_used, $3::integer AS cost, ba.rl_limit,"
-    "   greatest(0, ba.rl_limit - ba.rl_count) AS rl_remaining,"
-    "   extract(epoch FROM date_trunc('minute', kb_now()) + interval '1 minute')::bigint"
-    "     AS rl_reset,"
-    "   ba.billing_cycle_start AS cycle_start, ba.usage_day AS day, pg_current_xact_id() AS xid,"
-    "   ba.charge_token AS token, ba.charge_seq AS seq),"
-    /* The charge's row in meter_inflight (kb_meter_inflight_stmt's, for the fast path). */
+/* rl_reset: the window's end; rl_window_start is the current minute once charged. */
+#define METER_RETURNING                                                                            \
+    " 'ok'::text AS outcome, ba.credits_total, ba.credits_used, ba.rl_limit,"                      \
+    "   greatest(0, ba.rl_limit - ba.rl_count) AS rl_remaining,"                                  \
+    "   date_part('epoch', ba.rl_window_start)::bigint + 60 AS rl_reset,"                          \
+    "   ba.billing_cycle_start AS cycle_start, ba.usage_day AS day,"                               \
+    "   pg_current_xact_id() AS xid, ba.charge_seq AS seq"
+
+const kb_stmt kb_meter_stmt = {"meter", METER_UPDATE " RETURNING" METER_RETURNING, 6, false};
+
+/* The same with the charge's row in meter_inflight (kb_meter_inflight_stmt's, for
+ * the fast path) when other hosts share the database: $7 host id, $8 journal entry,
+ * $9 the pool's life. A separate statement: a data-modifying WITH costs a host
+ * alone a second ModifyTable and a CTE scan on every charge, rows or not. */
+const kb_stmt kb_meter_row_stmt = {
+    "meter_row",
+    "WITH c AS (" METER_UPDATE " RETURNING" METER_RETURNING ","
+    "   ba.user_id, ba.usage_key AS key_id),"
     " i AS (INSERT INTO meter_inflight AS m (host_id, slot, life, request_id, answered, xid,"
     "   token, seq, user_id, key_id, cost, endpoint, cycle_start, day, outbox_id, charged_at)"
     " SELECT $7, $8::integer,"
     "   (SELECT a.life FROM app_hosts a WHERE a.host_id = $7 AND a.life = $9::uuid),"
-    "   $5, false, c.xid, c.token, c.seq, c.user_id, c.key_id, c.cost, $4, c.cycle_start,"
-    "   c.day, NULL, now() FROM c WHERE $7::text IS NOT NULL"
+    "   $5, false, c.xid, $6::uuid, c.seq, c.user_id, c.key_id, $3::integer, $4, c.cycle_start,"
+    "   c.day, NULL, now() FROM c"
     " ON CONFLICT (host_id, life, slot) DO UPDATE SET"
     "   request_id = excluded.request_id, answered = false, xid = excluded.xid,"
     "   token = excluded.token, seq = excluded.seq, user_id = excluded.user_id,"
     "   key_id = excluded.key_id, cost = excluded.cost, endpoint = excluded.endpoint,"
     "   cycle_start = excluded.cycle_start, day = excluded.day,"
     "   outbox_id = excluded.outbox_id, charged_at = excluded.charged_at)"
-    " SELECT * FROM c",
+    " SELECT outcome, credits_total, credits_used, rl_limit, rl_remaining, rl_reset,"
+    "   cycle_start, day, xid, seq FROM c",
     9, false};
+/* clang-format on */
 
 const kb_stmt kb_meter_slow_stmt = {
     "meter_slow", "SELECT * FROM kb_meter_slow($1, $2::integer, $3, $4)", 4, false};
@@ -207,8 +225,20 @@ col_i64(rd *d, const char *name)
     return x;
 }
 
+/* Column name's text into out when the result has it or nothing is given;
+ * otherwise the given value. */
+static void
+col_text_or(rd *d, const char *name, char *out, size_t outsz, const char *given)
+{
+    if (PQfnumber(d->r, name) >= 0 || given == NULL)
+        col_text(d, name, out, outsz);
+    else
+        snprintf(out, outsz, "%s", given);
+}
+
 bool
-kb_meter_result_read(const PGresult *r, int row, kb_meter_result *out, const char **why)
+kb_meter_result_read(const PGresult *r, int row, const kb_meter_result *given, kb_meter_result *out,
+                     const char **why)
 {
     memset(out, 0, sizeof(*out));
     if (r == NULL || row < 0 || row >= PQntuples(r)) {
@@ -219,14 +249,19 @@ kb_meter_result_read(const PGresult *r, int row, kb_meter_result *out, const cha
     const char *o = col(&d, "outcome");
     if (o != NULL && !kb_meter_outcome_parse(o, &out->outcome))
         d.why = "unknown outcome";
-    col_text(&d, "user_id", out->user_id, sizeof(out->user_id));
-    col_text(&d, "key_id", out->key_id, sizeof(out->key_id));
+    /* The fast path returns no user_id, key_id, cost or token: they are the
+     * worker's own parameters, which it passes as given. */
+    col_text_or(&d, "user_id", out->user_id, sizeof(out->user_id), given ? given->user_id : NULL);
+    col_text_or(&d, "key_id", out->key_id, sizeof(out->key_id), given ? given->key_id : NULL);
     /* Only the slow path knows these; the fast path's row has no such columns. */
     if (PQfnumber(r, "key_prefix") >= 0)
         col_text(&d, "key_prefix", out->key_prefix, sizeof(out->key_prefix));
     out->credits_total = col_i64(&d, "credits_total");
     out->credits_used = col_i64(&d, "credits_used");
-    out->cost = col_i64(&d, "cost");
+    if (PQfnumber(r, "cost") >= 0 || given == NULL)
+        out->cost = col_i64(&d, "cost");
+    else
+        out->cost = given->cost;
     out->rl_limit = col_i64(&d, "rl_limit");
     out->rl_remaining = col_i64(&d, "rl_remaining");
     out->rl_reset = col_i64(&d, "rl_reset");
@@ -238,7 +273,7 @@ kb_meter_result_read(const PGresult *r, int row, kb_meter_result *out, const cha
         out->outbox_id = col_i64(&d, "outbox_id");
     int64_t xid = col_i64(&d, "xid");
     out->xid = xid > 0 ? (uint64_t)xid : 0;
-    col_text(&d, "token", out->token, sizeof(out->token));
+    col_text_or(&d, "token", out->token, sizeof(out->token), given ? given->token : NULL);
     out->seq = col_i64(&d, "seq");
     if (d.why == NULL && out->outcome == KB_METER_OK &&
         (out->user_id[0] == '\0' || out->key_id[0] == '\0' || out->cycle_start[0] == '\0' ||
@@ -528,17 +563,19 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     snprintf(slots, sizeof(slots), "%d", slot);
     bool with_row = host->id[0] != '\0' && slot >= 0 && kb_host_rows();
     bool fast_row = false; /* the fast path wrote the charge's meter_inflight row */
+    /* What the fast path does not return: its own parameters. */
+    kb_meter_result given_m, *given = NULL;
     if (known != NULL && life != NULL) {
-        const char *fast[] = {known->user_id,
-                              known->key_id,
-                              costs,
-                              route,
-                              req->request_id,
-                              life,
-                              with_row ? host->id : NULL,
-                              with_row ? slots : NULL,
-                              with_row ? host->life : NULL};
-        err = kb_db_exec_open(db, ctx->arena, &kb_meter_stmt, fast, &r);
+        const char *fast[] = {known->user_id, known->key_id, costs, route,     req->request_id,
+                              life,           host->id,      slots, host->life};
+        memset(&given_m, 0, sizeof(given_m));
+        snprintf(given_m.user_id, sizeof(given_m.user_id), "%s", known->user_id);
+        snprintf(given_m.key_id, sizeof(given_m.key_id), "%s", known->key_id);
+        snprintf(given_m.token, sizeof(given_m.token), "%s", life);
+        given_m.cost = ctx->cost;
+        given = &given_m;
+        err = kb_db_exec_open(db, ctx->arena, with_row ? &kb_meter_row_stmt : &kb_meter_stmt, fast,
+                              &r);
         if (!err && PQntuples(r) == 1 && db->connects != conn) {
             kb_journal_idle(w->journal);
             kb_db_disconnect(db);
@@ -558,11 +595,11 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
             return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
         if (kb_db_sqlstate_is(db, "23502"))
             return lease_lost(ctx, host);
-        return kb_fail(ctx, KB_E_INTERNAL, "meter statement failed");
+        return kb_fail(ctx, KB_E_INTERNAL, "meter statement (or the lookup sent with it) failed");
     }
     kb_charge *c = kb_arena_calloc(ctx->arena, 1, sizeof(*c));
     const char *why = NULL;
-    if (PQntuples(r) != 1 || !kb_meter_result_read(r, 0, &c->m, &why)) {
+    if (PQntuples(r) != 1 || !kb_meter_result_read(r, 0, given, &c->m, &why)) {
         /* Cannot tell what was decided: drop the connection, which aborts it. */
         kb_journal_idle(w->journal);
         kb_db_disconnect(db);

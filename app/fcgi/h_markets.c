@@ -62,9 +62,9 @@ typedef void (*ahead_fn)(kb_db *db, const char *id);
 /*
  * GET /<things>/{id}: charge, look the path parameter up with get, answer.
  * The lookup goes with the charge (kb_meter_ahead): when the data connection
- * is the meter's (no read replica) it rides in the charge's commit round trip,
- * running after the charge has committed, and is not sent when the meter
- * refuses. The heavy data routes never do this.
+ * is the meter's (no read replica) it rides in the charge's first round trip,
+ * in its transaction (its failure aborts the charge; a refusal throws its
+ * result away). The heavy data routes never do this.
  */
 static kb_err
 by_id(const kb_req *req, kb_ctx *ctx, get_fn get, ahead_fn ahead)

@@ -66,7 +66,9 @@
 # and health only; BENCH_QUICK=metered adds meter-sql, markets-metered and the
 # half-load row; BENCH_QUICK=collector adds the collector's rows, BENCH_QUICK=catalog the
 # two markets-100k rows), BENCH_ENFORCE=1 (exit 1 when
-# health misses its target), BENCH_KEEP=1 (keep the temp dir and its logs).
+# health misses its target), BENCH_KEEP=1 (keep the temp dir and its logs),
+# BENCH_ROUNDS (default 3: floor, meter-sql, meter-sql-hosts and markets-metered run that
+# many times, interleaved, each reported as its median round; meter_rounds says why).
 # KB_WORKERS (default: the app's, eight per core, see below) and other KB_* settings
 # reach the app through t/stack.sh.
 
@@ -284,6 +286,8 @@ record_row() {
 # ---- "kb-bench-<n, 40 digits>", project tier, limits lifted by overrides.
 
 BENCH_ACCOUNTS=${BENCH_ACCOUNTS:-100}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
+declare -A ROUNDS
 
 bench_key() {
     printf 'kb-bench-%040d' "$1"
@@ -346,8 +350,10 @@ pgbench_script() {
     local name=$1 file=$2 n=$3
     # The server's life, which a worker passes to the meter statement as a parameter.
     BENCH_LIFE=$(psql "$KB_DATABASE_URL" -qAt -c 'SELECT kb_incarnation()')
-    # A host holding its lease (app_hosts), as the pool's is, for the rows in meter_inflight.
-    BENCH_HOST_LIFE=$(psql "$KB_DATABASE_URL" -qAt -c "INSERT INTO app_hosts (host_id, life, expires_at) VALUES ('bench-host', gen_random_uuid(), now() + interval '1 day') ON CONFLICT (host_id) DO UPDATE SET expires_at = excluded.expires_at RETURNING life" | head -n1)
+    # For -hosts: a host holding its lease (app_hosts), as the pool's is, for the rows in
+    # meter_inflight. pgbench_row takes it away after the row: while it is there the pool
+    # is not alone, and its charges write rows too (KB_HOST_ROWS=auto).
+    [[ $name != *-hosts* ]] || BENCH_HOST_LIFE=$(psql "$KB_DATABASE_URL" -qAt -c "INSERT INTO app_hosts (host_id, life, expires_at) VALUES ('bench-host', gen_random_uuid(), now() + interval '1 day') ON CONFLICT (host_id) DO UPDATE SET expires_at = excluded.expires_at RETURNING life" | head -n1)
     {
         printf '\\set n random(1, %s)\n' "$n"
         case $name in
@@ -360,21 +366,21 @@ pgbench_script() {
             # alone runs it). After the slow path the worker sends the row's statement in
             # the commit's round trip (here on its own), and before the answer's last write
             # the answered mark.
-            local host=NULL slot=NULL life=NULL
-            if [[ $name == *-hosts ]]; then
-                host="'bench-host'" slot=:client_id life="'$BENCH_HOST_LIFE'"
+            local host=NULL slot=NULL life=NULL fast=fast
+            if [[ $name == *-hosts* ]]; then
+                host="'bench-host'" slot=:client_id life="'$BENCH_HOST_LIFE'" fast=fast-row
             fi
             printf '\\set xid 0\n'
-            "$TMP/meter-sql" fast | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g; s|\\\$5|'req_bench000000'|g; s|\\\$6|'$BENCH_LIFE'|g; s|\\\$7|$host|g; s|\\\$8|$slot|g; s|\\\$9|$life|g"
+            "$TMP/meter-sql" "$fast" | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g; s|\\\$5|'req_bench000000'|g; s|\\\$6|'$BENCH_LIFE'|g; s|\\\$7|$host|g; s|\\\$8|$slot|g; s|\\\$9|$life|g"
             printf '\\aset\n\\if :xid = 0\n'
             "$TMP/meter-sql" slow | tr '\n' ' ' | sed -e "s|\\\$1|$(sub key_hash)|g; s|\\\$2|1|g; s|\\\$3|'/markets/{ticker}'|g; s|\\\$4|'req_bench000000'|g"
             printf '\n\\aset\n'
-            if [[ $name == *-hosts ]]; then
+            if [[ $name == *-hosts* ]]; then
                 "$TMP/meter-sql" inflight | tr '\n' ' ' | sed -e "s|\\\$10|:cost|g; s|\\\$11|'/markets/{ticker}'|g; s|\\\$12|:cycle_start|g; s|\\\$13|:day|g; s|\\\$14|NULL|g; s|\\\$1|'bench-host'|g; s|\\\$2|:client_id|g; s|\\\$3|'$BENCH_HOST_LIFE'|g; s|\\\$4|'req_bench000000'|g; s|\\\$5|:xid|g; s|\\\$6|:token|g; s|\\\$7|:seq|g; s|\\\$8|:user_id|g; s|\\\$9|:key_id|g"
                 printf ';\n'
             fi
             printf '\\endif\n'
-            if [[ $name == *-hosts ]]; then
+            if [[ $name == *-hosts* ]]; then
                 "$TMP/meter-sql" answered | tr '\n' ' ' | sed -e "s|\\\$1|'bench-host'|g; s|\\\$2|'$BENCH_HOST_LIFE'|g; s|\\\$3|:client_id|g; s|\\\$4|'req_bench000000'|g"
                 printf ';\n'
             fi
@@ -407,12 +413,70 @@ pgbench_row() {
     record_row "$name" "$tps" "$p50" "$p99" "$baseline" "$(cpu_us "$t0" "$t1" "$gen" "$count")"
 }
 
+# median_of NAME BASELINE ROUND...: NAME recorded as the one of the ROUND rows (already run)
+# with the median rps, against BASELINE; the rounds leave the table, their rps stay in
+# ROUNDS[NAME] for the verdict lines.
+median_of() {
+    local name=$1 baseline=$2 pick r kept=()
+    shift 2
+    pick=$(for r in "$@"; do printf '%s %s\n' "${RPS[$r]}" "$r"; done | sort -n |
+        awk '{ v[NR] = $2 } END { print v[int((NR + 1) / 2)] }')
+    record_row "$name" "${RPS[$pick]}" "${P50[$pick]}" "${P99[$pick]}" "$baseline" "${CPU[$pick]}"
+    TIERS[$name]=${TIERS[$pick]:-}
+    ROUNDS[$name]=$(for r in "$@"; do printf '%.0f ' "${RPS[$r]}"; done)
+    for r in "${ROWS[@]}"; do
+        [[ " $* " == *" $r "* ]] || kept+=("$r")
+    done
+    ROWS=("${kept[@]}")
+}
+
+# meter_rounds: the floor and the meter statements BENCH_ROUNDS times (default 3),
+# interleaved (floor, meter-sql, meter-sql-hosts, floor, ...), each row's figure its
+# median round. On a shared 2-core VM the machine's speed drifts by 10-20 % within a
+# minute (the same pair back to back gave 0.73 and 0.85), so one round of each, a few
+# seconds apart, mostly measures the drift; interleaving gives every row the same mix.
+meter_rounds() {
+    local r
+    for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+        pgbench_row "floor~$r" - "$BENCH_ACCOUNTS"
+        pgbench_row "meter-sql~$r" "floor~$r" "$BENCH_ACCOUNTS"
+        pgbench_row "meter-sql-hosts~$r" "floor~$r" "$BENCH_ACCOUNTS"
+    done
+    local -a f=() m=() h=()
+    for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+        f+=("floor~$r") m+=("meter-sql~$r") h+=("meter-sql-hosts~$r")
+    done
+    median_of floor - "${f[@]}"
+    median_of meter-sql floor "${m[@]}"
+    median_of meter-sql-hosts floor "${h[@]}"
+    bench_host_gone
+}
+
+# The pool's last word on other hosts (app/fcgi/keeper.c logs each change) is that it is
+# alone, or it never saw one.
+pool_alone() {
+    local last
+    last=$(grep -E 'another host shares the database|no other host holds a lease' "$TMP/app.log" | tail -n1)
+    [[ -z $last || $last == *'no other host holds a lease'* ]]
+}
+
+# bench_host_gone: the -hosts rows' lease and rows removed, and the pool alone again, so the
+# HTTP rows measure a host alone (the default) and not one writing meter_inflight rows.
+bench_host_gone() {
+    psql "$KB_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 \
+        -c "DELETE FROM meter_inflight WHERE host_id = 'bench-host'" \
+        -c "DELETE FROM app_hosts WHERE host_id = 'bench-host'" >/dev/null
+    wait_until 30 pool_alone || die "the pool still counts the benchmark's host after 30 s"
+}
+
 # The metering targets, and CPU per request next to the floor's.
 metered_verdicts() {
     printf '\nmeter-sql / floor = %s (target >= 0.8; several hosts, meter-sql-hosts: %s); markets-metered / floor = %s (target >= 0.3); markets-half-load p99 = %s ms (target <= 5)\n' \
         "${RATIO[meter-sql]}" "${RATIO[meter-sql-hosts]}" "${RATIO[markets-metered]}" "${P99[markets-half-load]}"
     printf 'CPU us per request, all processes: floor %s, meter-sql %s, markets-metered %s (KB_WORKERS=%s)\n' \
         "${CPU[floor]}" "${CPU[meter-sql]}" "${CPU[markets-metered]}" "$KB_WORKERS"
+    printf 'rounds (rps, median taken): floor %s| meter-sql %s| meter-sql-hosts %s| markets-metered %s\n' \
+        "${ROUNDS[floor]:-}" "${ROUNDS[meter-sql]:-}" "${ROUNDS[meter-sql-hosts]:-}" "${ROUNDS[markets-metered]:-}"
 }
 
 print_table() {
@@ -525,10 +589,14 @@ import_market() {
 # the hot account alone when HOT is "yes", and the same mix paced at half the
 # measured rate (target p99 <= 5 ms).
 metered_rows() {
-    local auth half_delay
+    local auth half_delay r rounds=()
     auth="Authorization: Bearer $(bench_key 1)"
-    BENCH_KEYS=$BENCH_ACCOUNTS bench_row markets-metered "/markets/$BENCH_TICKER" floor \
-        -H "$auth" -- -s "$REPO/t/bench/metered.lua"
+    for ((r = 1; r <= BENCH_ROUNDS; r++)); do
+        BENCH_KEYS=$BENCH_ACCOUNTS bench_row "markets-metered~$r" "/markets/$BENCH_TICKER" floor \
+            -H "$auth" -- -s "$REPO/t/bench/metered.lua"
+        rounds+=("markets-metered~$r")
+    done
+    median_of markets-metered floor "${rounds[@]}"
     if [[ $1 == yes ]]; then
         BENCH_KEYS=1 bench_row markets-metered-hot "/markets/$BENCH_TICKER" meter-sql-hot \
             -H "$auth" -- -s "$REPO/t/bench/metered.lua"
@@ -716,9 +784,7 @@ if [[ ${BENCH_QUICK:-0} == tiers ]]; then
     write_json
     exit 0
 fi
-pgbench_row floor - "$BENCH_ACCOUNTS"
-pgbench_row meter-sql floor "$BENCH_ACCOUNTS"
-pgbench_row meter-sql-hosts floor "$BENCH_ACCOUNTS"
+meter_rounds
 # BENCH_QUICK=metered: the rows above, the floor, meter-sql, and the metered HTTP rows only.
 if [[ ${BENCH_QUICK:-0} == metered ]]; then
     import_market 100 market

@@ -1,7 +1,8 @@
 /* meter-sql.c - print a statement of the workers' meter for pgbench.
  *
- * Usage: meter-sql fast|slow|inflight|answered (the last two: the charge's row in
- * meter_inflight and its answered mark, migration 0024). bench.sh links this against libkb and runs the
+ * Usage: meter-sql fast|fast-row|slow|inflight|answered (fast-row: the fast path
+ * writing the charge's row in meter_inflight, as while other hosts hold leases;
+ * the last two: that row after the slow path and its answered mark, migration 0024). bench.sh links this against libkb and runs the
  * exact text the workers prepare (kb_meter_stmt, kb_meter_slow_stmt), its
  * $1..$n replaced by pgbench variables, so the meter-sql row measures what the
  * workers run, not a copy of it.
@@ -18,6 +19,7 @@ main(int argc, char **argv)
         const char *name;
         const kb_stmt *st;
     } stmts[] = {{"fast", &kb_meter_stmt},
+                 {"fast-row", &kb_meter_row_stmt},
                  {"slow", &kb_meter_slow_stmt},
                  {"inflight", &kb_meter_inflight_stmt},
                  {"answered", &kb_meter_answered_stmt}};
@@ -26,7 +28,7 @@ main(int argc, char **argv)
         if (strcmp(argv[1], stmts[i].name) == 0)
             st = stmts[i].st;
     if (st == NULL) {
-        fputs("usage: meter-sql fast|slow|inflight|answered\n", stderr);
+        fputs("usage: meter-sql fast|fast-row|slow|inflight|answered\n", stderr);
         return 2;
     }
     fputs(st->sql, stdout);

@@ -251,6 +251,11 @@ typedef struct kbt_request_ref {
 /* kbt_wait_until condition (arg: a kbt_request_ref): the request's refund is recorded. */
 bool kbt_refund_recorded(void *arg);
 
+/* Shift the whole cluster's kb_now() by a Postgres interval ("61 seconds"), and put it
+ * back (use kbt_clock_restore as an unchecked teardown fixture). */
+void kbt_clock_shift(const char *interval);
+void kbt_clock_restore(void);
+
 /* True when fd of process p is a socket (/proc/p/fd). */
 bool kbt_fd_is_socket(pid_t p, long fd);
 

@@ -465,3 +465,34 @@ kbt_fd_is_socket(pid_t p, long fd)
     link[n] = '\0';
     return strncmp(link, "socket:", 7) == 0;
 }
+
+/* Move the cluster's clock: kb_now() reads its offset from a one-row table, so the offset
+ * travels as a parameter and no SQL text is built from it. */
+void
+kbt_clock_shift(const char *interval)
+{
+    PGconn *c = kbt_db();
+    kbt_sql_ok(c, "SET client_min_messages = warning"); /* no "already exists" notice */
+    kbt_sql_ok(c, "CREATE TABLE IF NOT EXISTS kbt_clock_offset (one bool PRIMARY KEY DEFAULT true"
+                  " CHECK (one), shift interval NOT NULL)");
+    kbt_sqlp_ok(c,
+                "INSERT INTO kbt_clock_offset (shift) VALUES ($1::interval)"
+                " ON CONFLICT (one) DO UPDATE SET shift = excluded.shift",
+                1, interval);
+    kbt_sql_ok(c, "CREATE OR REPLACE FUNCTION kb_now() RETURNS timestamptz LANGUAGE sql STABLE"
+                  " PARALLEL SAFE AS $$ SELECT now() + coalesce((SELECT shift FROM"
+                  " kbt_clock_offset), interval '0') $$");
+    PQfinish(c);
+}
+
+/* kb_now() put back as 0001_clock.sql defines it (a fixture: it runs in the parent even
+ * when the test fails). */
+void
+kbt_clock_restore(void)
+{
+    PGconn *c = kbt_db();
+    kbt_sql_ok(c, "CREATE OR REPLACE FUNCTION kb_now() RETURNS timestamptz LANGUAGE sql STABLE"
+                  " PARALLEL SAFE AS $$ SELECT now() $$");
+    kbt_sql_ok(c, "DROP TABLE IF EXISTS kbt_clock_offset");
+    PQfinish(c);
+}

@@ -1,7 +1,9 @@
 /* test_db_ahead.c - kb_db_send_ahead (lib/kb_db.h), on connections of the
  * test's own: the statement sent ahead runs in the next statement's round
  * trip, after it committed, and answers once; it is dropped unless asked for
- * exactly; its failure cannot undo the statement it rode with. The HTTP side
+ * exactly; its failure cannot undo the statement it rode with. With
+ * kb_db_exec_open() it runs in that transaction instead, and its failure
+ * aborts it. The HTTP side
  * (the by-id routes) is in test_metered_http; the pipeline's reply deadline
  * in test_db. */
 #include <stdio.h>
@@ -187,6 +189,69 @@ START_TEST(sent_ahead_failure_leaves_the_carrier_committed)
 }
 END_TEST
 
+/* With kb_db_exec_open() it rides in the open transaction's first round trip,
+ * right after the carrier (it sees the carrier's row), and the commit that
+ * follows is a Sync alone; its result answers once, after the commit. */
+START_TEST(sent_ahead_rides_in_the_open_transaction)
+{
+    PGconn *c;
+    kb_arena a;
+    kb_db db;
+    char tag[32];
+    ahead_begin(&c, &a, &db, tag, "t4");
+    const char *p[] = {tag};
+
+    kb_db_send_ahead(&db, &ahead_read, p);
+    long before = seq_now(c);
+    PGresult *r = NULL;
+    ck_assert_int_eq(kb_db_exec_open(&db, &a, &ahead_write, p, &r), KB_OK);
+    ck_assert(db.open);
+    long ran = seq_now(c);
+    ck_assert_int_eq(ran, before + 1); /* it ran, before the commit */
+    ck_assert_ptr_nonnull(db.ahead_result);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM kbt_ahead WHERE tag = $1", tag), 0);
+    ck_assert_int_eq(kb_db_commit(&db), KB_OK);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM kbt_ahead WHERE tag = $1", tag), 1);
+    ck_assert_int_eq(seq_now(c), ran); /* the commit did not run it again */
+    long count, n = exec_read(&db, &a, tag, &count);
+    ck_assert_int_eq(n, ran);   /* that run's answer */
+    ck_assert_int_eq(count, 1); /* in the transaction, after the carrier's write */
+    ck_assert_int_eq(seq_now(c), ran);
+    ck_assert_ptr_null(db.ahead);
+
+    ahead_end(c, &a, &db);
+}
+END_TEST
+
+/* In the open transaction its failure aborts the carrier too: the open fails
+ * with its SQL error, nothing is left open or committed, and the connection
+ * is still usable. (The meter relies on this: a charge whose lookup failed is
+ * no charge.) */
+START_TEST(sent_ahead_failure_aborts_the_open_transaction)
+{
+    PGconn *c;
+    kb_arena a;
+    kb_db db;
+    char tag[32];
+    ahead_begin(&c, &a, &db, tag, "t5");
+    const char *p[] = {tag};
+
+    kb_db_send_ahead(&db, &ahead_fail, p);
+    PGresult *r = NULL;
+    ck_assert_int_eq(kb_db_exec_open(&db, &a, &ahead_write, p, &r), KB_E_INTERNAL);
+    ck_assert(kb_db_sqlstate_is(&db, "22012")); /* division_by_zero */
+    ck_assert(!db.open);
+    ck_assert_ptr_null(db.ahead);
+    ck_assert_ptr_nonnull(db.conn);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM kbt_ahead WHERE tag = $1", tag), 0);
+    long count;
+    (void)exec_read(&db, &a, tag, &count);
+    ck_assert_int_eq(count, 0);
+
+    ahead_end(c, &a, &db);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -197,6 +262,8 @@ main(void)
     tcase_add_test(ta, sent_ahead_runs_with_the_next_statement_and_answers_once);
     tcase_add_test(ta, sent_ahead_is_dropped_unless_asked_for_exactly);
     tcase_add_test(ta, sent_ahead_failure_leaves_the_carrier_committed);
+    tcase_add_test(ta, sent_ahead_rides_in_the_open_transaction);
+    tcase_add_test(ta, sent_ahead_failure_aborts_the_open_transaction);
     suite_add_tcase(s, ta);
     return kb_check_run(s);
 }

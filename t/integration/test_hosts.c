@@ -413,7 +413,7 @@ START_TEST(restarted_pool_on_the_same_slot_keeps_what_the_dead_life_left)
     tag(rid2, sizeof(rid2), "req_host");
     const char *fast[] = {a.user_id, a.key_id, "1", "/markets", rid2, token, host, "0", l2};
     kbt_sql_ok(c, "BEGIN");
-    PGresult *r = PQexecParams(c, kb_meter_stmt.sql, 9, NULL, fast, NULL, NULL, 0);
+    PGresult *r = PQexecParams(c, kb_meter_row_stmt.sql, 9, NULL, fast, NULL, NULL, 0);
     ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1,
                   "fast path did not charge: %s", PQresultErrorMessage(r));
     PQclear(r);

@@ -33,10 +33,9 @@ meter_exec_as(PGconn *c, seen *s, const char *hash, const char *cost, const char
     /* The worker's fast path: a key it knows, on a connection whose server life
      * an earlier charge told it. */
     if (s != NULL && s->key_id[0] != '\0' && s->life[0] != '\0') {
-        /* No host id ($7..$9 NULL): no meter_inflight row (test_hosts.c has those). */
-        const char *fast[] = {s->user_id, s->key_id, cost, endpoint, rid,
-                              s->life,    NULL,      NULL, NULL};
-        r = PQexecParams(c, kb_meter_stmt.sql, 9, NULL, fast, NULL, NULL, 0);
+        /* No meter_inflight row (kb_meter_row_stmt, test_hosts.c has those). */
+        const char *fast[] = {s->user_id, s->key_id, cost, endpoint, rid, s->life};
+        r = PQexecParams(c, kb_meter_stmt.sql, 6, NULL, fast, NULL, NULL, 0);
     }
     if (r == NULL || (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 0)) {
         PQclear(r);
@@ -51,6 +50,21 @@ meter_exec_as(PGconn *c, seen *s, const char *hash, const char *cost, const char
             snprintf(s->life, sizeof(s->life), "%s", PQgetvalue(r, 0, PQfnumber(r, "token")));
     }
     return r;
+}
+
+/* Column name of a meter row r; the fast path's row has no user_id, key_id or
+ * token (the worker passes them, kb_meter_result_read()'s given): then s's. */
+static const char *
+meter_col(const PGresult *r, const seen *s, const char *name)
+{
+    if (PQfnumber(r, name) >= 0)
+        return PQgetvalue(r, 0, PQfnumber(r, name));
+    if (strcmp(name, "user_id") == 0)
+        return s->user_id;
+    if (strcmp(name, "key_id") == 0)
+        return s->key_id;
+    ck_assert_str_eq(name, "token");
+    return s->life;
 }
 
 /* meter_exec_as() committed, under a request id of its own. */
@@ -227,6 +241,40 @@ START_TEST(meter_rate_limit_exact_and_uncharged)
     ck_assert_int_eq(sum.ok, 7);
     ck_assert_int_eq(sum.limited, 5);
     ck_assert_int_eq(used(c, &a), 7);
+    PQfinish(c);
+}
+END_TEST
+
+/* A negative cost credits nothing: the fast path's UPDATE takes no row (its guard
+ * is written against the row, not as a parameter test), and the slow path refuses
+ * it with an error; the account is as it was. */
+START_TEST(meter_negative_cost_charges_nothing)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 100, 0, false);
+    seen s = {"", "", ""};
+    PQclear(meter_exec(c, &s, a.key_hash, "1", "/markets"));
+    ck_assert_int_eq(used(c, &a), 1);
+    ck_assert(s.life[0] != '\0'); /* the next charge may take the fast path */
+    const char *fast[] = {s.user_id, s.key_id, "-5", "/markets", "req_negative", s.life};
+    kbt_sql_ok(c, "BEGIN");
+    PGresult *r = PQexecParams(c, kb_meter_stmt.sql, 6, NULL, fast, NULL, NULL, 0);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert_int_eq(PQntuples(r), 0);
+    PQclear(r);
+    kbt_sql_ok(c, "ROLLBACK");
+    /* The same cost of 1 does take it: the refusal above was the cost's. */
+    fast[2] = "1";
+    kbt_sql_ok(c, "BEGIN");
+    r = PQexecParams(c, kb_meter_stmt.sql, 6, NULL, fast, NULL, NULL, 0);
+    ck_assert_int_eq(PQntuples(r), 1);
+    PQclear(r);
+    kbt_sql_ok(c, "ROLLBACK");
+    r = meter_exec(c, &s, a.key_hash, "-5", "/markets");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    PQclear(r);
+    ck_assert_int_eq(used(c, &a), 1);
     PQfinish(c);
 }
 END_TEST
@@ -494,7 +542,9 @@ START_TEST(meter_settle_tells_a_crash_apart)
     char rid[32];
     snprintf(rid, sizeof(rid), "req_%.12s", a.key_hash);
     PGresult *r = meter_exec_as(c, &s, a.key_hash, "5", "/markets", rid, k->commits);
+    seen at = s; /* what the worker passed to that charge */
     ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert_int_eq(PQfnumber(r, "token"), -1); /* it took the fast path */
     ck_assert_str_eq(PQgetvalue(r, 0, PQfnumber(r, "outcome")), "ok");
     ck_assert_str_eq(PQgetvalue(r, 0, PQfnumber(r, "seq")), "2");
     if (k->later)
@@ -512,11 +562,11 @@ START_TEST(meter_settle_tells_a_crash_apart)
     char *other = k->reused ? kbt_sql_value(c, "SELECT pg_current_xact_id()") : NULL;
     long before = used(c, &a);
     const char *p[] = {other ? other : PQgetvalue(r, 0, PQfnumber(r, "xid")),
-                       PQgetvalue(r, 0, PQfnumber(r, "token")),
+                       meter_col(r, &at, "token"),
                        PQgetvalue(r, 0, PQfnumber(r, "seq")),
                        rid,
-                       PQgetvalue(r, 0, PQfnumber(r, "user_id")),
-                       PQgetvalue(r, 0, PQfnumber(r, "key_id")),
+                       meter_col(r, &at, "user_id"),
+                       meter_col(r, &at, "key_id"),
                        PQgetvalue(r, 0, PQfnumber(r, "cycle_start")),
                        PQgetvalue(r, 0, PQfnumber(r, "day"))};
     if (k->reused) {
@@ -573,6 +623,138 @@ START_TEST(meter_incarnation_changes_only_by_a_crash)
 }
 END_TEST
 
+/* ---- the fast path's clock window (migration 0026) ---- */
+
+/* Would the fast path charge s's key now? Its statement in a transaction rolled back. */
+static int
+fast_probe(PGconn *c, const seen *s)
+{
+    const char *fast[] = {s->user_id, s->key_id, "1", "/markets", "req_probe", s->life};
+    kbt_sql_ok(c, "BEGIN");
+    PGresult *r = PQexecParams(c, kb_meter_stmt.sql, 6, NULL, fast, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    int n = PQntuples(r);
+    PQclear(r);
+    kbt_sql_ok(c, "ROLLBACK");
+    return n;
+}
+
+/* Shift the clock to (SQL expression of now()) + extra. */
+static void
+clock_to(PGconn *c, const char *at, const char *extra)
+{
+    char q[512];
+    snprintf(q, sizeof(q), "SELECT ((%s) + $1::interval - now())::text", at);
+    char *shift = kbt_sqlp_value(c, q, 1, extra);
+    ck_assert_ptr_nonnull(shift);
+    kbt_clock_shift(shift);
+    free(shift);
+}
+
+typedef struct window_case {
+    const char *what;
+    const char *tier;
+    const char *setup; /* SQL run on the account before its slow charge ($1 user id) */
+    const char *start; /* the clock when the slow path stores the window (SQL, of now()) */
+    const char *inside, *outside; /* shifts from start: the fast path charges, then not */
+} window_case;
+
+static const window_case window_cases[] = {
+    {"the key check's minute", "project",
+     "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
+     " WHERE user_id = $1",
+     "now()", "50 seconds", "61 seconds"},
+    {"a project's period end", "project",
+     "UPDATE billing_accounts SET billing_cycle_start = kb_now() - interval '10 days',"
+     " billing_cycle_end = kb_now() + interval '30 seconds' WHERE user_id = $1",
+     "now()", "20 seconds", "31 seconds"},
+    {"the UTC day's end", "project",
+     "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
+     " WHERE user_id = $1",
+     "(date_trunc('day', now() AT TIME ZONE 'UTC') + interval '1 day') AT TIME ZONE 'UTC'"
+     " - interval '20 seconds'",
+     "10 seconds", "25 seconds"},
+    {"a free account's calendar month", "free", NULL,
+     "(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC'"
+     " - interval '20 seconds'",
+     "10 seconds", "25 seconds"},
+};
+
+/* The window kb_meter_slow() stores ends at each of the clock checks it stands for:
+ * inside it the fast path charges, past any bound it does not (and the slow path
+ * then decides: a roll, a new day's counter, a new key check). */
+START_TEST(meter_fast_window_ends_at_each_clock_bound)
+{
+    const window_case *k = &window_cases[_i];
+    PGconn *c = kbt_db();
+    clock_to(c, k->start, "0 seconds");
+    kbt_account a;
+    kbt_account_new(c, &a, k->tier, 1000, 0, false);
+    if (k->setup != NULL)
+        kbt_sqlp_ok(c, k->setup, 1, a.user_id);
+    seen s = {"", "", ""};
+    PGresult *r = meter_exec(c, &s, a.key_hash, "1", "/markets");
+    ck_assert_str_eq(PQgetvalue(r, 0, PQfnumber(r, "outcome")), "ok");
+    PQclear(r);
+    ck_assert_msg(kbt_sql_long1(c,
+                                "SELECT (fast_from <= kb_now() AND kb_now() < fast_until)::int"
+                                " FROM billing_accounts WHERE user_id = $1",
+                                a.user_id) == 1,
+                  "%s: no window stored", k->what);
+    char *start = kbt_sql_value(c, "SELECT kb_now()::text");
+    clock_to(c, "now()", "0 seconds"); /* back to the real clock, then relative to start */
+    char q[160];
+    snprintf(q, sizeof(q), "'%s'::timestamptz", start);
+    clock_to(c, q, k->inside);
+    ck_assert_msg(fast_probe(c, &s) == 1, "%s: no fast charge %s in", k->what, k->inside);
+    clock_to(c, q, k->outside);
+    ck_assert_msg(fast_probe(c, &s) == 0, "%s: a fast charge %s in", k->what, k->outside);
+    /* The slow path still charges and stores the next window (after a cycle roll the
+     * roll itself clears it once: the charge after it stores it). */
+    for (int i = 0; i < 2; i++) {
+        r = meter_exec(c, &s, a.key_hash, "1", "/markets");
+        ck_assert_str_eq(PQgetvalue(r, 0, PQfnumber(r, "outcome")), "ok");
+        PQclear(r);
+    }
+    ck_assert_int_eq(fast_probe(c, &s), 1);
+    free(start);
+    PQfinish(c);
+}
+END_TEST
+
+/* Another writer of the cycle (a Stripe event, kbctl) clears the window: a period
+ * end moved into the past with the same start is seen by the next charge at once. */
+START_TEST(meter_fast_window_cleared_by_a_cycle_change)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 1000, 0, false);
+    kbt_sqlp_ok(c,
+                "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
+                " WHERE user_id = $1",
+                1, a.user_id);
+    seen s = {"", "", ""};
+    PQclear(meter_exec(c, &s, a.key_hash, "1", "/markets"));
+    ck_assert_int_eq(fast_probe(c, &s), 1);
+    kbt_sqlp_ok(c,
+                "UPDATE billing_accounts SET billing_cycle_end = kb_now() - interval '1 second'"
+                " WHERE user_id = $1",
+                1, a.user_id);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT count(*) FROM billing_accounts"
+                                   " WHERE user_id = $1 AND fast_until IS NULL",
+                                   a.user_id),
+                     1);
+    ck_assert_int_eq(fast_probe(c, &s), 0);
+    /* The slow path rolls the cycle: this charge is the new period's first. */
+    PGresult *r = meter_exec(c, &s, a.key_hash, "1", "/markets");
+    ck_assert_str_eq(PQgetvalue(r, 0, PQfnumber(r, "outcome")), "ok");
+    PQclear(r);
+    ck_assert_int_eq(used(c, &a), 1);
+    PQfinish(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -584,6 +766,7 @@ main(void)
     tcase_add_test(tc, meter_outbox_holds_exact_overage_concurrently);
     tcase_add_test(tc, meter_overage_cap_stops_payg);
     tcase_add_test(tc, meter_rate_limit_exact_and_uncharged);
+    tcase_add_test(tc, meter_negative_cost_charges_nothing);
     tcase_add_test(tc, meter_refusal_order_invalid_then_rate_then_credits);
     tcase_add_test(tc, meter_sets_last_used_at_even_when_refused);
     tcase_add_test(tc, meter_free_cycle_rolls_on_calendar_month);
@@ -594,5 +777,13 @@ main(void)
     tcase_add_loop_test(tc, meter_settle_tells_a_crash_apart, 0,
                         sizeof(settle_cases) / sizeof(settle_cases[0]));
     suite_add_tcase(s, tc);
+    /* These move the cluster's clock (kb_now()); the fixture puts it back. */
+    TCase *tw = tcase_create("window");
+    tcase_set_timeout(tw, 60);
+    tcase_add_unchecked_fixture(tw, NULL, kbt_clock_restore);
+    tcase_add_loop_test(tw, meter_fast_window_ends_at_each_clock_bound, 0,
+                        sizeof(window_cases) / sizeof(window_cases[0]));
+    tcase_add_test(tw, meter_fast_window_cleared_by_a_cycle_change);
+    suite_add_tcase(s, tw);
     return kb_check_run(s);
 }

@@ -147,37 +147,6 @@ START_TEST(payg_overage_exact_through_the_stack_concurrently)
 }
 END_TEST
 
-/* Move the cluster's clock: kb_now() reads its offset from a one-row table, so the offset
- * travels as a parameter and no SQL text is built from it. */
-static void
-set_clock_offset(const char *interval)
-{
-    PGconn *c = kbt_db();
-    kbt_sql_ok(c, "SET client_min_messages = warning"); /* no "already exists" notice */
-    kbt_sql_ok(c, "CREATE TABLE IF NOT EXISTS kbt_clock_offset (one bool PRIMARY KEY DEFAULT true"
-                  " CHECK (one), shift interval NOT NULL)");
-    kbt_sqlp_ok(c,
-                "INSERT INTO kbt_clock_offset (shift) VALUES ($1::interval)"
-                " ON CONFLICT (one) DO UPDATE SET shift = excluded.shift",
-                1, interval);
-    kbt_sql_ok(c, "CREATE OR REPLACE FUNCTION kb_now() RETURNS timestamptz LANGUAGE sql STABLE"
-                  " PARALLEL SAFE AS $$ SELECT now() + coalesce((SELECT shift FROM"
-                  " kbt_clock_offset), interval '0') $$");
-    PQfinish(c);
-}
-
-/* Runs in the parent even when the test fails: kb_now() is put back as 0001_clock.sql
- * defines it. */
-static void
-restore_clock(void)
-{
-    PGconn *c = kbt_db();
-    kbt_sql_ok(c, "CREATE OR REPLACE FUNCTION kb_now() RETURNS timestamptz LANGUAGE sql STABLE"
-                  " PARALLEL SAFE AS $$ SELECT now() $$");
-    kbt_sql_ok(c, "DROP TABLE IF EXISTS kbt_clock_offset");
-    PQfinish(c);
-}
-
 START_TEST(rate_limit_exact_through_the_stack)
 {
     PGconn *c = kbt_db();
@@ -188,7 +157,7 @@ START_TEST(rate_limit_exact_through_the_stack)
     char shift[32];
     long to_next = kbt_sql_long1(c, "SELECT (60 - floor(extract(second FROM now())))::int", NULL);
     snprintf(shift, sizeof(shift), "%ld seconds", to_next);
-    set_clock_offset(shift);
+    kbt_clock_shift(shift);
     int ok = 0, limited = 0;
     for (int i = 0; i < 35; i++) {
         kbt_resp *r = get_with_key("/markets", a.key);
@@ -211,7 +180,7 @@ START_TEST(rate_limit_exact_through_the_stack)
     ck_assert_int_eq(used(c, &a), 30);
     /* The next window admits requests again. */
     snprintf(shift, sizeof(shift), "%ld seconds", to_next + 61);
-    set_clock_offset(shift);
+    kbt_clock_shift(shift);
     kbt_resp *r = get_with_key("/markets", a.key);
     ck_assert_int_eq(r->status, 200);
     ck_assert_int_eq(hdr_long(r, "X-RateLimit-Remaining"), 29);
@@ -350,7 +319,7 @@ START_TEST(refused_requests_charge_and_count_nothing)
     char shift[32];
     long to_next = kbt_sql_long1(c, "SELECT (60 - floor(extract(second FROM now())))::int", NULL);
     snprintf(shift, sizeof(shift), "%ld seconds", to_next);
-    set_clock_offset(shift);
+    kbt_clock_shift(shift);
 
     /* Exhausted: 3 credits, every worker gets to see the key first. */
     kbt_account x;
@@ -445,7 +414,7 @@ START_TEST(usage_by_day_for_a_date_range)
                                  NULL);
     char shift[48];
     snprintf(shift, sizeof(shift), "%ld seconds", shift_s);
-    set_clock_offset(shift);
+    kbt_clock_shift(shift);
     char *today = kbt_sql_value(c, "SELECT to_char(kb_now() AT TIME ZONE 'UTC', 'YYYY-MM-DD')");
     char *tomorrow = kbt_sql_value(c, "SELECT to_char(kb_now() AT TIME ZONE 'UTC' + interval"
                                       " '1 day', 'YYYY-MM-DD')");
@@ -472,7 +441,7 @@ START_TEST(usage_by_day_for_a_date_range)
     kbt_resp_free(r);
     /* The next UTC day. */
     snprintf(shift, sizeof(shift), "%ld seconds", shift_s + 86400);
-    set_clock_offset(shift);
+    kbt_clock_shift(shift);
     ok_request(key[0], "/markets");
     /* A revoked key's spend still shows by day; the key leaves "data". */
     snprintf(shift, sizeof(shift), "/keys/%s", kid[1]);
@@ -719,7 +688,7 @@ main(void)
     Suite *s = suite_create("metered_http");
     TCase *tc = tcase_create("metered");
     tcase_set_timeout(tc, 90);
-    tcase_add_unchecked_fixture(tc, NULL, restore_clock);
+    tcase_add_unchecked_fixture(tc, NULL, kbt_clock_restore);
     tcase_add_test(tc, metered_success_carries_exact_headers);
     tcase_add_test(tc, no_overdraft_through_the_stack_concurrently);
     tcase_add_test(tc, payg_overage_exact_through_the_stack_concurrently);

@@ -62,7 +62,7 @@ START_TEST(fast_row_is_read_by_name)
     PGresult *r = row_of(fast_row, sizeof(fast_row) / sizeof(fast_row[0]));
     kb_meter_result m;
     const char *why = "unset";
-    ck_assert_msg(kb_meter_result_read(r, 0, &m, &why), "%s", why);
+    ck_assert_msg(kb_meter_result_read(r, 0, NULL, &m, &why), "%s", why);
     ck_assert_ptr_null(why);
     ck_assert_int_eq(m.outcome, KB_METER_OK);
     ck_assert_str_eq(m.user_id, "8539643a-9d13-4df2-9ec4-4ad93bbec7fa");
@@ -81,6 +81,57 @@ START_TEST(fast_row_is_read_by_name)
     ck_assert(m.xid == UINT64_C(4294967396)); /* a 64-bit xid8, past 2^32 */
     ck_assert_str_eq(m.token, "5f0c43e4-51b9-4a0e-9d5e-8b1f3a1c0d2e");
     ck_assert_int_eq(m.seq, 41);
+    PQclear(r);
+}
+END_TEST
+
+/* kb_meter_stmt's row as it is now: no user_id, key_id, cost or token (the
+ * worker's own parameters, passed as given); a column the row has wins. */
+static const col trimmed_row[] = {
+    {"outcome", "ok"},
+    {"credits_total", "1000"},
+    {"credits_used", "7"},
+    {"rl_limit", "60"},
+    {"rl_remaining", "58"},
+    {"rl_reset", "1796410740"},
+    {"cycle_start", "2026-12-01 00:00:00+00"},
+    {"day", "2026-12-04"},
+    {"xid", "4294967396"},
+    {"seq", "41"},
+};
+
+START_TEST(trimmed_fast_row_takes_the_given_parameters)
+{
+    PGresult *r = row_of(trimmed_row, sizeof(trimmed_row) / sizeof(trimmed_row[0]));
+    kb_meter_result given, m;
+    memset(&given, 0, sizeof(given));
+    snprintf(given.user_id, sizeof(given.user_id), "%s", "8539643a-9d13-4df2-9ec4-4ad93bbec7fa");
+    snprintf(given.key_id, sizeof(given.key_id), "%s", "1d1f00a2-0d11-45c3-b164-c93f8aa10878");
+    snprintf(given.token, sizeof(given.token), "%s", "5f0c43e4-51b9-4a0e-9d5e-8b1f3a1c0d2e");
+    given.cost = 5;
+    given.credits_used = 999; /* only the four parameters are taken from given */
+    const char *why = "unset";
+    ck_assert_msg(kb_meter_result_read(r, 0, &given, &m, &why), "%s", why);
+    ck_assert_int_eq(m.outcome, KB_METER_OK);
+    ck_assert_str_eq(m.user_id, given.user_id);
+    ck_assert_str_eq(m.key_id, given.key_id);
+    ck_assert_str_eq(m.token, given.token);
+    ck_assert_int_eq(m.cost, 5);
+    ck_assert_int_eq(m.credits_used, 7);
+    ck_assert_int_eq(m.rl_reset, 1796410740);
+    ck_assert(m.xid == UINT64_C(4294967396));
+    ck_assert_int_eq(m.seq, 41);
+    /* Without given the same row is not a charge a refund could use. */
+    ck_assert(!kb_meter_result_read(r, 0, NULL, &m, &why));
+    ck_assert_str_eq(why, "a column is missing");
+    PQclear(r);
+    /* The slow path's full row: its own columns win over given. */
+    r = row_of(fast_row, sizeof(fast_row) / sizeof(fast_row[0]));
+    snprintf(given.user_id, sizeof(given.user_id), "%s", "00000000-0000-0000-0000-000000000000");
+    given.cost = 1;
+    ck_assert_msg(kb_meter_result_read(r, 0, &given, &m, &why), "%s", why);
+    ck_assert_str_eq(m.user_id, "8539643a-9d13-4df2-9ec4-4ad93bbec7fa");
+    ck_assert_int_eq(m.cost, 5);
     PQclear(r);
 }
 END_TEST
@@ -110,7 +161,7 @@ START_TEST(refused_row_in_any_column_order)
     PGresult *r = row_of(cols, sizeof(cols) / sizeof(cols[0]));
     kb_meter_result m;
     const char *why = NULL;
-    ck_assert_msg(kb_meter_result_read(r, 0, &m, &why), "%s", why);
+    ck_assert_msg(kb_meter_result_read(r, 0, NULL, &m, &why), "%s", why);
     ck_assert_int_eq(m.outcome, KB_METER_RATE_LIMITED);
     ck_assert_int_eq(m.retry_after, 17);
     ck_assert_str_eq(m.key_prefix, "kb-Ab3x");
@@ -136,7 +187,7 @@ START_TEST(invalid_key_row)
     PGresult *r = row_of(cols, sizeof(cols) / sizeof(cols[0]));
     kb_meter_result m;
     const char *why = NULL;
-    ck_assert_msg(kb_meter_result_read(r, 0, &m, &why), "%s", why);
+    ck_assert_msg(kb_meter_result_read(r, 0, NULL, &m, &why), "%s", why);
     ck_assert_int_eq(m.outcome, KB_METER_INVALID_KEY);
     ck_assert_str_eq(m.user_id, "");
     ck_assert_int_eq(m.credits_total, 0);
@@ -182,9 +233,9 @@ START_TEST(malformed_rows_are_refused)
     PGresult *r = row_of(cols, n);
     kb_meter_result m;
     const char *why = NULL;
-    ck_assert(!kb_meter_result_read(r, 0, &m, &why));
+    ck_assert(!kb_meter_result_read(r, 0, NULL, &m, &why));
     ck_assert_str_eq(why, b->why);
-    ck_assert(!kb_meter_result_read(r, 1, &m, &why)); /* no such row */
+    ck_assert(!kb_meter_result_read(r, 1, NULL, &m, &why)); /* no such row */
     PQclear(r);
 }
 END_TEST
@@ -203,7 +254,7 @@ START_TEST(a_charge_without_its_xid_is_refused)
     PGresult *r = row_of(cols, sizeof(cols) / sizeof(cols[0]));
     kb_meter_result m;
     const char *why = NULL;
-    ck_assert(!kb_meter_result_read(r, 0, &m, &why));
+    ck_assert(!kb_meter_result_read(r, 0, NULL, &m, &why));
     ck_assert_str_eq(why, "a charge without its details");
     PQclear(r);
 }
@@ -232,6 +283,7 @@ main(void)
     Suite *s = suite_create("meter_result");
     TCase *tc = tcase_create("result");
     tcase_add_test(tc, fast_row_is_read_by_name);
+    tcase_add_test(tc, trimmed_fast_row_takes_the_given_parameters);
     tcase_add_test(tc, refused_row_in_any_column_order);
     tcase_add_test(tc, invalid_key_row);
     tcase_add_loop_test(tc, malformed_rows_are_refused, 0, sizeof(bads) / sizeof(bads[0]));
