@@ -318,6 +318,7 @@ send_and_await(kb_db *db, const kb_stmt *st, const char *const *params)
                    ? await_result(db, st->name)
                    : NULL;
     PGresult *res[2];
+    kb_metrics_add(KB_M_DB_AHEAD_SENT, 1);
     bool sent = PQenterPipelineMode(db->conn) &&
                 PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
                 PQpipelineSync(db->conn) &&
@@ -477,6 +478,8 @@ exec_in_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *p
              PGresult **out)
 {
     const kb_stmt *a = ahead ? db->ahead : NULL;
+    if (a != NULL)
+        kb_metrics_add(KB_M_DB_AHEAD_SENT, 1);
     bool sent = PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
                 (a == NULL ||
                  PQsendQueryPrepared(db->conn, a->name, a->nparams,
@@ -604,6 +607,8 @@ kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
     }
     db->open = false;
     const kb_stmt *ahead = carries_ahead(db, NULL) ? db->ahead : NULL;
+    if (ahead != NULL)
+        kb_metrics_add(KB_M_DB_AHEAD_SENT, 1);
     PGresult *res[2] = {NULL, NULL};
     int n = ahead ? 2 : 1;
     if (st != NULL && !is_prepared(db, st)) {
