@@ -318,6 +318,7 @@ send_and_await(kb_db *db, const kb_stmt *st, const char *const *params)
                    ? await_result(db, st->name)
                    : NULL;
     PGresult *res[2];
+    kb_metrics_add(KB_M_DB_AHEAD_SENT, 1);
     bool sent = PQenterPipelineMode(db->conn) &&
                 PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
                 PQpipelineSync(db->conn) &&
@@ -333,6 +334,18 @@ send_and_await(kb_db *db, const kb_stmt *st, const char *const *params)
     }
     db->ahead_result = res[1];
     return res[0];
+}
+
+/* st is prepared on db's connection now. */
+static void
+note_prepared(kb_db *db, const kb_stmt *st)
+{
+    if (db->nprepared == db->capprepared) {
+        db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
+        db->prepared = kb_xrealloc(db->prepared,
+                                   kb_st_mult(db->capprepared, sizeof(*db->prepared)));
+    }
+    db->prepared[db->nprepared++] = st;
 }
 
 static kb_err
@@ -352,12 +365,7 @@ prepare(kb_db *db, const kb_stmt *st)
         return db->conn == NULL ? KB_E_UNAVAILABLE : KB_E_INTERNAL;
     }
     PQclear(r);
-    if (db->nprepared == db->capprepared) {
-        db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
-        db->prepared = kb_xrealloc(db->prepared,
-                                   kb_st_mult(db->capprepared, sizeof(*db->prepared)));
-    }
-    db->prepared[db->nprepared++] = st;
+    note_prepared(db, st);
     return KB_OK;
 }
 
@@ -477,6 +485,8 @@ exec_in_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *p
              PGresult **out)
 {
     const kb_stmt *a = ahead ? db->ahead : NULL;
+    if (a != NULL)
+        kb_metrics_add(KB_M_DB_AHEAD_SENT, 1);
     bool sent = PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
                 (a == NULL ||
                  PQsendQueryPrepared(db->conn, a->name, a->nparams,
@@ -579,12 +589,7 @@ kb_db_exec_more(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const
             return KB_E_UNAVAILABLE;
         }
         PQclear(r);
-        if (db->nprepared == db->capprepared) {
-            db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
-            db->prepared = kb_xrealloc(db->prepared,
-                                       kb_st_mult(db->capprepared, sizeof(*db->prepared)));
-        }
-        db->prepared[db->nprepared++] = st;
+        note_prepared(db, st);
     }
     return exec_in_open(db, arena, st, params, false, out);
 }
@@ -604,6 +609,8 @@ kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
     }
     db->open = false;
     const kb_stmt *ahead = carries_ahead(db, NULL) ? db->ahead : NULL;
+    if (ahead != NULL)
+        kb_metrics_add(KB_M_DB_AHEAD_SENT, 1);
     PGresult *res[2] = {NULL, NULL};
     int n = ahead ? 2 : 1;
     if (st != NULL && !is_prepared(db, st)) {
@@ -619,18 +626,19 @@ kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
             kb_db_disconnect(db);
             return KB_E_INTERNAL; /* nothing was committed */
         }
-        if (db->nprepared == db->capprepared) {
-            db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
-            db->prepared = kb_xrealloc(db->prepared,
-                                       kb_st_mult(db->capprepared, sizeof(*db->prepared)));
-        }
-        db->prepared[db->nprepared++] = st;
+        note_prepared(db, st);
     }
+    /* A lookup sent ahead after kb_db_exec_open() (the slow path's, lib/meter.c) may
+     * not be prepared yet: its Parse goes after the commit's Sync, in its own
+     * transaction, so even its failure cannot touch the commit. */
+    bool parse = ahead != NULL && !is_prepared(db, ahead);
     bool sent = (st == NULL ||
                  PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0)) &&
                 PQpipelineSync(db->conn) &&
                 (ahead == NULL ||
-                 (PQsendQueryPrepared(db->conn, ahead->name, ahead->nparams,
+                 ((!parse ||
+                   PQsendPrepare(db->conn, ahead->name, ahead->sql, ahead->nparams, NULL)) &&
+                  PQsendQueryPrepared(db->conn, ahead->name, ahead->nparams,
                                       (const char *const *)db->ahead_params, NULL, NULL, 0) &&
                   PQpipelineSync(db->conn)));
     if (!sent || !await_results(db, "commit", res, n) || !PQexitPipelineMode(db->conn)) {
@@ -642,6 +650,8 @@ kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
     }
     if (ahead != NULL)
         db->ahead_result = res[1]; /* else it may hold what came with kb_db_exec_open() */
+    if (parse && PQresultStatus(res[1]) == PGRES_TUPLES_OK)
+        note_prepared(db, ahead);
     if (res[0] != NULL && PQresultStatus(res[0]) != PGRES_COMMAND_OK &&
         PQresultStatus(res[0]) != PGRES_TUPLES_OK) {
         /* The commit itself failed: the transaction aborted. */

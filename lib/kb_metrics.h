@@ -29,6 +29,7 @@ typedef enum kb_metric {
     KB_M_DB_SENT_AHEAD,       /* reads answered from a statement sent ahead (kb_db_send_ahead) */
     KB_M_CHARGES_UNCOMMITTED, /* journaled charges found never committed when settled */
     KB_M_CHARGES_ORPHANED,    /* pending charges of workers that died, left to another worker */
+    KB_M_DB_AHEAD_SENT,       /* statements sent ahead that went out (answered or thrown away) */
     KB_M_COUNT_
 } kb_metric;
 

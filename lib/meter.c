@@ -531,8 +531,10 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
         return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
 
     kb_db *db = &w->db;
-    if (ahead != NULL && ahead->db == db)
-        ahead->send(db, ahead->arg);
+    /* The lookup rides with the fast path's statement (in its transaction); a key
+     * this worker has not seen (unknown or invalid ones among them) has it sent only
+     * once charged, with the commit: an invalid key never costs a lookup. */
+    bool lookup = ahead != NULL && ahead->db == db;
 
     char hash[KB_SHA256_HEX_LEN + 1], costs[16];
     kb_sha256_hex(key.p, key.len, hash);
@@ -574,6 +576,8 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
         snprintf(given_m.token, sizeof(given_m.token), "%s", life);
         given_m.cost = ctx->cost;
         given = &given_m;
+        if (lookup)
+            ahead->send(db, ahead->arg);
         err = kb_db_exec_open(db, ctx->arena, with_row ? &kb_meter_row_stmt : &kb_meter_stmt, fast,
                               &r);
         if (!err && PQntuples(r) == 1 && db->connects != conn) {
@@ -618,6 +622,8 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
         kb_journal_charge j;
         journal_charge(&j, req, ctx, &c->m);
         kb_journal_charged(w->journal, &j);
+        if (lookup && db->ahead == NULL)
+            ahead->send(db, ahead->arg); /* the slow path alone: with the commit */
     } else {
         /* Nothing charged: nothing to journal, and the lookup is never read. */
         kb_journal_idle(w->journal);

@@ -59,6 +59,9 @@ static const char *const counter_names[KB_M_COUNT_][2] = {
     {"kalshibook_charges_orphaned_total",
      "Charges pending when their worker died (no answer sent yet), left in the charge "
      "journal for another worker to settle."},
+    {"kalshibook_db_ahead_sent_total",
+     "Lookups sent with the meter statement or its commit, answered or thrown away (a "
+     "refusal)."},
 };
 
 int

@@ -64,7 +64,8 @@ typedef void (*ahead_fn)(kb_db *db, const char *id);
  * The lookup goes with the charge (kb_meter_ahead): when the data connection
  * is the meter's (no read replica) it rides in the charge's first round trip,
  * in its transaction (its failure aborts the charge; a refusal throws its
- * result away). The heavy data routes never do this.
+ * result away), or for a key the worker has not seen, in the commit's round
+ * trip once charged (lib/meter.c). The heavy data routes never do this.
  */
 static kb_err
 by_id(const kb_req *req, kb_ctx *ctx, get_fn get, ahead_fn ahead)

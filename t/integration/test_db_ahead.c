@@ -252,6 +252,41 @@ START_TEST(sent_ahead_failure_aborts_the_open_transaction)
 }
 END_TEST
 
+/* Sent ahead once a transaction is open (the meter's slow path: a key the worker
+ * had not seen), on a connection that never ran it: it goes with the commit, its
+ * Parse included, after the commit's Sync, and answers once. */
+START_TEST(sent_ahead_after_the_open_goes_with_the_commit_prepared)
+{
+    PGconn *c;
+    kb_arena a;
+    kb_db db;
+    char tag[32];
+    ahead_begin(&c, &a, &db, tag, "t6");
+    const char *p[] = {tag};
+
+    PGresult *r = NULL;
+    ck_assert_int_eq(kb_db_exec_open(&db, &a, &ahead_write, p, &r), KB_OK);
+    kb_db_send_ahead(&db, &ahead_read, p);
+    long before = seq_now(c);
+    ck_assert_int_eq(kb_db_commit(&db), KB_OK);
+    long ran = seq_now(c);
+    ck_assert_int_eq(ran, before + 1); /* it ran with the commit */
+    long count, n = exec_read(&db, &a, tag, &count);
+    ck_assert_int_eq(n, ran);   /* that run's answer */
+    ck_assert_int_eq(count, 1); /* after the commit */
+    ck_assert_int_eq(seq_now(c), ran);
+    /* Prepared now: the next one goes without a Parse, and answers the same way. */
+    ck_assert_int_eq(kb_db_exec_open(&db, &a, &ahead_write, p, &r), KB_OK);
+    kb_db_send_ahead(&db, &ahead_read, p);
+    ck_assert_int_eq(kb_db_commit(&db), KB_OK);
+    n = exec_read(&db, &a, tag, &count);
+    ck_assert_int_eq(n, ran + 1);
+    ck_assert_int_eq(count, 2);
+
+    ahead_end(c, &a, &db);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -264,6 +299,7 @@ main(void)
     tcase_add_test(ta, sent_ahead_failure_leaves_the_carrier_committed);
     tcase_add_test(ta, sent_ahead_rides_in_the_open_transaction);
     tcase_add_test(ta, sent_ahead_failure_aborts_the_open_transaction);
+    tcase_add_test(ta, sent_ahead_after_the_open_goes_with_the_commit_prepared);
     suite_add_tcase(s, ta);
     return kb_check_run(s);
 }
