@@ -798,19 +798,6 @@ sends_mark(pid_t p, uint64_t addr, uint64_t len)
     return false;
 }
 
-/* True when fd of process p is a socket. */
-static bool
-fd_is_socket(pid_t p, long fd)
-{
-    char path[64], link[64];
-    snprintf(path, sizeof(path), "/proc/%d/fd/%ld", (int)p, fd);
-    ssize_t n = readlink(path, link, sizeof(link) - 1);
-    if (n <= 0)
-        return false;
-    link[n] = '\0';
-    return strncmp(link, "socket:", 7) == 0;
-}
-
 /* The pool's children traced at every system call; the whole pool is SIGKILLed
  * (kill_pool()) when one of them reaches `at` while answering the request
  * request_fn runs in a thread. Returns the request's answer. */
@@ -869,7 +856,7 @@ kill_pool_at(kill_point at, kbt_keyed_get *g)
                 if (last_nr[me] == SYS_sendto && last_fd[me] == mark_fd)
                     kill_now = at == AFTER_MARK;
                 else if (last_nr[me] == SYS_write && last_fd[me] != mark_fd &&
-                         fd_is_socket(p, last_fd[me]))
+                         kbt_fd_is_socket(p, last_fd[me]))
                     kill_now = at == AFTER_ANSWER;
             }
         }
