@@ -304,6 +304,16 @@ await_result(kb_db *db, const char *what)
     return await_results(db, what, &r, 1) ? r : NULL;
 }
 
+/* Queue the statement sent ahead (its Bind and Execute) on db's pipeline, and count it
+ * (kalshibook_db_ahead_sent_total). False when libpq could not queue it. */
+static bool
+queue_ahead(kb_db *db)
+{
+    kb_metrics_add(KB_M_DB_AHEAD_SENT, 1);
+    return PQsendQueryPrepared(db->conn, db->ahead->name, db->ahead->nparams,
+                               (const char *const *)db->ahead_params, NULL, NULL, 0);
+}
+
 /*
  * Send st(params) and wait for its result, with the statement sent ahead
  * (prepared by the caller) in the same round trip when there is one; its
@@ -312,19 +322,14 @@ await_result(kb_db *db, const char *what)
 static PGresult *
 send_and_await(kb_db *db, const kb_stmt *st, const char *const *params)
 {
-    const kb_stmt *ahead = db->ahead;
     if (!carries_ahead(db, st))
         return PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0)
                    ? await_result(db, st->name)
                    : NULL;
     PGresult *res[2];
-    kb_metrics_add(KB_M_DB_AHEAD_SENT, 1);
     bool sent = PQenterPipelineMode(db->conn) &&
                 PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
-                PQpipelineSync(db->conn) &&
-                PQsendQueryPrepared(db->conn, ahead->name, ahead->nparams,
-                                    (const char *const *)db->ahead_params, NULL, NULL, 0) &&
-                PQpipelineSync(db->conn);
+                PQpipelineSync(db->conn) && queue_ahead(db) && PQpipelineSync(db->conn);
     if (!sent || !await_results(db, st->name, res, 2))
         return NULL;
     if (!PQexitPipelineMode(db->conn)) { /* cannot happen with every result read */
@@ -485,13 +490,9 @@ exec_in_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *p
              PGresult **out)
 {
     const kb_stmt *a = ahead ? db->ahead : NULL;
-    if (a != NULL)
-        kb_metrics_add(KB_M_DB_AHEAD_SENT, 1);
     bool sent = PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
-                (a == NULL ||
-                 PQsendQueryPrepared(db->conn, a->name, a->nparams,
-                                     (const char *const *)db->ahead_params, NULL, NULL, 0)) &&
-                PQsendFlushRequest(db->conn) && PQflush(db->conn) == 0;
+                (a == NULL || queue_ahead(db)) && PQsendFlushRequest(db->conn) &&
+                PQflush(db->conn) == 0;
     PGresult *r = sent ? await_open(db, st->name) : NULL;
     ExecStatusType s = PQresultStatus(r);
     if (a != NULL && (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)) {
@@ -609,8 +610,6 @@ kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
     }
     db->open = false;
     const kb_stmt *ahead = carries_ahead(db, NULL) ? db->ahead : NULL;
-    if (ahead != NULL)
-        kb_metrics_add(KB_M_DB_AHEAD_SENT, 1);
     PGresult *res[2] = {NULL, NULL};
     int n = ahead ? 2 : 1;
     if (st != NULL && !is_prepared(db, st)) {
@@ -635,12 +634,9 @@ kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
     bool sent = (st == NULL ||
                  PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0)) &&
                 PQpipelineSync(db->conn) &&
-                (ahead == NULL ||
-                 ((!parse ||
-                   PQsendPrepare(db->conn, ahead->name, ahead->sql, ahead->nparams, NULL)) &&
-                  PQsendQueryPrepared(db->conn, ahead->name, ahead->nparams,
-                                      (const char *const *)db->ahead_params, NULL, NULL, 0) &&
-                  PQpipelineSync(db->conn)));
+                (ahead == NULL || ((!parse || PQsendPrepare(db->conn, ahead->name, ahead->sql,
+                                                            ahead->nparams, NULL)) &&
+                                   queue_ahead(db) && PQpipelineSync(db->conn)));
     if (!sent || !await_results(db, "commit", res, n) || !PQexitPipelineMode(db->conn)) {
         PQclear(res[0]);
         PQclear(res[1]);
