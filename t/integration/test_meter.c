@@ -639,13 +639,12 @@ fast_probe(PGconn *c, const seen *s)
     return n;
 }
 
-/* Shift the clock to (SQL expression of now()) + extra. */
+/* Shift the clock (kb_now()) to the instant at (timestamptz text) + extra. */
 static void
 clock_to(PGconn *c, const char *at, const char *extra)
 {
-    char q[512];
-    snprintf(q, sizeof(q), "SELECT ((%s) + $1::interval - now())::text", at);
-    char *shift = kbt_sqlp_value(c, q, 1, extra);
+    char *shift = kbt_sqlp_value(c, "SELECT ($1::timestamptz + $2::interval - now())::text", 2, at,
+                                 extra);
     ck_assert_ptr_nonnull(shift);
     kbt_clock_shift(shift);
     free(shift);
@@ -654,8 +653,8 @@ clock_to(PGconn *c, const char *at, const char *extra)
 typedef struct window_case {
     const char *what;
     const char *tier;
-    const char *setup; /* SQL run on the account before its slow charge ($1 user id) */
-    const char *start; /* the clock when the slow path stores the window (SQL, of now()) */
+    const char *setup;            /* SQL run on the account before its slow charge ($1 user id) */
+    const char *start;            /* the clock when the slow path stores the window (a query) */
     const char *inside, *outside; /* shifts from start: the fast path charges, then not */
 } window_case;
 
@@ -663,19 +662,21 @@ static const window_case window_cases[] = {
     {"the key check's minute", "project",
      "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
      " WHERE user_id = $1",
-     "now()", "50 seconds", "61 seconds"},
+     "SELECT now()", "50 seconds", "61 seconds"},
     {"a project's period end", "project",
      "UPDATE billing_accounts SET billing_cycle_start = kb_now() - interval '10 days',"
      " billing_cycle_end = kb_now() + interval '30 seconds' WHERE user_id = $1",
-     "now()", "20 seconds", "31 seconds"},
+     "SELECT now()", "20 seconds", "31 seconds"},
     {"the UTC day's end", "project",
      "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
      " WHERE user_id = $1",
-     "(date_trunc('day', now() AT TIME ZONE 'UTC') + interval '1 day') AT TIME ZONE 'UTC'"
+     "SELECT (date_trunc('day', now() AT TIME ZONE 'UTC') + interval '1 day')"
+     " AT TIME ZONE 'UTC'"
      " - interval '20 seconds'",
      "10 seconds", "25 seconds"},
     {"a free account's calendar month", "free", NULL,
-     "(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC'"
+     "SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month')"
+     " AT TIME ZONE 'UTC'"
      " - interval '20 seconds'",
      "10 seconds", "25 seconds"},
 };
@@ -687,7 +688,9 @@ START_TEST(meter_fast_window_ends_at_each_clock_bound)
 {
     const window_case *k = &window_cases[_i];
     PGconn *c = kbt_db();
-    clock_to(c, k->start, "0 seconds");
+    char *at = kbt_sql_value(c, k->start);
+    clock_to(c, at, "0 seconds");
+    free(at);
     kbt_account a;
     kbt_account_new(c, &a, k->tier, 1000, 0, false);
     if (k->setup != NULL)
@@ -702,12 +705,9 @@ START_TEST(meter_fast_window_ends_at_each_clock_bound)
                                 a.user_id) == 1,
                   "%s: no window stored", k->what);
     char *start = kbt_sql_value(c, "SELECT kb_now()::text");
-    clock_to(c, "now()", "0 seconds"); /* back to the real clock, then relative to start */
-    char q[160];
-    snprintf(q, sizeof(q), "'%s'::timestamptz", start);
-    clock_to(c, q, k->inside);
+    clock_to(c, start, k->inside);
     ck_assert_msg(fast_probe(c, &s) == 1, "%s: no fast charge %s in", k->what, k->inside);
-    clock_to(c, q, k->outside);
+    clock_to(c, start, k->outside);
     ck_assert_msg(fast_probe(c, &s) == 0, "%s: a fast charge %s in", k->what, k->outside);
     /* The slow path still charges and stores the next window (after a cycle roll the
      * roll itself clears it once: the charge after it stores it). */
