@@ -437,13 +437,11 @@ median_of() {
 # seconds apart, mostly measures the drift; interleaving gives every row the same mix.
 meter_rounds() {
     local r
+    local -a f=() m=() h=()
     for ((r = 1; r <= BENCH_ROUNDS; r++)); do
         pgbench_row "floor~$r" - "$BENCH_ACCOUNTS"
         pgbench_row "meter-sql~$r" "floor~$r" "$BENCH_ACCOUNTS"
         pgbench_row "meter-sql-hosts~$r" "floor~$r" "$BENCH_ACCOUNTS"
-    done
-    local -a f=() m=() h=()
-    for ((r = 1; r <= BENCH_ROUNDS; r++)); do
         f+=("floor~$r") m+=("meter-sql~$r") h+=("meter-sql-hosts~$r")
     done
     median_of floor - "${f[@]}"
