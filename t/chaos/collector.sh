@@ -50,15 +50,8 @@ leader() {
 has_leader() { [[ -n $(leader) ]]; }
 # host N of the stack's directory or a host's
 host_no() { if [[ $1 == "$S" ]]; then echo 1; else echo "${1##*/h}"; fi; }
-all_subscribed() {
-    local want got l
-    want=$(curl -sf "$CTL/markets?paused=1") && got=$(curl -sf "$CTL/subscribed") &&
-        [[ $want == "$got" ]] || return 1
-    l=$(leader)
-    [[ -n $l && $(metric "$l" 'kalshibook_collector_markets{state="gap"}') == 0 &&
-        $(metric "$l" 'kalshibook_collector_markets{state="live"}') == \
-        $(metric "$l" 'kalshibook_collector_markets{state="wanted"}') ]]
-}
+# shellcheck source=t/lib/collector-live.sh
+. "$ROOT/t/lib/collector-live.sh"
 
 # takeover: one line per kill in collector-kills.log: host N leading 0|1|? takeover_ms MS.
 read -r nlead worst bad nstandby < <(awk -v max="$TAKEOVER_MS" '

@@ -129,17 +129,8 @@ leader() {
     if leader_is a && ! leader_is b; then echo a; elif leader_is b && ! leader_is a; then echo b; fi
 }
 has_leader() { [[ -n $(leader) ]]; }
-# Everything the stand-in has open (or paused) is subscribed on a live link, and the
-# leader has a snapshot of each and no gap open.
-all_subscribed() {
-    local want got l
-    want=$(curl -sf "$CTL/markets?paused=1") && got=$(curl -sf "$CTL/subscribed") &&
-        [[ $want == "$got" ]] || return 1
-    l=$(leader)
-    [[ -n $l && $(metric "$l" 'kalshibook_collector_markets{state="gap"}') == 0 &&
-        $(metric "$l" 'kalshibook_collector_markets{state="live"}') == \
-        $(metric "$l" 'kalshibook_collector_markets{state="wanted"}') ]]
-}
+# shellcheck source=t/lib/collector-live.sh
+. "$ROOT/t/lib/collector-live.sh"
 fault() {
     curl -sf -XPOST "$CTL/fault?$1" >/dev/null || log "fault $1: no target (skipped)"
 }
