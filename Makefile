@@ -143,10 +143,13 @@ $(APPDIR)/kalshibook-collector: $(COLLECTOR_OBJS) $(LIBKB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -pthread -o $@ $(COLLECTOR_OBJS) $(LIBKB) $(PC_LDLIBS) $(LWS_LDLIBS)
 
-# A unit test that needs more objects lists them in UNIT_EXTRA_<name>: the collector
+# A unit test that needs more objects lists them in UNIT_EXTRA_<name>. The collector
 # reader's gap bookkeeping (shards.c, feed.c) runs with its network side stubbed.
 UNIT_EXTRA_test_collector_feed := $(B)/app/collector/shards.o $(B)/app/collector/feed.o
 $(B)/t/unit/test_collector_feed: $(UNIT_EXTRA_test_collector_feed)
+# The FastCGI adapter's answer ends, against a client speaking FastCGI as nginx does.
+UNIT_EXTRA_test_fcgi := $(B)/app/fcgi/fcgi.o
+$(B)/t/unit/test_fcgi: $(UNIT_EXTRA_test_fcgi)
 
 $(B)/t/unit/%: t/unit/%.c $(APP_CORE_OBJS) $(LIBKB)
 	@mkdir -p $(dir $@)

@@ -213,7 +213,8 @@ kb_log_request(const kb_ctx *ctx, const kb_req *req)
 {
     kb_buf line = KB_BUF_INIT;
     double ms = (double)(kb_mono_us() - ctx->start_us) / 1000.0;
-    kb_log_begin(&line, ctx->resp.status >= 500 ? KB_LOG_ERROR : KB_LOG_INFO);
+    kb_log_level level = ctx->resp.status >= 500 ? KB_LOG_ERROR : KB_LOG_INFO;
+    kb_log_begin(&line, level);
     kb_buf_puts(&line, ",\"request_id\":");
     kb_buf_json_str(&line, req->request_id, strlen(req->request_id));
     kb_buf_puts(&line, ",\"method\":");
@@ -239,7 +240,7 @@ kb_log_request(const kb_ctx *ctx, const kb_req *req)
     }
     if (ctx->credits >= 0)
         kb_buf_printf(&line, ",\"credits\":%lld", (long long)ctx->credits);
-    kb_log_end(&line);
+    kb_log_end_held(&line, level);
     kb_buf_release(&line);
 }
 

@@ -7,6 +7,8 @@
 #ifndef KB_LOG_H
 #define KB_LOG_H
 
+#include <stdbool.h>
+
 #include "kb_buf.h"
 
 typedef enum kb_log_level {
@@ -36,6 +38,25 @@ void kb_log_begin(kb_buf *b, kb_log_level level);
 
 /* Close the object opened by kb_log_begin, write it, reset b. */
 void kb_log_end(kb_buf *b);
+
+/*
+ * Per-request lines may wait in a per-process buffer (a busy worker writes ten or
+ * so in one write(2) instead of one each). kb_log_hold(true) turns it on; then
+ * kb_log_end_held() keeps a line of level below warn, and writes it with the others
+ * when they would pass KB_LOG_HOLD_BYTES (each write stays whole lines of at most
+ * PIPE_BUF bytes, so lines of several processes never interleave), when a line is
+ * written through kb_log_end()/kb_log() (after them: the order is kept), at
+ * kb_log_flush(), and when the oldest has waited KB_LOG_HOLD_MS. The caller flushes
+ * whenever it goes idle (app/fcgi/worker.c), so at rest nothing waits. Off (the
+ * default), kb_log_end_held() is kb_log_end().
+ */
+#define KB_LOG_HOLD_BYTES 4096
+#define KB_LOG_HOLD_MS 1000
+void kb_log_hold(bool on);
+void kb_log_end_held(kb_buf *b, kb_log_level level);
+void kb_log_flush(void);
+/* Milliseconds until the oldest waiting line is due (0: now), or -1 when none waits. */
+int kb_log_due_ms(void);
 
 #define kb_log_info(...) kb_log(KB_LOG_INFO, __VA_ARGS__)
 #define kb_log_warn(...) kb_log(KB_LOG_WARN, __VA_ARGS__)

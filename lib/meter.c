@@ -46,19 +46,20 @@
 /* clang-format off */
 /* The fast path's UPDATE, its WHERE and the columns it returns. The clock checks
  * (key checked less than a minute ago, no cycle roll due, the carried counter is
- * today's) are the window [fast_from, fast_until) kb_meter_slow() stores with each
- * charge (migration 0026), which any other change of the cycle clears. A cost
- * below 0 never charges: written against the row, as "$3 >= 0" alone would become
- * a gating Result node the executor sets up on every charge. It returns only what
- * the worker does not already know: user id, key id, cost and token are its own
- * parameters ($1, $2, $3, $6; kb_meter_result_read() takes them from the caller).
- * Each column returned is text the server formats on every charge. */
+ * today's, the rate window is the current minute) are the window [fast_from,
+ * fast_until) kb_meter_slow() stores with each charge (migrations 0026 and 0027),
+ * which any other change of the cycle clears. Inside it rl_window_start is the
+ * current minute: the rate window only counts (the first charge of a minute goes
+ * the slow way, which restarts it). A cost below 0 never charges: written against
+ * the row, as "$3 >= 0" alone would become a gating Result node the executor sets
+ * up on every charge. It returns only what the worker does not already know: user
+ * id, key id, cost and token are its own parameters ($1, $2, $3, $6;
+ * kb_meter_result_read() takes them from the caller). Each column returned is text
+ * the server formats on every charge. */
 #define METER_UPDATE                                                                               \
     "UPDATE billing_accounts ba"                                                                   \
     "   SET credits_used = ba.credits_used + $3::integer,"                                         \
-    "       rl_count = CASE WHEN ba.rl_window_start = date_trunc('minute', kb_now())"              \
-    "                       THEN ba.rl_count + 1 ELSE 1 END,"                                      \
-    "       rl_window_start = date_trunc('minute', kb_now()),"                                     \
+    "       rl_count = ba.rl_count + 1,"                                                           \
     "       usage_credits = ba.usage_credits + $3::integer,"                                       \
     "       usage_requests = ba.usage_requests + 1,"                                               \
     "       charge_seq = ba.charge_seq + 1, charge_request = $5"                                   \
@@ -66,13 +67,14 @@
     "   AND kb_now() >= ba.fast_from AND kb_now() < ba.fast_until"                                 \
     "   AND ba.credits_used + $3::integer >= ba.credits_used"                                      \
     "   AND ba.credits_used + $3::integer <= ba.credits_total"                                     \
-    "   AND (ba.rl_window_start <> date_trunc('minute', kb_now()) OR ba.rl_count < ba.rl_limit)"   \
+    "   AND ba.rl_count < ba.rl_limit"                                                             \
     "   AND ba.usage_cycle = ba.billing_cycle_start AND ba.usage_endpoint = $4"                    \
     "   AND ba.charge_token = $6::uuid"
-/* rl_reset: the window's end; rl_window_start is the current minute once charged. */
+/* rl_reset: the window's end (rl_window_start is the current minute); rl_count was
+ * below rl_limit before this charge, so rl_remaining is never negative. */
 #define METER_RETURNING                                                                            \
     " 'ok'::text AS outcome, ba.credits_total, ba.credits_used, ba.rl_limit,"                      \
-    "   greatest(0, ba.rl_limit - ba.rl_count) AS rl_remaining,"                                  \
+    "   ba.rl_limit - ba.rl_count AS rl_remaining,"                                               \
     "   date_part('epoch', ba.rl_window_start)::bigint + 60 AS rl_reset,"                          \
     "   ba.billing_cycle_start AS cycle_start, ba.usage_day AS day,"                               \
     "   pg_current_xact_id() AS xid, ba.charge_seq AS seq"

@@ -194,14 +194,17 @@ kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx)
 bool
 kb_fcgi_complete(kb_fcgi *f, bool (*answered)(void *), void *arg)
 {
-    /* Everything but the held-back last byte goes out first (it may take several
-     * writes, and a worker killed among them leaves nginx an answer it cannot
-     * complete: the client sees it fail). Then, once the socket has room, the
-     * last byte with the closing records: one small write that cannot block, so
-     * nothing runs between answered() and the moment nginx has the whole answer. */
+    /* What libfcgi's buffer could not hold went out as the answer was written (a
+     * worker killed then leaves nginx an answer it cannot complete: the client sees
+     * it fail). The rest, at most one buffer (8 KiB), goes with the held-back last
+     * byte and the closing records in one write once the socket shows room (a Unix
+     * socket is writable while three quarters of its send buffer, over 150 KiB by
+     * default, are free): a write that cannot block, so nothing runs between
+     * answered() and the moment nginx has the whole answer. A small answer is
+     * then one write. A peer that hung up gets no answer: answered() is not asked. */
     if (f->req.out == NULL)
         return false; /* aborted (abort_answer): there is no end to write */
-    if (FCGX_FFlush(f->req.out) != 0) {
+    if (FCGX_GetError(f->req.out) != 0) {
         abort_answer(f); /* nginx is gone: nobody gets this answer */
         return false;
     }
@@ -212,7 +215,8 @@ kb_fcgi_complete(kb_fcgi *f, bool (*answered)(void *), void *arg)
         int64_t left = (until - kb_mono_us()) / 1000;
         n = poll(&p, 1, left > 0 ? (int)left : 0);
     } while (n < 0 && errno == EINTR);
-    if (n != 1 || !(p.revents & POLLOUT) || (answered != NULL && !answered(arg))) {
+    if (n != 1 || (p.revents & (POLLERR | POLLHUP)) || !(p.revents & POLLOUT) ||
+        (answered != NULL && !answered(arg))) {
         abort_answer(f);
         return false;
     }

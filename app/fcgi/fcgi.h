@@ -32,13 +32,14 @@ bool kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx);
 
 /*
  * End the answer written so far. kb_fcgi_write() holds its last byte back, so
- * nginx cannot have the whole answer yet: flush the rest, wait (up to 10 s) until
- * the socket has room, call answered(arg), and then write the last byte with the
- * FastCGI end of request, the one write after which nginx has the answer
- * (Content-Length complete, or the end of a streamed body). When the flush fails,
- * the socket stays full or answered() returns false, the answer is cut off
- * instead (the client sees it fail) and false is returned: it must not be counted
- * as answered. Also false after kb_fcgi_write() returned false.
+ * nginx cannot have the whole answer yet: wait (up to 10 s) until the socket has
+ * room, call answered(arg), and then write what is still buffered (at most 8 KiB:
+ * all of a small answer) with the last byte and the FastCGI end of request, the one
+ * write after which nginx has the answer (Content-Length complete, or the end of a
+ * streamed body). When a write failed, nginx hung up, the socket stays full or
+ * answered() returns false, the answer is cut off instead (the client sees it
+ * fail) and false is returned: it must not be counted as answered. Also false
+ * after kb_fcgi_write() returned false.
  */
 bool kb_fcgi_complete(kb_fcgi *f, bool (*answered)(void *), void *arg);
 

@@ -173,6 +173,7 @@ kb_worker_main(int listen_fd, int ready_fd, pid_t master)
         kb_log_warn("unable to report readiness to the master");
     close(ready_fd);
 
+    kb_log_hold(true);
     unsigned long budget = request_budget();
     int rc = 0;
     while (!stop_requested && (budget == 0 || w.served < budget)) {
@@ -183,8 +184,14 @@ kb_worker_main(int listen_fd, int ready_fd, pid_t master)
             unsettled = !kb_meter_settle_pending(&w, &arena);
             kb_arena_reset(&arena);
         }
+        /* Request lines wait (kb_log_hold) while connections do; going idle, the
+         * worker writes them first. */
         struct epoll_event ev;
-        int n = epoll_pwait(ep, &ev, 1, unsettled ? 1000 : -1, &idle_mask);
+        int n = kb_log_due_ms() >= 0 ? epoll_pwait(ep, &ev, 1, 0, &idle_mask) : 0;
+        if (n == 0) {
+            kb_log_flush();
+            n = epoll_pwait(ep, &ev, 1, unsettled ? 1000 : -1, &idle_mask);
+        }
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -205,6 +212,7 @@ kb_worker_main(int listen_fd, int ready_fd, pid_t master)
             serve_one(f, &w, &ctx, &arena);
     }
 
+    kb_log_hold(false);
     if (kb_journal_state(w.journal) != KB_J_IDLE) {
         kb_journal_charge c;
         kb_journal_get(w.journal, &c);

@@ -293,20 +293,23 @@ bench_key() {
     printf 'kb-bench-%040d' "$1"
 }
 
-# The accounts, bench_keys (n -> key hash, user id, key id: pgbench's way to pass one of
-# the N keys to a statement) and bench_floor: a copy of billing_accounts with its
-# columns, defaults, checks, indexes, foreign keys and fillfactor, holding the same rows.
+# The accounts, bench_keys (n -> key hash, user id, key id) and bench_floor: a copy of
+# billing_accounts with its columns, defaults, checks, indexes, foreign keys and
+# fillfactor, holding the same rows. Account n's user id and key id are made from n
+# (bench_id), so a pgbench script passes them as a worker does, as values, without a
+# lookup of its own in the statement it measures.
 setup_bench_accounts() {
     psql "$KB_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -v n="$BENCH_ACCOUNTS" <<'SQL' >/dev/null
 SET client_min_messages = warning;
 WITH u AS (
-    INSERT INTO users (email, password_hash)
-    SELECT 'bench-' || g || '@example.test', 'x' FROM generate_series(1, :n) g
+    INSERT INTO users (id, email, password_hash)
+    SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid,
+           'bench-' || g || '@example.test', 'x' FROM generate_series(1, :n) g
     ON CONFLICT (email) DO UPDATE SET email = excluded.email
     RETURNING id, email)
 , k AS (
-    INSERT INTO api_keys (user_id, key_hash, key_prefix, name)
-    SELECT u.id, encode(sha256(convert_to('kb-bench-' || lpad(split_part(split_part(u.email, '@', 1), '-', 2), 40, '0'), 'UTF8')), 'hex'),
+    INSERT INTO api_keys (id, user_id, key_hash, key_prefix, name)
+    SELECT ('00000000-0000-4000-9000-' || right(u.id::text, 12))::uuid, u.id, encode(sha256(convert_to('kb-bench-' || lpad(split_part(split_part(u.email, '@', 1), '-', 2), 40, '0'), 'UTF8')), 'hex'),
            'kb-benc', 'bench'
     FROM u
     ON CONFLICT (key_hash) DO NOTHING)
@@ -329,6 +332,9 @@ ANALYZE bench_keys;
 ANALYZE bench_floor;
 ANALYZE billing_accounts;
 SQL
+    local bad
+    bad=$(psql "$KB_DATABASE_URL" -qAt -c "SELECT count(*) FROM bench_keys WHERE user_id <> $(bench_id user n) OR key_id <> $(bench_id key n)")
+    [[ $bad == 0 ]] || die "bench accounts: $bad ids not made from their number (an older data set?)"
     # Same storage parameters (fillfactor) as the table it copies.
     local opts
     opts=$(psql "$KB_DATABASE_URL" -qAt -c "SELECT array_to_string(reloptions, ', ') FROM pg_class WHERE relname = 'billing_accounts'")
@@ -341,8 +347,14 @@ SQL
 #   floor: the bare UPDATE of one account row;
 #   meter: the workers' meter statement (t/bench/meter-sql.c prints it; a worker runs it for
 #          a key it has seen), then its slow path when it charged nothing, as a worker does.
-# Each picks a key at random per transaction and reads its ids from bench_keys by n (the
-# same subquery in both, standing for the statement's parameter).
+# Each picks a key at random per transaction. The ids go in as the expression bench_id
+# prints (a cast of text made from :n, as a worker's parameter is a cast of text), the
+# same in both; the slow path, once a minute per key, reads the key's hash from bench_keys.
+bench_id() {
+    local part=8000
+    [[ $1 == key ]] && part=9000
+    printf "('00000000-0000-4000-%s-' || lpad(%s::text, 12, '0'))::uuid" "$part" "$2"
+}
 sub() {
     printf '(SELECT %s FROM bench_keys WHERE n = :n)' "$1"
 }
@@ -358,7 +370,7 @@ pgbench_script() {
         printf '\\set n random(1, %s)\n' "$n"
         case $name in
         floor*)
-            printf 'UPDATE bench_floor SET credits_used = credits_used + 1 WHERE user_id = %s AND credits_used + 1 <= credits_total RETURNING credits_used, credits_total;\n' "$(sub user_id)"
+            printf 'UPDATE bench_floor SET credits_used = credits_used + 1 WHERE user_id = %s AND credits_used + 1 <= credits_total RETURNING credits_used, credits_total;\n' "$(bench_id user :n)"
             ;;
         meter*)
             # For -hosts the fast statement writes the charge's meter_inflight row ($7..$9:
@@ -371,7 +383,7 @@ pgbench_script() {
                 host="'bench-host'" slot=:client_id life="'$BENCH_HOST_LIFE'" fast=fast-row
             fi
             printf '\\set xid 0\n'
-            "$TMP/meter-sql" "$fast" | tr '\n' ' ' | sed -e "s|\\\$1|$(sub user_id)|g; s|\\\$2|$(sub key_id)|g; s|\\\$3|1|g; s|\\\$4|'/markets/{ticker}'|g; s|\\\$5|'req_bench000000'|g; s|\\\$6|'$BENCH_LIFE'|g; s|\\\$7|$host|g; s|\\\$8|$slot|g; s|\\\$9|$life|g"
+            "$TMP/meter-sql" "$fast" | tr '\n' ' ' | sed -e "s#\\\$1#$(bench_id user :n)#g; s#\\\$2#$(bench_id key :n)#g; s#\\\$3#1#g; s#\\\$4#'/markets/{ticker}'#g; s#\\\$5#'req_bench000000'#g; s#\\\$6#'$BENCH_LIFE'#g; s#\\\$7#$host#g; s#\\\$8#$slot#g; s#\\\$9#$life#g"
             printf '\\aset\n\\if :xid = 0\n'
             "$TMP/meter-sql" slow | tr '\n' ' ' | sed -e "s|\\\$1|$(sub key_hash)|g; s|\\\$2|1|g; s|\\\$3|'/markets/{ticker}'|g; s|\\\$4|'req_bench000000'|g"
             printf '\n\\aset\n'

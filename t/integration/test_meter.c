@@ -623,7 +623,7 @@ START_TEST(meter_incarnation_changes_only_by_a_crash)
 }
 END_TEST
 
-/* ---- the fast path's clock window (migration 0026) ---- */
+/* ---- the fast path's clock window (migrations 0026 and 0027) ---- */
 
 /* Would the fast path charge s's key now? Its statement in a transaction rolled back. */
 static int
@@ -658,15 +658,28 @@ typedef struct window_case {
     const char *inside, *outside; /* shifts from start: the fast path charges, then not */
 } window_case;
 
+/* The starts sit in a minute of their own (the next one), so that only the bound
+ * a case names falls between its two shifts. */
+#define NEXT_MINUTE "SELECT date_trunc('minute', now()) + interval '1 minute' + interval "
+
 static const window_case window_cases[] = {
+    /* The key was checked in the minute before (last_used_at is written at most once
+     * a second, so the slow path keeps a check up to a second old): its minute ends
+     * 0.3 s before this one. */
     {"the key check's minute", "project",
+     "WITH k AS (UPDATE api_keys SET last_used_at = kb_now() - interval '500 milliseconds'"
+     " WHERE user_id = $1)"
+     " UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
+     " WHERE user_id = $1",
+     NEXT_MINUTE "'200 milliseconds'", "59 seconds", "59.6 seconds"},
+    {"the rate window's minute", "project",
      "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
      " WHERE user_id = $1",
-     "SELECT now()", "50 seconds", "61 seconds"},
+     NEXT_MINUTE "'5 seconds'", "50 seconds", "56 seconds"},
     {"a project's period end", "project",
      "UPDATE billing_accounts SET billing_cycle_start = kb_now() - interval '10 days',"
      " billing_cycle_end = kb_now() + interval '30 seconds' WHERE user_id = $1",
-     "SELECT now()", "20 seconds", "31 seconds"},
+     NEXT_MINUTE "'5 seconds'", "20 seconds", "31 seconds"},
     {"the UTC day's end", "project",
      "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
      " WHERE user_id = $1",
@@ -755,6 +768,59 @@ START_TEST(meter_fast_window_cleared_by_a_cycle_change)
 }
 END_TEST
 
+/* The rate window restarts with each minute, fast path or not: charges in a new
+ * minute count from one, though the key check from the minute before would still
+ * let the fast path charge (its window ends with the minute it counted in). */
+START_TEST(meter_rate_window_restarts_each_minute)
+{
+    PGconn *c = kbt_db();
+    char *at = kbt_sql_value(c, NEXT_MINUTE "'30 seconds'");
+    clock_to(c, at, "0 seconds");
+    free(at);
+    kbt_account a;
+    kbt_account_new(c, &a, "project", 1000, 5, false);
+    kbt_sqlp_ok(c,
+                "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
+                " WHERE user_id = $1",
+                1, a.user_id);
+    seen s = {"", "", ""};
+    for (int i = 0; i < 3; i++) {
+        PGresult *r = meter_exec(c, &s, a.key_hash, "1", "/markets");
+        ck_assert_str_eq(PQgetvalue(r, 0, PQfnumber(r, "outcome")), "ok");
+        ck_assert_str_eq(PQgetvalue(r, 0, PQfnumber(r, "rl_remaining")), i == 0   ? "4"
+                                                                         : i == 1 ? "3"
+                                                                                  : "2");
+        PQclear(r);
+    }
+    /* A transaction whose clock reads the minute before (it began before the one
+     * that stored the window) does not count in this minute's window. */
+    char *start = kbt_sql_value(c, "SELECT kb_now()::text");
+    clock_to(c, start, "-31 seconds");
+    ck_assert_int_eq(fast_probe(c, &s), 0);
+    /* 35 s on: the next minute, 25 s before the key check's runs out. */
+    clock_to(c, start, "35 seconds");
+    free(start);
+    ck_assert_int_eq(fast_probe(c, &s), 0);
+    for (int i = 0; i < 5; i++) {
+        PGresult *r = meter_exec(c, &s, a.key_hash, "1", "/markets");
+        ck_assert_msg(strcmp(PQgetvalue(r, 0, PQfnumber(r, "outcome")), "ok") == 0,
+                      "charge %d of the new minute: %s", i + 1,
+                      PQgetvalue(r, 0, PQfnumber(r, "outcome")));
+        PQclear(r);
+    }
+    PGresult *r = meter_exec(c, &s, a.key_hash, "1", "/markets");
+    ck_assert_str_eq(PQgetvalue(r, 0, PQfnumber(r, "outcome")), "rate_limited");
+    PQclear(r);
+    ck_assert_int_eq(used(c, &a), 8);
+    ck_assert_int_eq(kbt_sql_long1(c,
+                                   "SELECT (rl_window_start = date_trunc('minute', kb_now()))::int"
+                                   " * rl_count FROM billing_accounts WHERE user_id = $1",
+                                   a.user_id),
+                     5);
+    PQfinish(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -784,6 +850,7 @@ main(void)
     tcase_add_loop_test(tw, meter_fast_window_ends_at_each_clock_bound, 0,
                         sizeof(window_cases) / sizeof(window_cases[0]));
     tcase_add_test(tw, meter_fast_window_cleared_by_a_cycle_change);
+    tcase_add_test(tw, meter_rate_window_restarts_each_minute);
     suite_add_tcase(s, tw);
     return kb_check_run(s);
 }

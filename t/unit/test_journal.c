@@ -251,12 +251,10 @@ remove_dir(void)
 {
     DIR *d = opendir(jdir);
     struct dirent *de;
-    char p[256];
     while (d != NULL && (de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.')
             continue;
-        snprintf(p, sizeof(p), "%s/%s", jdir, de->d_name);
-        unlink(p);
+        unlinkat(dirfd(d), de->d_name, 0);
     }
     if (d != NULL)
         closedir(d);
