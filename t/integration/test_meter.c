@@ -662,27 +662,25 @@ typedef struct window_case {
  * a case names falls between its two shifts. */
 #define NEXT_MINUTE "SELECT date_trunc('minute', now()) + interval '1 minute' + interval "
 
+#define PERIOD_IN_20_DAYS                                                                          \
+    "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"                \
+    " WHERE user_id = $1"
+
 static const window_case window_cases[] = {
     /* The key was checked in the minute before (last_used_at is written at most once
      * a second, so the slow path keeps a check up to a second old): its minute ends
      * 0.3 s before this one. */
     {"the key check's minute", "project",
      "WITH k AS (UPDATE api_keys SET last_used_at = kb_now() - interval '500 milliseconds'"
-     " WHERE user_id = $1)"
-     " UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
-     " WHERE user_id = $1",
+     " WHERE user_id = $1) " PERIOD_IN_20_DAYS,
      NEXT_MINUTE "'200 milliseconds'", "59 seconds", "59.6 seconds"},
-    {"the rate window's minute", "project",
-     "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
-     " WHERE user_id = $1",
-     NEXT_MINUTE "'5 seconds'", "50 seconds", "56 seconds"},
+    {"the rate window's minute", "project", PERIOD_IN_20_DAYS, NEXT_MINUTE "'5 seconds'",
+     "50 seconds", "56 seconds"},
     {"a project's period end", "project",
      "UPDATE billing_accounts SET billing_cycle_start = kb_now() - interval '10 days',"
      " billing_cycle_end = kb_now() + interval '30 seconds' WHERE user_id = $1",
      NEXT_MINUTE "'5 seconds'", "20 seconds", "31 seconds"},
-    {"the UTC day's end", "project",
-     "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
-     " WHERE user_id = $1",
+    {"the UTC day's end", "project", PERIOD_IN_20_DAYS,
      "SELECT (date_trunc('day', now() AT TIME ZONE 'UTC') + interval '1 day')"
      " AT TIME ZONE 'UTC'"
      " - interval '20 seconds'",
@@ -735,6 +733,13 @@ START_TEST(meter_fast_window_ends_at_each_clock_bound)
 }
 END_TEST
 
+/* A project account's period that ends 20 days from the clock: no roll comes near. */
+static void
+period_ends_in_20_days(PGconn *c, const kbt_account *a)
+{
+    kbt_sqlp_ok(c, PERIOD_IN_20_DAYS, 1, a->user_id);
+}
+
 /* Another writer of the cycle (a Stripe event, kbctl) clears the window: a period
  * end moved into the past with the same start is seen by the next charge at once. */
 START_TEST(meter_fast_window_cleared_by_a_cycle_change)
@@ -742,10 +747,7 @@ START_TEST(meter_fast_window_cleared_by_a_cycle_change)
     PGconn *c = kbt_db();
     kbt_account a;
     kbt_account_new(c, &a, "project", 1000, 0, false);
-    kbt_sqlp_ok(c,
-                "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
-                " WHERE user_id = $1",
-                1, a.user_id);
+    period_ends_in_20_days(c, &a);
     seen s = {"", "", ""};
     PQclear(meter_exec(c, &s, a.key_hash, "1", "/markets"));
     ck_assert_int_eq(fast_probe(c, &s), 1);
@@ -779,10 +781,7 @@ START_TEST(meter_rate_window_restarts_each_minute)
     free(at);
     kbt_account a;
     kbt_account_new(c, &a, "project", 1000, 5, false);
-    kbt_sqlp_ok(c,
-                "UPDATE billing_accounts SET billing_cycle_end = kb_now() + interval '20 days'"
-                " WHERE user_id = $1",
-                1, a.user_id);
+    period_ends_in_20_days(c, &a);
     seen s = {"", "", ""};
     for (int i = 0; i < 3; i++) {
         PGresult *r = meter_exec(c, &s, a.key_hash, "1", "/markets");
