@@ -207,7 +207,7 @@ run: deps
 
 # gcc -Werror build, then the clang ASan/UBSan build and its tests.
 check-build: deps
-	$(MAKE) VARIANT=release all
+	$(MAKE) VARIANT=release all tests
 	$(MAKE) VARIANT=asan all tests
 	$(MAKE) VARIANT=fuzz fuzz-targets
 

@@ -66,7 +66,7 @@ keys_once(void)
     if (access(other, R_OK) == 0)
         return;
     mkdir(keydir, 0700);
-    char cmd[2048];
+    char cmd[4096];
     snprintf(cmd, sizeof(cmd),
              "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 "
              "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "

@@ -21,7 +21,7 @@ first_of_month(char *out, size_t outsz)
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
-    snprintf(out, outsz, "%04d-%02d-01T00:00:00+00:00", tm.tm_year + 1900, tm.tm_mon + 1);
+    strftime(out, outsz, "%Y-%m-01T00:00:00+00:00", &tm);
 }
 
 START_TEST(status_creates_free_account_with_exact_shape)

@@ -564,9 +564,9 @@ START_TEST(demo_data_has_a_subpenny_and_a_fractional_market)
                                 "{\"market_ticker\":\"KXRAINNYCM-26JAN-T2\",\"timestamp\":"
                                 "\"2026-01-14T18:30:00Z\",\"depth\":3}");
     ck_assert_int_eq(r->status, 200);
-    const cJSON *lv = cJSON_GetArrayItem(cJSON_GetObjectItem(r->json, "yes"), 0);
-    ck_assert_ptr_nonnull(lv);
-    double p = cJSON_GetObjectItem(lv, "price")->valuedouble;
+    const cJSON *best = cJSON_GetArrayItem(cJSON_GetObjectItem(r->json, "yes"), 0);
+    ck_assert_ptr_nonnull(best);
+    double p = cJSON_GetObjectItem(best, "price")->valuedouble;
     ck_assert_msg(p > 1 && p < 10, "tapered market quoted at %g cents", p);
     kbt_resp_free(r);
 }

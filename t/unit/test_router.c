@@ -325,7 +325,7 @@ START_TEST(dispatch_undecodable_param_is_the_routes_miss_uncharged)
         const char *method, *path;
         int status;
         const char *code;
-    } cases[] = {
+    } undecodable[] = {
         {"GET", "/markets/%FF", 404, "market_not_found"},
         {"GET", "/events/%C0%AF", 404, "event_not_found"},
         {"GET", "/settlements/%ED%A0%80", 404, "settlement_not_found"},
@@ -336,13 +336,14 @@ START_TEST(dispatch_undecodable_param_is_the_routes_miss_uncharged)
     };
     offline o;
     offline_init(&o);
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        offline_dispatch(&o, cases[i].method, cases[i].path, "Bearer kb-abcdef");
+    for (size_t i = 0; i < sizeof(undecodable) / sizeof(undecodable[0]); i++) {
+        offline_dispatch(&o, undecodable[i].method, undecodable[i].path, "Bearer kb-abcdef");
         const char *body = kb_buf_cstr(&o.ctx.resp.body);
-        ck_assert_msg(o.ctx.resp.status == cases[i].status, "%s: %d", cases[i].path,
+        ck_assert_msg(o.ctx.resp.status == undecodable[i].status, "%s: %d", undecodable[i].path,
                       o.ctx.resp.status);
-        ck_assert_msg(strstr(body, cases[i].code) != NULL, "%s: %s", cases[i].path, body);
-        ck_assert_msg(strstr(body, "path.") != NULL, "%s: %s", cases[i].path, body);
+        ck_assert_msg(strstr(body, undecodable[i].code) != NULL, "%s: %s", undecodable[i].path,
+                      body);
+        ck_assert_msg(strstr(body, "path.") != NULL, "%s: %s", undecodable[i].path, body);
         ck_assert_ptr_null(o.ctx.charge);
         kb_ctx_release(&o.ctx);
     }
