@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "kb_log.h"
@@ -26,10 +27,38 @@ struct kb_fcgi {
      * of its Content-Length, or the header of its end). */
     char held;
     bool has_held;
+    /* The largest write the connection takes in one piece once poll() shows room
+     * (0: not read yet); connections from one listen socket share it. */
+    size_t one_piece;
 };
 
 /* How long the answer's last write waits for nginx to make room. */
 #define COMPLETE_WAIT_MS 10000
+/* libfcgi's stdout buffer (FCGX_Accept_r), and room for the held byte's record and
+ * the closing records that go with it. */
+#define OUT_BUFFER 8192
+#define END_RECORDS 64
+
+/*
+ * A Unix stream socket that poll() shows writable has three quarters of its send
+ * buffer free, and a write that fits in one of its buffers (half the send buffer,
+ * less a header) is queued whole at once: it cannot block. The default send buffer
+ * (net.core.wmem_default, 208 KiB) takes libfcgi's whole buffer that way; a send
+ * buffer under about 17 KiB does not, and then the buffered part goes first.
+ */
+static size_t
+one_piece(kb_fcgi *f)
+{
+    if (f->one_piece == 0) {
+        int sndbuf = 0;
+        socklen_t len = sizeof(sndbuf);
+        if (getsockopt(f->req.ipcFd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) == 0 && sndbuf > 1024)
+            f->one_piece = (size_t)sndbuf / 2 - 256;
+        else
+            f->one_piece = END_RECORDS; /* unknown: the buffered part always goes first */
+    }
+    return f->one_piece;
+}
 
 kb_fcgi *
 kb_fcgi_new(int listen_fd)
@@ -197,14 +226,15 @@ kb_fcgi_complete(kb_fcgi *f, bool (*answered)(void *), void *arg)
     /* What libfcgi's buffer could not hold went out as the answer was written (a
      * worker killed then leaves nginx an answer it cannot complete: the client sees
      * it fail). The rest, at most one buffer (8 KiB), goes with the held-back last
-     * byte and the closing records in one write once the socket shows room (a Unix
-     * socket is writable while three quarters of its send buffer, over 150 KiB by
-     * default, are free): a write that cannot block, so nothing runs between
-     * answered() and the moment nginx has the whole answer. A small answer is
-     * then one write. A peer that hung up gets no answer: answered() is not asked. */
+     * byte and the closing records in one write once the socket shows room: a
+     * write that cannot block (one_piece()), so nothing runs between answered() and
+     * the moment nginx has the whole answer. A small answer is then one write. A
+     * peer that hung up gets no answer: answered() is not asked. */
     if (f->req.out == NULL)
         return false; /* aborted (abort_answer): there is no end to write */
-    if (FCGX_GetError(f->req.out) != 0) {
+    size_t buffered = OUT_BUFFER - (size_t)(f->req.out->stop - f->req.out->wrNext);
+    if (FCGX_GetError(f->req.out) != 0 ||
+        (buffered + END_RECORDS > one_piece(f) && FCGX_FFlush(f->req.out) != 0)) {
         abort_answer(f); /* nginx is gone: nobody gets this answer */
         return false;
     }

@@ -34,7 +34,9 @@ bool kb_fcgi_write(kb_fcgi *f, const kb_req *req, kb_ctx *ctx);
  * End the answer written so far. kb_fcgi_write() holds its last byte back, so
  * nginx cannot have the whole answer yet: wait (up to 10 s) until the socket has
  * room, call answered(arg), and then write what is still buffered (at most 8 KiB:
- * all of a small answer) with the last byte and the FastCGI end of request, the one
+ * all of a small answer; first, before answered(), on a connection whose send
+ * buffer could not take that in one piece) with the last byte and the FastCGI end of
+ * request, the one
  * write after which nginx has the answer (Content-Length complete, or the end of a
  * streamed body). When a write failed, nginx hung up, the socket stays full or
  * answered() returns false, the answer is cut off instead (the client sees it

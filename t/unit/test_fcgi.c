@@ -9,6 +9,8 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 #include "fcgi.h"
 #include "kb_arena.h"
 #include "kb_http.h"
+#include "kb_time.h"
 #include "kb_worker.h"
 #include "kb_banned.h"
 
@@ -97,6 +100,9 @@ typedef struct answer {
     bool ended; /* an END_REQUEST record */
 } answer;
 
+/* Bytes read_answer() has read so far (it may run in a thread of its own). */
+static _Atomic size_t got;
+
 /* Everything the client gets until the worker closes its end. */
 static void
 read_answer(int c, answer *out)
@@ -111,6 +117,7 @@ read_answer(int c, answer *out)
         if (n <= 0)
             break;
         len += (size_t)n;
+        got = len;
         ck_assert_uint_lt(len, cap);
     }
     memset(out, 0, sizeof(*out));
@@ -159,6 +166,8 @@ readable_now(int c)
 typedef struct calls {
     int n;
     bool reply;
+    int client;    /* the client's end to peek at, or -1 */
+    ssize_t early; /* bytes it could read (or, with client -1, had read) when answered() ran */
 } calls;
 
 static bool
@@ -166,7 +175,35 @@ answered(void *arg)
 {
     calls *k = arg;
     k->n++;
+    if (k->client >= 0) {
+        char buf[1 << 16];
+        k->early = recv(k->client, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+    } else {
+        /* What went out before now reaches the reading thread within microseconds
+         * (its count is stored just after the read returns); a second is the
+         * deadline for that, not a guess at a delay. */
+        int64_t until = kb_mono_us() + 1000000;
+        while (got == 0 && kb_mono_us() < until)
+            sched_yield();
+        k->early = (ssize_t)got;
+    }
     return k->reply;
+}
+
+/* The worker's end of the connection: the socket named as the listener, not it. */
+static int
+server_fd(void)
+{
+    for (int fd = 0; fd < 1024; fd++) {
+        struct sockaddr_un a;
+        socklen_t len = sizeof(a);
+        if (fd == listen_fd || getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+            continue;
+        if (len == sock_len && memcmp(&a, &sock_addr, len) == 0)
+            return fd;
+    }
+    ck_abort_msg("no accepted connection");
+    return -1;
 }
 
 typedef struct served {
@@ -220,9 +257,10 @@ START_TEST(small_answer_goes_out_whole_after_answered)
     served s;
     serve(&s, 1200);
     ck_assert_uint_eq(readable_now(c), 0);
-    calls k = {0, true};
+    calls k = {0, true, c, -2};
     ck_assert(kb_fcgi_complete(s.f, answered, &k));
     ck_assert_int_eq(k.n, 1);
+    ck_assert_int_lt(k.early, 0); /* nothing had gone out when it ran */
     done(&s);
     answer a;
     read_answer(c, &a);
@@ -245,10 +283,51 @@ START_TEST(large_answer_holds_back_only_its_end)
     size_t early = readable_now(c);
     ck_assert_uint_gt(early, 0);
     ck_assert_uint_lt(early, n);
-    calls k = {0, true};
+    calls k = {0, true, -1, 0};
     ck_assert(kb_fcgi_complete(s.f, answered, &k));
     ck_assert_int_eq(k.n, 1);
     done(&s);
+    close(c);
+}
+END_TEST
+
+typedef struct reader {
+    int c;
+    answer a;
+} reader;
+
+static void *
+read_in_thread(void *arg)
+{
+    reader *r = arg;
+    read_answer(r->c, &r->a);
+    return NULL;
+}
+
+/* A send buffer too small to take libfcgi's buffer in one piece: the buffered part
+ * goes out before answered() (the client, reading as nginx does, has it by then),
+ * only the end after it, and the answer is whole. */
+START_TEST(small_send_buffer_sends_the_buffered_part_first)
+{
+    listen_setup();
+    int c = client();
+    served s;
+    serve(&s, 3000);
+    int small = 2048; /* the kernel doubles it: about 4 KiB */
+    ck_assert_int_eq(setsockopt(server_fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    got = 0;
+    reader r = {.c = c};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, read_in_thread, &r), 0);
+    calls k = {0, true, -1, 0};
+    ck_assert(kb_fcgi_complete(s.f, answered, &k));
+    ck_assert_int_eq(k.n, 1);
+    ck_assert_int_gt(k.early, 0); /* part of it had gone out when it ran */
+    done(&s);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    check_body(&r.a, 3000);
+    ck_assert(r.a.ended);
+    free(r.a.body);
     close(c);
 }
 END_TEST
@@ -261,7 +340,7 @@ START_TEST(peer_gone_before_the_end_is_not_answered)
     served s;
     serve(&s, 1200);
     close(c);
-    calls k = {0, true};
+    calls k = {0, true, -1, 0};
     ck_assert(!kb_fcgi_complete(s.f, answered, &k));
     ck_assert_int_eq(k.n, 0);
     done(&s);
@@ -276,7 +355,7 @@ START_TEST(answered_refusing_cuts_the_answer)
     int c = client();
     served s;
     serve(&s, 1200);
-    calls k = {0, false};
+    calls k = {0, false, -1, 0};
     ck_assert(!kb_fcgi_complete(s.f, answered, &k));
     ck_assert_int_eq(k.n, 1);
     done(&s);
@@ -297,6 +376,7 @@ main(void)
     TCase *tc = tcase_create("end");
     tcase_add_test(tc, small_answer_goes_out_whole_after_answered);
     tcase_add_test(tc, large_answer_holds_back_only_its_end);
+    tcase_add_test(tc, small_send_buffer_sends_the_buffered_part_first);
     tcase_add_test(tc, peer_gone_before_the_end_is_not_answered);
     tcase_add_test(tc, answered_refusing_cuts_the_answer);
     suite_add_tcase(s, tc);
