@@ -299,17 +299,20 @@ bench_key() {
 # (bench_id), so a pgbench script passes them as a worker does, as values, without a
 # lookup of its own in the statement it measures.
 setup_bench_accounts() {
-    psql "$KB_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -v n="$BENCH_ACCOUNTS" <<'SQL' >/dev/null
+    # The ids as bench_id makes them, of g (the account's number) and of the number in
+    # the user's email (psql puts the text of :user_id and :key_id in place).
+    psql "$KB_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -v n="$BENCH_ACCOUNTS" \
+        -v user_id="$(bench_id user g)" \
+        -v key_id="$(bench_id key "split_part(split_part(u.email, '@', 1), '-', 2)::int")" <<'SQL' >/dev/null
 SET client_min_messages = warning;
 WITH u AS (
     INSERT INTO users (id, email, password_hash)
-    SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid,
-           'bench-' || g || '@example.test', 'x' FROM generate_series(1, :n) g
+    SELECT :user_id, 'bench-' || g || '@example.test', 'x' FROM generate_series(1, :n) g
     ON CONFLICT (email) DO UPDATE SET email = excluded.email
     RETURNING id, email)
 , k AS (
     INSERT INTO api_keys (id, user_id, key_hash, key_prefix, name)
-    SELECT ('00000000-0000-4000-9000-' || right(u.id::text, 12))::uuid, u.id, encode(sha256(convert_to('kb-bench-' || lpad(split_part(split_part(u.email, '@', 1), '-', 2), 40, '0'), 'UTF8')), 'hex'),
+    SELECT :key_id, u.id, encode(sha256(convert_to('kb-bench-' || lpad(split_part(split_part(u.email, '@', 1), '-', 2), 40, '0'), 'UTF8')), 'hex'),
            'kb-benc', 'bench'
     FROM u
     ON CONFLICT (key_hash) DO NOTHING)

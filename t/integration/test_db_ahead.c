@@ -37,6 +37,13 @@ ahead_tables(void)
     PQfinish(c);
 }
 
+/* Rows the carrier wrote under tag, as another connection sees them (committed). */
+static long
+stored(PGconn *c, const char *tag)
+{
+    return kbt_sql_long1(c, "SELECT count(*) FROM kbt_ahead WHERE tag = $1", tag);
+}
+
 /* The sequence's last number, as another connection sees it. */
 static long
 seq_now(PGconn *c)
@@ -177,7 +184,7 @@ START_TEST(sent_ahead_failure_leaves_the_carrier_committed)
 
     kb_db_send_ahead(&db, &ahead_fail, p);
     exec_write(&db, &a, tag);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM kbt_ahead WHERE tag = $1", tag), 1);
+    ck_assert_int_eq(stored(c, tag), 1);
     ck_assert_int_eq(kb_db_exec(&db, &a, &ahead_fail, p, NULL), KB_E_INTERNAL);
     ck_assert(kb_db_sqlstate_is(&db, "22012")); /* division_by_zero */
     ck_assert_ptr_nonnull(db.conn);
@@ -209,9 +216,9 @@ START_TEST(sent_ahead_rides_in_the_open_transaction)
     long ran = seq_now(c);
     ck_assert_int_eq(ran, before + 1); /* it ran, before the commit */
     ck_assert_ptr_nonnull(db.ahead_result);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM kbt_ahead WHERE tag = $1", tag), 0);
+    ck_assert_int_eq(stored(c, tag), 0);
     ck_assert_int_eq(kb_db_commit(&db), KB_OK);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM kbt_ahead WHERE tag = $1", tag), 1);
+    ck_assert_int_eq(stored(c, tag), 1);
     ck_assert_int_eq(seq_now(c), ran); /* the commit did not run it again */
     long count, n = exec_read(&db, &a, tag, &count);
     ck_assert_int_eq(n, ran);   /* that run's answer */
@@ -243,7 +250,7 @@ START_TEST(sent_ahead_failure_aborts_the_open_transaction)
     ck_assert(!db.open);
     ck_assert_ptr_null(db.ahead);
     ck_assert_ptr_nonnull(db.conn);
-    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM kbt_ahead WHERE tag = $1", tag), 0);
+    ck_assert_int_eq(stored(c, tag), 0);
     long count;
     (void)exec_read(&db, &a, tag, &count);
     ck_assert_int_eq(count, 0);
