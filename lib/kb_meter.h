@@ -58,14 +58,15 @@ typedef struct kb_meter_result {
     int64_t cost;     /* charged: the route's cost; 0 when refused */
     int64_t rl_limit; /* requests per minute */
     int64_t rl_remaining;
-    int64_t rl_reset;     /* Unix time the window ends */
-    int64_t retry_after;  /* seconds, refused requests */
-    char cycle_start[40]; /* the account's cycle, for refunds */
-    char day[16];         /* UTC day the usage counts on, for refunds */
-    int64_t outbox_id;    /* PAYG overage row, 0 = none */
-    uint64_t xid;         /* the charge's transaction, 0 unless charged */
-    char token[40];       /* the server's life it ran in (kb_incarnation()), "" unless charged */
-    int64_t seq;          /* the account's charge count it made, 0 unless charged */
+    int64_t rl_reset;      /* Unix time the window ends */
+    int64_t retry_after;   /* seconds, refused requests */
+    char cycle_start[40];  /* the account's cycle, for refunds */
+    char day[16];          /* UTC day the usage counts on, for refunds */
+    int64_t outbox_id;     /* PAYG overage row, 0 = none */
+    uint64_t xid;          /* the charge's transaction, 0 unless charged */
+    char token[40];        /* the server's life it ran in (kb_incarnation()), "" unless charged */
+    int64_t seq;           /* the account's charge count it made, 0 unless charged */
+    int64_t fast_until_us; /* the fast path's window end (µs since the epoch), 0 = not said */
 } kb_meter_result;
 
 /*
@@ -91,6 +92,13 @@ bool kb_meter_result_read(const PGresult *r, int row, const kb_meter_result *giv
 extern const kb_stmt kb_meter_stmt;
 extern const kb_stmt kb_meter_row_stmt;
 extern const kb_stmt kb_meter_slow_stmt;
+
+/* kb_meter_stmt in one round trip with its commit: run by kb_db_exec_chain() in
+ * the transaction begun ahead, whose id the journal holds first. Its conditions
+ * raise SQLSTATE KB001 (kb_meter_fast_miss()) instead of matching no row, so the
+ * transaction commits only what it charged. $1..$6 as kb_meter_stmt's, $7 the
+ * cycle start and $8 the UTC day the worker expects (from the key's last charge). */
+extern const kb_stmt kb_meter_chain_stmt;
 
 /* What the meter charged for this request (ctx->charge), for headers and refunds. */
 typedef struct kb_charge {
