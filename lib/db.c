@@ -751,7 +751,7 @@ kb_db_exec_chain(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *cons
     /* Aborted: the first failure says why (the caller logs what it did not expect). */
     const PGresult *why = !result_ok(r) ? r : (a != NULL && !result_ok(ar)) ? ar : cr;
     set_sqlstate(db, why);
-    bool lost = db->conn == NULL || connection_lost(db);
+    bool lost = connection_lost(db);
     PQclear(r);
     PQclear(ar);
     PQclear(cr);
@@ -826,7 +826,7 @@ commit(kb_db *db, const kb_stmt *st, const char *const *params, bool chain)
         PQresultStatus(res[0]) != PGRES_TUPLES_OK) {
         /* The commit itself failed: the transaction aborted. */
         set_sqlstate(db, res[0]);
-        bool lost = db->conn == NULL || connection_lost(db);
+        bool lost = connection_lost(db);
         if (!lost)
             log_pq_error("commit", PQresultErrorMessage(res[0]));
         PQclear(res[0]);
