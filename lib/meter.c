@@ -7,7 +7,11 @@
  * journals the transaction id, the server's life and the account's charge count
  * the statement returned (the charge's footprint in the account row, migration
  * 0016), and the charge, so a charge whose commit or answer is lost can be
- * settled exactly, across a crash of Postgres too. Refunds happen only on the error
+ * settled exactly, across a crash of Postgres too. In the common case it is one
+ * round trip instead (charge_one_trip(), migration 0028): the transaction was
+ * begun ahead by the previous charge's commit (kb_db_commit_chain), so its id and
+ * the whole charge but its count are journaled before kb_meter_chain_stmt, the
+ * lookup and the commit go out together (kb_db_exec_chain). Refunds happen only on the error
  * path, through kb_meter_refund(), which also removes the request's outbox row
  * unless the reporter already claimed it.
  */
