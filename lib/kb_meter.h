@@ -14,11 +14,13 @@
  *     X-RateLimit-* headers, sends, and then settles the charge's journal entry.
  * Handlers never refund themselves.
  *
- * A charge's transaction is left open until the worker's journal entry holds
- * its transaction id and what a refund needs, and is committed only then; a
- * charge whose commit or answer was lost is settled from the journal
- * (kb_meter_settle_pending(); db/migrations/0016_meter_crash_settle.sql says how
- * a crash of Postgres in between is told apart).
+ * A charge's transaction is committed only once the worker's journal entry holds
+ * its transaction id and what a refund needs: after the statement's reply (two
+ * round trips), or, in a transaction begun ahead whose id the worker already
+ * knows, before the statement is sent with its commit (one round trip,
+ * kb_meter_chain_stmt). A charge whose commit or answer was lost is settled from
+ * the journal (kb_meter_settle_pending(); db/migrations/0016_meter_crash_settle.sql
+ * and 0028_meter_one_trip.sql say how a crash of Postgres in between is told apart).
  */
 #ifndef KB_METER_H
 #define KB_METER_H
