@@ -35,12 +35,32 @@
 --         never handed out again, and pg_xact_status() is right about it.
 --     A charge whose reply came back is journaled with its count as before.
 --
--- Also: a charge journaled without its count and whose transaction committed
--- with no account row (the account was deleted in between: the statement
--- updated nothing) is not refunded.
+-- Also: a charge journaled without its count whose transaction committed with no
+-- account row (the statement updated nothing: the account was deleted in between)
+-- is not refunded. That is exact because an account row now goes only with its user
+-- (kb_account_kept below): a user's keys go with the user, so no charge can make
+-- the row again (kb_meter_slow() makes a missing row only for a live key), and a
+-- row that exists at settling time existed when the charge ran.
 
 ALTER TABLE billing_accounts ADD COLUMN charge_xid xid8;
 ALTER TABLE meter_crash_receipts ADD COLUMN xid xid8;
+
+-- An account row (its credits, cycle and usage) is deleted only with its user
+-- (ON DELETE CASCADE from users): deleting it alone would also hand the user a fresh
+-- account on its next charge, which is a reset of its usage nobody asked for.
+CREATE FUNCTION kb_account_kept() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM users u WHERE u.id = OLD.user_id) THEN
+        RAISE EXCEPTION 'billing account of user % is deleted only with the user', OLD.user_id
+            USING ERRCODE = 'restrict_violation';
+    END IF;
+    RETURN OLD;
+END
+$$;
+CREATE TRIGGER billing_accounts_kept BEFORE DELETE ON billing_accounts
+    FOR EACH ROW EXECUTE FUNCTION kb_account_kept();
 
 -- Raised by the one-trip statement when the fast path does not apply.
 CREATE FUNCTION kb_meter_fast_miss() RETURNS bigint
