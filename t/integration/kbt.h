@@ -256,6 +256,10 @@ bool kbt_refund_recorded(void *arg);
 void kbt_clock_shift(const char *interval);
 void kbt_clock_restore(void);
 
+/* kbt_clock_shift so that kb_now() reads the instant at (timestamptz text) + extra (an
+ * interval); c is any connection, for the arithmetic. */
+void kbt_clock_to(PGconn *c, const char *at, const char *extra);
+
 /* True when fd of process p is a socket (/proc/p/fd). */
 bool kbt_fd_is_socket(pid_t p, long fd);
 

@@ -485,6 +485,16 @@ kbt_clock_shift(const char *interval)
     PQfinish(c);
 }
 
+void
+kbt_clock_to(PGconn *c, const char *at, const char *extra)
+{
+    char *shift = kbt_sqlp_value(c, "SELECT ($1::timestamptz + $2::interval - now())::text", 2, at,
+                                 extra);
+    ck_assert_ptr_nonnull(shift);
+    kbt_clock_shift(shift);
+    free(shift);
+}
+
 /* kb_now() put back as 0001_clock.sql defines it (a fixture: it runs in the parent even
  * when the test fails). */
 void
