@@ -438,8 +438,8 @@ END_TEST
 typedef struct settle_case {
     const char *what;
     bool before;  /* a one-trip charge of the account committed before ours (charge_xid) */
-    bool gone;    /* the account row is deleted before ours: it updates nothing */
-    bool again;   /* then the slow path makes the account row again (the user's key lives) */
+    bool gone;    /* the user (and with it the account row) is deleted before ours: it
+                   * updates nothing */
     bool commits; /* our transaction commits */
     bool later;   /* a one-trip charge of the account commits after ours, same life */
     bool crash;   /* the server's life ends before settling */
@@ -455,11 +455,6 @@ static const settle_case settle_cases[] = {
     {.what = "same life, aborted", .want = "not_charged"},
     {.what = "same life, committed with no account row",
      .gone = true,
-     .commits = true,
-     .want = "not_charged"},
-    {.what = "same life, committed with no account row, the row made again since",
-     .gone = true,
-     .again = true,
      .commits = true,
      .want = "not_charged"},
     {.what = "crash, ours the row's last request",
@@ -554,10 +549,8 @@ START_TEST(settle_decides_a_one_trip_charge_without_its_count)
         PQclear(chain_run(c, &ch, 1, true));
     charge ours = ch;
     if (k->gone)
-        kbt_sqlp_ok(c, "DELETE FROM billing_accounts WHERE user_id = $1", 1, ch.v[P_USER]);
+        kbt_sqlp_ok(c, "DELETE FROM users WHERE id = $1", 1, ch.v[P_USER]);
     PQclear(chain_run(c, &ours, k->gone ? 0 : 1, k->commits));
-    if (k->again)
-        PQclear(slow_charge(c, &a));
     if (k->later)
         PQclear(chain_run(c, &ch, 1, true));
     if (k->crash)
@@ -565,7 +558,7 @@ START_TEST(settle_decides_a_one_trip_charge_without_its_count)
     if (k->after)
         PQclear(slow_charge(c, &a));
     char *xid = k->future ? future_xid(c) : strdup(ours.xid);
-    bool row = !k->gone || k->again;
+    bool row = !k->gone;
     long used = row ? account_long(c, &ours, "credits_used") : -1;
     bool refunded = strcmp(k->want, "refunded") == 0;
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -591,6 +584,46 @@ START_TEST(settle_decides_a_one_trip_charge_without_its_count)
 }
 END_TEST
 
+/* A one-trip charge that found no account row commits nothing, and settling it must
+ * not refund a row made since (found by this file: a deleted row, made again by the
+ * slow path for the user's live key, was refunded). So an account row goes only with
+ * its user (migration 0028), whose keys go too: nothing can make the row again. */
+START_TEST(an_account_row_goes_only_with_its_user)
+{
+    PGconn *c = kbt_db();
+    kbt_account a;
+    charge ch;
+    account_open(c, &a, &ch);
+    long seq = account_long(c, &ch, "charge_seq");
+    PGresult *r = PQexecParams(c, "DELETE FROM billing_accounts WHERE user_id = $1", 1, NULL,
+                               (const char *const[]){ch.v[P_USER]}, NULL, NULL, 0);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_FATAL_ERROR);
+    ck_assert_str_eq(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23001");
+    PQclear(r);
+    /* The same row, still charged by the user's key. */
+    PQclear(slow_charge(c, &a));
+    ck_assert_int_eq(account_long(c, &ch, "charge_seq"), seq + 1);
+    /* The user's delete takes the row and the keys with it... */
+    kbt_sqlp_ok(c, "DELETE FROM users WHERE id = $1", 1, ch.v[P_USER]);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM billing_accounts WHERE user_id = $1",
+                                   ch.v[P_USER]),
+                     0);
+    ck_assert_int_eq(
+        kbt_sql_long1(c, "SELECT count(*) FROM api_keys WHERE user_id = $1", ch.v[P_USER]), 0);
+    /* ...so no charge makes it again. */
+    rid_new(&ch);
+    const char *p[] = {a.key_hash, "1", ENDPOINT, ch.v[P_RID]};
+    r = PQexecParams(c, kb_meter_slow_stmt.sql, 4, NULL, p, NULL, NULL, 0);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQresultErrorMessage(r));
+    ck_assert_str_eq(col(r, "outcome"), "invalid_key");
+    PQclear(r);
+    ck_assert_int_eq(kbt_sql_long1(c, "SELECT count(*) FROM billing_accounts WHERE user_id = $1",
+                                   ch.v[P_USER]),
+                     0);
+    PQfinish(c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -609,6 +642,7 @@ main(void)
     tcase_add_test(tc, crash_receipt_keeps_the_charge_xid_of_the_life_that_ended);
     tcase_add_loop_test(tc, settle_decides_a_one_trip_charge_without_its_count, 0,
                         sizeof(settle_cases) / sizeof(settle_cases[0]));
+    tcase_add_test(tc, an_account_row_goes_only_with_its_user);
     suite_add_tcase(s, tc);
     return kb_check_run(s);
 }
