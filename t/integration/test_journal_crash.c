@@ -85,13 +85,16 @@ hold_install(PGconn *c, const kbt_account *a)
                 a->user_id);
 }
 
-/* Unchecked teardown: Postgres up, no test objects, no synchronous standby asked for. */
+/* Unchecked teardown: Postgres up, no test objects, no synchronous standby asked for, and
+ * every worker connected again (the suites after this one would each get a 503 from a
+ * worker finding its connection closed by the crash). */
 static void
 clean_up(void)
 {
     kbt_stack("pg-start", NULL);
     PGconn *c = PQconnectdb(kbt_env("KB_DATABASE_URL"));
-    if (PQstatus(c) == CONNECTION_OK) {
+    bool up = PQstatus(c) == CONNECTION_OK;
+    if (up) {
         const char *sql[] = {
             "SET synchronous_commit = local",
             "DROP TRIGGER IF EXISTS kbt_hold_commit ON billing_accounts",
@@ -104,6 +107,8 @@ clean_up(void)
             PQclear(PQexec(c, sql[i]));
     }
     PQfinish(c);
+    if (up)
+        kbt_workers_connect();
 }
 
 typedef struct waiting {
@@ -323,7 +328,6 @@ held_send(PGconn *c, const kbt_account *a, const variant *v, const holder *h, he
         kbt_trips t0 = {0, 0, 0}, t1;
         double primer = 0;
         if (v->one_trip) {
-            kbt_ahead_markets(c);
             *charged += kbt_one_trip_warm(a->key, v->path, NULL);
             ck_assert_msg(kbt_wait_until(nothing_begun_ahead, c, 10000), "begun ahead");
             primer = kbt_one_trip_prime(c, a, v->path, &t0);
@@ -354,6 +358,7 @@ lost_case(const variant *v)
 {
     PGconn *c = kbt_db();
     kbt_account a;
+    kbt_ahead_markets(c); /* one_trip's market */
     kbt_account_new(c, &a, "project", 1000, 0, false);
     hold_install(c, &a);
     kbt_workers_connect(); /* after the crash of the case before */
@@ -427,6 +432,7 @@ kept_case(const variant *v)
 {
     PGconn *c = kbt_db();
     kbt_account a;
+    kbt_ahead_markets(c); /* one_trip's market */
     kbt_account_new(c, &a, "project", 1000, 0, false);
     kbt_workers_connect();
     answered(&a, v->path);
