@@ -185,8 +185,8 @@ START_TEST(credits_exhausted_through_one_round_trip_charges_nothing)
         /* Every refused request sent in one round trip was aborted there. */
         ck_assert_int_eq((long)(t1.sent - t0.sent), (long)(t1.missed - t0.missed));
         missed = t1.missed > t0.missed;
-        /* None went in one round trip (each worker's transaction begun ahead had ended):
-         * room again, and again. */
+        /* Room again; when no refusal went in one round trip (each worker's transaction
+         * begun ahead had ended meanwhile), warm and refuse again. */
         credits_room(c, &a, "1000");
     }
     ck_assert_msg(missed, "no refusal went through the one-round-trip statement");
