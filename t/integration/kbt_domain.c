@@ -506,3 +506,15 @@ kbt_clock_restore(void)
     kbt_sql_ok(c, "DROP TABLE IF EXISTS kbt_clock_offset");
     PQfinish(c);
 }
+
+long
+kbt_clock_next_minute(void)
+{
+    PGconn *c = kbt_db();
+    long to_next = kbt_sql_long1(c, "SELECT (60 - floor(extract(second FROM now())))::int", NULL);
+    PQfinish(c);
+    char shift[32];
+    snprintf(shift, sizeof(shift), "%ld seconds", to_next);
+    kbt_clock_shift(shift);
+    return to_next;
+}
