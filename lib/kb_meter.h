@@ -73,8 +73,9 @@ typedef struct kb_meter_result {
 
 /*
  * Read row of r (a meter statement's result) into *out by column name. The
- * fast path (kb_meter_stmt) returns no user_id, key_id, cost or token: given,
- * when not NULL, holds those (the statement's own parameters). False with a
+ * fast path (kb_meter_stmt) returns no user_id, key_id, cost or token, and the
+ * one-trip statement (kb_meter_chain_stmt) no cycle_start, day, xid or fast_until
+ * either: given, when not NULL, holds those (what the worker knew before sending). False with a
  * static *why when a column is missing or a value malformed.
  */
 bool kb_meter_result_read(const PGresult *r, int row, const kb_meter_result *given,

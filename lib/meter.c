@@ -122,7 +122,11 @@ const kb_stmt kb_meter_chain_stmt = {
     "         AND ba.billing_cycle_start = $7::timestamptz AND ba.usage_day = $8::date"
     "       THEN ba.charge_seq + 1 ELSE kb_meter_fast_miss() END"
     " WHERE ba.user_id = $1::uuid"
-    " RETURNING" METER_RETURNING,
+    /* Less than METER_RETURNING: the cycle, the day, the transaction id and the window
+     * (which a fast-path charge leaves as it was) are the worker's already. */
+    " RETURNING 'ok'::text AS outcome, ba.credits_total, ba.credits_used, ba.rl_limit,"
+    "   ba.rl_limit - ba.rl_count AS rl_remaining,"
+    "   date_part('epoch', ba.rl_window_start)::bigint + 60 AS rl_reset, ba.charge_seq AS seq",
     8, false};
 
 /* kb_meter_fast_miss()'s SQLSTATE. */
@@ -316,18 +320,26 @@ kb_meter_result_read(const PGresult *r, int row, const kb_meter_result *given, k
     out->rl_reset = col_i64(&d, "rl_reset");
     if (PQfnumber(r, "retry_after") >= 0)
         out->retry_after = col_i64(&d, "retry_after");
-    col_text(&d, "cycle_start", out->cycle_start, sizeof(out->cycle_start));
-    col_text(&d, "day", out->day, sizeof(out->day));
+    /* The one-trip statement returns no cycle, day, xid or window either. */
+    col_text_or(&d, "cycle_start", out->cycle_start, sizeof(out->cycle_start),
+                given ? given->cycle_start : NULL);
+    col_text_or(&d, "day", out->day, sizeof(out->day), given ? given->day : NULL);
     if (PQfnumber(r, "outbox_id") >= 0)
         out->outbox_id = col_i64(&d, "outbox_id");
-    int64_t xid = col_i64(&d, "xid");
-    out->xid = xid > 0 ? (uint64_t)xid : 0;
+    if (PQfnumber(r, "xid") >= 0 || given == NULL) {
+        int64_t xid = col_i64(&d, "xid");
+        out->xid = xid > 0 ? (uint64_t)xid : 0;
+    } else {
+        out->xid = given->xid;
+    }
     col_text_or(&d, "token", out->token, sizeof(out->token), given ? given->token : NULL);
     out->seq = col_i64(&d, "seq");
     int c = PQfnumber(r, "fast_until");
     if (c >= 0 && !PQgetisnull(r, row, c)) {
         double e = strtod(PQgetvalue(r, row, c), NULL);
         out->fast_until_us = e > 0 && e < 9e12 ? (int64_t)(e * 1e6) : 0;
+    } else if (c < 0 && given != NULL) {
+        out->fast_until_us = given->fast_until_us;
     }
     if (d.why == NULL && out->outcome == KB_METER_OK &&
         (out->user_id[0] == '\0' || out->key_id[0] == '\0' || out->cycle_start[0] == '\0' ||
@@ -625,6 +637,10 @@ charge_one_trip(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead, boo
     snprintf(given.key_id, sizeof(given.key_id), "%s", known->key_id);
     snprintf(given.token, sizeof(given.token), "%s", life);
     given.cost = ctx->cost;
+    snprintf(given.cycle_start, sizeof(given.cycle_start), "%s", known->cycle_start);
+    snprintf(given.day, sizeof(given.day), "%s", known->day);
+    given.xid = xid;
+    given.fast_until_us = known->fast_until_us;
     if (lookup)
         ahead->send(db, ahead->arg);
     kb_metrics_add(KB_M_CHARGES_ONE_TRIP, 1);
