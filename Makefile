@@ -75,7 +75,8 @@ UNIT_SRCS := $(sort $(wildcard t/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:%.c=$(B)/%)
 INTEG_SRCS := $(sort $(wildcard t/integration/test_*.c))
 INTEG_BINS := $(INTEG_SRCS:%.c=$(B)/%)
-INTEG_HARNESS := t/integration/kbt.c t/integration/kbt_domain.c t/integration/kbt_collector.c
+INTEG_HARNESS := t/integration/kbt.c t/integration/kbt_domain.c t/integration/kbt_collector.c \
+	t/integration/kbt_trips.c
 
 FUZZ_SRCS := $(sort $(wildcard t/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:t/fuzz/%.c=build/fuzz/t/fuzz/%)

@@ -96,6 +96,7 @@ kb_db_disconnect(kb_db *db)
     db->answered_us = 0;
     db->open = false;
     db->async = NULL;
+    db->pre = KB_DB_PRE_NONE;
 }
 
 void
@@ -153,6 +154,92 @@ drain_async(kb_db *db)
     }
     PQclear(r);
     db->sqlstate[0] = '\0';
+}
+
+/* The statement that begins a transaction ahead and learns its id. */
+static const kb_stmt begin_stmt = {"kb_begin_ahead", "SELECT pg_current_xact_id()", 0, false};
+
+static bool is_prepared(const kb_db *db, const kb_stmt *st);
+static void note_prepared(kb_db *db, const kb_stmt *st);
+static PGresult *await_open(kb_db *db, const char *what);
+
+void
+kb_db_pre_end(kb_db *db)
+{
+    if (db->pre == KB_DB_PRE_NONE)
+        return;
+    db->pre = KB_DB_PRE_NONE;
+    if (db->conn == NULL)
+        return;
+    /* Its Sync commits nothing but the id it took (or ends it aborted). */
+    PGresult *r = NULL;
+    if (!PQpipelineSync(db->conn) ||
+        !await_results(db, "end of the transaction begun ahead", &r, 1) ||
+        !PQexitPipelineMode(db->conn)) {
+        PQclear(r);
+        db->sqlstate[0] = '\0';
+        connection_lost(db);
+        return;
+    }
+    PQclear(r);
+}
+
+bool
+kb_db_pre_open(const kb_db *db)
+{
+    return db->pre != KB_DB_PRE_NONE && db->conn != NULL;
+}
+
+static bool await_begin(kb_db *db);
+
+uint64_t
+kb_db_pre_xid(kb_db *db, int64_t max_age_us)
+{
+    if (db->conn == NULL || db->open || db->async != NULL)
+        return 0;
+    if (db->pre == KB_DB_PRE_PENDING && !await_begin(db)) {
+        db->sqlstate[0] = '\0';
+        connection_lost(db);
+        return 0;
+    }
+    if (db->pre != KB_DB_PRE_READY)
+        return 0;
+    return kb_mono_us() - db->pre_us < max_age_us ? db->pre_xid : 0;
+}
+
+/* Queue the statement that begins the next transaction ahead (prepared by the caller:
+ * prepare_in_pipeline()) and a Flush, and send: PENDING. Its reply is read
+ * on the connection's next use (kb_db_pre_xid(), or absorbed by kb_db_pre_end()),
+ * not waited for now. */
+static bool
+queue_begin(kb_db *db)
+{
+    bool sent = PQsendQueryPrepared(db->conn, begin_stmt.name, 0, NULL, NULL, NULL, 0) &&
+                PQsendFlushRequest(db->conn) && PQflush(db->conn) == 0;
+    if (sent) {
+        db->pre = KB_DB_PRE_PENDING;
+        db->pre_us = kb_mono_us();
+    }
+    return sent;
+}
+
+/* Read what queue_begin() sent: the next transaction is begun ahead (READY), or
+ * it failed in the server (SPOILED: a Sync ends it). False when the connection
+ * broke. */
+static bool
+await_begin(kb_db *db)
+{
+    PGresult *r = await_open(db, begin_stmt.name);
+    if (r == NULL)
+        return false;
+    db->pre = KB_DB_PRE_SPOILED;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+        db->pre_xid = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        if (db->pre_xid != 0)
+            db->pre = KB_DB_PRE_READY;
+    }
+    PQclear(r);
+    return true;
 }
 
 kb_err
@@ -396,6 +483,9 @@ kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *par
             return err;
         PGresult *r = attempt == 0 ? take_ahead(db, st, params) : NULL;
         if (r == NULL) {
+            kb_db_pre_end(db); /* what runs now is no part of it */
+            if (db->conn == NULL)
+                continue;
             err = prepare(db, st);
             if (!err && carries_ahead(db, st) && (err = prepare(db, db->ahead)) == KB_E_INTERNAL) {
                 kb_db_ahead_clear(db); /* it cannot run: st goes alone */
@@ -543,6 +633,7 @@ kb_db_exec_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const
         kb_db_disconnect(db);
         db->next_attempt_us = 0;
     }
+    kb_db_pre_end(db); /* a transaction begun ahead is too old a clock for st */
     for (int attempt = 0;; attempt++) {
         kb_err err = kb_db_connect(db);
         if (err)
@@ -567,6 +658,26 @@ kb_db_exec_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const
     return exec_in_open(db, arena, st, params, carries_ahead(db, st), out);
 }
 
+/* Prepare st inside the pipeline (a Parse and a Flush: its own round trip, which
+ * leaves an open transaction alone). False when the connection broke or the
+ * server refused it (db->sqlstate). */
+static bool
+prepare_in_pipeline(kb_db *db, const kb_stmt *st)
+{
+    if (is_prepared(db, st))
+        return true;
+    bool sent = PQsendPrepare(db->conn, st->name, st->sql, st->nparams, NULL) &&
+                PQsendFlushRequest(db->conn) && PQflush(db->conn) == 0;
+    PGresult *r = sent ? await_open(db, st->name) : NULL;
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        set_sqlstate(db, r);
+    PQclear(r);
+    if (ok)
+        note_prepared(db, st);
+    return ok;
+}
+
 kb_err
 kb_db_exec_more(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
                 PGresult **out)
@@ -578,31 +689,98 @@ kb_db_exec_more(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const
     }
     /* Pipeline mode: the statement is prepared on its own round trip (the first
      * time on a connection); it leaves the open transaction alone. */
-    if (!is_prepared(db, st)) {
-        bool sent = PQsendPrepare(db->conn, st->name, st->sql, st->nparams, NULL) &&
-                    PQsendFlushRequest(db->conn) && PQflush(db->conn) == 0;
-        PGresult *r = sent ? await_open(db, st->name) : NULL;
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            PQclear(r);
-            db->open = false;
-            set_sqlstate(db, r);
-            connection_lost(db); /* simplest way to end what is open */
-            return KB_E_UNAVAILABLE;
-        }
-        PQclear(r);
-        note_prepared(db, st);
+    if (!prepare_in_pipeline(db, st)) {
+        db->open = false;
+        db->sqlstate[0] = '\0';
+        connection_lost(db); /* simplest way to end what is open */
+        return KB_E_UNAVAILABLE;
     }
     return exec_in_open(db, arena, st, params, false, out);
 }
 
+static bool
+result_ok(const PGresult *r)
+{
+    ExecStatusType s = PQresultStatus(r);
+    return r != NULL && (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK);
+}
+
+kb_err
+kb_db_exec_chain(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
+                 bool chain, PGresult **out)
+{
+    db->sqlstate[0] = '\0';
+    if (kb_db_pre_xid(db, INT64_MAX) == 0)
+        return KB_E_UNAVAILABLE; /* nothing begun ahead: nothing sent */
+    const kb_stmt *a = carries_ahead(db, st) ? db->ahead : NULL;
+    if (!prepare_in_pipeline(db, st) || (a != NULL && !prepare_in_pipeline(db, a)) ||
+        (chain && !prepare_in_pipeline(db, &begin_stmt))) {
+        /* Nothing of st ran; the transaction begun ahead ends with the connection. */
+        kb_db_ahead_clear(db);
+        db->sqlstate[0] = '\0';
+        connection_lost(db);
+        return KB_E_UNAVAILABLE;
+    }
+    db->pre = KB_DB_PRE_NONE; /* st runs in it */
+    bool sent = PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
+                (a == NULL || queue_ahead(db)) && PQpipelineSync(db->conn) &&
+                (!chain || queue_begin(db));
+    PGresult *r = sent ? await_open(db, st->name) : NULL;
+    PGresult *ar = r != NULL && a != NULL ? await_open(db, a->name) : NULL;
+    PGresult *cr = NULL; /* an error of the commit itself */
+    bool read = r != NULL && (a == NULL || ar != NULL) && await_results(db, "commit", &cr, 1);
+    if (read && !chain && !PQexitPipelineMode(db->conn))
+        read = false;
+    if (!read) {
+        PQclear(r);
+        PQclear(ar);
+        PQclear(cr);
+        kb_db_ahead_clear(db);
+        db->sqlstate[0] = '\0';
+        connection_lost(db);
+        return KB_E_UNAVAILABLE; /* committed or not, nobody can say now */
+    }
+    if (result_ok(r) && (a == NULL || result_ok(ar)) && cr == NULL) {
+        if (a != NULL)
+            db->ahead_result = ar;
+        db->answered_us = kb_mono_us();
+        kb_arena_on_reset(arena, clear_result, r);
+        *out = r;
+        return KB_OK;
+    }
+    /* Aborted: the first failure says why (the caller logs what it did not expect). */
+    const PGresult *why = !result_ok(r) ? r : (a != NULL && !result_ok(ar)) ? ar : cr;
+    set_sqlstate(db, why);
+    bool lost = connection_lost(db);
+    PQclear(r);
+    PQclear(ar);
+    PQclear(cr);
+    kb_db_ahead_clear(db);
+    return lost ? KB_E_UNAVAILABLE : KB_E_INTERNAL;
+}
+
+static kb_err commit(kb_db *db, const kb_stmt *st, const char *const *params, bool chain);
+
 kb_err
 kb_db_commit(kb_db *db)
 {
-    return kb_db_commit_with(db, NULL, NULL);
+    return commit(db, NULL, NULL, false);
+}
+
+kb_err
+kb_db_commit_chain(kb_db *db)
+{
+    return commit(db, NULL, NULL, true);
 }
 
 kb_err
 kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
+{
+    return commit(db, st, params, false);
+}
+
+static kb_err
+commit(kb_db *db, const kb_stmt *st, const char *const *params, bool chain)
 {
     if (!db->open || db->conn == NULL) {
         kb_log_error("commit: no transaction open");
@@ -612,20 +790,14 @@ kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
     const kb_stmt *ahead = carries_ahead(db, NULL) ? db->ahead : NULL;
     PGresult *res[2] = {NULL, NULL};
     int n = ahead ? 2 : 1;
-    if (st != NULL && !is_prepared(db, st)) {
-        /* Prepared on a round trip of its own, the first time on a connection; it
-         * leaves the open transaction alone (as kb_db_exec_more()). */
-        bool ok = PQsendPrepare(db->conn, st->name, st->sql, st->nparams, NULL) &&
-                  PQsendFlushRequest(db->conn) && PQflush(db->conn) == 0;
-        PGresult *r = ok ? await_open(db, st->name) : NULL;
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        PQclear(r);
-        if (!ok) {
-            connection_lost(db); /* simplest way to end what is open */
-            kb_db_disconnect(db);
-            return KB_E_INTERNAL; /* nothing was committed */
-        }
-        note_prepared(db, st);
+    /* st and the statement beginning the next transaction are prepared on a round
+     * trip of their own, the first time on a connection; it leaves the open
+     * transaction alone (as kb_db_exec_more()). */
+    if ((st != NULL && !prepare_in_pipeline(db, st)) ||
+        (chain && !prepare_in_pipeline(db, &begin_stmt))) {
+        connection_lost(db); /* simplest way to end what is open */
+        kb_db_disconnect(db);
+        return KB_E_INTERNAL; /* nothing was committed */
     }
     /* A lookup sent ahead after kb_db_exec_open() (the slow path's, lib/meter.c) may
      * not be prepared yet: its Parse goes after the commit's Sync, in its own
@@ -637,7 +809,9 @@ kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
                 (ahead == NULL || ((!parse || PQsendPrepare(db->conn, ahead->name, ahead->sql,
                                                             ahead->nparams, NULL)) &&
                                    queue_ahead(db) && PQpipelineSync(db->conn)));
-    if (!sent || !await_results(db, "commit", res, n) || !PQexitPipelineMode(db->conn)) {
+    sent = sent && (!chain || queue_begin(db));
+    if (!sent || !await_results(db, "commit", res, n) ||
+        (!chain && !PQexitPipelineMode(db->conn))) {
         PQclear(res[0]);
         PQclear(res[1]);
         db->sqlstate[0] = '\0';
@@ -666,6 +840,7 @@ kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
 kb_err
 kb_db_command(kb_db *db, const char *sql)
 {
+    kb_db_pre_end(db);
     kb_err err = kb_db_connect(db);
     if (err)
         return err;
@@ -689,6 +864,7 @@ kb_db_command(kb_db *db, const char *sql)
 bool
 kb_db_send_async(kb_db *db, const kb_stmt *st, const char *const *params)
 {
+    kb_db_pre_end(db);
     if (db->conn == NULL || db->open)
         return false;
     kb_db_ahead_clear(db); /* a lookup sent ahead that nobody asked for is stale now */

@@ -271,6 +271,13 @@ kb_journal_charged(kb_journal_entry *e, const kb_journal_charge *c)
 }
 
 void
+kb_journal_charged_seq(kb_journal_entry *e, int64_t seq)
+{
+    if (e != NULL && atomic_load(&e->state) == KB_J_CHARGED)
+        __atomic_store_n(&e->charge.seq, seq, __ATOMIC_SEQ_CST);
+}
+
+void
 kb_journal_idle(kb_journal_entry *e)
 {
     if (e != NULL)

@@ -49,7 +49,17 @@ typedef struct kb_db {
     bool open;              /* kb_db_exec_open() left a transaction open */
     uint64_t connects;      /* connections made so far: which one conn is */
     const kb_stmt *async;   /* kb_db_send_async()'s statement awaiting its result, or NULL */
+    /* A transaction begun ahead (kb_db_commit_chain(), kb_db_exec_chain()): open on
+     * the connection (pipeline mode, no Sync yet), its id known. */
+    int pre;          /* KB_DB_PRE_NONE, _PENDING, _READY or _SPOILED */
+    uint64_t pre_xid; /* its transaction id when READY */
+    int64_t pre_us;   /* monotonic time it was sent */
 } kb_db;
+
+#define KB_DB_PRE_NONE 0
+#define KB_DB_PRE_PENDING 1 /* sent; its id not read yet (it is, on next use) */
+#define KB_DB_PRE_READY 2
+#define KB_DB_PRE_SPOILED 3 /* it failed: a Sync ends it, aborted */
 
 /* Fill a caller's kb_db; nothing connects until first use. */
 void kb_db_init(kb_db *db, const char *conninfo, const char *app_name, long connect_timeout_s,
@@ -104,6 +114,44 @@ kb_err kb_db_commit(kb_db *db);
  * db->sqlstate saying why.
  */
 kb_err kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params);
+
+/*
+ * kb_db_commit() that also begins the next transaction in the same round trip
+ * and learns its id (pg_current_xact_id()), so the next charge can be journaled
+ * under that id before it is sent, and its commit ride with it
+ * (kb_db_exec_chain()). The transaction begun ahead holds nothing but its id;
+ * whatever else db is used for ends it first (a Sync: an empty commit), and so
+ * does kb_db_pre_end(). Committed is as kb_db_commit() reports; a failure to
+ * begin the next one only leaves none begun.
+ */
+kb_err kb_db_commit_chain(kb_db *db);
+
+/* The id of the transaction begun ahead when one is open and began less than
+ * max_age_us ago; 0 otherwise. Reads the reply that says it, when not read yet
+ * (it came with the commit's, so it is there: no waiting). */
+uint64_t kb_db_pre_xid(kb_db *db, int64_t max_age_us);
+
+/* True when a transaction begun ahead is open (or spoiled, waiting for its end). */
+bool kb_db_pre_open(const kb_db *db);
+
+/* End the transaction begun ahead, if any (one round trip; nothing commits but
+ * its id). Connection trouble drops the connection. */
+void kb_db_pre_end(kb_db *db);
+
+/*
+ * One round trip in the transaction begun ahead (kb_db_pre_xid() != 0): st(params),
+ * the statement sent ahead if any (same transaction), the commit, and, when
+ * chain, the next transaction begun ahead. So a caller that journaled the id
+ * before calling knows what to settle if the reply is lost. KB_OK: st and the
+ * statement sent ahead succeeded and committed; *out is st's result (its rows may
+ * be none). KB_E_INTERNAL: st, the one sent ahead or the commit failed
+ * (db->sqlstate says why): the transaction aborted, nothing committed.
+ * KB_E_UNAVAILABLE: the connection was lost (or no transaction was begun ahead):
+ * whether it committed is unknown. st and the statement sent ahead are prepared
+ * first when they are not (a round trip of its own).
+ */
+kb_err kb_db_exec_chain(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
+                        bool chain, PGresult **out);
 
 /*
  * Send st(params) as a transaction of its own and return without waiting: the

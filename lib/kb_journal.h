@@ -118,6 +118,10 @@ void kb_journal_metering(kb_journal_entry *e, const char *request_id);
 /* Record charge c in e and move it to CHARGED. */
 void kb_journal_charged(kb_journal_entry *e, const kb_journal_charge *c);
 
+/* The account charge count of e's charge, learned once its reply came (a
+ * one-round-trip charge is journaled before with none, 0). */
+void kb_journal_charged_seq(kb_journal_entry *e, int64_t seq);
+
 /* Move e back to IDLE: nothing pending. */
 void kb_journal_idle(kb_journal_entry *e);
 

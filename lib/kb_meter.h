@@ -14,11 +14,13 @@
  *     X-RateLimit-* headers, sends, and then settles the charge's journal entry.
  * Handlers never refund themselves.
  *
- * A charge's transaction is left open until the worker's journal entry holds
- * its transaction id and what a refund needs, and is committed only then; a
- * charge whose commit or answer was lost is settled from the journal
- * (kb_meter_settle_pending(); db/migrations/0016_meter_crash_settle.sql says how
- * a crash of Postgres in between is told apart).
+ * A charge's transaction is committed only once the worker's journal entry holds
+ * its transaction id and what a refund needs: after the statement's reply (two
+ * round trips), or, in a transaction begun ahead whose id the worker already
+ * knows, before the statement is sent with its commit (one round trip,
+ * kb_meter_chain_stmt). A charge whose commit or answer was lost is settled from
+ * the journal (kb_meter_settle_pending(); db/migrations/0016_meter_crash_settle.sql
+ * and 0028_meter_one_trip.sql say how a crash of Postgres in between is told apart).
  */
 #ifndef KB_METER_H
 #define KB_METER_H
@@ -58,20 +60,22 @@ typedef struct kb_meter_result {
     int64_t cost;     /* charged: the route's cost; 0 when refused */
     int64_t rl_limit; /* requests per minute */
     int64_t rl_remaining;
-    int64_t rl_reset;     /* Unix time the window ends */
-    int64_t retry_after;  /* seconds, refused requests */
-    char cycle_start[40]; /* the account's cycle, for refunds */
-    char day[16];         /* UTC day the usage counts on, for refunds */
-    int64_t outbox_id;    /* PAYG overage row, 0 = none */
-    uint64_t xid;         /* the charge's transaction, 0 unless charged */
-    char token[40];       /* the server's life it ran in (kb_incarnation()), "" unless charged */
-    int64_t seq;          /* the account's charge count it made, 0 unless charged */
+    int64_t rl_reset;      /* Unix time the window ends */
+    int64_t retry_after;   /* seconds, refused requests */
+    char cycle_start[40];  /* the account's cycle, for refunds */
+    char day[16];          /* UTC day the usage counts on, for refunds */
+    int64_t outbox_id;     /* PAYG overage row, 0 = none */
+    uint64_t xid;          /* the charge's transaction, 0 unless charged */
+    char token[40];        /* the server's life it ran in (kb_incarnation()), "" unless charged */
+    int64_t seq;           /* the account's charge count it made, 0 unless charged */
+    int64_t fast_until_us; /* the fast path's window end (µs since the epoch), 0 = not said */
 } kb_meter_result;
 
 /*
  * Read row of r (a meter statement's result) into *out by column name. The
- * fast path (kb_meter_stmt) returns no user_id, key_id, cost or token: given,
- * when not NULL, holds those (the statement's own parameters). False with a
+ * fast path (kb_meter_stmt) returns no user_id, key_id, cost or token, and the
+ * one-trip statement (kb_meter_chain_stmt) no cycle_start, day, xid or fast_until
+ * either: given, when not NULL, holds those (what the worker knew before sending). False with a
  * static *why when a column is missing or a value malformed.
  */
 bool kb_meter_result_read(const PGresult *r, int row, const kb_meter_result *given,
@@ -91,6 +95,13 @@ bool kb_meter_result_read(const PGresult *r, int row, const kb_meter_result *giv
 extern const kb_stmt kb_meter_stmt;
 extern const kb_stmt kb_meter_row_stmt;
 extern const kb_stmt kb_meter_slow_stmt;
+
+/* kb_meter_stmt in one round trip with its commit: run by kb_db_exec_chain() in
+ * the transaction begun ahead, whose id the journal holds first. Its conditions
+ * raise SQLSTATE KB001 (kb_meter_fast_miss()) instead of matching no row, so the
+ * transaction commits only what it charged. $1..$6 as kb_meter_stmt's, $7 the
+ * cycle start and $8 the UTC day the worker expects (from the key's last charge). */
+extern const kb_stmt kb_meter_chain_stmt;
 
 /* What the meter charged for this request (ctx->charge), for headers and refunds. */
 typedef struct kb_charge {

@@ -30,6 +30,8 @@ typedef enum kb_metric {
     KB_M_CHARGES_UNCOMMITTED, /* journaled charges found never committed when settled */
     KB_M_CHARGES_ORPHANED,    /* pending charges of workers that died, left to another worker */
     KB_M_DB_AHEAD_SENT,       /* statements sent ahead that went out (answered or thrown away) */
+    KB_M_CHARGES_ONE_TRIP,    /* charges sent with their commit, in one round trip */
+    KB_M_CHARGES_ONE_TRIP_MISSED, /* of those, aborted: the fast path did not apply */
     KB_M_COUNT_
 } kb_metric;
 

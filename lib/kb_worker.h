@@ -21,13 +21,19 @@ typedef struct kb_worker kb_worker;
 /* An API key the meter has seen answered: its hash and ids, so the next
  * charge can go straight to the account row (lib/meter.c). Not a credential:
  * the account row alone says whether the key is still live. 2-way set
- * associative by hash, KB_WORKER_KEYS entries (~160 KiB). */
+ * associative by hash, KB_WORKER_KEYS entries (~220 KiB). */
 #define KB_WORKER_KEYS 1024
 typedef struct kb_worker_key {
     char hash[65]; /* SHA-256 hex; "" = empty slot */
     char user_id[40];
     char key_id[40];
     char key_prefix[16];
+    /* From the key's last charge (fast path): the cycle and UTC day it counted in and
+     * the end of the fast path's window (µs since the epoch; 0 = unknown), so its next
+     * charge can be journaled whole before it is sent (lib/meter.c). */
+    char cycle_start[40];
+    char day[16];
+    int64_t fast_until_us;
 } kb_worker_key;
 
 struct kb_worker {

@@ -7,7 +7,11 @@
  * journals the transaction id, the server's life and the account's charge count
  * the statement returned (the charge's footprint in the account row, migration
  * 0016), and the charge, so a charge whose commit or answer is lost can be
- * settled exactly, across a crash of Postgres too. Refunds happen only on the error
+ * settled exactly, across a crash of Postgres too. In the common case it is one
+ * round trip instead (charge_one_trip(), migration 0028): the transaction was
+ * begun ahead by the previous charge's commit (kb_db_commit_chain), so its id and
+ * the whole charge but its count are journaled before kb_meter_chain_stmt, the
+ * lookup and the commit go out together (kb_db_exec_chain). Refunds happen only on the error
  * path, through kb_meter_refund(), which also removes the request's outbox row
  * unless the reporter already claimed it.
  */
@@ -23,6 +27,7 @@
 #include "kb_journal.h"
 #include "kb_log.h"
 #include "kb_metrics.h"
+#include "kb_time.h"
 #include "kb_worker.h"
 #include "kb_banned.h"
 
@@ -77,9 +82,55 @@
     "   ba.rl_limit - ba.rl_count AS rl_remaining,"                                               \
     "   date_part('epoch', ba.rl_window_start)::bigint + 60 AS rl_reset,"                          \
     "   ba.billing_cycle_start AS cycle_start, ba.usage_day AS day,"                               \
-    "   pg_current_xact_id() AS xid, ba.charge_seq AS seq"
+    "   pg_current_xact_id() AS xid, ba.charge_seq AS seq,"                                     \
+    "   date_part('epoch', ba.fast_until) AS fast_until"
 
 const kb_stmt kb_meter_stmt = {"meter", METER_UPDATE " RETURNING" METER_RETURNING, 6, false};
+
+/*
+ * The fast path in one round trip (kb_meter_chain_stmt): the charge runs in a
+ * transaction begun ahead, whose id the worker journaled before sending, and its
+ * commit rides with it. So the transaction must commit only if it charged: the
+ * conditions are METER_UPDATE's, moved from the WHERE into a CASE whose other
+ * branch raises (kb_meter_fast_miss(), SQLSTATE KB001, migration 0028), which
+ * aborts it; the WHERE keeps only the account, so a row that exists is either
+ * charged or raises, re-checked on the newest row version as before. Also:
+ *   - the clock is the statement's (statement_timestamp(), moved like kb_now()
+ *     when the tests move it): the transaction began at the previous request;
+ *   - the cycle and UTC day are the worker's ($7, $8, learned from the key's last
+ *     charge), so the journal holds them before the charge is sent;
+ *   - charge_xid keeps the highest transaction id of a charge (0028 says how a
+ *     crash is then settled without the charge count).
+ */
+#define METER_CLOCK "(kb_now() - now() + statement_timestamp())"
+const kb_stmt kb_meter_chain_stmt = {
+    "meter_chain",
+    "UPDATE billing_accounts ba"
+    "   SET credits_used = ba.credits_used + $3::integer,"
+    "       rl_count = ba.rl_count + 1,"
+    "       usage_credits = ba.usage_credits + $3::integer,"
+    "       usage_requests = ba.usage_requests + 1,"
+    "       charge_request = $5,"
+    "       charge_xid = greatest(ba.charge_xid, pg_current_xact_id()),"
+    "       charge_seq = CASE WHEN ba.usage_key = $2::uuid"
+    "         AND " METER_CLOCK " >= ba.fast_from AND " METER_CLOCK " < ba.fast_until"
+    "         AND ba.credits_used + $3::integer >= ba.credits_used"
+    "         AND ba.credits_used + $3::integer <= ba.credits_total"
+    "         AND ba.rl_count < ba.rl_limit"
+    "         AND ba.usage_cycle = ba.billing_cycle_start AND ba.usage_endpoint = $4"
+    "         AND ba.charge_token = $6::uuid"
+    "         AND ba.billing_cycle_start = $7::timestamptz AND ba.usage_day = $8::date"
+    "       THEN ba.charge_seq + 1 ELSE kb_meter_fast_miss() END"
+    " WHERE ba.user_id = $1::uuid"
+    /* Less than METER_RETURNING: the cycle, the day, the transaction id and the window
+     * (which a fast-path charge leaves as it was) are the worker's already. */
+    " RETURNING 'ok'::text AS outcome, ba.credits_total, ba.credits_used, ba.rl_limit,"
+    "   ba.rl_limit - ba.rl_count AS rl_remaining,"
+    "   date_part('epoch', ba.rl_window_start)::bigint + 60 AS rl_reset, ba.charge_seq AS seq",
+    8, false};
+
+/* kb_meter_fast_miss()'s SQLSTATE. */
+#define METER_MISS_STATE "KB001"
 
 /* The same with the charge's row in meter_inflight (kb_meter_inflight_stmt's, for
  * the fast path) when other hosts share the database: $7 host id, $8 journal entry,
@@ -269,14 +320,27 @@ kb_meter_result_read(const PGresult *r, int row, const kb_meter_result *given, k
     out->rl_reset = col_i64(&d, "rl_reset");
     if (PQfnumber(r, "retry_after") >= 0)
         out->retry_after = col_i64(&d, "retry_after");
-    col_text(&d, "cycle_start", out->cycle_start, sizeof(out->cycle_start));
-    col_text(&d, "day", out->day, sizeof(out->day));
+    /* The one-trip statement returns no cycle, day, xid or window either. */
+    col_text_or(&d, "cycle_start", out->cycle_start, sizeof(out->cycle_start),
+                given ? given->cycle_start : NULL);
+    col_text_or(&d, "day", out->day, sizeof(out->day), given ? given->day : NULL);
     if (PQfnumber(r, "outbox_id") >= 0)
         out->outbox_id = col_i64(&d, "outbox_id");
-    int64_t xid = col_i64(&d, "xid");
-    out->xid = xid > 0 ? (uint64_t)xid : 0;
+    if (PQfnumber(r, "xid") >= 0 || given == NULL) {
+        int64_t xid = col_i64(&d, "xid");
+        out->xid = xid > 0 ? (uint64_t)xid : 0;
+    } else {
+        out->xid = given->xid;
+    }
     col_text_or(&d, "token", out->token, sizeof(out->token), given ? given->token : NULL);
     out->seq = col_i64(&d, "seq");
+    int c = PQfnumber(r, "fast_until");
+    if (c >= 0 && !PQgetisnull(r, row, c)) {
+        double e = strtod(PQgetvalue(r, row, c), NULL);
+        out->fast_until_us = e > 0 && e < 9e12 ? (int64_t)(e * 1e6) : 0;
+    } else if (c < 0 && given != NULL) {
+        out->fast_until_us = given->fast_until_us;
+    }
     if (d.why == NULL && out->outcome == KB_METER_OK &&
         (out->user_id[0] == '\0' || out->key_id[0] == '\0' || out->cycle_start[0] == '\0' ||
          out->day[0] == '\0' || out->xid == 0 || out->token[0] == '\0' || out->seq <= 0))
@@ -516,6 +580,122 @@ key_learn(kb_worker *w, const char *hash, const kb_meter_result *m)
     snprintf(k->key_id, sizeof(k->key_id), "%s", m->key_id);
     if (m->key_prefix[0] != '\0')
         snprintf(k->key_prefix, sizeof(k->key_prefix), "%s", m->key_prefix);
+    /* Only a fast-path charge says where its window ends; anything else sends the
+     * key's next charge the usual way, which learns it again. */
+    bool fast = m->outcome == KB_METER_OK && m->fast_until_us > 0;
+    snprintf(k->cycle_start, sizeof(k->cycle_start), "%s", fast ? m->cycle_start : "");
+    snprintf(k->day, sizeof(k->day), "%s", fast ? m->day : "");
+    k->fast_until_us = fast ? m->fast_until_us : 0;
+}
+
+/* A one-round-trip charge is tried only this far inside the window the key's last
+ * charge reported (the worker's clock against the database's), and in a
+ * transaction begun at most this long ago: one older has waited for an answer to
+ * be written, and the worker ends its transaction begun ahead when idle
+ * (app/fcgi/worker.c), long before Postgres' idle_in_transaction_session_timeout. */
+#define ONE_TRIP_MARGIN_US 200000
+#define ONE_TRIP_MAX_AGE_US 1000000
+
+typedef enum one_trip { ONE_TRIP_CHARGED, ONE_TRIP_FAILED, ONE_TRIP_NOT } one_trip;
+
+/*
+ * The fast path in one round trip (kb_meter_chain_stmt): journal the charge whole
+ * under the id of the transaction begun ahead, then send the statement, the lookup
+ * and the commit together. CHARGED: c->m holds the committed charge. FAILED: the
+ * request fails as kb_fail recorded (503: the journal settles the charge; 500).
+ * NOT: nothing was charged (the fast path did not apply, the transaction aborted):
+ * the caller decides the usual way.
+ */
+static one_trip
+charge_one_trip(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead, bool lookup,
+                const kb_worker_key *known, const char *life, uint64_t xid, kb_charge *c,
+                kb_err *failed)
+{
+    kb_worker *w = ctx->w;
+    kb_db *db = &w->db;
+    kb_journal_charge j;
+    memset(&j, 0, sizeof(j));
+    snprintf(j.request_id, sizeof(j.request_id), "%s", req->request_id);
+    j.xid = xid;
+    snprintf(j.token, sizeof(j.token), "%s", life);
+    j.seq = 0; /* not known before the reply: kb_meter_settle() does without (0028) */
+    snprintf(j.user_id, sizeof(j.user_id), "%s", known->user_id);
+    snprintf(j.key_id, sizeof(j.key_id), "%s", known->key_id);
+    j.cost = ctx->cost;
+    snprintf(j.endpoint, sizeof(j.endpoint), "%s", ctx->route ? ctx->route : "unknown");
+    snprintf(j.cycle_start, sizeof(j.cycle_start), "%s", known->cycle_start);
+    snprintf(j.day, sizeof(j.day), "%s", known->day);
+    kb_journal_charged(w->journal, &j);
+
+    char costs[16];
+    snprintf(costs, sizeof(costs), "%d", ctx->cost);
+    const char *p[] = {known->user_id,  known->key_id, costs,         j.endpoint,
+                       req->request_id, life,          j.cycle_start, j.day};
+    kb_meter_result given;
+    memset(&given, 0, sizeof(given));
+    snprintf(given.user_id, sizeof(given.user_id), "%s", known->user_id);
+    snprintf(given.key_id, sizeof(given.key_id), "%s", known->key_id);
+    snprintf(given.token, sizeof(given.token), "%s", life);
+    given.cost = ctx->cost;
+    snprintf(given.cycle_start, sizeof(given.cycle_start), "%s", known->cycle_start);
+    snprintf(given.day, sizeof(given.day), "%s", known->day);
+    given.xid = xid;
+    given.fast_until_us = known->fast_until_us;
+    if (lookup)
+        ahead->send(db, ahead->arg);
+    kb_metrics_add(KB_M_CHARGES_ONE_TRIP, 1);
+    PGresult *r = NULL;
+    kb_err err = kb_db_exec_chain(db, ctx->arena, &kb_meter_chain_stmt, p, lookup, &r);
+    if (err == KB_E_UNAVAILABLE) {
+        /* Committed or not, nobody can say now: the journal entry stays. */
+        kb_db_ahead_clear(db);
+        *failed = kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
+        return ONE_TRIP_FAILED;
+    }
+    if (err) {
+        /* Aborted: nothing was charged. */
+        kb_journal_idle(w->journal);
+        if (kb_db_sqlstate_is(db, METER_MISS_STATE)) {
+            kb_metrics_add(KB_M_CHARGES_ONE_TRIP_MISSED, 1);
+            return ONE_TRIP_NOT;
+        }
+        kb_log_error("meter statement (or the lookup sent with it) failed: SQLSTATE %s",
+                     db->sqlstate);
+        *failed = kb_fail(ctx, KB_E_INTERNAL, "meter statement failed");
+        return ONE_TRIP_FAILED;
+    }
+    if (PQntuples(r) == 0) {
+        /* No such account row any more: an empty commit, nothing charged. */
+        kb_journal_idle(w->journal);
+        kb_db_ahead_clear(db);
+        return ONE_TRIP_NOT;
+    }
+    const char *why = NULL;
+    if (PQntuples(r) != 1 || !kb_meter_result_read(r, 0, &given, &c->m, &why)) {
+        /* Committed, but unreadable: the journal settles (refunds) it. */
+        kb_db_ahead_clear(db);
+        *failed = kb_fail(ctx, KB_E_INTERNAL, "meter returned %d rows: %s", PQntuples(r),
+                          why ? why : "not one");
+        return ONE_TRIP_FAILED;
+    }
+    /* The charge count it made, for settling after a crash the usual way. */
+    kb_journal_charged_seq(w->journal, c->m.seq);
+    return ONE_TRIP_CHARGED;
+}
+
+/* The charge in c committed: it is the request's. */
+static kb_err
+charge_stands(const kb_req *req, kb_ctx *ctx, kb_charge *c, bool with_row)
+{
+    ctx->user_id = kb_arena_strdup(ctx->arena, c->m.user_id);
+    ctx->key_prefix = kb_arena_strdup(ctx->arena, c->m.key_prefix);
+    ctx->charge = c;
+    c->charged = true;
+    c->with_row = with_row;
+    snprintf(c->request_id, sizeof(c->request_id), "%s", req->request_id);
+    c->have_limits = true;
+    ctx->credits = c->m.cost;
+    return KB_OK;
 }
 
 kb_err
@@ -552,9 +732,6 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
         known = &known_copy;
     }
     PGresult *r = NULL;
-    /* Until the commit is sent nothing can be charged: a worker or connection
-     * that dies meanwhile leaves an aborted transaction. */
-    kb_journal_metering(w->journal, req->request_id);
     kb_err err;
     /* The fast path needs the server's life as this connection knows it; a
      * connection made since (kb_db_exec_open() reconnects when it finds the old
@@ -567,6 +744,33 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     snprintf(slots, sizeof(slots), "%d", slot);
     bool with_row = host->id[0] != '\0' && slot >= 0 && kb_host_rows();
     bool fast_row = false; /* the fast path wrote the charge's meter_inflight row */
+    kb_charge *c = kb_arena_calloc(ctx->arena, 1, sizeof(*c));
+
+    /* One round trip when a transaction was begun ahead and the key's last charge
+     * says the fast path applies (its window, cycle and day). */
+    uint64_t pre = 0;
+    if (known != NULL && life != NULL && !with_row && w->journal != NULL &&
+        known->cycle_start[0] != '\0' && known->fast_until_us > kb_now_us() + ONE_TRIP_MARGIN_US)
+        pre = kb_db_pre_xid(db, ONE_TRIP_MAX_AGE_US);
+    if (pre != 0) {
+        kb_err failed = KB_OK;
+        switch (charge_one_trip(req, ctx, ahead, lookup, known, life, pre, c, &failed)) {
+        case ONE_TRIP_CHARGED:
+            key_learn(w, hash, &c->m);
+            if (c->m.key_prefix[0] == '\0')
+                snprintf(c->m.key_prefix, sizeof(c->m.key_prefix), "%s", known->key_prefix);
+            return charge_stands(req, ctx, c, false);
+        case ONE_TRIP_FAILED:
+            return failed;
+        case ONE_TRIP_NOT:
+            known = NULL; /* decided the usual way: the slow path */
+            break;
+        }
+    }
+
+    /* Until the commit is sent nothing can be charged: a worker or connection
+     * that dies meanwhile leaves an aborted transaction. */
+    kb_journal_metering(w->journal, req->request_id);
     /* What the fast path does not return: its own parameters. */
     kb_meter_result given_m, *given = NULL;
     if (known != NULL && life != NULL) {
@@ -603,7 +807,6 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
             return lease_lost(ctx, host);
         return kb_fail(ctx, KB_E_INTERNAL, "meter statement (or the lookup sent with it) failed");
     }
-    kb_charge *c = kb_arena_calloc(ctx->arena, 1, sizeof(*c));
     const char *why = NULL;
     if (PQntuples(r) != 1 || !kb_meter_result_read(r, 0, given, &c->m, &why)) {
         /* Cannot tell what was decided: drop the connection, which aborts it. */
@@ -647,6 +850,10 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
                            route,       c->m.cycle_start,
                            c->m.day,    c->m.outbox_id ? outbox : NULL};
         err = kb_db_commit_with(db, &kb_meter_inflight_stmt, p);
+    } else if (c->m.outcome == KB_METER_OK && lookup && !with_row && w->journal != NULL) {
+        /* The handler's lookup rides along, so the next use of the connection is
+         * likely the next charge: begin its transaction ahead. */
+        err = kb_db_commit_chain(db);
     } else {
         err = kb_db_commit(db);
     }
@@ -678,13 +885,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
         kb_db_ahead_clear(db);
         return kb_fail(ctx, KB_E_UNAVAILABLE, "Database unavailable.");
     }
-    ctx->charge = c;
-    c->charged = true;
-    c->with_row = with_row;
-    snprintf(c->request_id, sizeof(c->request_id), "%s", req->request_id);
-    c->have_limits = true;
-    ctx->credits = c->m.cost;
-    return KB_OK;
+    return charge_stands(req, ctx, c, with_row);
 }
 
 /* ---- the end of the request ---- */

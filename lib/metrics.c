@@ -62,6 +62,12 @@ static const char *const counter_names[KB_M_COUNT_][2] = {
     {"kalshibook_db_ahead_sent_total",
      "Lookups sent with the meter statement or its commit, answered or thrown away (a "
      "refusal)."},
+    {"kalshibook_charges_one_trip_total",
+     "Charges sent with their commit in one round trip, in a transaction begun ahead whose "
+     "id the charge journal held first."},
+    {"kalshibook_charges_one_trip_missed_total",
+     "One-round-trip charges the fast path did not apply to: aborted, then decided the "
+     "usual way."},
 };
 
 int

@@ -156,7 +156,7 @@ run_reliability() {
     echo "== $name"
     if env -i PATH="$PATH" HOME="${HOME:-/root}" ASAN_OPTIONS="$ASAN_OPTIONS" \
         UBSAN_OPTIONS="$UBSAN_OPTIONS" CHAOS_SHORT=1 SOAK_CHUNK_S=5 \
-        CHAOS_HOSTS="${KB_CHAOS_SHORT_HOSTS:-2}" "$@"; then
+        CHAOS_HOSTS="${hosts:-${KB_CHAOS_SHORT_HOSTS:-2}}" "$@"; then
         echo "1 0" >>"$COUNTS"
     else
         echo "!! $name failed"
@@ -164,5 +164,9 @@ run_reliability() {
     fi
 }
 run_reliability chaos-short "$ROOT/t/chaos/run.sh" "$B" "${KB_CHAOS_SHORT_REQUESTS:-2000}" 64 1
+# A host alone sends most charges with their commit in one round trip (migration 0028),
+# which two hosts never do (their charges write meter_inflight rows): the same faults on it.
+hosts=1 run_reliability chaos-short-one-host "$ROOT/t/chaos/run.sh" "$B" \
+    "${KB_CHAOS_SHORT_REQUESTS:-2000}" 64 1
 run_reliability collector-chaos-short "$ROOT/t/collector/chaos.sh" "$B"
 run_reliability soak-short "$ROOT/t/soak/run.sh" "$B" "${KB_SOAK_SHORT_REQUESTS:-3000}"

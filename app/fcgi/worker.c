@@ -35,6 +35,9 @@
 #include "kb_worker.h"
 #include "kb_banned.h"
 
+/* How long an idle worker keeps the transaction it began ahead for its next charge. */
+#define PRE_IDLE_MS 100
+
 static volatile sig_atomic_t stop_requested;
 
 static void
@@ -190,7 +193,15 @@ kb_worker_main(int listen_fd, int ready_fd, pid_t master)
         int n = kb_log_due_ms() >= 0 ? epoll_pwait(ep, &ev, 1, 0, &idle_mask) : 0;
         if (n == 0) {
             kb_log_flush();
-            n = epoll_pwait(ep, &ev, 1, unsettled ? 1000 : -1, &idle_mask);
+            /* A transaction begun ahead for the next charge (lib/db.c) is not kept
+             * open through a pause: it holds back vacuum, and the next charge
+             * would find it too old anyway. */
+            bool pre = kb_db_pre_open(&w.db);
+            n = epoll_pwait(ep, &ev, 1, pre ? PRE_IDLE_MS : unsettled ? 1000 : -1, &idle_mask);
+            if (n == 0 && pre) {
+                kb_db_pre_end(&w.db);
+                continue;
+            }
         }
         if (n < 0) {
             if (errno == EINTR)

@@ -19,6 +19,9 @@
 #   meter-sql   pgbench: the workers' meter statements (t/bench/meter-sql.c prints their exact
 #               text) over the same accounts, as a worker of a host alone runs them (the
 #               default KB_HOST_ROWS=auto writes no meter_inflight row); target >= 0.8 x floor
+#   meter-sql-chain  the charge in one round trip with its commit (migration 0028) as a worker's
+#               session runs it: begin ahead (pg_current_xact_id()), kb_meter_chain_stmt, commit,
+#               in one pgbench pipeline; the accounts' fast windows held open for the row
 #   meter-sql-hosts  the same with the charge's row in meter_inflight and its answered mark
 #               (migration 0024), as they run while several hosts share the database
 #   floor-hot, meter-sql-hot  the same on one account (row lock and commit latency bound it)
@@ -375,6 +378,16 @@ pgbench_script() {
         floor*)
             printf 'UPDATE bench_floor SET credits_used = credits_used + 1 WHERE user_id = %s AND credits_used + 1 <= credits_total RETURNING credits_used, credits_total;\n' "$(bench_id user :n)"
             ;;
+        meter-sql-chain*)
+            # The one-round-trip charge as a worker's session runs it (migration 0028): the
+            # transaction begun ahead learns its id, then the charge, then the commit, in
+            # one pipeline (one round trip, one implicit transaction). Every account's fast
+            # window is open for the row (chain_window), so the statement always charges:
+            # pgbench cannot take the KB001 a closed window raises.
+            printf '\\startpipeline\nSELECT pg_current_xact_id();\n'
+            "$TMP/meter-sql" chain | tr '\n' ' ' | sed -e "s#\\\$1#$(bench_id user :n)#g; s#\\\$2#$(bench_id key :n)#g; s#\\\$3#1#g; s#\\\$4#'/markets/{ticker}'#g; s#\\\$5#'req_bench000000'#g; s#\\\$6#'$BENCH_LIFE'#g; s#\\\$7#'$BENCH_CYCLE'#g; s#\\\$8#'$BENCH_DAY'#g"
+            printf ';\n\\endpipeline\n'
+            ;;
         meter*)
             # For -hosts the fast statement writes the charge's meter_inflight row ($7..$9:
             # the host, the journal entry, the pool's life; NULL otherwise: no row, as a host
@@ -452,17 +465,41 @@ median_of() {
 # seconds apart, mostly measures the drift; interleaving gives every row the same mix.
 meter_rounds() {
     local r
-    local -a f=() m=() h=()
+    local -a f=() m=() c=() h=()
     for ((r = 1; r <= BENCH_ROUNDS; r++)); do
         pgbench_row "floor~$r" - "$BENCH_ACCOUNTS"
         pgbench_row "meter-sql~$r" "floor~$r" "$BENCH_ACCOUNTS"
+        chain_window open
+        pgbench_row "meter-sql-chain~$r" "floor~$r" "$BENCH_ACCOUNTS"
+        chain_window close
         pgbench_row "meter-sql-hosts~$r" "floor~$r" "$BENCH_ACCOUNTS"
-        f+=("floor~$r") m+=("meter-sql~$r") h+=("meter-sql-hosts~$r")
+        f+=("floor~$r") m+=("meter-sql~$r") c+=("meter-sql-chain~$r") h+=("meter-sql-hosts~$r")
     done
     median_of floor - "${f[@]}"
     median_of meter-sql floor "${m[@]}"
+    median_of meter-sql-chain floor "${c[@]}"
     median_of meter-sql-hosts floor "${h[@]}"
     bench_host_gone
+}
+
+# chain_window open|close: every bench account's fast window opened for the next 10
+# minutes (after meter-sql's charges set its cycle, day, key, route and the server's life),
+# with BENCH_CYCLE and BENCH_DAY, the cycle and day they all share, for the
+# meter-sql-chain row; or closed again, so the next rows start as the workers do.
+chain_window() {
+    local users="user_id IN (SELECT user_id FROM bench_keys)"
+    if [[ $1 == close ]]; then
+        psql "$KB_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 \
+            -c "UPDATE billing_accounts SET fast_from = NULL, fast_until = NULL WHERE $users" >/dev/null
+        return
+    fi
+    local shared
+    shared=$(psql "$KB_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -F ' ' \
+        -c "UPDATE billing_accounts SET fast_from = now() - interval '1 minute', fast_until = now() + interval '10 minutes' WHERE $users AND usage_key IS NOT NULL" \
+        -c "SELECT DISTINCT billing_cycle_start, usage_day FROM billing_accounts WHERE $users")
+    [[ $(wc -l <<<"$shared") == 1 ]] || die "bench accounts do not share one cycle and day: $shared"
+    BENCH_CYCLE=$(cut -d' ' -f1-2 <<<"$shared")
+    BENCH_DAY=$(cut -d' ' -f3 <<<"$shared")
 }
 
 # The pool's last word on other hosts (app/fcgi/keeper.c logs each change) is that it is
@@ -484,12 +521,13 @@ bench_host_gone() {
 
 # The metering targets, and CPU per request next to the floor's.
 metered_verdicts() {
-    printf '\nmeter-sql / floor = %s (target >= 0.8; several hosts, meter-sql-hosts: %s); markets-metered / floor = %s (target >= 0.3); markets-half-load p99 = %s ms (target <= 5)\n' \
-        "${RATIO[meter-sql]}" "${RATIO[meter-sql-hosts]}" "${RATIO[markets-metered]}" "${P99[markets-half-load]}"
-    printf 'CPU us per request, all processes: floor %s, meter-sql %s, markets-metered %s (KB_WORKERS=%s)\n' \
-        "${CPU[floor]}" "${CPU[meter-sql]}" "${CPU[markets-metered]}" "$KB_WORKERS"
-    printf 'rounds (rps, median taken): floor %s| meter-sql %s| meter-sql-hosts %s| markets-metered %s\n' \
-        "${ROUNDS[floor]:-}" "${ROUNDS[meter-sql]:-}" "${ROUNDS[meter-sql-hosts]:-}" "${ROUNDS[markets-metered]:-}"
+    printf '\nmeter-sql / floor = %s, in one round trip with its commit (meter-sql-chain) %s (target >= 0.8; several hosts, meter-sql-hosts: %s); markets-metered / floor = %s (target >= 0.3); markets-half-load p99 = %s ms (target <= 5)\n' \
+        "${RATIO[meter-sql]}" "${RATIO[meter-sql-chain]}" "${RATIO[meter-sql-hosts]}" "${RATIO[markets-metered]}" "${P99[markets-half-load]}"
+    printf 'CPU us per request, all processes: floor %s, meter-sql %s, meter-sql-chain %s, markets-metered %s (KB_WORKERS=%s)\n' \
+        "${CPU[floor]}" "${CPU[meter-sql]}" "${CPU[meter-sql-chain]}" "${CPU[markets-metered]}" "$KB_WORKERS"
+    printf 'rounds (rps, median taken): floor %s| meter-sql %s| meter-sql-chain %s| meter-sql-hosts %s| markets-metered %s\n' \
+        "${ROUNDS[floor]:-}" "${ROUNDS[meter-sql]:-}" "${ROUNDS[meter-sql-chain]:-}" "${ROUNDS[meter-sql-hosts]:-}" \
+        "${ROUNDS[markets-metered]:-}"
 }
 
 print_table() {

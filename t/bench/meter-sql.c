@@ -1,6 +1,7 @@
 /* meter-sql.c - print a statement of the workers' meter for pgbench.
  *
- * Usage: meter-sql fast|fast-row|slow|inflight|answered (fast-row: the fast path
+ * Usage: meter-sql fast|chain|fast-row|slow|inflight|answered (chain: the fast path
+ * in one round trip with its commit, kb_meter_chain_stmt; fast-row: the fast path
  * writing the charge's row in meter_inflight, as while other hosts hold leases;
  * the last two: that row after the slow path and its answered mark, migration 0024). bench.sh links this against libkb and runs the
  * exact text the workers prepare (kb_meter_stmt, kb_meter_slow_stmt), its
@@ -19,6 +20,7 @@ main(int argc, char **argv)
         const char *name;
         const kb_stmt *st;
     } stmts[] = {{"fast", &kb_meter_stmt},
+                 {"chain", &kb_meter_chain_stmt},
                  {"fast-row", &kb_meter_row_stmt},
                  {"slow", &kb_meter_slow_stmt},
                  {"inflight", &kb_meter_inflight_stmt},
@@ -28,7 +30,7 @@ main(int argc, char **argv)
         if (strcmp(argv[1], stmts[i].name) == 0)
             st = stmts[i].st;
     if (st == NULL) {
-        fputs("usage: meter-sql fast|fast-row|slow|inflight|answered\n", stderr);
+        fputs("usage: meter-sql fast|chain|fast-row|slow|inflight|answered\n", stderr);
         return 2;
     }
     fputs(st->sql, stdout);

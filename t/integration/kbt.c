@@ -166,6 +166,19 @@ kbt_header(const kbt_resp *r, const char *name)
     return NULL;
 }
 
+long
+kbt_header_long(const kbt_resp *r, const char *name)
+{
+    char *v = kbt_header(r, name);
+    if (v == NULL)
+        return -1;
+    char *end;
+    long n = strtol(v, &end, 10);
+    ck_assert_msg(*end == '\0' && end != v, "%s: '%s' is not an integer", name, v);
+    free(v);
+    return n;
+}
+
 void
 kbt_assert_request_id(const kbt_resp *r)
 {

@@ -62,6 +62,9 @@ double kbt_metric(const char *series);
 /* Value of response header name (case-insensitive), malloc'd, or NULL. Caller frees. */
 char *kbt_header(const kbt_resp *r, const char *name);
 
+/* Integer value of response header name, -1 when there is none (asserted to be an integer). */
+long kbt_header_long(const kbt_resp *r, const char *name);
+
 /*
  * Assert r is the API.md error envelope for status/code: JSON object with
  * error.code, error.message (string), error.status == status, request_id
@@ -256,7 +259,65 @@ bool kbt_refund_recorded(void *arg);
 void kbt_clock_shift(const char *interval);
 void kbt_clock_restore(void);
 
+/* kbt_clock_shift so that kb_now() reads the instant at (timestamptz text) + extra (an
+ * interval); c is any connection, for the arithmetic. */
+void kbt_clock_to(PGconn *c, const char *at, const char *extra);
+
+/* Shift kb_now() to the top of the next minute (of the real clock), so that a rate window
+ * cannot roll for a while; returns the shift in seconds. */
+long kbt_clock_next_minute(void);
+
 /* True when fd of process p is a socket (/proc/p/fd). */
 bool kbt_fd_is_socket(pid_t p, long fd);
+
+/* ---- the meter's lookup and commit in its round trip (test_metered_http.c,
+ * test_one_trip_http.c, test_journal_crash.c) ---- */
+
+/* Unchecked fixtures: the app without its read replica (KB_DATABASE_READ_URL taken out of
+ * this environment and app.env, the app restarted), so a by-id lookup rides with the
+ * meter on the primary; and the suite's replica put back (nothing when there was none). */
+void kbt_primary_only(void);
+void kbt_replica_back(void);
+
+/* The event KBT-AHEAD-EV and its markets KBT-AHEAD-A and KBT-AHEAD-B (idempotent). */
+void kbt_ahead_markets(PGconn *c);
+
+/* The counters of charges in one round trip, from one GET /metrics. Every GET /metrics
+ * ends the transaction its worker had begun ahead: that worker's next charge takes two
+ * round trips (and begins one ahead again). */
+typedef struct kbt_trips {
+    double sent;       /* kalshibook_charges_one_trip_total */
+    double missed;     /* kalshibook_charges_one_trip_missed_total */
+    double sent_ahead; /* kalshibook_db_sent_ahead_total: lookups answered from the meter's trip */
+} kbt_trips;
+
+void kbt_trips_read(kbt_trips *t);
+
+/* Return once each worker (KB_WORKERS, 3 unless set) has its database connection, after
+ * rounds of concurrent GET /metrics: when Postgres restarted, a worker finds its old
+ * connection dead only on its next use, and a charge then fails with 503. */
+void kbt_workers_connect(void);
+
+/*
+ * Warm every worker for key on path, a by-id route on the primary (kbt_primary_only),
+ * until its charges go in one round trip (kbt_workers_connect() first). A worker charges
+ * a key the slow way first, then on the fast path once, learning its window, then in one
+ * round trip. Sends rounds of KB_WORKERS concurrent GETs, each asserted 200, until two
+ * rounds in a row went in one round trip but for at most one request (the one whose
+ * worker answered the GET /metrics before them). Returns how many requests it sent (each
+ * charged once); *after (may be NULL) the counters as it ended.
+ */
+long kbt_one_trip_warm(const char *key, const char *path, kbt_trips *after);
+
+/*
+ * Ready warmed workers to charge a's next request in one round trip, and say which moves
+ * of the counters will be that request's: *before is read (GET /metrics, which ends its
+ * worker's transaction begun ahead), then one GET path (asserted 200, one credit) goes
+ * to that worker, as a lone request does, and begins one there again. Returns how many
+ * charges in one round trip since *before were that request's: 1 when it raised the
+ * account's charge_xid, which only a charge in one round trip writes (0028), else 0.
+ * Nothing else may use a's key meanwhile.
+ */
+double kbt_one_trip_prime(PGconn *c, const kbt_account *a, const char *path, kbt_trips *before);
 
 #endif

@@ -485,6 +485,16 @@ kbt_clock_shift(const char *interval)
     PQfinish(c);
 }
 
+void
+kbt_clock_to(PGconn *c, const char *at, const char *extra)
+{
+    char *shift = kbt_sqlp_value(c, "SELECT ($1::timestamptz + $2::interval - now())::text", 2, at,
+                                 extra);
+    ck_assert_ptr_nonnull(shift);
+    kbt_clock_shift(shift);
+    free(shift);
+}
+
 /* kb_now() put back as 0001_clock.sql defines it (a fixture: it runs in the parent even
  * when the test fails). */
 void
@@ -495,4 +505,16 @@ kbt_clock_restore(void)
                   " PARALLEL SAFE AS $$ SELECT now() $$");
     kbt_sql_ok(c, "DROP TABLE IF EXISTS kbt_clock_offset");
     PQfinish(c);
+}
+
+long
+kbt_clock_next_minute(void)
+{
+    PGconn *c = kbt_db();
+    long to_next = kbt_sql_long1(c, "SELECT (60 - floor(extract(second FROM now())))::int", NULL);
+    PQfinish(c);
+    char shift[32];
+    snprintf(shift, sizeof(shift), "%ld seconds", to_next);
+    kbt_clock_shift(shift);
+    return to_next;
 }

@@ -145,11 +145,24 @@ START_TEST(key_lifecycle_create_list_patch_usage_revoke)
     r = kbt_auth_json("GET", "/keys/usage", tok, NULL);
     ck_assert_int_eq(cJSON_GetObjectItem(find_key(r, id), "credits_used")->valueint, 15);
     kbt_resp_free(r);
-    /* No billing account at all: 0. */
-    kbt_sqlp_ok(db, "DELETE FROM billing_accounts WHERE user_id = $1", 1, uid);
-    r = kbt_auth_json("GET", "/keys/usage", tok, NULL);
-    ck_assert_int_eq(cJSON_GetObjectItem(find_key(r, id), "credits_used")->valueint, 0);
+    /* No billing account at all (a user who never made a metered call or opened
+     * billing; an account row goes only with its user, migration 0028): 0. */
+    char *email2 = kbt_auth_email("noacct"), *tok2 = NULL, *uid2 = NULL;
+    kbt_auth_signup(email2, PW, &tok2, &uid2);
+    r = kbt_auth_json("POST", "/keys", tok2, "{}");
+    ck_assert_int_eq(r->status, 200);
+    char *id3 = strdup(kbt_auth_str(r, "id"));
     kbt_resp_free(r);
+    ck_assert_int_eq(
+        kbt_sql_long1(db, "SELECT count(*) FROM billing_accounts WHERE user_id = $1", uid2), 0);
+    r = kbt_auth_json("GET", "/keys/usage", tok2, NULL);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_int_eq(cJSON_GetObjectItem(find_key(r, id3), "credits_used")->valueint, 0);
+    kbt_resp_free(r);
+    free(id3);
+    free(email2);
+    free(tok2);
+    free(uid2);
 
     /* Revoke: soft, gone from lists, and refused by the meter at once. */
     r = kbt_auth_json("DELETE", path, tok, NULL);

@@ -639,17 +639,6 @@ fast_probe(PGconn *c, const seen *s)
     return n;
 }
 
-/* Shift the clock (kb_now()) to the instant at (timestamptz text) + extra. */
-static void
-clock_to(PGconn *c, const char *at, const char *extra)
-{
-    char *shift = kbt_sqlp_value(c, "SELECT ($1::timestamptz + $2::interval - now())::text", 2, at,
-                                 extra);
-    ck_assert_ptr_nonnull(shift);
-    kbt_clock_shift(shift);
-    free(shift);
-}
-
 typedef struct window_case {
     const char *what;
     const char *tier;
@@ -700,7 +689,7 @@ START_TEST(meter_fast_window_ends_at_each_clock_bound)
     const window_case *k = &window_cases[_i];
     PGconn *c = kbt_db();
     char *at = kbt_sql_value(c, k->start);
-    clock_to(c, at, "0 seconds");
+    kbt_clock_to(c, at, "0 seconds");
     free(at);
     kbt_account a;
     kbt_account_new(c, &a, k->tier, 1000, 0, false);
@@ -716,9 +705,9 @@ START_TEST(meter_fast_window_ends_at_each_clock_bound)
                                 a.user_id) == 1,
                   "%s: no window stored", k->what);
     char *start = kbt_sql_value(c, "SELECT kb_now()::text");
-    clock_to(c, start, k->inside);
+    kbt_clock_to(c, start, k->inside);
     ck_assert_msg(fast_probe(c, &s) == 1, "%s: no fast charge %s in", k->what, k->inside);
-    clock_to(c, start, k->outside);
+    kbt_clock_to(c, start, k->outside);
     ck_assert_msg(fast_probe(c, &s) == 0, "%s: a fast charge %s in", k->what, k->outside);
     /* The slow path still charges and stores the next window (after a cycle roll the
      * roll itself clears it once: the charge after it stores it). */
@@ -777,7 +766,7 @@ START_TEST(meter_rate_window_restarts_each_minute)
 {
     PGconn *c = kbt_db();
     char *at = kbt_sql_value(c, NEXT_MINUTE "'30 seconds'");
-    clock_to(c, at, "0 seconds");
+    kbt_clock_to(c, at, "0 seconds");
     free(at);
     kbt_account a;
     kbt_account_new(c, &a, "project", 1000, 5, false);
@@ -794,10 +783,10 @@ START_TEST(meter_rate_window_restarts_each_minute)
     /* A transaction whose clock reads the minute before (it began before the one
      * that stored the window) does not count in this minute's window. */
     char *start = kbt_sql_value(c, "SELECT kb_now()::text");
-    clock_to(c, start, "-31 seconds");
+    kbt_clock_to(c, start, "-31 seconds");
     ck_assert_int_eq(fast_probe(c, &s), 0);
     /* 35 s on: the next minute, 25 s before the key check's runs out. */
-    clock_to(c, start, "35 seconds");
+    kbt_clock_to(c, start, "35 seconds");
     free(start);
     ck_assert_int_eq(fast_probe(c, &s), 0);
     for (int i = 0; i < 5; i++) {

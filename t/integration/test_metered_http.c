@@ -24,19 +24,6 @@ get_with_key(const char *path, const char *key)
 }
 
 static long
-hdr_long(const kbt_resp *r, const char *name)
-{
-    char *v = kbt_header(r, name);
-    if (v == NULL)
-        return -1;
-    char *end;
-    long n = strtol(v, &end, 10);
-    ck_assert_msg(*end == '\0' && end != v, "%s: '%s' is not an integer", name, v);
-    free(v);
-    return n;
-}
-
-static long
 used(PGconn *c, const kbt_account *a)
 {
     return kbt_sql_long1(c, "SELECT credits_used FROM billing_accounts WHERE user_id = $1",
@@ -50,13 +37,13 @@ START_TEST(metered_success_carries_exact_headers)
     kbt_account_new(c, &a, "project", 100, 0, false);
     kbt_resp *r = get_with_key("/markets", a.key);
     ck_assert_msg(r->status == 200, "%ld %s", r->status, kb_buf_cstr(&r->body));
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), 1);
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Used"), 1);
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Total"), 100);
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Remaining"), 99);
-    ck_assert_int_eq(hdr_long(r, "X-RateLimit-Limit"), 120);
-    ck_assert_int_eq(hdr_long(r, "X-RateLimit-Remaining"), 119);
-    long reset = hdr_long(r, "X-RateLimit-Reset");
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Cost"), 1);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Used"), 1);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Total"), 100);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Remaining"), 99);
+    ck_assert_int_eq(kbt_header_long(r, "X-RateLimit-Limit"), 120);
+    ck_assert_int_eq(kbt_header_long(r, "X-RateLimit-Remaining"), 119);
+    long reset = kbt_header_long(r, "X-RateLimit-Reset");
     long now = (long)time(NULL);
     ck_assert_msg(reset > now - 2 && reset <= now + 61 && reset % 60 == 0, "reset %ld", reset);
     kbt_resp_free(r);
@@ -66,7 +53,7 @@ START_TEST(metered_success_carries_exact_headers)
     const char *h[] = {auth, NULL};
     r = kbt_request("GET", "/markets", h, NULL, 0);
     ck_assert_int_eq(r->status, 200);
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Used"), 2);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Used"), 2);
     kbt_resp_free(r);
     ck_assert_int_eq(used(c, &a), 2);
     PQfinish(c);
@@ -165,12 +152,12 @@ START_TEST(rate_limit_exact_through_the_stack)
             ok++;
         } else {
             kbt_assert_envelope(r, 429, "rate_limit_exceeded");
-            long ra = hdr_long(r, "Retry-After");
+            long ra = kbt_header_long(r, "Retry-After");
             ck_assert_msg(ra >= 1 && ra <= 60, "Retry-After %ld", ra);
-            ck_assert_int_eq(hdr_long(r, "X-RateLimit-Limit"), 30);
-            ck_assert_int_eq(hdr_long(r, "X-RateLimit-Remaining"), 0);
-            ck_assert(hdr_long(r, "X-RateLimit-Reset") > 0);
-            ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), -1);
+            ck_assert_int_eq(kbt_header_long(r, "X-RateLimit-Limit"), 30);
+            ck_assert_int_eq(kbt_header_long(r, "X-RateLimit-Remaining"), 0);
+            ck_assert(kbt_header_long(r, "X-RateLimit-Reset") > 0);
+            ck_assert_int_eq(kbt_header_long(r, "X-Credits-Cost"), -1);
             limited++;
         }
         kbt_resp_free(r);
@@ -183,7 +170,7 @@ START_TEST(rate_limit_exact_through_the_stack)
     kbt_clock_shift(shift);
     kbt_resp *r = get_with_key("/markets", a.key);
     ck_assert_int_eq(r->status, 200);
-    ck_assert_int_eq(hdr_long(r, "X-RateLimit-Remaining"), 29);
+    ck_assert_int_eq(kbt_header_long(r, "X-RateLimit-Remaining"), 29);
     kbt_resp_free(r);
     ck_assert_int_eq(used(c, &a), 31);
     PQfinish(c);
@@ -200,9 +187,9 @@ START_TEST(refund_after_404_with_zero_cost_headers)
     kbt_resp_free(r);
     r = get_with_key("/markets/NO-SUCH-MARKET", a.key);
     kbt_assert_envelope(r, 404, "market_not_found");
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), 0);
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Used"), 1);
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Remaining"), 99);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Cost"), 0);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Used"), 1);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Remaining"), 99);
     kbt_resp_free(r);
     ck_assert_int_eq(used(c, &a), 1);
     ck_assert_int_eq(kbt_sql_long1(c,
@@ -226,7 +213,7 @@ START_TEST(nothing_charged_for_401_422_or_revoked)
         const char *h[] = {bad[i], NULL};
         kbt_resp *r = kbt_request("GET", "/markets", bad[i] ? h : NULL, NULL, 0);
         kbt_assert_envelope(r, 401, "invalid_api_key");
-        ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), -1);
+        ck_assert_int_eq(kbt_header_long(r, "X-Credits-Cost"), -1);
         kbt_resp_free(r);
     }
     /* A malformed request is refused before the meter runs. */
@@ -237,7 +224,7 @@ START_TEST(nothing_charged_for_401_422_or_revoked)
                        "\"end_time\":\"2026-01-02T00:00:00Z\",\"limit\":0}";
     kbt_resp *r = kbt_request("POST", "/deltas", h, body, strlen(body));
     kbt_assert_envelope(r, 422, "validation_error");
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), -1);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Cost"), -1);
     kbt_resp_free(r);
     ck_assert_int_eq(used(c, &a), 0);
     /* A revoked key is refused on its very next request. */
@@ -295,8 +282,8 @@ refused(const char *key, const char *path, long status, const char *code)
 {
     kbt_resp *r = get_with_key(path, key);
     kbt_assert_envelope(r, status, code);
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), -1);
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Used"), -1);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Cost"), -1);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Used"), -1);
     kbt_resp_free(r);
 }
 
@@ -305,7 +292,7 @@ ok_request(const char *key, const char *path)
 {
     kbt_resp *r = get_with_key(path, key);
     ck_assert_msg(r->status == 200, "%s: %ld %s", path, r->status, kb_buf_cstr(&r->body));
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), 1);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Cost"), 1);
     kbt_resp_free(r);
 }
 
@@ -581,8 +568,8 @@ START_TEST(refund_after_database_failure_mid_request)
     ck_assert_msg(f.resp->status == 503 || f.resp->status == 500, "got %ld %s", f.resp->status,
                   kb_buf_cstr(&f.resp->body));
     /* Refunded on a fresh connection: the response says cost 0, the account agrees. */
-    ck_assert_int_eq(hdr_long(f.resp, "X-Credits-Cost"), 0);
-    ck_assert_int_eq(hdr_long(f.resp, "X-Credits-Used"), 0);
+    ck_assert_int_eq(kbt_header_long(f.resp, "X-Credits-Cost"), 0);
+    ck_assert_int_eq(kbt_header_long(f.resp, "X-Credits-Used"), 0);
     kbt_resp_free(f.resp);
     ck_assert_int_eq(used(c, &a), 0);
     PQfinish(lock);
@@ -591,32 +578,6 @@ START_TEST(refund_after_database_failure_mid_request)
 END_TEST
 
 /* ---- the by-id lookups sent ahead with the meter (no read replica) ----------- */
-
-static char *replica_url; /* the suite's KB_DATABASE_READ_URL, put back afterwards */
-
-static void
-primary_only(void)
-{
-    const char *r = getenv("KB_DATABASE_READ_URL");
-    if (r != NULL && r[0] != '\0') {
-        replica_url = strdup(r);
-        unsetenv("KB_DATABASE_READ_URL"); /* the app inherits this environment too */
-        kbt_app_env_set("KB_DATABASE_READ_URL", NULL);
-    }
-}
-
-static void
-replica_back(void)
-{
-    if (replica_url == NULL)
-        return;
-    char v[4200];
-    snprintf(v, sizeof(v), "'%s'", replica_url); /* app.env is sourced by a shell */
-    setenv("KB_DATABASE_READ_URL", replica_url, 1);
-    kbt_app_env_set("KB_DATABASE_READ_URL", v);
-    free(replica_url);
-    replica_url = NULL;
-}
 
 /* GET /<things>/{id} and the checks every answer gets: status, code or the
  * id echoed in data, X-Credits-Cost and -Used. */
@@ -633,8 +594,8 @@ by_id(const char *key, const char *path, long status, const char *field, const c
     } else {
         kbt_assert_envelope(r, status, want);
     }
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Cost"), cost);
-    ck_assert_int_eq(hdr_long(r, "X-Credits-Used"), used_after);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Cost"), cost);
+    ck_assert_int_eq(kbt_header_long(r, "X-Credits-Used"), used_after);
     kbt_resp_free(r);
 }
 
@@ -647,11 +608,7 @@ by_id(const char *key, const char *path, long status, const char *field, const c
 START_TEST(by_id_lookups_ride_with_the_meter)
 {
     PGconn *c = kbt_db();
-    kbt_sql_ok(c, "INSERT INTO events (event_ticker, series_ticker, title)"
-                  " VALUES ('KBT-AHEAD-EV', 'KBT-AHEAD', 'ahead') ON CONFLICT DO NOTHING");
-    kbt_sql_ok(c, "INSERT INTO markets (ticker, event_ticker, title) VALUES"
-                  " ('KBT-AHEAD-A', 'KBT-AHEAD-EV', 'market a'),"
-                  " ('KBT-AHEAD-B', 'KBT-AHEAD-EV', 'market b') ON CONFLICT DO NOTHING");
+    kbt_ahead_markets(c);
     kbt_account a, b;
     kbt_account_new(c, &a, "project", 3, 0, false);
     kbt_account_new(c, &b, "project", 100, 0, false);
@@ -709,7 +666,7 @@ main(void)
     suite_add_tcase(s, tc);
     TCase *ta = tcase_create("primary-only");
     tcase_set_timeout(ta, 90);
-    tcase_add_unchecked_fixture(ta, primary_only, replica_back);
+    tcase_add_unchecked_fixture(ta, kbt_primary_only, kbt_replica_back);
     tcase_add_test(ta, by_id_lookups_ride_with_the_meter);
     suite_add_tcase(s, ta);
     return kb_check_run(s);

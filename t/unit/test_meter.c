@@ -98,6 +98,7 @@ static const col trimmed_row[] = {
     {"day", "2026-12-04"},
     {"xid", "4294967396"},
     {"seq", "41"},
+    {"fast_until", "1796410740.25"},
 };
 
 START_TEST(trimmed_fast_row_takes_the_given_parameters)
@@ -121,6 +122,8 @@ START_TEST(trimmed_fast_row_takes_the_given_parameters)
     ck_assert_int_eq(m.rl_reset, 1796410740);
     ck_assert(m.xid == UINT64_C(4294967396));
     ck_assert_int_eq(m.seq, 41);
+    /* The fast path's window end (date_part's epoch seconds), in microseconds. */
+    ck_assert(m.fast_until_us == INT64_C(1796410740250000));
     /* Without given the same row is not a charge a refund could use. */
     ck_assert(!kb_meter_result_read(r, 0, NULL, &m, &why));
     ck_assert_str_eq(why, "a column is missing");
@@ -132,7 +135,70 @@ START_TEST(trimmed_fast_row_takes_the_given_parameters)
     ck_assert_msg(kb_meter_result_read(r, 0, &given, &m, &why), "%s", why);
     ck_assert_str_eq(m.user_id, "8539643a-9d13-4df2-9ec4-4ad93bbec7fa");
     ck_assert_int_eq(m.cost, 5);
+    ck_assert(m.fast_until_us == 0); /* no window said: the next charge goes the usual way */
     PQclear(r);
+}
+END_TEST
+
+/* kb_meter_chain_stmt's row: what the worker journaled before sending (cycle, day,
+ * the transaction's id, the window) is not in it; given holds it. */
+static const col chain_row[] = {
+    {"outcome", "ok"},      {"credits_total", "1000"},  {"credits_used", "8"}, {"rl_limit", "60"},
+    {"rl_remaining", "57"}, {"rl_reset", "1796410740"}, {"seq", "42"},
+};
+
+START_TEST(one_trip_row_takes_what_was_journaled_from_given)
+{
+    PGresult *r = row_of(chain_row, sizeof(chain_row) / sizeof(chain_row[0]));
+    kb_meter_result given, m;
+    memset(&given, 0, sizeof(given));
+    snprintf(given.user_id, sizeof(given.user_id), "%s", "8539643a-9d13-4df2-9ec4-4ad93bbec7fa");
+    snprintf(given.key_id, sizeof(given.key_id), "%s", "1d1f00a2-0d11-45c3-b164-c93f8aa10878");
+    snprintf(given.token, sizeof(given.token), "%s", "5f0c43e4-51b9-4a0e-9d5e-8b1f3a1c0d2e");
+    snprintf(given.cycle_start, sizeof(given.cycle_start), "%s", "2026-12-01 00:00:00+00");
+    snprintf(given.day, sizeof(given.day), "%s", "2026-12-05");
+    given.cost = 1;
+    given.xid = UINT64_C(4294967397);
+    given.fast_until_us = INT64_C(1796410740000000);
+    const char *why = "unset";
+    ck_assert_msg(kb_meter_result_read(r, 0, &given, &m, &why), "%s", why);
+    ck_assert_int_eq(m.outcome, KB_METER_OK);
+    ck_assert_int_eq(m.credits_used, 8);
+    ck_assert_int_eq(m.rl_remaining, 57);
+    ck_assert_int_eq(m.seq, 42);
+    ck_assert_str_eq(m.cycle_start, given.cycle_start);
+    ck_assert_str_eq(m.day, given.day);
+    ck_assert(m.xid == given.xid);
+    ck_assert(m.fast_until_us == given.fast_until_us);
+    /* Without its transaction's id it is no charge the journal could settle. */
+    given.xid = 0;
+    ck_assert(!kb_meter_result_read(r, 0, &given, &m, &why));
+    ck_assert_str_eq(why, "a charge without its details");
+    PQclear(r);
+}
+END_TEST
+
+/* A window end that is NULL (a slow path's refusal) or not a number says nothing. */
+START_TEST(fast_until_null_or_malformed_is_unknown)
+{
+    col row[sizeof(trimmed_row) / sizeof(trimmed_row[0])];
+    memcpy(row, trimmed_row, sizeof(row));
+    const char *values[] = {NULL, "", "-5", "nan", "1e300"};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        row[sizeof(row) / sizeof(row[0]) - 1].value = values[i];
+        PGresult *r = row_of(row, sizeof(row) / sizeof(row[0]));
+        kb_meter_result given, m;
+        memset(&given, 0, sizeof(given));
+        snprintf(given.user_id, sizeof(given.user_id), "%s",
+                 "8539643a-9d13-4df2-9ec4-4ad93bbec7fa");
+        snprintf(given.key_id, sizeof(given.key_id), "%s", "1d1f00a2-0d11-45c3-b164-c93f8aa10878");
+        snprintf(given.token, sizeof(given.token), "%s", "5f0c43e4-51b9-4a0e-9d5e-8b1f3a1c0d2e");
+        const char *why = "unset";
+        ck_assert_msg(kb_meter_result_read(r, 0, &given, &m, &why), "%s", why);
+        ck_assert_msg(m.fast_until_us == 0, "fast_until %s read as %lld",
+                      values[i] ? values[i] : "NULL", (long long)m.fast_until_us);
+        PQclear(r);
+    }
 }
 END_TEST
 
@@ -284,6 +350,8 @@ main(void)
     TCase *tc = tcase_create("result");
     tcase_add_test(tc, fast_row_is_read_by_name);
     tcase_add_test(tc, trimmed_fast_row_takes_the_given_parameters);
+    tcase_add_test(tc, fast_until_null_or_malformed_is_unknown);
+    tcase_add_test(tc, one_trip_row_takes_what_was_journaled_from_given);
     tcase_add_test(tc, refused_row_in_any_column_order);
     tcase_add_test(tc, invalid_key_row);
     tcase_add_loop_test(tc, malformed_rows_are_refused, 0, sizeof(bads) / sizeof(bads[0]));
