@@ -13,6 +13,14 @@
 
 struct cJSON;
 struct kb_ingest_msg;
+struct kb_worker;
+
+/* ---- meter (kb_meter.h): shared by lib/meter*.c ---- */
+
+/* Settle the caller's own journal entry when it is pending (lib/meter_settle.c).
+ * False when the database did not answer. A charge whose transaction is still
+ * running is handed over as an orphan, and the worker takes a fresh entry. */
+bool kb__meter_settle_own(struct kb_worker *w, kb_arena *arena);
 
 /* ---- ingest (kb_ingest.h): shared by lib/ingest*.c ---- */
 
