@@ -233,6 +233,27 @@ kb__db_connection_lost(kb_db *db)
     return true;
 }
 
+/* Wait until db has a result that PQgetResult() returns without blocking: until
+ * deadline (monotonic µs) when the connection has a statement timeout (limit_ms is
+ * what the log line says). False on that and on a read failure. */
+bool
+kb__db_wait_result(kb_db *db, const char *what, int64_t deadline, long limit_ms)
+{
+    bool bounded = db->statement_timeout_ms > 0;
+    while (PQisBusy(db->conn)) {
+        int64_t left_us = deadline - kb_mono_us();
+        if (bounded && left_us <= 0) {
+            kb_log_error("%s: no reply from the database within %ld ms", what, limit_ms);
+            return false;
+        }
+        struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN};
+        int k = poll(&p, 1, bounded ? (int)((left_us + 999) / 1000) : -1);
+        if ((k < 0 && errno != EINTR) || (k > 0 && !PQconsumeInput(db->conn)))
+            return false;
+    }
+    return true;
+}
+
 /*
  * The results of what was just sent: for each of the n statements its last
  * result (like PQexec) in res[0..n-1]; n > 1 only in pipeline mode, with a
@@ -245,7 +266,6 @@ kb__db_connection_lost(kb_db *db)
 bool
 kb__db_await_results(kb_db *db, const char *what, PGresult **res, int n)
 {
-    bool bounded = db->statement_timeout_ms > 0;
     long limit_ms = n * db->statement_timeout_ms + KB__DB_REPLY_GRACE_MS;
     int64_t deadline = kb_mono_us() + limit_ms * 1000;
     bool pipeline = PQpipelineStatus(db->conn) != PQ_PIPELINE_OFF;
@@ -253,17 +273,8 @@ kb__db_await_results(kb_db *db, const char *what, PGresult **res, int n)
     for (int i = 0; i < n; i++)
         res[i] = NULL;
     while (done < n) {
-        while (PQisBusy(db->conn)) {
-            int64_t left_us = deadline - kb_mono_us();
-            if (bounded && left_us <= 0) {
-                kb_log_error("%s: no reply from the database within %ld ms", what, limit_ms);
-                goto fail;
-            }
-            struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN};
-            int k = poll(&p, 1, bounded ? (int)((left_us + 999) / 1000) : -1);
-            if ((k < 0 && errno != EINTR) || (k > 0 && !PQconsumeInput(db->conn)))
-                goto fail;
-        }
+        if (!kb__db_wait_result(db, what, deadline, limit_ms))
+            goto fail;
         PGresult *r = PQgetResult(db->conn);
         if (r == NULL) {
             if (!pipeline)

@@ -5,8 +5,6 @@
  * libpq pipeline mode throughout; the connection itself is lib/db.c's. */
 #include "kb_db.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,22 +104,12 @@ await_begin(kb_db *db)
 static PGresult *
 await_open(kb_db *db, const char *what)
 {
-    bool bounded = db->statement_timeout_ms > 0;
     long limit_ms = db->statement_timeout_ms + KB__DB_REPLY_GRACE_MS;
     int64_t deadline = kb_mono_us() + limit_ms * 1000;
     PGresult *last = NULL;
     for (;;) {
-        while (PQisBusy(db->conn)) {
-            int64_t left_us = deadline - kb_mono_us();
-            if (bounded && left_us <= 0) {
-                kb_log_error("%s: no reply from the database within %ld ms", what, limit_ms);
-                goto fail;
-            }
-            struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN};
-            int k = poll(&p, 1, bounded ? (int)((left_us + 999) / 1000) : -1);
-            if ((k < 0 && errno != EINTR) || (k > 0 && !PQconsumeInput(db->conn)))
-                goto fail;
-        }
+        if (!kb__db_wait_result(db, what, deadline, limit_ms))
+            goto fail;
         PGresult *r = PQgetResult(db->conn);
         if (r == NULL) {
             if (last == NULL)

@@ -41,6 +41,10 @@ bool kb__db_queue_ahead(struct kb_db *db);
  * False on a timeout or a read failure, with res all NULL. */
 bool kb__db_await_results(struct kb_db *db, const char *what, struct pg_result **res, int n);
 
+/* Wait until a result can be read without blocking, by deadline (monotonic µs) when
+ * db has a statement timeout. False on that and on a read failure. */
+bool kb__db_wait_result(struct kb_db *db, const char *what, int64_t deadline, long limit_ms);
+
 /* db->sqlstate from r ("" when none). */
 void kb__db_set_sqlstate(struct kb_db *db, const struct pg_result *r);
 
