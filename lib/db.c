@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "kb_log.h"
 #include "kb_metrics.h"
 #include "kb_time.h"
@@ -14,11 +15,6 @@
 
 #define DB_BACKOFF_MIN_US 100000
 #define DB_BACKOFF_MAX_US 5000000
-/* How long past its statement_timeout a connection's reply may be late before
- * the worker stops waiting: the server answers a timed-out statement with an
- * error itself, so only a server that answers nothing (frozen, partitioned
- * away) reaches this. */
-#define DB_REPLY_GRACE_MS 5000
 
 void
 kb_db_init(kb_db *db, const char *conninfo, const char *app_name, long connect_timeout_s,
@@ -57,8 +53,8 @@ kb_db_send_ahead(kb_db *db, const kb_stmt *st, const char *const *params)
 
 /* True when a statement sent ahead still waits to go out and st, another
  * statement, is to carry it. */
-static bool
-carries_ahead(const kb_db *db, const kb_stmt *st)
+bool
+kb__db_carries_ahead(const kb_db *db, const kb_stmt *st)
 {
     return db->ahead != NULL && db->ahead_result == NULL && db->ahead != st;
 }
@@ -68,7 +64,7 @@ carries_ahead(const kb_db *db, const kb_stmt *st)
 static PGresult *
 take_ahead(kb_db *db, const kb_stmt *st, const char *const *params)
 {
-    if (db->ahead == NULL || carries_ahead(db, st))
+    if (db->ahead == NULL || kb__db_carries_ahead(db, st))
         return NULL; /* none, or not sent yet: this exec carries it */
     bool same = db->ahead == st && db->ahead_result != NULL;
     for (int i = 0; same && i < st->nparams; i++) {
@@ -109,8 +105,8 @@ kb_db_release(kb_db *db)
 }
 
 /* Log the first line of a libpq message (they end in a newline). */
-static void
-log_pq_error(const char *what, const char *msg)
+void
+kb__db_log_pq_error(const char *what, const char *msg)
 {
     size_t n = strcspn(msg, "\n");
     kb_log_error("%s: %.*s", what, (int)n, msg);
@@ -125,11 +121,6 @@ connect_failed(kb_db *db)
         db->backoff_us = DB_BACKOFF_MAX_US;
 }
 
-static bool await_results(kb_db *db, const char *what, PGresult **res, int n);
-static void set_sqlstate(kb_db *db, const PGresult *r);
-static bool connection_lost(kb_db *db);
-static void log_pq_error(const char *what, const char *msg);
-
 /* Read the result of the statement kb_db_send_async() sent, if any. */
 static void
 drain_async(kb_db *db)
@@ -139,107 +130,21 @@ drain_async(kb_db *db)
     if (st == NULL || db->conn == NULL)
         return;
     PGresult *r = NULL;
-    if (!await_results(db, st->name, &r, 1)) {
+    if (!kb__db_await_results(db, st->name, &r, 1)) {
         db->sqlstate[0] = '\0';
-        connection_lost(db);
+        kb__db_connection_lost(db);
         return;
     }
     ExecStatusType s = PQresultStatus(r);
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-        set_sqlstate(db, r);
-        if (!connection_lost(db))
-            log_pq_error(st->name, PQresultErrorMessage(r));
+        kb__db_set_sqlstate(db, r);
+        if (!kb__db_connection_lost(db))
+            kb__db_log_pq_error(st->name, PQresultErrorMessage(r));
     } else {
         db->answered_us = kb_mono_us();
     }
     PQclear(r);
     db->sqlstate[0] = '\0';
-}
-
-/* The statement that begins a transaction ahead and learns its id. */
-static const kb_stmt begin_stmt = {"kb_begin_ahead", "SELECT pg_current_xact_id()", 0, false};
-
-static bool is_prepared(const kb_db *db, const kb_stmt *st);
-static void note_prepared(kb_db *db, const kb_stmt *st);
-static PGresult *await_open(kb_db *db, const char *what);
-
-void
-kb_db_pre_end(kb_db *db)
-{
-    if (db->pre == KB_DB_PRE_NONE)
-        return;
-    db->pre = KB_DB_PRE_NONE;
-    if (db->conn == NULL)
-        return;
-    /* Its Sync commits nothing but the id it took (or ends it aborted). */
-    PGresult *r = NULL;
-    if (!PQpipelineSync(db->conn) ||
-        !await_results(db, "end of the transaction begun ahead", &r, 1) ||
-        !PQexitPipelineMode(db->conn)) {
-        PQclear(r);
-        db->sqlstate[0] = '\0';
-        connection_lost(db);
-        return;
-    }
-    PQclear(r);
-}
-
-bool
-kb_db_pre_open(const kb_db *db)
-{
-    return db->pre != KB_DB_PRE_NONE && db->conn != NULL;
-}
-
-static bool await_begin(kb_db *db);
-
-uint64_t
-kb_db_pre_xid(kb_db *db, int64_t max_age_us)
-{
-    if (db->conn == NULL || db->open || db->async != NULL)
-        return 0;
-    if (db->pre == KB_DB_PRE_PENDING && !await_begin(db)) {
-        db->sqlstate[0] = '\0';
-        connection_lost(db);
-        return 0;
-    }
-    if (db->pre != KB_DB_PRE_READY)
-        return 0;
-    return kb_mono_us() - db->pre_us < max_age_us ? db->pre_xid : 0;
-}
-
-/* Queue the statement that begins the next transaction ahead (prepared by the caller:
- * prepare_in_pipeline()) and a Flush, and send: PENDING. Its reply is read
- * on the connection's next use (kb_db_pre_xid(), or absorbed by kb_db_pre_end()),
- * not waited for now. */
-static bool
-queue_begin(kb_db *db)
-{
-    bool sent = PQsendQueryPrepared(db->conn, begin_stmt.name, 0, NULL, NULL, NULL, 0) &&
-                PQsendFlushRequest(db->conn) && PQflush(db->conn) == 0;
-    if (sent) {
-        db->pre = KB_DB_PRE_PENDING;
-        db->pre_us = kb_mono_us();
-    }
-    return sent;
-}
-
-/* Read what queue_begin() sent: the next transaction is begun ahead (READY), or
- * it failed in the server (SPOILED: a Sync ends it). False when the connection
- * broke. */
-static bool
-await_begin(kb_db *db)
-{
-    PGresult *r = await_open(db, begin_stmt.name);
-    if (r == NULL)
-        return false;
-    db->pre = KB_DB_PRE_SPOILED;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-        db->pre_xid = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-        if (db->pre_xid != 0)
-            db->pre = KB_DB_PRE_READY;
-    }
-    PQclear(r);
-    return true;
 }
 
 kb_err
@@ -258,7 +163,8 @@ kb_db_connect(kb_db *db)
     const char *vals[] = {db->conninfo, timeout, db->app_name ? db->app_name : "kalshibook", NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-        log_pq_error("unable to connect to database", conn ? PQerrorMessage(conn) : "no memory");
+        kb__db_log_pq_error("unable to connect to database",
+                            conn ? PQerrorMessage(conn) : "no memory");
         PQfinish(conn);
         connect_failed(db);
         return KB_E_UNAVAILABLE;
@@ -269,11 +175,11 @@ kb_db_connect(kb_db *db)
         char sql[128];
         snprintf(sql, sizeof(sql),
                  "SET statement_timeout = %ld; SET idle_in_transaction_session_timeout = %ld",
-                 db->statement_timeout_ms, db->statement_timeout_ms + DB_REPLY_GRACE_MS);
+                 db->statement_timeout_ms, db->statement_timeout_ms + KB__DB_REPLY_GRACE_MS);
         PGresult *r = PQexec(conn, sql);
         bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (!ok)
-            log_pq_error("unable to set statement_timeout", PQresultErrorMessage(r));
+            kb__db_log_pq_error("unable to set statement_timeout", PQresultErrorMessage(r));
         PQclear(r);
         if (!ok) {
             PQfinish(conn);
@@ -291,8 +197,8 @@ kb_db_connect(kb_db *db)
     return KB_OK;
 }
 
-static bool
-is_prepared(const kb_db *db, const kb_stmt *st)
+bool
+kb__db_is_prepared(const kb_db *db, const kb_stmt *st)
 {
     for (size_t i = 0; i < db->nprepared; i++) {
         if (db->prepared[i] == st)
@@ -301,16 +207,16 @@ is_prepared(const kb_db *db, const kb_stmt *st)
     return false;
 }
 
-static void
-set_sqlstate(kb_db *db, const PGresult *r)
+void
+kb__db_set_sqlstate(kb_db *db, const PGresult *r)
 {
     const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     snprintf(db->sqlstate, sizeof(db->sqlstate), "%s", s ? s : "");
 }
 
 /* After a failed call: was it the connection? Then drop it. */
-static bool
-connection_lost(kb_db *db)
+bool
+kb__db_connection_lost(kb_db *db)
 {
     /* libpq may still say CONNECTION_OK right after the server went away:
      * a failure without a server SQLSTATE, a connection exception (08) or
@@ -327,37 +233,48 @@ connection_lost(kb_db *db)
     return true;
 }
 
+/* Wait until db has a result that PQgetResult() returns without blocking: until
+ * deadline (monotonic µs) when the connection has a statement timeout (limit_ms is
+ * what the log line says). False on that and on a read failure. */
+bool
+kb__db_wait_result(kb_db *db, const char *what, int64_t deadline, long limit_ms)
+{
+    bool bounded = db->statement_timeout_ms > 0;
+    while (PQisBusy(db->conn)) {
+        int64_t left_us = deadline - kb_mono_us();
+        if (bounded && left_us <= 0) {
+            kb_log_error("%s: no reply from the database within %ld ms", what, limit_ms);
+            return false;
+        }
+        struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN};
+        int k = poll(&p, 1, bounded ? (int)((left_us + 999) / 1000) : -1);
+        if ((k < 0 && errno != EINTR) || (k > 0 && !PQconsumeInput(db->conn)))
+            return false;
+    }
+    return true;
+}
+
 /*
  * The results of what was just sent: for each of the n statements its last
  * result (like PQexec) in res[0..n-1]; n > 1 only in pipeline mode, with a
  * sync after each statement. With a statement timeout set (the workers'
- * connections; kbctl's have none) it waits at most DB_REPLY_GRACE_MS past n
+ * connections; kbctl's have none) it waits at most KB__DB_REPLY_GRACE_MS past n
  * of them, so a worker never hangs on a server that stopped answering. False
  * on that and on a read failure, with res all NULL; the caller's
- * connection_lost() then drops the connection.
+ * kb__db_connection_lost() then drops the connection.
  */
-static bool
-await_results(kb_db *db, const char *what, PGresult **res, int n)
+bool
+kb__db_await_results(kb_db *db, const char *what, PGresult **res, int n)
 {
-    bool bounded = db->statement_timeout_ms > 0;
-    long limit_ms = n * db->statement_timeout_ms + DB_REPLY_GRACE_MS;
+    long limit_ms = n * db->statement_timeout_ms + KB__DB_REPLY_GRACE_MS;
     int64_t deadline = kb_mono_us() + limit_ms * 1000;
     bool pipeline = PQpipelineStatus(db->conn) != PQ_PIPELINE_OFF;
     int done = 0, idle = 0;
     for (int i = 0; i < n; i++)
         res[i] = NULL;
     while (done < n) {
-        while (PQisBusy(db->conn)) {
-            int64_t left_us = deadline - kb_mono_us();
-            if (bounded && left_us <= 0) {
-                kb_log_error("%s: no reply from the database within %ld ms", what, limit_ms);
-                goto fail;
-            }
-            struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN};
-            int k = poll(&p, 1, bounded ? (int)((left_us + 999) / 1000) : -1);
-            if ((k < 0 && errno != EINTR) || (k > 0 && !PQconsumeInput(db->conn)))
-                goto fail;
-        }
+        if (!kb__db_wait_result(db, what, deadline, limit_ms))
+            goto fail;
         PGresult *r = PQgetResult(db->conn);
         if (r == NULL) {
             if (!pipeline)
@@ -388,13 +305,13 @@ static PGresult *
 await_result(kb_db *db, const char *what)
 {
     PGresult *r;
-    return await_results(db, what, &r, 1) ? r : NULL;
+    return kb__db_await_results(db, what, &r, 1) ? r : NULL;
 }
 
 /* Queue the statement sent ahead (its Bind and Execute) on db's pipeline, and count it
  * (kalshibook_db_ahead_sent_total). False when libpq could not queue it. */
-static bool
-queue_ahead(kb_db *db)
+bool
+kb__db_queue_ahead(kb_db *db)
 {
     kb_metrics_add(KB_M_DB_AHEAD_SENT, 1);
     return PQsendQueryPrepared(db->conn, db->ahead->name, db->ahead->nparams,
@@ -404,20 +321,20 @@ queue_ahead(kb_db *db)
 /*
  * Send st(params) and wait for its result, with the statement sent ahead
  * (prepared by the caller) in the same round trip when there is one; its
- * result is kept in db->ahead_result. NULL as await_results() fails.
+ * result is kept in db->ahead_result. NULL as kb__db_await_results() fails.
  */
 static PGresult *
 send_and_await(kb_db *db, const kb_stmt *st, const char *const *params)
 {
-    if (!carries_ahead(db, st))
+    if (!kb__db_carries_ahead(db, st))
         return PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0)
                    ? await_result(db, st->name)
                    : NULL;
     PGresult *res[2];
     bool sent = PQenterPipelineMode(db->conn) &&
                 PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
-                PQpipelineSync(db->conn) && queue_ahead(db) && PQpipelineSync(db->conn);
-    if (!sent || !await_results(db, st->name, res, 2))
+                PQpipelineSync(db->conn) && kb__db_queue_ahead(db) && PQpipelineSync(db->conn);
+    if (!sent || !kb__db_await_results(db, st->name, res, 2))
         return NULL;
     if (!PQexitPipelineMode(db->conn)) { /* cannot happen with every result read */
         PQclear(res[0]);
@@ -429,8 +346,8 @@ send_and_await(kb_db *db, const kb_stmt *st, const char *const *params)
 }
 
 /* st is prepared on db's connection now. */
-static void
-note_prepared(kb_db *db, const kb_stmt *st)
+void
+kb__db_note_prepared(kb_db *db, const kb_stmt *st)
 {
     if (db->nprepared == db->capprepared) {
         db->capprepared = db->capprepared ? db->capprepared * 2 : 32;
@@ -440,29 +357,29 @@ note_prepared(kb_db *db, const kb_stmt *st)
     db->prepared[db->nprepared++] = st;
 }
 
-static kb_err
-prepare(kb_db *db, const kb_stmt *st)
+kb_err
+kb__db_prepare(kb_db *db, const kb_stmt *st)
 {
-    if (is_prepared(db, st))
+    if (kb__db_is_prepared(db, st))
         return KB_OK;
     PGresult *r = PQsendPrepare(db->conn, st->name, st->sql, st->nparams, NULL)
                       ? await_result(db, st->name)
                       : NULL;
     ExecStatusType s = PQresultStatus(r);
     if (s != PGRES_COMMAND_OK) {
-        set_sqlstate(db, r);
-        if (!connection_lost(db))
-            log_pq_error(st->name, PQresultErrorMessage(r));
+        kb__db_set_sqlstate(db, r);
+        if (!kb__db_connection_lost(db))
+            kb__db_log_pq_error(st->name, PQresultErrorMessage(r));
         PQclear(r);
         return db->conn == NULL ? KB_E_UNAVAILABLE : KB_E_INTERNAL;
     }
     PQclear(r);
-    note_prepared(db, st);
+    kb__db_note_prepared(db, st);
     return KB_OK;
 }
 
-static void
-clear_result(void *r)
+void
+kb__db_clear_result(void *r)
 {
     PQclear(r);
 }
@@ -486,8 +403,9 @@ kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *par
             kb_db_pre_end(db); /* what runs now is no part of it */
             if (db->conn == NULL)
                 continue;
-            err = prepare(db, st);
-            if (!err && carries_ahead(db, st) && (err = prepare(db, db->ahead)) == KB_E_INTERNAL) {
+            err = kb__db_prepare(db, st);
+            if (!err && kb__db_carries_ahead(db, st) &&
+                (err = kb__db_prepare(db, db->ahead)) == KB_E_INTERNAL) {
                 kb_db_ahead_clear(db); /* it cannot run: st goes alone */
                 err = KB_OK;
             }
@@ -501,340 +419,26 @@ kb_db_exec(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *par
         if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
             db->answered_us = kb_mono_us();
             if (out != NULL) {
-                kb_arena_on_reset(arena, clear_result, r);
+                kb_arena_on_reset(arena, kb__db_clear_result, r);
                 *out = r;
             } else {
                 PQclear(r);
             }
             return KB_OK;
         }
-        set_sqlstate(db, r);
-        if (connection_lost(db)) {
+        kb__db_set_sqlstate(db, r);
+        if (kb__db_connection_lost(db)) {
             PQclear(r);
             /* Only a read may be sent again: a write may have committed. */
             if (st->retry_safe && attempt == 0)
                 continue;
             return KB_E_UNAVAILABLE;
         }
-        log_pq_error(st->name, PQresultErrorMessage(r));
+        kb__db_log_pq_error(st->name, PQresultErrorMessage(r));
         PQclear(r);
         return KB_E_INTERNAL;
     }
     return KB_E_UNAVAILABLE;
-}
-
-/* The results of the one query just sent in pipeline mode (no Sync): its last
- * result, once the query is complete. NULL as await_results() fails. */
-static PGresult *
-await_open(kb_db *db, const char *what)
-{
-    bool bounded = db->statement_timeout_ms > 0;
-    long limit_ms = db->statement_timeout_ms + DB_REPLY_GRACE_MS;
-    int64_t deadline = kb_mono_us() + limit_ms * 1000;
-    PGresult *last = NULL;
-    for (;;) {
-        while (PQisBusy(db->conn)) {
-            int64_t left_us = deadline - kb_mono_us();
-            if (bounded && left_us <= 0) {
-                kb_log_error("%s: no reply from the database within %ld ms", what, limit_ms);
-                goto fail;
-            }
-            struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN};
-            int k = poll(&p, 1, bounded ? (int)((left_us + 999) / 1000) : -1);
-            if ((k < 0 && errno != EINTR) || (k > 0 && !PQconsumeInput(db->conn)))
-                goto fail;
-        }
-        PGresult *r = PQgetResult(db->conn);
-        if (r == NULL) {
-            if (last == NULL)
-                goto fail; /* no result at all: the connection broke */
-            return last;
-        }
-        PQclear(last);
-        last = r;
-    }
-fail:
-    PQclear(last);
-    return NULL;
-}
-
-/* After a failed statement in pipeline mode: Postgres skips to the Sync and
- * aborts; send it and leave pipeline mode. False when that fails too. */
-static bool
-sync_after_error(kb_db *db)
-{
-    PGresult *r;
-    if (!PQpipelineSync(db->conn) || !await_results(db, "sync", &r, 1))
-        return false;
-    PQclear(r);
-    return PQexitPipelineMode(db->conn) == 1;
-}
-
-/* Send st(params) in the open pipeline (no Sync) and wait for its result; with
- * the statement sent ahead right after it when ahead (prepared by the caller),
- * in the same transaction and round trip, its result kept in db->ahead_result.
- * On failure of either the transaction is over: aborted by the server (after a
- * Sync) or by a dropped connection. */
-static kb_err
-exec_in_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params, bool ahead,
-             PGresult **out)
-{
-    const kb_stmt *a = ahead ? db->ahead : NULL;
-    bool sent = PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
-                (a == NULL || queue_ahead(db)) && PQsendFlushRequest(db->conn) &&
-                PQflush(db->conn) == 0;
-    PGresult *r = sent ? await_open(db, st->name) : NULL;
-    ExecStatusType s = PQresultStatus(r);
-    if (a != NULL && (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)) {
-        PGresult *ar = await_open(db, a->name);
-        ExecStatusType as = PQresultStatus(ar);
-        if (as == PGRES_TUPLES_OK || as == PGRES_COMMAND_OK) {
-            db->ahead_result = ar;
-        } else {
-            /* The lookup failed in the transaction, which is aborted with it: so
-             * is st's work. Reported as st's failure; nothing commits. */
-            PQclear(r);
-            r = ar;
-            st = a;
-            s = PQresultStatus(r);
-        }
-    }
-    if (r != NULL && (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK)) {
-        db->open = true;
-        kb_arena_on_reset(arena, clear_result, r);
-        *out = r;
-        return KB_OK;
-    }
-    kb_db_ahead_clear(db);
-    db->open = false;
-    set_sqlstate(db, r);
-    if (r != NULL && !connection_lost(db)) {
-        log_pq_error(st->name, PQresultErrorMessage(r));
-        PQclear(r);
-        if (!sync_after_error(db)) {
-            connection_lost(db);
-            return KB_E_UNAVAILABLE;
-        }
-        return KB_E_INTERNAL;
-    }
-    PQclear(r);
-    if (db->conn != NULL)
-        connection_lost(db);
-    return KB_E_UNAVAILABLE;
-}
-
-kb_err
-kb_db_exec_open(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
-                PGresult **out)
-{
-    db->sqlstate[0] = '\0';
-    if (db->open) {
-        kb_log_error("%s: a transaction was left open; aborting it", st->name);
-        kb_db_disconnect(db);
-        db->next_attempt_us = 0;
-    }
-    kb_db_pre_end(db); /* a transaction begun ahead is too old a clock for st */
-    for (int attempt = 0;; attempt++) {
-        kb_err err = kb_db_connect(db);
-        if (err)
-            return err;
-        err = prepare(db, st);
-        /* The statement sent ahead goes out with st: prepare it now. */
-        if (!err && db->ahead != NULL && db->ahead_result == NULL &&
-            (err = prepare(db, db->ahead)) == KB_E_INTERNAL) {
-            kb_db_ahead_clear(db);
-            err = KB_OK;
-        }
-        if (err == KB_E_UNAVAILABLE && attempt == 0)
-            continue; /* nothing was executed: safe to retry on a new connection */
-        if (err)
-            return err;
-        break;
-    }
-    if (!PQenterPipelineMode(db->conn)) {
-        connection_lost(db);
-        return KB_E_UNAVAILABLE;
-    }
-    return exec_in_open(db, arena, st, params, carries_ahead(db, st), out);
-}
-
-/* Prepare st inside the pipeline (a Parse and a Flush: its own round trip, which
- * leaves an open transaction alone). False when the connection broke or the
- * server refused it (db->sqlstate). */
-static bool
-prepare_in_pipeline(kb_db *db, const kb_stmt *st)
-{
-    if (is_prepared(db, st))
-        return true;
-    bool sent = PQsendPrepare(db->conn, st->name, st->sql, st->nparams, NULL) &&
-                PQsendFlushRequest(db->conn) && PQflush(db->conn) == 0;
-    PGresult *r = sent ? await_open(db, st->name) : NULL;
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        set_sqlstate(db, r);
-    PQclear(r);
-    if (ok)
-        note_prepared(db, st);
-    return ok;
-}
-
-kb_err
-kb_db_exec_more(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
-                PGresult **out)
-{
-    db->sqlstate[0] = '\0';
-    if (!db->open || db->conn == NULL) {
-        kb_log_error("%s: no transaction open", st->name);
-        return KB_E_INTERNAL;
-    }
-    /* Pipeline mode: the statement is prepared on its own round trip (the first
-     * time on a connection); it leaves the open transaction alone. */
-    if (!prepare_in_pipeline(db, st)) {
-        db->open = false;
-        db->sqlstate[0] = '\0';
-        connection_lost(db); /* simplest way to end what is open */
-        return KB_E_UNAVAILABLE;
-    }
-    return exec_in_open(db, arena, st, params, false, out);
-}
-
-static bool
-result_ok(const PGresult *r)
-{
-    ExecStatusType s = PQresultStatus(r);
-    return r != NULL && (s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK);
-}
-
-kb_err
-kb_db_exec_chain(kb_db *db, kb_arena *arena, const kb_stmt *st, const char *const *params,
-                 bool chain, PGresult **out)
-{
-    db->sqlstate[0] = '\0';
-    if (kb_db_pre_xid(db, INT64_MAX) == 0)
-        return KB_E_UNAVAILABLE; /* nothing begun ahead: nothing sent */
-    const kb_stmt *a = carries_ahead(db, st) ? db->ahead : NULL;
-    if (!prepare_in_pipeline(db, st) || (a != NULL && !prepare_in_pipeline(db, a)) ||
-        (chain && !prepare_in_pipeline(db, &begin_stmt))) {
-        /* Nothing of st ran; the transaction begun ahead ends with the connection. */
-        kb_db_ahead_clear(db);
-        db->sqlstate[0] = '\0';
-        connection_lost(db);
-        return KB_E_UNAVAILABLE;
-    }
-    db->pre = KB_DB_PRE_NONE; /* st runs in it */
-    bool sent = PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0) &&
-                (a == NULL || queue_ahead(db)) && PQpipelineSync(db->conn) &&
-                (!chain || queue_begin(db));
-    PGresult *r = sent ? await_open(db, st->name) : NULL;
-    PGresult *ar = r != NULL && a != NULL ? await_open(db, a->name) : NULL;
-    PGresult *cr = NULL; /* an error of the commit itself */
-    bool read = r != NULL && (a == NULL || ar != NULL) && await_results(db, "commit", &cr, 1);
-    if (read && !chain && !PQexitPipelineMode(db->conn))
-        read = false;
-    if (!read) {
-        PQclear(r);
-        PQclear(ar);
-        PQclear(cr);
-        kb_db_ahead_clear(db);
-        db->sqlstate[0] = '\0';
-        connection_lost(db);
-        return KB_E_UNAVAILABLE; /* committed or not, nobody can say now */
-    }
-    if (result_ok(r) && (a == NULL || result_ok(ar)) && cr == NULL) {
-        if (a != NULL)
-            db->ahead_result = ar;
-        db->answered_us = kb_mono_us();
-        kb_arena_on_reset(arena, clear_result, r);
-        *out = r;
-        return KB_OK;
-    }
-    /* Aborted: the first failure says why (the caller logs what it did not expect). */
-    const PGresult *why = !result_ok(r) ? r : (a != NULL && !result_ok(ar)) ? ar : cr;
-    set_sqlstate(db, why);
-    bool lost = connection_lost(db);
-    PQclear(r);
-    PQclear(ar);
-    PQclear(cr);
-    kb_db_ahead_clear(db);
-    return lost ? KB_E_UNAVAILABLE : KB_E_INTERNAL;
-}
-
-static kb_err commit(kb_db *db, const kb_stmt *st, const char *const *params, bool chain);
-
-kb_err
-kb_db_commit(kb_db *db)
-{
-    return commit(db, NULL, NULL, false);
-}
-
-kb_err
-kb_db_commit_chain(kb_db *db)
-{
-    return commit(db, NULL, NULL, true);
-}
-
-kb_err
-kb_db_commit_with(kb_db *db, const kb_stmt *st, const char *const *params)
-{
-    return commit(db, st, params, false);
-}
-
-static kb_err
-commit(kb_db *db, const kb_stmt *st, const char *const *params, bool chain)
-{
-    if (!db->open || db->conn == NULL) {
-        kb_log_error("commit: no transaction open");
-        return KB_E_INTERNAL;
-    }
-    db->open = false;
-    const kb_stmt *ahead = carries_ahead(db, NULL) ? db->ahead : NULL;
-    PGresult *res[2] = {NULL, NULL};
-    int n = ahead ? 2 : 1;
-    /* st and the statement beginning the next transaction are prepared on a round
-     * trip of their own, the first time on a connection; it leaves the open
-     * transaction alone (as kb_db_exec_more()). */
-    if ((st != NULL && !prepare_in_pipeline(db, st)) ||
-        (chain && !prepare_in_pipeline(db, &begin_stmt))) {
-        connection_lost(db); /* simplest way to end what is open */
-        kb_db_disconnect(db);
-        return KB_E_INTERNAL; /* nothing was committed */
-    }
-    /* A lookup sent ahead after kb_db_exec_open() (the slow path's, lib/meter.c) may
-     * not be prepared yet: its Parse goes after the commit's Sync, in its own
-     * transaction, so even its failure cannot touch the commit. */
-    bool parse = ahead != NULL && !is_prepared(db, ahead);
-    bool sent = (st == NULL ||
-                 PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0)) &&
-                PQpipelineSync(db->conn) &&
-                (ahead == NULL || ((!parse || PQsendPrepare(db->conn, ahead->name, ahead->sql,
-                                                            ahead->nparams, NULL)) &&
-                                   queue_ahead(db) && PQpipelineSync(db->conn)));
-    sent = sent && (!chain || queue_begin(db));
-    if (!sent || !await_results(db, "commit", res, n) ||
-        (!chain && !PQexitPipelineMode(db->conn))) {
-        PQclear(res[0]);
-        PQclear(res[1]);
-        db->sqlstate[0] = '\0';
-        connection_lost(db);
-        return KB_E_UNAVAILABLE;
-    }
-    if (ahead != NULL)
-        db->ahead_result = res[1]; /* else it may hold what came with kb_db_exec_open() */
-    if (parse && PQresultStatus(res[1]) == PGRES_TUPLES_OK)
-        note_prepared(db, ahead);
-    if (res[0] != NULL && PQresultStatus(res[0]) != PGRES_COMMAND_OK &&
-        PQresultStatus(res[0]) != PGRES_TUPLES_OK) {
-        /* The commit itself failed: the transaction aborted. */
-        set_sqlstate(db, res[0]);
-        bool lost = connection_lost(db);
-        if (!lost)
-            log_pq_error("commit", PQresultErrorMessage(res[0]));
-        PQclear(res[0]);
-        return lost ? KB_E_UNAVAILABLE : KB_E_INTERNAL;
-    }
-    PQclear(res[0]);
-    db->answered_us = kb_mono_us();
-    return KB_OK;
 }
 
 kb_err
@@ -851,12 +455,12 @@ kb_db_command(kb_db *db, const char *sql)
         PQclear(r);
         return KB_OK;
     }
-    set_sqlstate(db, r);
-    if (connection_lost(db)) {
+    kb__db_set_sqlstate(db, r);
+    if (kb__db_connection_lost(db)) {
         PQclear(r);
         return KB_E_UNAVAILABLE;
     }
-    log_pq_error("command failed", PQresultErrorMessage(r));
+    kb__db_log_pq_error("command failed", PQresultErrorMessage(r));
     PQclear(r);
     return KB_E_INTERNAL;
 }
@@ -870,10 +474,10 @@ kb_db_send_async(kb_db *db, const kb_stmt *st, const char *const *params)
     kb_db_ahead_clear(db); /* a lookup sent ahead that nobody asked for is stale now */
     if (db->async != NULL)
         drain_async(db);
-    if (db->conn == NULL || prepare(db, st) != KB_OK)
+    if (db->conn == NULL || kb__db_prepare(db, st) != KB_OK)
         return false;
     if (!PQsendQueryPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0)) {
-        connection_lost(db);
+        kb__db_connection_lost(db);
         return false;
     }
     db->async = st;

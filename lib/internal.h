@@ -9,10 +9,66 @@
 
 #include "kb_arena.h"
 #include "kb_buf.h"
+#include "kb_err.h"
 #include "kb_ingest.h"
 
 struct cJSON;
 struct kb_ingest_msg;
+struct kb_worker;
+
+/* ---- db (kb_db.h): shared by lib/db.c and lib/db_tx.c ---- */
+
+struct kb_db;
+struct kb_stmt;
+struct pg_result;
+
+/* How long past its statement_timeout a connection's reply may be late before
+ * the worker stops waiting: the server answers a timed-out statement with an
+ * error itself, so only a server that answers nothing (frozen, partitioned
+ * away) reaches this. */
+#define KB__DB_REPLY_GRACE_MS 5000
+
+/* True when a statement sent ahead still waits to go out and st, another
+ * statement, is to carry it. */
+bool kb__db_carries_ahead(const struct kb_db *db, const struct kb_stmt *st);
+
+/* Queue the statement sent ahead (its Bind and Execute) on db's pipeline, and count
+ * it. False when libpq could not queue it. */
+bool kb__db_queue_ahead(struct kb_db *db);
+
+/* The results of what was just sent (for each of the n statements its last result;
+ * n > 1 only in pipeline mode, a sync after each), bounded by the statement timeout.
+ * False on a timeout or a read failure, with res all NULL. */
+bool kb__db_await_results(struct kb_db *db, const char *what, struct pg_result **res, int n);
+
+/* Wait until a result can be read without blocking, by deadline (monotonic µs) when
+ * db has a statement timeout. False on that and on a read failure. */
+bool kb__db_wait_result(struct kb_db *db, const char *what, int64_t deadline, long limit_ms);
+
+/* db->sqlstate from r ("" when none). */
+void kb__db_set_sqlstate(struct kb_db *db, const struct pg_result *r);
+
+/* After a failed call: was it the connection? Then drop it (and say so). */
+bool kb__db_connection_lost(struct kb_db *db);
+
+/* Log the first line of a libpq message. */
+void kb__db_log_pq_error(const char *what, const char *msg);
+
+/* st is prepared on db's connection (kb__db_is_prepared), or now is (kb__db_note_prepared);
+ * kb__db_prepare prepares it outside pipeline mode if it is not. */
+bool kb__db_is_prepared(const struct kb_db *db, const struct kb_stmt *st);
+void kb__db_note_prepared(struct kb_db *db, const struct kb_stmt *st);
+kb_err kb__db_prepare(struct kb_db *db, const struct kb_stmt *st);
+
+/* PQclear for kb_arena_on_reset(). */
+void kb__db_clear_result(void *r);
+
+/* ---- meter (kb_meter.h): shared by lib/meter*.c ---- */
+
+/* Settle the caller's own journal entry when it is pending (lib/meter_settle.c).
+ * False when the database did not answer. A charge whose transaction is still
+ * running is handed over as an orphan, and the worker takes a fresh entry. */
+bool kb__meter_settle_own(struct kb_worker *w, kb_arena *arena);
 
 /* ---- ingest (kb_ingest.h): shared by lib/ingest*.c ---- */
 

@@ -157,7 +157,7 @@ kb_err kb_db_exec_chain(kb_db *db, kb_arena *arena, const kb_stmt *st, const cha
  * Send st(params) as a transaction of its own and return without waiting: the
  * next use of db reads (and logs a failure of) its result first. For a write
  * that must leave at once but whose outcome the caller does not wait for (the
- * answered mark, lib/meter.c). A statement sent ahead and not asked for is
+ * answered mark, lib/meter_end.c). A statement sent ahead and not asked for is
  * dropped. No-op while the connection is down or a transaction is open; false
  * then (and when sending failed).
  */
