@@ -235,6 +235,18 @@ journal_charge(kb_journal_charge *j, const kb_req *req, const kb_ctx *ctx, const
     j->outbox_id = m->outbox_id;
 }
 
+/* What a charge of known's key returns no column for (kb_meter_result_read()'s given):
+ * the statement's own parameters, user and key id, the server's life, the cost. */
+static void
+known_given(kb_meter_result *given, const kb_worker_key *known, const char *life, int cost)
+{
+    memset(given, 0, sizeof(*given));
+    snprintf(given->user_id, sizeof(given->user_id), "%s", known->user_id);
+    snprintf(given->key_id, sizeof(given->key_id), "%s", known->key_id);
+    snprintf(given->token, sizeof(given->token), "%s", life);
+    given->cost = cost;
+}
+
 /* The charge's meter_inflight row could not be written (NOT NULL life): this pool no
  * longer holds its host's lease, so nothing was charged; its keeper stops the pool. */
 static kb_err
@@ -323,34 +335,22 @@ charge_one_trip(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead, boo
 {
     kb_worker *w = ctx->w;
     kb_db *db = &w->db;
+    /* The whole charge but its count (0: kb_meter_settle() does without, 0028), in the
+     * journal before anything is sent. */
+    kb_meter_result given;
+    known_given(&given, known, life, ctx->cost);
+    snprintf(given.cycle_start, sizeof(given.cycle_start), "%s", known->cycle_start);
+    snprintf(given.day, sizeof(given.day), "%s", known->day);
+    given.xid = xid;
+    given.fast_until_us = known->fast_until_us;
     kb_journal_charge j;
-    memset(&j, 0, sizeof(j));
-    snprintf(j.request_id, sizeof(j.request_id), "%s", req->request_id);
-    j.xid = xid;
-    snprintf(j.token, sizeof(j.token), "%s", life);
-    j.seq = 0; /* not known before the reply: kb_meter_settle() does without (0028) */
-    snprintf(j.user_id, sizeof(j.user_id), "%s", known->user_id);
-    snprintf(j.key_id, sizeof(j.key_id), "%s", known->key_id);
-    j.cost = ctx->cost;
-    snprintf(j.endpoint, sizeof(j.endpoint), "%s", ctx->route ? ctx->route : "unknown");
-    snprintf(j.cycle_start, sizeof(j.cycle_start), "%s", known->cycle_start);
-    snprintf(j.day, sizeof(j.day), "%s", known->day);
+    journal_charge(&j, req, ctx, &given);
     kb_journal_charged(w->journal, &j);
 
     char costs[16];
     snprintf(costs, sizeof(costs), "%d", ctx->cost);
     const char *p[] = {known->user_id,  known->key_id, costs,         j.endpoint,
                        req->request_id, life,          j.cycle_start, j.day};
-    kb_meter_result given;
-    memset(&given, 0, sizeof(given));
-    snprintf(given.user_id, sizeof(given.user_id), "%s", known->user_id);
-    snprintf(given.key_id, sizeof(given.key_id), "%s", known->key_id);
-    snprintf(given.token, sizeof(given.token), "%s", life);
-    given.cost = ctx->cost;
-    snprintf(given.cycle_start, sizeof(given.cycle_start), "%s", known->cycle_start);
-    snprintf(given.day, sizeof(given.day), "%s", known->day);
-    given.xid = xid;
-    given.fast_until_us = known->fast_until_us;
     if (lookup)
         ahead->send(db, ahead->arg);
     kb_metrics_add(KB_M_CHARGES_ONE_TRIP, 1);
@@ -486,11 +486,7 @@ kb_meter_charge(const kb_req *req, kb_ctx *ctx, const kb_meter_ahead *ahead)
     if (known != NULL && life != NULL) {
         const char *fast[] = {known->user_id, known->key_id, costs, route,     req->request_id,
                               life,           host->id,      slots, host->life};
-        memset(&given_m, 0, sizeof(given_m));
-        snprintf(given_m.user_id, sizeof(given_m.user_id), "%s", known->user_id);
-        snprintf(given_m.key_id, sizeof(given_m.key_id), "%s", known->key_id);
-        snprintf(given_m.token, sizeof(given_m.token), "%s", life);
-        given_m.cost = ctx->cost;
+        known_given(&given_m, known, life, ctx->cost);
         given = &given_m;
         if (lookup)
             ahead->send(db, ahead->arg);

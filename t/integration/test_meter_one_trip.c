@@ -152,26 +152,31 @@ assert_fast_miss(const PGresult *r)
                   PQresultErrorMessage(r));
 }
 
-/* A column of the account row as an integer (-1 for NULL). */
-static long
-account_long(PGconn *c, const charge *ch, const char *column)
-{
-    char sql[512];
-    int n = snprintf(sql, sizeof(sql), "SELECT %s FROM billing_accounts WHERE user_id = $1",
-                     column);
-    ck_assert(n > 0 && (size_t)n < sizeof(sql));
-    return kbt_sql_long1(c, sql, ch->v[P_USER]);
-}
-
-/* A column of the account row as text (malloc'd, NULL for NULL or no row). */
+/* A column of the account row as text (malloc'd, NULL for NULL or no row): the row as
+ * JSON, the column's name a parameter (no SQL text is built). */
 static char *
 account_text(PGconn *c, const charge *ch, const char *column)
 {
-    char sql[512];
-    int n = snprintf(sql, sizeof(sql), "SELECT %s::text FROM billing_accounts WHERE user_id = $1",
-                     column);
-    ck_assert(n > 0 && (size_t)n < sizeof(sql));
-    return kbt_sqlp_value(c, sql, 1, ch->v[P_USER]);
+    return kbt_sqlp_value(c,
+                          "SELECT to_jsonb(ba) ->> $2 FROM billing_accounts ba"
+                          " WHERE ba.user_id = $1",
+                          2, ch->v[P_USER], column);
+}
+
+/* A column of the account row as an integer (-1 for NULL); the row and the column
+ * must exist. */
+static long
+account_long(PGconn *c, const charge *ch, const char *column)
+{
+    char *v = kbt_sqlp_value(c,
+                             "SELECT CASE WHEN to_jsonb(ba) ? $2"
+                             " THEN coalesce(to_jsonb(ba) ->> $2, '-1') END"
+                             " FROM billing_accounts ba WHERE ba.user_id = $1",
+                             2, ch->v[P_USER], column);
+    ck_assert_msg(v != NULL, "no account row or no column %s", column);
+    long n = strtol(v, NULL, 10);
+    free(v);
+    return n;
 }
 
 static void
@@ -183,11 +188,28 @@ assert_account_text(PGconn *c, const charge *ch, const char *column, const char 
     free(got);
 }
 
-/* All that a charge changes in the account and its key's usage, as one text. */
-#define ACCOUNT_STATE                                                                              \
-    "(credits_used, rl_count, charge_seq, charge_xid, charge_request, usage_credits,"              \
-    " usage_requests, (SELECT (sum(u.requests), sum(u.credits_used)) FROM api_key_usage u"         \
-    " WHERE u.api_key_id = usage_key))"
+/* All that a charge changes in the account and its key's usage, as one text (malloc'd). */
+static char *
+account_state(PGconn *c, const charge *ch)
+{
+    return kbt_sqlp_value(c,
+                          "SELECT (credits_used, rl_count, charge_seq, charge_xid, charge_request,"
+                          " usage_credits, usage_requests, (SELECT (sum(u.requests),"
+                          " sum(u.credits_used)) FROM api_key_usage u"
+                          " WHERE u.api_key_id = usage_key))::text"
+                          " FROM billing_accounts WHERE user_id = $1",
+                          1, ch->v[P_USER]);
+}
+
+/* The state account_state() read before is unchanged. */
+static void
+assert_account_state(PGconn *c, const charge *ch, const char *before)
+{
+    char *now = account_state(c, ch);
+    ck_assert_msg(now != NULL && strcmp(now, before) == 0, "account state %s, want %s",
+                  now ? now : "NULL", before);
+    free(now);
+}
 
 static void
 assert_xact_status(PGconn *c, const char *xid, const char *want)
@@ -302,14 +324,14 @@ START_TEST(chain_raises_kb001_and_commits_nothing_outside_the_fast_path)
         kbt_clock_to(c, until, "1 second");
         free(until);
     }
-    char *before = account_text(c, &ch, ACCOUNT_STATE);
+    char *before = account_state(c, &ch);
     chain_begin(c, &ch);
     PGresult *r = chain_send(c, &ch);
     assert_fast_miss(r);
     PQclear(r);
     chain_end(c, true);
     assert_xact_status(c, ch.xid, "aborted");
-    assert_account_text(c, &ch, ACCOUNT_STATE, before);
+    assert_account_state(c, &ch, before);
     free(before);
     PQfinish(c);
 }
@@ -323,14 +345,14 @@ START_TEST(chain_takes_no_row_of_an_unknown_account)
     kbt_account a;
     charge ch;
     account_open(c, &a, &ch);
-    char *before = account_text(c, &ch, ACCOUNT_STATE);
+    char *before = account_state(c, &ch);
     charge other = ch;
     char *user = kbt_sql_value(c, "SELECT gen_random_uuid()::text");
     snprintf(other.v[P_USER], sizeof(other.v[P_USER]), "%s", user);
     PQclear(chain_run(c, &other, 0, true));
     ck_assert_int_eq(
         kbt_sql_long1(c, "SELECT count(*) FROM billing_accounts WHERE user_id = $1", user), 0);
-    assert_account_text(c, &ch, ACCOUNT_STATE, before); /* its key's account untouched */
+    assert_account_state(c, &ch, before); /* its key's account untouched */
     free(before);
     free(user);
     PQfinish(c);
